@@ -1,0 +1,70 @@
+# Tenpo: every documented way to build, run and check the system goes through here.
+# Needs only Python >= 3.11 and make; uv is bootstrapped into .tools/ when it is missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(shell command -v $(PYTHON))
+RUN := $(UV) run --frozen --no-sync
+PROTO_OUT := libs/protos
+PROTO_FILES = $(shell find protos -name '*.proto' | sort)
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	@echo "uv not found: bootstrapping it into .tools/ (no root needed)"
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: uv.lock pyproject.toml libs/kit/pyproject.toml libs/protos/pyproject.toml | $(UV)
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+$(PROTO_OUT)/.generated: .venv/.synced $(PROTO_FILES)
+	@rm -rf $(PROTO_OUT)/tenpo
+	@$(RUN) python -m tenpo.kit.protogen protos $(PROTO_OUT)
+	@touch $@
+
+setup: $(PROTO_OUT)/.generated ## Install dependencies and generate code
+
+protos: $(PROTO_OUT)/.generated ## Generate Python code and type stubs from protos/
+
+run: setup ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
+	@$(RUN) python -m tenpo.kit.devstack run
+
+migrate: setup ## Apply every service's migrations (embedded stack, or the URLs in the environment)
+	@$(RUN) python -m tenpo.kit.devstack migrate
+
+test: setup ## Run the whole test suite against real PostgreSQL and NATS
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: setup ## Only the tests that need no servers
+	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+$(BUF):
+	@npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1.75.0 >/dev/null
+
+lint: setup $(BUF) ## buf lint, ruff check + format, mypy, import contracts
+	@$(BUF) lint $(PROTO_OUT)/tenpo_descriptors.binpb --config buf.yaml
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy
+	@$(RUN) lint-imports
+
+fmt: setup ## Format the code and apply safe fixes
+	@$(RUN) ruff format .
+	@$(RUN) ruff check --fix .
+
+bench: setup ## Side-by-side benchmarks; prints ratios and writes bench/results.json
+	@$(RUN) python -m bench $(BENCH_ARGS)
+
+clean: ## Remove generated code, virtualenvs, caches and local data
+	@rm -rf .venv .tools $(PROTO_OUT)/tenpo $(PROTO_OUT)/.generated .pytest_cache .mypy_cache .ruff_cache .data bench/results.json
+	@find . -name __pycache__ -type d -prune -exec rm -rf {} +

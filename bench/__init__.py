@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks (`make bench`): each target is a ratio measured in one run."""

@@ -1,0 +1,2 @@
+"""Tenpo's shared service kit: what every service stands on (settings, gRPC bootstrap,
+persistence, events, auth, errors, idempotency, pagination)."""

@@ -1,0 +1,174 @@
+"""Persistence: one async engine per service, a unit of work, and the kit's own tables."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from opentelemetry import propagate
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+#: Tables every service carries next to its own: each service's Alembic environment includes
+#: this metadata, so the tables live in the service's database and its migrations.
+KIT_METADATA = sa.MetaData()
+
+outbox_table = sa.Table(
+    "outbox",
+    KIT_METADATA,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    # Publishing order; identity so concurrent writers never collide.
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("headers", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Index("outbox_pending", "seq", postgresql_where=sa.text("published_at IS NULL")),
+)
+
+inbox_table = sa.Table(
+    "inbox",
+    KIT_METADATA,
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column(
+        "handled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+idempotency_table = sa.Table(
+    "idempotency_keys",
+    KIT_METADATA,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("request_id", sa.Text, primary_key=True),
+    sa.Column("request_hash", sa.LargeBinary, nullable=False),
+    sa.Column("response", sa.LargeBinary),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+
+def event_subject(message: Message, service: str | None = None) -> str:
+    """``tenpo.<service>.<event_name>``: the service comes from the proto package
+    (``tenpo.catalog.v1.ProductPublished`` → ``tenpo.catalog.product_published``)."""
+    return subject_for(message.DESCRIPTOR.full_name, service)
+
+
+def subject_for(full_name: str, service: str | None = None) -> str:
+    parts = full_name.split(".")
+    if service is None:
+        if len(parts) < 3 or parts[0] != "tenpo":
+            raise ValueError(f"cannot tell the owning service of {full_name}; pass service=")
+        service = parts[1]
+    return f"tenpo.{service}.{_snake(parts[-1])}"
+
+
+def _snake(name: str) -> str:
+    out: list[str] = []
+    for i, char in enumerate(name):
+        if char.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
+
+
+class Database:
+    """A service's database: engine, sessions, units of work. Built from settings at start-up,
+    never at import time."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            # A prepared-statement cache per connection is asyncpg's big win; keep it.
+            connect_args={"server_settings": {"application_name": "tenpo"}},
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Set when a unit of work commits events, so the relay publishes at once.
+        self.outbox_signal = asyncio.Event()
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class UnitOfWork:
+    """One transaction. Rolls back unless ``commit()`` was called; events added with
+    ``add_event`` are written to the outbox in the same transaction."""
+
+    session: AsyncSession
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._events: list[dict[str, Any]] = []
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._db.sessions()
+        await self.session.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def add_event(self, message: Message, *, service: str | None = None) -> uuid.UUID:
+        """Queue an event; it is stored with the transaction's other writes at commit."""
+        event_id = uuid.uuid4()
+        headers: dict[str, str] = {}
+        # The trace that caused the event continues in whoever consumes it.
+        propagate.inject(headers)
+        self._events.append(
+            {
+                "id": event_id,
+                "subject": event_subject(message, service),
+                "event_type": message.DESCRIPTOR.full_name,
+                "payload": message.SerializeToString(deterministic=True),
+                "headers": headers,
+                "occurred_at": datetime.now(UTC),
+            }
+        )
+        return event_id
+
+    @property
+    def pending_events(self) -> Sequence[dict[str, Any]]:
+        return tuple(self._events)
+
+    async def commit(self) -> None:
+        if self._events:
+            await self.session.execute(sa.insert(outbox_table), self._events)
+        await self.session.commit()
+        self._committed = True
+        if self._events:
+            self._db.outbox_signal.set()
+            self._events = []
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
+        self._events = []

@@ -1,0 +1,610 @@
+"""Devstack runner: the whole system on one machine (``make run``), or its migrations alone."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO, Literal, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tenpo.kit.devstack.config import ConfigError, ServiceSpec, StackConfig
+from tenpo.kit.devstack.nats import EmbeddedNats, NatsError
+from tenpo.kit.devstack.net import port_in_use, url_host
+from tenpo.kit.devstack.postgres import EmbeddedPostgres, PostgresError, ensure_database
+from tenpo.kit.devstack.process import parent_death_preexec, stop_all
+from tenpo.kit.settings import ServiceSettings
+
+STAFF_TOKEN_SCOPES = (
+    "catalog:write",
+    "inventory:write",
+    "customers:read",
+    "customers:write",
+    "orders:read",
+    "orders:write",
+)
+STAFF_TOKEN_TTL = timedelta(hours=12)
+#: How long services get to finish in-flight calls after SIGTERM before they are killed.
+SERVICE_STOP_GRACE = 15.0
+#: Upper bound for one service's ``migrate`` or ``seed`` run.
+SERVICE_COMMAND_TIMEOUT = 600.0
+READY_BANNER = "Press Ctrl-C to stop."
+
+
+class StackError(RuntimeError):
+    """The stack cannot start or keep running; the message says why and where to look."""
+
+
+_EXPECTED_ERRORS = (StackError, PostgresError, NatsError, ConfigError)
+
+
+# -- small pieces -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    status: str = "ready"
+    detail: str = ""
+
+
+class Progress:
+    """One line per step: its name, then how it went and how long it took."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def line(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    @contextlib.contextmanager
+    def step(self, label: str) -> Iterator[_Outcome]:
+        self.out.write(f"  {label:<24} ")
+        self.out.flush()
+        started = time.monotonic()
+        outcome = _Outcome()
+        try:
+            yield outcome
+        except BaseException:
+            self.line(f"failed ({time.monotonic() - started:.1f} s)")
+            raise
+        detail = f"  {outcome.detail}" if outcome.detail else ""
+        self.line(f"{outcome.status} ({time.monotonic() - started:.1f} s){detail}")
+
+
+class StackLock:
+    """One devstack process per data directory. An flock, so a crashed runner never leaves
+    a stale lock behind; the file's text says who holds it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def acquire(self, purpose: str) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        file = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            return False
+        file.seek(0)
+        file.truncate()
+        file.write(f"{os.getpid()} {purpose}\n")
+        file.flush()
+        self._file = file
+        return True
+
+    def holder(self) -> str:
+        try:
+            pid, purpose = self.path.read_text(encoding="utf-8").split()[:2]
+        except (OSError, ValueError):
+            return "unknown process"
+        return f"`{purpose}`, pid {pid}"
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.truncate(0)
+            self._file.close()
+            self._file = None
+
+
+class _ShutdownSignals:
+    """SIGINT and SIGTERM both end the stack cleanly: the first one interrupts whatever is
+    going on; once stopping has begun, further ones are ignored so the shutdown completes
+    in order instead of leaving servers behind."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __enter__(self) -> _ShutdownSignals:
+        self._previous = {
+            signum: signal.signal(signum, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+
+def load_database_passwords(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """Per-service database passwords: generated once, then read back so restarts work."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        document = {}
+    passwords: dict[str, str] = document.setdefault("database_passwords", {})
+    missing = [name for name in names if name not in passwords]
+    for name in missing:
+        passwords[name] = secrets.token_urlsafe(24)
+    if missing:
+        _write_private(path, json.dumps(document, indent=2) + "\n")
+    return {name: passwords[name] for name in names}
+
+
+def _write_private(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = url_host(parts.hostname or "")
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _display(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(f"    | {line}" for line in tail)
+
+
+# -- the stack --------------------------------------------------------------------------------
+
+
+class DevStack:
+    """The servers and service processes of one ``run`` or ``migrate``, and their teardown."""
+
+    def __init__(self, config: StackConfig, out: TextIO) -> None:
+        self.config = config
+        self.progress = Progress(out)
+        self.postgres: EmbeddedPostgres | None = None
+        self.stop_postgres = False
+        self.admin_url: str | None = config.external_postgres_admin_url
+        self.nats: EmbeddedNats | None = None
+        self.nats_url = config.external_nats_url or f"nats://127.0.0.1:{config.nats_port}"
+        self.database_urls: dict[str, str] = dict(config.database_urls)
+        self.auth_env: dict[str, str] = {}
+        self.staff_token: str | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.issuer = os.environ.get("TENPO_AUTH_ISSUER") or str(
+            ServiceSettings.model_fields["auth_issuer"].default
+        )
+        self.audience = os.environ.get("TENPO_AUTH_AUDIENCE") or "tenpo"
+
+    @property
+    def services(self) -> list[ServiceSpec]:
+        return self.config.services
+
+    # -- start-up steps ----------------------------------------------------------------------
+
+    def start_postgres(self, stop: Literal["always", "if_started", "never"]) -> None:
+        """Start the embedded server when one is needed; ``stop`` says whether close() stops
+        it: always (``run`` owns the data directory), only if this call started it, never."""
+        cfg = self.config
+        if not cfg.needs_embedded_postgres:
+            return
+        self.postgres = EmbeddedPostgres(
+            cfg.postgres_dir, cfg.postgres_port, cfg.host, log_file=cfg.log_file("postgres")
+        )
+        with self.progress.step("postgres") as outcome:
+            already_running = self.postgres.is_running()
+            # Decided before start() so that an interrupt half-way still stops the server.
+            self.stop_postgres = stop == "always" or (stop == "if_started" and not already_running)
+            self.postgres.start()
+            outcome.detail = f"{cfg.host}:{cfg.postgres_port}"
+            if already_running:
+                outcome.detail += " (was already running)"
+        self.admin_url = self.postgres.admin_url()
+
+    def ensure_databases(self) -> None:
+        wanted = [
+            s.name for s in self.services if s.has_database and s.name not in self.database_urls
+        ]
+        if not wanted:
+            return
+        if self.admin_url is None:
+            raise StackError("no PostgreSQL to create databases on")
+        passwords = load_database_passwords(self.config.secrets_file, wanted)
+        with self.progress.step("databases") as outcome:
+            for name in wanted:
+                self.database_urls[name] = ensure_database(self.admin_url, name, passwords[name])
+            outcome.status = "done"
+            outcome.detail = ", ".join(wanted)
+
+    def start_nats(self) -> None:
+        cfg = self.config
+        if cfg.external_nats_url:
+            return
+        self.nats = EmbeddedNats(
+            cfg.nats_dir,
+            cfg.nats_port,
+            cfg.nats_monitor_port,
+            cfg.host,
+            log_file=cfg.log_file("nats"),
+            die_with_parent=True,
+        )
+        with self.progress.step("nats") as outcome:
+            self.nats.start()
+            outcome.detail = self.nats.url
+
+    def ensure_keys(self) -> None:
+        # Development signing keys: services verify tokens with the JWKS, and the staff token
+        # printed at the end lets a developer call the APIs right away.
+        from tenpo.kit import devkeys
+
+        with self.progress.step("keys") as outcome:
+            keys = devkeys.ensure_dev_keys(self.config.keys_dir)
+            self.auth_env = {"TENPO_AUTH_JWKS_FILE": str(keys.jwks_path)}
+            self.staff_token = devkeys.mint_token(
+                keys.private_key_pem,
+                keys.kid,
+                subject="dev-staff",
+                kind="staff",
+                issuer=self.issuer,
+                audience=self.audience,
+                scopes=STAFF_TOKEN_SCOPES,
+                ttl=STAFF_TOKEN_TTL,
+            )
+            _write_private(self.config.token_file, self.staff_token + "\n")
+            outcome.status = "done"
+            outcome.detail = _display(self.config.keys_dir)
+
+    def run_service_command(self, spec: ServiceSpec, command: str) -> None:
+        """``python -m services.<name> <command>`` to completion, output to its log."""
+        log_file = self.config.log_file(spec.name)
+        with self.progress.step(f"{command} {spec.name}") as outcome:
+            with self._open_log(log_file, command) as log_output:
+                result = subprocess.run(  # noqa: S603
+                    [sys.executable, "-m", spec.module, command],
+                    env=self.service_env(spec),
+                    cwd=self.config.root_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_output,
+                    stderr=subprocess.STDOUT,
+                    timeout=SERVICE_COMMAND_TIMEOUT,
+                    check=False,
+                )
+            if result.returncode != 0:
+                raise StackError(
+                    f"`python -m {spec.module} {command}` failed with exit code "
+                    f"{result.returncode}; see {_display(log_file)}\n{_log_tail(log_file)}"
+                )
+            outcome.status = "done"
+
+    def start_services(self) -> None:
+        busy = [
+            f"{port} ({spec.name})"
+            for spec in self.services
+            for port in (spec.grpc_port, spec.http_port)
+            if port is not None and port_in_use(self.config.host, port)
+        ]
+        if busy:
+            raise StackError(
+                f"port(s) already in use: {', '.join(busy)}. A service left over from an earlier "
+                "run? Stop it, or move the ports (TENPO_PORT_BASE, <NAME>_GRPC_PORT)."
+            )
+        started = time.monotonic()
+        for spec in self.services:
+            with self._open_log(self.config.log_file(spec.name), "serve") as log_output:
+                self.processes[spec.name] = subprocess.Popen(  # noqa: S603
+                    [sys.executable, "-m", spec.module],
+                    env=self.service_env(spec),
+                    cwd=self.config.root_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_output,
+                    stderr=subprocess.STDOUT,
+                    # Own process group: a terminal's Ctrl-C reaches only the runner, which
+                    # then stops services before the servers they depend on.
+                    start_new_session=True,
+                    preexec_fn=parent_death_preexec(),
+                )
+        self._wait_until_serving(started)
+
+    def _wait_until_serving(self, started: float) -> None:
+        deadline = started + self.config.start_timeout
+        pending = {spec.name: spec for spec in self.services}
+        channels = {
+            spec.name: grpc.insecure_channel(f"{url_host(self.config.host)}:{spec.grpc_port}")
+            for spec in self.services
+        }
+        try:
+            while pending:
+                for name, spec in list(pending.items()):
+                    self._raise_if_exited(name, "while starting")
+                    if self._serving(channels[name]):
+                        del pending[name]
+                        elapsed = time.monotonic() - started
+                        self.progress.line(
+                            f"  {'start ' + name:<24} ready ({elapsed:.1f} s)  "
+                            f"grpc {self.config.host}:{spec.grpc_port}"
+                        )
+                if pending and time.monotonic() > deadline:
+                    logs = ", ".join(_display(self.config.log_file(name)) for name in pending)
+                    raise StackError(
+                        f"{', '.join(pending)} not serving after {self.config.start_timeout:.0f} s "
+                        f"(TENPO_START_TIMEOUT); see {logs}"
+                    )
+                if pending:
+                    time.sleep(0.25)
+        finally:
+            for channel in channels.values():
+                channel.close()
+
+    @staticmethod
+    def _serving(channel: grpc.Channel) -> bool:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+        except grpc.RpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def _raise_if_exited(self, name: str, when: str) -> None:
+        code = self.processes[name].poll()
+        if code is not None:
+            log_file = self.config.log_file(name)
+            raise StackError(
+                f"{name} exited with code {code} {when}; see {_display(log_file)}\n"
+                f"{_log_tail(log_file)}"
+            )
+
+    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
+        """The environment of a service process (names follow tenpo.kit.settings)."""
+        prefix = spec.env_prefix
+        env = {
+            # Defaults a developer may override from their shell.
+            "TENPO_ENVIRONMENT": "development",
+            "TENPO_LOG_FORMAT": "json",
+            **os.environ,
+            "TENPO_AUTH_ISSUER": self.issuer,
+            "TENPO_AUTH_AUDIENCE": self.audience,
+            **self.auth_env,
+            "TENPO_NATS_URL": self.nats_url,
+            f"{prefix}SERVICE_NAME": spec.name,
+            f"{prefix}GRPC_PORT": str(spec.grpc_port),
+            # Log lines reach the log file as they happen, not when a buffer fills.
+            "PYTHONUNBUFFERED": "1",
+        }
+        for other in self.services:
+            env[f"TENPO_{other.name.upper()}_TARGET"] = f"127.0.0.1:{other.grpc_port}"
+        if spec.name in self.database_urls:
+            env[f"{prefix}DATABASE_URL"] = self.database_urls[spec.name]
+        if spec.http_port is not None:
+            env[f"{prefix}HTTP_PORT"] = str(spec.http_port)
+        return env
+
+    @contextlib.contextmanager
+    def _open_log(self, path: Path, what: str) -> Iterator[IO[bytes]]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as log_output:
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            log_output.write(f"\n=== tenpo devstack: {what} at {stamp} ===\n".encode())
+            log_output.flush()
+            yield log_output
+
+    # -- running -----------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        cfg = self.config
+        rows: list[tuple[str, str, str]] = []
+        if self.postgres is not None:
+            address = f"postgresql://postgres@{url_host(cfg.host)}:{cfg.postgres_port}/postgres"
+            rows.append(("postgres", address, _display(self.postgres.log_file)))
+        elif self.admin_url is not None:
+            rows.append(("postgres", _redact(self.admin_url), "(external)"))
+        if self.nats is not None:
+            address = self.nats.url
+            if self.nats.monitor_url:
+                address += f"  (monitor {self.nats.monitor_url})"
+            rows.append(("nats", address, _display(self.nats.log_file)))
+        else:
+            rows.append(("nats", _redact(self.nats_url), "(external)"))
+        for spec in self.services:
+            address = f"grpc {cfg.host}:{spec.grpc_port}"
+            if spec.http_port is not None:
+                address = f"http://{url_host(cfg.host)}:{spec.http_port}  {address}"
+            rows.append((spec.name, address, _display(cfg.log_file(spec.name))))
+        header = ("process", "address", "log")
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(2)]
+        lines = [
+            f"  {a:<{widths[0]}}  {b:<{widths[1]}}  {c}".rstrip() for a, b, c in [header, *rows]
+        ]
+        return "\n".join(lines)
+
+    def watch(self) -> None:
+        """Block until interrupted; a process that dies meanwhile ends the stack with an error."""
+        while True:
+            for name in self.processes:
+                self._raise_if_exited(name, "unexpectedly")
+            if self.nats is not None and not self.nats.is_running():
+                raise StackError(f"nats-server stopped unexpectedly; see {self.nats.log_file}")
+            if self.postgres is not None and not self.postgres.is_running():
+                raise StackError(f"PostgreSQL stopped unexpectedly; see {self.postgres.log_file}")
+            time.sleep(1.0)
+
+    def close(self) -> None:
+        """Stop what this stack started, dependents first; every step runs even if one fails."""
+        if self.processes:
+            with self._best_effort("stop services"):
+                stop_all(list(self.processes.values()), SERVICE_STOP_GRACE)
+                self.processes.clear()
+        if self.nats is not None:
+            with self._best_effort("stop nats"):
+                self.nats.stop()
+        if self.postgres is not None and self.stop_postgres:
+            with self._best_effort("stop postgres"):
+                self.postgres.stop()
+
+    @contextlib.contextmanager
+    def _best_effort(self, label: str) -> Iterator[None]:
+        try:
+            with self.progress.step(label) as outcome:
+                outcome.status = "done"
+                yield
+        except Exception as error:
+            # Teardown goes on to the next server whatever went wrong with this one.
+            print(f"  warning: {label}: {error}", file=sys.stderr)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
+    """Start everything, print where it listens, serve until Ctrl-C/SIGTERM, stop everything."""
+    lock = StackLock(config.lock_file)
+    if not lock.acquire("run"):
+        print(
+            f"error: Tenpo's devstack is already running on {config.data_dir} ({lock.holder()}); "
+            "stop it first (Ctrl-C in its terminal)",
+            file=sys.stderr,
+        )
+        return 1
+    stack = DevStack(config, out)
+    progress = stack.progress
+    code = 0
+    with _ShutdownSignals() as signals:
+        try:
+            progress.line(f"Starting Tenpo (data in {_display(config.data_dir)})")
+            stack.start_postgres("always")
+            stack.ensure_databases()
+            stack.start_nats()
+            stack.ensure_keys()
+            for spec in stack.services:
+                if spec.has_database:
+                    stack.run_service_command(spec, "migrate")
+            for spec in stack.services:
+                if spec.has_database:
+                    stack.run_service_command(spec, "seed")
+            stack.start_services()
+            progress.line()
+            progress.line("Tenpo is running:")
+            progress.line()
+            progress.line(stack.summary())
+            if not stack.services:
+                progress.line(f"  (no services found in {_display(config.root_dir / 'services')})")
+            if stack.staff_token:
+                progress.line()
+                hours = STAFF_TOKEN_TTL.total_seconds() / 3600
+                progress.line(
+                    f"Development staff token (valid {hours:.0f} h, "
+                    f"also in {_display(config.token_file)}):"
+                )
+                progress.line(f"  {stack.staff_token}")
+            progress.line()
+            progress.line(READY_BANNER)
+            stack.watch()
+        except KeyboardInterrupt:
+            progress.line()
+            progress.line("Stopping Tenpo")
+        except _EXPECTED_ERRORS as error:
+            print(f"\nerror: {error}", file=sys.stderr)
+            code = 1
+        finally:
+            signals.stopping = True
+            stack.close()
+            lock.release()
+    return code
+
+
+def migrate(config: StackConfig, out: TextIO = sys.stdout) -> int:
+    """Apply every service's migrations, on the embedded PostgreSQL (started if needed and
+    stopped again) or on the databases the environment names."""
+    with_database = [spec for spec in config.services if spec.has_database]
+    if not with_database:
+        out.write("No service with a database: nothing to migrate.\n")
+        return 0
+    lock = StackLock(config.lock_file)
+    owns_servers = lock.acquire("migrate")
+    if not owns_servers and "migrate" in lock.holder():
+        print(f"error: another migrate is running ({lock.holder()})", file=sys.stderr)
+        return 1
+    stack = DevStack(config, out)
+    code = 0
+    with _ShutdownSignals() as signals:
+        try:
+            # Without the lock a `run` owns the servers: use its PostgreSQL, never stop it.
+            stack.start_postgres("if_started" if owns_servers else "never")
+            stack.ensure_databases()
+            for spec in with_database:
+                stack.run_service_command(spec, "migrate")
+        except KeyboardInterrupt:
+            code = 130
+        except _EXPECTED_ERRORS as error:
+            print(f"\nerror: {error}", file=sys.stderr)
+            code = 1
+        finally:
+            signals.stopping = True
+            stack.close()
+            lock.release()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tenpo.kit.devstack",
+        description="Tenpo on one machine: embedded PostgreSQL and NATS, every service.",
+    )
+    parser.add_argument("command", choices=["run", "migrate"])
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="  warning: %(message)s")
+    try:
+        config = StackConfig.from_env()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.command == "run":
+        return run(config)
+    return migrate(config)

@@ -1,0 +1,372 @@
+"""Events: NATS JetStream streams, the outbox relay and idempotent durable consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import nats
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from opentelemetry import propagate, trace
+from sqlalchemy.dialects import postgresql as pg
+
+from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("tenpo.kit.events")
+
+EVENT_ID_HEADER = "Tenpo-Event-Id"
+EVENT_TYPE_HEADER = "Tenpo-Event-Type"
+OCCURRED_AT_HEADER = "Tenpo-Occurred-At"
+M = TypeVar("M", bound=Message)
+
+
+def stream_name(service: str) -> str:
+    return f"TENPO_{service.upper()}"
+
+
+class EventBus:
+    """A NATS connection with JetStream; reconnects on its own once connected."""
+
+    def __init__(self, url: str, *, replicas: int = 1, name: str = "tenpo") -> None:
+        self.url = url
+        self.replicas = replicas
+        self.name = name
+        self._nc: nats.NATS | None = None
+        self._js: JetStreamContext | None = None
+
+    async def connect(self, *, timeout: float = 30.0) -> None:
+        """Connect, retrying for up to ``timeout`` seconds: at start-up the broker may still
+        be coming up."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        delay = 0.2
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    self.url,
+                    name=self.name,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                )
+                break
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._js = self._nc.jetstream(timeout=5)
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise RuntimeError("EventBus.connect() was not called")
+        return self._js
+
+    async def ensure_stream(self, service: str) -> None:
+        """Create (or update) the stream that holds ``tenpo.<service>.>``. Both the owning
+        service and its consumers call this, so start-up order does not matter."""
+        config = StreamConfig(
+            name=stream_name(service),
+            subjects=[f"tenpo.{service}.>"],
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            # Redeliveries by the relay within this window are dropped by the broker.
+            duplicate_window=120.0,
+            max_age=7 * 24 * 3600.0,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await self.js.update_stream(config)
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: Mapping[str, str], msg_id: str
+    ) -> None:
+        await self.js.publish(subject, payload, headers={**headers, "Nats-Msg-Id": msg_id})
+
+    async def broadcast(
+        self, subject: str, callback: Callable[[str, Mapping[str, str], bytes], Awaitable[None]]
+    ) -> None:
+        """Receive every message on ``subject`` in this process, outside any durable
+        consumer: each replica sees each event (for cache invalidation), nothing is
+        acknowledged or stored."""
+        if self._nc is None:
+            raise RuntimeError("EventBus.connect() was not called")
+
+        async def deliver(message: Msg) -> None:
+            try:
+                await callback(message.subject, dict(message.headers or {}), message.data)
+            except Exception:
+                log.exception("broadcast handler failed", extra={"subject": message.subject})
+
+        await self._nc.subscribe(subject, cb=deliver)
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self._nc = None
+        self._js = None
+
+
+class OutboxRelay:
+    """Publishes every pending outbox row, oldest first, including rows left behind by a
+    crash. Rows are locked with SKIP LOCKED, so several workers can relay side by side;
+    a row is marked published only after the broker acknowledged it, and the broker drops
+    a re-sent row by its ``Nats-Msg-Id``."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        retention_hours: float = 24.0,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention_hours = retention_hours
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self.db.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(outbox_table)
+                    .where(outbox_table.c.published_at.is_(None))
+                    .order_by(outbox_table.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # Sent back to back on one connection, so the stream keeps the outbox order;
+            # the acks are awaited together.
+            await asyncio.gather(
+                *(
+                    self.bus.publish(
+                        row.subject,
+                        row.payload,
+                        {
+                            **row.headers,
+                            EVENT_ID_HEADER: str(row.id),
+                            EVENT_TYPE_HEADER: row.event_type,
+                            OCCURRED_AT_HEADER: row.occurred_at.isoformat(),
+                        },
+                        msg_id=str(row.id),
+                    )
+                    for row in rows
+                )
+            )
+            await self._after_publish()
+            await conn.execute(
+                sa.update(outbox_table)
+                .where(outbox_table.c.id.in_([row.id for row in rows]))
+                .values(published_at=sa.func.now())
+            )
+        return len(rows)
+
+    async def _after_publish(self) -> None:
+        """Hook between publishing and marking; tests use it to crash the relay there."""
+
+    async def purge_published(self) -> None:
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                sa.delete(outbox_table).where(
+                    outbox_table.c.published_at
+                    < sa.func.now() - sa.text(f"interval '{float(self.retention_hours)} hours'")
+                )
+            )
+
+    async def run(self) -> None:
+        """Relay until cancelled. Failures (broker down, database restart) back off and retry;
+        nothing is lost because rows stay pending until acknowledged."""
+        backoff = self.poll_interval
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                published = await self.publish_pending()
+                backoff = self.poll_interval
+                if loop.time() - last_purge > 600:
+                    await self.purge_published()
+                    last_purge = loop.time()
+                if published:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("outbox relay: publish failed, retrying", extra={"error": repr(error)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self.db.outbox_signal.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.db.outbox_signal.wait(), self.poll_interval)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as delivered to a consumer."""
+
+    id: uuid.UUID
+    type: str
+    subject: str
+    payload: bytes
+    occurred_at: datetime | None
+    delivery: int = 1
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def parse(self, message_type: type[M]) -> M:
+        return message_type.FromString(self.payload)
+
+
+Handler = Callable[[UnitOfWork, Event], Awaitable[None]]
+
+
+@dataclass
+class Subscription:
+    """What one durable consumer listens to: a producer's stream and handlers by event type.
+
+    ``handlers`` maps proto message types to coroutines; events of other types on the same
+    subjects are acknowledged and skipped.
+    """
+
+    durable: str
+    source_service: str
+    handlers: Mapping[type[Message], Handler]
+    max_deliver: int = 20
+    ack_wait_seconds: float = 30.0
+
+    def subjects(self) -> list[str]:
+        return [subject_for(t.DESCRIPTOR.full_name, self.source_service) for t in self.handlers]
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        for message_type, handler in self.handlers.items():
+            if message_type.DESCRIPTOR.full_name == event_type:
+                return handler
+        return None
+
+
+class Consumer:
+    """Runs one Subscription: the handler's writes and the handled event id commit in one
+    transaction, so redelivery (at-least-once) has exactly one effect. A failing handler
+    rolls back and the message is redelivered with backoff; the error is never swallowed
+    into an ack."""
+
+    def __init__(
+        self, db: Database, bus: EventBus, subscription: Subscription, *, batch_size: int = 64
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.subscription = subscription
+        self.batch_size = batch_size
+
+    async def run(self) -> None:
+        sub = self.subscription
+        await self.bus.ensure_stream(sub.source_service)
+        config = ConsumerConfig(
+            durable_name=sub.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=sub.max_deliver,
+            ack_wait=sub.ack_wait_seconds,
+            filter_subjects=sub.subjects(),
+        )
+        await self.bus.js.add_consumer(stream_name(sub.source_service), config)
+        pull = await self.bus.js.pull_subscribe_bind(
+            durable=sub.durable, stream=stream_name(sub.source_service)
+        )
+        while True:
+            try:
+                messages = await pull.fetch(self.batch_size, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning(
+                    "consumer fetch failed", extra={"durable": sub.durable, "error": repr(error)}
+                )
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message: Msg) -> None:
+        headers = dict(message.headers or {})
+        delivery = message.metadata.num_delivered if message.metadata else 1
+        try:
+            event = Event(
+                id=uuid.UUID(headers[EVENT_ID_HEADER]),
+                type=headers.get(EVENT_TYPE_HEADER, ""),
+                subject=message.subject,
+                payload=message.data,
+                occurred_at=_parse_time(headers.get(OCCURRED_AT_HEADER)),
+                delivery=delivery,
+                headers=headers,
+            )
+        except (KeyError, ValueError):
+            log.error("malformed event dropped", extra={"subject": message.subject})
+            await message.term()
+            return
+        handler = self.subscription.handler_for(event.type)
+        if handler is None:
+            await message.ack()
+            return
+        parent = propagate.extract(headers)
+        with tracer.start_as_current_span(
+            f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER
+        ):
+            try:
+                await self._apply(handler, event)
+            except Exception:
+                log.exception(
+                    "event handler failed; will be redelivered",
+                    extra={
+                        "durable": self.subscription.durable,
+                        "event_id": str(event.id),
+                        "delivery": delivery,
+                    },
+                )
+                await message.nak(delay=min(0.1 * 2**delivery, 30.0))
+                return
+        await message.ack()
+
+    async def _apply(self, handler: Handler, event: Event) -> None:
+        async with self.db.unit_of_work() as uow:
+            first_time = (
+                await uow.session.execute(
+                    pg.insert(inbox_table)
+                    .values(consumer=self.subscription.durable, event_id=event.id)
+                    .on_conflict_do_nothing()
+                    .returning(inbox_table.c.event_id)
+                )
+            ).first()
+            if first_time is None:
+                return  # already applied: a redelivery after our ack was lost
+            await handler(uow, event)
+            await uow.commit()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

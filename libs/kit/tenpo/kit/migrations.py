@@ -1,0 +1,61 @@
+"""Alembic, per service: the shared async env.py body and a programmatic upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenpo.kit.db import KIT_METADATA
+
+
+def alembic_config(migrations_dir: Path, database_url: str) -> Config:
+    """A Config built in code: no alembic.ini to keep in sync per service."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    # ConfigParser interpolation would trip over '%' in passwords.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+async def upgrade(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
+    """Apply a service's migrations. Alembic's env runs its own event loop, so it gets a
+    thread of its own."""
+    config = alembic_config(migrations_dir, database_url)
+    await asyncio.to_thread(command.upgrade, config, revision)
+
+
+def run_env(service_metadata: sa.MetaData | Sequence[sa.MetaData]) -> None:
+    """The body of every service's ``migrations/env.py``: online, async, with the kit's
+    tables (outbox, inbox, idempotency keys) next to the service's own."""
+    own = [service_metadata] if isinstance(service_metadata, sa.MetaData) else service_metadata
+    target = [*own, KIT_METADATA]
+    config = context.config
+    url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL for migrations")
+
+    def migrate(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(migrate)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    if context.is_offline_mode():
+        raise RuntimeError("offline (SQL script) migrations are not supported; run them online")
+    asyncio.run(run())

@@ -1,0 +1,303 @@
+"""Service bootstrap: the shared start-up every service's ``__main__`` hands its parts to."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from tenpo.kit import migrations
+from tenpo.kit.auth import TokenVerifier
+from tenpo.kit.db import Database
+from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
+from tenpo.kit.interceptors import KitServerInterceptor
+from tenpo.kit.logging import configure_logging
+from tenpo.kit.pagination import PageTokenCodec
+from tenpo.kit.settings import ServiceSettings
+from tenpo.kit.telemetry import configure_telemetry
+
+log = logging.getLogger("tenpo.server")
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class Runtime(Generic[S]):
+    """What a service's ``build`` function gets: its settings and the shared machinery, and
+    the place to register servicers, subscriptions and background tasks."""
+
+    def __init__(
+        self, settings: S, server: grpc.aio.Server, db: Database | None, bus: EventBus | None
+    ) -> None:
+        self.settings = settings
+        self.server = server
+        self._db = db
+        self._bus = bus
+        self.verifier = TokenVerifier.from_settings(settings)
+        self.page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value())
+        self.service_names: list[str] = []
+        self.subscriptions: list[Subscription] = []
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise RuntimeError("this service has no database configured (DATABASE_URL)")
+        return self._db
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError("this service runs without an event bus")
+        return self._bus
+
+    def add_servicer(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
+    ) -> None:
+        """Register a servicer; ``full_name`` (``tenpo.catalog.v1.CatalogService``) goes to
+        health and reflection."""
+        add_to_server(servicer, self.server)
+        self.service_names.append(full_name)
+
+    def subscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.append(subscription)
+
+
+@dataclass
+class ServiceDefinition(Generic[S]):
+    """A service, as its ``__main__`` describes it to the bootstrap."""
+
+    name: str
+    settings_type: type[S]
+    build: Callable[[Runtime[S]], Awaitable[None]]
+    migrations: Path | None = None
+    seed: Callable[[Runtime[S]], Awaitable[None]] | None = None
+    uses_database: bool = True
+    uses_events: bool = True
+    extra_cli: dict[str, Callable[[S, list[str]], Awaitable[int]]] = field(default_factory=dict)
+
+
+class ServiceHost(Generic[S]):
+    """One running gRPC server of a service: start, serve, drain, stop. Tests run it in
+    process on an ephemeral port; ``main`` runs it until SIGTERM."""
+
+    def __init__(self, definition: ServiceDefinition[S], settings: S) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.port = 0
+        self.runtime: Runtime[S] | None = None
+        self._health = health.aio.HealthServicer()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._db: Database | None = None
+        self._bus: EventBus | None = None
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self.definition.uses_database:
+            self._db = Database(
+                settings.database_url,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_max_overflow,
+            )
+        if self.definition.uses_events:
+            self._bus = EventBus(
+                settings.nats_url,
+                replicas=settings.nats_stream_replicas,
+                name=f"tenpo-{settings.service_name}",
+            )
+            await self._bus.connect()
+            await self._bus.ensure_stream(self.definition.name)
+        verifier = TokenVerifier.from_settings(settings)
+        server = grpc.aio.server(
+            interceptors=[aio_server_interceptor(), KitServerInterceptor(verifier)],
+            options=[
+                ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            ],
+        )
+        self._server = server
+        runtime = Runtime(settings, server, self._db, self._bus)
+        runtime.verifier = verifier
+        self.runtime = runtime
+        await self.definition.build(runtime)
+
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = [
+            *runtime.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ]
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {settings.grpc_host}:{settings.grpc_port}")
+        await server.start()
+
+        if self._db is not None and self._bus is not None:
+            self._spawn(OutboxRelay(self._db, self._bus).run, "outbox-relay")
+        for subscription in runtime.subscriptions:
+            consumer = Consumer(runtime.db, runtime.bus, subscription)
+            self._spawn(consumer.run, f"consumer {subscription.durable}")
+        for task in runtime.background:
+            self._spawn(task, getattr(task, "__name__", "background"))
+        for name in ("", *runtime.service_names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving",
+            extra={"service": self.definition.name, "port": self.port, "services": names},
+        )
+
+    def _spawn(self, factory: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        async def supervised() -> None:
+            # A background loop that dies would silently stop events; restart it instead.
+            while True:
+                try:
+                    await factory()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background task crashed; restarting", extra={"task": name})
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def stop(self) -> None:
+        """Graceful stop: NOT_SERVING first, then stop taking calls and let in-flight ones
+        finish within the grace period, then the background work and connections."""
+        await self._health.enter_graceful_shutdown()
+        if self.settings.shutdown_delay_seconds:
+            await asyncio.sleep(self.settings.shutdown_delay_seconds)
+        if self._server is not None:
+            await self._server.stop(self.settings.shutdown_grace_seconds)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.runtime is not None:
+            for callback in self.runtime.on_stop:
+                await callback()
+        if self._bus is not None:
+            await self._bus.close()
+        if self._db is not None:
+            await self._db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running(definition: ServiceDefinition[S], settings: S) -> AsyncIterator[ServiceHost[S]]:
+    """Run a service in process (for tests and benchmarks) and stop it afterwards."""
+    host = ServiceHost(definition, settings)
+    try:
+        await host.start()
+        yield host
+    finally:
+        await host.stop()
+
+
+async def _serve_until_signalled(definition: ServiceDefinition[S], settings: S) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    host = ServiceHost(definition, settings)
+    await host.start()
+    await stop.wait()
+    log.info("stopping: draining in-flight calls", extra={"service": definition.name})
+    await host.stop()
+
+
+def _worker_main(definition: ServiceDefinition[S], settings: S) -> None:
+    _setup_process(settings)
+    asyncio.run(_serve_until_signalled(definition, settings))
+
+
+def _setup_process(settings: ServiceSettings) -> None:
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    configure_telemetry(settings)
+
+
+async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
+    if definition.migrations is None or not definition.uses_database:
+        return
+    await migrations.upgrade(definition.migrations, settings.database_url)
+
+
+async def _seed(definition: ServiceDefinition[S], settings: S) -> None:
+    if definition.seed is None:
+        return
+    db = Database(settings.database_url, pool_size=2, max_overflow=2)
+    try:
+        runtime = Runtime(settings, grpc.aio.server(), db, None)
+        await definition.seed(runtime)
+    finally:
+        await db.dispose()
+
+
+def serve(definition: ServiceDefinition[S], settings: S) -> None:
+    """Serve until SIGTERM/SIGINT, in one process or several sharing the port."""
+    if settings.migrate_on_start:
+        asyncio.run(_migrate(definition, settings))
+    if settings.workers == 1:
+        asyncio.run(_serve_until_signalled(definition, settings))
+        return
+    if settings.grpc_port == 0:
+        raise SystemExit("several workers need a fixed grpc_port to share")
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_worker_main, args=(definition, settings), name=f"worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+    failed = [w.name for w in workers if w.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    if failed:
+        raise SystemExit(f"workers failed: {', '.join(failed)}")
+
+
+def main(definition: ServiceDefinition[S], argv: list[str] | None = None) -> None:
+    """Command line of every service: ``serve`` (default), ``migrate``, ``seed`` and the
+    service's own commands."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
+    commands = ["serve", "migrate", "seed", *definition.extra_cli]
+    parser.add_argument("command", nargs="?", default="serve", choices=commands)
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    parsed = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    settings = definition.settings_type()
+    if not settings.service_name or settings.service_name == "tenpo":
+        settings = settings.model_copy(update={"service_name": definition.name})
+    _setup_process(settings)
+    if parsed.command == "serve":
+        serve(definition, settings)
+    elif parsed.command == "migrate":
+        asyncio.run(_migrate(definition, settings))
+    elif parsed.command == "seed":
+        asyncio.run(_migrate(definition, settings))
+        asyncio.run(_seed(definition, settings))
+    else:
+        sys.exit(asyncio.run(definition.extra_cli[parsed.command](settings, parsed.args)))

@@ -1,0 +1,1 @@
+"""Catalog (PIM) service: products, variants, categories, prices, relations, search."""

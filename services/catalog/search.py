@@ -1,0 +1,218 @@
+"""Catalog search: trigram-indexed substring matching over folded text, filters, facets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import IntEnum
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.catalog import domain as d
+from services.catalog.models import prices, product_categories, products, variants
+from services.catalog.store import CategoryStore
+
+
+class SearchSort(IntEnum):
+    # Values mirror tenpo.catalog.v1.SearchSort.
+    RELEVANCE = 1
+    PRICE_ASCENDING = 2
+    PRICE_DESCENDING = 3
+    NEWEST = 4
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    terms: Sequence[str]
+    channel: int | None  # None: staff searching every channel
+    statuses: Sequence[int]
+    currency: str
+    category_ids: Sequence[uuid.UUID] = ()
+    brands: Sequence[str] = ()
+    attribute_filters: Sequence[tuple[str, Sequence[str]]] = ()
+    min_price: int = 0
+    max_price: int = 0
+    sort: SearchSort = SearchSort.RELEVANCE
+    offset: int = 0
+    limit: int = 24
+    at: datetime | None = None
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a page token is bound to: everything but the position."""
+        return {
+            "t": list(self.terms),
+            "ch": self.channel,
+            "st": list(self.statuses),
+            "cur": self.currency,
+            "cat": sorted(str(c) for c in self.category_ids),
+            "b": sorted(self.brands),
+            "a": sorted((k, sorted(v)) for k, v in self.attribute_filters),
+            "min": self.min_price,
+            "max": self.max_price,
+            "s": int(self.sort),
+        }
+
+
+@dataclass
+class FacetCount:
+    field: str
+    value: str
+    count: int
+
+
+@dataclass
+class SearchPage:
+    hits: list[tuple[uuid.UUID, Decimal | None]]  # product id, from-price
+    total: int
+    facets: list[FacetCount] = field(default_factory=list)
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search(
+    session: AsyncSession, query: SearchQuery, facet_attributes: Sequence[str]
+) -> SearchPage:
+    at = query.at or sa.func.now()
+    # The lowest price that applies now on the channel, per product (the "from" price). It
+    # follows domain.resolve_price: per SKU the channel's own entry first, then time-limited,
+    # then the latest start.
+    channel_value = query.channel or 0
+    best_per_sku = (
+        sa.select(prices.c.amount)
+        .where(
+            prices.c.sku == variants.c.sku,
+            prices.c.currency == query.currency,
+            prices.c.channel.in_([0, channel_value]),
+            sa.or_(prices.c.valid_from.is_(None), prices.c.valid_from <= at),
+            sa.or_(prices.c.valid_until.is_(None), prices.c.valid_until > at),
+        )
+        .order_by(
+            (prices.c.channel != 0).desc(),
+            sa.or_(prices.c.valid_from.is_not(None), prices.c.valid_until.is_not(None)).desc(),
+            prices.c.valid_from.desc().nulls_last(),
+        )
+        .limit(1)
+        .correlate(variants)
+        .scalar_subquery()
+    )
+    from_price = (
+        sa.select(sa.func.min(best_per_sku))
+        .where(variants.c.product_id == products.c.id)
+        .correlate(products)
+        .scalar_subquery()
+        .label("from_price")
+    )
+    conditions: list[sa.ColumnElement[bool]] = [products.c.status.in_(query.statuses)]
+    if query.channel is not None:
+        conditions.append(sa.literal(query.channel) == sa.any_(products.c.channels))
+    for term in query.terms:
+        conditions.append(products.c.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
+    if query.category_ids:
+        tree = await CategoryStore(session).descendants(query.category_ids)
+        conditions.append(
+            sa.exists().where(
+                product_categories.c.product_id == products.c.id,
+                product_categories.c.category_id.in_(tree),
+            )
+        )
+    if query.brands:
+        conditions.append(products.c.brand.in_(query.brands))
+    for key, values in query.attribute_filters:
+        wanted = [f"{key}={v}" for v in values]
+        conditions.append(
+            products.c.facet_tokens.overlap(sa.cast(wanted, products.c.facet_tokens.type))
+        )
+
+    matched = sa.select(
+        products.c.id,
+        products.c.published_at,
+        products.c.created_at,
+        products.c.brand,
+        products.c.facet_tokens,
+        from_price,
+        (
+            sa.func.similarity(products.c.search_text, " ".join(query.terms))
+            if query.terms
+            else sa.literal(0.0)
+        ).label("score"),
+    ).where(*conditions)
+    if query.min_price or query.max_price:
+        inner = matched.subquery("priced")
+        price_conditions = [inner.c.from_price.is_not(None)]
+        if query.min_price:
+            price_conditions.append(inner.c.from_price >= query.min_price)
+        if query.max_price:
+            price_conditions.append(inner.c.from_price <= query.max_price)
+        base = sa.select(inner).where(*price_conditions).cte("matched")
+    else:
+        base = matched.cte("matched")
+
+    total = (await session.execute(sa.select(sa.func.count()).select_from(base))).scalar_one()
+    if query.sort is SearchSort.PRICE_ASCENDING:
+        order = [base.c.from_price.asc().nulls_last(), base.c.id]
+    elif query.sort is SearchSort.PRICE_DESCENDING:
+        order = [base.c.from_price.desc().nulls_last(), base.c.id]
+    elif query.sort is SearchSort.NEWEST or not query.terms:
+        order = [base.c.published_at.desc().nulls_last(), base.c.created_at.desc(), base.c.id]
+    else:
+        order = [base.c.score.desc(), base.c.published_at.desc().nulls_last(), base.c.id]
+    rows = (
+        await session.execute(
+            sa.select(base.c.id, base.c.from_price)
+            .order_by(*order)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+    ).all()
+    page = SearchPage(hits=[(r.id, r.from_price) for r in rows], total=total)
+    if total:
+        page.facets = await _facets(session, base, facet_attributes)
+    return page
+
+
+async def _facets(
+    session: AsyncSession, base: sa.CTE, facet_attributes: Sequence[str]
+) -> list[FacetCount]:
+    counts: list[FacetCount] = []
+    category_rows = await session.execute(
+        sa.select(product_categories.c.category_id, sa.func.count())
+        .join(base, base.c.id == product_categories.c.product_id)
+        .group_by(product_categories.c.category_id)
+        .order_by(sa.func.count().desc())
+        .limit(50)
+    )
+    counts.extend(FacetCount("category", str(c), n) for c, n in category_rows.all())
+    brand_rows = await session.execute(
+        sa.select(base.c.brand, sa.func.count())
+        .where(base.c.brand != "")
+        .group_by(base.c.brand)
+        .order_by(sa.func.count().desc())
+        .limit(50)
+    )
+    counts.extend(FacetCount("brand", b, n) for b, n in brand_rows.all())
+    if facet_attributes:
+        token = sa.func.unnest(base.c.facet_tokens).label("token")
+        tokens = sa.select(base.c.id, token).subquery("tokens")
+        key = sa.func.split_part(tokens.c.token, "=", 1)
+        attribute_rows = await session.execute(
+            sa.select(tokens.c.token, sa.func.count(sa.distinct(tokens.c.id)))
+            .where(key.in_(facet_attributes))
+            .group_by(tokens.c.token)
+            .order_by(sa.func.count(sa.distinct(tokens.c.id)).desc())
+            .limit(200)
+        )
+        for raw, n in attribute_rows.all():
+            attribute, _, value = raw.partition("=")
+            counts.append(FacetCount(attribute, value, n))
+    return counts
+
+
+def facet_attribute_keys(definitions: dict[str, d.AttributeDefinition]) -> list[str]:
+    """Facetable attributes, plus the variant options every apparel shop filters by."""
+    return sorted({k for k, v in definitions.items() if v.facetable} | {"color", "size"})

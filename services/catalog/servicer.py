@@ -1,0 +1,551 @@
+"""CatalogService over gRPC: proto ⇄ use-case translation only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from grpc.aio import ServicerContext
+
+from services.catalog import convert
+from services.catalog import domain as d
+from services.catalog.search import SearchQuery, SearchSort
+from services.catalog.usecases import Catalog, Viewer, require_writer
+from tenpo.catalog.v1 import catalog_service_pb2 as api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc as api_grpc
+from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.kit.auth import current_principal
+from tenpo.kit.errors import DomainError, FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.pagination import PageTokenCodec, page_size
+
+MAX_IMPORT_FAILURES_LISTED = 1000
+
+
+def _language(requested: str, context: ServicerContext) -> str:
+    accept = next(
+        (str(v) for k, v in (context.invocation_metadata() or ()) if k == "accept-language"), ""
+    )
+    return d.pick_language(requested, accept)
+
+
+def _status(value: int, path: str) -> d.ProductStatus | None:
+    if value == pb.PRODUCT_STATUS_UNSPECIFIED:
+        return None
+    try:
+        return d.ProductStatus(value)
+    except ValueError:
+        raise InvalidArgument(
+            "unknown status",
+            reason="STATUS_INVALID",
+            field_violations=[FieldViolation(path, "unknown")],
+        ) from None
+
+
+class CatalogServicer(api_grpc.CatalogServiceServicer):
+    def __init__(self, catalog: Catalog, page_tokens: PageTokenCodec) -> None:
+        self.catalog = catalog
+        self.page_tokens = page_tokens
+        # Rendered messages by (id, version, language): a hot product is converted once.
+        self._rendered: dict[tuple[uuid.UUID, int, str], pb.Product] = {}
+
+    async def _render(self, product: d.Product, language: str) -> pb.Product:
+        key = (product.id, product.version, language)
+        message = self._rendered.get(key)
+        if message is None:
+            definitions = await self.catalog.attribute_definitions()
+            message = convert.product(product, definitions, language)
+            if len(self._rendered) > 50_000:
+                self._rendered.clear()
+            self._rendered[key] = message
+        return message
+
+    # ----------------------------------------------------------------------- products
+
+    async def GetProduct(
+        self, request: api.GetProductRequest, context: ServicerContext
+    ) -> api.GetProductResponse:
+        product_id = convert.parse_id(request.id, "id")
+        product = await self.catalog.get_product(product_id, Viewer.of(current_principal()))
+        return api.GetProductResponse(
+            product=await self._render(product, _language(request.language_code, context))
+        )
+
+    async def BatchGetProducts(
+        self, request: api.BatchGetProductsRequest, context: ServicerContext
+    ) -> api.BatchGetProductsResponse:
+        ids = [convert.parse_id(value, f"ids[{i}]") for i, value in enumerate(request.ids)]
+        found = await self.catalog.batch_get_products(ids, Viewer.of(current_principal()))
+        language = _language(request.language_code, context)
+        return api.BatchGetProductsResponse(
+            products=[await self._render(p, language) for p in found]
+        )
+
+    async def ListProducts(
+        self, request: api.ListProductsRequest, context: ServicerContext
+    ) -> api.ListProductsResponse:
+        viewer = Viewer.of(current_principal())
+        size = page_size(request.page_size, default=50, maximum=200)
+        status = _status(request.status, "status")
+        category = (
+            convert.parse_id(request.category_id, "category_id") if request.category_id else None
+        )
+        shape = {
+            "c": request.category_id,
+            "s": int(status or 0),
+            "v": viewer.staff,
+            "ch": viewer.channel,
+        }
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        found = await self.catalog.list_products(
+            viewer, status=status, category_id=category, after=after, limit=size + 1
+        )
+        language = _language(request.language_code, context)
+        response = api.ListProductsResponse(
+            products=[await self._render(p, language) for p in found[:size]]
+        )
+        if len(found) > size:
+            last = found[size - 1]
+            assert last.created_at is not None
+            response.next_page_token = self.page_tokens.encode(
+                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
+            )
+        return response
+
+    async def CreateProduct(
+        self, request: api.CreateProductRequest, context: ServicerContext
+    ) -> api.CreateProductResponse:
+        fields = convert.product_fields(request.product)
+        status = _status(request.product.status, "product.status") or d.ProductStatus.DRAFT
+        product = await self.catalog.create_product(
+            current_principal(), fields, status, request_id=request.request_id, request=request
+        )
+        return api.CreateProductResponse(product=await self._render(product, d.DEFAULT_LANGUAGE))
+
+    async def UpdateProduct(
+        self, request: api.UpdateProductRequest, context: ServicerContext
+    ) -> api.UpdateProductResponse:
+        product_id = convert.parse_id(request.product.id, "product.id")
+        fields = convert.product_fields(request.product)
+        paths = list(request.update_mask.paths) or [*convert.MASKABLE_FIELDS]
+        unknown = [p for p in paths if p not in convert.MASKABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument(
+                "update_mask names fields that cannot be updated",
+                reason="UPDATE_MASK_INVALID",
+                field_violations=[
+                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
+                ],
+            )
+        changes = {
+            convert.MASKABLE_FIELDS[p]: fields[convert.MASKABLE_FIELDS[p]]
+            for p in paths
+            if p != "status"
+        }
+        status = _status(request.product.status, "product.status") if "status" in paths else None
+        product = await self.catalog.update_product(
+            current_principal(), product_id, changes, etag=request.product.etag, status=status
+        )
+        return api.UpdateProductResponse(product=await self._render(product, d.DEFAULT_LANGUAGE))
+
+    async def DeleteProduct(
+        self, request: api.DeleteProductRequest, context: ServicerContext
+    ) -> api.DeleteProductResponse:
+        await self.catalog.delete_product(
+            current_principal(), convert.parse_id(request.id, "id"), request.etag
+        )
+        return api.DeleteProductResponse()
+
+    async def GetVariant(
+        self, request: api.GetVariantRequest, context: ServicerContext
+    ) -> api.GetVariantResponse:
+        found = await self.catalog.get_variants([request.sku], Viewer.of(current_principal()))
+        if not found:
+            raise NotFound("no such SKU", reason="SKU_NOT_FOUND", metadata={"sku": request.sku})
+        variant, product = found[0]
+        definitions = await self.catalog.attribute_definitions()
+        return api.GetVariantResponse(
+            variant=convert.variant(
+                variant, product.id, definitions, _language(request.language_code, context)
+            )
+        )
+
+    async def BatchGetVariants(
+        self, request: api.BatchGetVariantsRequest, context: ServicerContext
+    ) -> api.BatchGetVariantsResponse:
+        found = await self.catalog.get_variants(list(request.skus), Viewer.of(current_principal()))
+        definitions = await self.catalog.attribute_definitions()
+        language = _language(request.language_code, context)
+        return api.BatchGetVariantsResponse(
+            variants=[convert.variant(v, p.id, definitions, language) for v, p in found]
+        )
+
+    async def LookupByBarcode(
+        self, request: api.LookupByBarcodeRequest, context: ServicerContext
+    ) -> api.LookupByBarcodeResponse:
+        variant, product, matched = await self.catalog.lookup_barcode(
+            request.code, Viewer.of(current_principal())
+        )
+        language = _language(request.language_code, context)
+        definitions = await self.catalog.attribute_definitions()
+        return api.LookupByBarcodeResponse(
+            variant=convert.variant(variant, product.id, definitions, language),
+            product=await self._render(product, language),
+            matched_type=int(matched),  # type: ignore[arg-type]
+        )
+
+    async def SearchProducts(
+        self, request: api.SearchProductsRequest, context: ServicerContext
+    ) -> api.SearchProductsResponse:
+        principal = current_principal()
+        viewer = Viewer.of(principal)
+        if len(request.query) > 200:
+            raise InvalidArgument(
+                "query too long",
+                reason="QUERY_TOO_LONG",
+                field_violations=[FieldViolation("query", "at most 200 characters")],
+            )
+        if (
+            request.min_price < 0
+            or request.max_price < 0
+            or (request.max_price and request.min_price > request.max_price)
+        ):
+            raise InvalidArgument(
+                "invalid price range",
+                reason="PRICE_RANGE_INVALID",
+                field_violations=[FieldViolation("min_price", "0 <= min_price <= max_price")],
+            )
+        _bounded_list("category_ids", request.category_ids, 20)
+        _bounded_list("brands", request.brands, 50)
+        _bounded_list("attribute_filters", request.attribute_filters, 20)
+        size = page_size(request.page_size, default=24, maximum=100)
+        channel: int | None = viewer.channel
+        if viewer.staff:
+            channel = int(request.channel) or None
+        query = SearchQuery(
+            terms=d.query_terms(request.query),
+            channel=channel,
+            statuses=[int(d.ProductStatus.PUBLISHED)],
+            currency=(request.currency_code or "JPY").upper(),
+            category_ids=[
+                convert.parse_id(c, f"category_ids[{i}]")
+                for i, c in enumerate(request.category_ids)
+            ],
+            brands=list(request.brands),
+            attribute_filters=[(f.key, list(f.values)) for f in request.attribute_filters],
+            min_price=request.min_price,
+            max_price=request.max_price,
+            sort=SearchSort(request.sort)
+            if request.sort
+            else (SearchSort.RELEVANCE if request.query.strip() else SearchSort.NEWEST),
+            limit=size,
+        )
+        cursor = self.page_tokens.decode(request.page_token, query=query.fingerprint())
+        offset = int(cursor.get("o", 0))
+        if offset > 10_000:
+            raise InvalidArgument("page too deep", reason="INVALID_PAGE_TOKEN")
+        query = SearchQuery(**{**query.__dict__, "offset": offset})
+        definitions = await self.catalog.attribute_definitions()
+        page = await self.catalog.search(query)
+        language = _language(request.language_code, context)
+        products = {
+            p.id: p
+            for p in await self.catalog.batch_get_products([h[0] for h in page.hits], viewer)
+        }
+        response = api.SearchProductsResponse(total_size=page.total)
+        for product_id, from_price in page.hits:
+            product = products.get(product_id)
+            if product is None:
+                continue
+            result = api.SearchResult(product=await self._render(product, language))
+            if from_price is not None:
+                result.from_price.CopyFrom(
+                    pb.ResolvedPrice(
+                        amount=convert.money(d.Money(query.currency, Decimal(from_price))),
+                        tax_class=int(product.tax_class),  # type: ignore[arg-type]
+                        tax_rate_percent=float(product.tax_class.rate_percent),
+                    )
+                )
+            response.results.append(result)
+        if offset + size < page.total:
+            response.next_page_token = self.page_tokens.encode(
+                {"o": offset + size}, query=query.fingerprint()
+            )
+        response.facets.extend(await self._facets(page.facets, definitions, language))
+        return response
+
+    async def _facets(
+        self, counts: Any, definitions: dict[str, d.AttributeDefinition], language: str
+    ) -> list[api.Facet]:
+        categories = {str(c.id): c for c in await self.catalog.list_categories(None)}
+        facets: dict[str, api.Facet] = {}
+        for count in counts:
+            facet = facets.setdefault(count.field, api.Facet(field=count.field))
+            label = count.value
+            if count.field == "category" and count.value in categories:
+                label = d.localized(categories[count.value].titles, language)
+            elif count.field in definitions:
+                label = (
+                    d.localized(definitions[count.field].options.get(count.value, {}), language)
+                    or count.value
+                )
+            facet.values.append(api.FacetValue(value=count.value, label=label, count=count.count))
+        return list(facets.values())
+
+    async def ListRelatedProducts(
+        self, request: api.ListRelatedProductsRequest, context: ServicerContext
+    ) -> api.ListRelatedProductsResponse:
+        product_id = convert.parse_id(request.product_id, "product_id")
+        types = [d.RelationType(t) for t in request.types if t]
+        size = page_size(request.page_size, default=20, maximum=100)
+        related = await self.catalog.related_products(
+            product_id, types, Viewer.of(current_principal()), size
+        )
+        language = _language(request.language_code, context)
+        return api.ListRelatedProductsResponse(
+            related=[
+                api.RelatedProduct(type=int(kind), product=await self._render(p, language))  # type: ignore[arg-type]
+                for kind, p in related
+            ]
+        )
+
+    async def SetProductRelations(
+        self, request: api.SetProductRelationsRequest, context: ServicerContext
+    ) -> api.SetProductRelationsResponse:
+        product_id = convert.parse_id(request.product_id, "product_id")
+        new = []
+        for i, relation in enumerate(request.relations):
+            if relation.product_id and relation.product_id != request.product_id:
+                raise InvalidArgument(
+                    "relation starts from another product",
+                    reason="RELATION_INVALID",
+                    field_violations=[
+                        FieldViolation(f"relations[{i}].product_id", "must match product_id")
+                    ],
+                )
+            if not relation.type:
+                raise InvalidArgument(
+                    "relation type is required",
+                    reason="REQUIRED_FIELD_MISSING",
+                    field_violations=[FieldViolation(f"relations[{i}].type", "is required")],
+                )
+            new.append(
+                (
+                    d.RelationType(relation.type),
+                    convert.parse_id(
+                        relation.related_product_id, f"relations[{i}].related_product_id"
+                    ),
+                    relation.position or i,
+                )
+            )
+        result = await self.catalog.set_relations(
+            current_principal(), product_id, [d.RelationType(t) for t in request.types if t], new
+        )
+        return api.SetProductRelationsResponse(
+            relations=[
+                pb.ProductRelation(
+                    product_id=str(product_id), related_product_id=str(r), type=k, position=p
+                )  # type: ignore[arg-type]
+                for k, r, p in result
+            ]
+        )
+
+    # --------------------------------------------------------------------- categories
+
+    async def GetCategory(
+        self, request: api.GetCategoryRequest, context: ServicerContext
+    ) -> api.GetCategoryResponse:
+        category = await self.catalog.get_category(convert.parse_id(request.id, "id"))
+        return api.GetCategoryResponse(
+            category=convert.category(category, _language(request.language_code, context))
+        )
+
+    async def ListCategories(
+        self, request: api.ListCategoriesRequest, context: ServicerContext
+    ) -> api.ListCategoriesResponse:
+        parent = convert.parse_id(request.parent_id, "parent_id") if request.parent_id else None
+        size = page_size(request.page_size, default=200, maximum=500)
+        shape = {"p": request.parent_id}
+        offset = int(self.page_tokens.decode(request.page_token, query=shape).get("o", 0))
+        everything = await self.catalog.list_categories(parent)
+        language = _language(request.language_code, context)
+        response = api.ListCategoriesResponse(
+            categories=[convert.category(c, language) for c in everything[offset : offset + size]]
+        )
+        if offset + size < len(everything):
+            response.next_page_token = self.page_tokens.encode({"o": offset + size}, query=shape)
+        return response
+
+    async def CreateCategory(
+        self, request: api.CreateCategoryRequest, context: ServicerContext
+    ) -> api.CreateCategoryResponse:
+        message = request.category
+        category = d.Category(
+            id=uuid.uuid4(),
+            parent_id=convert.parse_id(message.parent_id, "category.parent_id")
+            if message.parent_id
+            else None,
+            slug=message.slug.strip(),
+            titles={k: v.strip() for k, v in message.titles.translations.items() if v.strip()},
+            position=message.position,
+        )
+        created = await self.catalog.create_category(current_principal(), category)
+        return api.CreateCategoryResponse(category=convert.category(created, d.DEFAULT_LANGUAGE))
+
+    async def UpdateCategory(
+        self, request: api.UpdateCategoryRequest, context: ServicerContext
+    ) -> api.UpdateCategoryResponse:
+        message = request.category
+        allowed = {"titles": "titles", "slug": "slug", "position": "position"}
+        paths = list(request.update_mask.paths) or list(allowed)
+        bad = [p for p in paths if p not in allowed]
+        if bad:
+            raise InvalidArgument(
+                "update_mask names fields that cannot be updated",
+                reason="UPDATE_MASK_INVALID",
+                field_violations=[
+                    FieldViolation("update_mask", f"not updatable: {p}") for p in bad
+                ],
+            )
+        values = {
+            "titles": {k: v.strip() for k, v in message.titles.translations.items() if v.strip()},
+            "slug": message.slug.strip(),
+            "position": message.position,
+        }
+        updated = await self.catalog.update_category(
+            current_principal(),
+            convert.parse_id(message.id, "category.id"),
+            {allowed[p]: values[p] for p in paths},
+            message.etag,
+        )
+        return api.UpdateCategoryResponse(category=convert.category(updated, d.DEFAULT_LANGUAGE))
+
+    async def MoveCategory(
+        self, request: api.MoveCategoryRequest, context: ServicerContext
+    ) -> api.MoveCategoryResponse:
+        moved = await self.catalog.move_category(
+            current_principal(),
+            convert.parse_id(request.id, "id"),
+            convert.parse_id(request.new_parent_id, "new_parent_id")
+            if request.new_parent_id
+            else None,
+            request.etag,
+        )
+        return api.MoveCategoryResponse(category=convert.category(moved, d.DEFAULT_LANGUAGE))
+
+    async def DeleteCategory(
+        self, request: api.DeleteCategoryRequest, context: ServicerContext
+    ) -> api.DeleteCategoryResponse:
+        await self.catalog.delete_category(current_principal(), convert.parse_id(request.id, "id"))
+        return api.DeleteCategoryResponse()
+
+    # --------------------------------------------------------------------- attributes
+
+    async def CreateAttributeDefinition(
+        self, request: api.CreateAttributeDefinitionRequest, context: ServicerContext
+    ) -> api.CreateAttributeDefinitionResponse:
+        definition = convert.from_attribute_definition(request.attribute_definition)
+        created = await self.catalog.create_attribute_definition(current_principal(), definition)
+        return api.CreateAttributeDefinitionResponse(
+            attribute_definition=convert.attribute_definition(created, d.DEFAULT_LANGUAGE)
+        )
+
+    async def ListAttributeDefinitions(
+        self, request: api.ListAttributeDefinitionsRequest, context: ServicerContext
+    ) -> api.ListAttributeDefinitionsResponse:
+        language = _language(request.language_code, context)
+        definitions = await self.catalog.attribute_definitions()
+        return api.ListAttributeDefinitionsResponse(
+            attribute_definitions=[
+                convert.attribute_definition(v, language) for v in definitions.values()
+            ]
+        )
+
+    # ------------------------------------------------------------------------- prices
+
+    async def GetPrices(
+        self, request: api.GetPricesRequest, context: ServicerContext
+    ) -> api.GetPricesResponse:
+        principal = current_principal()
+        viewer = Viewer.of(principal)
+        channel = int(request.channel) if viewer.staff and request.channel else viewer.channel
+        resolved = await self.catalog.resolve_prices(
+            list(request.skus),
+            channel=channel,
+            currency=(request.currency_code or "JPY").upper(),
+            at=convert.from_timestamp(request.at_time, request.HasField("at_time")),
+        )
+        return api.GetPricesResponse(
+            prices=[
+                convert.resolved_price(sku, resolution, tax) for sku, resolution, tax in resolved
+            ]
+        )
+
+    async def SetPrices(
+        self, request: api.SetPricesRequest, context: ServicerContext
+    ) -> api.SetPricesResponse:
+        entries = [convert.from_price(p, f"prices[{i}]") for i, p in enumerate(request.prices)]
+        stored = await self.catalog.set_prices(
+            current_principal(), entries, request_id=request.request_id, request=request
+        )
+        return api.SetPricesResponse(prices=[convert.price(e) for e in stored])
+
+    async def ListPrices(
+        self, request: api.ListPricesRequest, context: ServicerContext
+    ) -> api.ListPricesResponse:
+        entries = await self.catalog.list_prices(current_principal(), request.sku)
+        return api.ListPricesResponse(prices=[convert.price(e) for e in entries])
+
+    async def DeletePrice(
+        self, request: api.DeletePriceRequest, context: ServicerContext
+    ) -> api.DeletePriceResponse:
+        await self.catalog.delete_price(current_principal(), convert.parse_id(request.id, "id"))
+        return api.DeletePriceResponse()
+
+    # ------------------------------------------------------------------------- import
+
+    async def ImportProducts(
+        self, request_iterator: AsyncIterator[api.ImportProductsRequest], context: ServicerContext
+    ) -> api.ImportProductsResponse:
+        principal = current_principal()
+        require_writer(principal)  # refuse before reading a whole file
+        summary = api.ImportProductsResponse()
+        async for row in request_iterator:
+            try:
+                fields = convert.product_fields(row.product)
+                status = _status(row.product.status, "product.status")
+                created = await self.catalog.import_product(
+                    principal, fields, status, dict(row.regular_prices_jpy)
+                )
+            except DomainError as error:
+                summary.failed += 1
+                if len(summary.failures) < MAX_IMPORT_FAILURES_LISTED:
+                    detail = "; ".join(
+                        f"{v.field}: {v.description}" for v in error.field_violations
+                    )
+                    summary.failures.append(
+                        api.ImportFailure(
+                            row_number=row.row_number,
+                            code=row.product.code,
+                            reason=error.reason,
+                            message=f"{error.message}{' (' + detail + ')' if detail else ''}",
+                        )
+                    )
+                continue
+            if created:
+                summary.created += 1
+            else:
+                summary.updated += 1
+        return summary
+
+
+def _bounded_list(name: str, values: Any, limit: int) -> None:
+    if len(values) > limit:
+        raise InvalidArgument(
+            f"at most {limit} {name}",
+            reason="TOO_MANY_ITEMS",
+            field_violations=[FieldViolation(name, f"at most {limit}")],
+        )

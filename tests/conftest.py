@@ -1,0 +1,142 @@
+"""Test fixtures: real PostgreSQL and NATS servers, started once per session, and a fresh
+database per test.
+
+PostgreSQL comes from, in order: ``TENPO_TEST_POSTGRES_ADMIN_URL`` (a superuser URL), a
+Docker daemon through testcontainers, or the embedded server (fsync off) on a free port.
+NATS comes from ``TENPO_TEST_NATS_URL`` or an embedded server. Tests that use any of these
+fixtures are marked ``integration`` automatically (``make test-unit`` skips them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tenpo.kit.devstack import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    drop_database,
+    ensure_database,
+    free_port,
+)
+
+INTEGRATION_FIXTURES = frozenset({"postgres_admin_url", "database_url", "nats_url", "nats_factory"})
+POSTGRES_IMAGE = "postgres:18-alpine"
+#: Durability costs time and buys nothing in a throw-away test cluster.
+FAST_POSTGRES_ARGS = (
+    "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+)
+
+NatsFactory = Callable[[], EmbeddedNats]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A private directory under the system temp dir, removed afterwards.
+
+    Not pytest's tmp_path: its root is 0700 and the embedded PostgreSQL, which runs as
+    another user when the tests run as root, could not reach a data directory in it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _docker_available() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        # No daemon, no socket, no permission: all mean "use the embedded server".
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """Superuser URL (plain ``postgresql://``) of the session's PostgreSQL server."""
+    external = os.environ.get("TENPO_TEST_POSTGRES_ADMIN_URL")
+    if external:
+        yield external
+        return
+    if _docker_available():
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before the community split
+            from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer(POSTGRES_IMAGE, driver=None).with_command(FAST_POSTGRES_ARGS)
+        with container:
+            yield str(container.get_connection_url())
+        return
+    with scratch_dir("tenpo-test-pg-") as root:
+        server = EmbeddedPostgres(root / "data", free_port(), durable=False)
+        server.start()
+        try:
+            yield server.admin_url()
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database, owned by its own non-superuser role, with pg_trgm installed, as a
+    ``postgresql+asyncpg://`` URL; dropped (with its role) after the test."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    try:
+        yield url
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """URL of the session's NATS server (JetStream enabled). Tests share it: use unique
+    stream and subject names."""
+    external = os.environ.get("TENPO_TEST_NATS_URL")
+    if external:
+        yield external
+        return
+    with scratch_dir("tenpo-test-nats-") as root, EmbeddedNats(root, free_port()) as server:
+        yield server.url
+
+
+@pytest.fixture
+def nats_factory() -> Iterator[NatsFactory]:
+    """Starts private NATS servers (own store and port) that a test may stop and start
+    again, e.g. to simulate a broker outage; all are stopped at teardown."""
+    servers: list[EmbeddedNats] = []
+    with contextlib.ExitStack() as cleanup:
+
+        def start() -> EmbeddedNats:
+            root = cleanup.enter_context(scratch_dir("tenpo-test-nats-"))
+            server = EmbeddedNats(root, free_port())
+            servers.append(server)
+            server.start()
+            return server
+
+        try:
+            yield start
+        finally:
+            for server in servers:
+                server.stop()

@@ -1,0 +1,317 @@
+"""Tests of the devstack: embedded PostgreSQL and NATS, the runner, and the test fixtures."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import jwt
+import nats
+import psutil
+import pytest
+
+from tenpo.kit.devstack import EmbeddedPostgres, PostgresError, free_port, libpq_url
+from tenpo.kit.devstack.config import (
+    ConfigError,
+    assign_ports,
+    discover_services,
+    select_services,
+)
+from tenpo.kit.devstack.postgres import PASSWORD_FILE
+from tenpo.kit.devstack.runner import READY_BANNER
+from tests.conftest import NatsFactory, scratch_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- embedded PostgreSQL ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    with scratch_dir("tenpo-test-pg-") as root:
+        yield root / "data"
+
+
+@pytest.mark.integration
+async def test_postgres_data_survives_a_restart(pg_dir: Path) -> None:
+    server = EmbeddedPostgres(pg_dir, free_port(), durable=False)
+    try:
+        assert server.start() is True
+        url = server.ensure_database("shop", "first-pass'word")
+        assert url.startswith("postgresql+asyncpg://shop:")
+        connection = await asyncpg.connect(libpq_url(url))
+        try:
+            assert await connection.fetchval("SELECT current_user") == "shop"
+            assert (
+                await connection.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = 'shop'")
+                is False
+            )
+            # What a service migration does, as the non-superuser owner of its database.
+            await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+            await connection.execute("CREATE TABLE products (name text NOT NULL)")
+            await connection.execute("INSERT INTO products VALUES ('東京タワー 限定Tシャツ')")
+            similarity = await connection.fetchval(
+                "SELECT similarity(name, '東京タワー') FROM products"
+            )
+            assert similarity > 0.2, "Japanese text must produce trigrams"
+        finally:
+            await connection.close()
+
+        # A second manager on the same directory and port reuses the running server...
+        assert EmbeddedPostgres(pg_dir, server.port).start() is False
+        # ...and one asking for another port is refused rather than starting a second one.
+        with pytest.raises(PostgresError, match="already runs"):
+            EmbeddedPostgres(pg_dir, free_port()).start()
+
+        server.stop()
+        assert not server.is_running()
+        assert server.start() is True
+        # Idempotent, and the password may change (it is re-set every time).
+        url = server.ensure_database("shop", "second-password")
+        connection = await asyncpg.connect(libpq_url(url))
+        try:
+            assert (
+                await connection.fetchval("SELECT name FROM products") == "東京タワー 限定Tシャツ"
+            )
+        finally:
+            await connection.close()
+    finally:
+        server.stop()
+    assert not server.is_running()
+
+
+@pytest.mark.integration
+def test_postgres_refuses_a_port_taken_by_something_else(pg_dir: Path) -> None:
+    with EmbeddedPostgres(pg_dir, free_port(), durable=False) as first:
+        other = EmbeddedPostgres(pg_dir.parent / "other", first.port, durable=False)
+        with pytest.raises(PostgresError, match="already used"):
+            other.start()
+        assert not (pg_dir.parent / "other").exists()
+
+
+# -- embedded NATS ----------------------------------------------------------------------------
+
+
+async def test_nats_keeps_streams_and_messages_across_a_restart(nats_factory: NatsFactory) -> None:
+    server = nats_factory()
+    client = await nats.connect(server.url)
+    stream = client.jetstream()
+    await stream.add_stream(name="DEVSTACK", subjects=["devstack.>"])
+    ack = await stream.publish(
+        "devstack.saved", b"before the outage", headers={"Nats-Msg-Id": "m1"}
+    )
+    await client.close()
+
+    server.stop()
+    assert not server.is_running()
+    with pytest.raises((OSError, nats.errors.NoServersError)):
+        await nats.connect(server.url, allow_reconnect=False, connect_timeout=1)
+
+    server.start()
+    client = await nats.connect(server.url)
+    try:
+        stream = client.jetstream()
+        message = await stream.get_msg("DEVSTACK", ack.seq)
+        assert message.data == b"before the outage"
+        # The duplicate window survived too: the broker still drops a re-sent message.
+        again = await stream.publish("devstack.saved", b"resent", headers={"Nats-Msg-Id": "m1"})
+        assert again.duplicate
+    finally:
+        await client.close()
+
+
+# -- the fixtures -----------------------------------------------------------------------------
+
+
+async def test_database_url_gives_a_private_database_with_pg_trgm(database_url: str) -> None:
+    connection = await asyncpg.connect(libpq_url(database_url))
+    try:
+        database, user = await connection.fetchrow("SELECT current_database(), current_user")
+        assert database == user
+        assert (
+            await connection.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", user)
+            is False
+        )
+        assert (
+            await connection.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_trgm'")
+            == 1
+        )
+        await connection.execute("CREATE TABLE mine (id int)")
+    finally:
+        await connection.close()
+
+
+async def test_nats_url_has_jetstream(nats_url: str) -> None:
+    client = await nats.connect(nats_url)
+    try:
+        info = await client.jetstream().account_info()
+        assert info.limits is not None
+    finally:
+        await client.close()
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_services_are_discovered_in_start_order(tmp_path: Path) -> None:
+    for name in ("gateway", "order", "catalog", "loyalty", "_private", "no_main"):
+        (tmp_path / name).mkdir()
+        if name != "no_main":
+            (tmp_path / name / "__main__.py").touch()
+    assert discover_services(tmp_path) == ["catalog", "order", "loyalty", "gateway"]
+    assert discover_services(tmp_path / "missing") == []
+
+
+def test_service_selection() -> None:
+    discovered = ["catalog", "cart", "gateway"]
+    assert select_services(discovered, None) == discovered
+    assert select_services(discovered, "none") == []
+    assert select_services(discovered, "gateway, catalog") == ["catalog", "gateway"]
+    with pytest.raises(ConfigError, match="payments"):
+        select_services(discovered, "payments")
+
+
+def test_ports_are_fixed_and_overridable() -> None:
+    specs = assign_ports(["catalog", "loyalty", "gateway"], {})
+    ports = {spec.name: (spec.grpc_port, spec.http_port) for spec in specs}
+    assert ports["catalog"] == (50051, None)
+    assert ports["gateway"] == (50050, 8080)
+    assert ports["loyalty"][0] >= 50060
+
+    env = {"TENPO_PORT_BASE": "7000", "CATALOG_GRPC_PORT": "6001", "GATEWAY_HTTP_PORT": "9090"}
+    ports = {s.name: (s.grpc_port, s.http_port) for s in assign_ports(["catalog", "gateway"], env)}
+    assert ports == {"catalog": (6001, None), "gateway": (7000, 9090)}
+    with pytest.raises(ConfigError, match="port"):
+        assign_ports(["catalog", "cart"], {"CART_GRPC_PORT": "50051"})
+
+
+# -- the runner -------------------------------------------------------------------------------
+
+
+class _Runner:
+    """``python -m tenpo.kit.devstack <command>`` in a subprocess, its output collected."""
+
+    def __init__(self, command: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tenpo.kit.devstack", command],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} never printed; output so far:\n{self.text}")
+
+    def finish(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def _processes_using(path: Path) -> list[str]:
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if str(path) in command:
+            found.append(f"{process.info['pid']}: {command}")
+    return found
+
+
+@pytest.fixture
+def runner_env() -> Iterator[dict[str, str]]:
+    with scratch_dir("tenpo-test-devstack-") as data_dir:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL")
+            and not key.endswith("_DATABASE_URL")
+        }
+        env |= {
+            "TENPO_DATA_DIR": str(data_dir),
+            "TENPO_SERVICES": "none",
+            "TENPO_POSTGRES_PORT": str(free_port()),
+            "TENPO_NATS_PORT": str(free_port()),
+            "TENPO_NATS_MONITOR_PORT": str(free_port()),
+        }
+        yield env
+        leftovers = _processes_using(data_dir)
+        for pid in (int(entry.split(":")[0]) for entry in leftovers):
+            psutil.Process(pid).kill()
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.mark.integration
+def test_run_starts_the_servers_and_ctrl_c_stops_them(runner_env: dict[str, str]) -> None:
+    data_dir = Path(runner_env["TENPO_DATA_DIR"])
+    first = _Runner("run", runner_env)
+    first.wait_for(READY_BANNER, timeout=60)
+    assert f"127.0.0.1:{runner_env['TENPO_POSTGRES_PORT']}" in first.text
+    assert f"nats://127.0.0.1:{runner_env['TENPO_NATS_PORT']}" in first.text
+    token = (data_dir / "dev-staff-token").read_text().strip()
+    assert token in first.text
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["kind"] == "staff"
+    assert "orders:write" in claims["scope"].split()
+
+    second = _Runner("run", runner_env)
+    assert second.finish(timeout=30) != 0
+    assert "already running" in second.text
+
+    first.process.send_signal(signal.SIGINT)
+    assert first.finish(timeout=60) == 0, first.text
+    assert "stop postgres" in first.text
+    assert _processes_using(data_dir) == []
+
+    # A later run finds the same cluster and keys again.
+    password = (data_dir / "postgres" / PASSWORD_FILE).read_text()
+    kid = jwt.get_unverified_header(token)["kid"]
+    again = _Runner("run", runner_env)
+    again.wait_for(READY_BANNER, timeout=60)
+    again.process.send_signal(signal.SIGTERM)
+    assert again.finish(timeout=60) == 0, again.text
+    assert (data_dir / "postgres" / PASSWORD_FILE).read_text() == password
+    new_token = (data_dir / "dev-staff-token").read_text().strip()
+    assert jwt.get_unverified_header(new_token)["kid"] == kid
+
+
+def test_migrate_without_services_has_nothing_to_do(runner_env: dict[str, str]) -> None:
+    runner = _Runner("migrate", runner_env)
+    assert runner.finish(timeout=30) == 0
+    assert "nothing to migrate" in runner.text

@@ -1,0 +1,228 @@
+"""Outbox, relay and consumers against real PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from google.protobuf import wrappers_pb2
+
+from tenpo.kit.db import KIT_METADATA, Database, UnitOfWork, outbox_table
+from tenpo.kit.events import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    Consumer,
+    Event,
+    EventBus,
+    OutboxRelay,
+    Subscription,
+    stream_name,
+)
+
+app_metadata = sa.MetaData()
+orders = sa.Table("orders", app_metadata, sa.Column("id", sa.Text, primary_key=True))
+received = sa.Table(
+    "received",
+    app_metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False),
+)
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    async with database.engine.begin() as conn:
+        await conn.run_sync(app_metadata.create_all)
+        await conn.run_sync(KIT_METADATA.create_all)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def service() -> str:
+    # Each test gets its own stream, so tests never see each other's events.
+    return f"kit{uuid.uuid4().hex[:10]}"
+
+
+async def place_order(db: Database, order_id: str, service: str) -> uuid.UUID:
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(sa.insert(orders).values(id=order_id))
+        event_id = uow.add_event(wrappers_pb2.StringValue(value=order_id), service=service)
+        await uow.commit()
+    return event_id
+
+
+def recording_subscription(service: str, durable: str, handler: Any = None) -> Subscription:
+    async def record(uow: UnitOfWork, event: Event) -> None:
+        order_id = event.parse(wrappers_pb2.StringValue).value
+        await uow.session.execute(sa.insert(received).values(order_id=order_id))
+
+    return Subscription(
+        durable=durable,
+        source_service=service,
+        handlers={wrappers_pb2.StringValue: handler or record},
+    )
+
+
+async def received_ids(db: Database) -> list[str]:
+    async with db.engine.connect() as conn:
+        return list((await conn.execute(sa.select(received.c.order_id))).scalars())
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def background(*coroutines: Awaitable[None]) -> AsyncIterator[None]:
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class CrashAfterPublish(OutboxRelay):
+    async def _after_publish(self) -> None:
+        raise RuntimeError("relay killed between publishing and marking")
+
+
+async def test_rolled_back_work_leaves_no_event(db: Database, service: str) -> None:
+    async with db.unit_of_work() as uow:
+        await uow.session.execute(sa.insert(orders).values(id="o-1"))
+        uow.add_event(wrappers_pb2.StringValue(value="o-1"), service=service)
+        # no commit: leaving the block rolls back both the order and the event
+    async with db.engine.connect() as conn:
+        assert (
+            await conn.execute(sa.select(sa.func.count()).select_from(outbox_table))
+        ).scalar() == 0
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(orders))).scalar() == 0
+
+
+async def test_relay_crash_between_publish_and_mark_has_one_effect(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    await place_order(db, "o-1", service)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        await CrashAfterPublish(db, bus).publish_pending()
+    async with db.engine.connect() as conn:
+        pending = (
+            await conn.execute(sa.select(outbox_table).where(outbox_table.c.published_at.is_(None)))
+        ).all()
+    assert len(pending) == 1, "the crashed relay must leave the row pending"
+
+    # A new relay (after restart) publishes the leftover row again.
+    assert await OutboxRelay(db, bus).publish_pending() == 1
+    assert await OutboxRelay(db, bus).publish_pending() == 0
+    info = await bus.js.stream_info(stream_name(service))
+    assert info.state.messages == 1, "the broker must drop the re-sent copy by Nats-Msg-Id"
+
+    consumer = Consumer(db, bus, recording_subscription(service, "orders-projection"))
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["o-1"]))
+        await asyncio.sleep(0.5)
+    assert await received_ids(db) == ["o-1"]
+    await bus.close()
+
+
+async def _has(db: Database, expected: list[str]) -> bool:
+    return sorted(await received_ids(db)) == sorted(expected)
+
+
+async def test_events_wait_out_a_broker_outage(
+    db: Database, nats_factory: Callable[[], Any], service: str
+) -> None:
+    broker = nats_factory()
+    bus = EventBus(broker.url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    await place_order(db, "before-outage", service)
+
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    consumer = Consumer(db, bus, recording_subscription(service, "outage-projection"))
+    async with background(relay.run(), consumer.run()):
+        await eventually(lambda: _has(db, ["before-outage"]))
+        broker.stop()
+        await place_order(db, "during-outage-1", service)
+        await place_order(db, "during-outage-2", service)
+        await asyncio.sleep(1.5)  # the relay keeps failing meanwhile
+        async with db.engine.connect() as conn:
+            pending = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(outbox_table)
+                    .where(outbox_table.c.published_at.is_(None))
+                )
+            ).scalar()
+        assert pending == 2
+        broker.start()
+        await eventually(
+            lambda: _has(db, ["before-outage", "during-outage-1", "during-outage-2"]), timeout=30
+        )
+    await bus.close()
+
+
+async def test_handler_crash_is_redelivered_and_applied_once(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    deliveries: list[int] = []
+
+    async def flaky(uow: UnitOfWork, event: Event) -> None:
+        deliveries.append(event.delivery)
+        order_id = event.parse(wrappers_pb2.StringValue).value
+        await uow.session.execute(sa.insert(received).values(order_id=order_id))
+        if event.delivery == 1:
+            raise RuntimeError("consumer process died mid-handler")
+
+    await bus.ensure_stream(service)
+    await place_order(db, "o-flaky", service)
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    consumer = Consumer(db, bus, recording_subscription(service, "flaky", handler=flaky))
+    async with background(relay.run(), consumer.run()):
+        await eventually(lambda: _has(db, ["o-flaky"]))
+        await asyncio.sleep(0.5)
+    assert deliveries[:2] == [1, 2]
+    assert await received_ids(db) == ["o-flaky"], "the failed attempt's write must roll back"
+    await bus.close()
+
+
+async def test_duplicate_delivery_of_one_event_id_applies_once(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    event_id = str(uuid.uuid4())
+    payload = wrappers_pb2.StringValue(value="o-dup").SerializeToString()
+    headers = {EVENT_ID_HEADER: event_id, EVENT_TYPE_HEADER: "google.protobuf.StringValue"}
+    subject = f"tenpo.{service}.string_value"
+    # Two copies with distinct broker ids: past the dedupe window, only the inbox stops it.
+    await bus.publish(subject, payload, headers, msg_id=f"{event_id}-a")
+    await bus.publish(subject, payload, headers, msg_id=f"{event_id}-b")
+    consumer = Consumer(db, bus, recording_subscription(service, "dup"))
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["o-dup"]))
+        await asyncio.sleep(0.5)
+    assert await received_ids(db) == ["o-dup"]
+    await bus.close()

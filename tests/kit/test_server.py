@@ -1,0 +1,253 @@
+"""The kit's server bootstrap: error mapping, authentication, health, reflection, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tenpo.common.v1 import common_pb2
+from tenpo.kit.devkeys import ensure_dev_keys, generate_key, mint_token
+from tenpo.kit.grpc_errors import decode_error
+from tenpo.kit.server import ServiceHost, running
+from tests.kit.sample_service import SERVICE, SampleSettings, definition
+
+ISSUER = "https://auth.test.tenpo"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return ensure_dev_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest_asyncio.fixture
+async def sample(keys: Any) -> AsyncIterator[ServiceHost[SampleSettings]]:
+    settings = SampleSettings(
+        service_name="sample",
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer=ISSUER,
+        auth_audience="tenpo",
+    )
+    async with running(definition, settings) as host:
+        yield host
+
+
+def call(channel: grpc.aio.Channel, method: str, response_type: Any) -> Any:
+    return channel.unary_unary(
+        f"/{SERVICE}/{method}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response_type.FromString,
+    )
+
+
+async def test_domain_error_reaches_client_with_reason_and_field_violations(
+    sample: ServiceHost[SampleSettings],
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sample.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(channel, "Fail", empty_pb2.Empty)(wrappers_pb2.StringValue(value="x"))
+        details = decode_error(caught.value)
+        assert details.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert details.reason == "QUANTITY_INVALID"
+        assert [(v.field, v.description) for v in details.field_violations] == [
+            ("lines[2].quantity", "must be at least 1")
+        ]
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(channel, "Fail", empty_pb2.Empty)(wrappers_pb2.StringValue(value="missing"))
+        details = decode_error(caught.value)
+        assert details.code is grpc.StatusCode.NOT_FOUND
+        assert details.reason == "NOTE_NOT_FOUND"
+        assert details.metadata == {"id": "42"}
+
+
+async def test_unexpected_error_is_internal_with_only_a_trace_id(
+    sample: ServiceHost[SampleSettings],
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sample.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(channel, "Boom", empty_pb2.Empty)(empty_pb2.Empty())
+    details = decode_error(caught.value)
+    assert details.code is grpc.StatusCode.INTERNAL
+    assert details.reason == "INTERNAL"
+    trace_id = details.metadata["trace_id"]
+    assert len(trace_id) == 32
+    assert trace_id in details.message
+    assert "postgres" not in details.message
+    assert "secret" not in repr(caught.value)
+
+
+async def test_principal_from_token_reaches_the_handler(
+    sample: ServiceHost[SampleSettings], keys: Any
+) -> None:
+    token = mint_token(
+        keys.private_key_pem,
+        keys.kid,
+        subject="device-kiosk-7",
+        kind="device",
+        issuer=ISSUER,
+        audience="tenpo",
+        scopes=["catalog:read", "inventory:read"],
+        channel="KIOSK",
+        store_id="shibuya",
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sample.port}") as channel:
+        who = await call(channel, "WhoAmI", struct_pb2.Struct)(
+            empty_pb2.Empty(), metadata=(("authorization", f"Bearer {token}"),)
+        )
+        assert who["kind"] == "device"
+        assert who["subject"] == "device-kiosk-7"
+        assert who["store"] == "shibuya"
+        assert int(who["channel"]) == common_pb2.CHANNEL_KIOSK
+        assert list(who["scopes"]) == ["catalog:read", "inventory:read"]
+
+        anonymous = await call(channel, "WhoAmI", struct_pb2.Struct)(
+            empty_pb2.Empty(), metadata=(("x-tenpo-channel", "WEB"),)
+        )
+        assert anonymous["kind"] == "anonymous"
+        assert int(anonymous["channel"]) == common_pb2.CHANNEL_WEB
+
+
+async def test_bad_tokens_are_rejected_even_on_public_methods(
+    sample: ServiceHost[SampleSettings], keys: Any
+) -> None:
+    other_private, other_jwk = generate_key(kid=keys.kid)
+    forged = mint_token(
+        other_private, keys.kid, subject="staff-1", kind="staff", issuer=ISSUER, audience="tenpo"
+    )
+    wrong_audience = mint_token(
+        keys.private_key_pem,
+        keys.kid,
+        subject="c1",
+        kind="customer",
+        issuer=ISSUER,
+        audience="somebody-else",
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sample.port}") as channel:
+        for token in (forged, wrong_audience, "not-a-jwt"):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(channel, "Echo", wrappers_pb2.StringValue)(
+                    wrappers_pb2.StringValue(value="hi"),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert decode_error(caught.value).reason is not None
+
+
+async def test_health_reflection_and_streaming(sample: ServiceHost[SampleSettings]) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{sample.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE):
+            response = await health.Check(health_pb2.HealthCheckRequest(service=name))
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        listed = [s.name async for r in responses for s in r.list_services_response.service]
+        assert SERVICE in listed
+        assert "grpc.health.v1.Health" in listed
+
+        stream = channel.unary_stream(
+            f"/{SERVICE}/Count",
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=wrappers_pb2.Int64Value.FromString,
+        )
+        values = [m.value async for m in stream(wrappers_pb2.StringValue(value="4"))]
+        assert values == [0, 1, 2, 3]
+
+
+async def test_concurrent_calls_with_one_request_id_have_one_effect(
+    keys: Any, database_url: str
+) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tenpo.kit.db import KIT_METADATA
+    from tests.kit.sample_service import notes, sample_metadata
+
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(sample_metadata.create_all)
+        await conn.run_sync(KIT_METADATA.create_all)
+    settings = SampleSettings(service_name="sample", database_url=database_url)
+    with_db = dataclasses.replace(definition, uses_database=True)
+    async with running(with_db, settings) as host:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            add = call(channel, "AddNote", wrappers_pb2.Int64Value)
+
+            def note(text: str, request_id: str) -> struct_pb2.Struct:
+                message = struct_pb2.Struct()
+                message.update({"text": text, "request_id": request_id})
+                return message
+
+            results = await asyncio.gather(*(add(note("buy milk", "req-1")) for _ in range(20)))
+            assert len({r.value for r in results}) == 1
+
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await add(note("buy bread", "req-1"))
+            assert decode_error(caught.value).reason == "REQUEST_ID_REUSED"
+
+            other = await add(note("buy bread", "req-2"))
+            assert other.value != results[0].value
+    async with engine.connect() as conn:
+        texts = (await conn.execute(sa.select(notes.c.text).order_by(notes.c.id))).scalars().all()
+    await engine.dispose()
+    assert texts == ["buy milk", "buy bread"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SAMPLE_GRPC_PORT": str(port),
+        "SAMPLE_SHUTDOWN_DELAY_SECONDS": "1.0",
+        "SAMPLE_SHUTDOWN_GRACE_SECONDS": "10",
+        "SAMPLE_MIGRATE_ON_START": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.kit.sample_service"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "stderr.log", "wb"),  # noqa: SIM115, ASYNC230
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            await health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30)
+            slow = call(channel, "Slow", wrappers_pb2.DoubleValue)
+            in_flight = asyncio.ensure_future(slow(wrappers_pb2.DoubleValue(value=2.0)))
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            status = await health.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            result = await in_flight
+            assert result.value == 2.0
+        assert await asyncio.to_thread(process.wait, 15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

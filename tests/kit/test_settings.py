@@ -1,0 +1,48 @@
+"""Settings: shared TENPO_ variables, service prefixes, unsafe defaults refused in production."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from tenpo.kit.settings import Environment, ServiceSettings
+
+
+class DemoSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="DEMO_")
+
+
+def test_service_prefix_wins_over_shared_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENPO_NATS_URL", "nats://shared:4222")
+    monkeypatch.setenv("TENPO_GRPC_PORT", "1111")
+    monkeypatch.setenv("DEMO_GRPC_PORT", "2222")
+    settings = DemoSettings()
+    assert settings.nats_url == "nats://shared:4222"
+    assert settings.grpc_port == 2222
+
+
+def test_development_defaults_are_accepted() -> None:
+    assert DemoSettings().environment is Environment.DEVELOPMENT
+
+
+def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError) as caught:
+        DemoSettings()
+    message = str(caught.value)
+    assert "page_token_secret is the development default" in message
+    assert "auth_jwks_url" in message
+    assert "database_url" in message
+
+
+def test_production_with_real_settings_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_ENVIRONMENT", "production")
+    monkeypatch.setenv("DEMO_PAGE_TOKEN_SECRET", "x" * 40)
+    monkeypatch.setenv("DEMO_AUTH_JWKS_URL", "https://customer.tenpo.example/.well-known/jwks.json")
+    monkeypatch.setenv("DEMO_DATABASE_URL", "postgresql+asyncpg://demo@db/demo")
+    assert DemoSettings().environment is Environment.PRODUCTION
+
+    monkeypatch.setenv("DEMO_AUTH_JWKS_URL", "http://customer/.well-known/jwks.json")
+    with pytest.raises(ValidationError, match="https"):
+        DemoSettings()

@@ -1,0 +1,68 @@
+"""Fixtures shared by service tests: signing keys, tokens per principal kind, in-process
+services on ephemeral ports against the session's PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tenpo.kit.devkeys import DevKeys, ensure_dev_keys, mint_token
+from tests.conftest import scratch_dir
+
+ISSUER = "https://auth.test.tenpo"
+AUDIENCE = "tenpo"
+
+
+@pytest.fixture(scope="session")
+def dev_keys() -> Iterator[DevKeys]:
+    with scratch_dir("tenpo-test-keys-") as root:
+        yield ensure_dev_keys(root)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    keys: DevKeys
+
+    def mint(self, **claims: object) -> str:
+        return mint_token(
+            self.keys.private_key_pem, self.keys.kid, issuer=ISSUER, audience=AUDIENCE, **claims  # type: ignore[arg-type]
+        )
+
+    def metadata(self, token: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {token}"),)
+
+    @property
+    def staff(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata(
+            self.mint(
+                subject="staff-merch-1",
+                kind="staff",
+                scopes=["catalog:write", "inventory:write"],
+                channel="BACK_OFFICE",
+            )
+        )
+
+    @property
+    def staff_without_scope(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata(self.mint(subject="staff-cs-1", kind="staff", scopes=["customers:read"]))
+
+    @property
+    def customer(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata(self.mint(subject="customer-1", kind="customer", channel="APP"))
+
+    def device(self, channel: str, store: str = "shibuya") -> tuple[tuple[str, str], ...]:
+        return self.metadata(
+            self.mint(subject=f"device-{channel.lower()}-1", kind="device", channel=channel, store_id=store)
+        )
+
+
+@pytest.fixture(scope="session")
+def tokens(dev_keys: DevKeys) -> Tokens:
+    return Tokens(dev_keys)
+
+
+def auth_settings(dev_keys: DevKeys) -> dict[str, object]:
+    return {"auth_jwks_file": Path(dev_keys.jwks_path), "auth_issuer": ISSUER, "auth_audience": AUDIENCE}
