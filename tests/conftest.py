@@ -1,11 +1,4 @@
-"""Test fixtures: real PostgreSQL and NATS servers, started once per session, and a fresh
-database per test.
-
-PostgreSQL comes from, in order: ``TENPO_TEST_POSTGRES_ADMIN_URL`` (a superuser URL), a
-Docker daemon through testcontainers, or the embedded server (fsync off) on a free port.
-NATS comes from ``TENPO_TEST_NATS_URL`` or an embedded server. Tests that use any of these
-fixtures are marked ``integration`` automatically (``make test-unit`` skips them).
-"""
+"""Test fixtures: real PostgreSQL and NATS, once per session; a fresh database per test."""
 
 from __future__ import annotations
 
@@ -39,6 +32,8 @@ NatsFactory = Callable[[], EmbeddedNats]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test that needs a server, so ``-m "not integration"``
+    (``make test-unit``) runs without any."""
     for item in items:
         if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
@@ -73,7 +68,9 @@ def _docker_available() -> bool:
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
-    """Superuser URL (plain ``postgresql://``) of the session's PostgreSQL server."""
+    """Superuser URL (plain ``postgresql://``) of the session's PostgreSQL server: the one
+    ``TENPO_TEST_POSTGRES_ADMIN_URL`` names, else a container when a Docker daemon answers,
+    else an embedded server with fsync off on a free port."""
     external = os.environ.get("TENPO_TEST_POSTGRES_ADMIN_URL")
     if external:
         yield external
@@ -111,8 +108,8 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def nats_url() -> Iterator[str]:
-    """URL of the session's NATS server (JetStream enabled). Tests share it: use unique
-    stream and subject names."""
+    """URL of the session's NATS server with JetStream: ``TENPO_TEST_NATS_URL``, else an
+    embedded one. Tests share it: use unique stream and subject names."""
     external = os.environ.get("TENPO_TEST_NATS_URL")
     if external:
         yield external

@@ -115,8 +115,13 @@ class EventBus:
 
     async def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
+            # Not drain(): consumers are cancelled before this, and drain would wait out its
+            # timeout on their abandoned pull subscriptions. The relay awaits every ack, so
+            # nothing is left unsent.
             with contextlib.suppress(Exception):
-                await self._nc.drain()
+                await self._nc.flush(timeout=2)
+            with contextlib.suppress(Exception):
+                await self._nc.close()
         self._nc = None
         self._js = None
 

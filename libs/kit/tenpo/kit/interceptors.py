@@ -54,6 +54,8 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: auth.TokenVerifier) -> None:
         self._verifier = verifier
         self._cache = _PrincipalCache()
+        # Wrapped handlers by method: built once, not on every call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def _principal(self, context: ServicerContext) -> auth.Principal:
         metadata = context.invocation_metadata() or ()
@@ -92,10 +94,18 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         fail = self._fail
         principal_of = self._principal
 

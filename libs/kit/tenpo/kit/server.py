@@ -122,8 +122,12 @@ class ServiceHost(Generic[S]):
             await self._bus.connect()
             await self._bus.ensure_stream(self.definition.name)
         verifier = TokenVerifier.from_settings(settings)
+        interceptors: list[grpc.aio.ServerInterceptor] = [KitServerInterceptor(verifier)]
+        if settings.otel_exporter_otlp_endpoint or settings.otel_console:
+            # A span per call is worth its cost only when someone collects it.
+            interceptors.insert(0, aio_server_interceptor())
         server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), KitServerInterceptor(verifier)],
+            interceptors=interceptors,
             options=[
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
                 ("grpc.max_receive_message_length", settings.max_request_bytes),

@@ -7,6 +7,9 @@ each answers the gRPC health check and prints where everything listens, plus a s
 valid 12 h. Ctrl-C (or SIGTERM) stops the services, then NATS, then PostgreSQL. Data stays
 in the data directory, so the next run finds it again. ``make migrate`` (``... migrate``)
 only applies the migrations, starting PostgreSQL if needed and stopping it afterwards.
+A second ``run`` on the same data directory refuses to start. A runner killed outright
+(SIGKILL) takes NATS and the services with it, but PostgreSQL keeps running: the next
+``run`` picks it up again.
 
 Services are the directories ``services/<name>/`` that hold a ``__main__.py``. Every
 service process gets ``<NAME>_SERVICE_NAME``, ``<NAME>_GRPC_PORT``, ``<NAME>_DATABASE_URL``

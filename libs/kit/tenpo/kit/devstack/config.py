@@ -138,7 +138,7 @@ class StackConfig:
             external_nats_url=env.get("TENPO_NATS_URL") or None,
             external_postgres_admin_url=env.get("TENPO_POSTGRES_ADMIN_URL") or None,
             database_urls=database_urls,
-            start_timeout=float(env.get("TENPO_START_TIMEOUT") or DEFAULT_START_TIMEOUT),
+            start_timeout=_seconds(env, "TENPO_START_TIMEOUT", DEFAULT_START_TIMEOUT),
         )
 
 
@@ -229,4 +229,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a port number, not {raw!r}") from None
     if not 0 <= value <= 65535:
         raise ConfigError(f"{name} must be between 0 and 65535, not {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {value}")
     return value

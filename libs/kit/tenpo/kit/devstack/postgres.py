@@ -329,18 +329,21 @@ class EmbeddedPostgres:
     def _running_server(self) -> tuple[int, int] | None:
         """(pid, port) of the postmaster owning the data directory, if one is alive."""
         pid_file = self.data_dir / "postmaster.pid"
-        try:
-            lines = pid_file.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return None
-        except PermissionError as error:
-            raise PostgresError(f"cannot read {pid_file}: {error}") from error
-        try:
-            pid, port = int(lines[0]), int(lines[3])
-        except (IndexError, ValueError):
-            # Written but not yet complete: the postmaster is starting up right now.
-            time.sleep(0.5)
-            return self._running_server()
+        for _attempt in range(50):
+            try:
+                lines = pid_file.read_text(encoding="utf-8").splitlines()
+            except FileNotFoundError:
+                return None
+            except PermissionError as error:
+                raise PostgresError(f"cannot read {pid_file}: {error}") from error
+            try:
+                pid, port = int(lines[0]), int(lines[3])
+                break
+            except (IndexError, ValueError):
+                # Written but not complete yet: a postmaster is starting up right now.
+                time.sleep(0.1)
+        else:
+            raise PostgresError(f"{pid_file} stays incomplete; is a server stuck starting?")
         try:
             alive = psutil.Process(pid).name().startswith("postgres")
         except psutil.NoSuchProcess:

@@ -307,16 +307,22 @@ class DevStack:
         log_file = self.config.log_file(spec.name)
         with self.progress.step(f"{command} {spec.name}") as outcome:
             with self._open_log(log_file, command) as log_output:
-                result = subprocess.run(  # noqa: S603
-                    [sys.executable, "-m", spec.module, command],
-                    env=self.service_env(spec),
-                    cwd=self.config.root_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_output,
-                    stderr=subprocess.STDOUT,
-                    timeout=SERVICE_COMMAND_TIMEOUT,
-                    check=False,
-                )
+                try:
+                    result = subprocess.run(  # noqa: S603
+                        [sys.executable, "-m", spec.module, command],
+                        env=self.service_env(spec),
+                        cwd=self.config.root_dir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_output,
+                        stderr=subprocess.STDOUT,
+                        timeout=SERVICE_COMMAND_TIMEOUT,
+                        check=False,
+                    )
+                except subprocess.TimeoutExpired:
+                    raise StackError(
+                        f"`python -m {spec.module} {command}` still running after "
+                        f"{SERVICE_COMMAND_TIMEOUT:.0f} s; see {_display(log_file)}"
+                    ) from None
             if result.returncode != 0:
                 raise StackError(
                     f"`python -m {spec.module} {command}` failed with exit code "
@@ -534,7 +540,10 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
             progress.line()
             progress.line(stack.summary())
             if not stack.services:
-                progress.line(f"  (no services found in {_display(config.root_dir / 'services')})")
+                progress.line(
+                    "  (no services: none selected by TENPO_SERVICES, or none in "
+                    f"{_display(config.root_dir / 'services')}/ has a __main__.py)"
+                )
             if stack.staff_token:
                 progress.line()
                 hours = STAFF_TOKEN_TTL.total_seconds() / 3600

@@ -1,0 +1,139 @@
+"""Catalog benchmarks: GetProduct vs the bare health Check, and search latency on 10,000
+products."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from bench.harness import Report, free_port, measure, subprocess_server
+from bench.kit import CONCURRENCY, baseline
+from services.catalog import domain as d
+from services.catalog.app import definition
+from services.catalog.seed import jan_code, seed_demo_catalog
+from services.catalog.store import ProductStore
+from tenpo.catalog.v1 import catalog_service_pb2 as api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.kit import migrations
+from tenpo.kit.db import Database
+from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
+
+PRODUCTS = 10_000
+ADJECTIVES = [("軽量", "lightweight"), ("防水", "waterproof"), ("ヴィンテージ", "vintage"),
+              ("オーバーサイズ", "oversized"), ("スリム", "slim"), ("ストレッチ", "stretch"),
+              ("リサイクル素材の", "recycled"), ("和紙混", "washi-blend"), ("ふわふわ", "fluffy")]
+NOUNS = [("スニーカー", "sneakers"), ("ブーツ", "boots"), ("Tシャツ", "t-shirt"), ("シャツ", "shirt"),
+         ("カーディガン", "cardigan"), ("ジャケット", "jacket"), ("デニム", "jeans"), ("スカート", "skirt"),
+         ("ワンピース", "dress"), ("帽子", "hat"), ("手袋", "gloves"), ("マフラー", "scarf")]
+COLORS = [("白", "white"), ("黒", "black"), ("紺", "navy"), ("赤", "red"), ("緑", "green")]
+QUERIES_JA = ["スニーカー", "防水 ブーツ", "ふわふわ", "紺 ジャケット", "ワンピース", "すにーかー"]
+QUERIES_EN = ["sneakers", "waterproof boots", "vintage", "navy jacket", "dress", "slim jeans"]
+
+
+async def load_products(database_url: str, count: int) -> list[str]:
+    """Bulk-load generated products through the domain and the store (batched transactions:
+    the per-request path would take minutes for 10,000)."""
+    db = Database(database_url)
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    ids: list[str] = []
+    numbers = itertools.count(50_000)
+    try:
+        for start in range(0, count, 500):
+            async with db.unit_of_work() as uow:
+                store = ProductStore(uow.session)
+                for n in range(start, min(start + 500, count)):
+                    adjective, noun, color = rng.choice(ADJECTIVES), rng.choice(NOUNS), rng.choice(COLORS)
+                    code = f"GEN-{n:05d}"
+                    product = d.Product(
+                        id=uuid.uuid4(),
+                        code=code,
+                        titles={"ja": f"{adjective[0]}{noun[0]}（{color[0]}）", "en": f"{adjective[1]} {noun[1]} ({color[1]})"},
+                        descriptions={"ja": f"{adjective[0]}の{noun[0]}です。", "en": f"A {adjective[1]} {noun[1]}."},
+                        brand=f"Brand {n % 40}",
+                        status=d.ProductStatus.PUBLISHED,
+                        channels=frozenset({1, 2, 3, 4, 5, 6}),
+                        variants=tuple(
+                            d.Variant(f"{code}-{s}", {"color": color[1], "size": s},
+                                      (d.Barcode(d.BarcodeType.JAN, jan_code(next(numbers))),))
+                            for s in ("S", "M", "L")
+                        ),
+                        created_at=now,
+                        updated_at=now,
+                        published_at=now,
+                    )
+                    await store.save(product, category_titles=[], is_new=True)
+                    ids.append(str(product.id))
+                await uow.commit()
+    finally:
+        await db.dispose()
+    return ids
+
+
+async def run(report: Report, duration: float) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tenpo-bench-catalog-"))
+    with EmbeddedPostgres(root / "pg", free_port(), durable=False) as postgres, EmbeddedNats(root / "nats", free_port()) as nats:
+        url = postgres.ensure_database("catalog", secrets.token_urlsafe(12))
+        await migrations.upgrade(definition.migrations, url)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        seed_db = Database(url)
+        await seed_demo_catalog(seed_db)
+        await seed_db.dispose()
+        ids = await load_products(url, PRODUCTS - 216)
+        report.note(f"catalog: loaded {PRODUCTS} products in {time.perf_counter() - started:.0f} s")
+
+        bare = await baseline(report, duration)
+        port = free_port()
+        env = {
+            "CATALOG_DATABASE_URL": url,
+            "CATALOG_GRPC_PORT": str(port),
+            "CATALOG_NATS_URL": nats.url,
+            "CATALOG_MIGRATE_ON_START": "false",
+            "CATALOG_LOG_LEVEL": "WARNING",
+        }
+        with subprocess_server(["-m", "services.catalog", "serve"], env):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60)
+                stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+                hot = ids[:200]
+                metadata = (("x-tenpo-channel", "WEB"),)
+                requests = [api.GetProductRequest(id=i) for i in hot]
+                for request in requests:  # warm the cache, as a running shop would be
+                    await stub.GetProduct(request, metadata=metadata)
+                get = report.add(
+                    await measure(
+                        "catalog: GetProduct (hot, anonymous web)",
+                        lambda i: stub.GetProduct(requests[i % len(requests)], metadata=metadata),
+                        concurrency=CONCURRENCY,
+                        duration=duration,
+                    )
+                )
+                report.ratio("catalog GetProduct / bare grpc.aio health Check", get.throughput, bare, "goal >= 0.80")
+
+                for language, queries in (("ja", QUERIES_JA), ("en", QUERIES_EN)):
+                    search_requests = [api.SearchProductsRequest(query=q, page_size=24, language_code=language) for q in queries]
+                    result = report.add(
+                        await measure(
+                            f"catalog: SearchProducts 10k products ({language})",
+                            lambda i, r=search_requests: stub.SearchProducts(r[i % len(r)], metadata=metadata),  # type: ignore[misc]
+                            concurrency=4,
+                            duration=duration,
+                        )
+                    )
+                    report.note(f"catalog search ({language}) p95 {result.percentile(95):.1f} ms on {PRODUCTS} products")
+
+
+if __name__ == "__main__":
+    sys.exit("run through `make bench`")
