@@ -13,7 +13,7 @@ from bench.harness import Report
 
 def suites() -> list[str]:
     names = [m.name for m in pkgutil.iter_modules(bench.__path__)]
-    return ["kit"] + sorted(n for n in names if n.startswith("service_"))
+    return ["kit", *sorted(n for n in names if n.startswith("service_"))]
 
 
 async def main() -> None:

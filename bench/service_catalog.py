@@ -3,7 +3,6 @@ products."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 import secrets
@@ -29,12 +28,31 @@ from tenpo.kit.db import Database
 from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
 
 PRODUCTS = 10_000
-ADJECTIVES = [("軽量", "lightweight"), ("防水", "waterproof"), ("ヴィンテージ", "vintage"),
-              ("オーバーサイズ", "oversized"), ("スリム", "slim"), ("ストレッチ", "stretch"),
-              ("リサイクル素材の", "recycled"), ("和紙混", "washi-blend"), ("ふわふわ", "fluffy")]
-NOUNS = [("スニーカー", "sneakers"), ("ブーツ", "boots"), ("Tシャツ", "t-shirt"), ("シャツ", "shirt"),
-         ("カーディガン", "cardigan"), ("ジャケット", "jacket"), ("デニム", "jeans"), ("スカート", "skirt"),
-         ("ワンピース", "dress"), ("帽子", "hat"), ("手袋", "gloves"), ("マフラー", "scarf")]
+ADJECTIVES = [
+    ("軽量", "lightweight"),
+    ("防水", "waterproof"),
+    ("ヴィンテージ", "vintage"),
+    ("オーバーサイズ", "oversized"),
+    ("スリム", "slim"),
+    ("ストレッチ", "stretch"),
+    ("リサイクル素材の", "recycled"),
+    ("和紙混", "washi-blend"),
+    ("ふわふわ", "fluffy"),
+]
+NOUNS = [
+    ("スニーカー", "sneakers"),
+    ("ブーツ", "boots"),
+    ("Tシャツ", "t-shirt"),
+    ("シャツ", "shirt"),
+    ("カーディガン", "cardigan"),
+    ("ジャケット", "jacket"),
+    ("デニム", "jeans"),
+    ("スカート", "skirt"),
+    ("ワンピース", "dress"),
+    ("帽子", "hat"),
+    ("手袋", "gloves"),
+    ("マフラー", "scarf"),
+]
 COLORS = [("白", "white"), ("黒", "black"), ("紺", "navy"), ("赤", "red"), ("緑", "green")]
 QUERIES_JA = ["スニーカー", "防水 ブーツ", "ふわふわ", "紺 ジャケット", "ワンピース", "すにーかー"]
 QUERIES_EN = ["sneakers", "waterproof boots", "vintage", "navy jacket", "dress", "slim jeans"]
@@ -53,19 +71,32 @@ async def load_products(database_url: str, count: int) -> list[str]:
             async with db.unit_of_work() as uow:
                 store = ProductStore(uow.session)
                 for n in range(start, min(start + 500, count)):
-                    adjective, noun, color = rng.choice(ADJECTIVES), rng.choice(NOUNS), rng.choice(COLORS)
+                    adjective, noun, color = (
+                        rng.choice(ADJECTIVES),
+                        rng.choice(NOUNS),
+                        rng.choice(COLORS),
+                    )
                     code = f"GEN-{n:05d}"
                     product = d.Product(
                         id=uuid.uuid4(),
                         code=code,
-                        titles={"ja": f"{adjective[0]}{noun[0]}（{color[0]}）", "en": f"{adjective[1]} {noun[1]} ({color[1]})"},
-                        descriptions={"ja": f"{adjective[0]}の{noun[0]}です。", "en": f"A {adjective[1]} {noun[1]}."},
+                        titles={
+                            "ja": f"{adjective[0]}{noun[0]}（{color[0]}）",
+                            "en": f"{adjective[1]} {noun[1]} ({color[1]})",
+                        },
+                        descriptions={
+                            "ja": f"{adjective[0]}の{noun[0]}です。",
+                            "en": f"A {adjective[1]} {noun[1]}.",
+                        },
                         brand=f"Brand {n % 40}",
                         status=d.ProductStatus.PUBLISHED,
                         channels=frozenset({1, 2, 3, 4, 5, 6}),
                         variants=tuple(
-                            d.Variant(f"{code}-{s}", {"color": color[1], "size": s},
-                                      (d.Barcode(d.BarcodeType.JAN, jan_code(next(numbers))),))
+                            d.Variant(
+                                f"{code}-{s}",
+                                {"color": color[1], "size": s},
+                                (d.Barcode(d.BarcodeType.JAN, jan_code(next(numbers))),),
+                            )
                             for s in ("S", "M", "L")
                         ),
                         created_at=now,
@@ -82,7 +113,10 @@ async def load_products(database_url: str, count: int) -> list[str]:
 
 async def run(report: Report, duration: float) -> None:
     root = Path(tempfile.mkdtemp(prefix="tenpo-bench-catalog-"))
-    with EmbeddedPostgres(root / "pg", free_port(), durable=False) as postgres, EmbeddedNats(root / "nats", free_port()) as nats:
+    with (
+        EmbeddedPostgres(root / "pg", free_port(), durable=False) as postgres,
+        EmbeddedNats(root / "nats", free_port()) as nats,
+    ):
         url = postgres.ensure_database("catalog", secrets.token_urlsafe(12))
         await migrations.upgrade(definition.migrations, url)  # type: ignore[arg-type]
         started = time.perf_counter()
@@ -105,7 +139,9 @@ async def run(report: Report, duration: float) -> None:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60)
+                await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+                )
                 stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
                 hot = ids[:200]
                 metadata = (("x-tenpo-channel", "WEB"),)
@@ -120,19 +156,32 @@ async def run(report: Report, duration: float) -> None:
                         duration=duration,
                     )
                 )
-                report.ratio("catalog GetProduct / bare grpc.aio health Check", get.throughput, bare, "goal >= 0.80")
+                report.ratio(
+                    "catalog GetProduct / bare grpc.aio health Check",
+                    get.throughput,
+                    bare,
+                    "goal >= 0.80",
+                )
 
                 for language, queries in (("ja", QUERIES_JA), ("en", QUERIES_EN)):
-                    search_requests = [api.SearchProductsRequest(query=q, page_size=24, language_code=language) for q in queries]
+                    search_requests = [
+                        api.SearchProductsRequest(query=q, page_size=24, language_code=language)
+                        for q in queries
+                    ]
                     result = report.add(
                         await measure(
                             f"catalog: SearchProducts 10k products ({language})",
-                            lambda i, r=search_requests: stub.SearchProducts(r[i % len(r)], metadata=metadata),  # type: ignore[misc]
+                            lambda i, r=search_requests: stub.SearchProducts(
+                                r[i % len(r)], metadata=metadata
+                            ),  # type: ignore[misc]
                             concurrency=4,
                             duration=duration,
                         )
                     )
-                    report.note(f"catalog search ({language}) p95 {result.percentile(95):.1f} ms on {PRODUCTS} products")
+                    p95 = result.percentile(95)
+                    report.note(
+                        f"catalog search ({language}) p95 {p95:.1f} ms, {PRODUCTS} products"
+                    )
 
 
 if __name__ == "__main__":

@@ -302,7 +302,7 @@ def resolved_price(
     if resolution.regular is not None:
         message.regular_amount.CopyFrom(money(resolution.regular.price))
     if applied.valid_until is not None:
-        message.valid_until.CopyFrom(timestamp(applied.valid_until))
+        message.valid_until.FromDatetime(applied.valid_until.astimezone(UTC))
     return message
 
 

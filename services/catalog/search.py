@@ -144,7 +144,7 @@ async def search(
     ).where(*conditions)
     if query.min_price or query.max_price:
         inner = matched.subquery("priced")
-        price_conditions = [inner.c.from_price.is_not(None)]
+        price_conditions: list[sa.ColumnElement[bool]] = [inner.c.from_price.is_not(None)]
         if query.min_price:
             price_conditions.append(inner.c.from_price >= query.min_price)
         if query.max_price:

@@ -232,7 +232,7 @@ async def seed_demo_catalog(db: Database, *, now: datetime | None = None) -> int
     count = 0
     for line_index, (
         kind,
-        category,
+        category_slug,
         noun_ja,
         noun_en,
         sizes,
@@ -264,11 +264,13 @@ async def seed_demo_catalog(db: Database, *, now: datetime | None = None) -> int
                             "en": f"{style_en} {noun_en} ({color_en})",
                         },
                         "descriptions": {
-                            "ja": f"{brand}の{style_ja}{noun_ja}。毎日の街歩きに合わせやすい{color_ja}。",
-                            "en": f"{style_en} {noun_en.lower()} by {brand} in {color_en.lower()}, easy to wear every day.",
+                            "ja": f"{brand}の{style_ja}{noun_ja}。"
+                            f"毎日の街歩きに合わせやすい{color_ja}。",
+                            "en": f"{style_en} {noun_en.lower()} by {brand} "
+                            f"in {color_en.lower()}, easy to wear every day.",
                         },
                         "brand": brand,
-                        "category_ids": (category_ids[category],),
+                        "category_ids": (category_ids[category_slug],),
                         "channels": channels,
                         "tax_class": d.TaxClass.STANDARD,
                         "attributes": (

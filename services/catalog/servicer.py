@@ -347,8 +347,11 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         return api.SetProductRelationsResponse(
             relations=[
                 pb.ProductRelation(
-                    product_id=str(product_id), related_product_id=str(r), type=k, position=p
-                )  # type: ignore[arg-type]
+                    product_id=str(product_id),
+                    related_product_id=str(r),
+                    type=k,  # type: ignore[arg-type]
+                    position=p,
+                )
                 for k, r, p in result
             ]
         )

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -112,7 +113,7 @@ class ProductStore:
         rows = (await self.session.execute(query)).mappings().all()
         return await self._hydrate(rows)
 
-    async def _hydrate(self, rows: Sequence[Mapping[str, Any]]) -> list[d.Product]:
+    async def _hydrate(self, rows: Sequence[RowMapping]) -> list[d.Product]:
         ids = [row["id"] for row in rows]
         variant_rows = (
             (
@@ -316,7 +317,7 @@ class CategoryStore:
         self.session = session
 
     @staticmethod
-    def _to_domain(row: Mapping[str, Any]) -> d.Category:
+    def _to_domain(row: RowMapping) -> d.Category:
         return d.Category(
             id=row["id"],
             parent_id=row["parent_id"],
@@ -463,7 +464,7 @@ class PriceStore:
         self.session = session
 
     @staticmethod
-    def _to_domain(row: Mapping[str, Any]) -> d.PriceEntry:
+    def _to_domain(row: RowMapping) -> d.PriceEntry:
         return d.PriceEntry(
             id=row["id"],
             sku=row["sku"],

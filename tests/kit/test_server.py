@@ -125,7 +125,7 @@ async def test_principal_from_token_reaches_the_handler(
 async def test_bad_tokens_are_rejected_even_on_public_methods(
     sample: ServiceHost[SampleSettings], keys: Any
 ) -> None:
-    other_private, other_jwk = generate_key(kid=keys.kid)
+    other_private, _ = generate_key(kid=keys.kid)
     forged = mint_token(
         other_private, keys.kid, subject="staff-1", kind="staff", issuer=ISSUER, audience="tenpo"
     )
@@ -187,24 +187,26 @@ async def test_concurrent_calls_with_one_request_id_have_one_effect(
         await conn.run_sync(KIT_METADATA.create_all)
     settings = SampleSettings(service_name="sample", database_url=database_url)
     with_db = dataclasses.replace(definition, uses_database=True)
-    async with running(with_db, settings) as host:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-            add = call(channel, "AddNote", wrappers_pb2.Int64Value)
+    async with (
+        running(with_db, settings) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+    ):
+        add = call(channel, "AddNote", wrappers_pb2.Int64Value)
 
-            def note(text: str, request_id: str) -> struct_pb2.Struct:
-                message = struct_pb2.Struct()
-                message.update({"text": text, "request_id": request_id})
-                return message
+        def note(text: str, request_id: str) -> struct_pb2.Struct:
+            message = struct_pb2.Struct()
+            message.update({"text": text, "request_id": request_id})
+            return message
 
-            results = await asyncio.gather(*(add(note("buy milk", "req-1")) for _ in range(20)))
-            assert len({r.value for r in results}) == 1
+        results = await asyncio.gather(*(add(note("buy milk", "req-1")) for _ in range(20)))
+        assert len({r.value for r in results}) == 1
 
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await add(note("buy bread", "req-1"))
-            assert decode_error(caught.value).reason == "REQUEST_ID_REUSED"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await add(note("buy bread", "req-1"))
+        assert decode_error(caught.value).reason == "REQUEST_ID_REUSED"
 
-            other = await add(note("buy bread", "req-2"))
-            assert other.value != results[0].value
+        other = await add(note("buy bread", "req-2"))
+        assert other.value != results[0].value
     async with engine.connect() as conn:
         texts = (await conn.execute(sa.select(notes.c.text).order_by(notes.c.id))).scalars().all()
     await engine.dispose()
@@ -231,7 +233,7 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
         env=env,
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "stderr.log", "wb"),  # noqa: SIM115, ASYNC230
+        stderr=open(tmp_path / "stderr.log", "wb"),  # noqa: SIM115
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -28,7 +28,11 @@ class Tokens:
 
     def mint(self, **claims: object) -> str:
         return mint_token(
-            self.keys.private_key_pem, self.keys.kid, issuer=ISSUER, audience=AUDIENCE, **claims  # type: ignore[arg-type]
+            self.keys.private_key_pem,
+            self.keys.kid,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            **claims,  # type: ignore[arg-type]
         )
 
     def metadata(self, token: str) -> tuple[tuple[str, str], ...]:
@@ -47,7 +51,9 @@ class Tokens:
 
     @property
     def staff_without_scope(self) -> tuple[tuple[str, str], ...]:
-        return self.metadata(self.mint(subject="staff-cs-1", kind="staff", scopes=["customers:read"]))
+        return self.metadata(
+            self.mint(subject="staff-cs-1", kind="staff", scopes=["customers:read"])
+        )
 
     @property
     def customer(self) -> tuple[tuple[str, str], ...]:
@@ -55,7 +61,12 @@ class Tokens:
 
     def device(self, channel: str, store: str = "shibuya") -> tuple[tuple[str, str], ...]:
         return self.metadata(
-            self.mint(subject=f"device-{channel.lower()}-1", kind="device", channel=channel, store_id=store)
+            self.mint(
+                subject=f"device-{channel.lower()}-1",
+                kind="device",
+                channel=channel,
+                store_id=store,
+            )
         )
 
 
@@ -65,4 +76,8 @@ def tokens(dev_keys: DevKeys) -> Tokens:
 
 
 def auth_settings(dev_keys: DevKeys) -> dict[str, object]:
-    return {"auth_jwks_file": Path(dev_keys.jwks_path), "auth_issuer": ISSUER, "auth_audience": AUDIENCE}
+    return {
+        "auth_jwks_file": Path(dev_keys.jwks_path),
+        "auth_issuer": ISSUER,
+        "auth_audience": AUDIENCE,
+    }

@@ -21,27 +21,36 @@ from tenpo.kit.server import ServiceHost, running
 from tests.services.conftest import auth_settings
 
 
-async def _start(database_url: str, nats_url: str, dev_keys: DevKeys, seed: bool) -> AsyncIterator[ServiceHost[CatalogSettings]]:
+async def _start(
+    database_url: str, nats_url: str, dev_keys: DevKeys, seed: bool
+) -> AsyncIterator[ServiceHost[CatalogSettings]]:
     await migrations.upgrade(definition.migrations, database_url)  # type: ignore[arg-type]
     if seed:
         db = Database(database_url)
         await seed_demo_catalog(db)
         await db.dispose()
     settings = CatalogSettings(
-        database_url=database_url, nats_url=nats_url, grpc_port=0, **auth_settings(dev_keys)  # type: ignore[arg-type]
+        database_url=database_url,
+        nats_url=nats_url,
+        grpc_port=0,
+        **auth_settings(dev_keys),  # type: ignore[arg-type]
     )
     async with running(definition, settings) as host:
         yield host
 
 
 @pytest_asyncio.fixture
-async def catalog_host(database_url: str, nats_url: str, dev_keys: DevKeys) -> AsyncIterator[ServiceHost[CatalogSettings]]:
+async def catalog_host(
+    database_url: str, nats_url: str, dev_keys: DevKeys
+) -> AsyncIterator[ServiceHost[CatalogSettings]]:
     async for host in _start(database_url, nats_url, dev_keys, seed=False):
         yield host
 
 
 @pytest_asyncio.fixture
-async def catalog(catalog_host: ServiceHost[CatalogSettings]) -> AsyncIterator[catalog_service_pb2_grpc.CatalogServiceStub]:
+async def catalog(
+    catalog_host: ServiceHost[CatalogSettings],
+) -> AsyncIterator[catalog_service_pb2_grpc.CatalogServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog_host.port}") as channel:
         yield catalog_service_pb2_grpc.CatalogServiceStub(channel)
 

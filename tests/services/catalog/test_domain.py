@@ -60,7 +60,12 @@ def entry(amount: int, **kwargs: object) -> d.PriceEntry:
 
 def test_sale_price_applies_within_its_window_and_keeps_the_regular_price() -> None:
     regular = entry(10_000)
-    sale = entry(8_000, price_list="sale", valid_from=NOW - timedelta(days=1), valid_until=NOW + timedelta(days=1))
+    sale = entry(
+        8_000,
+        price_list="sale",
+        valid_from=NOW - timedelta(days=1),
+        valid_until=NOW + timedelta(days=1),
+    )
     during = d.resolve_price([regular, sale], channel=1, currency="JPY", at=NOW)
     assert during is not None
     assert during.applied is sale
@@ -76,7 +81,10 @@ def test_channel_price_beats_the_all_channel_price() -> None:
     everywhere = entry(10_000)
     kiosk = entry(9_500, channel=3)
     assert d.resolve_price([everywhere, kiosk], channel=3, currency="JPY", at=NOW).applied is kiosk  # type: ignore[union-attr]
-    assert d.resolve_price([everywhere, kiosk], channel=1, currency="JPY", at=NOW).applied is everywhere  # type: ignore[union-attr]
+    assert (
+        d.resolve_price([everywhere, kiosk], channel=1, currency="JPY", at=NOW).applied
+        is everywhere
+    )  # type: ignore[union-attr]
 
 
 def test_consumption_tax_is_rounded_down() -> None:
@@ -108,7 +116,10 @@ def test_lifecycle_transitions() -> None:
     assert caught.value.reason == "INVALID_STATUS_TRANSITION"
     with pytest.raises(FailedPrecondition) as not_ready:
         product(variants=(), channels=frozenset()).transition(d.ProductStatus.PUBLISHED, NOW)
-    assert {v.field for v in not_ready.value.field_violations} == {"product.variants", "product.channels"}
+    assert {v.field for v in not_ready.value.field_violations} == {
+        "product.variants",
+        "product.channels",
+    }
 
 
 def test_visibility() -> None:
@@ -137,7 +148,12 @@ def test_validation_reports_every_problem() -> None:
     with pytest.raises(InvalidArgument) as caught:
         d.validate_product(bad, definitions)
     fields = {v.field for v in caught.value.field_violations}
-    assert {"product.code", "product.variants[1].sku", "product.variants[0].barcodes[0].value", "product.attributes[0]"} <= fields
+    assert {
+        "product.code",
+        "product.variants[1].sku",
+        "product.variants[0].barcodes[0].value",
+        "product.attributes[0]",
+    } <= fields
 
 
 def test_category_cycles_are_refused() -> None:

@@ -11,8 +11,7 @@ from google.protobuf import field_mask_pb2
 
 from services.catalog.seed import jan_code
 from tenpo.catalog.v1 import catalog_service_pb2 as api
-from tenpo.catalog.v1 import catalog_service_pb2_grpc
-from tenpo.catalog.v1 import events_pb2
+from tenpo.catalog.v1 import catalog_service_pb2_grpc, events_pb2
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tenpo.common.v1 import common_pb2
 from tenpo.kit.db import Database
@@ -23,11 +22,21 @@ from tests.services.conftest import Tokens
 Stub = catalog_service_pb2_grpc.CatalogServiceStub
 
 
-def new_product(code: str, *, status: int = pb.PRODUCT_STATUS_PUBLISHED, channels: list[int] | None = None, jan: int = 1) -> pb.Product:
+def new_product(
+    code: str,
+    *,
+    status: int = pb.PRODUCT_STATUS_PUBLISHED,
+    channels: list[int] | None = None,
+    jan: int = 1,
+) -> pb.Product:
     return pb.Product(
         code=code,
-        titles=pb.LocalizedText(translations={"ja": "ローカットスニーカー", "en": "Low-top sneakers"}),
-        descriptions=pb.LocalizedText(translations={"ja": "軽いキャンバス。", "en": "Light canvas."}),
+        titles=pb.LocalizedText(
+            translations={"ja": "ローカットスニーカー", "en": "Low-top sneakers"}
+        ),
+        descriptions=pb.LocalizedText(
+            translations={"ja": "軽いキャンバス。", "en": "Light canvas."}
+        ),
         brand="MINATO",
         status=status,  # type: ignore[arg-type]
         channels=channels or [common_pb2.CHANNEL_WEB, common_pb2.CHANNEL_KIOSK],
@@ -42,7 +51,9 @@ def new_product(code: str, *, status: int = pb.PRODUCT_STATUS_PUBLISHED, channel
     )
 
 
-async def create(catalog: Stub, tokens: Tokens, product: pb.Product, request_id: str = "") -> pb.Product:
+async def create(
+    catalog: Stub, tokens: Tokens, product: pb.Product, request_id: str = ""
+) -> pb.Product:
     response = await catalog.CreateProduct(
         api.CreateProductRequest(product=product, request_id=request_id), metadata=tokens.staff
     )
@@ -57,13 +68,17 @@ async def expect_error(call: object, code: grpc.StatusCode, reason: str | None =
         assert decode_error(caught.value).reason == reason
 
 
-async def test_staff_create_then_everyone_reads_in_their_language(catalog: Stub, tokens: Tokens) -> None:
+async def test_staff_create_then_everyone_reads_in_their_language(
+    catalog: Stub, tokens: Tokens
+) -> None:
     created = await create(catalog, tokens, new_product("SNK-T1"))
     assert created.id and created.etag
     assert created.status == pb.PRODUCT_STATUS_PUBLISHED
     assert created.publish_time.seconds > 0
 
-    anonymous = await catalog.GetProduct(api.GetProductRequest(id=created.id), metadata=(("x-tenpo-channel", "WEB"),))
+    anonymous = await catalog.GetProduct(
+        api.GetProductRequest(id=created.id), metadata=(("x-tenpo-channel", "WEB"),)
+    )
     assert anonymous.product.title == "ローカットスニーカー"
     english = await catalog.GetProduct(
         api.GetProductRequest(id=created.id), metadata=(("accept-language", "en-GB,en;q=0.8"),)
@@ -74,9 +89,14 @@ async def test_staff_create_then_everyone_reads_in_their_language(catalog: Stub,
 
 async def test_drafts_are_invisible_and_writes_need_staff(catalog: Stub, tokens: Tokens) -> None:
     draft = await create(catalog, tokens, new_product("SNK-T2", status=pb.PRODUCT_STATUS_DRAFT))
-    await expect_error(catalog.GetProduct(api.GetProductRequest(id=draft.id)), grpc.StatusCode.NOT_FOUND, "PRODUCT_NOT_FOUND")
     await expect_error(
-        catalog.GetProduct(api.GetProductRequest(id=draft.id), metadata=tokens.customer), grpc.StatusCode.NOT_FOUND
+        catalog.GetProduct(api.GetProductRequest(id=draft.id)),
+        grpc.StatusCode.NOT_FOUND,
+        "PRODUCT_NOT_FOUND",
+    )
+    await expect_error(
+        catalog.GetProduct(api.GetProductRequest(id=draft.id), metadata=tokens.customer),
+        grpc.StatusCode.NOT_FOUND,
     )
     staff_view = await catalog.GetProduct(api.GetProductRequest(id=draft.id), metadata=tokens.staff)
     assert staff_view.product.status == pb.PRODUCT_STATUS_DRAFT
@@ -87,11 +107,16 @@ async def test_drafts_are_invisible_and_writes_need_staff(catalog: Stub, tokens:
         "AUTHENTICATION_REQUIRED",
     )
     await expect_error(
-        catalog.CreateProduct(api.CreateProductRequest(product=new_product("X-2")), metadata=tokens.customer),
+        catalog.CreateProduct(
+            api.CreateProductRequest(product=new_product("X-2")), metadata=tokens.customer
+        ),
         grpc.StatusCode.PERMISSION_DENIED,
     )
     await expect_error(
-        catalog.CreateProduct(api.CreateProductRequest(product=new_product("X-3")), metadata=tokens.staff_without_scope),
+        catalog.CreateProduct(
+            api.CreateProductRequest(product=new_product("X-3")),
+            metadata=tokens.staff_without_scope,
+        ),
         grpc.StatusCode.PERMISSION_DENIED,
         "MISSING_SCOPE",
     )
@@ -100,20 +125,32 @@ async def test_drafts_are_invisible_and_writes_need_staff(catalog: Stub, tokens:
 
 
 async def test_devices_see_only_their_channels_assortment(catalog: Stub, tokens: Tokens) -> None:
-    web_only = await create(catalog, tokens, new_product("WEB-1", channels=[common_pb2.CHANNEL_WEB], jan=2))
-    in_store = await create(catalog, tokens, new_product("MIR-1", channels=[common_pb2.CHANNEL_SMART_MIRROR], jan=3))
+    web_only = await create(
+        catalog, tokens, new_product("WEB-1", channels=[common_pb2.CHANNEL_WEB], jan=2)
+    )
+    in_store = await create(
+        catalog, tokens, new_product("MIR-1", channels=[common_pb2.CHANNEL_SMART_MIRROR], jan=3)
+    )
     mirror = tokens.device("SMART_MIRROR")
-    await expect_error(catalog.GetProduct(api.GetProductRequest(id=web_only.id), metadata=mirror), grpc.StatusCode.NOT_FOUND)
+    await expect_error(
+        catalog.GetProduct(api.GetProductRequest(id=web_only.id), metadata=mirror),
+        grpc.StatusCode.NOT_FOUND,
+    )
     seen = await catalog.ListProducts(api.ListProductsRequest(), metadata=mirror)
     assert [p.id for p in seen.products] == [in_store.id]
-    looked_up = await catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=jan_code(3)), metadata=mirror)
+    looked_up = await catalog.LookupByBarcode(
+        api.LookupByBarcodeRequest(code=jan_code(3)), metadata=mirror
+    )
     assert looked_up.product.id == in_store.id
     await expect_error(
-        catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=jan_code(2)), metadata=mirror), grpc.StatusCode.NOT_FOUND
+        catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=jan_code(2)), metadata=mirror),
+        grpc.StatusCode.NOT_FOUND,
     )
 
 
-async def test_bad_input_is_rejected_with_field_violations_and_changes_nothing(catalog: Stub, tokens: Tokens) -> None:
+async def test_bad_input_is_rejected_with_field_violations_and_changes_nothing(
+    catalog: Stub, tokens: Tokens
+) -> None:
     bad = new_product("bad code")
     bad.variants[0].barcodes[0].value = "4901234567890"
     bad.media.append(pb.Media(url="http://insecure.example/a.jpg"))
@@ -127,9 +164,15 @@ async def test_bad_input_is_rejected_with_field_violations_and_changes_nothing(c
     } or "barcodes" in str(details.field_violations)
     listed = await catalog.ListProducts(api.ListProductsRequest(), metadata=tokens.staff)
     assert listed.products == []
-    await expect_error(catalog.GetProduct(api.GetProductRequest(id="not-a-uuid")), grpc.StatusCode.INVALID_ARGUMENT, "ID_INVALID")
     await expect_error(
-        catalog.ListProducts(api.ListProductsRequest(page_token="forged")), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN"
+        catalog.GetProduct(api.GetProductRequest(id="not-a-uuid")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "ID_INVALID",
+    )
+    await expect_error(
+        catalog.ListProducts(api.ListProductsRequest(page_token="forged")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
     )
 
 
@@ -140,7 +183,10 @@ async def test_create_is_idempotent_per_request_id(catalog: Stub, tokens: Tokens
     )
     assert first.id == again.id
     await expect_error(
-        catalog.CreateProduct(api.CreateProductRequest(product=new_product("IDEM-2", jan=5), request_id="r-1"), metadata=tokens.staff),
+        catalog.CreateProduct(
+            api.CreateProductRequest(product=new_product("IDEM-2", jan=5), request_id="r-1"),
+            metadata=tokens.staff,
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "REQUEST_ID_REUSED",
     )
@@ -150,11 +196,17 @@ async def test_stale_etag_is_aborted(catalog: Stub, tokens: Tokens) -> None:
     product = await create(catalog, tokens, new_product("ETAG-1"))
     update = pb.Product(id=product.id, brand="Kaze Works", etag=product.etag)
     mask = field_mask_pb2.FieldMask(paths=["brand"])
-    updated = (await catalog.UpdateProduct(api.UpdateProductRequest(product=update, update_mask=mask), metadata=tokens.staff)).product
+    updated = (
+        await catalog.UpdateProduct(
+            api.UpdateProductRequest(product=update, update_mask=mask), metadata=tokens.staff
+        )
+    ).product
     assert updated.brand == "Kaze Works"
     assert updated.etag != product.etag
     await expect_error(
-        catalog.UpdateProduct(api.UpdateProductRequest(product=update, update_mask=mask), metadata=tokens.staff),
+        catalog.UpdateProduct(
+            api.UpdateProductRequest(product=update, update_mask=mask), metadata=tokens.staff
+        ),
         grpc.StatusCode.ABORTED,
         "ETAG_MISMATCH",
     )
@@ -183,18 +235,25 @@ async def test_concurrent_updates_never_lose_one(catalog: Stub, tokens: Tokens) 
     # No etag, different fields: both changes survive (row lock, read-modify-write).
     await asyncio.gather(
         catalog.UpdateProduct(
-            api.UpdateProductRequest(product=pb.Product(id=product.id, brand="both-1"), update_mask=field_mask_pb2.FieldMask(paths=["brand"])),
+            api.UpdateProductRequest(
+                product=pb.Product(id=product.id, brand="both-1"),
+                update_mask=field_mask_pb2.FieldMask(paths=["brand"]),
+            ),
             metadata=tokens.staff,
         ),
         catalog.UpdateProduct(
             api.UpdateProductRequest(
-                product=pb.Product(id=product.id, descriptions=pb.LocalizedText(translations={"ja": "新しい説明"})),
+                product=pb.Product(
+                    id=product.id, descriptions=pb.LocalizedText(translations={"ja": "新しい説明"})
+                ),
                 update_mask=field_mask_pb2.FieldMask(paths=["descriptions"]),
             ),
             metadata=tokens.staff,
         ),
     )
-    final = (await catalog.GetProduct(api.GetProductRequest(id=product.id), metadata=tokens.staff)).product
+    final = (
+        await catalog.GetProduct(api.GetProductRequest(id=product.id), metadata=tokens.staff)
+    ).product
     assert final.brand == "both-1"
     assert final.description == "新しい説明"
 
@@ -202,17 +261,26 @@ async def test_concurrent_updates_never_lose_one(catalog: Stub, tokens: Tokens) 
 async def test_lifecycle_and_delete(catalog: Stub, tokens: Tokens) -> None:
     draft = await create(catalog, tokens, new_product("LIFE-1", status=pb.PRODUCT_STATUS_DRAFT))
     await catalog.DeleteProduct(api.DeleteProductRequest(id=draft.id), metadata=tokens.staff)
-    await expect_error(catalog.GetProduct(api.GetProductRequest(id=draft.id), metadata=tokens.staff), grpc.StatusCode.NOT_FOUND)
+    await expect_error(
+        catalog.GetProduct(api.GetProductRequest(id=draft.id), metadata=tokens.staff),
+        grpc.StatusCode.NOT_FOUND,
+    )
 
     live = await create(catalog, tokens, new_product("LIFE-2", jan=7))
     await catalog.DeleteProduct(api.DeleteProductRequest(id=live.id), metadata=tokens.staff)
-    archived = (await catalog.GetProduct(api.GetProductRequest(id=live.id), metadata=tokens.staff)).product
+    archived = (
+        await catalog.GetProduct(api.GetProductRequest(id=live.id), metadata=tokens.staff)
+    ).product
     assert archived.status == pb.PRODUCT_STATUS_ARCHIVED
-    await expect_error(catalog.GetProduct(api.GetProductRequest(id=live.id)), grpc.StatusCode.NOT_FOUND)
+    await expect_error(
+        catalog.GetProduct(api.GetProductRequest(id=live.id)), grpc.StatusCode.NOT_FOUND
+    )
     back_to_draft = pb.Product(id=live.id, status=pb.PRODUCT_STATUS_DRAFT)
     await expect_error(
         catalog.UpdateProduct(
-            api.UpdateProductRequest(product=back_to_draft, update_mask=field_mask_pb2.FieldMask(paths=["status"])),
+            api.UpdateProductRequest(
+                product=back_to_draft, update_mask=field_mask_pb2.FieldMask(paths=["status"])
+            ),
             metadata=tokens.staff,
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -244,18 +312,33 @@ async def test_prices_resolve_with_sale_and_tax(catalog: Stub, tokens: Tokens) -
         ),
         metadata=tokens.staff,
     )
-    resolved = (await catalog.GetPrices(api.GetPricesRequest(skus=[sku]), metadata=(("x-tenpo-channel", "WEB"),))).prices
+    resolved = (
+        await catalog.GetPrices(
+            api.GetPricesRequest(skus=[sku]), metadata=(("x-tenpo-channel", "WEB"),)
+        )
+    ).prices
     assert len(resolved) == 1
     assert resolved[0].amount.units == 8_800
     assert resolved[0].regular_amount.units == 11_000
     assert resolved[0].tax_amount.units == 800
     assert resolved[0].valid_until.seconds == later.seconds
-    after_sale = (await catalog.GetPrices(api.GetPricesRequest(skus=[sku], at_time=Timestamp(seconds=later.seconds + 1)))).prices
+    after_sale = (
+        await catalog.GetPrices(
+            api.GetPricesRequest(skus=[sku], at_time=Timestamp(seconds=later.seconds + 1))
+        )
+    ).prices
     assert after_sale[0].amount.units == 11_000
 
     await expect_error(
         catalog.SetPrices(
-            api.SetPricesRequest(prices=[pb.Price(sku=sku, amount=money_pb2.Money(currency_code="JPY", units=100, nanos=500_000_000))]),
+            api.SetPricesRequest(
+                prices=[
+                    pb.Price(
+                        sku=sku,
+                        amount=money_pb2.Money(currency_code="JPY", units=100, nanos=500_000_000),
+                    )
+                ]
+            ),
             metadata=tokens.staff,
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -266,14 +349,23 @@ async def test_prices_resolve_with_sale_and_tax(catalog: Stub, tokens: Tokens) -
 async def test_categories_tree_and_cycles(catalog: Stub, tokens: Tokens) -> None:
     def category(slug: str, parent: str = "") -> api.CreateCategoryRequest:
         return api.CreateCategoryRequest(
-            category=pb.Category(slug=slug, parent_id=parent, titles=pb.LocalizedText(translations={"ja": slug}))
+            category=pb.Category(
+                slug=slug, parent_id=parent, titles=pb.LocalizedText(translations={"ja": slug})
+            )
         )
 
     shoes = (await catalog.CreateCategory(category("shoes"), metadata=tokens.staff)).category
-    sneakers = (await catalog.CreateCategory(category("sneakers", shoes.id), metadata=tokens.staff)).category
-    await expect_error(catalog.CreateCategory(category("sneakers", shoes.id), metadata=tokens.staff), grpc.StatusCode.ALREADY_EXISTS)
+    sneakers = (
+        await catalog.CreateCategory(category("sneakers", shoes.id), metadata=tokens.staff)
+    ).category
     await expect_error(
-        catalog.MoveCategory(api.MoveCategoryRequest(id=shoes.id, new_parent_id=sneakers.id), metadata=tokens.staff),
+        catalog.CreateCategory(category("sneakers", shoes.id), metadata=tokens.staff),
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    await expect_error(
+        catalog.MoveCategory(
+            api.MoveCategoryRequest(id=shoes.id, new_parent_id=sneakers.id), metadata=tokens.staff
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "CATEGORY_CYCLE",
     )
@@ -288,9 +380,15 @@ async def test_categories_tree_and_cycles(catalog: Stub, tokens: Tokens) -> None
 
 async def test_import_applies_good_rows_and_reports_bad_ones(catalog: Stub, tokens: Tokens) -> None:
     rows = [
-        api.ImportProductsRequest(product=new_product("IMP-1", jan=11), regular_prices_jpy={"IMP-1-27": 5_990}, row_number=1),
+        api.ImportProductsRequest(
+            product=new_product("IMP-1", jan=11),
+            regular_prices_jpy={"IMP-1-27": 5_990},
+            row_number=1,
+        ),
         api.ImportProductsRequest(product=new_product("bad code", jan=12), row_number=2),
-        api.ImportProductsRequest(product=new_product("IMP-3", jan=11), row_number=3),  # JAN of IMP-1
+        api.ImportProductsRequest(
+            product=new_product("IMP-3", jan=11), row_number=3
+        ),  # JAN of IMP-1
         api.ImportProductsRequest(product=new_product("IMP-4", jan=14), row_number=4),
     ]
 
@@ -300,7 +398,10 @@ async def test_import_applies_good_rows_and_reports_bad_ones(catalog: Stub, toke
 
     summary = await catalog.ImportProducts(stream(), metadata=tokens.staff)
     assert (summary.created, summary.updated, summary.failed) == (2, 0, 2)
-    assert {(f.row_number, f.reason) for f in summary.failures} == {(2, "PRODUCT_INVALID"), (3, "SKU_CONFLICT")}
+    assert {(f.row_number, f.reason) for f in summary.failures} == {
+        (2, "PRODUCT_INVALID"),
+        (3, "SKU_CONFLICT"),
+    }
 
     again = await catalog.ImportProducts(stream(), metadata=tokens.staff)
     assert (again.created, again.updated, again.failed) == (0, 2, 2)
@@ -321,7 +422,15 @@ async def test_publishing_emits_an_event_that_a_consumer_receives(
     bus = EventBus(nats_url)
     await bus.connect()
     durable = f"test-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(db, bus, Subscription(durable=durable, source_service="catalog", handlers={events_pb2.ProductPublished: on_published}))
+    consumer = Consumer(
+        db,
+        bus,
+        Subscription(
+            durable=durable,
+            source_service="catalog",
+            handlers={events_pb2.ProductPublished: on_published},
+        ),
+    )
     task = asyncio.create_task(consumer.run())
     try:
         product = await create(catalog, tokens, new_product("EVT-1", jan=21))

@@ -15,12 +15,16 @@ Stub = catalog_service_pb2_grpc.CatalogServiceStub
 WEB = (("x-tenpo-channel", "WEB"),)
 
 
-async def search(catalog: Stub, metadata: tuple[tuple[str, str], ...] = WEB, **fields: object) -> api.SearchProductsResponse:
+async def search(
+    catalog: Stub, metadata: tuple[tuple[str, str], ...] = WEB, **fields: object
+) -> api.SearchProductsResponse:
     return await catalog.SearchProducts(api.SearchProductsRequest(**fields), metadata=metadata)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("query", ["スニーカー", "すにーかー", "ｽﾆｰｶｰ", "sneakers", "SNEAKERS"])
-async def test_katakana_hiragana_half_width_and_english_find_sneakers(seeded_catalog: Stub, query: str) -> None:
+async def test_katakana_hiragana_half_width_and_english_find_sneakers(
+    seeded_catalog: Stub, query: str
+) -> None:
     result = await search(seeded_catalog, query=query, page_size=100)
     assert result.total_size > 0
     codes = {r.product.code for r in result.results}
@@ -30,7 +34,9 @@ async def test_katakana_hiragana_half_width_and_english_find_sneakers(seeded_cat
 async def test_every_word_must_match_and_kanji_works(seeded_catalog: Stub) -> None:
     both = await search(seeded_catalog, query="ハイカット ネイビー", page_size=50)
     assert both.total_size >= 1
-    assert all("ハイカット" in r.product.title and "ネイビー" in r.product.title for r in both.results)
+    assert all(
+        "ハイカット" in r.product.title and "ネイビー" in r.product.title for r in both.results
+    )
     kanji = await search(seeded_catalog, query="雪駄", page_size=50)
     assert kanji.total_size > 0
     assert all(r.product.code.startswith("SDL-") for r in kanji.results)
@@ -82,7 +88,13 @@ async def test_filters_sorting_and_pagination(seeded_catalog: Stub) -> None:
     assert len(seen) == len(set(seen)) == page.total_size
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await search(seeded_catalog, query="ブーツ", page_size=7, page_token=token or (await search(seeded_catalog, query="パンツ", page_size=7)).next_page_token)
+        await search(
+            seeded_catalog,
+            query="ブーツ",
+            page_size=7,
+            page_token=token
+            or (await search(seeded_catalog, query="パンツ", page_size=7)).next_page_token,
+        )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # a token for another query
 
 
@@ -90,36 +102,51 @@ async def test_sale_prices_show_in_search(seeded_catalog: Stub) -> None:
     # The white colourway (01) is on a 20 % winter sale.
     result = await search(seeded_catalog, query="TEE-0101")
     assert result.total_size == 1
-    price = (await seeded_catalog.GetPrices(api.GetPricesRequest(skus=[result.results[0].product.variants[0].sku]), metadata=WEB)).prices[0]
+    price = (
+        await seeded_catalog.GetPrices(
+            api.GetPricesRequest(skus=[result.results[0].product.variants[0].sku]), metadata=WEB
+        )
+    ).prices[0]
     assert price.price_list == "winter-sale"
     assert price.amount.units == int(price.regular_amount.units * 0.8)
     assert result.results[0].from_price.amount.units == price.amount.units
 
 
-async def test_store_only_products_are_hidden_on_the_web_but_found_by_kiosks(seeded_catalog: Stub, tokens: object) -> None:
+async def test_store_only_products_are_hidden_on_the_web_but_found_by_kiosks(
+    seeded_catalog: Stub, tokens: object
+) -> None:
     web = await search(seeded_catalog, page_size=100)
     kiosk = await search(seeded_catalog, metadata=tokens.device("KIOSK"), page_size=100)  # type: ignore[attr-defined]
     assert kiosk.total_size > web.total_size
 
 
 async def test_barcode_lookup_by_jan_and_rfid_tag(seeded_catalog: Stub) -> None:
-    by_jan = await seeded_catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=jan_code(1)), metadata=WEB)
+    by_jan = await seeded_catalog.LookupByBarcode(
+        api.LookupByBarcodeRequest(code=jan_code(1)), metadata=WEB
+    )
     assert by_jan.matched_type == pb.BARCODE_TYPE_JAN
     assert by_jan.variant.sku == "SNK-0101-240"
     assert by_jan.product.code == "SNK-0101"
     tag = encode_sgtin96("0" + jan_code(1), serial=987654)
-    by_tag = await seeded_catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=tag), metadata=WEB)
+    by_tag = await seeded_catalog.LookupByBarcode(
+        api.LookupByBarcodeRequest(code=tag), metadata=WEB
+    )
     assert by_tag.variant.sku == "SNK-0101-240"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await seeded_catalog.LookupByBarcode(api.LookupByBarcodeRequest(code="4900000000000"), metadata=WEB)
+        await seeded_catalog.LookupByBarcode(
+            api.LookupByBarcodeRequest(code="4900000000000"), metadata=WEB
+        )
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 
 
-async def test_mirror_suggests_what_goes_with_a_t_shirt(seeded_catalog: Stub, tokens: object) -> None:
+async def test_mirror_suggests_what_goes_with_a_t_shirt(
+    seeded_catalog: Stub, tokens: object
+) -> None:
     mirror = tokens.device("SMART_MIRROR")  # type: ignore[attr-defined]
     tee = (await search(seeded_catalog, metadata=mirror, query="TEE-0102")).results[0].product
     related = await seeded_catalog.ListRelatedProducts(
-        api.ListRelatedProductsRequest(product_id=tee.id, types=[pb.RELATION_TYPE_GOES_WITH]), metadata=mirror
+        api.ListRelatedProductsRequest(product_id=tee.id, types=[pb.RELATION_TYPE_GOES_WITH]),
+        metadata=mirror,
     )
     assert related.related
     assert all(r.type == pb.RELATION_TYPE_GOES_WITH for r in related.related)

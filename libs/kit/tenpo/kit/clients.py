@@ -73,7 +73,7 @@ def create_channel(
     Every call gets ``timeout_seconds`` unless the caller sets a shorter deadline; calls that
     fail with UNAVAILABLE are retried up to ``max_attempts`` with exponential backoff.
     """
-    interceptors: list[grpc.aio.ClientInterceptor] = []
+    interceptors: list[Any] = []
     if trace:
         interceptors.extend(aio_client_interceptors())
     if token_provider is not None:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import nats
 import sqlalchemy as sa
@@ -45,7 +45,7 @@ class EventBus:
         self._nc: nats.NATS | None = None
         self._js: JetStreamContext | None = None
 
-    async def connect(self, *, timeout: float = 30.0) -> None:
+    async def connect(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a retry budget
         """Connect, retrying for up to ``timeout`` seconds: at start-up the broker may still
         be coming up."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -231,7 +231,7 @@ class Event:
     """An event as delivered to a consumer."""
 
     id: uuid.UUID
-    type: str
+    event_type: str
     subject: str
     payload: bytes
     occurred_at: datetime | None
@@ -320,7 +320,7 @@ class Consumer:
         try:
             event = Event(
                 id=uuid.UUID(headers[EVENT_ID_HEADER]),
-                type=headers.get(EVENT_TYPE_HEADER, ""),
+                event_type=headers.get(EVENT_TYPE_HEADER, ""),
                 subject=message.subject,
                 payload=message.data,
                 occurred_at=_parse_time(headers.get(OCCURRED_AT_HEADER)),
@@ -331,13 +331,13 @@ class Consumer:
             log.error("malformed event dropped", extra={"subject": message.subject})
             await message.term()
             return
-        handler = self.subscription.handler_for(event.type)
+        handler = self.subscription.handler_for(event.event_type)
         if handler is None:
             await message.ack()
             return
         parent = propagate.extract(headers)
         with tracer.start_as_current_span(
-            f"consume {event.type}", context=parent, kind=trace.SpanKind.CONSUMER
+            f"consume {event.event_type}", context=parent, kind=trace.SpanKind.CONSUMER
         ):
             try:
                 await self._apply(handler, event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -98,7 +99,7 @@ def decode_error(error: grpc.RpcError) -> ErrorDetails:
 def _status_from_aio_error(error: grpc.RpcError) -> status_pb2.Status | None:
     # grpc.aio errors carry trailing metadata as an aio.Metadata, which rpc_status.from_call
     # does not read; look for the status-details-bin entry ourselves.
-    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    trailing: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     if not trailing:
         return None
     for key, value in trailing:

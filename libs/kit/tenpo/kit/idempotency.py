@@ -24,7 +24,7 @@ def request_fingerprint(request: Message, request_id_field: str = "request_id") 
     copy = type(request)()
     copy.CopyFrom(request)
     if request_id_field in copy.DESCRIPTOR.fields_by_name:
-        copy.ClearField(request_id_field)  # type: ignore[arg-type]
+        copy.ClearField(request_id_field)
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
 
 

@@ -110,7 +110,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         principal_of = self._principal
 
         if handler.unary_unary:
-            inner_uu = handler.unary_unary
+            inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: ServicerContext) -> Any:
                 try:
@@ -125,7 +125,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream:
-            inner_us = handler.unary_stream
+            inner_us: Any = handler.unary_stream
 
             async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
                 try:
@@ -141,7 +141,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_unary:
-            inner_su = handler.stream_unary
+            inner_su: Any = handler.stream_unary
 
             async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
                 try:
@@ -156,7 +156,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 stream_unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.stream_stream:
-            inner_ss = handler.stream_stream
+            inner_ss: Any = handler.stream_stream
 
             async def stream_stream(
                 requests: AsyncIterator[Any], context: ServicerContext

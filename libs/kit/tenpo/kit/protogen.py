@@ -11,9 +11,8 @@ DESCRIPTOR_SET = "tenpo_descriptors.binpb"
 
 def generate(proto_root: Path, out_dir: Path) -> list[Path]:
     """Compile every .proto under ``proto_root`` into ``out_dir``; return the files compiled."""
-    from grpc_tools import protoc  # build-time dependency only
-
     import google.api  # googleapis-common-protos ships its .proto sources next to the code
+    from grpc_tools import protoc  # build-time dependency only
 
     googleapis_root = Path(next(iter(google.api.__path__))).parent.parent
     well_known_root = Path(str(resources.files("grpc_tools") / "_proto"))

@@ -87,7 +87,9 @@ class ServiceDefinition(Generic[S]):
     seed: Callable[[Runtime[S]], Awaitable[None]] | None = None
     uses_database: bool = True
     uses_events: bool = True
-    extra_cli: dict[str, Callable[[S, list[str]], Awaitable[int]]] = field(default_factory=dict)
+    extra_cli: dict[str, Callable[[S, list[str]], Coroutine[Any, Any, int]]] = field(
+        default_factory=dict
+    )
 
 
 class ServiceHost(Generic[S]):
@@ -99,7 +101,7 @@ class ServiceHost(Generic[S]):
         self.settings = settings
         self.port = 0
         self.runtime: Runtime[S] | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._tasks: list[asyncio.Task[None]] = []
         self._db: Database | None = None
         self._bus: EventBus | None = None
