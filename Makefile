@@ -42,6 +42,10 @@ run: setup ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C sto
 migrate: setup ## Apply every service's migrations (embedded stack, or the URLs in the environment)
 	@$(RUN) python -m tenpo.kit.devstack migrate
 
+import: setup ## Import products into the running catalog: make import FILE=products.csv (or .jsonl)
+	@test -n "$(FILE)" || (echo "usage: make import FILE=path/to/products.csv|.jsonl" && exit 2)
+	@$(RUN) python -m services.catalog import "$(FILE)"
+
 test: setup ## Run the whole test suite against real PostgreSQL and NATS
 	@$(RUN) pytest $(PYTEST_ARGS)
 

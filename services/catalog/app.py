@@ -48,10 +48,40 @@ async def seed(runtime: Runtime[CatalogSettings]) -> None:
     await seed_demo_catalog(runtime.db)
 
 
+async def import_command(settings: CatalogSettings, args: list[str]) -> int:
+    """`python -m services.catalog import FILE [--target HOST:PORT] [--token TOKEN]`."""
+    import argparse
+    import os
+
+    from services.catalog.importer import ImportFileError, import_file, summary_text
+
+    parser = argparse.ArgumentParser(prog="python -m services.catalog import")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--target", default=f"127.0.0.1:{settings.grpc_port}")
+    parser.add_argument("--token", default=os.environ.get("TENPO_TOKEN", ""))
+    parsed = parser.parse_args(args)
+    token = parsed.token
+    if not token:
+        data_dir = Path(os.environ.get("TENPO_DATA_DIR", ".data"))
+        token_file = data_dir / "dev-staff-token"
+        if not token_file.exists():
+            print("no token: pass --token or TENPO_TOKEN (make run writes .data/dev-staff-token)")
+            return 2
+        token = token_file.read_text().strip()
+    try:
+        response = await import_file(parsed.file, parsed.target, token)
+    except ImportFileError as error:
+        print(f"cannot read {parsed.file}: {error}")
+        return 2
+    print(summary_text(response))
+    return 0 if response.failed == 0 else 1
+
+
 definition = ServiceDefinition(
     name="catalog",
     settings_type=CatalogSettings,
     build=build,
     migrations=MIGRATIONS,
     seed=seed,
+    extra_cli={"import": import_command},
 )
