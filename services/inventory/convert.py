@@ -1,0 +1,199 @@
+"""Proto ⇄ domain translation for inventory (used by the servicer and for event payloads)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.inventory import domain as d
+from tenpo.common.v1 import common_pb2
+from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit.errors import FieldViolation, InvalidArgument
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def duration(message: Duration, present: bool) -> timedelta | None:
+    return message.ToTimedelta() if present else None
+
+
+def parse_id(value: str, path: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"{path} is not a valid id",
+            reason="ID_INVALID",
+            field_violations=[FieldViolation(path, "must be a UUID")],
+        ) from None
+
+
+def geo_point(message: common_pb2.GeoPoint) -> d.GeoPoint:
+    return d.GeoPoint(message.latitude, message.longitude)
+
+
+def geo_point_pb(point: d.GeoPoint) -> common_pb2.GeoPoint:
+    return common_pb2.GeoPoint(latitude=point.latitude, longitude=point.longitude)
+
+
+def location(loc: d.Location) -> pb.Location:
+    a = loc.address
+    return pb.Location(
+        id=loc.id,
+        display_name=loc.display_name,
+        type=int(loc.type),  # type: ignore[arg-type]
+        address=common_pb2.PostalAddress(
+            region_code=a.region_code,
+            postal_code=a.postal_code,
+            administrative_area=a.administrative_area,
+            locality=a.locality,
+            address_lines=list(a.address_lines),
+        ),
+        geo_point=geo_point_pb(loc.geo_point),
+        time_zone=loc.time_zone,
+        priority=loc.priority,
+        capabilities=sorted(int(c) for c in loc.capabilities),  # type: ignore[misc]
+        low_stock_threshold=loc.low_stock_threshold,
+        etag=loc.etag,
+        create_time=timestamp(loc.created_at),
+        update_time=timestamp(loc.updated_at),
+    )
+
+
+def location_from_pb(message: pb.Location, *, path: str = "location") -> d.Location:
+    if message.type not in {t.value for t in d.LocationType}:
+        raise InvalidArgument(
+            "location type is required",
+            reason="LOCATION_TYPE_INVALID",
+            field_violations=[FieldViolation(f"{path}.type", "required")],
+        )
+    capabilities: set[d.Capability] = set()
+    for i, value in enumerate(message.capabilities):
+        try:
+            capabilities.add(d.Capability(value))
+        except ValueError:
+            raise InvalidArgument(
+                "unknown capability",
+                reason="CAPABILITY_INVALID",
+                field_violations=[FieldViolation(f"{path}.capabilities[{i}]", "unknown")],
+            ) from None
+    a = message.address
+    return d.Location(
+        id=message.id,
+        display_name=message.display_name,
+        type=d.LocationType(message.type),
+        geo_point=geo_point(message.geo_point),
+        address=d.Address(
+            region_code=a.region_code,
+            postal_code=a.postal_code,
+            administrative_area=a.administrative_area,
+            locality=a.locality,
+            address_lines=tuple(a.address_lines),
+        ),
+        time_zone=message.time_zone or "Asia/Tokyo",
+        priority=message.priority,
+        capabilities=frozenset(capabilities),
+        low_stock_threshold=message.low_stock_threshold,
+    )
+
+
+def stock_level(level: d.StockLevel, *, detailed: bool = True) -> pb.StockLevel:
+    message = pb.StockLevel(
+        sku=level.sku,
+        location_id=level.location_id,
+        safety_stock=level.safety_stock,
+        available_to_promise=level.available_to_promise,
+        version=level.version,
+        update_time=timestamp(level.updated_at),
+    )
+    if detailed:
+        message.on_hand = level.on_hand
+        message.reserved = level.reserved
+        message.in_transit = level.in_transit
+    return message
+
+
+def movement(row: Mapping[str, Any]) -> pb.Movement:
+    return pb.Movement(
+        id=str(row["id"]),
+        sku=row["sku"],
+        location_id=row["location_id"],
+        quantity=row["quantity"],
+        reason=row["reason"],
+        request_id=row["request_id"],
+        actor=row["actor"],
+        reference=row["reference"],
+        note=row["note"],
+        create_time=timestamp(row["created_at"]),
+        on_hand_after=row["on_hand_after"],
+    )
+
+
+def line_pb(line: d.Line) -> pb.StockLine:
+    return pb.StockLine(sku=line.sku, quantity=line.quantity, location_id=line.location_id)
+
+
+def lines(messages: Any, path: str = "lines") -> list[d.Line]:
+    return d.normalize_lines(
+        [d.Line(m.sku, m.quantity, m.location_id) for m in messages], path=path
+    )
+
+
+def reservation(res: d.Reservation) -> pb.Reservation:
+    return pb.Reservation(
+        id=str(res.id),
+        owner=res.owner,
+        lines=[line_pb(line) for line in res.lines],
+        state=int(res.state),  # type: ignore[arg-type]
+        expire_time=timestamp(res.expires_at),
+        create_time=timestamp(res.created_at),
+        update_time=timestamp(res.updated_at),
+        customer_id=res.customer_id,
+    )
+
+
+def transfer(row: Mapping[str, Any]) -> pb.Transfer:
+    return pb.Transfer(
+        id=str(row["id"]),
+        sku=row["sku"],
+        from_location_id=row["from_location_id"],
+        to_location_id=row["to_location_id"],
+        quantity=row["quantity"],
+        state=row["state"],
+        create_time=timestamp(row["created_at"]),
+        receive_time=timestamp(row["received_at"]),
+    )
+
+
+def plan(result: d.Plan) -> pb.FulfillmentPlan:
+    return pb.FulfillmentPlan(
+        allocations=[
+            pb.Allocation(
+                sku=a.sku,
+                quantity=a.quantity,
+                location_id=a.location_id,
+                method=int(a.method),  # type: ignore[arg-type]
+                distance_km=round(a.distance_km, 3),
+                reason=a.reason,
+            )
+            for a in result.allocations
+        ],
+        shipment_count=result.shipment_count,
+        unfulfillable=[
+            pb.UnfulfillableLine(sku=sku, missing_quantity=missing, reason=why)
+            for sku, missing, why in result.unfulfillable
+        ],
+        complete=result.complete,
+        explanation=list(result.explanation),
+    )

@@ -1,0 +1,678 @@
+"""Inventory domain: locations, stock levels and their invariants, reservations, sourcing. No I/O.
+
+The invariants every write goes through (`StockLevel` refuses to break them, the database's
+CHECK constraints back them up):
+
+- on_hand >= 0, reserved >= 0, reserved <= on_hand, safety_stock >= 0, in_transit >= 0;
+- a reservation never takes more than the available to promise (ATP =
+  on_hand - reserved - safety_stock), so ATP never goes below zero through a reservation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+
+LOCATION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+MAX_LINES = 100
+MAX_QUANTITY = 1_000_000
+DEFAULT_TTL = timedelta(minutes=15)
+MAX_TTL = timedelta(days=14)
+#: Combinations of up to this many locations are searched exhaustively; beyond, greedily.
+MAX_EXACT_SHIPMENTS = 3
+#: Only this many nearest candidates enter the exhaustive search.
+MAX_EXACT_CANDIDATES = 25
+
+Key = tuple[str, str]  # (sku, location_id)
+
+
+class LocationType(IntEnum):
+    # Values mirror tenpo.inventory.v1.LocationType.
+    DISTRIBUTION_CENTER = 1
+    FULFILLMENT_CENTER = 2
+    STORE = 3
+
+
+class Capability(IntEnum):
+    CLICK_AND_COLLECT = 1
+    SHIP_FROM_STORE = 2
+    SAME_DAY_DELIVERY = 3
+
+
+class MovementReason(IntEnum):
+    RECEIPT = 1
+    SALE = 2
+    RETURN = 3
+    DAMAGE = 4
+    CYCLE_COUNT = 5
+    TRANSFER_OUT = 6
+    TRANSFER_IN = 7
+    CORRECTION = 8
+
+
+#: Reasons AdjustStock accepts, with the sign they require (0: either).
+ADJUSTMENT_SIGNS: Mapping[MovementReason, int] = {
+    MovementReason.RECEIPT: 1,
+    MovementReason.RETURN: 1,
+    MovementReason.SALE: -1,
+    MovementReason.DAMAGE: -1,
+    MovementReason.CORRECTION: 0,
+}
+
+
+class ReservationState(IntEnum):
+    ACTIVE = 1
+    COMMITTED = 2
+    RELEASED = 3
+    EXPIRED = 4
+
+
+class TransferState(IntEnum):
+    IN_TRANSIT = 1
+    RECEIVED = 2
+
+
+class AllocationMethod(IntEnum):
+    PICKUP = 1
+    TRANSFER_TO_PICKUP = 2
+    SHIP = 3
+
+
+# ------------------------------------------------------------------------------- errors
+
+
+def invalid(field_path: str, description: str, reason: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field_path}: {description}",
+        reason=reason,
+        field_violations=[FieldViolation(field_path, description)],
+    )
+
+
+def insufficient_stock(
+    sku: str, location_id: str, available: int, wanted: int
+) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"only {available} of {sku} available to promise at {location_id or 'any location'}, "
+        f"{wanted} wanted",
+        reason="INSUFFICIENT_STOCK",
+        metadata={
+            "sku": sku,
+            "location_id": location_id,
+            "available": str(available),
+            "requested": str(wanted),
+        },
+    )
+
+
+def check_sku(sku: str, path: str = "sku") -> str:
+    if not SKU_PATTERN.match(sku):
+        raise invalid(path, "1-64 letters, digits, '.', '_' or '-'", "SKU_INVALID")
+    return sku
+
+
+def check_location_id(location_id: str, path: str = "location_id") -> str:
+    if not LOCATION_ID_PATTERN.match(location_id):
+        raise invalid(path, "1-63 lowercase letters, digits or '-'", "LOCATION_ID_INVALID")
+    return location_id
+
+
+def check_quantity(quantity: int, path: str = "quantity") -> int:
+    if quantity < 1 or quantity > MAX_QUANTITY:
+        raise invalid(path, f"must be 1-{MAX_QUANTITY}", "QUANTITY_INVALID")
+    return quantity
+
+
+# ---------------------------------------------------------------------------- locations
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    latitude: float
+    longitude: float
+
+    def validate(self, path: str) -> GeoPoint:
+        if not (-90 <= self.latitude <= 90 and -180 <= self.longitude <= 180):
+            raise invalid(path, "latitude -90..90 and longitude -180..180", "GEO_POINT_INVALID")
+        return self
+
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_km(a: GeoPoint, b: GeoPoint) -> float:
+    """Great-circle (haversine) distance: good to ~0.5 % for retail distances."""
+    lat1, lat2 = math.radians(a.latitude), math.radians(b.latitude)
+    dlat = lat2 - lat1
+    dlon = math.radians(b.longitude - a.longitude)
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+@dataclass(frozen=True)
+class Address:
+    region_code: str = ""
+    postal_code: str = ""
+    administrative_area: str = ""
+    locality: str = ""
+    address_lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Location:
+    id: str
+    display_name: str
+    type: LocationType
+    geo_point: GeoPoint
+    address: Address = Address()
+    time_zone: str = "Asia/Tokyo"
+    priority: int = 100
+    capabilities: frozenset[Capability] = frozenset()
+    low_stock_threshold: int = 3
+    version: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def validate(self) -> Location:
+        check_location_id(self.id, "location.id")
+        if not self.display_name.strip() or len(self.display_name) > 200:
+            raise invalid("location.display_name", "1-200 characters", "DISPLAY_NAME_INVALID")
+        self.geo_point.validate("location.geo_point")
+        if not re.match(r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", self.time_zone):
+            raise invalid("location.time_zone", "an IANA time zone", "TIME_ZONE_INVALID")
+        if not 0 <= self.priority <= 10_000:
+            raise invalid("location.priority", "0-10000", "PRIORITY_INVALID")
+        if not 0 <= self.low_stock_threshold <= MAX_QUANTITY:
+            raise invalid("location.low_stock_threshold", "not negative", "THRESHOLD_INVALID")
+        return self
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def ships(self) -> bool:
+        """Whether online orders may be shipped from here."""
+        return self.type is not LocationType.STORE or self.can(Capability.SHIP_FROM_STORE)
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
+# ------------------------------------------------------------------------------- stock
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    """One SKU at one location. Every change returns a new level or raises."""
+
+    sku: str
+    location_id: str
+    on_hand: int = 0
+    reserved: int = 0
+    safety_stock: int = 0
+    in_transit: int = 0
+    version: int = 0
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.sku, self.location_id)
+
+    @property
+    def available_to_promise(self) -> int:
+        return max(0, self.on_hand - self.reserved - self.safety_stock)
+
+    def reserve(self, quantity: int) -> StockLevel:
+        if quantity > self.available_to_promise:
+            raise insufficient_stock(
+                self.sku, self.location_id, self.available_to_promise, quantity
+            )
+        return replace(self, reserved=self.reserved + quantity)
+
+    def release(self, quantity: int) -> StockLevel:
+        # Reservation lines are the only source of `reserved`, so this cannot go negative
+        # unless the data is already broken; refuse rather than hide it.
+        if quantity > self.reserved:
+            raise FailedPrecondition(
+                f"releasing {quantity} of {self.reserved} reserved", reason="RESERVED_UNDERFLOW"
+            )
+        return replace(self, reserved=self.reserved - quantity)
+
+    def sell_reserved(self, quantity: int) -> StockLevel:
+        """A committed reservation: the units leave on hand and reserved together."""
+        return replace(self.release(quantity), on_hand=self.on_hand - quantity)
+
+    def adjust(self, delta: int) -> StockLevel:
+        """Change on hand; refuses to remove units that are free neither of reservations
+        nor physically present."""
+        after = self.on_hand + delta
+        if after < self.reserved:
+            free = self.on_hand - self.reserved
+            if self.reserved:
+                raise FailedPrecondition(
+                    f"only {free} of {self.on_hand} on hand are unreserved; {-delta} to remove",
+                    reason="STOCK_RESERVED",
+                    metadata={"sku": self.sku, "location_id": self.location_id},
+                )
+            raise FailedPrecondition(
+                f"only {self.on_hand} on hand; {-delta} to remove",
+                reason="INSUFFICIENT_ON_HAND",
+                metadata={"sku": self.sku, "location_id": self.location_id},
+            )
+        return replace(self, on_hand=after)
+
+    def with_safety_stock(self, safety_stock: int) -> StockLevel:
+        if safety_stock < 0 or safety_stock > MAX_QUANTITY:
+            raise invalid("safety_stock", f"must be 0-{MAX_QUANTITY}", "SAFETY_STOCK_INVALID")
+        return replace(self, safety_stock=safety_stock)
+
+    def take_out(self, quantity: int) -> StockLevel:
+        """Units leave for another location: only promisable ones may go."""
+        if quantity > self.available_to_promise:
+            raise insufficient_stock(
+                self.sku, self.location_id, self.available_to_promise, quantity
+            )
+        return replace(self, on_hand=self.on_hand - quantity)
+
+
+class StockSignal(IntEnum):
+    OUT_OF_STOCK = 1
+    BACK_IN_STOCK = 2
+    LOW_STOCK = 3
+
+
+def stock_signals(before_atp: int, after_atp: int, threshold: int) -> list[StockSignal]:
+    """What a change of ATP at a location announces, beyond StockChanged itself."""
+    signals: list[StockSignal] = []
+    if before_atp > 0 and after_atp == 0:
+        signals.append(StockSignal.OUT_OF_STOCK)
+    if before_atp == 0 and after_atp > 0:
+        signals.append(StockSignal.BACK_IN_STOCK)
+    if 0 < after_atp <= threshold and not 0 < before_atp <= threshold:
+        signals.append(StockSignal.LOW_STOCK)
+    return signals
+
+
+def check_adjustment(delta: int, reason: MovementReason) -> None:
+    if delta == 0 or abs(delta) > MAX_QUANTITY:
+        raise invalid(
+            "quantity", f"must be non-zero, at most {MAX_QUANTITY} either way", "QUANTITY_INVALID"
+        )
+    sign = ADJUSTMENT_SIGNS.get(reason)
+    if sign is None:
+        raise invalid(
+            "reason",
+            "RECEIPT, SALE, RETURN, DAMAGE or CORRECTION (counts use SetStockLevel, transfers "
+            "TransferStock)",
+            "REASON_INVALID",
+        )
+    if sign and (delta > 0) != (sign > 0):
+        raise invalid(
+            "quantity",
+            f"{reason.name} {'adds' if sign > 0 else 'removes'} stock",
+            "QUANTITY_SIGN_INVALID",
+        )
+
+
+# -------------------------------------------------------------------------- reservations
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int
+    location_id: str = ""  # empty: anywhere
+
+
+def normalize_lines(lines: Sequence[Line], *, path: str = "lines") -> list[Line]:
+    """Validated lines with duplicates (same SKU and location) merged, in first-seen order."""
+    if not lines:
+        raise invalid(path, "at least one line", "LINES_REQUIRED")
+    if len(lines) > MAX_LINES:
+        raise invalid(path, f"at most {MAX_LINES} lines", "TOO_MANY_LINES")
+    merged: dict[Key, int] = {}
+    for i, line in enumerate(lines):
+        check_sku(line.sku, f"{path}[{i}].sku")
+        check_quantity(line.quantity, f"{path}[{i}].quantity")
+        if line.location_id:
+            check_location_id(line.location_id, f"{path}[{i}].location_id")
+        key = (line.sku, line.location_id)
+        merged[key] = merged.get(key, 0) + line.quantity
+    for (sku, _), quantity in merged.items():
+        if quantity > MAX_QUANTITY:
+            raise invalid(path, f"{sku}: at most {MAX_QUANTITY} units", "QUANTITY_INVALID")
+    return [Line(sku, quantity, location) for (sku, location), quantity in merged.items()]
+
+
+def check_ttl(ttl: timedelta | None) -> timedelta:
+    if ttl is None:
+        return DEFAULT_TTL
+    if ttl <= timedelta(0) or ttl > MAX_TTL:
+        raise invalid("ttl", "more than 0 and at most 14 days", "TTL_INVALID")
+    return ttl
+
+
+def check_owner(owner: str) -> str:
+    if not OWNER_PATTERN.match(owner):
+        raise invalid("owner", "1-128 characters such as 'carts/<id>'", "OWNER_INVALID")
+    return owner
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: uuid.UUID
+    owner: str
+    lines: tuple[Line, ...]
+    state: ReservationState
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    customer_id: str = ""
+
+    def require_active(self, now: datetime) -> None:
+        if self.state is not ReservationState.ACTIVE:
+            raise FailedPrecondition(
+                f"the reservation is {self.state.name.lower()}",
+                reason="RESERVATION_NOT_ACTIVE",
+                metadata={"state": self.state.name},
+            )
+        if self.expires_at <= now:
+            # Expired but not swept yet: it is as good as gone.
+            raise FailedPrecondition(
+                "the reservation has expired",
+                reason="RESERVATION_EXPIRED",
+                metadata={"state": ReservationState.EXPIRED.name},
+            )
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    owner: str
+    lines: tuple[Line, ...]
+    ttl: timedelta
+    request_id: str
+    fingerprint: bytes
+    actor: str
+    customer_id: str = ""
+    near: GeoPoint | None = None
+
+
+# ------------------------------------------------------------------------------ sourcing
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A location that may supply: how far it is, and what it can promise per SKU."""
+
+    location: Location
+    distance_km: float
+    available: Mapping[str, int]
+
+    @property
+    def sort_key(self) -> tuple[float, int, str]:
+        return (round(self.distance_km, 6), self.location.priority, self.location.id)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    sku: str
+    quantity: int
+    location_id: str
+    method: AllocationMethod
+    distance_km: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    allocations: tuple[Allocation, ...]
+    unfulfillable: tuple[tuple[str, int, str], ...]  # (sku, missing, why)
+    explanation: tuple[str, ...] = field(default=())
+
+    @property
+    def shipment_count(self) -> int:
+        return len({a.location_id for a in self.allocations})
+
+    @property
+    def complete(self) -> bool:
+        return not self.unfulfillable
+
+
+def _covers(combo: Sequence[Candidate], demand: Mapping[str, int]) -> bool:
+    return all(sum(c.available.get(sku, 0) for c in combo) >= q for sku, q in demand.items())
+
+
+def choose_sources(
+    demand: Mapping[str, int], candidates: Iterable[Candidate]
+) -> tuple[list[tuple[Candidate, str, int]], dict[str, int], list[str]]:
+    """Pick the locations that supply ``demand``: fewest locations first, then the shortest
+    total distance, then the best (lowest) total priority. Returns the takes
+    (candidate, sku, units), what is still missing, and the reasoning."""
+    demand = {sku: q for sku, q in demand.items() if q > 0}
+    useful = sorted(
+        (c for c in candidates if any(c.available.get(s, 0) > 0 for s in demand)),
+        key=lambda c: c.sort_key,
+    )
+    notes: list[str] = []
+    if not demand:
+        return [], {}, notes
+    chosen: list[Candidate] | None = None
+    exact_pool = useful[:MAX_EXACT_CANDIDATES]
+    for size in range(1, min(MAX_EXACT_SHIPMENTS, len(exact_pool)) + 1):
+        best: tuple[tuple[float, int, tuple[str, ...]], list[Candidate]] | None = None
+        for combo in itertools.combinations(exact_pool, size):
+            if not _covers(combo, demand):
+                continue
+            score = (
+                round(sum(c.distance_km for c in combo), 6),
+                sum(c.location.priority for c in combo),
+                tuple(c.location.id for c in combo),
+            )
+            if best is None or score < best[0]:
+                best = (score, list(combo))
+        if best is not None:
+            chosen = best[1]
+            notes.append(
+                f"{size} location{'s' if size > 1 else ''} can cover every line "
+                f"(fewest shipments), chosen by distance then priority among "
+                f"{len(useful)} with stock"
+            )
+            break
+    if chosen is None:
+        # Too fragmented for an exhaustive search, or not enough stock anywhere: take the
+        # location that covers the most remaining units until nothing more helps.
+        chosen = []
+        remaining = dict(demand)
+        pool = list(useful)
+        while remaining and pool:
+
+            def gain(c: Candidate) -> int:
+                return sum(min(c.available.get(s, 0), q) for s, q in remaining.items())
+
+            pick = max(pool, key=lambda c: (gain(c), -c.distance_km, -c.location.priority))
+            if gain(pick) == 0:
+                break
+            pool.remove(pick)
+            chosen.append(pick)
+            for sku in list(remaining):
+                remaining[sku] -= min(pick.available.get(sku, 0), remaining[sku])
+                if remaining[sku] <= 0:
+                    del remaining[sku]
+        notes.append(
+            f"no {MAX_EXACT_SHIPMENTS} or fewer locations cover every line; "
+            f"took {len(chosen)} location(s) greedily by units covered"
+        )
+    chosen.sort(key=lambda c: c.sort_key)
+    takes: list[tuple[Candidate, str, int]] = []
+    missing: dict[str, int] = {}
+    for sku, quantity in demand.items():
+        left = quantity
+        for candidate in chosen:
+            if left == 0:
+                break
+            take = min(candidate.available.get(sku, 0), left)
+            if take > 0:
+                takes.append((candidate, sku, take))
+                left -= take
+        if left:
+            missing[sku] = left
+    return takes, missing, notes
+
+
+def plan_pickup(lines: Sequence[Line], pickup: Location, candidates: Sequence[Candidate]) -> Plan:
+    """Click & collect: the pickup store's own stock first, the rest transferred into it."""
+    if not pickup.can(Capability.CLICK_AND_COLLECT):
+        raise FailedPrecondition(
+            f"{pickup.id} does not offer click & collect",
+            reason="PICKUP_NOT_OFFERED",
+            metadata={"location_id": pickup.id},
+        )
+    demand = _demand(lines)
+    own = next((c for c in candidates if c.location.id == pickup.id), None)
+    own_available = own.available if own else {}
+    allocations: list[Allocation] = []
+    remaining: dict[str, int] = {}
+    for sku, quantity in demand.items():
+        take = min(own_available.get(sku, 0), quantity)
+        if take:
+            allocations.append(
+                Allocation(
+                    sku,
+                    take,
+                    pickup.id,
+                    AllocationMethod.PICKUP,
+                    0.0,
+                    "pickup store has it in stock: no transfer needed",
+                )
+            )
+        if quantity - take:
+            remaining[sku] = quantity - take
+    explanation = [f"click & collect at {pickup.id}: its own stock is used first"]
+    if not remaining:
+        explanation.append("the pickup store holds every line")
+        return Plan(tuple(allocations), (), tuple(explanation))
+    others = [c for c in candidates if c.location.id != pickup.id]
+    takes, missing, notes = choose_sources(remaining, others)
+    explanation.append(f"{sum(remaining.values())} unit(s) must be transferred into {pickup.id}")
+    explanation.extend(notes)
+    allocations.extend(
+        Allocation(
+            sku,
+            units,
+            c.location.id,
+            AllocationMethod.TRANSFER_TO_PICKUP,
+            c.distance_km,
+            f"transfer to {pickup.id}: {c.distance_km:.1f} km away, priority {c.location.priority}",
+        )
+        for c, sku, units in takes
+    )
+    return Plan(
+        tuple(allocations),
+        tuple((sku, q, "not enough stock in the network") for sku, q in missing.items()),
+        tuple(explanation),
+    )
+
+
+def plan_delivery(
+    lines: Sequence[Line], candidates: Sequence[Candidate], *, same_day: bool
+) -> Plan:
+    """Delivery: fewest shipments, then shortest distance, then priority, among the
+    locations allowed to ship (DCs, FCs, stores that ship; same-day ones if asked)."""
+    demand = _demand(lines)
+    allowed = [
+        c
+        for c in candidates
+        if c.location.ships and (not same_day or c.location.can(Capability.SAME_DAY_DELIVERY))
+    ]
+    explanation = [
+        f"delivery: {len(allowed)} of {len(candidates)} locations may ship"
+        + (" same-day" if same_day else "")
+        + " (distribution and fulfilment centres, stores that ship)"
+    ]
+    takes, missing, notes = choose_sources(demand, allowed)
+    explanation.extend(notes)
+    counts: dict[str, int] = {}
+    for c, _, _ in takes:
+        counts[c.location.id] = counts.get(c.location.id, 0) + 1
+    allocations = tuple(
+        Allocation(
+            sku,
+            units,
+            c.location.id,
+            AllocationMethod.SHIP,
+            c.distance_km,
+            f"ships {counts[c.location.id]} line(s) in one parcel; {c.distance_km:.1f} km from "
+            f"the delivery point, priority {c.location.priority}",
+        )
+        for c, sku, units in takes
+    )
+    return Plan(
+        allocations,
+        tuple(
+            (sku, q, "not enough stock at locations that may ship") for sku, q in missing.items()
+        ),
+        tuple(explanation),
+    )
+
+
+def _demand(lines: Sequence[Line]) -> dict[str, int]:
+    demand: dict[str, int] = {}
+    for line in lines:
+        demand[line.sku] = demand.get(line.sku, 0) + line.quantity
+    return demand
+
+
+def allocate_reservation(
+    lines: Sequence[Line],
+    levels: dict[Key, StockLevel],
+    anywhere: Sequence[Location],
+    near: GeoPoint | None,
+) -> list[Line]:
+    """Reserve every line or none against ``levels`` (updated in place on success): lines
+    with a location take from it, the others are sourced by the delivery policy among
+    ``anywhere``. Returns the lines with their locations."""
+    working = dict(levels)
+    placed: list[Line] = []
+    for line in lines:
+        if not line.location_id:
+            continue
+        key = (line.sku, line.location_id)
+        level = working.get(key) or StockLevel(line.sku, line.location_id)
+        working[key] = level.reserve(line.quantity)
+        placed.append(line)
+    floating = [line for line in lines if not line.location_id]
+    if floating:
+        candidates = [
+            Candidate(
+                location,
+                distance_km(near, location.geo_point) if near else 0.0,
+                {
+                    line.sku: working[(line.sku, location.id)].available_to_promise
+                    for line in floating
+                    if (line.sku, location.id) in working
+                },
+            )
+            for location in anywhere
+        ]
+        plan = plan_delivery(floating, candidates, same_day=False)
+        if plan.unfulfillable:
+            sku, missing, _ = plan.unfulfillable[0]
+            wanted = next(line.quantity for line in floating if line.sku == sku)
+            raise insufficient_stock(sku, "", wanted - missing, wanted)
+        for allocation in plan.allocations:
+            key = (allocation.sku, allocation.location_id)
+            working[key] = working[key].reserve(allocation.quantity)
+            placed.append(Line(allocation.sku, allocation.quantity, allocation.location_id))
+    levels.update(working)
+    return placed

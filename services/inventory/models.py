@@ -1,0 +1,148 @@
+"""Inventory tables (SQLAlchemy 2 Core, typed columns); migrations are generated from these."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+_now = sa.func.now()
+
+locations = sa.Table(
+    "locations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("type", sa.SmallInteger, nullable=False),
+    sa.Column("address", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("latitude", sa.Float, nullable=False),
+    sa.Column("longitude", sa.Float, nullable=False),
+    sa.Column("time_zone", sa.Text, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("capabilities", pg.ARRAY(sa.SmallInteger), nullable=False),
+    sa.Column("low_stock_threshold", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+# The SKUs the catalog knows (a projection of its events): stock for others is refused.
+known_skus = sa.Table(
+    "known_skus",
+    metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("product_id", sa.Text, nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+stock_levels = sa.Table(
+    "stock_levels",
+    metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column(
+        "location_id",
+        sa.Text,
+        sa.ForeignKey("locations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("on_hand", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("safety_stock", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("in_transit", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # The domain enforces these; the database refuses a bug that slips past it.
+    sa.CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),
+    sa.CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+    sa.CheckConstraint("safety_stock >= 0", name="safety_stock_not_negative"),
+    sa.CheckConstraint("in_transit >= 0", name="in_transit_not_negative"),
+    sa.Index("ix_stock_levels_location_sku", "location_id", "sku"),
+)
+
+# Append-only: the sum of a level's movements is its on_hand.
+movements = sa.Table(
+    "movements",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location_id", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.SmallInteger, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reference", sa.Text, nullable=False, server_default=""),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("on_hand_after", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index("ix_movements_sku_location_seq", "sku", "location_id", "seq"),
+    sa.Index("ix_movements_location_seq", "location_id", "seq"),
+)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("owner", sa.Text, nullable=False, index=True),
+    sa.Column("customer_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # ReserveStock's idempotency key (NULLs never collide): a retry finds the first result.
+    sa.Column("request_id", sa.Text, unique=True),
+    sa.Column("request_hash", sa.LargeBinary),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Index(
+        "ix_reservations_active_expiry",
+        "expires_at",
+        postgresql_where=sa.text("state = 1"),
+    ),
+)
+
+reservation_lines = sa.Table(
+    "reservation_lines",
+    metadata,
+    sa.Column(
+        "reservation_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("reservations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("line_no", sa.SmallInteger, primary_key=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("location_id", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Index("ix_reservation_lines_sku_location", "sku", "location_id"),
+)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sku", sa.Text, nullable=False),
+    sa.Column("from_location_id", sa.Text, nullable=False),
+    sa.Column("to_location_id", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("received_at", sa.DateTime(timezone=True)),
+)
+
+# Service-wide switches kept in the database, e.g. demo stocking (set by `seed`).
+flags = sa.Table(
+    "flags",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", pg.JSONB, nullable=False),
+)

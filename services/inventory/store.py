@@ -1,0 +1,542 @@
+"""Inventory persistence: rows ⇄ domain objects over the unit of work's session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.inventory import domain as d
+from services.inventory.models import (
+    flags,
+    known_skus,
+    locations,
+    movements,
+    reservation_lines,
+    reservations,
+    stock_levels,
+    transfers,
+)
+
+DEMO_STOCKING_FLAG = "demo_stocking"
+
+
+def _location(row: RowMapping) -> d.Location:
+    address = row["address"] or {}
+    return d.Location(
+        id=row["id"],
+        display_name=row["display_name"],
+        type=d.LocationType(row["type"]),
+        geo_point=d.GeoPoint(row["latitude"], row["longitude"]),
+        address=d.Address(
+            region_code=address.get("region_code", ""),
+            postal_code=address.get("postal_code", ""),
+            administrative_area=address.get("administrative_area", ""),
+            locality=address.get("locality", ""),
+            address_lines=tuple(address.get("address_lines", ())),
+        ),
+        time_zone=row["time_zone"],
+        priority=row["priority"],
+        capabilities=frozenset(d.Capability(c) for c in row["capabilities"]),
+        low_stock_threshold=row["low_stock_threshold"],
+        version=row["version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _location_values(location: d.Location) -> dict[str, Any]:
+    a = location.address
+    return {
+        "id": location.id,
+        "display_name": location.display_name,
+        "type": int(location.type),
+        "address": {
+            "region_code": a.region_code,
+            "postal_code": a.postal_code,
+            "administrative_area": a.administrative_area,
+            "locality": a.locality,
+            "address_lines": list(a.address_lines),
+        },
+        "latitude": location.geo_point.latitude,
+        "longitude": location.geo_point.longitude,
+        "time_zone": location.time_zone,
+        "priority": location.priority,
+        "capabilities": sorted(int(c) for c in location.capabilities),
+        "low_stock_threshold": location.low_stock_threshold,
+        "version": location.version,
+    }
+
+
+def _level(row: RowMapping) -> d.StockLevel:
+    return d.StockLevel(
+        sku=row["sku"],
+        location_id=row["location_id"],
+        on_hand=row["on_hand"],
+        reserved=row["reserved"],
+        safety_stock=row["safety_stock"],
+        in_transit=row["in_transit"],
+        version=row["version"],
+        updated_at=row["updated_at"],
+    )
+
+
+class LocationStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, location_id: str, *, for_update: bool = False) -> d.Location | None:
+        query = sa.select(locations).where(locations.c.id == location_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        return _location(row) if row else None
+
+    async def all(self) -> list[d.Location]:
+        rows = (
+            await self.session.execute(sa.select(locations).order_by(locations.c.id))
+        ).mappings()
+        return [_location(r) for r in rows]
+
+    async def list_page(
+        self, *, type: d.LocationType | None, after: str, limit: int
+    ) -> list[d.Location]:
+        query = sa.select(locations).where(locations.c.id > after).order_by(locations.c.id)
+        if type is not None:
+            query = query.where(locations.c.type == int(type))
+        rows = (await self.session.execute(query.limit(limit))).mappings()
+        return [_location(r) for r in rows]
+
+    async def insert(self, location: d.Location) -> d.Location | None:
+        """None when the id is taken."""
+        row = (
+            (
+                await self.session.execute(
+                    pg.insert(locations)
+                    .values(_location_values(location))
+                    .on_conflict_do_nothing()
+                    .returning(locations)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _location(row) if row else None
+
+    async def update(self, location: d.Location) -> d.Location:
+        values = _location_values(location)
+        values.pop("id")
+        row = (
+            (
+                await self.session.execute(
+                    sa.update(locations)
+                    .where(locations.c.id == location.id)
+                    .values(**values, updated_at=sa.func.now())
+                    .returning(locations)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return _location(row)
+
+    async def delete(self, location_id: str) -> None:
+        await self.session.execute(sa.delete(locations).where(locations.c.id == location_id))
+
+    async def holds_stock(self, location_id: str) -> bool:
+        query = sa.select(
+            sa.exists().where(
+                stock_levels.c.location_id == location_id,
+                (stock_levels.c.on_hand > 0)
+                | (stock_levels.c.reserved > 0)
+                | (stock_levels.c.in_transit > 0),
+            )
+        )
+        return bool((await self.session.execute(query)).scalar())
+
+
+class StockStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, keys: Iterable[d.Key]) -> dict[d.Key, d.StockLevel]:
+        """Lock the existing levels of ``keys`` in (sku, location) order, the one order every
+        writer uses, so concurrent multi-line writers never deadlock."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        rows = (
+            await self.session.execute(
+                sa.text(
+                    "SELECT s.* FROM stock_levels s"
+                    " JOIN unnest(CAST(:skus AS text[]), CAST(:locs AS text[])) AS k(sku, loc)"
+                    "   ON s.sku = k.sku AND s.location_id = k.loc"
+                    " ORDER BY s.sku, s.location_id FOR UPDATE OF s"
+                ),
+                {"skus": [k[0] for k in ordered], "locs": [k[1] for k in ordered]},
+            )
+        ).mappings()
+        return {(r["sku"], r["location_id"]): _level(r) for r in rows}
+
+    async def lock_one(self, sku: str, location_id: str, *, create: bool) -> d.StockLevel:
+        """Lock one level; with ``create``, a missing level is created empty first."""
+        if create:
+            await self.session.execute(
+                pg.insert(stock_levels)
+                .values(sku=sku, location_id=location_id)
+                .on_conflict_do_nothing()
+            )
+        found = await self.lock([(sku, location_id)])
+        return found.get((sku, location_id)) or d.StockLevel(sku, location_id)
+
+    async def write(self, levels: Sequence[d.StockLevel]) -> dict[d.Key, d.StockLevel]:
+        """Store levels the caller holds locked (absolute values, version + 1)."""
+        if not levels:
+            return {}
+        rows = (
+            await self.session.execute(
+                sa.text(
+                    "UPDATE stock_levels s SET on_hand = v.on_hand, reserved = v.reserved,"
+                    " safety_stock = v.safety_stock, in_transit = v.in_transit,"
+                    " version = s.version + 1, updated_at = now()"
+                    " FROM unnest(CAST(:skus AS text[]), CAST(:locs AS text[]),"
+                    "   CAST(:on_hand AS bigint[]), CAST(:reserved AS bigint[]),"
+                    "   CAST(:safety AS bigint[]), CAST(:transit AS bigint[]))"
+                    "   AS v(sku, loc, on_hand, reserved, safety_stock, in_transit)"
+                    " WHERE s.sku = v.sku AND s.location_id = v.loc"
+                    " RETURNING s.*"
+                ),
+                {
+                    "skus": [lv.sku for lv in levels],
+                    "locs": [lv.location_id for lv in levels],
+                    "on_hand": [lv.on_hand for lv in levels],
+                    "reserved": [lv.reserved for lv in levels],
+                    "safety": [lv.safety_stock for lv in levels],
+                    "transit": [lv.in_transit for lv in levels],
+                },
+            )
+        ).mappings()
+        written = {(r["sku"], r["location_id"]): _level(r) for r in rows}
+        if len(written) != len({lv.key for lv in levels}):
+            raise RuntimeError("a stock level to write was not locked or does not exist")
+        return written
+
+    async def ensure(self, keys: Iterable[d.Key]) -> None:
+        keys = list(keys)
+        if keys:
+            await self.session.execute(
+                pg.insert(stock_levels)
+                .values([{"sku": s, "location_id": loc} for s, loc in keys])
+                .on_conflict_do_nothing()
+            )
+
+    async def get_level(self, sku: str, location_id: str) -> d.StockLevel:
+        row = (
+            (
+                await self.session.execute(
+                    sa.select(stock_levels).where(
+                        stock_levels.c.sku == sku, stock_levels.c.location_id == location_id
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return _level(row) if row else d.StockLevel(sku, location_id)
+
+    async def get_movement(self, movement_id: uuid.UUID) -> dict[str, Any]:
+        row = (
+            (await self.session.execute(sa.select(movements).where(movements.c.id == movement_id)))
+            .mappings()
+            .one()
+        )
+        return dict(row)
+
+    async def levels_for_skus(
+        self, skus: Sequence[str], location_ids: Sequence[str] = ()
+    ) -> list[d.StockLevel]:
+        query = sa.select(stock_levels).where(stock_levels.c.sku.in_(skus))
+        if location_ids:
+            query = query.where(stock_levels.c.location_id.in_(location_ids))
+        rows = (
+            await self.session.execute(
+                query.order_by(stock_levels.c.sku, stock_levels.c.location_id)
+            )
+        ).mappings()
+        return [_level(r) for r in rows]
+
+    async def list_at_location(
+        self, location_id: str, after: str, limit: int
+    ) -> list[d.StockLevel]:
+        rows = (
+            await self.session.execute(
+                sa.select(stock_levels)
+                .where(stock_levels.c.location_id == location_id, stock_levels.c.sku > after)
+                .order_by(stock_levels.c.sku)
+                .limit(limit)
+            )
+        ).mappings()
+        return [_level(r) for r in rows]
+
+    async def add_movements(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        result = await self.session.execute(
+            sa.insert(movements).returning(movements), [{"id": uuid.uuid4(), **r} for r in rows]
+        )
+        return [dict(r) for r in result.mappings()]
+
+    async def list_movements(
+        self, *, sku: str, location_id: str, before_seq: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        query = sa.select(movements).order_by(movements.c.seq.desc()).limit(limit)
+        if sku:
+            query = query.where(movements.c.sku == sku)
+        if location_id:
+            query = query.where(movements.c.location_id == location_id)
+        if before_seq is not None:
+            query = query.where(movements.c.seq < before_seq)
+        return [dict(r) for r in (await self.session.execute(query)).mappings()]
+
+    async def ledger_sums(self, keys: Sequence[d.Key]) -> dict[d.Key, int]:
+        rows = await self.session.execute(
+            sa.select(movements.c.sku, movements.c.location_id, sa.func.sum(movements.c.quantity))
+            .where(sa.tuple_(movements.c.sku, movements.c.location_id).in_(keys))
+            .group_by(movements.c.sku, movements.c.location_id)
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+class SkuStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def unknown(self, skus: Iterable[str]) -> list[str]:
+        wanted = sorted(set(skus))
+        known = set(
+            (
+                await self.session.execute(
+                    sa.select(known_skus.c.sku).where(known_skus.c.sku.in_(wanted))
+                )
+            ).scalars()
+        )
+        return [s for s in wanted if s not in known]
+
+    async def upsert(self, product_id: str, skus: Sequence[str], *, archived: bool) -> list[str]:
+        """Record the SKUs; returns the ones seen for the first time."""
+        if not skus:
+            return []
+        statement = pg.insert(known_skus).values(
+            [{"sku": s, "product_id": product_id, "archived": archived} for s in skus]
+        )
+        result = await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[known_skus.c.sku],
+                set_={
+                    "product_id": statement.excluded.product_id,
+                    "archived": statement.excluded.archived,
+                    "updated_at": sa.func.now(),
+                },
+            ).returning(known_skus.c.sku, sa.literal_column("xmax = 0").label("inserted"))
+        )
+        return [r.sku for r in result if r.inserted]
+
+    async def all_skus(self) -> list[str]:
+        return list(
+            (
+                await self.session.execute(sa.select(known_skus.c.sku).order_by(known_skus.c.sku))
+            ).scalars()
+        )
+
+    async def archive(self, skus: Sequence[str]) -> None:
+        if skus:
+            await self.session.execute(
+                sa.update(known_skus)
+                .where(known_skus.c.sku.in_(skus))
+                .values(archived=True, updated_at=sa.func.now())
+            )
+
+    async def flag(self, key: str) -> Any:
+        return (
+            await self.session.execute(sa.select(flags.c.value).where(flags.c.key == key))
+        ).scalar()
+
+    async def set_flag(self, key: str, value: Any) -> None:
+        statement = pg.insert(flags).values(key=key, value=value)
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[flags.c.key], set_={"value": statement.excluded.value}
+            )
+        )
+
+
+def _reservation(row: RowMapping, lines: Sequence[d.Line]) -> d.Reservation:
+    return d.Reservation(
+        id=row["id"],
+        owner=row["owner"],
+        lines=tuple(lines),
+        state=d.ReservationState(row["state"]),
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        customer_id=row["customer_id"],
+    )
+
+
+class ReservationStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_many(
+        self, ids: Sequence[uuid.UUID], *, for_update: bool = False, skip_locked: bool = False
+    ) -> list[d.Reservation]:
+        if not ids:
+            return []
+        query = (
+            sa.select(reservations).where(reservations.c.id.in_(ids)).order_by(reservations.c.id)
+        )
+        if for_update:
+            query = query.with_for_update(skip_locked=skip_locked)
+        rows = list((await self.session.execute(query)).mappings())
+        return await self._hydrate(rows)
+
+    async def get(
+        self, reservation_id: uuid.UUID, *, for_update: bool = False
+    ) -> d.Reservation | None:
+        found = await self.get_many([reservation_id], for_update=for_update)
+        return found[0] if found else None
+
+    async def _hydrate(self, rows: Sequence[RowMapping]) -> list[d.Reservation]:
+        if not rows:
+            return []
+        line_rows = await self.session.execute(
+            sa.select(reservation_lines)
+            .where(reservation_lines.c.reservation_id.in_([r["id"] for r in rows]))
+            .order_by(reservation_lines.c.reservation_id, reservation_lines.c.line_no)
+        )
+        lines: dict[uuid.UUID, list[d.Line]] = {}
+        for line in line_rows.mappings():
+            lines.setdefault(line["reservation_id"], []).append(
+                d.Line(line["sku"], line["quantity"], line["location_id"])
+            )
+        return [_reservation(r, lines.get(r["id"], [])) for r in rows]
+
+    async def by_request_ids(
+        self, request_ids: Sequence[str]
+    ) -> dict[str, tuple[uuid.UUID, bytes]]:
+        if not request_ids:
+            return {}
+        rows = await self.session.execute(
+            sa.select(
+                reservations.c.request_id, reservations.c.id, reservations.c.request_hash
+            ).where(reservations.c.request_id.in_(request_ids))
+        )
+        return {r.request_id: (r.id, r.request_hash or b"") for r in rows}
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+        """Insert reservations; returns the ids inserted (a row whose request_id is already
+        taken, by a concurrent retry, is skipped)."""
+        if not rows:
+            return set()
+        statement = (
+            pg.insert(reservations)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=[reservations.c.request_id])
+            .returning(reservations.c.id)
+        )
+        return set((await self.session.execute(statement)).scalars())
+
+    async def insert_lines(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(sa.insert(reservation_lines), list(rows))
+
+    async def set_state(
+        self,
+        ids: Sequence[uuid.UUID],
+        state: d.ReservationState,
+        *,
+        expires_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"state": int(state), "updated_at": sa.func.now()}
+        if expires_at is not None:
+            values["expires_at"] = expires_at
+        await self.session.execute(
+            sa.update(reservations).where(reservations.c.id.in_(ids)).values(**values)
+        )
+
+    async def due(self, now: datetime, limit: int) -> list[d.Reservation]:
+        """Active reservations past expiry, locked; rows another sweeper holds are skipped."""
+        rows = list(
+            (
+                await self.session.execute(
+                    sa.select(reservations)
+                    .where(
+                        reservations.c.state == int(d.ReservationState.ACTIVE),
+                        reservations.c.expires_at <= now,
+                    )
+                    .order_by(reservations.c.expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).mappings()
+        )
+        return await self._hydrate(rows)
+
+    async def active_reserved(self, keys: Sequence[d.Key]) -> dict[d.Key, int]:
+        rows = await self.session.execute(
+            sa.select(
+                reservation_lines.c.sku,
+                reservation_lines.c.location_id,
+                sa.func.sum(reservation_lines.c.quantity),
+            )
+            .join(reservations, reservations.c.id == reservation_lines.c.reservation_id)
+            .where(
+                reservations.c.state == int(d.ReservationState.ACTIVE),
+                sa.tuple_(reservation_lines.c.sku, reservation_lines.c.location_id).in_(keys),
+            )
+            .group_by(reservation_lines.c.sku, reservation_lines.c.location_id)
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+class TransferStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, values: dict[str, Any]) -> dict[str, Any]:
+        row = (
+            (await self.session.execute(sa.insert(transfers).values(values).returning(transfers)))
+            .mappings()
+            .one()
+        )
+        return dict(row)
+
+    async def get(
+        self, transfer_id: uuid.UUID, *, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        query = sa.select(transfers).where(transfers.c.id == transfer_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        return dict(row) if row else None
+
+    async def mark_received(self, transfer_id: uuid.UUID) -> dict[str, Any]:
+        row = (
+            (
+                await self.session.execute(
+                    sa.update(transfers)
+                    .where(transfers.c.id == transfer_id)
+                    .values(state=int(d.TransferState.RECEIVED), received_at=sa.func.now())
+                    .returning(transfers)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        return dict(row)
