@@ -5,9 +5,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/uv/bin/uv)
+# Use the machine's Python (>= 3.11); never download one.
 export UV_PYTHON_DOWNLOADS := never
-export UV_PYTHON := $(shell command -v $(PYTHON))
 RUN := $(UV) run --frozen --no-sync
 PROTO_OUT := libs/protos
 PROTO_FILES = $(shell find protos -name '*.proto' | sort)
@@ -18,10 +18,10 @@ BUF := .tools/node_modules/.bin/buf
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(CURDIR)/.tools/bin/uv:
-	@echo "uv not found: bootstrapping it into .tools/ (no root needed)"
-	@$(PYTHON) -m venv .tools
-	@.tools/bin/pip install --quiet --disable-pip-version-check uv
+$(CURDIR)/.tools/uv/bin/uv:
+	@echo "uv not found: bootstrapping it into .tools/uv (no root needed)"
+	@$(PYTHON) -m venv --clear .tools/uv
+	@.tools/uv/bin/pip install --quiet --disable-pip-version-check uv
 
 .venv/.synced: uv.lock pyproject.toml libs/kit/pyproject.toml libs/protos/pyproject.toml | $(UV)
 	@$(UV) sync --frozen --quiet
