@@ -1,0 +1,1 @@
+"""Customer service: identities and tokens, device clients, profiles, consent ledger, GDPR."""

@@ -1,0 +1,65 @@
+"""Customer wiring: signing keys, password hashing, the two servicers, seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.customer.config import CustomerSettings
+from services.customer.security import KeyRing, Passwords
+from services.customer.servicer import CustomerServicer, IdentityServicer
+from services.customer.usecases import Identity, Policy, Profiles
+from tenpo.customer.v1 import (
+    customer_service_pb2,
+    customer_service_pb2_grpc,
+    identity_service_pb2,
+    identity_service_pb2_grpc,
+)
+from tenpo.kit.db import Database
+from tenpo.kit.server import Runtime, ServiceDefinition
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
+
+
+def build_identity(settings: CustomerSettings, db: Database) -> Identity:
+    """The identity use cases from settings; refuses to run without signing keys."""
+    keys = KeyRing.from_files(
+        settings.signing_key_files, issuer=settings.auth_issuer, audience=settings.auth_audience
+    )
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    return Identity(db, keys, passwords, Policy.from_settings(settings))
+
+
+async def build(runtime: Runtime[CustomerSettings]) -> None:
+    identity = build_identity(runtime.settings, runtime.db)
+    profiles = Profiles(runtime.db, identity)
+    runtime.add_servicer(
+        identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
+        IdentityServicer(identity, runtime.page_tokens),
+        IDENTITY_SERVICE,
+    )
+    runtime.add_servicer(
+        customer_service_pb2_grpc.add_CustomerServiceServicer_to_server,
+        CustomerServicer(profiles, runtime.page_tokens),
+        CUSTOMER_SERVICE,
+    )
+
+
+async def seed(runtime: Runtime[CustomerSettings]) -> None:
+    from services.customer.seed import seed_demo_customers
+
+    await seed_demo_customers(runtime.settings, runtime.db)
+
+
+definition = ServiceDefinition(
+    name="customer",
+    settings_type=CustomerSettings,
+    build=build,
+    migrations=MIGRATIONS,
+    seed=seed,
+)

@@ -1,0 +1,77 @@
+"""Customer settings (environment prefix CUSTOMER_, shared TENPO_ fallback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from tenpo.kit.settings import Environment, ServiceSettings
+
+#: The development key file that the dev stack writes next to its JWKS.
+DEV_SIGNING_KEY_FILE = "signing-key.pem"
+#: Below these, argon2id no longer slows down an offline attack meaningfully.
+MIN_PRODUCTION_ARGON2_MEMORY_KIB = 19 * 1024
+MIN_PRODUCTION_ARGON2_TIME_COST = 2
+
+
+class CustomerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CUSTOMER_")
+
+    service_name: str = "customer"
+    grpc_port: int = 50053
+
+    #: PEM private keys (ES256, RS256 or EdDSA). The first signs; all are published in the
+    #: JWKS, so after a rotation (new key first, old key second) tokens signed with the old
+    #: key stay valid until they expire. In development this defaults to the dev stack's
+    #: key next to ``auth_jwks_file``.
+    signing_key_files: list[Path] = []
+
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    #: Client-credentials tokens of devices and back-office tools.
+    client_token_ttl_seconds: int = Field(default=3600, ge=30, le=24 * 3600)
+    #: Customer tokens handed to an in-store device.
+    device_session_token_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    #: How long a device hand-off code can be approved and exchanged.
+    device_session_code_ttl_seconds: int = Field(default=300, ge=1, le=1800)
+    device_session_poll_interval_seconds: int = Field(default=2, ge=1, le=30)
+
+    password_reset_ttl_seconds: int = Field(default=1800, ge=60)
+    email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)
+    consent_confirmation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+    #: Failed sign-ins (per e-mail, known or not) before sign-in locks; each further failure
+    #: doubles the lock, from the base up to the maximum.
+    lockout_threshold: int = Field(default=5, ge=1, le=100)
+    lockout_base_seconds: float = Field(default=30.0, gt=0)
+    lockout_max_seconds: float = Field(default=3600.0, gt=0)
+
+    #: argon2id cost. Tests lower it; production refuses values below OWASP's minimum.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
+    argon2_parallelism: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _customer_defaults(self) -> Self:
+        if (
+            not self.signing_key_files
+            and self.environment is Environment.DEVELOPMENT
+            and self.auth_jwks_file is not None
+        ):
+            self.signing_key_files = [self.auth_jwks_file.parent / DEV_SIGNING_KEY_FILE]
+        if self.environment is Environment.PRODUCTION:
+            problems = []
+            if not self.signing_key_files:
+                problems.append("signing_key_files must be set")
+            if self.argon2_memory_kib < MIN_PRODUCTION_ARGON2_MEMORY_KIB:
+                problems.append(f"argon2_memory_kib must be >= {MIN_PRODUCTION_ARGON2_MEMORY_KIB}")
+            if self.argon2_time_cost < MIN_PRODUCTION_ARGON2_TIME_COST:
+                problems.append(f"argon2_time_cost must be >= {MIN_PRODUCTION_ARGON2_TIME_COST}")
+            if not self.auth_issuer.startswith("https://"):
+                problems.append("auth_issuer must be an https URL")
+            if problems:
+                raise ValueError("unsafe customer settings for production: " + "; ".join(problems))
+        return self

@@ -1,0 +1,202 @@
+"""Customer tables (SQLAlchemy 2 Core); migrations are generated from these.
+
+Personal data lives in ``customers`` and ``addresses`` only (and, as hashes, in
+``sign_in_attempts``); credentials are stored as hashes: argon2id for passwords, SHA-256 for
+high-entropy secrets (refresh tokens, mailed tokens, client secrets, device codes)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+_now = sa.func.now()
+_uuid = pg.UUID(as_uuid=True)
+_time = sa.DateTime(timezone=True)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    # Nullable: erasure clears them; a unique index ignores NULLs, so the address is free
+    # to register again.
+    sa.Column("email", sa.Text),
+    sa.Column("email_key", sa.Text, unique=True),
+    sa.Column("email_verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("password_hash", sa.Text),
+    sa.Column("family_name", sa.Text),
+    sa.Column("given_name", sa.Text),
+    sa.Column("family_name_kana", sa.Text),
+    sa.Column("given_name_kana", sa.Text),
+    sa.Column("phone_number", sa.Text, index=True),
+    sa.Column("birthday", sa.Date),
+    sa.Column("locale", sa.Text, nullable=False),
+    sa.Column("preferred_store_id", sa.Text),
+    sa.Column("default_shipping_address_id", _uuid),
+    sa.Column("default_billing_address_id", _uuid),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    # Folded names and readings (domain fold_for_search), trigram-indexed for staff search.
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", _time, nullable=False, server_default=_now),
+    sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    sa.Column("erased_at", _time),
+    sa.Index(
+        "ix_customers_search_text_trgm",
+        "search_text",
+        postgresql_using="gin",
+        postgresql_ops={"search_text": "gin_trgm_ops"},
+    ),
+    sa.Index("ix_customers_created", sa.text("created_at DESC"), "id"),
+)
+
+addresses = sa.Table(
+    "addresses",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("label", sa.Text, nullable=False, server_default=""),
+    sa.Column("region_code", sa.Text, nullable=False),
+    sa.Column("postal_code", sa.Text, nullable=False),
+    sa.Column("administrative_area", sa.Text, nullable=False),
+    sa.Column("locality", sa.Text, nullable=False),
+    sa.Column("address_lines", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("phone_number", sa.Text, nullable=False, server_default=""),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", _time, nullable=False, server_default=_now),
+    sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    sa.Index("ix_addresses_customer", "customer_id", "created_at", "id"),
+)
+
+consent_events = sa.Table(
+    "consent_events",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    # Ledger order; identity so concurrent writers never collide.
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("purpose", sa.SmallInteger, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("action", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("wording_version", sa.Text, nullable=False),
+    sa.Column("source_channel", sa.SmallInteger, nullable=False),
+    sa.Column("source_store_id", sa.Text),
+    sa.Column("actor_kind", sa.Text, nullable=False),
+    sa.Column("recorded_at", _time, nullable=False),
+    sa.Index("ix_consent_events_customer_seq", "customer_id", "seq"),
+)
+
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("email_key", sa.Text, nullable=False, unique=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("scopes", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("created_at", _time, nullable=False, server_default=_now),
+    sa.Column("disabled_at", _time),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    # Every token descending from one sign-in; reuse of a spent one revokes them all.
+    sa.Column("family_id", _uuid, nullable=False, index=True),
+    sa.Column("subject_kind", sa.SmallInteger, nullable=False),
+    sa.Column("subject_id", _uuid, nullable=False),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.Column("used_at", _time),
+    sa.Column("revoked_at", _time),
+    sa.Index("ix_refresh_tokens_subject", "subject_kind", "subject_id"),
+)
+
+one_time_tokens = sa.Table(
+    "one_time_tokens",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("purpose", sa.SmallInteger, nullable=False),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
+    # What the token confirms, e.g. the e-mail key being verified or the consent asked for.
+    sa.Column("subject", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.Column("used_at", _time),
+    sa.Index("ix_one_time_tokens_customer", "customer_id", "purpose"),
+)
+
+sign_in_attempts = sa.Table(
+    "sign_in_attempts",
+    metadata,
+    # SHA-256 of "<kind>:<e-mail key>": known and unknown addresses are throttled alike, and
+    # the table never holds an address.
+    sa.Column("key", sa.LargeBinary, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", _time),
+    sa.Column("last_failure_at", _time),
+)
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text, index=True),
+    sa.Column("scopes", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("secret_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", _time, nullable=False, server_default=_now),
+    sa.Column("revoked_at", _time),
+)
+
+device_sessions = sa.Table(
+    "device_sessions",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("client_id", sa.Text, sa.ForeignKey("clients.id"), nullable=False, index=True),
+    sa.Column("device_code_hash", sa.LargeBinary, nullable=False, unique=True),
+    sa.Column("user_code", sa.Text, nullable=False, unique=True),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.Column("approved_by", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), index=True),
+    sa.Column("approved_at", _time),
+    sa.Column("consumed_at", _time),
+)
+
+#: Tables holding rows about one customer, and the column naming them: what export covers.
+CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
+    "customers": customers.c.id,
+    "addresses": addresses.c.customer_id,
+    "consent_events": consent_events.c.customer_id,
+    "one_time_tokens": one_time_tokens.c.customer_id,
+    "refresh_tokens": refresh_tokens.c.subject_id,
+    "device_sessions": device_sessions.c.approved_by,
+}
+#: Columns never exported: credentials, even hashed.
+SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

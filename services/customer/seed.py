@@ -1,0 +1,202 @@
+"""Demo data (development): customers of 「みなと屋」 with profiles, addresses and consents, a
+staff user, and one client per demo store device, whose credentials are printed and, when
+TENPO_DATA_DIR is set, written to ``$TENPO_DATA_DIR/dev-credentials.json`` (mode 0600)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from services.customer import domain as d
+from services.customer.app import build_identity
+from services.customer.config import CustomerSettings
+from services.customer.store import CustomerStore
+from services.customer.usecases import Profiles
+from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.db import Database
+from tenpo.kit.settings import Environment
+
+#: Development only: printed next to the credentials, never a real secret.
+DEMO_PASSWORD = "minatoya-demo-2026"  # noqa: S105
+STAFF_EMAIL = "staff@minatoya.example"
+STAFF_SCOPES = (
+    "catalog:write",
+    "inventory:write",
+    "customers:read",
+    "customers:write",
+    "orders:read",
+    "orders:write",
+    "clients:write",
+)
+STORES = ("shibuya", "shinjuku", "ginza")
+DEVICES = (
+    (d.ClientKind.KIOSK, "kiosk", ("catalog:read", "inventory:read", "carts:write")),
+    (d.ClientKind.SMART_MIRROR, "mirror", ("catalog:read", "inventory:read", "carts:write")),
+)
+WORDING = "2026-04"
+
+# (email, family, given, family kana, given kana, phone, birthday, store, address, consents)
+CUSTOMERS: list[dict[str, Any]] = [
+    {
+        "email": "hanako.yamada@example.jp",
+        "name": ("山田", "花子", "ヤマダ", "ハナコ"),
+        "phone": "090-1234-5678",
+        "birthday": (1990, 4, 12),
+        "store": "shibuya",
+        "address": ("150-0041", "東京都", "渋谷区", ["神南1-2-3", "神南ハイツ402"]),
+        "consents": [(d.ConsentPurpose.MARKETING, d.ConsentChannel.PUSH)],
+    },
+    {
+        "email": "taro.suzuki@example.jp",
+        "name": ("鈴木", "太郎", "スズキ", "タロウ"),
+        "phone": "080-2345-6789",
+        "birthday": (1985, 11, 3),
+        "store": "shinjuku",
+        "address": ("160-0022", "東京都", "新宿区", ["新宿3-14-1"]),
+        "consents": [
+            (d.ConsentPurpose.PERSONALIZATION, d.ConsentChannel.EMAIL),
+            (d.ConsentPurpose.MARKETING, d.ConsentChannel.SMS),
+        ],
+    },
+    {
+        "email": "yui.tanaka@example.jp",
+        "name": ("田中", "結衣", "タナカ", "ユイ"),
+        "phone": "070-3456-7890",
+        "birthday": (1998, 7, 21),
+        "store": "ginza",
+        "address": ("104-0061", "東京都", "中央区", ["銀座4-6-16"]),
+        "consents": [(d.ConsentPurpose.ANALYTICS, d.ConsentChannel.PUSH)],
+    },
+    {
+        "email": "kenji.sato@example.jp",
+        "name": ("佐藤", "健二", "サトウ", "ケンジ"),
+        "phone": "06-6345-1234",
+        "birthday": (1972, 1, 30),
+        "store": None,
+        "address": ("530-0001", "大阪府", "大阪市北区", ["梅田1-1-3", "大阪駅前第3ビル12階"]),
+        "consents": [(d.ConsentPurpose.MARKETING, d.ConsentChannel.EMAIL)],
+    },
+    {
+        "email": "misaki.takahashi@example.jp",
+        "name": ("高橋", "美咲", "タカハシ", "ミサキ"),
+        "phone": "090-4567-8901",
+        "birthday": (2001, 9, 9),
+        "store": None,
+        "address": ("542-0076", "大阪府", "大阪市中央区", ["難波5-1-60"]),
+        "consents": [],
+    },
+]
+
+
+def _admin(customer_id: str) -> Principal:
+    return Principal(
+        kind=PrincipalKind.SERVICE,
+        subject="customer-seed",
+        scopes=frozenset({d.READ_SCOPE, d.WRITE_SCOPE}),
+        channel=d.CHANNEL_WEB,
+    )
+
+
+async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[str, Any]:
+    """Create the demo data (customers only once), rotate the demo devices' secrets, and
+    return (and print) the credentials."""
+    if settings.environment is Environment.PRODUCTION:
+        raise SystemExit("refusing to seed demo credentials in production")
+    identity = build_identity(settings, db)
+    profiles = Profiles(db, identity)
+    async with db.unit_of_work() as uow:
+        seeded = await CustomerStore(uow.session).any_exists()
+    if not seeded:
+        for entry in CUSTOMERS:
+            family, given, family_kana, given_kana = entry["name"]
+            customer, _ = await identity.register(
+                email=entry["email"],
+                password=DEMO_PASSWORD,
+                name=d.PersonName(family, given, family_kana, given_kana),
+                locale="ja-JP",
+                channel=d.CHANNEL_WEB,
+            )
+            admin = _admin(str(customer.id))
+            year, month, day = entry["birthday"]
+            await profiles.update_customer(
+                admin,
+                str(customer.id),
+                {
+                    "phone_number": entry["phone"],
+                    "birthday": d.date(year, month, day),
+                    "preferred_store_id": entry["store"],
+                },
+                etag="",
+            )
+            postal_code, prefecture, city, lines = entry["address"]
+            await profiles.create_address(
+                admin,
+                str(customer.id),
+                label="自宅",
+                postal=d.PostalAddress(
+                    region_code="JP",
+                    postal_code=postal_code,
+                    administrative_area=prefecture,
+                    locality=city,
+                    address_lines=tuple(lines),
+                    recipient=f"{family} {given}",
+                    phone_number=entry["phone"],
+                ),
+                default_shipping=True,
+                default_billing=True,
+                request_id="",
+                request=empty_pb2.Empty(),
+            )
+            for purpose, channel in entry["consents"]:
+                await profiles.grant_consent(
+                    admin,
+                    str(customer.id),
+                    purpose,
+                    channel,
+                    f"{purpose.name.lower()}-{channel.name.lower()}-{WORDING}",
+                    request_id="",
+                    request=empty_pb2.Empty(),
+                )
+    await identity.ensure_staff(STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES)
+    devices = []
+    for store_id in STORES:
+        for kind, label, scopes in DEVICES:
+            client, secret = await identity.ensure_client(
+                f"{store_id}-{label}-1", kind, store_id, scopes
+            )
+            devices.append(
+                {
+                    "client_id": client.id,
+                    "client_secret": secret,
+                    "kind": kind.name,
+                    "store_id": store_id,
+                    "name": client.display_name,
+                }
+            )
+    credentials = {
+        "note": "development credentials of the demo data; device secrets rotate on every seed",
+        "customers": [{"email": c["email"], "password": DEMO_PASSWORD} for c in CUSTOMERS],
+        "staff": {"email": STAFF_EMAIL, "password": DEMO_PASSWORD, "scopes": list(STAFF_SCOPES)},
+        "devices": devices,
+    }
+    _publish(credentials)
+    return credentials
+
+
+def _publish(credentials: dict[str, Any]) -> None:
+    text = json.dumps(credentials, ensure_ascii=False, indent=2)
+    data_dir = os.environ.get("TENPO_DATA_DIR")
+    if data_dir:
+        path = Path(data_dir) / "dev-credentials.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        os.chmod(path, 0o600)
+    sys.stdout.write("customer demo credentials (development only):\n" + text + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,430 @@
+"""IdentityService and CustomerService over gRPC: proto ⇄ use-case translation only."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from grpc.aio import ServicerContext
+
+from services.customer import convert
+from services.customer import domain as d
+from services.customer.usecases import (
+    ADDRESS_MASK,
+    CUSTOMER_MASK,
+    Identity,
+    IssuedTokens,
+    Profiles,
+)
+from tenpo.customer.v1 import customer_service_pb2 as api
+from tenpo.customer.v1 import customer_service_pb2_grpc as api_grpc
+from tenpo.customer.v1 import identity_service_pb2 as ids
+from tenpo.customer.v1 import identity_service_pb2_grpc as ids_grpc
+from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.kit.auth import current_principal
+from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.pagination import PageTokenCodec, page_size
+
+
+def _tokens(issued: IssuedTokens) -> pb.TokenSet:
+    return convert.token_set(
+        issued.access, issued.subject, issued.refresh_token, issued.refresh_expires_at
+    )
+
+
+def _mask(paths: Any, allowed: Any) -> list[str]:
+    names = list(paths)
+    unknown = [p for p in names if p not in allowed]
+    if unknown or not names:
+        raise InvalidArgument(
+            "update_mask must name updatable fields",
+            reason="UPDATE_MASK_INVALID",
+            field_violations=[
+                FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
+            ]
+            or [FieldViolation("update_mask", "is required")],
+        )
+    return names
+
+
+def _optional_store(value: str, path: str) -> str | None:
+    cleaned = value.strip()
+    if not cleaned:
+        return None
+    if not d.STORE_ID_PATTERN.match(cleaned):
+        raise d.invalid(path, "a store id (lower-case letters, digits, dashes)")
+    return cleaned
+
+
+class IdentityServicer(ids_grpc.IdentityServiceServicer):
+    def __init__(self, identity: Identity, page_tokens: PageTokenCodec) -> None:
+        self.identity = identity
+        self.page_tokens = page_tokens
+
+    async def Register(
+        self, request: ids.RegisterRequest, context: ServicerContext
+    ) -> ids.RegisterResponse:
+        customer, issued = await self.identity.register(
+            email=request.email,
+            password=request.password,
+            name=convert.from_person_name(request.name),
+            locale=request.locale.strip(),
+            channel=current_principal().channel,
+        )
+        return ids.RegisterResponse(customer=convert.customer(customer), tokens=_tokens(issued))
+
+    async def SignIn(
+        self, request: ids.SignInRequest, context: ServicerContext
+    ) -> ids.SignInResponse:
+        issued = await self.identity.sign_in(
+            email=request.email, password=request.password, channel=current_principal().channel
+        )
+        return ids.SignInResponse(tokens=_tokens(issued))
+
+    async def SignInStaff(
+        self, request: ids.SignInStaffRequest, context: ServicerContext
+    ) -> ids.SignInStaffResponse:
+        issued = await self.identity.sign_in_staff(email=request.email, password=request.password)
+        return ids.SignInStaffResponse(tokens=_tokens(issued))
+
+    async def RefreshToken(
+        self, request: ids.RefreshTokenRequest, context: ServicerContext
+    ) -> ids.RefreshTokenResponse:
+        return ids.RefreshTokenResponse(
+            tokens=_tokens(await self.identity.refresh(request.refresh_token))
+        )
+
+    async def SignOut(
+        self, request: ids.SignOutRequest, context: ServicerContext
+    ) -> ids.SignOutResponse:
+        await self.identity.sign_out(
+            current_principal(), request.refresh_token, request.all_sessions
+        )
+        return ids.SignOutResponse()
+
+    async def ChangePassword(
+        self, request: ids.ChangePasswordRequest, context: ServicerContext
+    ) -> ids.ChangePasswordResponse:
+        await self.identity.change_password(
+            current_principal(), request.current_password, request.new_password
+        )
+        return ids.ChangePasswordResponse()
+
+    async def RequestPasswordReset(
+        self, request: ids.RequestPasswordResetRequest, context: ServicerContext
+    ) -> ids.RequestPasswordResetResponse:
+        await self.identity.request_password_reset(request.email)
+        return ids.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: ids.ResetPasswordRequest, context: ServicerContext
+    ) -> ids.ResetPasswordResponse:
+        await self.identity.reset_password(request.token, request.new_password)
+        return ids.ResetPasswordResponse()
+
+    async def RequestEmailVerification(
+        self, request: ids.RequestEmailVerificationRequest, context: ServicerContext
+    ) -> ids.RequestEmailVerificationResponse:
+        await self.identity.request_email_verification(current_principal())
+        return ids.RequestEmailVerificationResponse()
+
+    async def VerifyEmail(
+        self, request: ids.VerifyEmailRequest, context: ServicerContext
+    ) -> ids.VerifyEmailResponse:
+        customer_id = await self.identity.verify_email(request.token)
+        return ids.VerifyEmailResponse(customer_id=str(customer_id))
+
+    async def GetJwks(
+        self, request: ids.GetJwksRequest, context: ServicerContext
+    ) -> ids.GetJwksResponse:
+        return ids.GetJwksResponse(keys=[pb.Jwk(**key) for key in self.identity.jwks()["keys"]])
+
+    async def CreateClient(
+        self, request: ids.CreateClientRequest, context: ServicerContext
+    ) -> ids.CreateClientResponse:
+        message = request.client
+        client, secret = await self.identity.create_client(
+            current_principal(),
+            display_name=message.display_name,
+            kind=convert.required_enum(d.ClientKind, message.kind, "client.kind"),
+            store_id=_optional_store(message.store_id, "client.store_id"),
+            scopes=[s.strip() for s in message.scopes],
+        )
+        return ids.CreateClientResponse(client=convert.client(client), client_secret=secret)
+
+    async def ListClients(
+        self, request: ids.ListClientsRequest, context: ServicerContext
+    ) -> ids.ListClientsResponse:
+        size = page_size(request.page_size, default=50, maximum=200)
+        store_id = _optional_store(request.store_id, "store_id")
+        shape = {"s": store_id or "", "r": request.show_revoked}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = (datetime.fromisoformat(cursor["t"]), str(cursor["i"])) if cursor else None
+        found = await self.identity.list_clients(
+            current_principal(),
+            store_id=store_id,
+            show_revoked=request.show_revoked,
+            after=after,
+            limit=size + 1,
+        )
+        response = ids.ListClientsResponse(clients=[convert.client(c) for c in found[:size]])
+        if len(found) > size:
+            last = found[size - 1]
+            assert last.created_at is not None
+            response.next_page_token = self.page_tokens.encode(
+                {"t": last.created_at.isoformat(), "i": last.id}, query=shape
+            )
+        return response
+
+    async def RevokeClient(
+        self, request: ids.RevokeClientRequest, context: ServicerContext
+    ) -> ids.RevokeClientResponse:
+        client = await self.identity.revoke_client(current_principal(), request.client_id)
+        return ids.RevokeClientResponse(client=convert.client(client))
+
+    async def SignInClient(
+        self, request: ids.SignInClientRequest, context: ServicerContext
+    ) -> ids.SignInClientResponse:
+        issued = await self.identity.sign_in_client(request.client_id, request.client_secret)
+        return ids.SignInClientResponse(tokens=_tokens(issued))
+
+    async def StartDeviceSession(
+        self, request: ids.StartDeviceSessionRequest, context: ServicerContext
+    ) -> ids.StartDeviceSessionResponse:
+        session, device_code = await self.identity.start_device_session(current_principal())
+        code = d.format_user_code(session.user_code)
+        return ids.StartDeviceSessionResponse(
+            user_code=code,
+            qr_payload=f"tenpo://handoff?code={code}",
+            device_code=device_code,
+            expire_time=convert.timestamp(session.expires_at),
+            poll_interval_seconds=self.identity.policy.poll_interval_seconds,
+        )
+
+    async def ApproveDeviceSession(
+        self, request: ids.ApproveDeviceSessionRequest, context: ServicerContext
+    ) -> ids.ApproveDeviceSessionResponse:
+        session, client, latest_end = await self.identity.approve_device_session(
+            current_principal(), request.user_code
+        )
+        return ids.ApproveDeviceSessionResponse(
+            device_name=client.display_name,
+            channel=session.channel,  # type: ignore[arg-type]
+            store_id=session.store_id or "",
+            session_expire_time=convert.timestamp(latest_end),
+        )
+
+    async def ExchangeDeviceSession(
+        self, request: ids.ExchangeDeviceSessionRequest, context: ServicerContext
+    ) -> ids.ExchangeDeviceSessionResponse:
+        outcome = await self.identity.exchange_device_session(
+            current_principal(), request.device_code
+        )
+        if outcome is None:
+            return ids.ExchangeDeviceSessionResponse(state=pb.DEVICE_SESSION_STATE_PENDING)
+        customer_id, issued = outcome
+        return ids.ExchangeDeviceSessionResponse(
+            state=pb.DEVICE_SESSION_STATE_APPROVED,
+            tokens=_tokens(issued),
+            customer_id=str(customer_id),
+        )
+
+
+class CustomerServicer(api_grpc.CustomerServiceServicer):
+    def __init__(self, profiles: Profiles, page_tokens: PageTokenCodec) -> None:
+        self.profiles = profiles
+        self.page_tokens = page_tokens
+
+    async def GetCustomer(
+        self, request: api.GetCustomerRequest, context: ServicerContext
+    ) -> api.GetCustomerResponse:
+        customer = await self.profiles.get_customer(current_principal(), request.customer_id)
+        return api.GetCustomerResponse(customer=convert.customer(customer))
+
+    async def UpdateCustomer(
+        self, request: api.UpdateCustomerRequest, context: ServicerContext
+    ) -> api.UpdateCustomerResponse:
+        message = request.customer
+        changes: dict[str, Any] = {}
+        for path in _mask(request.update_mask.paths, CUSTOMER_MASK):
+            if path == "name":
+                changes["name"] = convert.from_person_name(message.name)
+            elif path == "birthday":
+                b = message.birthday
+                changes["birthday"] = d.parse_birthday(b.year, b.month, b.day, "customer.birthday")
+            elif path == "email":
+                changes["email"] = message.email
+            elif path == "phone_number":
+                changes["phone_number"] = message.phone_number.strip() or None
+            elif path == "locale":
+                changes["locale"] = message.locale.strip() or d.DEFAULT_LOCALE
+            elif path == "preferred_store_id":
+                changes["preferred_store_id"] = message.preferred_store_id.strip() or None
+        customer = await self.profiles.update_customer(
+            current_principal(), message.id, changes, etag=message.etag
+        )
+        return api.UpdateCustomerResponse(customer=convert.customer(customer))
+
+    async def SearchCustomers(
+        self, request: api.SearchCustomersRequest, context: ServicerContext
+    ) -> api.SearchCustomersResponse:
+        size = page_size(request.page_size, default=20, maximum=100)
+        shape = {"e": request.email, "p": request.phone_number, "n": request.name}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        found = await self.profiles.search_customers(
+            current_principal(),
+            email=request.email,
+            phone=request.phone_number,
+            name=request.name,
+            after=after,
+            limit=size + 1,
+        )
+        response = api.SearchCustomersResponse(
+            customers=[convert.customer(c) for c in found[:size]]
+        )
+        if len(found) > size:
+            last = found[size - 1]
+            assert last.created_at is not None
+            response.next_page_token = self.page_tokens.encode(
+                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
+            )
+        return response
+
+    async def ListAddresses(
+        self, request: api.ListAddressesRequest, context: ServicerContext
+    ) -> api.ListAddressesResponse:
+        size = page_size(request.page_size, default=20, maximum=50)
+        shape = {"c": request.customer_id}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        customer, found = await self.profiles.list_addresses(
+            current_principal(), request.customer_id, after, size + 1
+        )
+        response = api.ListAddressesResponse(
+            addresses=[convert.address(a, customer) for a in found[:size]]
+        )
+        if len(found) > size:
+            last = found[size - 1]
+            assert last.created_at is not None
+            response.next_page_token = self.page_tokens.encode(
+                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
+            )
+        return response
+
+    async def CreateAddress(
+        self, request: api.CreateAddressRequest, context: ServicerContext
+    ) -> api.CreateAddressResponse:
+        message = request.address
+        customer, address = await self.profiles.create_address(
+            current_principal(),
+            request.customer_id,
+            label=message.label,
+            postal=convert.from_postal_address(message.postal_address),
+            default_shipping=message.default_shipping,
+            default_billing=message.default_billing,
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.CreateAddressResponse(address=convert.address(address, customer))
+
+    async def UpdateAddress(
+        self, request: api.UpdateAddressRequest, context: ServicerContext
+    ) -> api.UpdateAddressResponse:
+        message = request.address
+        address_id = convert.parse_id(message.id, "address.id")
+        changes: dict[str, Any] = {}
+        for path in _mask(request.update_mask.paths, ADDRESS_MASK):
+            if path == "postal_address":
+                changes[path] = convert.from_postal_address(message.postal_address)
+            else:
+                changes[path] = getattr(message, path)
+        customer, address = await self.profiles.update_address(
+            current_principal(), request.customer_id, address_id, changes, etag=message.etag
+        )
+        return api.UpdateAddressResponse(address=convert.address(address, customer))
+
+    async def DeleteAddress(
+        self, request: api.DeleteAddressRequest, context: ServicerContext
+    ) -> api.DeleteAddressResponse:
+        address_id = convert.parse_id(request.address_id, "address_id")
+        await self.profiles.delete_address(current_principal(), request.customer_id, address_id)
+        return api.DeleteAddressResponse()
+
+    async def ListConsents(
+        self, request: api.ListConsentsRequest, context: ServicerContext
+    ) -> api.ListConsentsResponse:
+        states = await self.profiles.list_consents(current_principal(), request.customer_id)
+        return api.ListConsentsResponse(consents=[convert.consent_state(s) for s in states])
+
+    async def GrantConsent(
+        self, request: api.GrantConsentRequest, context: ServicerContext
+    ) -> api.GrantConsentResponse:
+        state = await self.profiles.grant_consent(
+            current_principal(),
+            request.customer_id,
+            convert.required_enum(d.ConsentPurpose, request.purpose, "purpose"),
+            convert.required_enum(d.ConsentChannel, request.channel, "channel"),
+            request.wording_version,
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.GrantConsentResponse(consent=convert.consent_state(state))
+
+    async def RevokeConsent(
+        self, request: api.RevokeConsentRequest, context: ServicerContext
+    ) -> api.RevokeConsentResponse:
+        state = await self.profiles.revoke_consent(
+            current_principal(),
+            request.customer_id,
+            convert.required_enum(d.ConsentPurpose, request.purpose, "purpose"),
+            convert.required_enum(d.ConsentChannel, request.channel, "channel"),
+            request.wording_version,
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.RevokeConsentResponse(consent=convert.consent_state(state))
+
+    async def ConfirmConsent(
+        self, request: api.ConfirmConsentRequest, context: ServicerContext
+    ) -> api.ConfirmConsentResponse:
+        state = await self.profiles.confirm_consent(current_principal(), request.token)
+        return api.ConfirmConsentResponse(consent=convert.consent_state(state))
+
+    async def ListConsentHistory(
+        self, request: api.ListConsentHistoryRequest, context: ServicerContext
+    ) -> api.ListConsentHistoryResponse:
+        size = page_size(request.page_size, default=50, maximum=200)
+        purpose = convert.optional_enum(d.ConsentPurpose, request.purpose, "purpose")
+        channel = convert.optional_enum(d.ConsentChannel, request.channel, "channel")
+        shape = {"c": request.customer_id, "p": int(purpose or 0), "ch": int(channel or 0)}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        found = await self.profiles.consent_history(
+            current_principal(),
+            request.customer_id,
+            purpose=purpose,
+            channel=channel,
+            before_seq=int(cursor["s"]) if cursor else None,
+            limit=size + 1,
+        )
+        response = api.ListConsentHistoryResponse(
+            records=[convert.consent_record(entry) for _, entry in found[:size]]
+        )
+        if len(found) > size:
+            response.next_page_token = self.page_tokens.encode(
+                {"s": found[size - 1][0]}, query=shape
+            )
+        return response
+
+    async def ExportCustomerData(
+        self, request: api.ExportCustomerDataRequest, context: ServicerContext
+    ) -> api.ExportCustomerDataResponse:
+        document = await self.profiles.export(current_principal(), request.customer_id)
+        return api.ExportCustomerDataResponse(json=document, content_type="application/json")
+
+    async def EraseCustomer(
+        self, request: api.EraseCustomerRequest, context: ServicerContext
+    ) -> api.EraseCustomerResponse:
+        customer = await self.profiles.erase(current_principal(), request.customer_id)
+        return api.EraseCustomerResponse(customer=convert.customer(customer))
