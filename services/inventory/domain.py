@@ -593,7 +593,8 @@ def plan_delivery(
     allowed = [
         c
         for c in candidates
-        if c.location.ships and (not same_day or c.location.can(Capability.SAME_DAY_DELIVERY))
+        # Offering same-day delivery means delivering from there, store or not.
+        if (c.location.can(Capability.SAME_DAY_DELIVERY) if same_day else c.location.ships)
     ]
     explanation = [
         f"delivery: {len(allowed)} of {len(candidates)} locations may ship"

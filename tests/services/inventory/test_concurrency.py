@@ -1,0 +1,123 @@
+"""No oversell under contention: hundreds of concurrent reservations against real PostgreSQL,
+through two replicas of the service sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest_asyncio
+
+from services.inventory.config import InventorySettings
+from services.inventory.store import ReservationStore, StockStore
+from tenpo.inventory.v1 import inventory_service_pb2 as api
+from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit.db import Database
+from tenpo.kit.devkeys import DevKeys
+from tenpo.kit.grpc_errors import decode_error
+from tenpo.kit.server import ServiceHost
+from tests.services.conftest import Tokens
+from tests.services.inventory.conftest import Stub, atp, new_sku, receive, start_inventory
+
+
+@pytest_asyncio.fixture
+async def replicas(
+    inventory_host: ServiceHost[InventorySettings], database_url: str, nats_url: str, dev_keys: DevKeys
+) -> AsyncIterator[list[Stub]]:
+    """Two service replicas on the same database, one channel each."""
+    async for second in start_inventory(database_url, nats_url, dev_keys):
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{inventory_host.port}") as one,
+            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as two,
+        ):
+            yield [Stub(one), Stub(two)]
+
+
+async def _ledger_and_reservations_agree(database_url: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with db.unit_of_work() as uow:
+            stock = StockStore(uow.session)
+            levels = {lv.key: lv for lv in await stock.levels_for_skus(sorted({k[0] for k in keys}))}
+            ledger = await stock.ledger_sums(keys)
+            reserved = await ReservationStore(uow.session).active_reserved(keys)
+    finally:
+        await db.dispose()
+    for key in keys:
+        level = levels[key]
+        assert ledger.get(key, 0) == level.on_hand, key
+        assert reserved.get(key, 0) == level.reserved, key
+        assert 0 <= level.reserved <= level.on_hand, key
+    return {k: (levels[k].on_hand, levels[k].reserved) for k in keys}
+
+
+async def test_500_concurrent_single_unit_reservations_on_50_units(
+    replicas: list[Stub], tokens: Tokens, database_url: str
+) -> None:
+    sku, store = new_sku("HOT"), "tokyo-shibuya"
+    await receive(replicas[0], tokens, sku, store, 50)
+    metadata = tokens.staff
+
+    async def reserve(i: int) -> str:
+        try:
+            await replicas[i % 2].ReserveStock(
+                api.ReserveStockRequest(
+                    owner=f"carts/{i}",
+                    lines=[pb.StockLine(sku=sku, quantity=1, location_id=store)],
+                    request_id=f"hot-{sku}-{i}",
+                ),
+                metadata=metadata,
+                timeout=60,
+            )
+            return "OK"
+        except grpc.aio.AioRpcError as error:
+            return f"{error.code().name}/{decode_error(error).reason}"
+
+    outcomes = Counter(await asyncio.gather(*(reserve(i) for i in range(500))))
+    assert outcomes == {"OK": 50, "FAILED_PRECONDITION/INSUFFICIENT_STOCK": 450}
+    assert await atp(replicas[1], sku, store) == 0
+    state = await _ledger_and_reservations_agree(database_url, [(sku, store)])
+    assert state[(sku, store)] == (50, 50)
+
+
+async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock(
+    replicas: list[Stub], tokens: Tokens, database_url: str
+) -> None:
+    rng = random.Random(4)
+    skus = [new_sku("MIX") for _ in range(5)]
+    stores = ["tokyo-shibuya", "tokyo-ginza", "osaka-umeda"]
+    keys = [(s, loc) for s in skus for loc in stores]
+    for sku, loc in keys:
+        await receive(replicas[0], tokens, sku, loc, 30)
+    metadata = tokens.staff
+
+    async def shopper(i: int) -> str:
+        lines = [
+            pb.StockLine(sku=sku, quantity=rng.randint(1, 3), location_id=rng.choice(stores + [""]))
+            for sku in rng.sample(skus, rng.randint(1, 4))
+        ]
+        stub = replicas[i % 2]
+        try:
+            reply = await stub.ReserveStock(
+                api.ReserveStockRequest(owner=f"carts/mix-{i}", lines=lines), metadata=metadata, timeout=60
+            )
+        except grpc.aio.AioRpcError as error:
+            assert decode_error(error).reason == "INSUFFICIENT_STOCK", error.details()
+            return "rejected"
+        then = rng.random()
+        if then < 0.3:
+            await stub.ReleaseReservation(api.ReleaseReservationRequest(id=reply.reservation.id), metadata=metadata)
+            return "released"
+        if then < 0.5:
+            await stub.CommitReservation(api.CommitReservationRequest(id=reply.reservation.id), metadata=metadata)
+            return "committed"
+        return "held"
+
+    outcomes = Counter(await asyncio.wait_for(asyncio.gather(*(shopper(i) for i in range(300))), 90))
+    assert outcomes["rejected"] > 0 and outcomes["held"] > 0 and outcomes["committed"] > 0
+    state = await _ledger_and_reservations_agree(database_url, keys)
+    # Commits took units off the shelf; every unit is accounted for.
+    assert sum(on_hand for on_hand, _ in state.values()) < 30 * len(keys)
