@@ -45,6 +45,7 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -405,6 +406,8 @@ class TokenVerifier:
         audience: str,
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         leeway_seconds: float = 30,
+        cache_size: int = 0,
+        cache_seconds: float = 30.0,
     ) -> None:
         # A misconfigured allow-list fails at start-up, not on the first request; HS* and
         # none can never be configured (see also the per-token guard in verify).
@@ -418,6 +421,13 @@ class TokenVerifier:
         self._audience = audience
         self._algorithms = frozenset(algorithms)
         self._leeway = leeway_seconds
+        # Verified tokens by their exact text: an ES256 check costs more than the read it
+        # guards, and a device sends the same token thousands of times. Entries live at most
+        # cache_seconds (so a key removed from the JWKS stops working soon) and never past
+        # the token's own expiry.
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_seconds = cache_seconds
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Self:
@@ -433,9 +443,26 @@ class TokenVerifier:
             issuer=settings.auth_issuer,
             audience=settings.auth_audience,
             algorithms=settings.auth_algorithms,
+            cache_size=4096,
         )
 
     async def verify(self, token: str) -> Principal:
+        if self._cache_size:
+            cached = self._cache.get(token)
+            if cached is not None:
+                valid_until, principal = cached
+                if valid_until > time.time():
+                    return principal
+                del self._cache[token]
+        principal = await self._verify(token)
+        if self._cache_size:
+            expires = principal.expires_at.timestamp() if principal.expires_at else 0.0
+            self._cache[token] = (min(expires, time.time() + self._cache_seconds), principal)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise _unauthenticated("TOKEN_INVALID", "the token is malformed")
         try:

@@ -24,7 +24,7 @@ from tenpo.kit import migrations
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.db import Database
 from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
-from tenpo.kit.interceptors import KitServerInterceptor
+from tenpo.kit.guard import CallGuard, GuardedServer
 from tenpo.kit.logging import configure_logging
 from tenpo.kit.pagination import PageTokenCodec
 from tenpo.kit.settings import ServiceSettings
@@ -39,13 +39,19 @@ class Runtime(Generic[S]):
     the place to register servicers, subscriptions and background tasks."""
 
     def __init__(
-        self, settings: S, server: grpc.aio.Server, db: Database | None, bus: EventBus | None
+        self,
+        settings: S,
+        server: grpc.aio.Server,
+        db: Database | None,
+        bus: EventBus | None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self._db = db
         self._bus = bus
-        self.verifier = TokenVerifier.from_settings(settings)
+        self.verifier = verifier or TokenVerifier.from_settings(settings)
+        self._guarded = GuardedServer(server, CallGuard(self.verifier))
         self.page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value())
         self.service_names: list[str] = []
         self.subscriptions: list[Subscription] = []
@@ -67,10 +73,16 @@ class Runtime(Generic[S]):
     def add_servicer(
         self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str
     ) -> None:
-        """Register a servicer; ``full_name`` (``tenpo.catalog.v1.CatalogService``) goes to
-        health and reflection."""
-        add_to_server(servicer, self.server)
+        """Register a servicer (its handlers guarded: auth, error mapping); ``full_name``
+        (``tenpo.catalog.v1.CatalogService``) goes to health and reflection."""
+        add_to_server(servicer, self._guarded)  # type: ignore[arg-type]
         self.service_names.append(full_name)
+
+    def add_generic_handler(self, handler: grpc.GenericRpcHandler, full_name: str | None) -> None:
+        """Register a generic handler (hand-built handlers, proxies), guarded likewise."""
+        self._guarded.add_generic_rpc_handlers((handler,))
+        if full_name:
+            self.service_names.append(full_name)
 
     def subscribe(self, subscription: Subscription) -> None:
         self.subscriptions.append(subscription)
@@ -124,12 +136,12 @@ class ServiceHost(Generic[S]):
             await self._bus.connect()
             await self._bus.ensure_stream(self.definition.name)
         verifier = TokenVerifier.from_settings(settings)
-        interceptors: list[grpc.aio.ServerInterceptor] = [KitServerInterceptor(verifier)]
+        interceptors: list[grpc.aio.ServerInterceptor] = []
         if settings.otel_exporter_otlp_endpoint or settings.otel_console:
             # A span per call is worth its cost only when someone collects it.
-            interceptors.insert(0, aio_server_interceptor())
+            interceptors.append(aio_server_interceptor())
         server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=interceptors or None,
             options=[
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
                 ("grpc.max_receive_message_length", settings.max_request_bytes),
@@ -137,8 +149,7 @@ class ServiceHost(Generic[S]):
             ],
         )
         self._server = server
-        runtime = Runtime(settings, server, self._db, self._bus)
-        runtime.verifier = verifier
+        runtime = Runtime(settings, server, self._db, self._bus, verifier)
         self.runtime = runtime
         await self.definition.build(runtime)
 

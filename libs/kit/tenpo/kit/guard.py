@@ -1,0 +1,168 @@
+"""The call guard around every RPC: authentication, error mapping and rejection logging.
+
+It wraps method handlers when they are registered rather than running as a server
+interceptor: grpc.aio awaits an interceptor coroutine on every call, which on a hot read
+path cost a fifth of the throughput; a wrapped handler costs nothing until it runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc.aio import ServicerContext
+
+from tenpo.kit import auth
+from tenpo.kit.errors import DomainError
+from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
+from tenpo.kit.telemetry import current_trace_id
+
+log = logging.getLogger("tenpo.rpc")
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_MAX_GENERIC_METHODS = 10_000
+
+
+class CallGuard:
+    """Authenticates every call (a bad token fails even on public methods), puts the
+    principal in the call context, maps DomainError to a status with ErrorInfo/BadRequest
+    details and anything unexpected to INTERNAL with only a trace id."""
+
+    def __init__(self, verifier: auth.TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def _fail(self, context: ServicerContext, method: str, error: Exception) -> None:
+        if isinstance(error, DomainError):
+            status = to_rpc_status(error)
+            code = status_code(error)
+            log.info(
+                "rpc rejected", extra={"method": method, "code": code.name, "reason": error.reason}
+            )
+        else:
+            trace_id = current_trace_id()
+            log.exception("unexpected error", extra={"method": method, "trace_id": trace_id})
+            status = internal_status(trace_id)
+            code = grpc.StatusCode.INTERNAL
+        await context.abort(
+            code,
+            status.message,
+            trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+        )
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The guarded version of one method handler."""
+        fail = self._fail
+        verifier = self._verifier
+
+        async def principal_of(context: ServicerContext) -> auth.Principal:
+            return await auth.authenticate(context.invocation_metadata() or (), verifier)
+
+        if handler.unary_unary:
+            inner_uu: Any = handler.unary_unary
+
+            async def unary_unary(request: Any, context: ServicerContext) -> Any:
+                try:
+                    with auth.use_principal(await principal_of(context)):
+                        return await inner_uu(request, context)
+                except Exception as error:
+                    if isinstance(error, grpc.aio.AbortError):
+                        raise
+                    await fail(context, method, error)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us: Any = handler.unary_stream
+
+            async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    with auth.use_principal(await principal_of(context)):
+                        async for response in inner_us(request, context):
+                            yield response
+                except Exception as error:
+                    if isinstance(error, grpc.aio.AbortError):
+                        raise
+                    await fail(context, method, error)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su: Any = handler.stream_unary
+
+            async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
+                try:
+                    with auth.use_principal(await principal_of(context)):
+                        return await inner_su(requests, context)
+                except Exception as error:
+                    if isinstance(error, grpc.aio.AbortError):
+                        raise
+                    await fail(context, method, error)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        inner_ss: Any = handler.stream_stream
+
+        async def stream_stream(
+            requests: AsyncIterator[Any], context: ServicerContext
+        ) -> AsyncIterator[Any]:
+            try:
+                with auth.use_principal(await principal_of(context)):
+                    async for response in inner_ss(requests, context):
+                        yield response
+            except Exception as error:
+                if isinstance(error, grpc.aio.AbortError):
+                    raise
+                await fail(context, method, error)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+
+class _GuardedGenericHandler(grpc.GenericRpcHandler):
+    """A generic handler (e.g. a proxy) whose handlers are guarded on first use."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, guard: CallGuard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        wrapped = self._guard.wrap(method, handler)
+        # A proxy sees caller-chosen method names: cache a bounded number of them.
+        if len(self._wrapped) < _MAX_GENERIC_METHODS:
+            self._wrapped[method] = wrapped
+        return wrapped
+
+
+class GuardedServer:
+    """Stands in for the grpc.aio server while generated ``add_*_to_server`` functions (or
+    a service's own code) register handlers, and registers guarded versions instead."""
+
+    def __init__(self, server: grpc.aio.Server, guard: CallGuard) -> None:
+        self._server = server
+        self._guard = guard
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_GuardedGenericHandler(h, self._guard) for h in handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        guarded = {name: self._guard.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_registered_method_handlers(service, guarded)  # type: ignore[attr-defined]
