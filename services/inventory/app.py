@@ -84,6 +84,9 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
         await inventory.batcher.close()
 
     runtime.on_stop.append(stop)
+    # In-process tests and benchmarks reach the parts through the host's runtime.
+    setattr(runtime, "inventory", inventory)  # noqa: B010
+    setattr(runtime, "availability_hub", hub)  # noqa: B010
 
 
 async def seed(runtime: Runtime[InventorySettings]) -> None:

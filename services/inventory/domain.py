@@ -299,7 +299,8 @@ def stock_signals(before_atp: int, after_atp: int, threshold: int) -> list[Stock
         signals.append(StockSignal.OUT_OF_STOCK)
     if before_atp == 0 and after_atp > 0:
         signals.append(StockSignal.BACK_IN_STOCK)
-    if 0 < after_atp <= threshold and not 0 < before_atp <= threshold:
+    # Low means it fell into the band; coming back from zero into it is BackInStock only.
+    if 0 < after_atp <= threshold < before_atp:
         signals.append(StockSignal.LOW_STOCK)
     return signals
 

@@ -91,6 +91,22 @@ async def shared_inventory(
         drop_database(postgres_admin_url, name)
 
 
+@pytest_asyncio.fixture
+async def replicas(
+    inventory_host: ServiceHost[InventorySettings],
+    database_url: str,
+    nats_url: str,
+    dev_keys: DevKeys,
+) -> AsyncIterator[list[Stub]]:
+    """Two service replicas on the same database, one channel each."""
+    async for second in start_inventory(database_url, nats_url, dev_keys):
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{inventory_host.port}") as one,
+            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as two,
+        ):
+            yield [Stub(one), Stub(two)]
+
+
 def new_sku(prefix: str = "T") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -6,42 +6,28 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import grpc
-import pytest_asyncio
 
-from services.inventory.config import InventorySettings
 from services.inventory.store import ReservationStore, StockStore
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.db import Database
-from tenpo.kit.devkeys import DevKeys
 from tenpo.kit.grpc_errors import decode_error
-from tenpo.kit.server import ServiceHost
 from tests.services.conftest import Tokens
-from tests.services.inventory.conftest import Stub, atp, new_sku, receive, start_inventory
+from tests.services.inventory.conftest import Stub, atp, new_sku, receive
 
 
-@pytest_asyncio.fixture
-async def replicas(
-    inventory_host: ServiceHost[InventorySettings], database_url: str, nats_url: str, dev_keys: DevKeys
-) -> AsyncIterator[list[Stub]]:
-    """Two service replicas on the same database, one channel each."""
-    async for second in start_inventory(database_url, nats_url, dev_keys):
-        async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{inventory_host.port}") as one,
-            grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as two,
-        ):
-            yield [Stub(one), Stub(two)]
-
-
-async def _ledger_and_reservations_agree(database_url: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+async def _ledger_and_reservations_agree(
+    database_url: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int]]:
     db = Database(database_url, pool_size=1, max_overflow=0)
     try:
         async with db.unit_of_work() as uow:
             stock = StockStore(uow.session)
-            levels = {lv.key: lv for lv in await stock.levels_for_skus(sorted({k[0] for k in keys}))}
+            levels = {
+                lv.key: lv for lv in await stock.levels_for_skus(sorted({k[0] for k in keys}))
+            }
             ledger = await stock.ledger_sums(keys)
             reserved = await ReservationStore(uow.session).active_reserved(keys)
     finally:
@@ -102,21 +88,29 @@ async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock
         stub = replicas[i % 2]
         try:
             reply = await stub.ReserveStock(
-                api.ReserveStockRequest(owner=f"carts/mix-{i}", lines=lines), metadata=metadata, timeout=60
+                api.ReserveStockRequest(owner=f"carts/mix-{i}", lines=lines),
+                metadata=metadata,
+                timeout=60,
             )
         except grpc.aio.AioRpcError as error:
             assert decode_error(error).reason == "INSUFFICIENT_STOCK", error.details()
             return "rejected"
         then = rng.random()
         if then < 0.3:
-            await stub.ReleaseReservation(api.ReleaseReservationRequest(id=reply.reservation.id), metadata=metadata)
+            await stub.ReleaseReservation(
+                api.ReleaseReservationRequest(id=reply.reservation.id), metadata=metadata
+            )
             return "released"
         if then < 0.5:
-            await stub.CommitReservation(api.CommitReservationRequest(id=reply.reservation.id), metadata=metadata)
+            await stub.CommitReservation(
+                api.CommitReservationRequest(id=reply.reservation.id), metadata=metadata
+            )
             return "committed"
         return "held"
 
-    outcomes = Counter(await asyncio.wait_for(asyncio.gather(*(shopper(i) for i in range(300))), 90))
+    outcomes = Counter(
+        await asyncio.wait_for(asyncio.gather(*(shopper(i) for i in range(300))), 90)
+    )
     assert outcomes["rejected"] > 0 and outcomes["held"] > 0 and outcomes["committed"] > 0
     state = await _ledger_and_reservations_agree(database_url, keys)
     # Commits took units off the shelf; every unit is accounted for.

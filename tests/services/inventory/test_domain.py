@@ -59,14 +59,16 @@ def test_adjustment_reasons_have_a_direction() -> None:
     [
         (5, 0, [d.StockSignal.OUT_OF_STOCK]),
         (0, 5, [d.StockSignal.BACK_IN_STOCK]),
-        (0, 2, [d.StockSignal.BACK_IN_STOCK, d.StockSignal.LOW_STOCK]),
+        (0, 2, [d.StockSignal.BACK_IN_STOCK]),  # rising into the band is not "low"
         (9, 3, [d.StockSignal.LOW_STOCK]),
         (3, 2, []),  # already low: announced once, not on every sale
         (9, 8, []),
         (2, 0, [d.StockSignal.OUT_OF_STOCK]),
     ],
 )
-def test_stock_signals_fire_on_transitions_only(before: int, after: int, signals: list[d.StockSignal]) -> None:
+def test_stock_signals_fire_on_transitions_only(
+    before: int, after: int, signals: list[d.StockSignal]
+) -> None:
     assert d.stock_signals(before, after, threshold=3) == signals
 
 
@@ -95,7 +97,9 @@ def _candidates(origin: d.GeoPoint, stock: dict[str, dict[str, int]]) -> list[d.
 def test_delivery_prefers_one_shipment_over_a_nearer_split() -> None:
     # Shibuya (near) has only A; the Kanto DC (farther) has A and B: one parcel wins.
     stock = {"tokyo-shibuya": {"A": 5}, "tokyo-ginza": {"B": 5}, "dc-kanto": {"A": 5, "B": 5}}
-    plan = d.plan_delivery([d.Line("A", 1), d.Line("B", 1)], _candidates(TOKYO_STATION, stock), same_day=False)
+    plan = d.plan_delivery(
+        [d.Line("A", 1), d.Line("B", 1)], _candidates(TOKYO_STATION, stock), same_day=False
+    )
     assert plan.complete and plan.shipment_count == 1
     assert {a.location_id for a in plan.allocations} == {"dc-kanto"}
     assert all(a.method is d.AllocationMethod.SHIP and a.reason for a in plan.allocations)
@@ -104,7 +108,12 @@ def test_delivery_prefers_one_shipment_over_a_nearer_split() -> None:
 
 def test_delivery_breaks_ties_by_distance_then_priority_and_skips_stores_that_do_not_ship() -> None:
     # Ginza is nearest to Tokyo station but does not ship; Shibuya ships and is nearer than DCs.
-    stock = {"tokyo-ginza": {"A": 9}, "tokyo-shibuya": {"A": 9}, "dc-kanto": {"A": 9}, "fc-chiba": {"A": 9}}
+    stock = {
+        "tokyo-ginza": {"A": 9},
+        "tokyo-shibuya": {"A": 9},
+        "dc-kanto": {"A": 9},
+        "fc-chiba": {"A": 9},
+    }
     plan = d.plan_delivery([d.Line("A", 2)], _candidates(TOKYO_STATION, stock), same_day=False)
     assert [a.location_id for a in plan.allocations] == ["tokyo-shibuya"]
     # Equal distance (no point given): the better priority wins (FC 10 beats DC 20).
@@ -117,7 +126,10 @@ def test_delivery_splits_when_no_single_location_has_enough_and_reports_the_shor
     stock = {"dc-kanto": {"A": 3}, "fc-chiba": {"A": 2}, "dc-kansai": {"A": 1}}
     plan = d.plan_delivery([d.Line("A", 5)], _candidates(TOKYO_STATION, stock), same_day=False)
     assert plan.complete and plan.shipment_count == 2
-    assert sorted((a.location_id, a.quantity) for a in plan.allocations) == [("dc-kanto", 3), ("fc-chiba", 2)]
+    assert sorted((a.location_id, a.quantity) for a in plan.allocations) == [
+        ("dc-kanto", 3),
+        ("fc-chiba", 2),
+    ]
     short = d.plan_delivery([d.Line("A", 9)], _candidates(TOKYO_STATION, stock), same_day=False)
     assert not short.complete and short.unfulfillable[0][:2] == ("A", 3)
 
@@ -136,8 +148,14 @@ def test_same_day_only_uses_same_day_locations() -> None:
 
 def test_click_and_collect_uses_the_pickup_store_first_then_transfers_from_the_nearest() -> None:
     ginza = NETWORK["tokyo-ginza"]
-    stock = {"tokyo-ginza": {"A": 1, "B": 0}, "tokyo-shibuya": {"A": 5, "B": 5}, "dc-kansai": {"B": 9}}
-    plan = d.plan_pickup([d.Line("A", 2), d.Line("B", 1)], ginza, _candidates(ginza.geo_point, stock))
+    stock = {
+        "tokyo-ginza": {"A": 1, "B": 0},
+        "tokyo-shibuya": {"A": 5, "B": 5},
+        "dc-kansai": {"B": 9},
+    }
+    plan = d.plan_pickup(
+        [d.Line("A", 2), d.Line("B", 1)], ginza, _candidates(ginza.geo_point, stock)
+    )
     got = sorted((a.location_id, a.sku, a.quantity, a.method) for a in plan.allocations)
     assert got == [
         ("tokyo-ginza", "A", 1, d.AllocationMethod.PICKUP),
@@ -154,18 +172,27 @@ def test_pickup_needs_a_click_and_collect_store() -> None:
 
 
 def test_anywhere_reservation_is_all_or_nothing() -> None:
-    levels = {("A", "dc-kanto"): d.StockLevel("A", "dc-kanto", on_hand=2), ("B", "x"): d.StockLevel("B", "x", on_hand=1)}
+    levels = {
+        ("A", "dc-kanto"): d.StockLevel("A", "dc-kanto", on_hand=2),
+        ("B", "x"): d.StockLevel("B", "x", on_hand=1),
+    }
     before = dict(levels)
     with pytest.raises(FailedPrecondition):
-        d.allocate_reservation([d.Line("B", 1, "x"), d.Line("A", 3)], levels, [NETWORK["dc-kanto"]], None)
+        d.allocate_reservation(
+            [d.Line("B", 1, "x"), d.Line("A", 3)], levels, [NETWORK["dc-kanto"]], None
+        )
     assert levels == before
-    placed = d.allocate_reservation([d.Line("B", 1, "x"), d.Line("A", 2)], levels, [NETWORK["dc-kanto"]], None)
+    placed = d.allocate_reservation(
+        [d.Line("B", 1, "x"), d.Line("A", 2)], levels, [NETWORK["dc-kanto"]], None
+    )
     assert placed == [d.Line("B", 1, "x"), d.Line("A", 2, "dc-kanto")]
     assert levels[("A", "dc-kanto")].available_to_promise == 0
 
 
 OPERATIONS = st.lists(
-    st.tuples(st.sampled_from(["reserve", "release", "sell", "adjust", "safety"]), st.integers(-5, 8)),
+    st.tuples(
+        st.sampled_from(["reserve", "release", "sell", "adjust", "safety"]), st.integers(-5, 8)
+    ),
     max_size=60,
 )
 

@@ -22,7 +22,9 @@ async def ledger_sum(stub: Stub, tokens: Tokens, sku: str, location_id: str) -> 
     total, token = 0, ""
     while True:
         page = await stub.ListMovements(
-            api.ListMovementsRequest(sku=sku, location_id=location_id, page_size=2, page_token=token),
+            api.ListMovementsRequest(
+                sku=sku, location_id=location_id, page_size=2, page_token=token
+            ),
             metadata=tokens.staff,
         )
         total += sum(m.quantity for m in page.movements)
@@ -41,10 +43,19 @@ async def level(stub: Stub, tokens: Tokens, sku: str, location_id: str) -> pb.St
 async def test_demo_network_is_listed_and_paged(shared_inventory: Shared) -> None:
     stub, _, _ = shared_inventory
     first = await stub.ListLocations(api.ListLocationsRequest(page_size=5))
-    second = await stub.ListLocations(api.ListLocationsRequest(page_size=5, page_token=first.next_page_token))
+    second = await stub.ListLocations(
+        api.ListLocationsRequest(page_size=5, page_token=first.next_page_token)
+    )
     ids = [loc.id for loc in [*first.locations, *second.locations]]
     assert len(ids) == 9 and not second.next_page_token
-    assert {"tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza", "osaka-umeda", "nagoya-sakae", "fukuoka-tenjin"} <= set(ids)
+    assert {
+        "tokyo-shibuya",
+        "tokyo-shinjuku",
+        "tokyo-ginza",
+        "osaka-umeda",
+        "nagoya-sakae",
+        "fukuoka-tenjin",
+    } <= set(ids)
     stores = await stub.ListLocations(api.ListLocationsRequest(type=pb.LOCATION_TYPE_STORE))
     assert len(stores.locations) == 6
     shibuya = (await stub.GetLocation(api.GetLocationRequest(id="tokyo-shibuya"))).location
@@ -52,7 +63,9 @@ async def test_demo_network_is_listed_and_paged(shared_inventory: Shared) -> Non
     assert pb.CAPABILITY_CLICK_AND_COLLECT in shibuya.capabilities
 
 
-async def test_location_lifecycle_needs_staff_and_guards_stock(shared_inventory: Shared, tokens: Tokens) -> None:
+async def test_location_lifecycle_needs_staff_and_guards_stock(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
     stub, _, _ = shared_inventory
     new = pb.Location(
         id="yokohama-minatomirai",
@@ -62,13 +75,24 @@ async def test_location_lifecycle_needs_staff_and_guards_stock(shared_inventory:
         capabilities=[pb.CAPABILITY_CLICK_AND_COLLECT],
         priority=50,
     )
-    await expect_error(stub.CreateLocation(api.CreateLocationRequest(location=new)), grpc.StatusCode.UNAUTHENTICATED)
+    await expect_error(
+        stub.CreateLocation(api.CreateLocationRequest(location=new)),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
     await expect_error(
         stub.CreateLocation(api.CreateLocationRequest(location=new), metadata=tokens.customer),
         grpc.StatusCode.PERMISSION_DENIED,
     )
-    created = (await stub.CreateLocation(api.CreateLocationRequest(location=new, request_id="loc-1"), metadata=tokens.staff)).location
-    again = (await stub.CreateLocation(api.CreateLocationRequest(location=new, request_id="loc-1"), metadata=tokens.staff)).location
+    created = (
+        await stub.CreateLocation(
+            api.CreateLocationRequest(location=new, request_id="loc-1"), metadata=tokens.staff
+        )
+    ).location
+    again = (
+        await stub.CreateLocation(
+            api.CreateLocationRequest(location=new, request_id="loc-1"), metadata=tokens.staff
+        )
+    ).location
     assert again.etag == created.etag
     await expect_error(
         stub.CreateLocation(api.CreateLocationRequest(location=new), metadata=tokens.staff),
@@ -78,14 +102,22 @@ async def test_location_lifecycle_needs_staff_and_guards_stock(shared_inventory:
     update = pb.Location(id=created.id, priority=5, etag=created.etag)
     updated = (
         await stub.UpdateLocation(
-            api.UpdateLocationRequest(location=update, update_mask=field_mask_pb2.FieldMask(paths=["priority"])),
+            api.UpdateLocationRequest(
+                location=update, update_mask=field_mask_pb2.FieldMask(paths=["priority"])
+            ),
             metadata=tokens.staff,
         )
     ).location
-    assert updated.priority == 5 and updated.display_name == created.display_name and updated.etag != created.etag
+    assert (
+        updated.priority == 5
+        and updated.display_name == created.display_name
+        and updated.etag != created.etag
+    )
     await expect_error(
         stub.UpdateLocation(
-            api.UpdateLocationRequest(location=update, update_mask=field_mask_pb2.FieldMask(paths=["priority"])),
+            api.UpdateLocationRequest(
+                location=update, update_mask=field_mask_pb2.FieldMask(paths=["priority"])
+            ),
             metadata=tokens.staff,
         ),
         grpc.StatusCode.ABORTED,
@@ -99,28 +131,54 @@ async def test_location_lifecycle_needs_staff_and_guards_stock(shared_inventory:
         "LOCATION_HAS_STOCK",
     )
     await stub.AdjustStock(
-        api.AdjustStockRequest(sku=sku, location_id=created.id, quantity=-1, reason=pb.MOVEMENT_REASON_DAMAGE),
+        api.AdjustStockRequest(
+            sku=sku, location_id=created.id, quantity=-1, reason=pb.MOVEMENT_REASON_DAMAGE
+        ),
         metadata=tokens.staff,
     )
     await stub.DeleteLocation(api.DeleteLocationRequest(id=created.id), metadata=tokens.staff)
-    await expect_error(stub.GetLocation(api.GetLocationRequest(id=created.id)), grpc.StatusCode.NOT_FOUND, "LOCATION_NOT_FOUND")
+    await expect_error(
+        stub.GetLocation(api.GetLocationRequest(id=created.id)),
+        grpc.StatusCode.NOT_FOUND,
+        "LOCATION_NOT_FOUND",
+    )
 
 
-async def test_every_change_is_a_movement_and_the_ledger_sums_to_on_hand(shared_inventory: Shared, tokens: Tokens) -> None:
+async def test_every_change_is_a_movement_and_the_ledger_sums_to_on_hand(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
     stub, _, _ = shared_inventory
     sku, store = new_sku(), "osaka-umeda"
     first = await stub.AdjustStock(
-        api.AdjustStockRequest(sku=sku, location_id=store, quantity=12, reason=pb.MOVEMENT_REASON_RECEIPT, request_id=f"rcv-{sku}"),
+        api.AdjustStockRequest(
+            sku=sku,
+            location_id=store,
+            quantity=12,
+            reason=pb.MOVEMENT_REASON_RECEIPT,
+            request_id=f"rcv-{sku}",
+        ),
         metadata=tokens.staff,
     )
     retry = await stub.AdjustStock(
-        api.AdjustStockRequest(sku=sku, location_id=store, quantity=12, reason=pb.MOVEMENT_REASON_RECEIPT, request_id=f"rcv-{sku}"),
+        api.AdjustStockRequest(
+            sku=sku,
+            location_id=store,
+            quantity=12,
+            reason=pb.MOVEMENT_REASON_RECEIPT,
+            request_id=f"rcv-{sku}",
+        ),
         metadata=tokens.staff,
     )
     assert retry.movement.id == first.movement.id and retry.stock_level.on_hand == 12
     await expect_error(
         stub.AdjustStock(
-            api.AdjustStockRequest(sku=sku, location_id=store, quantity=13, reason=pb.MOVEMENT_REASON_RECEIPT, request_id=f"rcv-{sku}"),
+            api.AdjustStockRequest(
+                sku=sku,
+                location_id=store,
+                quantity=13,
+                reason=pb.MOVEMENT_REASON_RECEIPT,
+                request_id=f"rcv-{sku}",
+            ),
             metadata=tokens.staff,
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -128,16 +186,21 @@ async def test_every_change_is_a_movement_and_the_ledger_sums_to_on_hand(shared_
     )
     assert first.movement.actor == "staff:staff-merch-1" and first.movement.on_hand_after == 12
     await stub.AdjustStock(
-        api.AdjustStockRequest(sku=sku, location_id=store, quantity=-2, reason=pb.MOVEMENT_REASON_DAMAGE, note="water"),
+        api.AdjustStockRequest(
+            sku=sku, location_id=store, quantity=-2, reason=pb.MOVEMENT_REASON_DAMAGE, note="water"
+        ),
         metadata=tokens.staff,
     )
     counted = await stub.SetStockLevel(
-        api.SetStockLevelRequest(sku=sku, location_id=store, on_hand=9, safety_stock=2), metadata=tokens.staff
+        api.SetStockLevelRequest(sku=sku, location_id=store, on_hand=9, safety_stock=2),
+        metadata=tokens.staff,
     )
     assert (counted.stock_level.on_hand, counted.stock_level.available_to_promise) == (9, 7)
     transfer = (
         await stub.TransferStock(
-            api.TransferStockRequest(sku=sku, from_location_id=store, to_location_id="nagoya-sakae", quantity=4),
+            api.TransferStockRequest(
+                sku=sku, from_location_id=store, to_location_id="nagoya-sakae", quantity=4
+            ),
             metadata=tokens.staff,
         )
     ).transfer
@@ -146,18 +209,30 @@ async def test_every_change_is_a_movement_and_the_ledger_sums_to_on_hand(shared_
     assert (arriving.on_hand, arriving.in_transit, arriving.available_to_promise) == (0, 4, 0)
     await expect_error(
         stub.TransferStock(
-            api.TransferStockRequest(sku=sku, from_location_id=store, to_location_id="nagoya-sakae", quantity=4),
+            api.TransferStockRequest(
+                sku=sku, from_location_id=store, to_location_id="nagoya-sakae", quantity=4
+            ),
             metadata=tokens.staff,
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "INSUFFICIENT_STOCK",  # 5 on hand, 2 of them safety stock
     )
-    received = (await stub.ReceiveTransfer(api.ReceiveTransferRequest(id=transfer.id), metadata=tokens.staff)).transfer
+    received = (
+        await stub.ReceiveTransfer(
+            api.ReceiveTransferRequest(id=transfer.id), metadata=tokens.staff
+        )
+    ).transfer
     assert received.state == pb.TRANSFER_STATE_RECEIVED
-    await stub.ReceiveTransfer(api.ReceiveTransferRequest(id=transfer.id), metadata=tokens.staff)  # no double count
+    await stub.ReceiveTransfer(
+        api.ReceiveTransferRequest(id=transfer.id), metadata=tokens.staff
+    )  # no double count
     arrived = await level(stub, tokens, sku, "nagoya-sakae")
     assert (arrived.on_hand, arrived.in_transit) == (4, 0)
-    assert await ledger_sum(stub, tokens, sku, store) == (await level(stub, tokens, sku, store)).on_hand == 5
+    assert (
+        await ledger_sum(stub, tokens, sku, store)
+        == (await level(stub, tokens, sku, store)).on_hand
+        == 5
+    )
     assert await ledger_sum(stub, tokens, sku, "nagoya-sakae") == 4
     movements = await stub.ListMovements(api.ListMovementsRequest(sku=sku), metadata=tokens.staff)
     assert [m.reason for m in movements.movements] == [
@@ -167,62 +242,100 @@ async def test_every_change_is_a_movement_and_the_ledger_sums_to_on_hand(shared_
         pb.MOVEMENT_REASON_DAMAGE,
         pb.MOVEMENT_REASON_RECEIPT,
     ]
-    await expect_error(stub.ListMovements(api.ListMovementsRequest(sku=sku), metadata=tokens.customer), grpc.StatusCode.PERMISSION_DENIED)
+    await expect_error(
+        stub.ListMovements(api.ListMovementsRequest(sku=sku), metadata=tokens.customer),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
 
 
-async def test_reserved_units_cannot_be_adjusted_away(shared_inventory: Shared, tokens: Tokens) -> None:
+async def test_reserved_units_cannot_be_adjusted_away(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
     stub, _, _ = shared_inventory
     sku, store = new_sku(), "tokyo-ginza"
     await receive(stub, tokens, sku, store, 3)
     await stub.ReserveStock(
-        api.ReserveStockRequest(owner="carts/g", lines=[pb.StockLine(sku=sku, quantity=2, location_id=store)]),
+        api.ReserveStockRequest(
+            owner="carts/g", lines=[pb.StockLine(sku=sku, quantity=2, location_id=store)]
+        ),
         metadata=tokens.staff,
     )
     await expect_error(
         stub.AdjustStock(
-            api.AdjustStockRequest(sku=sku, location_id=store, quantity=-2, reason=pb.MOVEMENT_REASON_DAMAGE), metadata=tokens.staff
+            api.AdjustStockRequest(
+                sku=sku, location_id=store, quantity=-2, reason=pb.MOVEMENT_REASON_DAMAGE
+            ),
+            metadata=tokens.staff,
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "STOCK_RESERVED",
     )
     await expect_error(
-        stub.SetStockLevel(api.SetStockLevelRequest(sku=sku, location_id=store, on_hand=1), metadata=tokens.staff),
+        stub.SetStockLevel(
+            api.SetStockLevelRequest(sku=sku, location_id=store, on_hand=1), metadata=tokens.staff
+        ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "STOCK_RESERVED",
     )
 
 
-async def test_availability_is_public_but_hides_operational_figures(shared_inventory: Shared, tokens: Tokens) -> None:
+async def test_availability_is_public_but_hides_operational_figures(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
     stub, _, _ = shared_inventory
     sku = new_sku()
     await receive(stub, tokens, sku, "tokyo-shibuya", 4)
     await receive(stub, tokens, sku, "dc-kanto", 40)
-    anonymous = (await stub.GetAvailability(api.GetAvailabilityRequest(skus=[sku, "NOPE-1"]))).availabilities
+    anonymous = (
+        await stub.GetAvailability(api.GetAvailabilityRequest(skus=[sku, "NOPE-1"]))
+    ).availabilities
     assert [a.sku for a in anonymous] == [sku, "NOPE-1"]
-    assert anonymous[0].network_available_to_promise == 44 and anonymous[1].network_available_to_promise == 0
-    assert {lv.location_id: (lv.available_to_promise, lv.on_hand) for lv in anonymous[0].locations} == {
+    assert (
+        anonymous[0].network_available_to_promise == 44
+        and anonymous[1].network_available_to_promise == 0
+    )
+    assert {
+        lv.location_id: (lv.available_to_promise, lv.on_hand) for lv in anonymous[0].locations
+    } == {
         "dc-kanto": (40, 0),
         "tokyo-shibuya": (4, 0),
     }
-    staff = (await stub.GetAvailability(api.GetAvailabilityRequest(skus=[sku]), metadata=tokens.staff)).availabilities
+    staff = (
+        await stub.GetAvailability(api.GetAvailabilityRequest(skus=[sku]), metadata=tokens.staff)
+    ).availabilities
     assert {lv.on_hand for lv in staff[0].locations} == {4, 40}
-    await expect_error(stub.GetAvailability(api.GetAvailabilityRequest()), grpc.StatusCode.INVALID_ARGUMENT, "SKUS_REQUIRED")
+    await expect_error(
+        stub.GetAvailability(api.GetAvailabilityRequest()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "SKUS_REQUIRED",
+    )
 
 
-async def test_nearby_stores_with_real_coordinates(shared_inventory: Shared, tokens: Tokens) -> None:
+async def test_nearby_stores_with_real_coordinates(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
     stub, _, _ = shared_inventory
     sku = new_sku()
-    for store, quantity in [("tokyo-shibuya", 1), ("tokyo-shinjuku", 5), ("tokyo-ginza", 5), ("osaka-umeda", 9)]:
+    for store, quantity in [
+        ("tokyo-shibuya", 1),
+        ("tokyo-shinjuku", 5),
+        ("tokyo-ginza", 5),
+        ("osaka-umeda", 9),
+    ]:
         await receive(stub, tokens, sku, store, quantity)
     near = await stub.FindNearbyAvailability(
-        api.FindNearbyAvailabilityRequest(point=SHIBUYA_STATION, radius_km=10, lines=[pb.StockLine(sku=sku, quantity=1)])
+        api.FindNearbyAvailabilityRequest(
+            point=SHIBUYA_STATION, radius_km=10, lines=[pb.StockLine(sku=sku, quantity=1)]
+        )
     )
     found = [(n.location.id, round(n.distance_km, 1)) for n in near.locations]
     # Shibuya ~0.2 km, Shinjuku ~3.7 km, Ginza ~6.4 km from Shibuya station; Umeda is 400 km.
     assert [loc for loc, _ in found] == ["tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza"]
     assert found[0][1] < 0.5 and 3 < found[1][1] < 4.5 and 5.5 < found[2][1] < 7.5
     two = await stub.FindNearbyAvailability(
-        api.FindNearbyAvailabilityRequest(point=SHIBUYA_STATION, radius_km=5, lines=[pb.StockLine(sku=sku, quantity=2)])
+        api.FindNearbyAvailabilityRequest(
+            point=SHIBUYA_STATION, radius_km=5, lines=[pb.StockLine(sku=sku, quantity=2)]
+        )
     )
     assert [n.location.id for n in two.locations] == ["tokyo-shinjuku"]
     assert two.locations[0].available[0].quantity == 5
@@ -247,11 +360,16 @@ async def test_plan_fulfillment_over_the_api(shared_inventory: Shared, tokens: T
     await receive(stub, tokens, b, "dc-kanto", 50)
     pickup = (
         await stub.PlanFulfillment(
-            api.PlanFulfillmentRequest(lines=[pb.StockLine(sku=a, quantity=2), pb.StockLine(sku=b, quantity=1)], pickup_location_id="tokyo-ginza")
+            api.PlanFulfillmentRequest(
+                lines=[pb.StockLine(sku=a, quantity=2), pb.StockLine(sku=b, quantity=1)],
+                pickup_location_id="tokyo-ginza",
+            )
         )
     ).plan
     assert pickup.complete
-    assert sorted((x.location_id, x.sku, x.quantity, x.method) for x in pickup.allocations) == sorted(
+    assert sorted(
+        (x.location_id, x.sku, x.quantity, x.method) for x in pickup.allocations
+    ) == sorted(
         [
             ("tokyo-ginza", a, 1, pb.ALLOCATION_METHOD_PICKUP),
             ("tokyo-shibuya", a, 1, pb.ALLOCATION_METHOD_TRANSFER_TO_PICKUP),
@@ -268,7 +386,9 @@ async def test_plan_fulfillment_over_the_api(shared_inventory: Shared, tokens: T
         )
     ).plan
     # Shibuya ships and is nearer, but holds only 3: the DC sends all in one parcel.
-    assert delivery.shipment_count == 1 and {x.location_id for x in delivery.allocations} == {"dc-kanto"}
+    assert delivery.shipment_count == 1 and {x.location_id for x in delivery.allocations} == {
+        "dc-kanto"
+    }
     await expect_error(
         stub.PlanFulfillment(api.PlanFulfillmentRequest(lines=[pb.StockLine(sku=a, quantity=1)])),
         grpc.StatusCode.INVALID_ARGUMENT,
