@@ -82,7 +82,7 @@ async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock
 
     async def shopper(i: int) -> str:
         lines = [
-            pb.StockLine(sku=sku, quantity=rng.randint(1, 3), location_id=rng.choice(stores + [""]))
+            pb.StockLine(sku=sku, quantity=rng.randint(1, 3), location_id=rng.choice([*stores, ""]))
             for sku in rng.sample(skus, rng.randint(1, 4))
         ]
         stub = replicas[i % 2]
@@ -93,8 +93,12 @@ async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock
                 timeout=60,
             )
         except grpc.aio.AioRpcError as error:
-            assert decode_error(error).reason == "INSUFFICIENT_STOCK", error.details()
-            return "rejected"
+            # Anything but a clean "not enough stock" (a deadlock, a retry) fails the test.
+            return (
+                "rejected"
+                if decode_error(error).reason == "INSUFFICIENT_STOCK"
+                else error.details() or "?"
+            )
         then = rng.random()
         if then < 0.3:
             await stub.ReleaseReservation(
@@ -111,7 +115,7 @@ async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock
     outcomes = Counter(
         await asyncio.wait_for(asyncio.gather(*(shopper(i) for i in range(300))), 90)
     )
-    assert outcomes["rejected"] > 0 and outcomes["held"] > 0 and outcomes["committed"] > 0
+    assert set(outcomes) == {"rejected", "held", "released", "committed"}, outcomes
     state = await _ledger_and_reservations_agree(database_url, keys)
     # Commits took units off the shelf; every unit is accounted for.
     assert sum(on_hand for on_hand, _ in state.values()) < 30 * len(keys)

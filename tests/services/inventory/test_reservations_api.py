@@ -204,7 +204,7 @@ async def test_commit_turns_the_hold_into_a_sale(shared_inventory: Shared, token
     )
     assert (level.on_hand, level.reserved, level.available_to_promise) == (3, 0, 3)
     sales = await stub.ListMovements(api.ListMovementsRequest(sku=sku), metadata=tokens.staff)
-    assert [(m.reason, m.quantity, m.reference) for m in sales.movements][0] == (
+    assert next((m.reason, m.quantity, m.reference) for m in sales.movements) == (
         pb.MOVEMENT_REASON_SALE,
         -2,
         f"reservations/{held.id}",
