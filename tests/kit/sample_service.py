@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
 from pydantic_settings import SettingsConfigDict
 
 from tenpo.kit.auth import current_principal
-from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
 from tenpo.kit.idempotency import idempotent
 from tenpo.kit.server import Runtime, ServiceDefinition, main
 from tenpo.kit.settings import ServiceSettings
@@ -96,6 +97,18 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
             await uow.commit()
             return response
 
+    async def pid(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
+        return wrappers_pb2.Int64Value(value=os.getpid())
+
+    attempts: dict[str, int] = {}
+
+    async def flaky(request: wrappers_pb2.StringValue, context: Any) -> wrappers_pb2.Int64Value:
+        # Fails twice per key with UNAVAILABLE, then answers with the attempt number.
+        attempts[request.value] = attempts.get(request.value, 0) + 1
+        if attempts[request.value] <= 2:
+            raise Unavailable("warming up", reason="WARMING_UP")
+        return wrappers_pb2.Int64Value(value=attempts[request.value])
+
     async def count(request: wrappers_pb2.StringValue, context: Any) -> AsyncIterator[Any]:
         for i in range(int(request.value or "3")):
             yield wrappers_pb2.Int64Value(value=i)
@@ -107,6 +120,8 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
         "Slow": _unary(slow, wrappers_pb2.DoubleValue, wrappers_pb2.DoubleValue),
         "WhoAmI": _unary(who_am_i, empty_pb2.Empty, struct_pb2.Struct),
         "AddNote": _unary(add_note, struct_pb2.Struct, wrappers_pb2.Int64Value),
+        "Pid": _unary(pid, empty_pb2.Empty, wrappers_pb2.Int64Value),
+        "Flaky": _unary(flaky, wrappers_pb2.StringValue, wrappers_pb2.Int64Value),
         "Count": grpc.unary_stream_rpc_method_handler(
             count,
             request_deserializer=wrappers_pb2.StringValue.FromString,

@@ -226,3 +226,35 @@ async def test_duplicate_delivery_of_one_event_id_applies_once(
         await asyncio.sleep(0.5)
     assert await received_ids(db) == ["o-dup"]
     await bus.close()
+
+
+async def test_trace_context_travels_from_producer_to_consumer(
+    db: Database, nats_url: str, service: str
+) -> None:
+    from opentelemetry import trace
+
+    from tenpo.kit.settings import ServiceSettings
+    from tenpo.kit.telemetry import configure_telemetry
+
+    configure_telemetry(ServiceSettings(service_name="kit-test"))
+    seen: list[int] = []
+
+    async def remember_trace(uow: UnitOfWork, event: Event) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    with trace.get_tracer("test").start_as_current_span("checkout") as span:
+        await place_order(db, "o-traced", service)
+        trace_id = span.get_span_context().trace_id
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    consumer = Consumer(db, bus, recording_subscription(service, "traced", handler=remember_trace))
+
+    async def got_it() -> bool:
+        return bool(seen)
+
+    async with background(relay.run(), consumer.run()):
+        await eventually(got_it)
+    assert seen == [trace_id]
+    await bus.close()

@@ -253,3 +253,39 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_several_workers_share_one_port_and_stop_together() -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SAMPLE_GRPC_PORT": str(port),
+        "SAMPLE_WORKERS": "2",
+        "SAMPLE_MIGRATE_ON_START": "false",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.kit.sample_service"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pids: set[int] = set()
+        for _ in range(40):  # the kernel spreads new connections over the listeners
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30
+                )
+                pid = await call(channel, "Pid", wrappers_pb2.Int64Value)(empty_pb2.Empty())
+                pids.add(pid.value)
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        assert process.pid not in pids  # workers serve, the parent supervises
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
