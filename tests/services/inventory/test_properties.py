@@ -82,119 +82,132 @@ def _fits(model: Model, lines: list[tuple[str, str, int]]) -> bool:
 
 
 async def _apply(stub: Stub, tokens: Tokens, model: Model, step: tuple) -> None:  # type: ignore[type-arg]
+    try:
+        await _attempt(stub, tokens, model, step)
+    except grpc.aio.AioRpcError as error:
+        refused = error
+    else:
+        return
+    _model_agrees_it_was_refused(model, step, refused)
+
+
+async def _attempt(stub: Stub, tokens: Tokens, model: Model, step: tuple) -> None:  # type: ignore[type-arg]
+    """Run the step; on success, check the model allowed it and update the model."""
     staff = tokens.staff
     kind = step[0]
-    try:
-        if kind in ("receive", "damage"):
-            sku, location, quantity = model.skus[step[1]], LOCATIONS[step[2]], step[3]
-            level = model.at(sku, location)
-            ok = kind == "receive" or level.on_hand - quantity >= level.reserved
-            reason = pb.MOVEMENT_REASON_RECEIPT if kind == "receive" else pb.MOVEMENT_REASON_DAMAGE
-            await stub.AdjustStock(
-                api.AdjustStockRequest(
-                    sku=sku,
-                    location_id=location,
-                    quantity=quantity if kind == "receive" else -quantity,
-                    reason=reason,
-                ),
-                metadata=staff,
-            )
-            assert ok
-            level.on_hand += quantity if kind == "receive" else -quantity
-        elif kind in ("count", "safety"):
-            sku, location, value = model.skus[step[1]], LOCATIONS[step[2]], step[3]
-            level = model.at(sku, location)
-            ok = kind == "safety" or value >= level.reserved
-            request = api.SetStockLevelRequest(sku=sku, location_id=location)
-            if kind == "count":
-                request.on_hand = value
-            else:
-                request.safety_stock = value
-            await stub.SetStockLevel(request, metadata=staff)
-            assert ok
-            if kind == "count":
-                level.on_hand = value
-            else:
-                level.safety = value
-        elif kind == "reserve":
-            merged: dict[tuple[str, str], int] = {}
-            for sku_i, location_i, quantity in step[1]:
-                key = (model.skus[sku_i], LOCATIONS[location_i] if location_i >= 0 else "")
-                merged[key] = merged.get(key, 0) + quantity
-            lines = [(sku, location, quantity) for (sku, location), quantity in merged.items()]
-            ok = _fits(model, lines)
-            reply = await stub.ReserveStock(
-                api.ReserveStockRequest(
-                    owner="carts/prop",
-                    lines=[pb.StockLine(sku=s, location_id=loc, quantity=q) for s, loc, q in lines],
-                    ttl=Duration(seconds=3600),
-                ),
-                metadata=staff,
-            )
-            assert ok, "the service reserved what the model could not"
-            for line in reply.reservation.lines:
-                assert line.location_id in LOCATIONS
-                model.at(line.sku, line.location_id).reserved += line.quantity
-            model.active.append(reply.reservation)
-        elif kind in ("release", "commit"):
-            if not model.active:
-                return
-            reservation = model.active.pop(step[1] % len(model.active))
-            if kind == "release":
-                await stub.ReleaseReservation(
-                    api.ReleaseReservationRequest(id=reservation.id), metadata=staff
-                )
-            else:
-                await stub.CommitReservation(
-                    api.CommitReservationRequest(id=reservation.id), metadata=staff
-                )
-            for line in reservation.lines:
-                level = model.at(line.sku, line.location_id)
-                level.reserved -= line.quantity
-                if kind == "commit":
-                    level.on_hand -= line.quantity
-        elif kind == "transfer":
-            sku, source, quantity = model.skus[step[1]], LOCATIONS[step[2]], step[3]
-            target = LOCATIONS[1 - step[2]]
-            ok = model.at(sku, source).atp >= quantity
-            reply = await stub.TransferStock(
-                api.TransferStockRequest(
-                    sku=sku, from_location_id=source, to_location_id=target, quantity=quantity
-                ),
-                metadata=staff,
-            )
-            assert ok
-            model.at(sku, source).on_hand -= quantity
-            model.at(sku, target).in_transit += quantity
-            model.transit.append(reply.transfer)
-        elif kind == "arrive":
-            if not model.transit:
-                return
-            transfer = model.transit.pop(step[1] % len(model.transit))
-            await stub.ReceiveTransfer(api.ReceiveTransferRequest(id=transfer.id), metadata=staff)
-            level = model.at(transfer.sku, transfer.to_location_id)
-            level.in_transit -= transfer.quantity
-            level.on_hand += transfer.quantity
-    except grpc.aio.AioRpcError as error:
-        reason = decode_error(error).reason
-        assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, (step, error.details())
-        assert reason in {"INSUFFICIENT_STOCK", "STOCK_RESERVED", "INSUFFICIENT_ON_HAND"}, reason
-        # The model must agree that this step was impossible.
-        if kind == "reserve":
-            merged2: dict[tuple[str, str], int] = {}
-            for sku_i, location_i, quantity in step[1]:
-                key = (model.skus[sku_i], LOCATIONS[location_i] if location_i >= 0 else "")
-                merged2[key] = merged2.get(key, 0) + quantity
-            assert not _fits(model, [(s, loc, q) for (s, loc), q in merged2.items()]), step
-        elif kind in ("receive", "damage"):
-            level = model.at(model.skus[step[1]], LOCATIONS[step[2]])
-            assert kind == "damage" and level.on_hand - step[3] < level.reserved, step
-        elif kind == "count":
-            assert step[3] < model.at(model.skus[step[1]], LOCATIONS[step[2]]).reserved, step
-        elif kind == "transfer":
-            assert model.at(model.skus[step[1]], LOCATIONS[step[2]]).atp < step[3], step
+    if kind in ("receive", "damage"):
+        sku, location, quantity = model.skus[step[1]], LOCATIONS[step[2]], step[3]
+        level = model.at(sku, location)
+        ok = kind == "receive" or level.on_hand - quantity >= level.reserved
+        reason = pb.MOVEMENT_REASON_RECEIPT if kind == "receive" else pb.MOVEMENT_REASON_DAMAGE
+        await stub.AdjustStock(
+            api.AdjustStockRequest(
+                sku=sku,
+                location_id=location,
+                quantity=quantity if kind == "receive" else -quantity,
+                reason=reason,
+            ),
+            metadata=staff,
+        )
+        assert ok
+        level.on_hand += quantity if kind == "receive" else -quantity
+    elif kind in ("count", "safety"):
+        sku, location, value = model.skus[step[1]], LOCATIONS[step[2]], step[3]
+        level = model.at(sku, location)
+        ok = kind == "safety" or value >= level.reserved
+        request = api.SetStockLevelRequest(sku=sku, location_id=location)
+        if kind == "count":
+            request.on_hand = value
         else:
-            raise
+            request.safety_stock = value
+        await stub.SetStockLevel(request, metadata=staff)
+        assert ok
+        if kind == "count":
+            level.on_hand = value
+        else:
+            level.safety = value
+    elif kind == "reserve":
+        merged: dict[tuple[str, str], int] = {}
+        for sku_i, location_i, quantity in step[1]:
+            key = (model.skus[sku_i], LOCATIONS[location_i] if location_i >= 0 else "")
+            merged[key] = merged.get(key, 0) + quantity
+        lines = [(sku, location, quantity) for (sku, location), quantity in merged.items()]
+        ok = _fits(model, lines)
+        reply = await stub.ReserveStock(
+            api.ReserveStockRequest(
+                owner="carts/prop",
+                lines=[pb.StockLine(sku=s, location_id=loc, quantity=q) for s, loc, q in lines],
+                ttl=Duration(seconds=3600),
+            ),
+            metadata=staff,
+        )
+        assert ok, "the service reserved what the model could not"
+        for line in reply.reservation.lines:
+            assert line.location_id in LOCATIONS
+            model.at(line.sku, line.location_id).reserved += line.quantity
+        model.active.append(reply.reservation)
+    elif kind in ("release", "commit"):
+        if not model.active:
+            return
+        reservation = model.active.pop(step[1] % len(model.active))
+        if kind == "release":
+            await stub.ReleaseReservation(
+                api.ReleaseReservationRequest(id=reservation.id), metadata=staff
+            )
+        else:
+            await stub.CommitReservation(
+                api.CommitReservationRequest(id=reservation.id), metadata=staff
+            )
+        for line in reservation.lines:
+            level = model.at(line.sku, line.location_id)
+            level.reserved -= line.quantity
+            if kind == "commit":
+                level.on_hand -= line.quantity
+    elif kind == "transfer":
+        sku, source, quantity = model.skus[step[1]], LOCATIONS[step[2]], step[3]
+        target = LOCATIONS[1 - step[2]]
+        ok = model.at(sku, source).atp >= quantity
+        reply = await stub.TransferStock(
+            api.TransferStockRequest(
+                sku=sku, from_location_id=source, to_location_id=target, quantity=quantity
+            ),
+            metadata=staff,
+        )
+        assert ok
+        model.at(sku, source).on_hand -= quantity
+        model.at(sku, target).in_transit += quantity
+        model.transit.append(reply.transfer)
+    elif kind == "arrive":
+        if not model.transit:
+            return
+        transfer = model.transit.pop(step[1] % len(model.transit))
+        await stub.ReceiveTransfer(api.ReceiveTransferRequest(id=transfer.id), metadata=staff)
+        level = model.at(transfer.sku, transfer.to_location_id)
+        level.in_transit -= transfer.quantity
+        level.on_hand += transfer.quantity
+
+
+def _model_agrees_it_was_refused(model: Model, step: tuple, error: grpc.aio.AioRpcError) -> None:  # type: ignore[type-arg]
+    kind = step[0]
+    reason = decode_error(error).reason
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, (step, error.details())
+    assert reason in {"INSUFFICIENT_STOCK", "STOCK_RESERVED", "INSUFFICIENT_ON_HAND"}, reason
+    # The model must agree that this step was impossible.
+    if kind == "reserve":
+        merged2: dict[tuple[str, str], int] = {}
+        for sku_i, location_i, quantity in step[1]:
+            key = (model.skus[sku_i], LOCATIONS[location_i] if location_i >= 0 else "")
+            merged2[key] = merged2.get(key, 0) + quantity
+        assert not _fits(model, [(s, loc, q) for (s, loc), q in merged2.items()]), step
+    elif kind in ("receive", "damage"):
+        level = model.at(model.skus[step[1]], LOCATIONS[step[2]])
+        assert kind == "damage" and level.on_hand - step[3] < level.reserved, step
+    elif kind == "count":
+        assert step[3] < model.at(model.skus[step[1]], LOCATIONS[step[2]]).reserved, step
+    elif kind == "transfer":
+        assert model.at(model.skus[step[1]], LOCATIONS[step[2]]).atp < step[3], step
+    else:
+        raise
 
 
 async def _check(stub: Stub, tokens: Tokens, model: Model, database_url: str) -> None:
