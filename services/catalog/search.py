@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -129,19 +130,27 @@ async def search(
             products.c.facet_tokens.overlap(sa.cast(wanted, products.c.facet_tokens.type))
         )
 
-    matched = sa.select(
+    # The from-price is a subquery per product: compute it for every match only when the
+    # price filters or sorts, otherwise for the page's rows alone.
+    needs_price = bool(query.min_price or query.max_price) or query.sort in (
+        SearchSort.PRICE_ASCENDING,
+        SearchSort.PRICE_DESCENDING,
+    )
+    columns: list[Any] = [
         products.c.id,
         products.c.published_at,
         products.c.created_at,
         products.c.brand,
         products.c.facet_tokens,
-        from_price,
         (
             sa.func.similarity(products.c.search_text, " ".join(query.terms))
             if query.terms
             else sa.literal(0.0)
         ).label("score"),
-    ).where(*conditions)
+    ]
+    if needs_price:
+        columns.append(from_price)
+    matched = sa.select(*columns).where(*conditions)
     if query.min_price or query.max_price:
         inner = matched.subquery("priced")
         price_conditions: list[sa.ColumnElement[bool]] = [inner.c.from_price.is_not(None)]
@@ -162,15 +171,24 @@ async def search(
         order = [base.c.published_at.desc().nulls_last(), base.c.created_at.desc(), base.c.id]
     else:
         order = [base.c.score.desc(), base.c.published_at.desc().nulls_last(), base.c.id]
+    page_columns = [base.c.id, base.c.from_price] if needs_price else [base.c.id]
     rows = (
         await session.execute(
-            sa.select(base.c.id, base.c.from_price)
-            .order_by(*order)
-            .offset(query.offset)
-            .limit(query.limit)
+            sa.select(*page_columns).order_by(*order).offset(query.offset).limit(query.limit)
         )
     ).all()
-    page = SearchPage(hits=[(r.id, r.from_price) for r in rows], total=total)
+    if needs_price:
+        hits = [(r.id, r.from_price) for r in rows]
+    else:
+        ids = [r.id for r in rows]
+        priced: dict[uuid.UUID, Decimal | None] = {}
+        if ids:
+            result = await session.execute(
+                sa.select(products.c.id, from_price).where(products.c.id.in_(ids))
+            )
+            priced = {product_id: price for product_id, price in result.all()}
+        hits = [(i, priced.get(i)) for i in ids]
+    page = SearchPage(hits=hits, total=total)
     if total:
         page.facets = await _facets(session, base, facet_attributes)
     return page
