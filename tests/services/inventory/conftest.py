@@ -46,18 +46,18 @@ async def start_inventory(
 ) -> AsyncIterator[ServiceHost[InventorySettings]]:
     await migrations.upgrade(definition.migrations, database_url)  # type: ignore[arg-type]
     await add_demo_locations(database_url)
-    settings = InventorySettings(
-        database_url=database_url,
-        nats_url=nats_url,
-        grpc_port=0,
-        database_pool_size=20,
-        require_known_skus=False,
-        catalog_consumer=f"inventory-test-{uuid.uuid4().hex[:8]}",
-        expiry_interval_seconds=0.2,
-        shutdown_grace_seconds=1.0,
-        **auth_settings(dev_keys),  # type: ignore[arg-type]
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "nats_url": nats_url,
+        "grpc_port": 0,
+        "database_pool_size": 20,
+        "require_known_skus": False,
+        "catalog_consumer": f"inventory-test-{uuid.uuid4().hex[:8]}",
+        "expiry_interval_seconds": 0.2,
+        "shutdown_grace_seconds": 1.0,
+        **auth_settings(dev_keys),
+    }
+    settings = InventorySettings(**(values | overrides))
     async with running(definition, settings) as host:
         yield host
 
