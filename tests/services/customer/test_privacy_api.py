@@ -1,0 +1,320 @@
+"""GDPR over gRPC against real PostgreSQL: export holds every table's rows of a customer;
+erasure leaves none of their e-mail, name, phone or address anywhere in the database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from google.type import date_pb2
+
+from services.customer.models import metadata as customer_metadata
+from tenpo.common.v1 import common_pb2
+from tenpo.customer.v1 import customer_service_pb2 as api
+from tenpo.customer.v1 import events_pb2
+from tenpo.customer.v1 import identity_service_pb2 as ids
+from tenpo.customer.v1 import resources_pb2 as pb
+from tests.services.conftest import Tokens
+from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
+
+PEOPLE = {
+    "erase": {
+        "name": ("勅使河原", "蘭丸", "テシガワラ", "ランマル"),
+        "phone": ("090-5555-0123", "+819055550123"),
+        "address": (
+            "987-6543",
+            "大阪市浪速区",
+            "秘密町7-7-7",
+            "隠れ家ハイツ909",
+            "06-6123-4567",
+            "+81661234567",
+            "別荘",
+        ),
+    },
+    "export": {
+        "name": ("小鳥遊", "千尋", "タカナシ", "チヒロ"),
+        "phone": ("070-3333-0789", "+817033330789"),
+        "address": (
+            "900-0001",
+            "那覇市",
+            "港町3-3",
+            "潮風ビル5階",
+            "098-111-2222",
+            "+81981112222",
+            "事務所",
+        ),
+    },
+    "other": {
+        "name": ("東海林", "小雪", "ショウジ", "コユキ"),
+        "phone": ("080-4444-0456", "+818044440456"),
+        "address": (
+            "060-0001",
+            "札幌市中央区",
+            "北一条西2-2",
+            "雪見荘101",
+            "011-222-3333",
+            "+81112223333",
+            "実家",
+        ),
+    },
+}
+
+
+async def rich_customer(
+    service: Service, tokens: Tokens, tag: str, person: str = "erase"
+) -> dict[str, Any]:
+    """A customer with something in every table: profile, address, consents, sessions,
+    mailed tokens, failed sign-ins and a device hand-off."""
+    data = PEOPLE[person]
+    family, given, family_kana, given_kana = data["name"]
+    phone, phone_e164 = data["phone"]
+    postal_code, city, line1, line2, address_phone, address_phone_e164, label = data["address"]
+    email = f"{tag}.{uuid.uuid4().hex[:8]}@example.jp"
+    name = pb.PersonName(
+        family_name=family,
+        given_name=given,
+        family_name_kana=family_kana,
+        given_name_kana=given_kana,
+    )
+    customer_id, _, auth = await service.register(email=email, name=name)
+    await service.customers.UpdateCustomer(
+        api.UpdateCustomerRequest(
+            customer=pb.Customer(
+                id="me", phone_number=phone, birthday=date_pb2.Date(year=1980, month=3, day=3)
+            ),
+            update_mask={"paths": ["phone_number", "birthday"]},
+        ),
+        metadata=auth,
+    )
+    await service.customers.CreateAddress(
+        api.CreateAddressRequest(
+            customer_id="me",
+            request_id=f"addr-{tag}",
+            address=pb.Address(
+                label=label,
+                postal_address=common_pb2.PostalAddress(
+                    region_code="JP",
+                    postal_code=postal_code,
+                    administrative_area="大阪府",
+                    locality=city,
+                    address_lines=[line1, line2],
+                    recipient=f"{family} {given}",
+                    phone_number=address_phone,
+                ),
+            ),
+        ),
+        metadata=auth,
+    )
+    for purpose, channel in (
+        (pb.CONSENT_PURPOSE_MARKETING, pb.CONSENT_CHANNEL_EMAIL),
+        (pb.CONSENT_PURPOSE_ANALYTICS, pb.CONSENT_CHANNEL_PUSH),
+    ):
+        await service.customers.GrantConsent(
+            api.GrantConsentRequest(
+                customer_id="me", purpose=purpose, channel=channel, wording_version="v1"
+            ),
+            metadata=auth,
+        )
+    session = (
+        await service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD))
+    ).tokens
+    await service.identity.RequestPasswordReset(ids.RequestPasswordResetRequest(email=email))
+    await expect_error(
+        service.identity.SignIn(ids.SignInRequest(email=email, password="not the password")),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    admin = tokens.metadata(
+        tokens.mint(subject="staff-it-2", kind="staff", scopes=["clients:write", "catalog:read"])
+    )
+    mirror = await service.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(
+                display_name="mirror", kind=pb.CLIENT_KIND_SMART_MIRROR, store_id="ginza"
+            )
+        ),
+        metadata=admin,
+    )
+    device = bearer(
+        (
+            await service.identity.SignInClient(
+                ids.SignInClientRequest(
+                    client_id=mirror.client.id, client_secret=mirror.client_secret
+                )
+            )
+        ).tokens.access_token
+    )
+    started = await service.identity.StartDeviceSession(
+        ids.StartDeviceSessionRequest(), metadata=device
+    )
+    await service.identity.ApproveDeviceSession(
+        ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=auth
+    )
+    return {
+        "id": customer_id,
+        "auth": auth,
+        "refresh_token": session.refresh_token,
+        "email": email,
+        "personal": [
+            email,
+            email.split("@")[0],
+            family,
+            given,
+            family_kana,
+            given_kana,
+            phone_e164,
+            phone,
+            address_phone_e164,
+            postal_code,
+            line1,
+            line2,
+            city,
+            label,
+        ],
+    }
+
+
+async def tables_referring_to_customers(service: Service) -> set[str]:
+    """Every table of the service's schema with a foreign key to customers, plus the ones
+    that name a customer without a foreign key (refresh tokens, the lockout counters)."""
+    referring = {
+        table.name
+        for table in customer_metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column.table.name == "customers"
+    }
+    return referring | {"customers", "refresh_tokens", "sign_in_attempts"}
+
+
+async def all_tables(service: Service) -> list[str]:
+    async with service.db.engine.connect() as conn:
+        rows = await conn.execute(
+            sa.text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+            )
+        )
+        return [r.tablename for r in rows]
+
+
+async def test_export_holds_every_tables_rows_and_no_credentials(
+    service: Service, tokens: Tokens
+) -> None:
+    someone = await rich_customer(service, tokens, "export", "export")
+    other = await rich_customer(service, tokens, "bystander", "other")
+    exported = await service.customers.ExportCustomerData(
+        api.ExportCustomerDataRequest(customer_id="me"), metadata=someone["auth"]
+    )
+    assert exported.content_type == "application/json"
+    document = json.loads(exported.json)
+    assert document["customer_id"] == someone["id"]
+    tables = document["tables"]
+    assert set(tables) == await tables_referring_to_customers(service)
+    assert set(tables) <= set(await all_tables(service))
+    for name, rows in tables.items():
+        assert rows, f"{name} exported no rows"
+    # The exported rows are exactly the database's rows of this customer.
+    async with service.db.engine.connect() as conn:
+        for name, column in (
+            ("addresses", "customer_id"),
+            ("consent_events", "customer_id"),
+            ("one_time_tokens", "customer_id"),
+            ("refresh_tokens", "subject_id"),
+            ("device_sessions", "approved_by"),
+        ):
+            count = (
+                await conn.execute(
+                    sa.text(f"SELECT count(*) FROM {name} WHERE {column} = :i"),  # noqa: S608
+                    {"i": someone["id"]},
+                )
+            ).scalar_one()
+            assert len(tables[name]) == count, name
+    [profile] = tables["customers"]
+    assert profile["email"] == someone["email"] and profile["phone_number"] == "+817033330789"
+    assert tables["addresses"][0]["address_lines"] == ["港町3-3", "潮風ビル5階"]
+    assert tables["sign_in_attempts"][0]["failures"] == 1
+    text = exported.json
+    assert other["email"] not in text
+    for secret_column in ("password_hash", "token_hash", "secret_hash", "device_code_hash"):
+        assert secret_column not in text
+    assert someone["refresh_token"] not in text
+
+
+async def test_erasure_leaves_no_personal_data_in_any_table(
+    service: Service, tokens: Tokens
+) -> None:
+    erased = await rich_customer(service, tokens, "erase")
+    kept = await rich_customer(service, tokens, "keep", "other")
+    response = await service.customers.EraseCustomer(
+        api.EraseCustomerRequest(customer_id="me"), metadata=erased["auth"]
+    )
+    assert response.customer.state == pb.CUSTOMER_STATE_ERASED
+    assert response.customer.id == erased["id"] and not response.customer.email
+
+    found = await scan(service, erased["personal"])
+    assert not found, f"personal data left after erasure: {found}"
+    # The scan does find a customer who was not erased: it would have caught leftovers.
+    assert {table for table, _ in await scan(service, kept["personal"])} >= {
+        "customers",
+        "addresses",
+        "outbox",
+    }
+
+    [event] = await service.events(events_pb2.CustomerErased, erased["id"])
+    assert event.customer_id == erased["id"] and event.erase_time.seconds > 0
+    await expect_error(
+        service.customers.GetCustomer(
+            api.GetCustomerRequest(customer_id="me"), metadata=erased["auth"]
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "CUSTOMER_NOT_FOUND",
+    )
+    await expect_error(
+        service.identity.RefreshToken(
+            ids.RefreshTokenRequest(refresh_token=erased["refresh_token"])
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    await expect_error(
+        service.identity.SignIn(ids.SignInRequest(email=erased["email"], password=PASSWORD)),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CREDENTIALS",
+    )
+    # What accounting needs stays: the id, the state, when it happened. Staff see that much.
+    reader = tokens.metadata(
+        tokens.mint(subject="staff-dpo", kind="staff", scopes=["customers:read", "customers:write"])
+    )
+    remains = (
+        await service.customers.GetCustomer(
+            api.GetCustomerRequest(customer_id=erased["id"]), metadata=reader
+        )
+    ).customer
+    assert remains.state == pb.CUSTOMER_STATE_ERASED and remains.create_time.seconds > 0
+    again = await service.customers.EraseCustomer(
+        api.EraseCustomerRequest(customer_id=erased["id"]), metadata=reader
+    )
+    assert again.customer.state == pb.CUSTOMER_STATE_ERASED
+    assert len(await service.events(events_pb2.CustomerErased, erased["id"])) == 1
+    # The address is free again.
+    await service.register(email=erased["email"])
+
+
+async def scan(service: Service, needles: list[str]) -> list[tuple[str, str]]:
+    """(table, needle) for every needle found in any column of any table, text or binary
+    (event payloads in the outbox are protobuf bytes)."""
+    hits: list[tuple[str, str]] = []
+    async with service.db.engine.connect() as conn:
+        for table in await all_tables(service):
+            rows = (await conn.execute(sa.text(f'SELECT * FROM "{table}"'))).all()  # noqa: S608
+            for row in rows:
+                for value in row:
+                    if value is None:
+                        continue
+                    raw = (
+                        bytes(value)
+                        if isinstance(value, bytes | memoryview)
+                        else str(value).encode()
+                    )
+                    hits.extend((table, n) for n in needles if n.encode() in raw)
+    return sorted(set(hits))
