@@ -1,0 +1,1 @@
+"""API gateway: HTTP/JSON and gRPC ingress in front of the Tenpo services."""

@@ -1,0 +1,188 @@
+"""Gateway wiring: schema → routes, OpenAPI, HTTP server and gRPC ingress in one process.
+
+The kit's bootstrap runs the gRPC side (ingress, health, reflection, drain on SIGTERM);
+``build`` adds the HTTP server (uvicorn on a socket bound here, so its port is known at
+once) and stops it gracefully from ``on_stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from services.gateway.access import AccessPolicy
+from services.gateway.backends import Backends
+from services.gateway.composed import PATH_PREFIX, StorefrontProductView
+from services.gateway.config import GatewaySettings
+from services.gateway.descriptors import Schema, load_schema
+from services.gateway.docs import docs_handler, openapi_handler, storefront_openapi, stream_openapi
+from services.gateway.http import GatewayApp, Request, Send, send_json
+from services.gateway.ingress import IngressHandler
+from services.gateway.openapi import OpenApiBuilder
+from services.gateway.routes import Route, Router, build_route
+from services.gateway.sse import StreamEndpoint
+from tenpo.kit.server import Runtime, ServiceDefinition
+
+log = logging.getLogger("tenpo.gateway")
+
+#: SSE path → server-streaming method; routes whose method or backend is missing are skipped.
+STREAM_ROUTES = {
+    "/v1/stream/availability": "tenpo.inventory.v1.InventoryService.WatchAvailability",
+}
+API_VERSION = "v1"
+
+
+def build_routes(schema: Schema, backends: Backends) -> list[Route]:
+    routes: list[Route] = []
+    for method in schema.http_methods():
+        if method.client_streaming or method.server_streaming:
+            continue  # streams are served as SSE (see STREAM_ROUTES) or over gRPC only
+        if not backends.configured(method.owner):
+            continue
+        for binding in method.bindings:
+            try:
+                routes.append(build_route(method, binding))
+            except ValueError:
+                log.warning(
+                    "http rule skipped",
+                    extra={"method": method.full_name, "path": binding.template},
+                )
+    return routes
+
+
+@dataclass
+class Gateway:
+    """The running pieces, for tests and benchmarks."""
+
+    settings: GatewaySettings
+    schema: Schema
+    app: GatewayApp
+    openapi: dict[str, Any]
+    http_port: int = 0
+    server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The kit's bootstrap owns SIGTERM/SIGINT and stops this server through on_stop.
+        yield
+
+
+def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) -> Gateway:
+    schema = load_schema(settings.descriptor_set)
+    backends = Backends(settings, schema)
+    policy = AccessPolicy(settings, runtime.verifier)
+    router = Router(build_routes(schema, backends))
+    app = GatewayApp(settings, router, backends, policy)
+
+    extra_paths: dict[str, dict[str, Any]] = {}
+    builder = OpenApiBuilder(schema, title="Tenpo API", version=API_VERSION)
+    view = StorefrontProductView(settings, schema, backends, policy)
+    app.add_prefix("GET", PATH_PREFIX, view)
+    extra_paths.update(storefront_openapi(builder, schema))
+    for path, name in STREAM_ROUTES.items():
+        method = schema.method(name)
+        if method is None or not backends.configured(method.owner):
+            log.info("stream route skipped: no backend", extra={"path": path, "method": name})
+            continue
+        endpoint = StreamEndpoint(path, method, settings, backends, policy)
+        app.add_exact("GET", path, endpoint)
+        extra_paths.update(stream_openapi(builder, endpoint))
+    document = builder.build(router.routes, extra_paths)
+    app.add_exact("GET", "/openapi.json", openapi_handler(document))
+    app.add_exact("GET", "/docs", docs_handler())
+
+    async def healthz(request: Request, send: Send) -> int:
+        request.route_label = "GET /healthz"
+        await send_json(send, 200, {"status": "SERVING"})
+        return 200
+
+    app.add_exact("GET", "/healthz", healthz)
+
+    ingress = IngressHandler(settings, schema, backends, policy)
+    runtime.server.add_generic_rpc_handlers((ingress,))
+    served = sorted({m.service for m in schema.methods.values() if backends.configured(m.owner)})
+    runtime.service_names.extend(served)
+    runtime.on_stop.append(backends.close)
+    log.info(
+        "gateway routes",
+        extra={"http_routes": len(router.routes), "grpc_services": served},
+    )
+    return Gateway(settings, schema, app, document)
+
+
+def http_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_http(gateway: Gateway, runtime: Runtime[GatewaySettings]) -> None:
+    settings = gateway.settings
+    config = uvicorn.Config(
+        gateway.app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,  # the app writes its own, without personal data
+        log_config=None,
+        proxy_headers=False,  # X-Forwarded-For is honoured only per forwarded_for_hops
+        server_header=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        backlog=2048,
+    )
+    server = _Server(config)
+    sock = http_socket(settings.http_host, settings.http_port)
+    gateway.http_port = sock.getsockname()[1]
+    gateway.server = server
+    gateway._task = asyncio.create_task(server.serve(sockets=[sock]), name="gateway-http")
+
+    async def stop_http() -> None:
+        server.should_exit = True
+        if gateway._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await gateway._task
+        sock.close()
+
+    runtime.on_stop.insert(0, stop_http)
+    for _ in range(200):
+        if server.started or gateway._task.done():
+            break
+        await asyncio.sleep(0.01)
+    if gateway._task.done():
+        gateway._task.result()  # raises the start-up failure
+    log.info("http serving", extra={"host": settings.http_host, "port": gateway.http_port})
+
+
+class GatewayService:
+    """The gateway as a kit service definition; keeps hold of the running pieces."""
+
+    def __init__(self) -> None:
+        self.gateway: Gateway | None = None
+        self.definition: ServiceDefinition[GatewaySettings] = ServiceDefinition(
+            name="gateway",
+            settings_type=GatewaySettings,
+            build=self.build,
+            uses_database=False,
+            uses_events=False,
+        )
+
+    async def build(self, runtime: Runtime[GatewaySettings]) -> None:
+        self.gateway = build_gateway(runtime.settings, runtime)
+        await start_http(self.gateway, runtime)
+
+
+definition = GatewayService().definition

@@ -1,0 +1,128 @@
+"""Gateway settings (environment prefix GATEWAY_, shared TENPO_ fallback)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from tenpo.kit.auth import channel_from_name
+from tenpo.kit.settings import Environment, ServiceSettings
+
+#: Development publishable keys; refused outside development.
+DEV_PUBLISHABLE_KEYS = {
+    "pk_web_dev_tenpo_0000000000": "WEB",
+    "pk_app_dev_tenpo_0000000000": "APP",
+}
+_TARGET_VARIABLE = re.compile(r"^TENPO_([A-Z][A-Z0-9_]*)_TARGET$")
+
+#: Methods that carry their own credentials (or none are needed): callable with no token and
+#: no publishable key. They are the sign-in routes and get the stricter rate limit.
+DEFAULT_CREDENTIAL_METHODS = [
+    "tenpo.customer.v1.IdentityService.SignIn",
+    "tenpo.customer.v1.IdentityService.SignInStaff",
+    "tenpo.customer.v1.IdentityService.SignInClient",
+    "tenpo.customer.v1.IdentityService.RefreshToken",
+    "tenpo.customer.v1.IdentityService.GetJwks",
+]
+#: Writes an anonymous caller with a publishable key may make: sign-up and account recovery
+#: (no personal data of anyone else is reachable through them), and the POST-mapped reads.
+DEFAULT_PUBLIC_WRITE_METHODS = [
+    "tenpo.customer.v1.IdentityService.Register",
+    "tenpo.customer.v1.IdentityService.RequestPasswordReset",
+    "tenpo.customer.v1.IdentityService.ResetPassword",
+    "tenpo.customer.v1.IdentityService.VerifyEmail",
+    "tenpo.customer.v1.CustomerService.ConfirmConsent",
+    "tenpo.catalog.v1.CatalogService.SearchProducts",
+    "tenpo.inventory.v1.InventoryService.FindNearbyAvailability",
+    "tenpo.inventory.v1.InventoryService.PlanFulfillment",
+]
+#: Methods with the stricter per-address limit (credential guessing, account enumeration).
+DEFAULT_SIGN_IN_METHODS = [
+    "tenpo.customer.v1.IdentityService.SignIn",
+    "tenpo.customer.v1.IdentityService.SignInStaff",
+    "tenpo.customer.v1.IdentityService.SignInClient",
+    "tenpo.customer.v1.IdentityService.RefreshToken",
+    "tenpo.customer.v1.IdentityService.Register",
+    "tenpo.customer.v1.IdentityService.RequestPasswordReset",
+    "tenpo.customer.v1.IdentityService.ResetPassword",
+]
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    service_name: str = "gateway"
+    #: gRPC ingress (devices): forwards any tenpo.* call.
+    grpc_port: int = 50050
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    #: Descriptor set to read routes from; default: the one next to the generated protos.
+    descriptor_set: Path | None = None
+    #: Backend address per service (``{"catalog": "10.0.0.5:50051"}``); ``TENPO_<SVC>_TARGET``
+    #: variables fill in the services not named here.
+    targets: dict[str, str] = {}
+
+    #: Publishable key → channel (``WEB``, ``APP``, ...). Anonymous browsing needs one.
+    publishable_keys: dict[str, str] = dict(DEV_PUBLISHABLE_KEYS)
+    credential_methods: list[str] = list(DEFAULT_CREDENTIAL_METHODS)
+    public_write_methods: list[str] = list(DEFAULT_PUBLIC_WRITE_METHODS)
+    sign_in_methods: list[str] = list(DEFAULT_SIGN_IN_METHODS)
+
+    #: Token buckets: sustained requests per second and burst. In memory, per replica.
+    principal_rate: float = Field(default=50.0, gt=0)
+    principal_burst: float = Field(default=100.0, ge=1)
+    address_rate: float = Field(default=20.0, gt=0)
+    address_burst: float = Field(default=40.0, ge=1)
+    api_key_rate: float = Field(default=2000.0, gt=0)
+    api_key_burst: float = Field(default=4000.0, ge=1)
+    sign_in_rate: float = Field(default=0.2, gt=0)
+    sign_in_burst: float = Field(default=10.0, ge=1)
+    #: Buckets kept per limiter (least recently used ones are dropped first).
+    rate_limit_max_keys: int = Field(default=100_000, ge=100)
+    #: Proxies in front of the gateway whose X-Forwarded-For entries are trusted (0: none;
+    #: the client address is the TCP peer).
+    forwarded_for_hops: int = Field(default=0, ge=0, le=10)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: page_size of any request is clamped to this.
+    max_page_size: int = Field(default=100, ge=1)
+    cors_allowed_origins: list[str] = ["http://localhost:3000", "http://127.0.0.1:3000"]
+    cors_max_age_seconds: int = 600
+
+    #: Deadline of every backend call made for an HTTP request or a unary ingress call.
+    backend_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Deadline of the whole composed product view; each part gets what is left.
+    composed_timeout_seconds: float = Field(default=1.5, gt=0)
+    #: Variants whose nearby availability the product view asks for.
+    composed_max_variants: int = Field(default=8, ge=1)
+    #: Longest a stream (SSE or ingress streaming call) stays open.
+    stream_max_seconds: float = Field(default=3600.0, gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    access_log: bool = True
+
+    @model_validator(mode="after")
+    def _gateway_checks(self) -> Self:
+        targets = dict(self.targets)
+        for name, value in os.environ.items():
+            match = _TARGET_VARIABLE.match(name)
+            if match and value:
+                targets.setdefault(match.group(1).lower(), value)
+        self.targets = targets
+        for key, channel in self.publishable_keys.items():
+            if channel_from_name(channel) is None:
+                raise ValueError(f"publishable key {key[:8]}… names an unknown channel")
+        if self.environment is not Environment.DEVELOPMENT:
+            dev = set(DEV_PUBLISHABLE_KEYS) & set(self.publishable_keys)
+            if dev:
+                raise ValueError("development publishable keys are refused outside development")
+            if "*" in self.cors_allowed_origins:
+                raise ValueError("cors_allowed_origins='*' is refused outside development")
+        return self
+
+    def target(self, service: str) -> str | None:
+        return self.targets.get(service)

@@ -1,0 +1,187 @@
+"""Gateway gRPC ingress: any ``tenpo.*`` call, unary or streaming, forwarded as raw bytes to
+the service that owns it, after authentication (the kit interceptor verifies the token),
+the access policy and the rate limits. Metadata travels along, except what only the gateway
+may set (``x-tenpo-channel``) or what belongs to this hop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc.aio import ServicerContext
+
+from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
+from services.gateway.backends import Backends
+from services.gateway.config import GatewaySettings
+from services.gateway.descriptors import Method, Schema
+from tenpo.kit.auth import CHANNEL_HEADER
+from tenpo.kit.errors import Unavailable
+
+#: Metadata that belongs to the hop (or is re-set by the gateway), never forwarded.
+_HOP_METADATA = frozenset(
+    {
+        "authorization",  # re-added from the verified caller
+        API_KEY_HEADER,
+        CHANNEL_HEADER,
+        "content-type",
+        "user-agent",
+        "te",
+        "host",
+        "grpc-timeout",
+        "grpc-encoding",
+        "grpc-accept-encoding",
+    }
+)
+_PASS_TRAILERS = frozenset({"grpc-status-details-bin", "retry-after"})
+
+
+def _peer_address(context: ServicerContext) -> str:
+    peer = context.peer() or ""
+    # "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer or "unknown"
+
+
+class IngressHandler(grpc.GenericRpcHandler):
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        schema: Schema,
+        backends: Backends,
+        policy: AccessPolicy,
+    ) -> None:
+        self._settings = settings
+        self._schema = schema
+        self._backends = backends
+        self._policy = policy
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        path = handler_call_details.method
+        handler = self._handlers.get(path)
+        if handler is not None:
+            return handler
+        method = self._schema.methods.get(path)
+        if method is None or not self._backends.configured(method.owner):
+            return None  # UNIMPLEMENTED
+        handler = self._build(method)
+        self._handlers[path] = handler
+        return handler
+
+    async def _admit(self, method: Method, context: ServicerContext) -> list[tuple[str, Any]]:
+        """Authorize and rate-limit the call; the metadata to send to the backend."""
+        authorization: list[str] = []
+        api_key: str | None = None
+        forwarded: list[tuple[str, Any]] = []
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                authorization.append(value)
+            elif key == API_KEY_HEADER and isinstance(value, str):
+                api_key = value
+            elif key not in _HOP_METADATA and not key.startswith(":"):
+                forwarded.append((key, value))
+        caller: Caller = await self._policy.identify(authorization, api_key, _peer_address(context))
+        self._policy.authorize(method, caller)
+        self._policy.limit(method.full_name, caller)
+        return [*caller.backend_metadata(), *forwarded]
+
+    def _timeout(self, context: ServicerContext, streaming: bool) -> float:
+        limit = (
+            self._settings.stream_max_seconds
+            if streaming
+            else self._settings.backend_timeout_seconds
+        )
+        remaining = context.time_remaining()
+        return limit if remaining is None else max(0.0, min(limit, remaining))
+
+    def _build(self, method: Method) -> grpc.RpcMethodHandler:
+        admit = self._admit
+        timeout = self._timeout
+        backends = self._backends
+
+        async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
+            trailers = tuple(
+                (k, v) for k, v in (error.trailing_metadata() or ()) if k in _PASS_TRAILERS
+            )
+            code = error.code()
+            details = error.details() or ""
+            if code is grpc.StatusCode.UNAVAILABLE and not trailers:
+                # Transport failures name internal addresses; say less.
+                details = "the service is unavailable; retry with backoff"
+            await context.abort(code, details, trailing_metadata=trailers)
+
+        if method.client_streaming and method.server_streaming:
+
+            async def stream_stream(
+                requests: AsyncIterator[bytes], context: ServicerContext
+            ) -> AsyncIterator[bytes]:
+                metadata = await admit(method, context)
+                call = backends.raw_callable(method)(
+                    requests, metadata=metadata, timeout=timeout(context, True)
+                )
+                try:
+                    async for response in call:
+                        yield response
+                except grpc.aio.AioRpcError as error:
+                    await relay_error(context, error)
+                finally:
+                    call.cancel()
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream)
+        if method.client_streaming:
+
+            async def stream_unary(
+                requests: AsyncIterator[bytes], context: ServicerContext
+            ) -> bytes:
+                metadata = await admit(method, context)
+                try:
+                    return await backends.raw_callable(method)(  # type: ignore[no-any-return]
+                        requests, metadata=metadata, timeout=timeout(context, True)
+                    )
+                except grpc.aio.AioRpcError as error:
+                    await relay_error(context, error)
+                    raise  # unreachable: abort raises
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary)
+        if method.server_streaming:
+
+            async def unary_stream(
+                request: bytes, context: ServicerContext
+            ) -> AsyncIterator[bytes]:
+                metadata = await admit(method, context)
+                call = backends.raw_callable(method)(
+                    request, metadata=metadata, timeout=timeout(context, True)
+                )
+                try:
+                    async for response in call:
+                        yield response
+                except grpc.aio.AioRpcError as error:
+                    await relay_error(context, error)
+                finally:
+                    call.cancel()
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream)
+
+        async def unary_unary(request: bytes, context: ServicerContext) -> bytes:
+            metadata = await admit(method, context)
+            try:
+                return await backends.raw_callable(method)(  # type: ignore[no-any-return]
+                    request, metadata=metadata, timeout=timeout(context, False)
+                )
+            except grpc.aio.AioRpcError as error:
+                await relay_error(context, error)
+                raise
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary)
+
+
+def ensure_configured(backends: Backends, method: Method) -> None:
+    if not backends.configured(method.owner):
+        raise Unavailable(f"no backend for {method.owner}", reason="BACKEND_NOT_CONFIGURED")

@@ -1,0 +1,138 @@
+"""Gateway live-update layer: a server-streaming RPC served as server-sent events.
+
+``GET <path>?<request fields>`` starts the RPC (request fields from the query string, as
+for any GET route). The first message (or error) is awaited before answering, so a bad
+request still gets a normal HTTP error; after that every message is one ``data:`` event
+(JSON), a comment line keeps idle connections open, and a backend failure ends the stream
+with an ``event: error`` carrying the AIP-193 body. The stream closes after
+``stream_max_seconds``; clients reconnect (EventSource does so by itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from services.gateway.access import AccessPolicy
+from services.gateway.backends import Backends
+from services.gateway.config import GatewaySettings
+from services.gateway.descriptors import HttpBinding, Method
+from services.gateway.errors import from_rpc_error
+from services.gateway.http import Request, Send
+from services.gateway.routes import Route, build_route
+from services.gateway.transcode import build_request, to_json
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class StreamEndpoint:
+    def __init__(
+        self,
+        path: str,
+        method: Method,
+        settings: GatewaySettings,
+        backends: Backends,
+        policy: AccessPolicy,
+    ) -> None:
+        if not method.server_streaming or method.client_streaming:
+            raise ValueError(f"{method.full_name} is not a server-streaming method")
+        self.path = path
+        self.method = method
+        self.route: Route = build_route(method, HttpBinding("GET", path, "", ""))
+        self._settings = settings
+        self._backends = backends
+        self._policy = policy
+
+    async def __call__(self, request: Request, send: Send) -> int:
+        request.route_label = f"GET {self.path} (SSE)"
+        caller = await self._policy.identify(
+            request.authorization, request.api_key, request.address
+        )
+        request.caller = caller
+        self._policy.authorize(self.method, caller, read=True)
+        self._policy.limit(self.method.full_name, caller)
+        message = build_request(self.route, {}, request.query(), None, self._settings.max_page_size)
+        call = self._backends.callable(self.method)(
+            message,
+            metadata=request.backend_metadata(caller),
+            timeout=self._settings.stream_max_seconds,
+        )
+        try:
+            return await self._relay(call, request, send)
+        finally:
+            call.cancel()
+
+    async def _relay(self, call: Any, request: Request, send: Send) -> int:
+        read: asyncio.Future[Any] = asyncio.ensure_future(call.read())
+        disconnect = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            done, _ = await asyncio.wait(
+                {read, disconnect},
+                timeout=self._settings.backend_timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if disconnect in done:
+                return 499
+            if read in done and read.exception() is not None:
+                error = read.exception()
+                if isinstance(error, grpc.aio.AioRpcError):
+                    raise from_rpc_error(error) from None
+                raise error  # type: ignore[misc]
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await send(
+                {"type": "http.response.body", "body": b": stream open\n\n", "more_body": True}
+            )
+            event_id = 0
+            heartbeat = self._settings.sse_heartbeat_seconds
+            while True:
+                if not read.done():
+                    done, _ = await asyncio.wait(
+                        {read, disconnect}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if disconnect in done:
+                        return 200
+                    if not done:
+                        await _send_chunk(send, b": keep-alive\n\n")
+                        continue
+                try:
+                    item = read.result()
+                except grpc.aio.AioRpcError as error:
+                    failure = from_rpc_error(error)
+                    await _send_chunk(
+                        send, b"event: error\ndata: " + to_json(failure.body) + b"\n\n"
+                    )
+                    break
+                if item is grpc.aio.EOF:
+                    await _send_chunk(send, b"event: end\ndata: {}\n\n")
+                    break
+                event_id += 1
+                payload = to_json(json_format.MessageToDict(item))
+                await _send_chunk(send, b"id: %d\ndata: %s\n\n" % (event_id, payload))
+                read = asyncio.ensure_future(call.read())
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
+        finally:
+            for task in (read, disconnect):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+
+async def _send_chunk(send: Send, data: bytes) -> None:
+    await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
