@@ -21,6 +21,9 @@ from tenpo.kit.devstack import (
     free_port,
 )
 
+#: Fixtures for whole-stack tests (the dev-stack runner in a subprocess).
+pytest_plugins = ["tests.stack"]
+
 INTEGRATION_FIXTURES = frozenset({"postgres_admin_url", "database_url", "nats_url", "nats_factory"})
 POSTGRES_IMAGE = "postgres:18-alpine"
 #: Durability costs time and buys nothing in a throw-away test cluster.

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import jwt
 import nats
-import psutil
 import pytest
 
 from tenpo.kit.devstack import EmbeddedPostgres, PostgresError, free_port, libpq_url
@@ -29,6 +22,7 @@ from tenpo.kit.devstack.net import port_in_use
 from tenpo.kit.devstack.postgres import PASSWORD_FILE
 from tenpo.kit.devstack.runner import READY_BANNER
 from tests.conftest import NatsFactory, scratch_dir
+from tests.stack import Runner, processes_using
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,90 +190,10 @@ def test_ports_are_fixed_and_overridable() -> None:
 # -- the runner -------------------------------------------------------------------------------
 
 
-class _Runner:
-    """``python -m tenpo.kit.devstack <command>`` in a subprocess, its output collected."""
-
-    def __init__(self, command: str, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tenpo.kit.devstack", command],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.output.append(line)
-            if text in line:
-                return
-        raise AssertionError(f"{text!r} never printed; output so far:\n{self.text}")
-
-    def finish(self, timeout: float) -> int:
-        code = self.process.wait(timeout)
-        self._reader.join(timeout)
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
-        return code
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-
-def _processes_using(path: Path) -> list[str]:
-    found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if str(path) in command:
-            found.append(f"{process.info['pid']}: {command}")
-    return found
-
-
-@pytest.fixture
-def runner_env() -> Iterator[dict[str, str]]:
-    with scratch_dir("tenpo-test-devstack-") as data_dir:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL")
-            and not key.endswith("_DATABASE_URL")
-        }
-        env |= {
-            "TENPO_DATA_DIR": str(data_dir),
-            "TENPO_SERVICES": "none",
-            "TENPO_POSTGRES_PORT": str(free_port()),
-            "TENPO_NATS_PORT": str(free_port()),
-            "TENPO_NATS_MONITOR_PORT": str(free_port()),
-        }
-        yield env
-        leftovers = _processes_using(data_dir)
-        for pid in (int(entry.split(":")[0]) for entry in leftovers):
-            psutil.Process(pid).kill()
-        assert not leftovers, f"processes left behind: {leftovers}"
-
-
 @pytest.mark.integration
 def test_run_starts_the_servers_and_ctrl_c_stops_them(runner_env: dict[str, str]) -> None:
     data_dir = Path(runner_env["TENPO_DATA_DIR"])
-    first = _Runner("run", runner_env)
+    first = Runner("run", runner_env)
     first.wait_for(READY_BANNER, timeout=60)
     assert f"127.0.0.1:{runner_env['TENPO_POSTGRES_PORT']}" in first.text
     assert f"nats://127.0.0.1:{runner_env['TENPO_NATS_PORT']}" in first.text
@@ -289,19 +203,19 @@ def test_run_starts_the_servers_and_ctrl_c_stops_them(runner_env: dict[str, str]
     assert claims["kind"] == "staff"
     assert "orders:write" in claims["scope"].split()
 
-    second = _Runner("run", runner_env)
+    second = Runner("run", runner_env)
     assert second.finish(timeout=30) != 0
     assert "already running" in second.text
 
     first.process.send_signal(signal.SIGINT)
     assert first.finish(timeout=60) == 0, first.text
     assert "stop postgres" in first.text
-    assert _processes_using(data_dir) == []
+    assert processes_using(data_dir) == []
 
     # A later run finds the same cluster and keys again.
     password = (data_dir / "postgres" / PASSWORD_FILE).read_text()
     kid = jwt.get_unverified_header(token)["kid"]
-    again = _Runner("run", runner_env)
+    again = Runner("run", runner_env)
     again.wait_for(READY_BANNER, timeout=60)
     again.process.send_signal(signal.SIGTERM)
     assert again.finish(timeout=60) == 0, again.text
@@ -311,6 +225,6 @@ def test_run_starts_the_servers_and_ctrl_c_stops_them(runner_env: dict[str, str]
 
 
 def test_migrate_without_services_has_nothing_to_do(runner_env: dict[str, str]) -> None:
-    runner = _Runner("migrate", runner_env)
+    runner = Runner("migrate", runner_env)
     assert runner.finish(timeout=30) == 0
     assert "nothing to migrate" in runner.text

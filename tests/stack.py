@@ -1,0 +1,101 @@
+"""Test support for whole-stack tests: the dev-stack runner in a subprocess, and its
+environment in a scratch data directory."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tenpo.kit.devstack import free_port
+from tests.conftest import scratch_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Runner:
+    """``python -m tenpo.kit.devstack <command>`` in a subprocess, its output collected."""
+
+    def __init__(self, command: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tenpo.kit.devstack", command],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} never printed; output so far:\n{self.text}")
+
+    def finish(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def processes_using(path: Path) -> list[str]:
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if str(path) in command:
+            found.append(f"{process.info['pid']}: {command}")
+    return found
+
+
+@pytest.fixture
+def runner_env() -> Iterator[dict[str, str]]:
+    with scratch_dir("tenpo-test-devstack-") as data_dir:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL")
+            and not key.endswith("_DATABASE_URL")
+        }
+        env |= {
+            "TENPO_DATA_DIR": str(data_dir),
+            "TENPO_SERVICES": "none",
+            "TENPO_POSTGRES_PORT": str(free_port()),
+            "TENPO_NATS_PORT": str(free_port()),
+            "TENPO_NATS_MONITOR_PORT": str(free_port()),
+        }
+        yield env
+        leftovers = processes_using(data_dir)
+        for pid in (int(entry.split(":")[0]) for entry in leftovers):
+            psutil.Process(pid).kill()
+        assert not leftovers, f"processes left behind: {leftovers}"
