@@ -746,3 +746,81 @@ async def test_device_hand_off_codes_expire(
         grpc.StatusCode.FAILED_PRECONDITION,
         "DEVICE_SESSION_EXPIRED",
     )
+
+
+async def test_identity_methods_refuse_the_wrong_principal(
+    service: Service, tokens: Tokens
+) -> None:
+    _, _, customer = await service.register()
+    client_id, mirror = await device(service, tokens, pb.CLIENT_KIND_SMART_MIRROR)
+    staff = client_admin(tokens)
+    started = await service.identity.StartDeviceSession(
+        ids.StartDeviceSessionRequest(), metadata=mirror
+    )
+    i = service.identity
+    methods: dict[str, tuple[Callable[[Any], Any], set[str]]] = {
+        # method: (call, principals allowed: customer / staff / device)
+        "ChangePassword": (
+            lambda md: i.ChangePassword(
+                ids.ChangePasswordRequest(current_password=PASSWORD, new_password="x" * 12),
+                metadata=md,
+            ),
+            {"customer"},
+        ),
+        "RequestEmailVerification": (
+            lambda md: i.RequestEmailVerification(
+                ids.RequestEmailVerificationRequest(), metadata=md
+            ),
+            {"customer"},
+        ),
+        "SignOutEverywhere": (
+            lambda md: i.SignOut(ids.SignOutRequest(all_sessions=True), metadata=md),
+            {"customer", "staff"},
+        ),
+        "CreateClient": (
+            lambda md: i.CreateClient(
+                ids.CreateClientRequest(
+                    client=pb.Client(display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="ginza")
+                ),
+                metadata=md,
+            ),
+            {"staff"},
+        ),
+        "ListClients": (lambda md: i.ListClients(ids.ListClientsRequest(), metadata=md), {"staff"}),
+        "RevokeClient": (
+            lambda md: i.RevokeClient(ids.RevokeClientRequest(client_id="cl_none"), metadata=md),
+            {"staff"},
+        ),
+        "StartDeviceSession": (
+            lambda md: i.StartDeviceSession(ids.StartDeviceSessionRequest(), metadata=md),
+            {"device"},
+        ),
+        "ApproveDeviceSession": (
+            lambda md: i.ApproveDeviceSession(
+                ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=md
+            ),
+            {"customer"},
+        ),
+        "ExchangeDeviceSession": (
+            lambda md: i.ExchangeDeviceSession(
+                ids.ExchangeDeviceSessionRequest(device_code=started.device_code), metadata=md
+            ),
+            {"device"},
+        ),
+    }
+    principals = {"customer": customer, "staff": staff, "device": mirror}
+    for method, (call, allowed) in methods.items():
+        await expect_error(call(()), grpc.StatusCode.UNAUTHENTICATED)
+        for who, metadata in principals.items():
+            if who not in allowed:
+                details = await expect_error(call(metadata), grpc.StatusCode.PERMISSION_DENIED)
+                assert details.reason in {"PRINCIPAL_KIND_NOT_ALLOWED", "MISSING_SCOPE"}, method
+    # A device token whose client was revoked cannot start hand-offs any more.
+    await service.identity.RevokeClient(
+        ids.RevokeClientRequest(client_id=client_id), metadata=staff
+    )
+    await expect_error(
+        service.identity.StartDeviceSession(ids.StartDeviceSessionRequest(), metadata=mirror),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "CLIENT_REVOKED",
+    )

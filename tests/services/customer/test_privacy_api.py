@@ -3,6 +3,7 @@ erasure leaves none of their e-mail, name, phone or address anywhere in the data
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.kit.events import Consumer, EventBus, Subscription
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
 
@@ -24,6 +26,7 @@ PEOPLE = {
     "erase": {
         "name": ("勅使河原", "蘭丸", "テシガワラ", "ランマル"),
         "phone": ("090-5555-0123", "+819055550123"),
+        "prefecture": "大阪府",
         "address": (
             "987-6543",
             "大阪市浪速区",
@@ -37,6 +40,7 @@ PEOPLE = {
     "export": {
         "name": ("小鳥遊", "千尋", "タカナシ", "チヒロ"),
         "phone": ("070-3333-0789", "+817033330789"),
+        "prefecture": "沖縄県",
         "address": (
             "900-0001",
             "那覇市",
@@ -50,6 +54,7 @@ PEOPLE = {
     "other": {
         "name": ("東海林", "小雪", "ショウジ", "コユキ"),
         "phone": ("080-4444-0456", "+818044440456"),
+        "prefecture": "北海道",
         "address": (
             "060-0001",
             "札幌市中央区",
@@ -98,7 +103,7 @@ async def rich_customer(
                 postal_address=common_pb2.PostalAddress(
                     region_code="JP",
                     postal_code=postal_code,
-                    administrative_area="大阪府",
+                    administrative_area=data["prefecture"],
                     locality=city,
                     address_lines=[line1, line2],
                     recipient=f"{family} {given}",
@@ -318,3 +323,41 @@ async def scan(service: Service, needles: list[str]) -> list[tuple[str, str]]:
                     )
                     hits.extend((table, n) for n in needles if n.encode() in raw)
     return sorted(set(hits))
+
+
+async def test_erasure_reaches_consumers_through_the_outbox(
+    service: Service, nats_url: str
+) -> None:
+    received: list[events_pb2.CustomerErased] = []
+
+    async def on_erased(uow: object, event: Any) -> None:
+        received.append(event.parse(events_pb2.CustomerErased))
+
+    bus = EventBus(nats_url)
+    await bus.connect()
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    # The consumer's inbox lives next to the customer tables here.
+    consumer = Consumer(
+        service.db,
+        bus,
+        Subscription(
+            durable=durable,
+            source_service="customer",
+            handlers={events_pb2.CustomerErased: on_erased},
+        ),
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        customer_id, _, auth = await service.register("relay")
+        await service.customers.EraseCustomer(
+            api.EraseCustomerRequest(customer_id="me"), metadata=auth
+        )
+        for _ in range(200):
+            if any(m.customer_id == customer_id for m in received):
+                break
+            await asyncio.sleep(0.05)
+        assert [m.customer_id for m in received if m.customer_id == customer_id] == [customer_id]
+    finally:
+        task.cancel()
+        await bus.js.delete_consumer("TENPO_CUSTOMER", durable)
+        await bus.close()
