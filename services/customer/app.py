@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from services.customer.config import CustomerSettings
@@ -17,6 +19,9 @@ from tenpo.customer.v1 import (
 from tenpo.kit.db import Database
 from tenpo.kit.server import Runtime, ServiceDefinition
 
+log = logging.getLogger(__name__)
+#: How often expired tokens, hand-offs and lockout counters are deleted.
+HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
@@ -48,6 +53,16 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         CustomerServicer(profiles, runtime.page_tokens),
         CUSTOMER_SERVICE,
     )
+
+    async def housekeeping() -> None:
+        # Every replica runs it; the deletes are idempotent, so that costs only queries.
+        while True:
+            deleted = await identity.purge_expired()
+            if any(deleted.values()):
+                log.info("expired credentials purged", extra={"deleted": deleted})
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
+
+    runtime.background.append(housekeeping)
 
 
 async def seed(runtime: Runtime[CustomerSettings]) -> None:

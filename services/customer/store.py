@@ -861,6 +861,28 @@ class DeviceSessionStore:
         )
 
 
+# ------------------------------------------------------------------------ housekeeping
+
+
+async def purge_expired(session: AsyncSession, before: datetime) -> dict[str, int]:
+    """Delete what expired before ``before``: spent or stale credentials and lockout
+    counters nobody has touched since. Returns rows deleted per table."""
+    statements = {
+        "refresh_tokens": sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < before),
+        "one_time_tokens": sa.delete(one_time_tokens).where(one_time_tokens.c.expires_at < before),
+        "device_sessions": sa.delete(device_sessions).where(device_sessions.c.expires_at < before),
+        "sign_in_attempts": sa.delete(sign_in_attempts).where(
+            sa.func.coalesce(sign_in_attempts.c.locked_until, sign_in_attempts.c.last_failure_at)
+            < before
+        ),
+    }
+    deleted = {}
+    for name, statement in statements.items():
+        result = await session.execute(statement)
+        deleted[name] = int(getattr(result, "rowcount", 0) or 0)
+    return deleted
+
+
 # ------------------------------------------------------------------------------- GDPR
 
 

@@ -29,6 +29,7 @@ from services.customer.store import (
     StaffStore,
     ThrottleStore,
     TokenStore,
+    purge_expired,
 )
 from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -851,6 +852,16 @@ class Identity:
             )
             await uow.commit()
         return customer.id, IssuedTokens(access, str(customer.id))
+
+    # ---------------------------------------------------------------- housekeeping
+
+    async def purge_expired(self, grace: timedelta = timedelta(days=1)) -> dict[str, int]:
+        """Drop expired tokens, hand-offs and stale lockout counters (after a grace period,
+        so a just-expired refresh token still reads as expired rather than unknown)."""
+        async with self.db.unit_of_work() as uow:
+            deleted = await purge_expired(uow.session, self.clock() - grace)
+            await uow.commit()
+        return deleted
 
     # ------------------------------------------------------------------------ seed
 

@@ -824,3 +824,56 @@ async def test_identity_methods_refuse_the_wrong_principal(
         grpc.StatusCode.PERMISSION_DENIED,
         "CLIENT_REVOKED",
     )
+
+
+async def test_concurrent_registrations_and_approvals_have_one_winner(
+    service: Service, tokens: Tokens
+) -> None:
+    email = f"race.{time.time_ns()}@example.jp"
+    outcomes = await asyncio.gather(
+        *(service.register(email=email) for _ in range(4)), return_exceptions=True
+    )
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert all(
+        o.code() is grpc.StatusCode.ALREADY_EXISTS
+        for o in outcomes
+        if isinstance(o, grpc.aio.AioRpcError)
+    )
+
+    _, kiosk = await device(service, tokens, pb.CLIENT_KIND_KIOSK)
+    started = await service.identity.StartDeviceSession(
+        ids.StartDeviceSessionRequest(), metadata=kiosk
+    )
+    customers = [(await service.register())[2] for _ in range(3)]
+    approvals = await asyncio.gather(
+        *(
+            service.identity.ApproveDeviceSession(
+                ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=c
+            )
+            for c in customers
+        ),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(a, BaseException) for a in approvals) == 1
+
+
+async def test_housekeeping_purges_only_what_expired(service_factory: Callable[..., Any]) -> None:
+    from services.customer.app import build_identity
+
+    fresh = await service_factory()
+    _, email, _ = await fresh.register()
+    await expect_error(
+        fresh.identity.SignIn(ids.SignInRequest(email=email, password="wrong password!")),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    identity = build_identity(fresh.host.settings, fresh.db)
+    assert not any((await identity.purge_expired()).values())  # nothing is old yet
+    later = datetime.now(UTC) + timedelta(days=40)
+    identity.clock = lambda: later
+    deleted = await identity.purge_expired()
+    assert deleted == {
+        "refresh_tokens": 1,
+        "one_time_tokens": 1,
+        "device_sessions": 0,
+        "sign_in_attempts": 1,
+    }
