@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +90,28 @@ async def measure(
     await asyncio.gather(*tasks)
     elapsed = loop.time() - started
     return Measurement(name, len(latencies), errors, elapsed, concurrency, latencies)
+
+
+async def interleaved(
+    contenders: Sequence[tuple[str, Callable[[int], Awaitable[Any]]]],
+    *,
+    rounds: int = 3,
+    concurrency: int = 16,
+    duration: float = 3.0,
+) -> list[Measurement]:
+    """Measure several contenders in alternation (A, B, A, B, ...) and keep each one's
+    median round: a burst of background load then hits both sides, not one."""
+    results: dict[str, list[Measurement]] = {name: [] for name, _ in contenders}
+    for _ in range(rounds):
+        for name, call in contenders:
+            results[name].append(
+                await measure(name, call, concurrency=concurrency, duration=duration, warmup=0.3)
+            )
+    medians = []
+    for name, _ in contenders:
+        ordered = sorted(results[name], key=lambda m: m.throughput)
+        medians.append(ordered[len(ordered) // 2])
+    return medians
 
 
 @dataclass

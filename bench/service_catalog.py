@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.harness import Report, free_port, measure, subprocess_server
-from bench.kit import CONCURRENCY, baseline
+from bench.harness import Report, free_port, interleaved, measure, subprocess_server
+from bench.kit import BASELINE, CONCURRENCY, bare_health_server
 from services.catalog import domain as d
 from services.catalog.app import definition
 from services.catalog.seed import jan_code, seed_demo_catalog
@@ -126,7 +127,6 @@ async def run(report: Report, duration: float) -> None:
         ids = await load_products(url, PRODUCTS - 216)
         report.note(f"catalog: loaded {PRODUCTS} products in {time.perf_counter() - started:.0f} s")
 
-        bare = await baseline(report, duration)
         port = free_port()
         env = {
             "CATALOG_DATABASE_URL": url,
@@ -135,53 +135,58 @@ async def run(report: Report, duration: float) -> None:
             "CATALOG_MIGRATE_ON_START": "false",
             "CATALOG_LOG_LEVEL": "WARNING",
         }
-        with subprocess_server(["-m", "services.catalog", "serve"], env):
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-                await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
-                )
-                stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
-                hot = ids[:200]
-                metadata = (("x-tenpo-channel", "WEB"),)
-                requests = [api.GetProductRequest(id=i) for i in hot]
-                for request in requests:  # warm the cache, as a running shop would be
-                    await stub.GetProduct(request, metadata=metadata)
-                get = report.add(
-                    await measure(
-                        "catalog: GetProduct (hot, anonymous web)",
-                        lambda i: stub.GetProduct(requests[i % len(requests)], metadata=metadata),
+        check = health_pb2.HealthCheckRequest()
+        async with bare_health_server() as bare:
+            with subprocess_server(["-m", "services.catalog", "serve"], env):
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    await health_pb2_grpc.HealthStub(channel).Check(
+                        check, wait_for_ready=True, timeout=60
+                    )
+                    stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+                    metadata = (("x-tenpo-channel", "WEB"),)
+                    requests = [api.GetProductRequest(id=i) for i in ids[:200]]
+                    for request in requests:  # warm the cache, as a running shop would be
+                        await stub.GetProduct(request, metadata=metadata)
+                    baseline, get = await interleaved(
+                        [
+                            (f"{BASELINE} (catalog run)", lambda _i: bare.Check(check)),
+                            (
+                                "catalog: GetProduct (hot, anonymous web)",
+                                lambda i: stub.GetProduct(
+                                    requests[i % len(requests)], metadata=metadata
+                                ),
+                            ),
+                        ],
                         concurrency=CONCURRENCY,
                         duration=duration,
                     )
-                )
-                report.ratio(
-                    "catalog GetProduct / bare grpc.aio health Check",
-                    get.throughput,
-                    bare,
-                    "goal >= 0.80",
-                )
-
-                for language, queries in (("ja", QUERIES_JA), ("en", QUERIES_EN)):
-                    search_requests = [
-                        api.SearchProductsRequest(query=q, page_size=24, language_code=language)
-                        for q in queries
-                    ]
-                    result = report.add(
-                        await measure(
-                            f"catalog: SearchProducts 10k products ({language})",
-                            lambda i, r=search_requests: stub.SearchProducts(
-                                r[i % len(r)], metadata=metadata
-                            ),  # type: ignore[misc]
-                            concurrency=4,
-                            duration=duration,
+                    report.add(baseline)
+                    report.add(get)
+                    report.ratio(
+                        "catalog GetProduct / bare grpc.aio health Check",
+                        get.throughput,
+                        baseline.throughput,
+                        "goal >= 0.80",
+                    )
+                    for language, queries in (("ja", QUERIES_JA), ("en", QUERIES_EN)):
+                        search_requests = [
+                            api.SearchProductsRequest(query=q, page_size=24, language_code=language)
+                            for q in queries
+                        ]
+                        result = report.add(
+                            await measure(
+                                f"catalog: SearchProducts 10k products ({language})",
+                                lambda i, r=search_requests: stub.SearchProducts(
+                                    r[i % len(r)], metadata=metadata
+                                ),  # type: ignore[misc]
+                                concurrency=1,
+                                duration=duration,
+                            )
                         )
-                    )
-                    p95 = result.percentile(95)
-                    report.note(
-                        f"catalog search ({language}) p95 {p95:.1f} ms, {PRODUCTS} products"
-                    )
+                        p95 = result.percentile(95)
+                        report.note(
+                            f"catalog search ({language}) p95 {p95:.1f} ms, {PRODUCTS} products"
+                        )
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ async def search(
     else:
         base = matched.cte("matched")
 
-    total = (await session.execute(sa.select(sa.func.count()).select_from(base))).scalar_one()
+    total, facets = await _total_and_facets(session, base, facet_attributes)
     if query.sort is SearchSort.PRICE_ASCENDING:
         order = [base.c.from_price.asc().nulls_last(), base.c.id]
     elif query.sort is SearchSort.PRICE_DESCENDING:
@@ -188,47 +188,45 @@ async def search(
             )
             priced = {product_id: price for product_id, price in result.all()}
         hits = [(i, priced.get(i)) for i in ids]
-    page = SearchPage(hits=hits, total=total)
-    if total:
-        page.facets = await _facets(session, base, facet_attributes)
-    return page
+    return SearchPage(hits=hits, total=total, facets=facets)
 
 
-async def _facets(
+async def _total_and_facets(
     session: AsyncSession, base: sa.CTE, facet_attributes: Sequence[str]
-) -> list[FacetCount]:
-    counts: list[FacetCount] = []
-    category_rows = await session.execute(
-        sa.select(product_categories.c.category_id, sa.func.count())
+) -> tuple[int, list[FacetCount]]:
+    """The match count and every facet in one statement, so the matching runs once."""
+    count = sa.func.count(sa.distinct(base.c.id))
+    branches = [
+        sa.select(sa.literal("total").label("field"), sa.literal("").label("value"), count),
+        sa.select(sa.literal("category"), sa.cast(product_categories.c.category_id, sa.Text), count)
         .join(base, base.c.id == product_categories.c.product_id)
-        .group_by(product_categories.c.category_id)
-        .order_by(sa.func.count().desc())
-        .limit(50)
-    )
-    counts.extend(FacetCount("category", str(c), n) for c, n in category_rows.all())
-    brand_rows = await session.execute(
-        sa.select(base.c.brand, sa.func.count())
+        .group_by(product_categories.c.category_id),
+        sa.select(sa.literal("brand"), base.c.brand, count)
         .where(base.c.brand != "")
-        .group_by(base.c.brand)
-        .order_by(sa.func.count().desc())
-        .limit(50)
-    )
-    counts.extend(FacetCount("brand", b, n) for b, n in brand_rows.all())
+        .group_by(base.c.brand),
+    ]
     if facet_attributes:
         token = sa.func.unnest(base.c.facet_tokens).label("token")
         tokens = sa.select(base.c.id, token).subquery("tokens")
-        key = sa.func.split_part(tokens.c.token, "=", 1)
-        attribute_rows = await session.execute(
-            sa.select(tokens.c.token, sa.func.count(sa.distinct(tokens.c.id)))
-            .where(key.in_(facet_attributes))
+        branches.append(
+            sa.select(
+                sa.literal("attribute"), tokens.c.token, sa.func.count(sa.distinct(tokens.c.id))
+            )
+            .where(sa.func.split_part(tokens.c.token, "=", 1).in_(facet_attributes))
             .group_by(tokens.c.token)
-            .order_by(sa.func.count(sa.distinct(tokens.c.id)).desc())
-            .limit(200)
         )
-        for raw, n in attribute_rows.all():
-            attribute, _, value = raw.partition("=")
-            counts.append(FacetCount(attribute, value, n))
-    return counts
+    rows = (await session.execute(sa.union_all(*branches))).all()
+    total = 0
+    counts: list[FacetCount] = []
+    for field_name, value, n in sorted(rows, key=lambda r: -r[2]):
+        if field_name == "total":
+            total = n
+        elif field_name == "attribute":
+            attribute, _, option = value.partition("=")
+            counts.append(FacetCount(attribute, option, n))
+        else:
+            counts.append(FacetCount(field_name, value, n))
+    return total, counts[:500]
 
 
 def facet_attribute_keys(definitions: dict[str, d.AttributeDefinition]) -> list[str]:

@@ -280,13 +280,13 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def _facets(
         self, counts: Any, definitions: dict[str, d.AttributeDefinition], language: str
     ) -> list[api.Facet]:
-        categories = {str(c.id): c for c in await self.catalog.list_categories(None)}
+        categories = await self.catalog.category_titles()
         facets: dict[str, api.Facet] = {}
         for count in counts:
             facet = facets.setdefault(count.field, api.Facet(field=count.field))
             label = count.value
             if count.field == "category" and count.value in categories:
-                label = d.localized(categories[count.value].titles, language)
+                label = d.localized(categories[count.value], language)
             elif count.field in definitions:
                 label = (
                     d.localized(definitions[count.field].options.get(count.value, {}), language)

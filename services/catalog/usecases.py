@@ -99,6 +99,8 @@ class Catalog:
         self.clock = clock
         self.cache = ProductCache(ttl_seconds=cache_ttl_seconds)
         self._definitions: dict[str, d.AttributeDefinition] | None = None
+        # Category titles for facet labels: read on every search, changed rarely.
+        self._category_titles: tuple[float, dict[str, Mapping[str, str]]] | None = None
 
     # ------------------------------------------------------------------------ reading
 
@@ -466,6 +468,14 @@ class Catalog:
             return [c for c in everything if c.parent_id == parent_id]
         return _tree_order(everything)
 
+    async def category_titles(self) -> dict[str, Mapping[str, str]]:
+        """Titles of every category by id, cached for half a minute (labels only)."""
+        now = time.monotonic()
+        if self._category_titles is None or self._category_titles[0] < now:
+            titles = {str(c.id): c.titles for c in await self.list_categories(None)}
+            self._category_titles = (now + 30.0, titles)
+        return self._category_titles[1]
+
     async def get_category(self, category_id: uuid.UUID) -> d.Category:
         async with self.db.unit_of_work() as uow:
             category = await CategoryStore(uow.session).get(category_id)
@@ -492,6 +502,7 @@ class Catalog:
                 )
             await store.insert(category)
             await uow.commit()
+        self._category_titles = None
         return category
 
     async def update_category(
@@ -513,6 +524,7 @@ class Catalog:
                 raise AlreadyExists("a sibling has this slug", reason="CATEGORY_SLUG_TAKEN")
             await store.update(updated)
             await uow.commit()
+        self._category_titles = None
         return updated
 
     async def move_category(
@@ -538,6 +550,7 @@ class Catalog:
             moved = replace(current, parent_id=new_parent, version=current.version + 1)
             await store.update(moved)
             await uow.commit()
+        self._category_titles = None
         return moved
 
     async def delete_category(self, principal: Principal, category_id: uuid.UUID) -> None:
@@ -552,6 +565,7 @@ class Catalog:
                 )
             await store.delete(category_id)
             await uow.commit()
+        self._category_titles = None
 
     # --------------------------------------------------------------------- attributes
 
