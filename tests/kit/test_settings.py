@@ -46,3 +46,20 @@ def test_production_with_real_settings_is_accepted(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("DEMO_AUTH_JWKS_URL", "http://customer/.well-known/jwks.json")
     with pytest.raises(ValidationError, match="https"):
         DemoSettings()
+
+
+class NoDatabaseSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NODB_")
+    requires_database = False
+
+
+def test_a_service_without_a_database_needs_no_database_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for prefix in ("NODB", "DEMO"):
+        monkeypatch.setenv(f"{prefix}_ENVIRONMENT", "production")
+        monkeypatch.setenv(f"{prefix}_PAGE_TOKEN_SECRET", "x" * 40)
+        monkeypatch.setenv(f"{prefix}_AUTH_JWKS_URL", "https://customer.example/jwks.json")
+    assert NoDatabaseSettings().database_url == ""
+    with pytest.raises(ValidationError, match="database_url"):
+        DemoSettings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     """Base settings of a service. Subclasses set ``env_prefix`` (``CATALOG_``); every field
     may also come from a ``TENPO_``-prefixed variable shared by all services (the
     service-specific one wins), so one ``TENPO_NATS_URL`` serves the whole stack."""
+
+    #: Services without a database (the gateway) set this to False in their subclass.
+    requires_database: ClassVar[bool] = True
 
     service_name: str = "tenpo"
     environment: Environment = Environment.DEVELOPMENT
@@ -85,7 +88,7 @@ class ServiceSettings(BaseSettings):
             problems.append("auth_jwks_url (or auth_jwks_file) must be set")
         if self.auth_jwks_url and not self.auth_jwks_url.startswith("https://"):
             problems.append("auth_jwks_url must use https")
-        if not self.database_url:
+        if self.requires_database and not self.database_url:
             problems.append("database_url must be set")
         if self.log_format != "json":
             problems.append("log_format must be json")
