@@ -118,6 +118,7 @@ def acting_for(
     *,
     customer_scope: str = "profile:read",
     staff_scope: str = d.READ_SCOPE,
+    path: str = "customer_id",
 ) -> uuid.UUID:
     """The customer a call acts on, if the caller may (AIP-193: permission is checked
     before existence, so a stranger's id and a missing id look alike: PERMISSION_DENIED).
@@ -127,6 +128,8 @@ def acting_for(
     credentials never act for a customer."""
     principal.require_authenticated()
     ref = customer_ref.strip()
+    if not ref:
+        raise d.invalid(path, "is required: a customer id, or 'me'", "CUSTOMER_ID_REQUIRED")
     if principal.kind is PrincipalKind.CUSTOMER:
         if ref not in (SELF, principal.subject):
             raise PermissionDenied(
@@ -136,9 +139,9 @@ def acting_for(
         return _subject_id(principal)
     principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
     principal.require_scope(staff_scope)
-    if ref == SELF or not ref:
-        raise d.invalid("customer_id", "staff must name the customer", "CUSTOMER_ID_REQUIRED")
-    return convert.parse_id(ref, "customer_id")
+    if ref == SELF:
+        raise d.invalid(path, "staff must name the customer", "CUSTOMER_ID_REQUIRED")
+    return convert.parse_id(ref, path)
 
 
 def _subject_id(principal: Principal) -> uuid.UUID:
@@ -933,7 +936,11 @@ class Profiles:
         etag: str,
     ) -> d.Customer:
         customer_id = acting_for(
-            principal, customer_ref, customer_scope="profile:write", staff_scope=d.WRITE_SCOPE
+            principal,
+            customer_ref,
+            customer_scope="profile:write",
+            staff_scope=d.WRITE_SCOPE,
+            path="customer.id",
         )
         if not changes:
             raise d.invalid("update_mask", "name at least one field", "UPDATE_MASK_INVALID")
