@@ -55,6 +55,7 @@ DEFAULT_SIGN_IN_METHODS = [
 
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+    requires_database = False  # rate-limit state only, in memory
 
     service_name: str = "gateway"
     #: gRPC ingress (devices): forwards any tenpo.* call.
