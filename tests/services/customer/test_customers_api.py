@@ -224,6 +224,11 @@ async def test_bad_profile_and_address_input_is_rejected_with_field_violations(
         api.ListAddressesRequest(customer_id="me"), metadata=auth
     )
     assert not listed.addresses  # nothing half-written
+    await expect_error(
+        service.customers.GetCustomer(api.GetCustomerRequest(customer_id=""), metadata=auth),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "CUSTOMER_ID_REQUIRED",
+    )
 
 
 # ---------------------------------------------------------------------------- addresses
