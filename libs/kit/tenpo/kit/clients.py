@@ -14,6 +14,9 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 def _service_config(timeout_seconds: float, max_attempts: int) -> str:
     return json.dumps(
         {
+            # Spread calls over every address the name resolves to (a headless Service in
+            # Kubernetes); with a single address this changes nothing.
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [
                 {
                     "name": [{}],  # every method of every service
