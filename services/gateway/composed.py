@@ -131,6 +131,8 @@ class StorefrontProductView:
         from urllib.parse import unquote
 
         product_id = unquote(product_id)
+        if "\x00" in product_id:
+            raise _invalid("id", "must not contain NUL characters")
         query = dict(request.query())
         unknown = set(query) - {"near", "sku", "language_code", "languageCode"}
         if unknown:
@@ -230,6 +232,8 @@ class StorefrontProductView:
             for task in (product_task, related_task):
                 if not task.done():
                     task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: a failed part is not an unhandled error
         await send_json(send, 200, body)
         return 200
 

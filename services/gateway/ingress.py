@@ -1,5 +1,5 @@
 """Gateway gRPC ingress: any ``tenpo.*`` call, unary or streaming, forwarded as raw bytes to
-the service that owns it, after authentication (the kit interceptor verifies the token),
+the service that owns it, after authentication (the kit call guard verifies the token),
 the access policy and the rate limits. Metadata travels along, except what only the gateway
 may set (``x-tenpo-channel``) or what belongs to this hop."""
 

@@ -230,8 +230,7 @@ class OpenApiBuilder:
         for route in sorted(routes, key=lambda r: (r.template, r.verb)):
             method = route.method
             shape = _VARIABLE.sub("{}", route.template)
-            variables = [v.name for v in route.variables]
-            names = names_by_shape.setdefault(shape, variables)
+            names = names_by_shape.setdefault(shape, _parameter_names(route))
             path = shape
             for name in names:
                 path = path.replace("{}", "{" + name + "}", 1)
@@ -246,7 +245,7 @@ class OpenApiBuilder:
                     if field is not None
                     else ""
                 )
-                if doc_name != variable.name:
+                if doc_name != variable.name or len(variable.field_path) > 1:
                     description = f"{description} (binds `{variable.name}`)".strip()
                 parameters.append(
                     {
@@ -363,6 +362,15 @@ class OpenApiBuilder:
     def message_schema(self, message: Descriptor) -> dict[str, Any]:
         """A schema reference for extra (hand-documented) paths."""
         return self._message_ref(message)
+
+
+def _parameter_names(route: Route) -> list[str]:
+    """Plain names for path parameters: ``{product.id}`` → ``id`` (dots in parameter names
+    trip up clients and generators), the full path with underscores when that is ambiguous."""
+    short = [v.field_path[-1] for v in route.variables]
+    if len(set(short)) == len(short):
+        return short
+    return ["_".join(v.field_path) for v in route.variables]
 
 
 def _resolve(message: Descriptor, path: tuple[str, ...]) -> FieldDescriptor | None:

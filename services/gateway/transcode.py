@@ -203,6 +203,7 @@ def build_request(
     """The request message of ``route`` from the HTTP parts. Raises InvalidArgument."""
     message = route.method.request_class()()
     body_rule = route.binding.body
+    _refuse_nul(path_values.values(), query, body)
     if body_rule:
         _parse_body(message, body_rule, body)
     if query:
@@ -226,6 +227,17 @@ def build_request(
         )
     clamp_page_size(message, max_page_size)
     return message
+
+
+def _refuse_nul(
+    path_values: Iterable[str], query: Iterable[tuple[str, str]], body: bytes | None
+) -> None:
+    """NUL is never meaningful in text, and PostgreSQL cannot store it: refuse it here rather
+    than let it fail deep inside a service."""
+    if any("\x00" in v for v in path_values) or any("\x00" in k or "\x00" in v for k, v in query):
+        raise _invalid("request", "must not contain NUL characters")
+    if body and b"\\u0000" in body:
+        raise _invalid("body", "must not contain NUL characters")
 
 
 def clamp_page_size(message: Message, max_page_size: int) -> None:

@@ -148,15 +148,18 @@ class InventoryHandle:
 
 @pytest_asyncio.fixture
 async def fake_inventory(dev_keys: DevKeys) -> AsyncIterator[InventoryHandle]:
-    """The fake behind the kit's interceptor, so tokens are verified as a real service would."""
+    """The fake behind the kit's call guard, so tokens are verified as a real service would."""
     from tenpo.kit.auth import TokenVerifier
-    from tenpo.kit.interceptors import KitServerInterceptor
+    from tenpo.kit.guard import CallGuard, GuardedServer
     from tenpo.kit.settings import ServiceSettings
 
     verifier = TokenVerifier.from_settings(ServiceSettings(**auth_settings(dev_keys)))  # type: ignore[arg-type]
-    server = grpc.aio.server(interceptors=[KitServerInterceptor(verifier)])
+    server = grpc.aio.server()
     fake = FakeInventory()
-    inventory_grpc.add_InventoryServiceServicer_to_server(fake, server)
+    inventory_grpc.add_InventoryServiceServicer_to_server(
+        fake,
+        GuardedServer(server, CallGuard(verifier)),  # type: ignore[arg-type]
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     handle = InventoryHandle(fake, port, server)
