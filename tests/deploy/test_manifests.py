@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ["dev", "production"]
 #: Service → gRPC port (ARCHITECTURE.md); the gateway also serves HTTP on 8080.
-PORTS = {
+ALL_PORTS = {
     "gateway": 50050,
     "catalog": 50051,
     "inventory": 50052,
@@ -31,15 +31,26 @@ PORTS = {
     "order": 50055,
     "notification": 50056,
 }
+#: Only services whose code exists are deployed (the others wait in
+#: deploy/components/pending-services).
+PORTS = {
+    name: port
+    for name, port in ALL_PORTS.items()
+    if (ROOT / "services" / name / "__main__.py").exists()
+}
 WITH_DATABASE = [name for name in PORTS if name != "gateway"]
 #: Who may call whom over gRPC; NetworkPolicies must allow exactly this.
 CALLS = {("gateway", service) for service in WITH_DATABASE} | {
-    ("cart", "catalog"),
-    ("cart", "inventory"),
-    ("order", "cart"),
-    ("order", "inventory"),
-    ("order", "customer"),
-    ("order", "catalog"),
+    (caller, callee)
+    for caller, callee in [
+        ("cart", "catalog"),
+        ("cart", "inventory"),
+        ("order", "cart"),
+        ("order", "inventory"),
+        ("order", "customer"),
+        ("order", "catalog"),
+    ]
+    if caller in PORTS and callee in PORTS
 }
 SECRET_SETTINGS = ("DATABASE_URL", "PAGE_TOKEN_SECRET", "PUBLISHABLE_KEYS")
 OTLP_ENDPOINT = "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT"
