@@ -26,6 +26,46 @@ from services.inventory.models import (
 
 DEMO_STOCKING_FLAG = "demo_stocking"
 
+# Reservations, their lines and the levels' new reserved counts in one round trip. The
+# level update only applies when every reservation was inserted (none lost its request_id
+# to a concurrent retry); the caller rolls back otherwise. The outer join returns the
+# inserted count even when no level row comes back.
+RECORD_RESERVATIONS = """
+WITH ins AS (
+  INSERT INTO reservations (id, owner, customer_id, state, expires_at, created_at,
+                            updated_at, request_id, request_hash, actor)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[],
+                       $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
+                       $8::text[], $9::bytea[], $10::text[])
+  ON CONFLICT (request_id) DO NOTHING
+  RETURNING id
+), lines AS (
+  INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity)
+  SELECT l.reservation_id, l.line_no, l.sku, l.location_id, l.quantity
+  FROM unnest($11::uuid[], $12::smallint[], $13::text[], $14::text[], $15::bigint[])
+       AS l(reservation_id, line_no, sku, location_id, quantity)
+  WHERE l.reservation_id IN (SELECT id FROM ins)
+), levels AS (
+  UPDATE stock_levels s SET reserved = v.reserved, version = s.version + 1,
+                            updated_at = now()
+  FROM unnest($16::text[], $17::text[], $18::bigint[]) AS v(sku, loc, reserved)
+  WHERE s.sku = v.sku AND s.location_id = v.loc AND (SELECT count(*) FROM ins) = $19
+  RETURNING s.*
+), counted AS (SELECT count(*) AS inserted FROM ins)
+SELECT counted.inserted, levels.* FROM counted LEFT JOIN levels ON true
+"""
+
+
+async def _driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under ``session``, for statements SQLAlchemy would only slow
+    down. It must already be inside the unit of work's transaction, i.e. the session has
+    executed a statement: the driver adapter begins transactions lazily."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    if getattr(raw.dbapi_connection, "_transaction", None) is None:
+        raise RuntimeError("the unit of work has not begun its transaction yet")
+    return raw.driver_connection
+
 
 def _location(row: RowMapping) -> d.Location:
     address = row["address"] or {}
@@ -432,29 +472,58 @@ class ReservationStore:
     ) -> dict[str, tuple[uuid.UUID, bytes]]:
         if not request_ids:
             return {}
+        # One array parameter keeps the statement text (and its prepared plan) the same
+        # whatever the batch size.
         rows = await self.session.execute(
-            sa.select(
-                reservations.c.request_id, reservations.c.id, reservations.c.request_hash
-            ).where(reservations.c.request_id.in_(request_ids))
+            sa.text(
+                "SELECT request_id, id, request_hash FROM reservations"
+                " WHERE request_id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": list(request_ids)},
         )
         return {r.request_id: (r.id, r.request_hash or b"") for r in rows}
 
-    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-        """Insert reservations; returns the ids inserted (a row whose request_id is already
-        taken, by a concurrent retry, is skipped)."""
-        if not rows:
-            return set()
-        statement = (
-            pg.insert(reservations)
-            .values(list(rows))
-            .on_conflict_do_nothing(index_elements=[reservations.c.request_id])
-            .returning(reservations.c.id)
+    async def record(
+        self,
+        reservation_rows: Sequence[dict[str, Any]],
+        line_rows: Sequence[dict[str, Any]],
+        levels: Sequence[d.StockLevel],
+    ) -> dict[d.Key, d.StockLevel] | None:
+        """Insert reservations with their lines and store the new ``reserved`` of levels the
+        caller holds locked, in one statement (the hot path of a flash sale). Returns the
+        written levels, or None when a reservation's request_id was taken meanwhile: then
+        the caller must roll back."""
+        if not reservation_rows:
+            return {}
+        driver = await _driver_connection(self.session)
+        rows = await driver.fetch(
+            RECORD_RESERVATIONS,
+            [r["id"] for r in reservation_rows],
+            [r["owner"] for r in reservation_rows],
+            [r["customer_id"] for r in reservation_rows],
+            [r["state"] for r in reservation_rows],
+            [r["expires_at"] for r in reservation_rows],
+            [r["created_at"] for r in reservation_rows],
+            [r["updated_at"] for r in reservation_rows],
+            [r["request_id"] for r in reservation_rows],
+            [r["request_hash"] for r in reservation_rows],
+            [r["actor"] for r in reservation_rows],
+            [r["reservation_id"] for r in line_rows],
+            [r["line_no"] for r in line_rows],
+            [r["sku"] for r in line_rows],
+            [r["location_id"] for r in line_rows],
+            [r["quantity"] for r in line_rows],
+            [lv.sku for lv in levels],
+            [lv.location_id for lv in levels],
+            [lv.reserved for lv in levels],
+            len(reservation_rows),
         )
-        return set((await self.session.execute(statement)).scalars())
-
-    async def insert_lines(self, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            await self.session.execute(sa.insert(reservation_lines), list(rows))
+        if not rows or rows[0]["inserted"] != len(reservation_rows):
+            return None
+        written = {(r["sku"], r["location_id"]): _level(r) for r in rows if r["sku"] is not None}
+        if len(written) != len({lv.key for lv in levels}):
+            raise RuntimeError("a stock level to write was not locked or does not exist")
+        return written
 
     async def set_state(
         self,

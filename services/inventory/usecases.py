@@ -745,10 +745,14 @@ class Inventory:
         return await self.batcher.submit(request)
 
     async def reserve_batch(
-        self, requests: Sequence[d.ReservationRequest]
+        self, requests: Sequence[d.ReservationRequest], *, attempt: int = 1
     ) -> list[d.Reservation | Exception]:
-        """Decide a batch of reservations in one transaction; one result per request."""
+        """Decide a batch of reservations in one transaction; one result per request.
+
+        Round trips: the request_id lookup, the row locks (canonical order), one statement
+        writing reservations, lines and levels, then the outbox and COMMIT."""
         now = self.clock()
+        retry = False
         results: list[d.Reservation | Exception | None] = [None] * len(requests)
         first_with_id: dict[str, int] = {}
         followers: dict[int, int] = {}
@@ -797,7 +801,8 @@ class Inventory:
                 except DomainError as error:
                     results[i] = error
             ids = {i: uuid.uuid4() for i in placed}
-            inserted = await reservations.insert_many(
+            changed = [level for key, level in working.items() if level != original.get(key)]
+            written = await reservations.record(
                 [
                     {
                         "id": ids[i],
@@ -812,15 +817,7 @@ class Inventory:
                         "actor": requests[i].actor,
                     }
                     for i in placed
-                ]
-            )
-            for i in [i for i in placed if ids[i] not in inserted]:
-                # A concurrent retry with the same request_id won; hand back its result.
-                for line in placed.pop(i):
-                    key = (line.sku, line.location_id)
-                    working[key] = working[key].release(line.quantity)
-                to_fetch[i] = uuid.UUID(int=0)
-            await reservations.insert_lines(
+                ],
                 [
                     {
                         "reservation_id": ids[i],
@@ -831,16 +828,24 @@ class Inventory:
                     }
                     for i, lines in placed.items()
                     for n, line in enumerate(lines)
-                ]
+                ],
+                changed,
             )
-            changed = [level for key, level in working.items() if level != original.get(key)]
-            written = await stock.write(changed)
-            await self._announce(
-                uow,
-                {key: level.available_to_promise for key, level in original.items()},
-                written.values(),
-            )
-            await uow.commit()
+            if written is None:
+                # A concurrent call with one of our request_ids committed first. Nothing of
+                # ours is kept; the next attempt finds its reservation and hands it back.
+                retry = True
+            else:
+                await self._announce(
+                    uow,
+                    {key: level.available_to_promise for key, level in original.items()},
+                    written.values(),
+                )
+                await uow.commit()
+        if retry:
+            if attempt >= 3:
+                raise Aborted("reservation raced a retry; try again", reason="RESERVATION_RETRY")
+            return await self.reserve_batch(requests, attempt=attempt + 1)
         for i, lines in placed.items():
             results[i] = d.Reservation(
                 id=ids[i],

@@ -119,3 +119,28 @@ async def test_mixed_multi_line_reservations_releases_and_commits_never_deadlock
     state = await _ledger_and_reservations_agree(database_url, keys)
     # Commits took units off the shelf; every unit is accounted for.
     assert sum(on_hand for on_hand, _ in state.values()) < 30 * len(keys)
+
+
+async def test_the_same_request_id_through_both_replicas_reserves_once(
+    replicas: list[Stub], tokens: Tokens, database_url: str
+) -> None:
+    sku, store = new_sku("IDEM"), "tokyo-shinjuku"
+    await receive(replicas[0], tokens, sku, store, 100)
+    requests = [
+        api.ReserveStockRequest(
+            owner=f"orders/{n}",
+            lines=[pb.StockLine(sku=sku, quantity=1, location_id=store)],
+            request_id=f"idem-{sku}-{n}",
+        )
+        for n in range(20)
+    ]
+    replies = await asyncio.gather(
+        *(replicas[i % 2].ReserveStock(requests[i // 4], metadata=tokens.staff) for i in range(80))
+    )
+    by_request: dict[str, set[str]] = {}
+    for i, reply in enumerate(replies):
+        by_request.setdefault(requests[i // 4].request_id, set()).add(reply.reservation.id)
+    assert all(len(ids) == 1 for ids in by_request.values())
+    assert await atp(replicas[0], sku, store) == 80
+    state = await _ledger_and_reservations_agree(database_url, [(sku, store)])
+    assert state[(sku, store)] == (100, 20)
