@@ -57,7 +57,8 @@ class Caller:
         if self.authorization is not None:
             metadata.append(("authorization", self.authorization))
         if self.key_channel != common_pb2.CHANNEL_UNSPECIFIED and (
-            self.principal.channel == common_pb2.CHANNEL_UNSPECIFIED
+            not self.principal.is_authenticated
+            or self.principal.channel == common_pb2.CHANNEL_UNSPECIFIED
         ):
             name = common_pb2.Channel.Name(self.key_channel).removeprefix("CHANNEL_")
             metadata.append((CHANNEL_HEADER, name))
