@@ -7,7 +7,7 @@ import secrets
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import IntEnum
 
@@ -648,8 +648,5 @@ def json_ready(value: object) -> object:
     return value
 
 
-@dataclass
-class ExportDocument:
-    """Everything about one customer, table by table."""
-
-    tables: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+def json_row(row: Mapping[str, object]) -> dict[str, object]:
+    return {str(k): json_ready(v) for k, v in row.items()}

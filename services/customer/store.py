@@ -892,7 +892,27 @@ class PrivacyStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def export(self, customer_id: uuid.UUID, throttle_key: bytes | None) -> dict[str, Any]:
+    @staticmethod
+    def _events_about(customer_id: uuid.UUID, event_types: Sequence[str]) -> sa.ColumnElement[bool]:
+        # Every event of this service names its customer's id; the payload is protobuf bytes,
+        # so the id's text is looked for inside them.
+        return sa.and_(
+            outbox_table.c.event_type.in_(list(event_types)),
+            sa.text("position(:needle IN outbox.payload) > 0").bindparams(
+                sa.bindparam("needle", str(customer_id).encode(), type_=sa.LargeBinary)
+            ),
+        )
+
+    @staticmethod
+    def _idempotency_of(customer_id: uuid.UUID) -> sa.ColumnElement[bool]:
+        # Scopes of calls on a customer end in their id (e.g. "CreateAddress:<id>").
+        return idempotency_table.c.scope.like(f"%:{customer_id}")
+
+    async def export(
+        self, customer_id: uuid.UUID, throttle_key: bytes | None, event_types: Sequence[str]
+    ) -> dict[str, Any]:
+        """Rows about the customer, table by table, without credential hashes. Outbox rows
+        keep their raw ``payload`` for the caller to decode."""
         document: dict[str, Any] = {}
         for name, column in CUSTOMER_TABLES.items():
             table = column.table
@@ -911,6 +931,35 @@ class PrivacyStore:
         if throttle_key is not None:
             attempts = await ThrottleStore(self.session).get(throttle_key)
         document["sign_in_attempts"] = [d.json_ready(attempts)] if attempts else []
+        events = await self.session.execute(
+            sa.select(
+                outbox_table.c.id,
+                outbox_table.c.subject,
+                outbox_table.c.event_type,
+                outbox_table.c.occurred_at,
+                outbox_table.c.published_at,
+                outbox_table.c.payload,
+            )
+            .where(self._events_about(customer_id, event_types))
+            .order_by(outbox_table.c.seq)
+        )
+        document["outbox"] = [
+            {
+                **d.json_row({k: v for k, v in row.items() if k != "payload"}),
+                "payload": row["payload"],
+            }
+            for row in events.mappings()
+        ]
+        keys = await self.session.execute(
+            sa.select(
+                idempotency_table.c.scope,
+                idempotency_table.c.request_id,
+                idempotency_table.c.created_at,
+            )
+            .where(self._idempotency_of(customer_id))
+            .order_by(idempotency_table.c.created_at)
+        )
+        document["idempotency_keys"] = [d.json_ready(dict(row)) for row in keys.mappings()]
         return document
 
     async def erase(
@@ -930,19 +979,13 @@ class PrivacyStore:
         if throttle_key is not None:
             await ThrottleStore(self.session).clear(throttle_key)
         await TokenStore(self.session).revoke_subject(d.SubjectKind.CUSTOMER, customer_id, now)
-        # Idempotency records keep whole responses (addresses, profiles); scopes of this
-        # customer's calls end in their id.
+        # Idempotency records keep whole responses (addresses, profiles).
         await self.session.execute(
-            sa.delete(idempotency_table).where(idempotency_table.c.scope.like(f"%:{customer_id}"))
+            sa.delete(idempotency_table).where(self._idempotency_of(customer_id))
         )
         # Earlier events about the customer carry their e-mail and name. Published ones are
         # only kept for the relay's retention window; pending ones would deliver data the
         # CustomerErased that follows them tells everyone to delete. Both go.
         await self.session.execute(
-            sa.delete(outbox_table).where(
-                outbox_table.c.event_type.in_(list(event_types)),
-                sa.text("position(:needle IN outbox.payload) > 0").bindparams(
-                    sa.bindparam("needle", str(customer_id).encode(), type_=sa.LargeBinary)
-                ),
-            )
+            sa.delete(outbox_table).where(self._events_about(customer_id, event_types))
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.protobuf import wrappers_pb2
+from google.protobuf import json_format, wrappers_pb2
 from google.protobuf.message import Message
 
 from services.customer import convert
@@ -52,9 +52,9 @@ MAIL_COOLDOWN = timedelta(seconds=60)
 #: Live hand-off codes one device may hold at once.
 MAX_LIVE_DEVICE_SESSIONS = 5
 SELF = "me"
-#: Every event type this service emits: erasure scrubs those that mention the customer.
-EVENT_TYPES = tuple(
-    m.DESCRIPTOR.full_name
+#: Event types that carry personal data: export shows them, erasure scrubs them.
+EVENT_CLASSES: dict[str, type[Message]] = {
+    m.DESCRIPTOR.full_name: m
     for m in (
         events_pb2.CustomerRegistered,
         events_pb2.CustomerUpdated,
@@ -63,7 +63,8 @@ EVENT_TYPES = tuple(
         events_pb2.PasswordResetRequested,
         events_pb2.ConsentConfirmationRequested,
     )
-)
+}
+EVENT_TYPES = tuple(EVENT_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,18 @@ def _bounded(value: str, path: str, limit: int = d.MAX_TOKEN_INPUT) -> str:
     if len(value) > limit:
         raise d.invalid(path, f"at most {limit} characters")
     return value
+
+
+def _event_as_json(event_type: str, payload: bytes) -> dict[str, Any]:
+    """An outbox payload for the export: the event as JSON, its mailed token (a live
+    credential) withheld."""
+    message_type = EVENT_CLASSES.get(event_type)
+    if message_type is None:
+        return {}
+    document = json_format.MessageToDict(message_type.FromString(payload))
+    if "token" in document:
+        document["token"] = "(withheld)"  # noqa: S105 - a placeholder, not a secret
+    return document
 
 
 def _invalid_credentials() -> Unauthenticated:
@@ -1430,7 +1443,9 @@ class Profiles:
         async with self.db.unit_of_work() as uow:
             customer = await self._load(uow, customer_id, principal)
             key = _throttle_key("customer", customer.email_key) if customer.email_key else None
-            tables = await PrivacyStore(uow.session).export(customer_id, key)
+            tables = await PrivacyStore(uow.session).export(customer_id, key, EVENT_TYPES)
+        for row in tables["outbox"]:
+            row["payload"] = _event_as_json(row["event_type"], row["payload"])
         document = {
             "customer_id": str(customer_id),
             "exported_at": self.clock().isoformat(),
