@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -441,7 +442,6 @@ async def test_jwks_publishes_the_key_and_rotation_keeps_old_tokens_valid(
 
     # Rotate: a new key signs, the old one is still published.
     import tempfile
-    from pathlib import Path
 
     new_pem, new_jwk = generate_key()
     new_key = Path(tempfile.mkdtemp()) / "new-key.pem"
@@ -582,13 +582,19 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
     )
 
 
-async def test_staff_sign_in_carries_their_scopes(service_factory: Callable[..., Any]) -> None:
+async def test_staff_sign_in_carries_their_scopes(
+    service_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # Seeding also proves the demo data loads: customers, staff, devices.
     from services.customer.seed import DEMO_PASSWORD, STAFF_EMAIL, seed_demo_customers
 
     seeded = await service_factory()
+    monkeypatch.setenv("TENPO_DATA_DIR", str(tmp_path))
     credentials = await seed_demo_customers(seeded.host.settings, seeded.db)
     assert len(credentials["devices"]) == 6
+    written = tmp_path / "dev-credentials.json"
+    assert json.loads(written.read_text()) == credentials
+    assert written.stat().st_mode & 0o777 == 0o600
     staff = await seeded.identity.SignInStaff(
         ids.SignInStaffRequest(email=STAFF_EMAIL, password=DEMO_PASSWORD)
     )
