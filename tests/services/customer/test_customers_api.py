@@ -652,3 +652,111 @@ async def test_every_method_refuses_the_wrong_principal(service: Service, tokens
     await expect_error(
         owner_calls["GetCustomer"][0]("me", victim), grpc.StatusCode.NOT_FOUND, "CUSTOMER_NOT_FOUND"
     )
+
+
+async def test_oversized_and_malformed_input_is_refused_with_field_violations(
+    service: Service, tokens: Tokens
+) -> None:
+    _, _, auth = await service.register()
+    huge = "界" * 10_000
+    reader = staff(tokens, "customers:read")
+    cases: list[tuple[str, Awaitable[Any], str]] = [
+        ("email", service.identity.SignIn(ids.SignInRequest(email=huge, password="x")), "email"),
+        (
+            "email",
+            service.identity.SignIn(ids.SignInRequest(email="no-at-sign", password="x")),
+            "email",
+        ),
+        (
+            "password",
+            service.identity.SignIn(ids.SignInRequest(email="a@example.jp", password=huge)),
+            "password",
+        ),
+        (
+            "refresh",
+            service.identity.RefreshToken(ids.RefreshTokenRequest(refresh_token=huge)),
+            "refresh_token",
+        ),
+        (
+            "reset",
+            service.identity.RequestPasswordReset(ids.RequestPasswordResetRequest(email=huge)),
+            "email",
+        ),
+        (
+            "code",
+            service.identity.ApproveDeviceSession(
+                ids.ApproveDeviceSessionRequest(user_code=huge), metadata=auth
+            ),
+            "user_code",
+        ),
+        (
+            "search",
+            service.customers.SearchCustomers(
+                api.SearchCustomersRequest(name=huge), metadata=reader
+            ),
+            "name",
+        ),
+        (
+            "phone search",
+            service.customers.SearchCustomers(
+                api.SearchCustomersRequest(phone_number="call me"), metadata=reader
+            ),
+            "phone_number",
+        ),
+        (
+            "wording",
+            service.customers.GrantConsent(
+                api.GrantConsentRequest(
+                    customer_id="me",
+                    purpose=pb.CONSENT_PURPOSE_ANALYTICS,
+                    channel=pb.CONSENT_CHANNEL_PUSH,
+                    wording_version=huge,
+                ),
+                metadata=auth,
+            ),
+            "wording_version",
+        ),
+        (
+            "address line",
+            service.customers.CreateAddress(
+                api.CreateAddressRequest(customer_id="me", address=home(line=huge)), metadata=auth
+            ),
+            "address.postal_address.address_lines[0]",
+        ),
+        (
+            "request id",
+            service.customers.CreateAddress(
+                api.CreateAddressRequest(customer_id="me", address=home(), request_id=huge),
+                metadata=auth,
+            ),
+            "request_id",
+        ),
+        (
+            "address id",
+            service.customers.DeleteAddress(
+                api.DeleteAddressRequest(customer_id="me", address_id=huge), metadata=auth
+            ),
+            "address_id",
+        ),
+        (
+            "email",
+            service.customers.UpdateCustomer(
+                api.UpdateCustomerRequest(
+                    customer=pb.Customer(id="me", email="x@@example"), update_mask=mask("email")
+                ),
+                metadata=auth,
+            ),
+            "customer.email",
+        ),
+        (
+            "page size",
+            service.customers.ListConsentHistory(
+                api.ListConsentHistoryRequest(customer_id="me", page_size=-1), metadata=auth
+            ),
+            "page_size",
+        ),
+    ]
+    for label, call, field in cases:
+        details = await expect_error(call, grpc.StatusCode.INVALID_ARGUMENT)
+        assert field in {v.field for v in details.field_violations}, (label, details)
+        assert huge not in details.message  # input is never echoed back
