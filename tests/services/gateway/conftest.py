@@ -99,12 +99,12 @@ class FakeInventory(inventory_grpc.InventoryServiceServicer):  # type: ignore[mi
         return inventory_api.FindNearbyAvailabilityResponse(
             locations=[
                 {
-                    "location": {"id": "store-shibuya", "name": "Shibuya"},
+                    "location": {"id": "store-shibuya", "display_name": "Shibuya"},
                     "distance_km": 1.2,
                     "available": [{"sku": sku, "quantity": available}],
                 },
                 {
-                    "location": {"id": "store-ginza", "name": "Ginza"},
+                    "location": {"id": "store-ginza", "display_name": "Ginza"},
                     "distance_km": 4.5,
                     "available": [{"sku": sku, "quantity": 1}],
                 },

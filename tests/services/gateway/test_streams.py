@@ -1,0 +1,154 @@
+"""Live updates: inventory's WatchAvailability as server-sent events, and streaming and unary
+calls through the gRPC ingress (with health and reflection on the same port)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tests.services.conftest import Tokens
+from tests.services.gateway.conftest import (
+    WEB_KEY,
+    GatewayFactory,
+    InventoryHandle,
+    SeededCatalog,
+    inventory_api,
+    inventory_grpc,
+)
+
+
+async def _events(lines: Any, count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async for line in lines:
+        if line.startswith("data: "):
+            events.append(json.loads(line[len("data: ") :]))
+            if len(events) == count:
+                return events
+    return events
+
+
+async def test_availability_as_server_sent_events(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    fake_inventory.fake.stock.update({"SKU-A": 5, "SKU-B": 0})
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        async with gw.client.stream(
+            "GET",
+            "/v1/stream/availability",
+            params=[("skus", "SKU-A"), ("skus", "SKU-B")],
+            headers={"x-api-key": WEB_KEY},
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.aiter_lines()
+            snapshot = await asyncio.wait_for(_events(lines, 2), 5)
+            assert [(e["sku"], e.get("availableToPromise", "0")) for e in snapshot] == [
+                ("SKU-A", "5"),
+                ("SKU-B", "0"),
+            ]
+            await fake_inventory.fake.updates.put(("SKU-B", 3))
+            (change,) = await asyncio.wait_for(_events(lines, 1), 5)
+            assert change["sku"] == "SKU-B"
+            assert change["availableToPromise"] == "3"
+        # The stream is in the OpenAPI document, its query from the request message.
+        document = (await gw.client.get("/openapi.json")).json()
+    parameters = document["paths"]["/v1/stream/availability"]["get"]["parameters"]
+    assert {p["name"] for p in parameters} == {"skus", "locationId"}
+
+
+async def test_stream_errors_before_the_first_event_are_http_errors(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        no_skus = await gw.client.get("/v1/stream/availability", headers={"x-api-key": WEB_KEY})
+        anonymous = await gw.client.get("/v1/stream/availability", params={"skus": "A"})
+    assert no_skus.status_code == 400
+    assert no_skus.json()["error"]["details"][0]["reason"] == "SKUS_REQUIRED"
+    assert anonymous.status_code == 401
+
+
+async def test_grpc_ingress_streams_and_unary_calls(
+    seeded_catalog: SeededCatalog,
+    fake_inventory: InventoryHandle,
+    start_gateway: GatewayFactory,
+    tokens: Tokens,
+) -> None:
+    fake_inventory.fake.stock["SKU-K"] = 7
+    async with start_gateway(
+        targets={"catalog": seeded_catalog.target, "inventory": fake_inventory.target}
+    ) as gw, grpc.aio.insecure_channel(gw.grpc_target) as channel:
+        # A kiosk with its device token: server streaming through the gateway.
+        inventory = inventory_grpc.InventoryServiceStub(channel)
+        call = inventory.WatchAvailability(
+            inventory_api.WatchAvailabilityRequest(skus=["SKU-K"]),
+            metadata=tokens.device("KIOSK"),
+        )
+        first = await asyncio.wait_for(call.read(), 5)
+        assert (first.sku, first.available_to_promise) == ("SKU-K", 7)
+        await fake_inventory.fake.updates.put(("SKU-K", 6))
+        second = await asyncio.wait_for(call.read(), 5)
+        assert second.available_to_promise == 6
+        call.cancel()
+        assert fake_inventory.fake.seen_metadata[-1]["authorization"].startswith("Bearer ")
+
+        # Unary, anonymous with the web key; backend errors keep their details.
+        catalog = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+        product = await catalog.GetProduct(
+            catalog_api.GetProductRequest(id=seeded_catalog.product_ids[0]),
+            metadata=(("x-api-key", WEB_KEY),),
+        )
+        assert product.product.id == seeded_catalog.product_ids[0]
+        with pytest.raises(grpc.aio.AioRpcError) as invalid:
+            await catalog.GetProduct(
+                catalog_api.GetProductRequest(id="not-a-uuid"),
+                metadata=(("x-api-key", WEB_KEY),),
+            )
+        assert invalid.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        from tenpo.kit.grpc_errors import decode_error
+
+        assert decode_error(invalid.value).reason == "ID_INVALID"
+
+        # No credentials, and writes with only a publishable key, are refused here.
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+            await catalog.GetProduct(catalog_api.GetProductRequest(id="x"))
+        assert anonymous.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as keyed_write:
+            await catalog.DeleteProduct(
+                catalog_api.DeleteProductRequest(id=seeded_catalog.product_ids[0]),
+                metadata=(("x-api-key", WEB_KEY),),
+            )
+        assert decode_error(keyed_write.value).reason == "AUTHENTICATION_REQUIRED"
+
+        # Health and reflection answer for the proxied services.
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="tenpo.catalog.v1.CatalogService")
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {s.name async for r in responses for s in r.list_services_response.service}
+        assert {
+            "tenpo.catalog.v1.CatalogService",
+            "tenpo.inventory.v1.InventoryService",
+        } <= names
+        files = reflection.ServerReflectionInfo(
+            iter(
+                [
+                    reflection_pb2.ServerReflectionRequest(
+                        file_containing_symbol="tenpo.catalog.v1.CatalogService"
+                    )
+                ]
+            )
+        )
+        found = [r async for r in files]
+        assert found[0].file_descriptor_response.file_descriptor_proto
