@@ -146,10 +146,14 @@ def acting_for(
 
 
 def _subject_id(principal: Principal) -> uuid.UUID:
+    """The account id of a customer or staff token issued here. Tokens minted elsewhere
+    (the dev stack's staff token, a service's) name no account of ours."""
     try:
         return uuid.UUID(principal.subject)
     except ValueError:
-        raise PermissionDenied("unknown customer", reason="NOT_RESOURCE_OWNER") from None
+        raise PermissionDenied(
+            "the token's subject is not an account of this service", reason="UNKNOWN_ACCOUNT"
+        ) from None
 
 
 def _require_full_customer_session(principal: Principal) -> uuid.UUID:
