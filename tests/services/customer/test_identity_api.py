@@ -179,6 +179,13 @@ async def test_sign_in_refresh_rotation_and_reuse_revokes_the_family(service: Se
         grpc.StatusCode.UNAUTHENTICATED,
         "REFRESH_TOKEN_INVALID",
     )
+    # The channel comes from the caller, but in-store channels only with a device hand-off.
+    for header, expected in (("WEB", "WEB"), ("KIOSK", None), ("POS", None)):
+        signed_in = await service.identity.SignIn(
+            ids.SignInRequest(email=email, password=PASSWORD),
+            metadata=(("x-tenpo-channel", header),),
+        )
+        assert claims_of(signed_in.tokens.access_token).get("channel") == expected
     # Other sessions are other families and survive.
     other = (
         await service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD))
