@@ -212,6 +212,15 @@ async def _measure(
                         metadata=metadata,
                     )
 
+                ceiling_request = api.GetLocationRequest(id=GRPC_LOCATION)
+                ceiling = report.add(
+                    await measure(
+                        f"inventory: GetLocation, cached, no SQL ({label})",
+                        lambda _i: stub.GetLocation(ceiling_request, metadata=metadata),
+                        concurrency=CONCURRENCY,
+                        duration=duration,
+                    )
+                )
                 reserved = report.add(
                     await measure(
                         f"inventory: ReserveStock hot SKU, gRPC ({label})",
@@ -238,6 +247,12 @@ async def _measure(
             f" {held / max(1, batches):.1f} reservations per transaction on average"
             f" (postgres {label}, {processes} server process(es),"
             f" {workers} batch workers each)"
+        )
+        report.ratio(
+            f"inventory ReserveStock / GetLocation, same server ({label})",
+            reserved.throughput,
+            ceiling.throughput,
+            "what the reservation path costs over the server's floor",
         )
         report.ratio(
             f"inventory ReserveStock gRPC / pgbench hot row ({label})",
