@@ -342,6 +342,22 @@ async def test_failed_sign_ins_lock_without_revealing_whether_the_email_exists(
     await service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD))
 
 
+async def test_parallel_guesses_cannot_slip_past_the_lock(service: Service) -> None:
+    _, email, _ = await service.register()
+    outcomes = await asyncio.gather(
+        *(
+            service.identity.SignIn(ids.SignInRequest(email=email, password=f"guess number {n}"))
+            for n in range(12)
+        ),
+        return_exceptions=True,
+    )
+    codes = [o.code() for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(codes) == 12
+    # Exactly the threshold's worth of guesses reached the password check.
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 3
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 9
+
+
 async def test_password_reset_by_single_use_token(service: Service) -> None:
     customer_id, email, _ = await service.register()
     session = (
