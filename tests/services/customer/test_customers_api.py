@@ -471,6 +471,33 @@ async def test_staff_search_by_email_phone_and_name(service: Service, tokens: To
     ):
         found = await service.customers.SearchCustomers(request, metadata=reader)
         assert [c.id for c in found.customers] == [customer_id], request
+    # Pages of a broad search: each customer once, newest first, same as one big page.
+    for _ in range(3):
+        await service.register(name=pb.PersonName(family_name="五十嵐", given_name="葵"))
+    everyone = await service.customers.SearchCustomers(
+        api.SearchCustomersRequest(name="五十嵐", page_size=100), metadata=reader
+    )
+    assert len(everyone.customers) == 4 and not everyone.next_page_token
+    paged: list[str] = []
+    token = ""
+    while True:
+        page = await service.customers.SearchCustomers(
+            api.SearchCustomersRequest(name="五十嵐", page_size=3, page_token=token),
+            metadata=reader,
+        )
+        paged.extend(c.id for c in page.customers)
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == [c.id for c in everyone.customers]
+    await expect_error(
+        service.customers.SearchCustomers(
+            api.SearchCustomersRequest(name="葵", page_token=page.next_page_token or "forged"),
+            metadata=reader,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
+    )
     await expect_error(
         service.customers.SearchCustomers(
             api.SearchCustomersRequest(name="x" * 101), metadata=reader

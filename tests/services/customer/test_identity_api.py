@@ -587,10 +587,27 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
         grpc.StatusCode.PERMISSION_DENIED,
         "MISSING_SCOPE",
     )
-    listed = await service.identity.ListClients(
-        ids.ListClientsRequest(store_id="shibuya", page_size=1), metadata=admin
-    )
-    assert len(listed.clients) == 1
+    for n in range(3):
+        await service.identity.CreateClient(
+            ids.CreateClientRequest(
+                client=pb.Client(
+                    display_name=f"shelf {n}", kind=pb.CLIENT_KIND_SMART_SHELF, store_id="umeda"
+                )
+            ),
+            metadata=admin,
+        )
+    seen: list[str] = []
+    page_token = ""
+    while True:
+        listed = await service.identity.ListClients(
+            ids.ListClientsRequest(store_id="umeda", page_size=2, page_token=page_token),
+            metadata=admin,
+        )
+        seen.extend(c.display_name for c in listed.clients)
+        page_token = listed.next_page_token
+        if not page_token:
+            break
+    assert seen == ["shelf 2", "shelf 1", "shelf 0"]  # newest first, each once
 
     revoked = await service.identity.RevokeClient(
         ids.RevokeClientRequest(client_id=client.id), metadata=admin
