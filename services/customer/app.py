@@ -36,6 +36,7 @@ def build_identity(settings: CustomerSettings, db: Database) -> Identity:
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
+        max_concurrency=settings.argon2_max_concurrency,
     )
     return Identity(db, keys, passwords, Policy.from_settings(settings))
 

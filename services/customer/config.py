@@ -53,6 +53,8 @@ class CustomerSettings(ServiceSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=64 * 1024, ge=8)
     argon2_parallelism: int = Field(default=2, ge=1)
+    #: Hashes computed at once per process; each holds argon2_memory_kib of memory.
+    argon2_max_concurrency: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _customer_defaults(self) -> Self:

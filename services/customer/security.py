@@ -47,21 +47,29 @@ def same_secret(stored_hash: bytes, secret: str) -> bool:
 
 
 class Passwords:
-    """argon2id hashing off the event loop (it is deliberately slow and memory-hard)."""
+    """argon2id hashing off the event loop (it is deliberately slow and memory-hard).
 
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    At most ``max_concurrency`` hashes run at once: each takes ``memory_kib`` of memory, and
+    a burst of sign-ins must queue rather than run the pod out of memory."""
+
+    def __init__(
+        self, *, time_cost: int, memory_kib: int, parallelism: int, max_concurrency: int = 4
+    ) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
+        self._slots = asyncio.Semaphore(max_concurrency)
         # Verified against when the account does not exist, so that an unknown e-mail takes
         # as long as a wrong password.
         self._decoy = self._hasher.hash(new_secret())
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
 
     async def verify(self, stored: str | None, password: str) -> bool:
-        return await asyncio.to_thread(self._verify, stored, password)
+        async with self._slots:
+            return await asyncio.to_thread(self._verify, stored, password)
 
     def _verify(self, stored: str | None, password: str) -> bool:
         try:

@@ -274,3 +274,26 @@ def test_settings_default_to_the_dev_key_and_refuse_unsafe_production() -> None:
         )
     with pytest.raises(RuntimeError, match="CUSTOMER_SIGNING_KEY_FILES"):
         KeyRing.from_files([Path("/nonexistent/key.pem")], issuer="i", audience="a")
+
+
+async def test_password_hashing_is_bounded_in_concurrency() -> None:
+    import asyncio
+    import threading
+    import time
+
+    passwords = Passwords(time_cost=1, memory_kib=64, parallelism=1, max_concurrency=2)
+    running, peak, lock = 0, 0, threading.Lock()
+
+    def slow_hash(password: str) -> str:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return "hashed"
+
+    passwords._hasher.hash = slow_hash  # type: ignore[method-assign]
+    await asyncio.gather(*(passwords.hash(f"password {n}") for n in range(6)))
+    assert peak == 2
