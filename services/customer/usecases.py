@@ -312,7 +312,7 @@ class Identity:
                     channel=channel,  # type: ignore[arg-type]
                 )
             )
-            await self._send_verification(uow, customer)
+            await self.send_verification(uow, customer)
             tokens = await self._start_session(
                 uow,
                 subject_kind=d.SubjectKind.CUSTOMER,
@@ -507,7 +507,7 @@ class Identity:
 
     # ---------------------------------------------------------------- mailed tokens
 
-    async def _mail_token(
+    async def mail_token(
         self,
         uow: UnitOfWork,
         customer: d.Customer,
@@ -528,9 +528,9 @@ class Identity:
         )
         return token, expires
 
-    async def _send_verification(self, uow: UnitOfWork, customer: d.Customer) -> None:
+    async def send_verification(self, uow: UnitOfWork, customer: d.Customer) -> None:
         assert customer.email is not None
-        token, expires = await self._mail_token(
+        token, expires = await self.mail_token(
             uow,
             customer,
             d.TokenPurpose.VERIFY_EMAIL,
@@ -568,7 +568,7 @@ class Identity:
             assert customer.email is not None
             if await self._recently_mailed(uow, customer.id, d.TokenPurpose.RESET_PASSWORD):
                 return
-            token, expires = await self._mail_token(
+            token, expires = await self.mail_token(
                 uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
             )
             uow.add_event(
@@ -582,7 +582,7 @@ class Identity:
             )
             await uow.commit()
 
-    async def _redeem(
+    async def redeem(
         self, uow: UnitOfWork, token: str, purpose: d.TokenPurpose, reason: str
     ) -> tuple[d.Customer, Mapping[str, Any]]:
         """A mailed token's customer and subject, the token marked used; or InvalidArgument
@@ -607,7 +607,7 @@ class Identity:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         async with self.db.unit_of_work() as uow:
-            customer, _ = await self._redeem(
+            customer, _ = await self.redeem(
                 uow, token, d.TokenPurpose.RESET_PASSWORD, "RESET_TOKEN_INVALID"
             )
             d.validate_password(new_password, customer.email, "new_password")
@@ -633,12 +633,12 @@ class Identity:
                 )
             if await self._recently_mailed(uow, customer.id, d.TokenPurpose.VERIFY_EMAIL):
                 return
-            await self._send_verification(uow, customer)
+            await self.send_verification(uow, customer)
             await uow.commit()
 
     async def verify_email(self, token: str) -> uuid.UUID:
         async with self.db.unit_of_work() as uow:
-            customer, subject = await self._redeem(
+            customer, subject = await self.redeem(
                 uow, token, d.TokenPurpose.VERIFY_EMAIL, "VERIFICATION_TOKEN_INVALID"
             )
             if subject.get("email_key") != customer.email_key:
@@ -1017,7 +1017,7 @@ class Profiles:
             changed = [name for name in CUSTOMER_MASK if name in changes]
             if email_changed:
                 changed.append("email_verified")
-                await self.identity._send_verification(uow, updated)
+                await self.identity.send_verification(uow, updated)
             uow.add_event(
                 events_pb2.CustomerUpdated(
                     customer=convert.customer(updated), changed_fields=changed
@@ -1337,7 +1337,7 @@ class Profiles:
         wording_version: str,
     ) -> None:
         assert customer.email is not None
-        token, expires = await self.identity._mail_token(
+        token, expires = await self.identity.mail_token(
             uow,
             customer,
             d.TokenPurpose.CONFIRM_CONSENT,
@@ -1402,7 +1402,7 @@ class Profiles:
 
     async def confirm_consent(self, principal: Principal, token: str) -> d.ConsentState:
         async with self.db.unit_of_work() as uow:
-            customer, subject = await self.identity._redeem(
+            customer, subject = await self.identity.redeem(
                 uow, token, d.TokenPurpose.CONFIRM_CONSENT, "CONFIRMATION_TOKEN_INVALID"
             )
             purpose = d.ConsentPurpose(subject["purpose"])
