@@ -42,14 +42,15 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
     # through any other.
     await runtime.bus.broadcast("tenpo.inventory.stock_changed", hub.on_event)
 
+    async def end_streams() -> None:
+        hub.close()  # open WatchAvailability streams end with OK while the server drains
+
     async def stop() -> None:
-        hub.close()
         await inventory.batcher.close()
 
+    runtime.on_drain.append(end_streams)
     runtime.on_stop.append(stop)
-    # In-process tests and benchmarks reach the parts through the host's runtime.
-    setattr(runtime, "inventory", inventory)  # noqa: B010
-    setattr(runtime, "availability_hub", hub)  # noqa: B010
+    runtime.parts.update(inventory=inventory, availability_hub=hub)
 
 
 async def seed(runtime: Runtime[InventorySettings]) -> None:

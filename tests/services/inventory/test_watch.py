@@ -91,7 +91,7 @@ async def test_many_subscribers_all_see_the_change_and_leave_cleanly(
     )
     changes = await asyncio.gather(*(next_update(s, 2) for s in streams))
     assert {c.available_to_promise for c in changes} == {7}
-    hub = inventory_host.runtime.availability_hub  # type: ignore[union-attr]
+    hub = inventory_host.runtime.parts["availability_hub"]  # type: ignore[union-attr]
     assert hub.watcher_count == 100
     for stream in streams:
         stream.cancel()
@@ -110,7 +110,7 @@ async def test_stream_ends_cleanly_when_the_service_stops(
         api.WatchAvailabilityRequest(skus=[sku], location_id=STORE)
     )
     assert (await next_update(stream, 5)).available_to_promise == 0
-    inventory_host.runtime.availability_hub.close()  # type: ignore[union-attr]
+    inventory_host.runtime.parts["availability_hub"].close()  # type: ignore[union-attr]
     assert await asyncio.wait_for(stream.read(), 2) is grpc.aio.EOF
     assert await stream.code() is grpc.StatusCode.OK
 

@@ -599,11 +599,11 @@ def _bearer_token(value: str | bytes) -> str:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             raise _malformed() from None
-    scheme, _, token = value.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    parts = value.split()
+    # Exactly "Bearer <token>": anything else (no token, stray words) is malformed.
+    if len(parts) != 2 or parts[0].lower() != "bearer":
         raise _malformed()
-    return token
+    return parts[1]
 
 
 def _header_channel(value: str | bytes | None) -> int:

@@ -29,7 +29,7 @@ def _service_config(timeout_seconds: float, max_attempts: int) -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 

@@ -95,7 +95,9 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pool_pre_ping: it costs a round trip per transaction. A connection broken
+            # by a database restart fails its one call and is discarded by the pool.
+            pool_recycle=1800,
             # A prepared-statement cache per connection is asyncpg's big win; keep it.
             connect_args={"server_settings": {"application_name": "tenpo"}},
         )

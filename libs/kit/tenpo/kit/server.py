@@ -56,7 +56,13 @@ class Runtime(Generic[S]):
         self.service_names: list[str] = []
         self.subscriptions: list[Subscription] = []
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        #: Called when draining starts (health NOT_SERVING, before the server stops taking
+        #: calls): end long-lived streams here so they close with OK, not by cancellation.
+        self.on_drain: list[Callable[[], Awaitable[None]]] = []
+        #: Called after the server stopped and in-flight calls finished.
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        #: A service's own parts, for in-process tests and benchmarks to reach.
+        self.parts: dict[str, Any] = {}
 
     @property
     def db(self) -> Database:
@@ -198,6 +204,9 @@ class ServiceHost(Generic[S]):
         """Graceful stop: NOT_SERVING first, then stop taking calls and let in-flight ones
         finish within the grace period, then the background work and connections."""
         await self._health.enter_graceful_shutdown()
+        if self.runtime is not None:
+            for callback in self.runtime.on_drain:
+                await callback()
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)
         if self._server is not None:
