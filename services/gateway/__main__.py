@@ -1,21 +1,24 @@
 """Entry point: `python -m services.gateway` serves the gRPC ingress and HTTP/JSON API."""
 
+import asyncio
+
 from services.gateway.app import definition
+from services.gateway.config import GatewaySettings
 from tenpo.kit.server import main
 
 
-def _use_uvloop() -> None:
-    # uvloop made the HTTP side markedly faster than the default loop (see the bench), and
-    # grpc.aio runs on it; asyncio.run in the kit's bootstrap picks the policy up.
+def _choose_event_loop() -> None:
+    # uvloop measured faster for the HTTP side (see the bench) and grpc.aio runs on it; the
+    # kit's asyncio.run picks the policy up.
+    if GatewaySettings().event_loop != "uvloop":
+        return
     try:
         import uvloop
     except ImportError:
         return
-    import asyncio
-
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":
-    _use_uvloop()
+    _choose_event_loop()
     main(definition)

@@ -60,7 +60,7 @@ class Caller:
             not self.principal.is_authenticated
             or self.principal.channel == common_pb2.CHANNEL_UNSPECIFIED
         ):
-            name = common_pb2.Channel.Name(self.key_channel).removeprefix("CHANNEL_")
+            name = channel_name(self.key_channel)
             metadata.append((CHANNEL_HEADER, name))
         return metadata
 
@@ -133,7 +133,7 @@ class AccessPolicy:
             raise errors.Unauthenticated(
                 "expected one 'authorization: Bearer <token>'", reason="AUTHENTICATION_MALFORMED"
             )
-        key_channel = common_pb2.CHANNEL_UNSPECIFIED
+        key_channel: int = common_pb2.CHANNEL_UNSPECIFIED
         if api_key is not None:
             found = self._keys.get(api_key.strip())
             if found is None:
@@ -194,6 +194,11 @@ class AccessPolicy:
                 reason="RATE_LIMITED",
                 metadata={"retry_after_seconds": str(seconds)},
             )
+
+
+def channel_name(channel: int) -> str:
+    """``CHANNEL_WEB`` → ``WEB`` (the form of the channel claim and header)."""
+    return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_")  # type: ignore[arg-type]
 
 
 def principal_label(principal: Principal) -> str:

@@ -78,10 +78,10 @@ class Backends:
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(None)
         self._channels.clear()
         self._callables.clear()
 
 
-def _serialize(message: Any) -> bytes:
-    return message.SerializeToString()  # type: ignore[no-any-return]
+def _serialize(message: Any) -> Any:
+    return message.SerializeToString()

@@ -105,9 +105,7 @@ class StorefrontProductView:
         remaining = deadline - time.monotonic()
         if remaining <= 0.005:
             raise PartUnavailable(name)
-        return await self._backends.callable(method)(  # type: ignore[no-any-return]
-            request, metadata=metadata, timeout=remaining
-        )
+        return await self._backends.callable(method)(request, metadata=metadata, timeout=remaining)
 
     async def __call__(self, request: Request, send: Send) -> int:
         request.route_label = f"GET {TEMPLATE}"
@@ -184,12 +182,13 @@ class StorefrontProductView:
             prices_task = asyncio.ensure_future(
                 self._call(GET_PRICES, {"skus": skus}, metadata, deadline) if skus else _empty()
             )
+            point = {"latitude": near[0], "longitude": near[1]} if near is not None else {}
             nearby_tasks = [
                 asyncio.ensure_future(
                     self._call(
                         FIND_NEARBY,
                         {
-                            "point": {"latitude": near[0], "longitude": near[1]},
+                            "point": point,
                             "radiusKm": NEARBY_RADIUS_KM,
                             "lines": [{"sku": sku, "quantity": 1}],
                             "pageSize": NEARBY_STORES,
@@ -198,7 +197,7 @@ class StorefrontProductView:
                         deadline,
                     )
                 )
-                for sku in (skus_for_stock if near else [])
+                for sku in (skus_for_stock if near is not None else [])
             ]
             unavailable: list[str] = []
             body: dict[str, Any] = {"product": product}

@@ -176,8 +176,8 @@ def _collect_comments(file: descriptor_pb2.FileDescriptorProto, into: dict[str, 
     for i, s in enumerate(file.service):
         service_name = f"{package}.{s.name}"
         into[service_name] = text((_FILE_SERVICE, i))
-        for j, m in enumerate(s.method):
-            into[f"{service_name}.{m.name}"] = text((_FILE_SERVICE, i, _SERVICE_METHOD, j))
+        for j, rpc in enumerate(s.method):
+            into[f"{service_name}.{rpc.name}"] = text((_FILE_SERVICE, i, _SERVICE_METHOD, j))
 
 
 def _clean(comment: str) -> str:

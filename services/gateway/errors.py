@@ -90,7 +90,8 @@ def error_body(status: status_pb2.Status) -> tuple[int, dict[str, Any]]:
 
 def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     """The google.rpc.Status of a failed backend call (details from the trailers)."""
-    for key, value in error.trailing_metadata() or ():
+    trailers: Any = error.trailing_metadata() or ()
+    for key, value in trailers:
         if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
             status = status_pb2.Status()
             try:

@@ -19,14 +19,18 @@ from urllib.parse import parse_qsl, quote
 
 import grpc
 
-from services.gateway import errors as gateway_errors
-from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller, principal_label
+from services.gateway.access import (
+    API_KEY_HEADER,
+    AccessPolicy,
+    Caller,
+    channel_name,
+    principal_label,
+)
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.errors import HttpError, from_domain_error, from_rpc_error, http_error
-from services.gateway.routes import Router
+from services.gateway.routes import Route, Router
 from services.gateway.transcode import build_request, render, to_json
-from tenpo.common.v1 import common_pb2
 from tenpo.kit.errors import DomainError
 
 log = logging.getLogger("tenpo.gateway.access")
@@ -106,6 +110,33 @@ class Request:
         return [*caller.backend_metadata(), ("x-request-id", self.request_id), *self.forwarded]
 
 
+class RenderCache:
+    """JSON bodies by the exact backend response bytes (and route): turning a message into
+    JSON costs more CPU than the whole rest of a proxied read, and hot reads return the same
+    bytes again and again. The output is a pure function of the bytes the caller's own call
+    returned, so nothing can leak between callers. Bounded by total size, oldest out first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: dict[tuple[str, str, bytes], bytes] = {}
+
+    def get(self, route: Route, raw: bytes) -> bytes:
+        key = (route.method.path, route.binding.response_body, raw)
+        payload = self._entries.get(key)
+        if payload is not None:
+            return payload
+        payload = render(route, route.method.response_class().FromString(raw))
+        size = len(raw) + len(payload)
+        if self._max_bytes and size * 8 <= self._max_bytes:
+            while self._bytes + size > self._max_bytes and self._entries:
+                oldest = next(iter(self._entries))
+                self._bytes -= len(oldest[2]) + len(self._entries.pop(oldest))
+            self._entries[key] = payload
+            self._bytes += size
+        return payload
+
+
 class ClientDisconnected(Exception):
     pass
 
@@ -140,6 +171,7 @@ class GatewayApp:
         self.policy = policy
         self.exact: dict[tuple[str, str], Handler] = {}
         self.prefixed: list[tuple[str, str, Handler]] = []
+        self.rendered = RenderCache(settings.render_cache_bytes)
         self.requests_served = 0
         self.status_counts: dict[int, int] = {}
         self._origins = frozenset(settings.cors_allowed_origins)
@@ -281,7 +313,7 @@ class GatewayApp:
             await send_json(send_with_headers, 500, failure.body, failure.headers)
         self.requests_served += 1
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
-        if self.settings.access_log:
+        if self.settings.access_log and log.isEnabledFor(logging.INFO):
             caller = request.caller
             log.info(
                 "http request",
@@ -293,7 +325,7 @@ class GatewayApp:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                     "request_id": request.request_id,
                     "principal": principal_label(caller.principal) if caller else "unknown",
-                    "channel": common_pb2.Channel.Name(caller.channel) if caller else "",
+                    "channel": channel_name(caller.channel) if caller else "",
                 },
             )
 
@@ -331,15 +363,23 @@ class GatewayApp:
         message = build_request(
             route, path_values, request.query(), body, self.settings.max_page_size
         )
-        call = self.backends.callable(method)
+        call = self.backends.raw_callable(method)
         try:
-            response = await call(
-                message, metadata=request.backend_metadata(caller), timeout=self._timeout
+            raw = await call(
+                message.SerializeToString(),
+                metadata=request.backend_metadata(caller),
+                timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as error:
             raise from_rpc_error(error) from None
-        payload = render(route, response)
-        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+        payload = self.rendered.get(route, raw)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(payload))],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
         return 200
 
@@ -360,14 +400,19 @@ class GatewayApp:
 async def send_json(
     send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
+    payload = to_json(body)
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*JSON_HEADERS, *(headers or [])],
+            "headers": [
+                *JSON_HEADERS,
+                (b"content-length", b"%d" % len(payload)),
+                *(headers or []),
+            ],
         }
     )
-    await send({"type": "http.response.body", "body": to_json(body)})
+    await send({"type": "http.response.body", "body": payload})
 
 
 async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
@@ -375,10 +420,10 @@ async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes) 
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type)],
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["ClientDisconnected", "GatewayApp", "Request", "gateway_errors", "send_json"]
+__all__ = ["ClientDisconnected", "GatewayApp", "Request", "send_bytes", "send_json"]

@@ -80,7 +80,8 @@ class IngressHandler(grpc.GenericRpcHandler):
         authorization: list[str] = []
         api_key: str | None = None
         forwarded: list[tuple[str, Any]] = []
-        for key, value in context.invocation_metadata() or ():
+        metadata: Any = context.invocation_metadata() or ()
+        for key, value in metadata:
             if key == "authorization" and isinstance(value, str):
                 authorization.append(value)
             elif key == API_KEY_HEADER and isinstance(value, str):
@@ -107,9 +108,8 @@ class IngressHandler(grpc.GenericRpcHandler):
         backends = self._backends
 
         async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
-            trailers = tuple(
-                (k, v) for k, v in (error.trailing_metadata() or ()) if k in _PASS_TRAILERS
-            )
+            received: Any = error.trailing_metadata() or ()
+            trailers = tuple((k, v) for k, v in received if k in _PASS_TRAILERS)
             code = error.code()
             details = error.details() or ""
             if code is grpc.StatusCode.UNAVAILABLE and not trailers:
@@ -142,7 +142,7 @@ class IngressHandler(grpc.GenericRpcHandler):
             ) -> bytes:
                 metadata = await admit(method, context)
                 try:
-                    return await backends.raw_callable(method)(  # type: ignore[no-any-return]
+                    return await backends.raw_callable(method)(
                         requests, metadata=metadata, timeout=timeout(context, True)
                     )
                 except grpc.aio.AioRpcError as error:
@@ -172,7 +172,7 @@ class IngressHandler(grpc.GenericRpcHandler):
         async def unary_unary(request: bytes, context: ServicerContext) -> bytes:
             metadata = await admit(method, context)
             try:
-                return await backends.raw_callable(method)(  # type: ignore[no-any-return]
+                return await backends.raw_callable(method)(
                     request, metadata=metadata, timeout=timeout(context, False)
                 )
             except grpc.aio.AioRpcError as error:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 from services.gateway.descriptors import Schema
 from services.gateway.routes import Route
@@ -89,11 +89,11 @@ class OpenApiBuilder:
         self._title = title
         self._version = version
         self._components: dict[str, Any] = {}
-        self._pending: list[Descriptor | EnumDescriptor] = []
+        self._pending: list[Any] = []
 
     # --- schemas -------------------------------------------------------------------------
 
-    def _message_ref(self, message: Descriptor) -> dict[str, Any]:
+    def _message_ref(self, message: Any) -> dict[str, Any]:
         known = _WELL_KNOWN_SCHEMAS.get(message.full_name)
         if known is not None:
             return dict(known)
@@ -102,13 +102,13 @@ class OpenApiBuilder:
             self._pending.append(message)
         return _ref(message.full_name)
 
-    def _enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
+    def _enum_ref(self, enum: Any) -> dict[str, Any]:
         if enum.full_name not in self._components:
             self._components[enum.full_name] = None
             self._pending.append(enum)
         return _ref(enum.full_name)
 
-    def _value_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+    def _value_schema(self, field: Any) -> dict[str, Any]:
         kind = field.type
         if kind == FieldDescriptor.TYPE_MESSAGE:
             return self._message_ref(field.message_type)
@@ -132,7 +132,7 @@ class OpenApiBuilder:
             return {"type": "string", "format": "uint64", "pattern": r"^[0-9]{1,20}$"}
         return {}
 
-    def _field_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+    def _field_schema(self, field: Any) -> dict[str, Any]:
         if is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             schema: dict[str, Any] = {
@@ -152,7 +152,7 @@ class OpenApiBuilder:
                 schema["description"] = description
         return schema
 
-    def _build_message(self, message: Descriptor) -> dict[str, Any]:
+    def _build_message(self, message: Any) -> dict[str, Any]:
         properties = {f.json_name: self._field_schema(f) for f in message.fields}
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         description = self._schema.comment(message.full_name)
@@ -160,7 +160,7 @@ class OpenApiBuilder:
             schema["description"] = description
         return schema
 
-    def _build_enum(self, enum: EnumDescriptor) -> dict[str, Any]:
+    def _build_enum(self, enum: Any) -> dict[str, Any]:
         names = [v.name for v in enum.values]
         lines = (
             [self._schema.comment(enum.full_name)] if self._schema.comment(enum.full_name) else []
@@ -185,7 +185,7 @@ class OpenApiBuilder:
     # --- parameters ----------------------------------------------------------------------
 
     def query_parameters(
-        self, message: Descriptor, prefix: str, skip: set[str], depth: int, seen: set[str]
+        self, message: Any, prefix: str, skip: set[str], depth: int, seen: set[str]
     ) -> Iterable[dict[str, Any]]:
         for field in message.fields:
             if not prefix and field.name in skip:
@@ -359,7 +359,7 @@ class OpenApiBuilder:
         responses["default"] = {"$ref": "#/components/responses/Error500"}
         return responses
 
-    def message_schema(self, message: Descriptor) -> dict[str, Any]:
+    def message_schema(self, message: Any) -> dict[str, Any]:
         """A schema reference for extra (hand-documented) paths."""
         return self._message_ref(message)
 
@@ -373,9 +373,9 @@ def _parameter_names(route: Route) -> list[str]:
     return ["_".join(v.field_path) for v in route.variables]
 
 
-def _resolve(message: Descriptor, path: tuple[str, ...]) -> FieldDescriptor | None:
-    current: Descriptor | None = message
-    field: FieldDescriptor | None = None
+def _resolve(message: Any, path: tuple[str, ...]) -> Any:
+    current: Any | None = message
+    field: Any = None
     for name in path:
         if current is None:
             return None

@@ -110,7 +110,7 @@ class StreamEndpoint:
                         send, b"event: error\ndata: " + to_json(failure.body) + b"\n\n"
                     )
                     break
-                if item is grpc.aio.EOF:
+                if item is grpc.aio.EOF:  # type: ignore[attr-defined]
                     await _send_chunk(send, b"event: end\ndata: {}\n\n")
                     break
                 event_id += 1

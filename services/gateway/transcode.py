@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from services.gateway.routes import Route
@@ -75,11 +75,11 @@ def _invalid(field: str, description: str) -> InvalidArgument:
     )
 
 
-def is_repeated(field: FieldDescriptor) -> bool:
+def is_repeated(field: Any) -> bool:
     return bool(field.is_repeated)
 
 
-def is_map(field: FieldDescriptor) -> bool:
+def is_map(field: Any) -> bool:
     return (
         field.type == FieldDescriptor.TYPE_MESSAGE
         and field.message_type.GetOptions().map_entry
@@ -87,7 +87,7 @@ def is_map(field: FieldDescriptor) -> bool:
     )
 
 
-def find_field(message: Descriptor, name: str) -> FieldDescriptor | None:
+def find_field(message: Any, name: str) -> Any:
     """A field by proto name or lowerCamelCase JSON name."""
     field = message.fields_by_name.get(name)
     if field is not None:
@@ -98,7 +98,7 @@ def find_field(message: Descriptor, name: str) -> FieldDescriptor | None:
     return None
 
 
-def coerce_text(field: FieldDescriptor, text: str, path: str) -> Any:
+def coerce_text(field: Any, text: str, path: str) -> Any:
     """A query/path string as the value to assign to ``field`` (scalars and enums)."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_STRING:

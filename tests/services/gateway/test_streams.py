@@ -82,9 +82,12 @@ async def test_grpc_ingress_streams_and_unary_calls(
     tokens: Tokens,
 ) -> None:
     fake_inventory.fake.stock["SKU-K"] = 7
-    async with start_gateway(
-        targets={"catalog": seeded_catalog.target, "inventory": fake_inventory.target}
-    ) as gw, grpc.aio.insecure_channel(gw.grpc_target) as channel:
+    async with (
+        start_gateway(
+            targets={"catalog": seeded_catalog.target, "inventory": fake_inventory.target}
+        ) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
         # A kiosk with its device token: server streaming through the gateway.
         inventory = inventory_grpc.InventoryServiceStub(channel)
         call = inventory.WatchAvailability(

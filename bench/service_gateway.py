@@ -1,0 +1,254 @@
+"""Gateway benchmarks: GetProduct through the gateway (HTTP/JSON) vs straight to the catalog
+over gRPC, with the same concurrency; then the median latency each path adds at half of
+the gateway path's saturation throughput (open-loop load at a fixed rate).
+
+The catalog runs with the demo catalog (216 products, the hot set of the catalog suite);
+catalog, gateway and this client each run in their own process. The HTTP client is a
+minimal keep-alive HTTP/1.1 client (like wrk): a Python HTTP library would spend more CPU
+per request than the gateway does, on the same cores, and measure itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.harness import Report, free_port, measure, subprocess_server
+from bench.kit import CONCURRENCY
+from services.catalog.app import definition as catalog_definition
+from services.catalog.seed import seed_demo_catalog
+from tenpo.catalog.v1 import catalog_service_pb2 as api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.kit import migrations
+from tenpo.kit.db import Database
+from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
+
+WEB_KEY = "pk_web_dev_tenpo_0000000000"
+HOT_PRODUCTS = 200
+ROUNDS = 3
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection: request bytes in, (status, body) out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> HttpConnection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def request(self, data: bytes) -> tuple[int, bytes]:
+        self.writer.write(data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+                break
+        body = await self.reader.readexactly(length) if length else b""
+        return status, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class HttpPool:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._idle: list[HttpConnection] = []
+
+    async def request(self, data: bytes) -> bytes:
+        connection = self._idle.pop() if self._idle else await HttpConnection.open(self.port)
+        try:
+            status, body = await connection.request(data)
+        except Exception:
+            connection.close()
+            raise
+        self._idle.append(connection)
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+
+
+async def open_loop(
+    call: Callable[[int], Awaitable[Any]], rate: float, duration: float
+) -> list[float]:
+    """Start ``rate`` calls per second for ``duration`` seconds regardless of how fast they
+    finish (no coordinated omission); latencies in ms."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        await call(i)
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    start = loop.time()
+    total = int(rate * duration)
+    sent = 0
+    while sent < total:
+        due = min(total, int((loop.time() - start) * rate) + 1)
+        while sent < due:
+            tasks.append(asyncio.ensure_future(one(sent)))
+            sent += 1
+        await asyncio.sleep(0.0005)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+async def _wait_http(port: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            connection = await HttpConnection.open(port)
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        status, _ = await connection.request(b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+        connection.close()
+        if status == 200:
+            return
+    raise RuntimeError("the gateway did not start")
+
+
+async def run(report: Report, duration: float) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tenpo-bench-gateway-"))
+    with (
+        EmbeddedPostgres(root / "pg", free_port(), durable=False) as postgres,
+        EmbeddedNats(root / "nats", free_port()) as nats,
+    ):
+        url = postgres.ensure_database("catalog", secrets.token_urlsafe(12))
+        await migrations.upgrade(catalog_definition.migrations, url)  # type: ignore[arg-type]
+        seed_db = Database(url)
+        await seed_demo_catalog(seed_db)
+        await seed_db.dispose()
+
+        catalog_port, gateway_grpc, gateway_http = free_port(), free_port(), free_port()
+        catalog_env = {
+            "CATALOG_DATABASE_URL": url,
+            "CATALOG_GRPC_PORT": str(catalog_port),
+            "CATALOG_NATS_URL": nats.url,
+            "CATALOG_MIGRATE_ON_START": "false",
+            "CATALOG_LOG_LEVEL": "WARNING",
+        }
+        gateway_env = {
+            "GATEWAY_GRPC_PORT": str(gateway_grpc),
+            "GATEWAY_HTTP_PORT": str(gateway_http),
+            "GATEWAY_LOG_LEVEL": "WARNING",
+            "GATEWAY_TARGETS": f'{{"catalog": "127.0.0.1:{catalog_port}"}}',
+            # The bench measures the proxy, not the limiter refusing a single client.
+            "GATEWAY_ADDRESS_RATE": "1000000",
+            "GATEWAY_ADDRESS_BURST": "1000000",
+        }
+        with (
+            subprocess_server(["-m", "services.catalog", "serve"], catalog_env),
+            subprocess_server(["-m", "services.gateway"], gateway_env),
+        ):
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as channel:
+                await _compare(report, duration, channel, gateway_http)
+
+
+async def _compare(
+    report: Report, duration: float, channel: grpc.aio.Channel, gateway_http: int
+) -> None:
+    if True:
+        if True:
+            from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+            await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+            )
+            await _wait_http(gateway_http)
+            stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+            metadata = (("x-tenpo-channel", "WEB"),)
+            listed = await stub.ListProducts(
+                api.ListProductsRequest(page_size=HOT_PRODUCTS), metadata=metadata
+            )
+            ids = [p.id for p in listed.products]
+            grpc_requests = [api.GetProductRequest(id=i) for i in ids]
+            http_requests = [
+                (
+                    f"GET /v1/products/{i} HTTP/1.1\r\nHost: bench\r\nx-api-key: {WEB_KEY}\r\n\r\n"
+                ).encode()
+                for i in ids
+            ]
+            pool = HttpPool(gateway_http)
+
+            def direct(i: int) -> Awaitable[Any]:
+                return stub.GetProduct(grpc_requests[i % len(ids)], metadata=metadata)  # type: ignore[no-any-return]
+
+            def through_gateway(i: int) -> Awaitable[Any]:
+                return pool.request(http_requests[i % len(ids)])
+
+            for i in range(len(ids)):  # warm both caches, as a running shop would be
+                await direct(i)
+                await through_gateway(i)
+
+            grpc_result = report.add(
+                await measure(
+                    "gateway bench: GetProduct direct gRPC",
+                    direct,
+                    concurrency=CONCURRENCY,
+                    duration=duration,
+                )
+            )
+            http_result = report.add(
+                await measure(
+                    "gateway bench: GetProduct via gateway HTTP/JSON",
+                    through_gateway,
+                    concurrency=CONCURRENCY,
+                    duration=duration,
+                )
+            )
+            report.ratio(
+                "gateway HTTP/JSON GetProduct / direct gRPC (throughput)",
+                http_result.throughput,
+                grpc_result.throughput,
+                "goal >= 0.60",
+            )
+
+            # Interleaved rounds, median of the rounds' medians: the two paths see the same
+            # background load (other processes on these cores), and one bad second does not
+            # decide the figure.
+            rate = 0.5 * min(http_result.throughput, grpc_result.throughput)
+            direct_medians: list[float] = []
+            gateway_medians: list[float] = []
+            for _ in range(ROUNDS):
+                slice_seconds = max(1.0, duration / 2)
+                direct_medians.append(
+                    statistics.median(await open_loop(direct, rate, slice_seconds))
+                )
+                gateway_medians.append(
+                    statistics.median(await open_loop(through_gateway, rate, slice_seconds))
+                )
+            direct_ms = statistics.median(direct_medians)
+            gateway_ms = statistics.median(gateway_medians)
+            added = gateway_ms - direct_ms
+            report.note(
+                f"gateway: at {rate:.0f} req/s (half of the gateway path's saturation) median "
+                f"GetProduct {direct_ms:.3f} ms direct, {gateway_ms:.3f} ms via the gateway: "
+                f"+{added:.3f} ms (goal <= 1 ms)"
+            )
+            pool.close()
+
+
+if __name__ == "__main__":
+    sys.exit("run through `make bench`")
