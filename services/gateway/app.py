@@ -84,6 +84,14 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
     router = Router(build_routes(schema, backends))
     app = GatewayApp(settings, router, backends, policy)
 
+    # Set when draining starts: open streams (SSE and ingress) end cleanly instead of being
+    # cut off when the grace period runs out.
+    drain = asyncio.Event()
+
+    async def start_drain() -> None:
+        drain.set()
+
+    runtime.on_drain.append(start_drain)
     extra_paths: dict[str, dict[str, Any]] = {}
     builder = OpenApiBuilder(schema, title="Tenpo API", version=API_VERSION)
     view = StorefrontProductView(settings, schema, backends, policy)
@@ -94,7 +102,7 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
         if method is None or not backends.configured(method.owner):
             log.info("stream route skipped: no backend", extra={"path": path, "method": name})
             continue
-        endpoint = StreamEndpoint(path, method, settings, backends, policy)
+        endpoint = StreamEndpoint(path, method, settings, backends, policy, drain)
         app.add_exact("GET", path, endpoint)
         extra_paths.update(stream_openapi(builder, endpoint))
     document = builder.build(router.routes, extra_paths)
@@ -102,13 +110,18 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
     app.add_exact("GET", "/docs", docs_handler())
 
     async def healthz(request: Request, send: Send) -> int:
+        # Readiness for HTTP load balancers: NOT_SERVING from the start of a drain, like the
+        # gRPC health service, so traffic moves away before the server stops.
         request.route_label = "GET /healthz"
+        if drain.is_set():
+            await send_json(send, 503, {"status": "NOT_SERVING"})
+            return 503
         await send_json(send, 200, {"status": "SERVING"})
         return 200
 
     app.add_exact("GET", "/healthz", healthz)
 
-    ingress = IngressHandler(settings, schema, backends, policy)
+    ingress = IngressHandler(settings, schema, backends, policy, drain)
     # Guarded by the kit like any servicer: tokens verified, DomainError mapped to a status.
     runtime.add_generic_handler(ingress, None)
     served = sorted({m.service for m in schema.methods.values() if backends.configured(m.owner)})
@@ -185,6 +198,7 @@ class GatewayService:
 
     async def build(self, runtime: Runtime[GatewaySettings]) -> None:
         self.gateway = build_gateway(runtime.settings, runtime)
+        runtime.parts["gateway"] = self.gateway
         await start_http(self.gateway, runtime)
 
 

@@ -5,6 +5,8 @@ may set (``x-tenpo-channel``) or what belongs to this hop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,8 +56,10 @@ class IngressHandler(grpc.GenericRpcHandler):
         schema: Schema,
         backends: Backends,
         policy: AccessPolicy,
+        drain: asyncio.Event | None = None,
     ) -> None:
         self._settings = settings
+        self._drain = drain or asyncio.Event()
         self._schema = schema
         self._backends = backends
         self._policy = policy
@@ -106,6 +110,29 @@ class IngressHandler(grpc.GenericRpcHandler):
         admit = self._admit
         timeout = self._timeout
         backends = self._backends
+        drain = self._drain
+
+        async def relay(call: Any) -> AsyncIterator[bytes]:
+            """The backend's messages until it ends, or until the gateway drains (the client
+            then sees OK and reconnects, to another replica)."""
+            draining = asyncio.ensure_future(drain.wait())
+            try:
+                while True:
+                    read = asyncio.ensure_future(call.read())
+                    done, _ = await asyncio.wait(
+                        {read, draining}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if read not in done:
+                        read.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await read
+                        return
+                    item = read.result()
+                    if item is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        return
+                    yield item
+            finally:
+                draining.cancel()
 
         async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
             received: Any = error.trailing_metadata() or ()
@@ -127,7 +154,7 @@ class IngressHandler(grpc.GenericRpcHandler):
                     requests, metadata=metadata, timeout=timeout(context, True)
                 )
                 try:
-                    async for response in call:
+                    async for response in relay(call):
                         yield response
                 except grpc.aio.AioRpcError as error:
                     await relay_error(context, error)
@@ -160,7 +187,7 @@ class IngressHandler(grpc.GenericRpcHandler):
                     request, metadata=metadata, timeout=timeout(context, True)
                 )
                 try:
-                    async for response in call:
+                    async for response in relay(call):
                         yield response
                 except grpc.aio.AioRpcError as error:
                     await relay_error(context, error)

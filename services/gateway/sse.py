@@ -41,6 +41,7 @@ class StreamEndpoint:
         settings: GatewaySettings,
         backends: Backends,
         policy: AccessPolicy,
+        drain: asyncio.Event | None = None,
     ) -> None:
         if not method.server_streaming or method.client_streaming:
             raise ValueError(f"{method.full_name} is not a server-streaming method")
@@ -50,6 +51,7 @@ class StreamEndpoint:
         self._settings = settings
         self._backends = backends
         self._policy = policy
+        self._drain = drain or asyncio.Event()
 
     async def __call__(self, request: Request, send: Send) -> int:
         request.route_label = f"GET {self.path} (SSE)"
@@ -73,6 +75,7 @@ class StreamEndpoint:
     async def _relay(self, call: Any, request: Request, send: Send) -> int:
         read: asyncio.Future[Any] = asyncio.ensure_future(call.read())
         disconnect = asyncio.ensure_future(_wait_disconnect(request))
+        draining = asyncio.ensure_future(self._drain.wait())
         try:
             done, _ = await asyncio.wait(
                 {read, disconnect},
@@ -95,10 +98,16 @@ class StreamEndpoint:
             while True:
                 if not read.done():
                     done, _ = await asyncio.wait(
-                        {read, disconnect}, timeout=heartbeat, return_when=asyncio.FIRST_COMPLETED
+                        {read, disconnect, draining},
+                        timeout=heartbeat,
+                        return_when=asyncio.FIRST_COMPLETED,
                     )
                     if disconnect in done:
                         return 200
+                    if draining in done:
+                        # The gateway is stopping: tell the client to reconnect (elsewhere).
+                        await _send_chunk(send, b"event: end\nretry: 1000\ndata: {}\n\n")
+                        break
                     if not done:
                         await _send_chunk(send, b": keep-alive\n\n")
                         continue
@@ -120,7 +129,7 @@ class StreamEndpoint:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return 200
         finally:
-            for task in (read, disconnect):
+            for task in (read, disconnect, draining):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

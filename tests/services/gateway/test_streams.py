@@ -155,3 +155,33 @@ async def test_grpc_ingress_streams_and_unary_calls(
         )
         found = [r async for r in files]
         assert found[0].file_descriptor_response.file_descriptor_proto
+
+
+async def test_draining_ends_open_streams_cleanly(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    fake_inventory.fake.stock["SKU-D"] = 1
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        assert gw.host.runtime is not None
+        async with grpc.aio.insecure_channel(gw.grpc_target) as channel:
+            call = inventory_grpc.InventoryServiceStub(channel).WatchAvailability(
+                inventory_api.WatchAvailabilityRequest(skus=["SKU-D"]),
+                metadata=tokens.device("KIOSK"),
+            )
+            await asyncio.wait_for(call.read(), 5)
+            async with gw.client.stream(
+                "GET",
+                "/v1/stream/availability",
+                params={"skus": "SKU-D"},
+                headers={"x-api-key": WEB_KEY},
+            ) as response:
+                lines = response.aiter_lines()
+                await asyncio.wait_for(_events(lines, 1), 5)
+                for start_drain in gw.host.runtime.on_drain:
+                    await start_drain()
+                rest = [line async for line in lines]
+            assert "event: end" in rest
+            assert await asyncio.wait_for(call.read(), 5) is grpc.aio.EOF
+            assert await call.code() is grpc.StatusCode.OK
+            health = await gw.client.get("/healthz")
+            assert health.status_code == 503
