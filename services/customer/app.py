@@ -16,6 +16,7 @@ from tenpo.customer.v1 import (
     identity_service_pb2,
     identity_service_pb2_grpc,
 )
+from tenpo.kit.auth import StaticJwks
 from tenpo.kit.db import Database
 from tenpo.kit.server import Runtime, ServiceDefinition
 
@@ -72,10 +73,19 @@ async def seed(runtime: Runtime[CustomerSettings]) -> None:
     await seed_demo_customers(runtime.settings, runtime.db)
 
 
+def own_keys(settings: CustomerSettings) -> StaticJwks:
+    """The issuer checks tokens against its own key ring, not its JWKS over the network."""
+    keys = KeyRing.from_files(
+        settings.signing_key_files, issuer=settings.auth_issuer, audience=settings.auth_audience
+    )
+    return StaticJwks(keys.jwks())
+
+
 definition = ServiceDefinition(
     name="customer",
     settings_type=CustomerSettings,
     build=build,
     migrations=MIGRATIONS,
     seed=seed,
+    jwks_source=own_keys,
 )

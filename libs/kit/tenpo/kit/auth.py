@@ -430,14 +430,16 @@ class TokenVerifier:
         self._cache_seconds = cache_seconds
 
     @classmethod
-    def from_settings(cls, settings: ServiceSettings) -> Self:
-        jwks: JwksSource
-        if settings.auth_jwks_url:
-            jwks = HttpJwks(settings.auth_jwks_url)
-        elif settings.auth_jwks_file is not None:
-            jwks = FileJwks(settings.auth_jwks_file)
-        else:
-            jwks = _NoKeys()
+    def from_settings(cls, settings: ServiceSettings, jwks: JwksSource | None = None) -> Self:
+        """A verifier configured by the settings; ``jwks`` overrides where the keys come from
+        (the issuer itself verifies against its own key ring)."""
+        if jwks is None:
+            if settings.auth_jwks_url:
+                jwks = HttpJwks(settings.auth_jwks_url)
+            elif settings.auth_jwks_file is not None:
+                jwks = FileJwks(settings.auth_jwks_file)
+            else:
+                jwks = _NoKeys()
         return cls(
             jwks,
             issuer=settings.auth_issuer,

@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from tenpo.kit import migrations
-from tenpo.kit.auth import TokenVerifier
+from tenpo.kit.auth import JwksSource, TokenVerifier
 from tenpo.kit.db import Database
 from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
 from tenpo.kit.guard import CallGuard, GuardedServer
@@ -103,6 +103,9 @@ class ServiceDefinition(Generic[S]):
     build: Callable[[Runtime[S]], Awaitable[None]]
     migrations: Path | None = None
     seed: Callable[[Runtime[S]], Awaitable[None]] | None = None
+    #: Where this service's verifier gets its keys, when not from the settings' JWKS: the
+    #: token issuer verifies against its own key ring instead of fetching its own JWKS.
+    jwks_source: Callable[[S], JwksSource] | None = None
     uses_database: bool = True
     uses_events: bool = True
     extra_cli: dict[str, Callable[[S, list[str]], Coroutine[Any, Any, int]]] = field(
@@ -141,7 +144,8 @@ class ServiceHost(Generic[S]):
             )
             await self._bus.connect()
             await self._bus.ensure_stream(self.definition.name)
-        verifier = TokenVerifier.from_settings(settings)
+        jwks = self.definition.jwks_source(settings) if self.definition.jwks_source else None
+        verifier = TokenVerifier.from_settings(settings, jwks)
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if settings.otel_exporter_otlp_endpoint or settings.otel_console:
             # A span per call is worth its cost only when someone collects it.

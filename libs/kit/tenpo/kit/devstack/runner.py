@@ -38,6 +38,7 @@ STAFF_TOKEN_SCOPES = (
     "customers:write",
     "orders:read",
     "orders:write",
+    "clients:write",
 )
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
@@ -419,6 +420,8 @@ class DevStack:
             "TENPO_AUTH_AUDIENCE": self.audience,
             **self.auth_env,
             "TENPO_NATS_URL": self.nats_url,
+            # Where seeds leave development credentials (the customer service's devices).
+            "TENPO_DATA_DIR": str(self.config.data_dir),
             f"{prefix}SERVICE_NAME": spec.name,
             f"{prefix}GRPC_PORT": str(spec.grpc_port),
             # Log lines reach the log file as they happen, not when a buffer fills.
@@ -552,6 +555,13 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
                     f"also in {_display(config.token_file)}):"
                 )
                 progress.line(f"  {stack.staff_token}")
+            credentials = config.data_dir / "dev-credentials.json"
+            if credentials.exists():
+                progress.line()
+                progress.line(
+                    "Demo sign-ins (customers, staff, store devices' client ids and secrets): "
+                    f"{_display(credentials)}"
+                )
             progress.line()
             progress.line(READY_BANNER)
             stack.watch()
