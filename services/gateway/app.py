@@ -28,6 +28,7 @@ from services.gateway.ingress import IngressHandler
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import StreamEndpoint
+from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
 
 log = logging.getLogger("tenpo.gateway")
@@ -77,21 +78,26 @@ class _Server(uvicorn.Server):
         yield
 
 
-def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) -> Gateway:
+@dataclass
+class HttpParts:
+    schema: Schema
+    backends: Backends
+    policy: AccessPolicy
+    app: GatewayApp
+    openapi: dict[str, Any]
+    #: Set when draining starts: open streams (SSE and ingress) end cleanly instead of
+    #: being cut off when the grace period runs out.
+    drain: asyncio.Event
+
+
+def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
+    """The HTTP/JSON side on its own: routes, composed view, streams, documents."""
     schema = load_schema(settings.descriptor_set)
     backends = Backends(settings, schema)
-    policy = AccessPolicy(settings, runtime.verifier)
+    policy = AccessPolicy(settings, verifier)
     router = Router(build_routes(schema, backends))
     app = GatewayApp(settings, router, backends, policy)
-
-    # Set when draining starts: open streams (SSE and ingress) end cleanly instead of being
-    # cut off when the grace period runs out.
     drain = asyncio.Event()
-
-    async def start_drain() -> None:
-        drain.set()
-
-    runtime.on_drain.append(start_drain)
     extra_paths: dict[str, dict[str, Any]] = {}
     builder = OpenApiBuilder(schema, title="Tenpo API", version=API_VERSION)
     view = StorefrontProductView(settings, schema, backends, policy)
@@ -120,18 +126,26 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
         return 200
 
     app.add_exact("GET", "/healthz", healthz)
+    log.info("gateway http routes", extra={"http_routes": len(router.routes)})
+    return HttpParts(schema, backends, policy, app, document, drain)
 
+
+def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) -> Gateway:
+    parts = build_http(settings, runtime.verifier)
+    schema, backends, policy, drain = parts.schema, parts.backends, parts.policy, parts.drain
+
+    async def start_drain() -> None:
+        drain.set()
+
+    runtime.on_drain.append(start_drain)
     ingress = IngressHandler(settings, schema, backends, policy, drain)
     # Guarded by the kit like any servicer: tokens verified, DomainError mapped to a status.
     runtime.add_generic_handler(ingress, None)
     served = sorted({m.service for m in schema.methods.values() if backends.configured(m.owner)})
     runtime.service_names.extend(served)
     runtime.on_stop.append(backends.close)
-    log.info(
-        "gateway routes",
-        extra={"http_routes": len(router.routes), "grpc_services": served},
-    )
-    return Gateway(settings, schema, app, document)
+    log.info("gateway grpc ingress", extra={"grpc_services": served})
+    return Gateway(settings, schema, parts.app, parts.openapi)
 
 
 def http_socket(host: str, port: int) -> socket.socket:
