@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import grpc
+from opentelemetry import propagate, trace
 
 from services.gateway.access import (
     API_KEY_HEADER,
@@ -50,6 +51,7 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = b"retry-after, x-request-id"
 CORS_METHODS = b"GET, POST, PUT, PATCH, DELETE"
+_TRACE_HEADERS = ("traceparent", "tracestate")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -178,6 +180,8 @@ class GatewayApp:
         self._any_origin = "*" in self._origins
         self._timeout = settings.backend_timeout_seconds
         self._hops = settings.forwarded_for_hops
+        tracing = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
+        self._tracer = trace.get_tracer("tenpo.gateway") if tracing else None
 
     # --- registration --------------------------------------------------------------------
 
@@ -246,7 +250,7 @@ class GatewayApp:
                 address = hops[max(0, len(hops) - self._hops)]
         if not request_id:
             request_id = secrets.token_hex(16)
-        if not any(k == "traceparent" for k, _ in forwarded):
+        if self._tracer is None and not any(k == "traceparent" for k, _ in forwarded):
             # Start the trace here so every service's logs share one id for this request.
             forwarded.append(
                 ("traceparent", f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01")
@@ -288,29 +292,23 @@ class GatewayApp:
                 message["headers"] = [*message.get("headers", ()), *common]
             await send(message)
 
-        status = 500
-        try:
-            status = await self._dispatch(request, send_with_headers)
-        except HttpError as error:
-            status = error.status
-            await send_json(send_with_headers, error.status, error.body, error.headers)
-        except DomainError as error:
-            failure = from_domain_error(error)
-            status = failure.status
-            await send_json(send_with_headers, failure.status, failure.body, failure.headers)
-        except ClientDisconnected:
-            status = 499
-        except Exception:
-            log.exception("unexpected gateway error", extra={"request_id": request.request_id})
-            failure = http_error(
-                500,
-                grpc.StatusCode.INTERNAL,
-                f"internal error (request id {request.request_id})",
-                "INTERNAL",
-                {"request_id": request.request_id},
-            )
-            status = 500
-            await send_json(send_with_headers, 500, failure.body, failure.headers)
+        if self._tracer is None:
+            status = await self._answer(request, send_with_headers)
+        else:
+            # A server span continuing the caller's trace; the gRPC client interceptors put
+            # its context on the backend calls (so it is not forwarded by hand).
+            carrier = {k: v for k, v in request.forwarded if k in _TRACE_HEADERS}
+            request.forwarded = [(k, v) for k, v in request.forwarded if k not in _TRACE_HEADERS]
+            with self._tracer.start_as_current_span(
+                f"HTTP {request.verb}",
+                context=propagate.extract(carrier),
+                kind=trace.SpanKind.SERVER,
+            ) as span:
+                status = await self._answer(request, send_with_headers)
+                if request.route_label:
+                    span.update_name(request.route_label)
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("tenpo.request_id", request.request_id)
         self.requests_served += 1
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
         if self.settings.access_log and log.isEnabledFor(logging.INFO):
@@ -320,6 +318,7 @@ class GatewayApp:
                 extra={
                     "http_method": request.verb,
                     # The route template, never the concrete path: paths hold ids and e-mails.
+                    # No client address either: it is personal data too.
                     "route": request.route_label or "unmatched",
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -328,6 +327,31 @@ class GatewayApp:
                     "channel": channel_name(caller.channel) if caller else "",
                 },
             )
+
+    async def _answer(self, request: Request, send: Send) -> int:
+        """Dispatch, turning every failure into an AIP-193 response; the HTTP status."""
+        try:
+            return await self._dispatch(request, send)
+        except HttpError as error:
+            await send_json(send, error.status, error.body, error.headers)
+            return error.status
+        except DomainError as error:
+            failure = from_domain_error(error)
+            await send_json(send, failure.status, failure.body, failure.headers)
+            return failure.status
+        except ClientDisconnected:
+            return 499
+        except Exception:
+            log.exception("unexpected gateway error", extra={"request_id": request.request_id})
+            failure = http_error(
+                500,
+                grpc.StatusCode.INTERNAL,
+                f"internal error (request id {request.request_id})",
+                "INTERNAL",
+                {"request_id": request.request_id},
+            )
+            await send_json(send, 500, failure.body, failure.headers)
+            return 500
 
     async def _dispatch(self, request: Request, send: Send) -> int:
         verb, path = request.verb, request.raw_path

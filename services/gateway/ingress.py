@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +20,9 @@ from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from tenpo.kit.auth import CHANNEL_HEADER
-from tenpo.kit.errors import Unavailable
+from tenpo.kit.errors import DomainError, Unavailable
+
+log = logging.getLogger("tenpo.gateway.access")
 
 #: Metadata that belongs to the hop (or is re-set by the gateway), never forwarded.
 _HOP_METADATA = frozenset(
@@ -75,7 +79,7 @@ class IngressHandler(grpc.GenericRpcHandler):
         method = self._schema.methods.get(path)
         if method is None or not self._backends.configured(method.owner):
             return None  # UNIMPLEMENTED
-        handler = self._build(method)
+        handler = _logged(method, self._build(method), self._settings.access_log)
         self._handlers[path] = handler
         return handler
 
@@ -212,3 +216,66 @@ class IngressHandler(grpc.GenericRpcHandler):
 def ensure_configured(backends: Backends, method: Method) -> None:
     if not backends.configured(method.owner):
         raise Unavailable(f"no backend for {method.owner}", reason="BACKEND_NOT_CONFIGURED")
+
+
+def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> grpc.RpcMethodHandler:
+    """Access log of ingress calls: method, status code, duration; nothing personal."""
+    if not enabled:
+        return handler
+    name = method.full_name
+
+    def record(started: float, code: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "grpc ingress call",
+                extra={
+                    "grpc_method": name,
+                    "code": code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )
+
+    def code_of(error: BaseException, context: ServicerContext) -> str:
+        if isinstance(error, DomainError):
+            return error.code
+        found = context.code()
+        return found.name if isinstance(found, grpc.StatusCode) else "UNKNOWN"
+
+    if handler.unary_unary or handler.stream_unary:
+        inner: Any = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: ServicerContext) -> Any:
+            started, code = time.perf_counter(), "OK"
+            try:
+                return await inner(request, context)
+            except BaseException as error:
+                code = code_of(error, context)
+                raise
+            finally:
+                record(started, code)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(unary)
+    streaming: Any = handler.unary_stream or handler.stream_stream
+
+    async def stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        started, code = time.perf_counter(), "OK"
+        try:
+            async for item in streaming(request, context):
+                yield item
+        except BaseException as error:
+            code = code_of(error, context)
+            raise
+        finally:
+            record(started, code)
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(stream)
