@@ -1,0 +1,144 @@
+"""The gateway in front of the real inventory service (it has landed): a staff write through
+HTTP transcoding, the availability SSE stream seeing that write, and the product page with
+nearby stock from real store locations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tenpo.kit import migrations
+from tenpo.kit.db import Database
+from tenpo.kit.devkeys import DevKeys
+from tenpo.kit.devstack import drop_database, ensure_database
+from tenpo.kit.server import running
+from tests.services.conftest import Tokens, auth_settings
+from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog
+
+inventory_app = pytest.importorskip("services.inventory.app")
+inventory_config = pytest.importorskip("services.inventory.config")
+inventory_seed = pytest.importorskip("services.inventory.seed")
+inventory_store = pytest.importorskip("services.inventory.store")
+
+STORE = "tokyo-shibuya"
+NEAR = "35.6595,139.7005"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def inventory_target(
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+) -> AsyncIterator[str]:
+    name = f"test_gw_inv_{uuid.uuid4().hex[:10]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    try:
+        definition = inventory_app.definition
+        await migrations.upgrade(definition.migrations, url)
+        db = Database(url, pool_size=1, max_overflow=0)
+        async with db.unit_of_work() as uow:
+            for location in inventory_seed.LOCATIONS:
+                await inventory_store.LocationStore(uow.session).insert(location)
+            await uow.commit()
+        await db.dispose()
+        settings = inventory_config.InventorySettings(
+            database_url=url,
+            nats_url=nats_url,
+            grpc_port=0,
+            require_known_skus=False,
+            catalog_consumer=f"gateway-test-{uuid.uuid4().hex[:8]}",
+            shutdown_grace_seconds=1.0,
+            log_level="WARNING",
+            **auth_settings(dev_keys),
+        )
+        async with running(definition, settings) as host:
+            yield f"127.0.0.1:{host.port}"
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+async def _next_event(lines: Any) -> dict[str, Any]:
+    async for line in lines:
+        if line.startswith("data: "):
+            return json.loads(line[len("data: ") :])  # type: ignore[no-any-return]
+    raise AssertionError("stream ended")
+
+
+async def test_sse_sees_a_stock_change_made_through_the_gateway(
+    inventory_target: str, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    sku = f"GW-{uuid.uuid4().hex[:8]}"
+    staff = dict(tokens.staff)
+    async with start_gateway(targets={"inventory": inventory_target}) as gw:
+        first = await gw.client.post(
+            f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
+            json={"quantity": "5", "reason": "MOVEMENT_REASON_RECEIPT", "requestId": "r1"},
+            headers=staff,
+        )
+        assert first.status_code == 200, first.text
+        assert first.json()["sku"] == sku  # response_body: the stock level alone
+        async with gw.client.stream(
+            "GET",
+            "/v1/stream/availability",
+            params={"skus": sku, "locationId": STORE},
+            headers={"x-api-key": WEB_KEY},
+        ) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            snapshot = await asyncio.wait_for(_next_event(lines), 10)
+            assert snapshot["sku"] == sku
+            assert snapshot["availableToPromise"] == "5"
+            second = await gw.client.post(
+                f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
+                json={"quantity": "-2", "reason": "MOVEMENT_REASON_DAMAGE", "requestId": "r2"},
+                headers=staff,
+            )
+            assert second.status_code == 200, second.text
+            change = await asyncio.wait_for(_next_event(lines), 10)
+            assert change["sku"] == sku
+            assert change["availableToPromise"] == "3"
+        # A publishable key may read stock but not change it.
+        refused = await gw.client.post(
+            f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
+            json={"quantity": "1", "reason": "MOVEMENT_REASON_RECEIPT"},
+            headers={"x-api-key": WEB_KEY},
+        )
+        assert refused.status_code == 401
+
+
+async def test_product_page_with_real_nearby_stock(
+    seeded_catalog: SeededCatalog,
+    inventory_target: str,
+    start_gateway: GatewayFactory,
+    tokens: Tokens,
+) -> None:
+    product_id = seeded_catalog.product_ids[3]
+    async with start_gateway(
+        targets={"catalog": seeded_catalog.target, "inventory": inventory_target}
+    ) as gw:
+        product = (
+            await gw.client.get(f"/v1/products/{product_id}", headers={"x-api-key": WEB_KEY})
+        ).json()
+        sku = product["variants"][0]["sku"]
+        adjusted = await gw.client.post(
+            f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
+            json={"quantity": "4", "reason": "MOVEMENT_REASON_RECEIPT", "requestId": sku},
+            headers=dict(tokens.staff),
+        )
+        assert adjusted.status_code == 200, adjusted.text
+        page = await gw.client.get(
+            f"/v1/storefront/products/{product_id}",
+            params={"near": NEAR},
+            headers={"x-api-key": WEB_KEY},
+        )
+    assert page.status_code == 200, page.text
+    body = page.json()
+    assert body["unavailable"] == []
+    stores = body["nearbyStores"]
+    assert stores[0]["location"]["id"] == STORE
+    assert any(line["sku"] == sku for line in stores[0]["available"])
