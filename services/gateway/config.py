@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -55,6 +55,7 @@ DEFAULT_SIGN_IN_METHODS = [
 
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+    requires_database: ClassVar[bool] = False
     requires_database = False  # rate-limit state only, in memory
 
     service_name: str = "gateway"

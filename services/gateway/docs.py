@@ -149,6 +149,15 @@ def stream_openapi(builder: OpenApiBuilder, endpoint: StreamEndpoint) -> dict[st
     parameters = list(
         builder.query_parameters(method.input, "", set(), 1, {method.input.full_name})
     )
+    parameters.append(
+        {
+            "name": "key",
+            "in": "query",
+            "description": "The channel's publishable key, for EventSource clients that "
+            "cannot send the x-api-key header.",
+            "schema": {"type": "string"},
+        }
+    )
     item = builder.message_schema(method.output)
     return {
         endpoint.path: {

@@ -26,6 +26,7 @@ from services.gateway.http import Request, Send
 from services.gateway.routes import Route, build_route
 from services.gateway.transcode import build_request, to_json
 
+KEY_PARAMETER = "key"
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -55,13 +56,19 @@ class StreamEndpoint:
 
     async def __call__(self, request: Request, send: Send) -> int:
         request.route_label = f"GET {self.path} (SSE)"
+        # Browsers' EventSource cannot send headers, so the publishable key (public by
+        # design: it ships in the web page) may come as ?key= here. Tokens never do: URLs
+        # end up in logs and histories.
+        query = request.query()
+        keys = [v for k, v in query if k == KEY_PARAMETER]
+        query = [(k, v) for k, v in query if k != KEY_PARAMETER]
         caller = await self._policy.identify(
-            request.authorization, request.api_key, request.address
+            request.authorization, request.api_key or (keys[0] if keys else None), request.address
         )
         request.caller = caller
         self._policy.authorize(self.method, caller, read=True)
         self._policy.limit(self.method.full_name, caller)
-        message = build_request(self.route, {}, request.query(), None, self._settings.max_page_size)
+        message = build_request(self.route, {}, query, None, self._settings.max_page_size)
         call = self._backends.callable(self.method)(
             message,
             metadata=request.backend_metadata(caller),

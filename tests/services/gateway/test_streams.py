@@ -61,7 +61,7 @@ async def test_availability_as_server_sent_events(
         # The stream is in the OpenAPI document, its query from the request message.
         document = (await gw.client.get("/openapi.json")).json()
     parameters = document["paths"]["/v1/stream/availability"]["get"]["parameters"]
-    assert {p["name"] for p in parameters} == {"skus", "locationId"}
+    assert {p["name"] for p in parameters} == {"skus", "locationId", "key"}
 
 
 async def test_stream_errors_before_the_first_event_are_http_errors(
@@ -70,6 +70,11 @@ async def test_stream_errors_before_the_first_event_are_http_errors(
     async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
         no_skus = await gw.client.get("/v1/stream/availability", headers={"x-api-key": WEB_KEY})
         anonymous = await gw.client.get("/v1/stream/availability", params={"skus": "A"})
+        async with gw.client.stream(
+            "GET", "/v1/stream/availability", params={"skus": "A", "key": WEB_KEY}
+        ) as keyed_in_query:
+            keyed_status = keyed_in_query.status_code
+    assert keyed_status == 200  # EventSource cannot send headers
     assert no_skus.status_code == 400
     assert no_skus.json()["error"]["details"][0]["reason"] == "SKUS_REQUIRED"
     assert anonymous.status_code == 401

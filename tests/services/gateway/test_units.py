@@ -191,3 +191,24 @@ def test_grpc_status_becomes_aip193() -> None:
     status, body = error_body(status_pb2.Status(code=grpc.StatusCode.ABORTED.value[0]))
     assert status == 409
     assert body["error"]["details"][0]["reason"] == "ABORTED"
+
+
+def test_production_refuses_development_keys_and_open_cors() -> None:
+    from pydantic import ValidationError
+
+    from services.gateway.config import GatewaySettings
+
+    production = {
+        "environment": "production",
+        "auth_jwks_url": "https://auth.example/.well-known/jwks.json",
+        "page_token_secret": "s" * 40,
+        "cors_allowed_origins": ["https://shop.example"],
+    }
+    with pytest.raises(ValidationError, match="development publishable keys"):
+        GatewaySettings(**production)
+    with pytest.raises(ValidationError, match="cors_allowed_origins"):
+        GatewaySettings(**production | {"publishable_keys": {}, "cors_allowed_origins": ["*"]})
+    settings = GatewaySettings(
+        **production | {"publishable_keys": {"pk_live_web_1": "WEB"}, "targets": {"x": "h:1"}}
+    )
+    assert settings.target("x") == "h:1"  # no database needed
