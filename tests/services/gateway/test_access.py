@@ -179,9 +179,9 @@ async def test_rate_limits_answer_429_with_retry_after(
 ) -> None:
     async with start_gateway(
         targets={"catalog": seeded_catalog.target, "customer": "127.0.0.1:1"},
-        address_rate=0.5,
+        address_rate=0.01,
         address_burst=5,
-        principal_rate=0.5,
+        principal_rate=0.01,
         principal_burst=3,
     ) as gw:
         # Per client address, for anonymous callers with a publishable key.
