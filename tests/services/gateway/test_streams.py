@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import grpc
@@ -190,3 +191,36 @@ async def test_draining_ends_open_streams_cleanly(
             assert await call.code() is grpc.StatusCode.OK
             health = await gw.client.get("/healthz")
             assert health.status_code == 503
+
+
+async def test_grpc_ingress_client_streaming_import(
+    seeded_catalog: SeededCatalog, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    from tenpo.catalog.v1 import resources_pb2
+
+    code = f"GW-IMP-{uuid.uuid4().hex[:6].upper()}"
+
+    async def rows() -> Any:
+        for n, size in enumerate(("S", "M")):
+            yield catalog_api.ImportProductsRequest(
+                product=resources_pb2.Product(
+                    code=f"{code}-{size}",
+                    titles=resources_pb2.LocalizedText(
+                        translations={"ja": f"テスト {size}", "en": f"Test {size}"}
+                    ),
+                    brand="Gateway",
+                    variants=[resources_pb2.Variant(sku=f"{code}-{size}-1")],
+                ),
+                row_number=n + 1,
+            )
+
+    async with (
+        start_gateway(targets={"catalog": seeded_catalog.target}) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        catalog = catalog_service_pb2_grpc.CatalogServiceStub(channel)
+        summary = await catalog.ImportProducts(rows(), metadata=tokens.staff)
+        with pytest.raises(grpc.aio.AioRpcError) as keyed:
+            await catalog.ImportProducts(rows(), metadata=(("x-api-key", WEB_KEY),))
+    assert summary.created + summary.updated + summary.failed == 2, summary
+    assert keyed.value.code() is grpc.StatusCode.UNAUTHENTICATED
