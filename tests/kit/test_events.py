@@ -258,3 +258,31 @@ async def test_trace_context_travels_from_producer_to_consumer(
         await eventually(got_it)
     assert seen == [trace_id]
     await bus.close()
+
+
+async def test_a_failing_event_in_a_batch_does_not_hold_back_the_others(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    orders_placed = [f"o-{i}" for i in range(8)]
+    for order_id in orders_placed:
+        await place_order(db, order_id, service)
+    assert await OutboxRelay(db, bus).publish_pending() == len(orders_placed)
+    attempts: dict[str, int] = {}
+
+    async def picky(uow: UnitOfWork, event: Event) -> None:
+        order_id = event.parse(wrappers_pb2.StringValue).value
+        attempts[order_id] = attempts.get(order_id, 0) + 1
+        await uow.session.execute(sa.insert(received).values(order_id=order_id))
+        if order_id == "o-3" and event.delivery == 1:
+            raise RuntimeError("poison on first delivery")
+
+    consumer = Consumer(db, bus, recording_subscription(service, "batch", handler=picky))
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, orders_placed))
+        await asyncio.sleep(0.5)
+    assert sorted(await received_ids(db)) == sorted(orders_placed)  # each exactly once
+    assert attempts["o-3"] >= 2
+    await bus.close()

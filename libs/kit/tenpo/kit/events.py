@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import sqlalchemy as sa
@@ -311,34 +311,80 @@ class Consumer:
                 )
                 await asyncio.sleep(1.0)
                 continue
-            for message in messages:
-                await self.handle(message)
+            await self.handle_batch(messages)
+
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        """Apply a fetched batch in one transaction (a consumer catching up on a long stream
+        would otherwise pay a commit per event); if any handler fails, the batch rolls back
+        and its events are applied one by one, so only the failing one is redelivered.
+        Handlers must therefore keep their effects inside the unit of work."""
+        ready: list[tuple[Msg, Event, Handler]] = []
+        for message in messages:
+            event = await self._parse(message)
+            if event is None:
+                continue
+            handler = self.subscription.handler_for(event.event_type)
+            if handler is None:
+                await message.ack()
+                continue
+            ready.append((message, event, handler))
+        if len(ready) > 1:
+            try:
+                async with self.db.unit_of_work() as uow:
+                    for _, event, handler in ready:
+                        with self._span(event):
+                            if await self._claim(uow, event):
+                                await handler(uow, event)
+                    await uow.commit()
+            except Exception:
+                log.info(
+                    "event batch failed; applying one by one",
+                    extra={"durable": self.subscription.durable, "size": len(ready)},
+                )
+            else:
+                for message, _, _ in ready:
+                    await message.ack()
+                return
+        for message, event, handler in ready:
+            await self._handle_one(message, event, handler)
 
     async def handle(self, message: Msg) -> None:
-        headers = dict(message.headers or {})
-        delivery = message.metadata.num_delivered if message.metadata else 1
-        try:
-            event = Event(
-                id=uuid.UUID(headers[EVENT_ID_HEADER]),
-                event_type=headers.get(EVENT_TYPE_HEADER, ""),
-                subject=message.subject,
-                payload=message.data,
-                occurred_at=_parse_time(headers.get(OCCURRED_AT_HEADER)),
-                delivery=delivery,
-                headers=headers,
-            )
-        except (KeyError, ValueError):
-            log.error("malformed event dropped", extra={"subject": message.subject})
-            await message.term()
+        """Apply one delivered message (parse, dispatch by type, ack or nak)."""
+        event = await self._parse(message)
+        if event is None:
             return
         handler = self.subscription.handler_for(event.event_type)
         if handler is None:
             await message.ack()
             return
-        parent = propagate.extract(headers)
-        with tracer.start_as_current_span(
-            f"consume {event.event_type}", context=parent, kind=trace.SpanKind.CONSUMER
-        ):
+        await self._handle_one(message, event, handler)
+
+    async def _parse(self, message: Msg) -> Event | None:
+        headers = dict(message.headers or {})
+        try:
+            return Event(
+                id=uuid.UUID(headers[EVENT_ID_HEADER]),
+                event_type=headers.get(EVENT_TYPE_HEADER, ""),
+                subject=message.subject,
+                payload=message.data,
+                occurred_at=_parse_time(headers.get(OCCURRED_AT_HEADER)),
+                delivery=message.metadata.num_delivered if message.metadata else 1,
+                headers=headers,
+            )
+        except (KeyError, ValueError):
+            log.error("malformed event dropped", extra={"subject": message.subject})
+            await message.term()
+            return None
+
+    def _span(self, event: Event) -> Any:
+        return tracer.start_as_current_span(
+            f"consume {event.event_type}",
+            context=propagate.extract(dict(event.headers)),
+            kind=trace.SpanKind.CONSUMER,
+        )
+
+    async def _handle_one(self, message: Msg, event: Event, handler: Handler) -> None:
+        with self._span(event):
             try:
                 await self._apply(handler, event)
             except Exception:
@@ -347,24 +393,26 @@ class Consumer:
                     extra={
                         "durable": self.subscription.durable,
                         "event_id": str(event.id),
-                        "delivery": delivery,
+                        "delivery": event.delivery,
                     },
                 )
-                await message.nak(delay=min(0.1 * 2**delivery, 30.0))
+                await message.nak(delay=min(0.1 * 2**event.delivery, 30.0))
                 return
         await message.ack()
 
+    async def _claim(self, uow: UnitOfWork, event: Event) -> bool:
+        """Record the event as handled by this consumer; False if it already was."""
+        claimed = await uow.session.execute(
+            pg.insert(inbox_table)
+            .values(consumer=self.subscription.durable, event_id=event.id)
+            .on_conflict_do_nothing()
+            .returning(inbox_table.c.event_id)
+        )
+        return claimed.first() is not None
+
     async def _apply(self, handler: Handler, event: Event) -> None:
         async with self.db.unit_of_work() as uow:
-            first_time = (
-                await uow.session.execute(
-                    pg.insert(inbox_table)
-                    .values(consumer=self.subscription.durable, event_id=event.id)
-                    .on_conflict_do_nothing()
-                    .returning(inbox_table.c.event_id)
-                )
-            ).first()
-            if first_time is None:
+            if not await self._claim(uow, event):
                 return  # already applied: a redelivery after our ack was lost
             await handler(uow, event)
             await uow.commit()
