@@ -19,6 +19,7 @@ import asyncio
 import math
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from google.protobuf import json_format
@@ -126,8 +127,6 @@ class StorefrontProductView:
         request.caller = caller
         self._policy.authorize(get_product, caller, read=True)
         self._policy.limit("gateway.StorefrontProduct", caller)
-        from urllib.parse import unquote
-
         product_id = unquote(product_id)
         if "\x00" in product_id:
             raise _invalid("id", "must not contain NUL characters")

@@ -20,7 +20,7 @@ from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from tenpo.kit.auth import CHANNEL_HEADER
-from tenpo.kit.errors import DomainError, Unavailable
+from tenpo.kit.errors import DomainError
 
 log = logging.getLogger("tenpo.gateway.access")
 
@@ -211,11 +211,6 @@ class IngressHandler(grpc.GenericRpcHandler):
                 raise
 
         return grpc.unary_unary_rpc_method_handler(unary_unary)
-
-
-def ensure_configured(backends: Backends, method: Method) -> None:
-    if not backends.configured(method.owner):
-        raise Unavailable(f"no backend for {method.owner}", reason="BACKEND_NOT_CONFIGURED")
 
 
 def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> grpc.RpcMethodHandler:
