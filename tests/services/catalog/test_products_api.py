@@ -446,3 +446,14 @@ async def test_publishing_emits_an_event_that_a_consumer_receives(
         await bus.js.delete_consumer("TENPO_CATALOG", durable)
         await bus.close()
         await db.dispose()
+
+
+async def test_values_the_database_cannot_store_are_invalid_arguments(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    # NUL is valid in a protobuf string but not in PostgreSQL text.
+    await expect_error(
+        catalog.BatchGetVariants(api.BatchGetVariantsRequest(skus=["SKU\x00X"])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VALUE_NOT_STORABLE",
+    )
