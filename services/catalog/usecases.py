@@ -22,12 +22,12 @@ from tenpo.catalog.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
-    Aborted,
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    check_etag,
 )
 from tenpo.kit.idempotency import idempotent
 
@@ -292,12 +292,7 @@ class Catalog:
             current = await store.get(product_id, for_update=True)
             if current is None:
                 raise _product_not_found(product_id)
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the product changed since it was read",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
+            check_etag(etag, current.etag, "product")
             now = self.clock()
             updated = replace(current, **changes, version=current.version + 1, updated_at=now)
             d.validate_product(updated, definitions)
@@ -328,8 +323,7 @@ class Catalog:
             current = await store.get(product_id, for_update=True)
             if current is None:
                 raise _product_not_found(product_id)
-            if etag and etag != current.etag:
-                raise Aborted("the product changed since it was read", reason="ETAG_MISMATCH")
+            check_etag(etag, current.etag, "product")
             if current.status is d.ProductStatus.DRAFT and current.published_at is None:
                 await store.delete(product_id)
                 uow.add_event(
@@ -514,8 +508,7 @@ class Catalog:
             current = await store.get(category_id, for_update=True)
             if current is None:
                 raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-            if etag and etag != current.etag:
-                raise Aborted("the category changed since it was read", reason="ETAG_MISMATCH")
+            check_etag(etag, current.etag, "category")
             updated = replace(current, **changes, version=current.version + 1)
             d.validate_category(updated)
             if updated.slug != current.slug and await store.slug_taken(
@@ -536,8 +529,7 @@ class Catalog:
             current = await store.get(category_id, for_update=True)
             if current is None:
                 raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-            if etag and etag != current.etag:
-                raise Aborted("the category changed since it was read", reason="ETAG_MISMATCH")
+            check_etag(etag, current.etag, "category")
             parents = await store.parents()
             if new_parent is not None and new_parent not in parents:
                 raise FailedPrecondition("new parent not found", reason="CATEGORY_NOT_FOUND")

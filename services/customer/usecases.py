@@ -35,7 +35,6 @@ from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
-    Aborted,
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
@@ -44,6 +43,7 @@ from tenpo.kit.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    check_etag,
 )
 from tenpo.kit.idempotency import idempotent
 
@@ -973,12 +973,7 @@ class Profiles:
         async with self.db.unit_of_work() as uow:
             store = CustomerStore(uow.session)
             current = await self._load(uow, customer_id, principal, lock=True)
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the customer changed since it was read",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
+            check_etag(etag, current.etag, "customer")
             fields = dict(changes)
             violations = d.Violations()
             email_changed = False
@@ -1181,12 +1176,7 @@ class Profiles:
             current = await store.get(customer_id, address_id)
             if current is None:
                 raise NotFound("no such address", reason="ADDRESS_NOT_FOUND")
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the address changed since it was read",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
+            check_etag(etag, current.etag, "address")
             updated = current
             if label is not None or postal is not None:
                 updated = replace(

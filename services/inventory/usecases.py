@@ -44,6 +44,7 @@ from tenpo.kit.errors import (
     InvalidArgument,
     NotFound,
     Unavailable,
+    check_etag,
 )
 from tenpo.kit.idempotency import idempotent
 
@@ -351,12 +352,7 @@ class Inventory:
             current = await store.get(location_id, for_update=True)
             if current is None:
                 raise _location_not_found(location_id)
-            if etag and etag != current.etag:
-                raise Aborted(
-                    "the location changed since it was read",
-                    reason="ETAG_MISMATCH",
-                    metadata={"current_etag": current.etag},
-                )
+            check_etag(etag, current.etag, "location")
             updated = replace(current, **changes, version=current.version + 1).validate()
             saved = await store.update(updated)
             await uow.commit()
@@ -370,8 +366,7 @@ class Inventory:
             current = await store.get(location_id, for_update=True)
             if current is None:
                 raise _location_not_found(location_id)
-            if etag and etag != current.etag:
-                raise Aborted("the location changed since it was read", reason="ETAG_MISMATCH")
+            check_etag(etag, current.etag, "location")
             if await store.holds_stock(location_id):
                 raise FailedPrecondition(
                     "the location still holds, reserves or awaits stock",

@@ -20,6 +20,21 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+
+def service_metadata() -> sa.MetaData:
+    """A service's MetaData with the naming convention every service shares, so constraint
+    and index names are predictable in migrations."""
+    return sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+        }
+    )
+
+
 #: Tables every service carries next to its own: each service's Alembic environment includes
 #: this metadata, so the tables live in the service's database and its migrations.
 KIT_METADATA = sa.MetaData()

@@ -103,3 +103,14 @@ def require_fields(**values: object) -> None:
             reason="REQUIRED_FIELD_MISSING",
             field_violations=[FieldViolation(name, "is required") for name in missing],
         )
+
+
+def check_etag(requested: str, current: str, resource: str) -> None:
+    """Optimistic concurrency: a client that names an etag must have read the current
+    version; no etag means "whatever is current" (the caller holds the row lock)."""
+    if requested and requested != current:
+        raise Aborted(
+            f"the {resource} changed since it was read",
+            reason="ETAG_MISMATCH",
+            metadata={"current_etag": current},
+        )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -30,6 +30,21 @@ async def upgrade(migrations_dir: Path, database_url: str, revision: str = "head
     thread of its own."""
     config = alembic_config(migrations_dir, database_url)
     await asyncio.to_thread(command.upgrade, config, revision)
+
+
+def create_kit_tables() -> None:
+    """Create the kit's tables (outbox, inbox, idempotency keys) from their one definition;
+    called by every service's first migration. A later change to them comes with its own
+    helper here, called from a new migration of each service."""
+    bind = op.get_bind()
+    for table in KIT_METADATA.sorted_tables:
+        table.create(bind)
+
+
+def drop_kit_tables() -> None:
+    bind = op.get_bind()
+    for table in reversed(KIT_METADATA.sorted_tables):
+        table.drop(bind)
 
 
 def run_env(service_metadata: sa.MetaData | Sequence[sa.MetaData]) -> None:

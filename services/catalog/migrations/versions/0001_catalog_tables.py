@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from tenpo.kit.migrations import create_kit_tables, drop_kit_tables
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -228,66 +230,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_prices")),
     )
     op.create_index("ix_prices_sku_currency", "prices", ["sku", "currency"], unique=False)
-    op.create_table(
-        "idempotency_keys",
-        sa.Column("scope", sa.Text(), nullable=False),
-        sa.Column("request_id", sa.Text(), nullable=False),
-        sa.Column("request_hash", sa.LargeBinary(), nullable=False),
-        sa.Column("response", sa.LargeBinary(), nullable=True),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("scope", "request_id"),
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.UUID(), nullable=False),
-        sa.Column(
-            "handled_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer", "event_id"),
-    )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.UUID(), nullable=False),
-        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("subject", sa.Text(), nullable=False),
-        sa.Column("event_type", sa.Text(), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.Column(
-            "headers",
-            postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text("'{}'::jsonb"),
-            nullable=False,
-        ),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("seq"),
-    )
-    op.create_index(
-        "outbox_pending",
-        "outbox",
-        ["seq"],
-        unique=False,
-        postgresql_where=sa.text("published_at IS NULL"),
-    )
+    # The kit's tables (outbox, inbox, idempotency keys), as the kit defines them.
+    create_kit_tables()
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "outbox_pending", table_name="outbox", postgresql_where=sa.text("published_at IS NULL")
-    )
-    op.drop_table("outbox")
-    op.drop_table("inbox")
-    op.drop_table("idempotency_keys")
+    drop_kit_tables()
     op.drop_index("ix_prices_sku_currency", table_name="prices")
     op.drop_table("prices")
     op.drop_index(op.f("ix_barcodes_sku"), table_name="barcodes")
