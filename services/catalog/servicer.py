@@ -50,6 +50,8 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         self.page_tokens = page_tokens
         # Rendered messages by (id, version, language): a hot product is converted once.
         self._rendered: dict[tuple[uuid.UUID, int, str], pb.Product] = {}
+        # Whole GetProduct responses too: building one copies the product message.
+        self._responses: dict[tuple[uuid.UUID, int, str], api.GetProductResponse] = {}
 
     async def _render(self, product: d.Product, language: str) -> pb.Product:
         key = (product.id, product.version, language)
@@ -69,9 +71,15 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     ) -> api.GetProductResponse:
         product_id = convert.parse_id(request.id, "id")
         product = await self.catalog.get_product(product_id, Viewer.of(current_principal()))
-        return api.GetProductResponse(
-            product=await self._render(product, _language(request.language_code, context))
-        )
+        language = _language(request.language_code, context)
+        key = (product.id, product.version, language)
+        response = self._responses.get(key)
+        if response is None:
+            response = api.GetProductResponse(product=await self._render(product, language))
+            if len(self._responses) > 50_000:
+                self._responses.clear()
+            self._responses[key] = response
+        return response
 
     async def BatchGetProducts(
         self, request: api.BatchGetProductsRequest, context: ServicerContext

@@ -14,8 +14,6 @@ Rules (documented in the gateway README section of the issue report):
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,6 +27,7 @@ from tenpo.kit.auth import (
     Principal,
     PrincipalKind,
     TokenVerifier,
+    bearer_token,
     channel_from_name,
 )
 
@@ -65,43 +64,9 @@ class Caller:
         return metadata
 
 
-def _bearer_token(value: str) -> str:
-    scheme, _, token = value.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
-        raise errors.Unauthenticated(
-            "expected 'authorization: Bearer <token>'", reason="AUTHENTICATION_MALFORMED"
-        )
-    return token
-
-
-class _PrincipalCache:
-    """Verified tokens by their exact text: an ES256 verification costs more than the whole
-    proxied call, and a client sends the same token many times. Expiry is re-checked."""
-
-    def __init__(self, size: int = 8192) -> None:
-        self._size = size
-        self._entries: OrderedDict[str, Principal] = OrderedDict()
-
-    def get(self, token: str) -> Principal | None:
-        principal = self._entries.get(token)
-        if principal is None:
-            return None
-        if principal.expires_at is not None and principal.expires_at.timestamp() <= time.time():
-            del self._entries[token]
-            return None
-        return principal
-
-    def put(self, token: str, principal: Principal) -> None:
-        self._entries[token] = principal
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-
 class AccessPolicy:
     def __init__(self, settings: GatewaySettings, verifier: TokenVerifier) -> None:
         self._verifier = verifier
-        self._cache = _PrincipalCache()
         self._keys: dict[str, int] = {}
         for key, channel in settings.publishable_keys.items():
             parsed = channel_from_name(channel)
@@ -148,11 +113,8 @@ class AccessPolicy:
                 address,
             )
         raw = values[0]
-        token = _bearer_token(raw)
-        principal = self._cache.get(token)
-        if principal is None:
-            principal = await self._verifier.verify(token)
-            self._cache.put(token, principal)
+        # The kit's verifier caches verified tokens (briefly, never past their expiry).
+        principal = await self._verifier.verify(bearer_token(raw))
         return Caller(principal, raw, api_key if key_channel else None, key_channel, address)
 
     def authorize(self, method: Method, caller: Caller, *, read: bool | None = None) -> None:

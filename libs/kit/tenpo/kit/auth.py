@@ -48,7 +48,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -595,7 +595,8 @@ def _malformed() -> errors.Unauthenticated:
     return _unauthenticated("AUTHENTICATION_MALFORMED", "expected 'authorization: Bearer <token>'")
 
 
-def _bearer_token(value: str | bytes) -> str:
+def bearer_token(value: str | bytes) -> str:
+    """The token of an ``authorization: Bearer <token>`` value, or AUTHENTICATION_MALFORMED."""
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
@@ -638,7 +639,7 @@ async def authenticate(
     # counts: refuse rather than pick.
     if len(authorization) > 1:
         raise _malformed()
-    principal = await verifier.verify(_bearer_token(authorization[0]))
+    principal = await verifier.verify(bearer_token(authorization[0]))
     if principal.channel == common_pb2.CHANNEL_UNSPECIFIED:
         principal = replace(principal, channel=header_channel)
     return principal
@@ -652,6 +653,16 @@ _current_principal: ContextVar[Principal | None] = ContextVar("tenpo_principal",
 def current_principal() -> Principal:
     """The principal of the call being served; anonymous outside a call."""
     return _current_principal.get() or Principal.anonymous()
+
+
+def enter_principal(principal: Principal) -> Token[Principal | None]:
+    """Set the call's principal; hand the returned token to :func:`exit_principal`. (The
+    call guard uses this pair on every call: cheaper than the context manager.)"""
+    return _current_principal.set(principal)
+
+
+def exit_principal(token: Token[Principal | None]) -> None:
+    _current_principal.reset(token)
 
 
 @contextmanager

@@ -64,8 +64,11 @@ class CallGuard:
 
             async def unary_unary(request: Any, context: ServicerContext) -> Any:
                 try:
-                    with auth.use_principal(await principal_of(context)):
+                    token = auth.enter_principal(await principal_of(context))
+                    try:
                         return await inner_uu(request, context)
+                    finally:
+                        auth.exit_principal(token)
                 except Exception as error:
                     if isinstance(error, grpc.aio.AbortError):
                         raise
