@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -106,22 +105,18 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             "v": viewer.staff,
             "ch": viewer.channel,
         }
-        cursor = self.page_tokens.decode(request.page_token, query=shape)
-        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        position = self.page_tokens.decode_keyset(request.page_token, query=shape)
+        after = (position[0], convert.parse_id(position[1], "page_token")) if position else None
         found = await self.catalog.list_products(
             viewer, status=status, category_id=category, after=after, limit=size + 1
         )
-        language = _language(request.language_code, context)
-        response = api.ListProductsResponse(
-            products=[await self._render(p, language) for p in found[:size]]
+        page, next_token = self.page_tokens.keyset_page(
+            found, size, lambda p: (p.created_at, p.id), query=shape
         )
-        if len(found) > size:
-            last = found[size - 1]
-            assert last.created_at is not None
-            response.next_page_token = self.page_tokens.encode(
-                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
-            )
-        return response
+        language = _language(request.language_code, context)
+        return api.ListProductsResponse(
+            products=[await self._render(p, language) for p in page], next_page_token=next_token
+        )
 
     async def CreateProduct(
         self, request: api.CreateProductRequest, context: ServicerContext

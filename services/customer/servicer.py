@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Any
 
 from grpc.aio import ServicerContext
@@ -159,8 +157,7 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
         size = page_size(request.page_size, default=50, maximum=200)
         store_id = _optional_store(request.store_id, "store_id")
         shape = {"s": store_id or "", "r": request.show_revoked}
-        cursor = self.page_tokens.decode(request.page_token, query=shape)
-        after = (datetime.fromisoformat(cursor["t"]), str(cursor["i"])) if cursor else None
+        after = self.page_tokens.decode_keyset(request.page_token, query=shape)
         found = await self.identity.list_clients(
             current_principal(),
             store_id=store_id,
@@ -168,14 +165,12 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
             after=after,
             limit=size + 1,
         )
-        response = ids.ListClientsResponse(clients=[convert.client(c) for c in found[:size]])
-        if len(found) > size:
-            last = found[size - 1]
-            assert last.created_at is not None
-            response.next_page_token = self.page_tokens.encode(
-                {"t": last.created_at.isoformat(), "i": last.id}, query=shape
-            )
-        return response
+        page, next_token = self.page_tokens.keyset_page(
+            found, size, lambda c: (c.created_at, c.id), query=shape
+        )
+        return ids.ListClientsResponse(
+            clients=[convert.client(c) for c in page], next_page_token=next_token
+        )
 
     async def RevokeClient(
         self, request: ids.RevokeClientRequest, context: ServicerContext
@@ -271,8 +266,8 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     ) -> api.SearchCustomersResponse:
         size = page_size(request.page_size, default=20, maximum=100)
         shape = {"e": request.email, "p": request.phone_number, "n": request.name}
-        cursor = self.page_tokens.decode(request.page_token, query=shape)
-        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        position = self.page_tokens.decode_keyset(request.page_token, query=shape)
+        after = (position[0], convert.parse_id(position[1], "page_token")) if position else None
         found = await self.profiles.search_customers(
             current_principal(),
             email=request.email,
@@ -281,37 +276,29 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
             after=after,
             limit=size + 1,
         )
-        response = api.SearchCustomersResponse(
-            customers=[convert.customer(c) for c in found[:size]]
+        page, next_token = self.page_tokens.keyset_page(
+            found, size, lambda c: (c.created_at, c.id), query=shape
         )
-        if len(found) > size:
-            last = found[size - 1]
-            assert last.created_at is not None
-            response.next_page_token = self.page_tokens.encode(
-                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
-            )
-        return response
+        return api.SearchCustomersResponse(
+            customers=[convert.customer(c) for c in page], next_page_token=next_token
+        )
 
     async def ListAddresses(
         self, request: api.ListAddressesRequest, context: ServicerContext
     ) -> api.ListAddressesResponse:
         size = page_size(request.page_size, default=20, maximum=50)
         shape = {"c": request.customer_id}
-        cursor = self.page_tokens.decode(request.page_token, query=shape)
-        after = (datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["i"])) if cursor else None
+        position = self.page_tokens.decode_keyset(request.page_token, query=shape)
+        after = (position[0], convert.parse_id(position[1], "page_token")) if position else None
         customer, found = await self.profiles.list_addresses(
             current_principal(), request.customer_id, after, size + 1
         )
-        response = api.ListAddressesResponse(
-            addresses=[convert.address(a, customer) for a in found[:size]]
+        page, next_token = self.page_tokens.keyset_page(
+            found, size, lambda a: (a.created_at, a.id), query=shape
         )
-        if len(found) > size:
-            last = found[size - 1]
-            assert last.created_at is not None
-            response.next_page_token = self.page_tokens.encode(
-                {"t": last.created_at.isoformat(), "i": str(last.id)}, query=shape
-            )
-        return response
+        return api.ListAddressesResponse(
+            addresses=[convert.address(a, customer) for a in page], next_page_token=next_token
+        )
 
     async def CreateAddress(
         self, request: api.CreateAddressRequest, context: ServicerContext

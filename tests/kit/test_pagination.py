@@ -159,3 +159,16 @@ def test_negative_page_size_is_invalid(requested: int) -> None:
         page_size(requested)
     assert raised.value.reason == "INVALID_PAGE_SIZE"
     assert [v.field for v in raised.value.field_violations] == ["page_size"]
+
+
+def test_keyset_pages_carry_the_last_rows_position() -> None:
+    from datetime import UTC, datetime
+
+    codec = PageTokenCodec("keyset-secret")
+    rows = [(datetime(2026, 11, 23, 12, i, tzinfo=UTC), f"id-{i}") for i in range(5)]
+    page, token = codec.keyset_page(rows, 3, lambda r: r, query="q")
+    assert page == rows[:3]
+    assert codec.decode_keyset(token, query="q") == rows[2]
+    last, none = codec.keyset_page(rows[:2], 3, lambda r: r, query="q")
+    assert (list(last), none) == (rows[:2], "")
+    assert codec.decode_keyset("", query="q") is None

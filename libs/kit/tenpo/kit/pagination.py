@@ -28,8 +28,9 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -37,6 +38,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tenpo.kit import errors
+
+T = TypeVar("T")
 
 MAX_TOKEN_LENGTH = 2048
 _VERSION = b"\x01"
@@ -114,6 +117,37 @@ class PageTokenCodec:
         if not isinstance(cursor, dict):
             raise _invalid_token("unreadable cursor")
         return cursor
+
+    def decode_keyset(
+        self, token: str, *, query: Mapping[str, Any] | str = ""
+    ) -> tuple[datetime, str] | None:
+        """The ``(created_at, id)`` position after which the next page starts (keyset
+        pagination, newest first); None for the first page."""
+        cursor = self.decode(token, query=query)
+        if not cursor:
+            return None
+        try:
+            return datetime.fromisoformat(cursor["t"]), str(cursor["i"])
+        except (KeyError, TypeError, ValueError):
+            raise _invalid_token("unreadable cursor") from None
+
+    def keyset_page(
+        self,
+        fetched: Sequence[T],
+        size: int,
+        position: Callable[[T], tuple[datetime | None, object]],
+        *,
+        query: Mapping[str, Any] | str = "",
+    ) -> tuple[Sequence[T], str]:
+        """Split ``size + 1`` fetched rows into the page and the token of the next one
+        (empty on the last page); ``position`` gives a row's ``(created_at, id)``."""
+        if len(fetched) <= size:
+            return fetched, ""
+        created_at, identifier = position(fetched[size - 1])
+        if created_at is None:
+            raise ValueError("keyset pagination needs a creation time on every row")
+        token = self.encode({"t": created_at.isoformat(), "i": str(identifier)}, query=query)
+        return fetched[:size], token
 
     @staticmethod
     def _unbase64(token: str) -> bytes:
