@@ -3,6 +3,7 @@ credentials forwarded."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 

@@ -11,7 +11,7 @@ import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 
-def _service_config(timeout_seconds: float, max_attempts: int) -> str:
+def _service_config(max_attempts: int) -> str:
     return json.dumps(
         {
             # Spread calls over every address the name resolves to (a headless Service in
@@ -20,7 +20,6 @@ def _service_config(timeout_seconds: float, max_attempts: int) -> str:
             "methodConfig": [
                 {
                     "name": [{}],  # every method of every service
-                    "timeout": f"{timeout_seconds:.3f}s",
                     "retryPolicy": {
                         "maxAttempts": max_attempts,
                         "initialBackoff": "0.05s",
@@ -34,32 +33,51 @@ def _service_config(timeout_seconds: float, max_attempts: int) -> str:
     )
 
 
-class _Credentials(
+class _CallDefaults(
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
 ):
-    """Adds ``authorization`` from a token provider (the caller's own token, forwarded on
-    behalf of the end user, or the service's client-credentials token)."""
+    """Gives every call a deadline (unless the caller set one) and, with a token provider,
+    ``authorization`` (the caller's own token forwarded on behalf of the end user, or the
+    service's client-credentials token).
 
-    def __init__(self, token_provider: Callable[[], str | None]) -> None:
+    The deadline is set here, not as a service-config ``timeout``: grpcio applies that one
+    about a second early (grpc/grpc#34547), so sub-second budgets failed at once."""
+
+    def __init__(
+        self, timeout_seconds: float, token_provider: Callable[[], str | None] | None
+    ) -> None:
+        self._timeout = timeout_seconds
         self._token_provider = token_provider
 
-    def _with_token(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        token = self._token_provider()
-        if not token:
-            return details
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        if "authorization" not in metadata:
-            metadata.add("authorization", f"Bearer {token}")
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = details.metadata
+        token = self._token_provider() if self._token_provider else None
+        if token:
+            metadata = grpc.aio.Metadata(*(details.metadata or ()))
+            if "authorization" not in metadata:
+                metadata.add("authorization", f"Bearer {token}")
         return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+            details.method,
+            details.timeout if details.timeout is not None else self._timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
         )
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(self._details(details), request)
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
 
 
 def create_channel(
@@ -79,13 +97,12 @@ def create_channel(
     interceptors: list[Any] = []
     if trace:
         interceptors.extend(aio_client_interceptors())
-    if token_provider is not None:
-        interceptors.append(_Credentials(token_provider))
+    interceptors.append(_CallDefaults(timeout_seconds, token_provider))
     interceptors.extend(extra_interceptors)
     options = [
-        ("grpc.service_config", _service_config(timeout_seconds, max_attempts)),
+        ("grpc.service_config", _service_config(max_attempts)),
         ("grpc.enable_retries", 1),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
     ]
-    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors or None)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
