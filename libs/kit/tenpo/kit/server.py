@@ -206,27 +206,43 @@ class ServiceHost(Generic[S]):
 
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING first, then stop taking calls and let in-flight ones
-        finish within the grace period, then the background work and connections."""
+        finish within the grace period, then the background work and connections. Every
+        step is bounded, so a stuck callback or connection cannot keep the process alive."""
         await self._health.enter_graceful_shutdown()
-        if self.runtime is not None:
-            for callback in self.runtime.on_drain:
-                await callback()
+        runtime = self.runtime
+        if runtime is not None:
+            for callback in runtime.on_drain:
+                await _bounded("drain callback", callback())
         if self.settings.shutdown_delay_seconds:
             await asyncio.sleep(self.settings.shutdown_delay_seconds)
         if self._server is not None:
-            await self._server.stop(self.settings.shutdown_grace_seconds)
+            grace = self.settings.shutdown_grace_seconds
+            await _bounded("server stop", self._server.stop(grace), grace + STEP_TIMEOUT)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self.runtime is not None:
-            for callback in self.runtime.on_stop:
-                await callback()
+        if self._tasks:
+            await _bounded("background tasks", asyncio.wait(self._tasks))
+        if runtime is not None:
+            for callback in runtime.on_stop:
+                await _bounded("stop callback", callback())
         if self._bus is not None:
-            await self._bus.close()
+            await _bounded("event bus close", self._bus.close())
         if self._db is not None:
-            await self._db.dispose()
+            await _bounded("database dispose", self._db.dispose())
+
+
+#: Seconds any one shutdown step may take before it is abandoned (and logged).
+STEP_TIMEOUT = 5.0
+
+
+async def _bounded(step: str, awaitable: Awaitable[Any], seconds: float = STEP_TIMEOUT) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await awaitable
+    except TimeoutError:
+        log.warning("shutdown step timed out; abandoned", extra={"step": step})
+    except Exception:
+        log.exception("shutdown step failed", extra={"step": step})
 
 
 @contextlib.asynccontextmanager
