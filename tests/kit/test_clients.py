@@ -60,12 +60,18 @@ async def test_unavailable_is_retried_with_backoff(sample: ServiceHost[SampleSet
 
 
 async def test_every_call_gets_a_deadline(sample: ServiceHost[SampleSettings]) -> None:
-    async with create_channel(f"127.0.0.1:{sample.port}", timeout_seconds=0.3) as channel:
+    async with create_channel(f"127.0.0.1:{sample.port}", timeout_seconds=0.5) as channel:
+        slow = method(channel, "Slow", wrappers_pb2.DoubleValue)
+        # Within the budget: answered (grpcio's service-config timeout fired ~1 s early).
+        assert (await slow(wrappers_pb2.DoubleValue(value=0.1))).value == 0.1
+        started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await method(channel, "Slow", wrappers_pb2.DoubleValue)(
-                wrappers_pb2.DoubleValue(value=3.0)
-            )
+            await slow(wrappers_pb2.DoubleValue(value=3.0))
+        waited = time.monotonic() - started
+        # The caller's own deadline wins over the default.
+        assert (await slow(wrappers_pb2.DoubleValue(value=0.8), timeout=2.0)).value == 0.8
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.4 < waited < 1.5
 
 
 async def test_token_provider_forwards_credentials(
