@@ -345,17 +345,19 @@ class Catalog:
         self.cache.invalidate(product_id)
 
     async def _check_references(self, uow: UnitOfWork, product: d.Product) -> None:
-        """Categories exist; SKUs and barcodes are not another product's."""
-        problems: list[FieldViolation] = []
+        """Categories exist; SKUs and barcodes are not another product's. A conflict with
+        another product is SKU_CONFLICT (it wins over a missing category)."""
+        missing: list[FieldViolation] = []
+        conflicts: list[FieldViolation] = []
         existing = await CategoryStore(uow.session).existing_ids(product.category_ids)
         for i, category_id in enumerate(product.category_ids):
             if category_id not in existing:
-                problems.append(FieldViolation(f"product.category_ids[{i}]", "no such category"))
+                missing.append(FieldViolation(f"product.category_ids[{i}]", "no such category"))
         store = ProductStore(uow.session)
         owners = await store.product_ids_for_skus(product.skus)
         for i, v in enumerate(product.variants):
             if owners.get(v.sku, product.id) != product.id:
-                problems.append(
+                conflicts.append(
                     FieldViolation(f"product.variants[{i}].sku", "SKU belongs to another product")
                 )
         taken = set(
@@ -366,20 +368,17 @@ class Catalog:
         for i, v in enumerate(product.variants):
             for j, b in enumerate(v.barcodes):
                 if b.value in taken:
-                    problems.append(
+                    conflicts.append(
                         FieldViolation(
                             f"product.variants[{i}].barcodes[{j}]",
                             "barcode belongs to another product",
                         )
                     )
-        if problems:
-            reason = (
-                "SKU_CONFLICT"
-                if any("SKU" in p.description or "barcode" in p.description for p in problems)
-                else "CATEGORY_NOT_FOUND"
-            )
+        if conflicts or missing:
             raise FailedPrecondition(
-                "the product refers to data it cannot use", reason=reason, field_violations=problems
+                "the product refers to data it cannot use",
+                reason="SKU_CONFLICT" if conflicts else "CATEGORY_NOT_FOUND",
+                field_violations=[*conflicts, *missing],
             )
 
     def _announce(
