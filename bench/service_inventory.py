@@ -32,6 +32,9 @@ from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
 from tenpo.kit.devstack.postgres import postgres_bin_dir
 
 CONCURRENCY = 64
+#: Client connections the calls are spread over, as many carts and order services would
+#: open; with several server processes (SO_REUSEPORT) each connection lands on one of them.
+CONNECTIONS = int(os.environ.get("BENCH_INVENTORY_CONNECTIONS", "8"))
 HOT_SKU = "BENCH-HOT"
 GRPC_LOCATION = "tokyo-shibuya"
 PGBENCH_LOCATION = "tokyo-ginza"  # its own hot row in the same table, so the runs don't mix
@@ -195,17 +198,24 @@ async def _measure(
             "INVENTORY_DATABASE_POOL_SIZE": "8",
         }
         with subprocess_server(["-m", "services.inventory", "serve"], env):
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+            channels = [
+                grpc.aio.insecure_channel(
+                    f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
                 )
-                stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
+                for _ in range(CONNECTIONS)
+            ]
+            try:
+                for channel in channels:
+                    await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+                    )
+                stubs = [inventory_service_pb2_grpc.InventoryServiceStub(c) for c in channels]
                 metadata = (("authorization", f"Bearer {token}"),)
                 line = pb.StockLine(sku=HOT_SKU, quantity=1, location_id=GRPC_LOCATION)
                 run_id = secrets.token_hex(4)
 
                 def reserve(i: int) -> object:
-                    return stub.ReserveStock(
+                    return stubs[i % CONNECTIONS].ReserveStock(
                         api.ReserveStockRequest(
                             owner=f"carts/bench-{i}", lines=[line], request_id=f"{run_id}-{i}"
                         ),
@@ -216,7 +226,9 @@ async def _measure(
                 ceiling = report.add(
                     await measure(
                         f"inventory: GetLocation, cached, no SQL ({label})",
-                        lambda _i: stub.GetLocation(ceiling_request, metadata=metadata),
+                        lambda i: stubs[i % CONNECTIONS].GetLocation(
+                            ceiling_request, metadata=metadata
+                        ),
                         concurrency=CONCURRENCY,
                         duration=duration,
                     )
@@ -229,6 +241,9 @@ async def _measure(
                         duration=duration,
                     )
                 )
+            finally:
+                for channel in channels:
+                    await channel.close()
         raw = _pgbench(url, root, duration)
         print(
             f"  {'pgbench: hot-row conditional UPDATE (' + label + ')':<48} {raw:>10.1f}/s"

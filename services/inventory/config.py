@@ -21,8 +21,8 @@ class InventorySettings(ServiceSettings):
     #: How often expired reservations are swept, and how many per transaction.
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
     expiry_batch_size: int = Field(default=200, ge=1)
-    #: Concurrent reservation transactions per process; each coalesces every waiting
-    #: request for SKUs no other one is busy with.
+    #: Concurrent reservation transactions per process; a free one takes every waiting
+    #: request, and they overlap (one commits while the next waits for the rows).
     reserve_batch_workers: int = Field(default=2, ge=1, le=64)
     reserve_max_batch: int = Field(default=500, ge=1)
     #: Availability streams end after this long; clients reconnect.

@@ -23,14 +23,16 @@ from services.inventory.models import (
     stock_levels,
     transfers,
 )
+from tenpo.kit.db import outbox_insert
 
 DEMO_STOCKING_FLAG = "demo_stocking"
 
-# Reservations, their lines and the levels' new reserved counts in one round trip. The
-# level update only applies when every reservation was inserted (none lost its request_id
-# to a concurrent retry); the caller rolls back otherwise. The outer join returns the
-# inserted count even when no level row comes back.
-RECORD_RESERVATIONS = """
+# Reservations, their lines, the levels' new values and the outbox events in one round trip
+# (the hot path of a flash sale: the rows stay locked for as short as possible). The caller
+# holds the levels locked and computed their new values, so it knows them exactly (the
+# version guard only catches a bug). It rolls back when a reservation lost its request_id to
+# a concurrent or earlier call: then fewer rows were inserted than given.
+RECORD_RESERVATIONS = f"""
 WITH ins AS (
   INSERT INTO reservations (id, owner, customer_id, state, expires_at, created_at,
                             updated_at, request_id, request_hash, actor)
@@ -46,25 +48,33 @@ WITH ins AS (
        AS l(reservation_id, line_no, sku, location_id, quantity)
   WHERE l.reservation_id IN (SELECT id FROM ins)
 ), levels AS (
-  UPDATE stock_levels s SET reserved = v.reserved, version = s.version + 1,
-                            updated_at = now()
-  FROM unnest($16::text[], $17::text[], $18::bigint[]) AS v(sku, loc, reserved)
-  WHERE s.sku = v.sku AND s.location_id = v.loc AND (SELECT count(*) FROM ins) = $19
-  RETURNING s.*
-), counted AS (SELECT count(*) AS inserted FROM ins)
-SELECT counted.inserted, levels.* FROM counted LEFT JOIN levels ON true
+  UPDATE stock_levels s SET reserved = v.reserved, version = v.version,
+                            updated_at = v.updated_at
+  FROM unnest($16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::timestamptz[])
+       AS v(sku, loc, reserved, version, updated_at)
+  WHERE s.sku = v.sku AND s.location_id = v.loc AND s.version = v.version - 1
+  RETURNING 1
+), events AS ({outbox_insert(21)})
+SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM levels) AS updated
+"""  # noqa: S608 (the kit's constant outbox statement is interpolated, no input)
+
+
+#: Locks levels in (sku, location) order, the one order every writer uses, so concurrent
+#: multi-line writers never deadlock. One array pair keeps one prepared plan.
+LOCK_LEVELS = """
+SELECT s.* FROM stock_levels s
+JOIN unnest($1::text[], $2::text[]) AS k(sku, loc) ON s.sku = k.sku AND s.location_id = k.loc
+ORDER BY s.sku, s.location_id FOR UPDATE OF s
 """
 
+FIND_REQUEST_IDS = (
+    "SELECT request_id, id, request_hash FROM reservations WHERE request_id = ANY($1::text[])"
+)
 
-async def _driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under ``session``, for statements SQLAlchemy would only slow
-    down. It must already be inside the unit of work's transaction, i.e. the session has
-    executed a statement: the driver adapter begins transactions lazily."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    if getattr(raw.dbapi_connection, "_transaction", None) is None:
-        raise RuntimeError("the unit of work has not begun its transaction yet")
-    return raw.driver_connection
+
+def _key_arrays(keys: Iterable[d.Key]) -> tuple[list[str], list[str]]:
+    ordered = sorted(set(keys))
+    return [k[0] for k in ordered], [k[1] for k in ordered]
 
 
 def _location(row: RowMapping) -> d.Location:
@@ -114,7 +124,8 @@ def _location_values(location: d.Location) -> dict[str, Any]:
     }
 
 
-def _level(row: RowMapping) -> d.StockLevel:
+def _level(row: Any) -> d.StockLevel:
+    """A level from a SQLAlchemy row mapping or an asyncpg record."""
     return d.StockLevel(
         sku=row["sku"],
         location_id=row["location_id"],
@@ -206,22 +217,12 @@ class StockStore:
         self.session = session
 
     async def lock(self, keys: Iterable[d.Key]) -> dict[d.Key, d.StockLevel]:
-        """Lock the existing levels of ``keys`` in (sku, location) order, the one order every
-        writer uses, so concurrent multi-line writers never deadlock."""
-        ordered = sorted(set(keys))
-        if not ordered:
+        """Lock the existing levels of ``keys`` (see ``LOCK_LEVELS``)."""
+        skus, locs = _key_arrays(keys)
+        if not skus:
             return {}
-        rows = (
-            await self.session.execute(
-                sa.text(
-                    "SELECT s.* FROM stock_levels s"
-                    " JOIN unnest(CAST(:skus AS text[]), CAST(:locs AS text[])) AS k(sku, loc)"
-                    "   ON s.sku = k.sku AND s.location_id = k.loc"
-                    " ORDER BY s.sku, s.location_id FOR UPDATE OF s"
-                ),
-                {"skus": [k[0] for k in ordered], "locs": [k[1] for k in ordered]},
-            )
-        ).mappings()
+        connection = await self.session.connection()
+        rows = (await connection.exec_driver_sql(LOCK_LEVELS, (skus, locs))).mappings()
         return {(r["sku"], r["location_id"]): _level(r) for r in rows}
 
     async def lock_one(self, sku: str, location_id: str, *, create: bool) -> d.StockLevel:
@@ -429,6 +430,72 @@ def _reservation(row: RowMapping, lines: Sequence[d.Line]) -> d.Reservation:
     )
 
 
+class ReservationWriter:
+    """The reservation hot path (a flash sale's every request passes here) on a driver-level
+    unit of work: plain asyncpg statements, none of SQLAlchemy's per-statement cost."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def lock(self, keys: Iterable[d.Key]) -> dict[d.Key, d.StockLevel]:
+        """Lock the existing levels of ``keys`` (see ``LOCK_LEVELS``)."""
+        skus, locs = _key_arrays(keys)
+        if not skus:
+            return {}
+        rows = await self.connection.fetch(LOCK_LEVELS, skus, locs)
+        return {(r["sku"], r["location_id"]): _level(r) for r in rows}
+
+    async def by_request_ids(
+        self, request_ids: Sequence[str]
+    ) -> dict[str, tuple[uuid.UUID, bytes]]:
+        if not request_ids:
+            return {}
+        rows = await self.connection.fetch(FIND_REQUEST_IDS, list(request_ids))
+        return {r["request_id"]: (r["id"], r["request_hash"] or b"") for r in rows}
+
+    async def record(
+        self,
+        reservation_rows: Sequence[dict[str, Any]],
+        line_rows: Sequence[dict[str, Any]],
+        levels: Sequence[d.StockLevel],
+        events: Sequence[list[Any]],
+    ) -> bool:
+        """Write reservations with their lines, the new values of levels the caller holds
+        locked, and ``events`` (``outbox_arrays``), in one statement. False when a
+        reservation's request_id was taken meanwhile: then the caller must roll back."""
+        if not reservation_rows:
+            return True
+        row = await self.connection.fetchrow(
+            RECORD_RESERVATIONS,
+            [r["id"] for r in reservation_rows],
+            [r["owner"] for r in reservation_rows],
+            [r["customer_id"] for r in reservation_rows],
+            [r["state"] for r in reservation_rows],
+            [r["expires_at"] for r in reservation_rows],
+            [r["created_at"] for r in reservation_rows],
+            [r["updated_at"] for r in reservation_rows],
+            [r["request_id"] for r in reservation_rows],
+            [r["request_hash"] for r in reservation_rows],
+            [r["actor"] for r in reservation_rows],
+            [r["reservation_id"] for r in line_rows],
+            [r["line_no"] for r in line_rows],
+            [r["sku"] for r in line_rows],
+            [r["location_id"] for r in line_rows],
+            [r["quantity"] for r in line_rows],
+            [lv.sku for lv in levels],
+            [lv.location_id for lv in levels],
+            [lv.reserved for lv in levels],
+            [lv.version for lv in levels],
+            [lv.updated_at for lv in levels],
+            *events,
+        )
+        if row["inserted"] != len(reservation_rows):
+            return False
+        if row["updated"] != len({lv.key for lv in levels}):
+            raise RuntimeError("a stock level to write was not locked or has changed")
+        return True
+
+
 class ReservationStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -466,64 +533,6 @@ class ReservationStore:
                 d.Line(line["sku"], line["quantity"], line["location_id"])
             )
         return [_reservation(r, lines.get(r["id"], [])) for r in rows]
-
-    async def by_request_ids(
-        self, request_ids: Sequence[str]
-    ) -> dict[str, tuple[uuid.UUID, bytes]]:
-        if not request_ids:
-            return {}
-        # One array parameter keeps the statement text (and its prepared plan) the same
-        # whatever the batch size.
-        rows = await self.session.execute(
-            sa.text(
-                "SELECT request_id, id, request_hash FROM reservations"
-                " WHERE request_id = ANY(CAST(:ids AS text[]))"
-            ),
-            {"ids": list(request_ids)},
-        )
-        return {r.request_id: (r.id, r.request_hash or b"") for r in rows}
-
-    async def record(
-        self,
-        reservation_rows: Sequence[dict[str, Any]],
-        line_rows: Sequence[dict[str, Any]],
-        levels: Sequence[d.StockLevel],
-    ) -> dict[d.Key, d.StockLevel] | None:
-        """Insert reservations with their lines and store the new ``reserved`` of levels the
-        caller holds locked, in one statement (the hot path of a flash sale). Returns the
-        written levels, or None when a reservation's request_id was taken meanwhile: then
-        the caller must roll back."""
-        if not reservation_rows:
-            return {}
-        driver = await _driver_connection(self.session)
-        rows = await driver.fetch(
-            RECORD_RESERVATIONS,
-            [r["id"] for r in reservation_rows],
-            [r["owner"] for r in reservation_rows],
-            [r["customer_id"] for r in reservation_rows],
-            [r["state"] for r in reservation_rows],
-            [r["expires_at"] for r in reservation_rows],
-            [r["created_at"] for r in reservation_rows],
-            [r["updated_at"] for r in reservation_rows],
-            [r["request_id"] for r in reservation_rows],
-            [r["request_hash"] for r in reservation_rows],
-            [r["actor"] for r in reservation_rows],
-            [r["reservation_id"] for r in line_rows],
-            [r["line_no"] for r in line_rows],
-            [r["sku"] for r in line_rows],
-            [r["location_id"] for r in line_rows],
-            [r["quantity"] for r in line_rows],
-            [lv.sku for lv in levels],
-            [lv.location_id for lv in levels],
-            [lv.reserved for lv in levels],
-            len(reservation_rows),
-        )
-        if not rows or rows[0]["inserted"] != len(reservation_rows):
-            return None
-        written = {(r["sku"], r["location_id"]): _level(r) for r in rows if r["sku"] is not None}
-        if len(written) != len({lv.key for lv in levels}):
-            raise RuntimeError("a stock level to write was not locked or does not exist")
-        return written
 
     async def set_state(
         self,

@@ -28,13 +28,14 @@ from services.inventory.store import (
     DEMO_STOCKING_FLAG,
     LocationStore,
     ReservationStore,
+    ReservationWriter,
     SkuStore,
     StockStore,
     TransferStore,
 )
 from tenpo.inventory.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
-from tenpo.kit.db import Database, UnitOfWork
+from tenpo.kit.db import Database, OutboxEvents, UnitOfWork
 from tenpo.kit.errors import (
     Aborted,
     AlreadyExists,
@@ -170,23 +171,21 @@ class _Pending:
     request: d.ReservationRequest
     future: asyncio.Future[d.Reservation]
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset(line.sku for line in self.request.lines)
-
 
 class ReservationBatcher:
-    """Coalesces concurrent reservations. Each worker takes every queued request whose SKUs
-    no other worker is busy with and decides them in one transaction; requests for a SKU in
-    flight wait for the next round, so one hot SKU is one lock holder at a time per process
-    (across replicas the row lock orders them)."""
+    """Coalesces concurrent reservations. A free worker takes every queued request (up to
+    ``max_batch``) and decides them in one transaction. Workers overlap: while one holds the
+    hot rows and waits for its commit, the next has already sent its lock request, so
+    PostgreSQL hands the rows over the moment the first commits, with no round trip through
+    this process in between. Arrival order holds: batches queue for the rows in the order
+    they were taken (PostgreSQL grants row locks first come, first served), and within a
+    batch requests are decided in arrival order."""
 
     def __init__(self, inventory: Inventory, *, workers: int, max_batch: int) -> None:
         self._inventory = inventory
         self._worker_count = workers
         self._max_batch = max_batch
         self._queue: deque[_Pending] = deque()
-        self._busy: dict[int, frozenset[str]] = {}
         self._wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
@@ -196,7 +195,7 @@ class ReservationBatcher:
             raise Unavailable("the service is shutting down", reason="SHUTTING_DOWN")
         if not self._workers:
             self._workers = [
-                asyncio.create_task(self._work(i), name=f"reservation-batcher-{i}")
+                asyncio.create_task(self._work(), name=f"reservation-batcher-{i}")
                 for i in range(self._worker_count)
             ]
         future: asyncio.Future[d.Reservation] = asyncio.get_running_loop().create_future()
@@ -204,31 +203,22 @@ class ReservationBatcher:
         self._wake.set()
         return await future
 
-    def _take(self, worker: int) -> list[_Pending]:
-        blocked: set[str] = set().union(*(s for w, s in self._busy.items() if w != worker))
+    def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
-        kept: deque[_Pending] = deque()
-        while self._queue:
+        while self._queue and len(taken) < self._max_batch:
             pending = self._queue.popleft()
-            if pending.future.done():
-                continue  # the caller gave up before we started
-            if len(taken) < self._max_batch and not (pending.skus & blocked):
+            if not pending.future.done():  # else the caller gave up before we started
                 taken.append(pending)
-            else:
-                # Keep it for a later round; its SKUs stay blocked so arrival order holds.
-                blocked |= pending.skus
-                kept.append(pending)
-        self._queue = kept
         return taken
 
-    async def _work(self, worker: int) -> None:
+    async def _work(self) -> None:
         while True:
             await self._wake.wait()
-            batch = self._take(worker)
-            if not batch:
+            batch = self._take()
+            if not self._queue:
                 self._wake.clear()
+            if not batch:
                 continue
-            self._busy[worker] = frozenset().union(*(p.skus for p in batch))
             try:
                 results = await self._inventory.reserve_batch([p.request for p in batch])
             except Exception as error:  # a database failure fails the whole batch
@@ -239,10 +229,6 @@ class ReservationBatcher:
                     else Unavailable("reservation failed; retry", reason="RESERVATION_RETRY")
                 )
                 results = [failure] * len(batch)
-            finally:
-                self._busy.pop(worker, None)
-                if self._queue:
-                    self._wake.set()
             for pending, result in zip(batch, results, strict=True):
                 if pending.future.done():
                     continue
@@ -744,8 +730,11 @@ class Inventory:
     ) -> list[d.Reservation | Exception]:
         """Decide a batch of reservations in one transaction; one result per request.
 
-        Round trips: the request_id lookup, the row locks (canonical order), one statement
-        writing reservations, lines and levels, then the outbox and COMMIT."""
+        Round trips: BEGIN, the row locks (canonical order), one statement writing
+        reservations, lines and levels, the outbox, COMMIT. A request_id seen before is
+        looked up only when it matters: a placed replay makes the insert conflict (the whole
+        batch then retries, looking every request_id up first), a replay that could not be
+        placed is looked up before the batch answers."""
         now = self.clock()
         retry = False
         results: list[d.Reservation | Exception | None] = [None] * len(requests)
@@ -757,24 +746,30 @@ class Inventory:
                     followers[i] = first_with_id[request.request_id]
                 else:
                     first_with_id[request.request_id] = i
-        to_fetch: dict[int, uuid.UUID] = {}
+        replays: dict[int, uuid.UUID] = {}
         placed: dict[int, list[d.Line]] = {}
         ids: dict[int, uuid.UUID] = {}
-        async with self.db.unit_of_work() as uow:
-            reservations = ReservationStore(uow.session)
-            stock = StockStore(uow.session)
-            for request_id, (existing_id, fingerprint) in (
-                await reservations.by_request_ids(list(first_with_id))
-            ).items():
-                i = first_with_id[request_id]
-                if fingerprint != requests[i].fingerprint:
-                    results[i] = _request_id_reused()
-                else:
-                    to_fetch[i] = existing_id
+        async with self.db.driver_unit_of_work() as uow:
+            writer = ReservationWriter(uow.connection)
+
+            async def look_up(indexes: Iterable[int]) -> None:
+                wanted = {requests[i].request_id: i for i in indexes}
+                for request_id, (existing_id, fingerprint) in (
+                    await writer.by_request_ids(list(wanted))
+                ).items():
+                    i = wanted[request_id]
+                    results[i] = None
+                    if fingerprint != requests[i].fingerprint:
+                        results[i] = _request_id_reused()
+                    else:
+                        replays[i] = existing_id
+
+            if attempt > 1:
+                await look_up(first_with_id.values())
             todo = [
                 i
                 for i in range(len(requests))
-                if results[i] is None and i not in followers and i not in to_fetch
+                if results[i] is None and i not in followers and i not in replays
             ]
             anywhere: list[d.Location] = []
             if any(not line.location_id for i in todo for line in requests[i].lines):
@@ -786,7 +781,7 @@ class Inventory:
                         keys.add((line.sku, line.location_id))
                     else:
                         keys.update((line.sku, loc.id) for loc in anywhere)
-            original = await stock.lock(keys)
+            original = await writer.lock(keys)
             working = dict(original)
             for i in todo:
                 try:
@@ -795,9 +790,26 @@ class Inventory:
                     )
                 except DomainError as error:
                     results[i] = error
+            if attempt == 1:
+                # A retry of an earlier success must get that reservation back, not a
+                # refusal because the stock has gone meanwhile.
+                await look_up(
+                    i
+                    for i in todo
+                    if i not in placed and requests[i].request_id and i not in followers
+                )
             ids = {i: uuid.uuid4() for i in placed}
-            changed = [level for key, level in working.items() if level != original.get(key)]
-            written = await reservations.record(
+            # We hold these rows, so what the write will leave is known exactly now, and the
+            # events travel in the same statement as the rows.
+            changed = [
+                replace(level, version=level.version + 1, updated_at=now)
+                for key, level in working.items()
+                if level != original.get(key)
+            ]
+            await self._announce(
+                uow, {key: level.available_to_promise for key, level in original.items()}, changed
+            )
+            recorded = await writer.record(
                 [
                     {
                         "id": ids[i],
@@ -825,20 +837,19 @@ class Inventory:
                     for n, line in enumerate(lines)
                 ],
                 changed,
+                uow.take_events(),
             )
-            if written is None:
-                # A concurrent call with one of our request_ids committed first. Nothing of
-                # ours is kept; the next attempt finds its reservation and hands it back.
-                retry = True
-            else:
-                await self._announce(
-                    uow,
-                    {key: level.available_to_promise for key, level in original.items()},
-                    written.values(),
-                )
+            if recorded:
                 await uow.commit()
+            else:
+                # A concurrent call or an earlier one with one of our request_ids committed
+                # first. Nothing of ours is kept; the next attempt finds its reservation and
+                # hands it back.
+                retry = True
         if retry:
-            if attempt >= 3:
+            # Each retry sees every request_id that beat it, so only a storm of concurrent
+            # retries through several replicas gets this far.
+            if attempt >= 5:
                 raise Aborted("reservation raced a retry; try again", reason="RESERVATION_RETRY")
             return await self.reserve_batch(requests, attempt=attempt + 1)
         for i, lines in placed.items():
@@ -852,33 +863,19 @@ class Inventory:
                 updated_at=now,
                 customer_id=requests[i].customer_id,
             )
-        if to_fetch:
-            await self._fetch_replays(requests, to_fetch, results)
+        if replays:
+            async with self.db.unit_of_work() as reader:
+                found = {
+                    r.id: r
+                    for r in await ReservationStore(reader.session).get_many(list(replays.values()))
+                }
+            for i, reservation_id in replays.items():
+                results[i] = found[reservation_id]
         for i, first in followers.items():
             same = requests[i].fingerprint == requests[first].fingerprint
             results[i] = results[first] if same else _request_id_reused()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
-
-    async def _fetch_replays(
-        self,
-        requests: Sequence[d.ReservationRequest],
-        to_fetch: dict[int, uuid.UUID],
-        results: list[d.Reservation | Exception | None],
-    ) -> None:
-        async with self.db.unit_of_work() as uow:
-            store = ReservationStore(uow.session)
-            known = await store.by_request_ids([requests[i].request_id for i in to_fetch])
-            wanted: dict[int, uuid.UUID] = {}
-            for i in to_fetch:
-                existing_id, fingerprint = known[requests[i].request_id]
-                if fingerprint != requests[i].fingerprint:
-                    results[i] = _request_id_reused()
-                else:
-                    wanted[i] = existing_id
-            found = {r.id: r for r in await store.get_many(list(wanted.values()))}
-        for i, reservation_id in wanted.items():
-            results[i] = found[reservation_id]
 
     async def get_reservation(
         self, principal: Principal, reservation_id: uuid.UUID
@@ -1123,7 +1120,7 @@ class Inventory:
     # ------------------------------------------------------------------- events
 
     async def _announce(
-        self, uow: UnitOfWork, before: Mapping[d.Key, int], after: Iterable[d.StockLevel]
+        self, uow: OutboxEvents, before: Mapping[d.Key, int], after: Iterable[d.StockLevel]
     ) -> None:
         locations = await self.locations.all()
         now = self.clock()

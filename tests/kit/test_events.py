@@ -286,3 +286,106 @@ async def test_a_failing_event_in_a_batch_does_not_hold_back_the_others(
     assert sorted(await received_ids(db)) == sorted(orders_placed)  # each exactly once
     assert attempts["o-3"] >= 2
     await bus.close()
+
+
+async def place_order_on_driver(db: Database, order_id: str, service: str) -> None:
+    async with db.driver_unit_of_work() as uow:
+        await uow.connection.execute("INSERT INTO orders (id) VALUES ($1)", order_id)
+        uow.add_event(wrappers_pb2.StringValue(value=order_id), service=service)
+        await uow.commit()
+
+
+async def _count(db: Database, table: sa.Table) -> int:
+    async with db.engine.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+async def test_driver_unit_of_work_commits_rows_and_events_together(
+    db: Database, nats_url: str, service: str
+) -> None:
+    await place_order_on_driver(db, "d-1", service)
+    assert await _count(db, orders) == 1
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    assert await OutboxRelay(db, bus).publish_pending() == 1
+    consumer = Consumer(db, bus, recording_subscription(service, "driver"))
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["d-1"]))
+    await bus.close()
+
+
+async def test_driver_unit_of_work_rolls_back_unless_committed(db: Database, service: str) -> None:
+    async with db.driver_unit_of_work() as uow:
+        await uow.connection.execute("INSERT INTO orders (id) VALUES ($1)", "d-gone")
+        uow.add_event(wrappers_pb2.StringValue(value="d-gone"), service=service)
+
+    async def fail_midway() -> None:
+        async with db.driver_unit_of_work() as uow:
+            await uow.connection.execute("INSERT INTO orders (id) VALUES ($1)", "d-gone-2")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_midway()
+    assert await _count(db, orders) == 0
+    assert await _count(db, outbox_table) == 0
+
+
+async def test_driver_unit_of_work_never_returns_a_connection_inside_a_transaction(
+    db: Database, database_url: str
+) -> None:
+    # One pooled connection: whatever the next unit of work gets is the one used before.
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        started = asyncio.Event()
+
+        async def stuck() -> None:
+            async with db.driver_unit_of_work() as uow:
+                await uow.connection.execute("INSERT INTO orders (id) VALUES ($1)", "d-stuck")
+                started.set()
+                await uow.connection.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.ensure_future(stuck())
+        await asyncio.wait_for(started.wait(), 10)
+        task.cancel()  # cancelled in the middle of a statement
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        async with db.driver_unit_of_work() as uow:
+            assert uow.connection.is_in_transaction()  # our own, fresh one
+            assert await uow.connection.fetchval("SELECT count(*) FROM orders") == 0
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_relay_publishes_commits_that_arrive_together_in_one_round(
+    db: Database, nats_url: str, service: str
+) -> None:
+    rounds: list[int] = []
+
+    class CountingRelay(OutboxRelay):
+        async def publish_pending(self) -> int:
+            published = await super().publish_pending()
+            if published:
+                rounds.append(published)
+            return published
+
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    relay = CountingRelay(db, bus, poll_interval=0.1, linger=1.0)
+    consumer = Consumer(db, bus, recording_subscription(service, "lingering"))
+    placed = [f"l-{i}" for i in range(10)]
+    async with background(relay.run(), consumer.run()):
+        await place_order(db, placed[0], service)
+        await eventually(lambda: _has(db, placed[:1]))  # the first goes out at once
+        for order_id in placed[1:]:
+            await place_order(db, order_id, service)
+        await eventually(lambda: _has(db, placed))
+    assert rounds[0] == 1
+    assert sum(rounds) == len(placed)
+    assert len(rounds) <= 3, f"commits within the linger should share a round: {rounds}"
+    info = await bus.js.stream_info(stream_name(service))
+    assert info.state.messages == len(placed)
+    await bus.close()

@@ -176,6 +176,21 @@ async def test_retried_reservation_returns_the_first_one(
     )
 
 
+async def test_retry_while_stock_remains_holds_nothing_more(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
+    stub, _, _ = shared_inventory
+    sku = new_sku()
+    await receive(stub, tokens, sku, STORE, 10)
+    request = api.ReserveStockRequest(owner="carts/s", lines=[line(sku, 3)], request_id=f"s-{sku}")
+    first = await stub.ReserveStock(request, metadata=tokens.staff)
+    # Stock is still there, so the retry could be placed again: it must not be.
+    for _ in range(3):
+        again = await stub.ReserveStock(request, metadata=tokens.staff)
+        assert again.reservation.id == first.reservation.id
+    assert await atp(stub, sku, STORE) == 7
+
+
 async def test_commit_turns_the_hold_into_a_sale(shared_inventory: Shared, tokens: Tokens) -> None:
     stub, _, _ = shared_inventory
     sku = new_sku()
