@@ -23,6 +23,8 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
         require_known_skus=settings.require_known_skus,
         batch_workers=settings.reserve_batch_workers,
         max_batch=settings.reserve_max_batch,
+        batch_target=settings.reserve_batch_target,
+        batch_linger=settings.reserve_batch_linger_seconds,
     )
     hub = AvailabilityHub(runtime.db)
     runtime.add_servicer(

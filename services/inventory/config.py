@@ -21,9 +21,13 @@ class InventorySettings(ServiceSettings):
     #: How often expired reservations are swept, and how many per transaction.
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
     expiry_batch_size: int = Field(default=200, ge=1)
-    #: Concurrent reservation transactions per process; a free one takes every waiting
-    #: request, and they overlap (one commits while the next waits for the rows).
+    #: Concurrent reservation transactions per process; each coalesces every waiting
+    #: request for SKUs no other one is busy with.
     reserve_batch_workers: int = Field(default=2, ge=1, le=64)
     reserve_max_batch: int = Field(default=500, ge=1)
+    #: Under load (requests already waiting when a worker's batch ends) the next batch may
+    #: fill up to this many requests, waiting at most the linger; an idle service never waits.
+    reserve_batch_target: int = Field(default=32, ge=1)
+    reserve_batch_linger_seconds: float = Field(default=0.02, ge=0, le=0.1)
     #: Availability streams end after this long; clients reconnect.
     watch_max_seconds: float = Field(default=900.0, gt=0)

@@ -171,22 +171,40 @@ class _Pending:
     request: d.ReservationRequest
     future: asyncio.Future[d.Reservation]
 
+    @property
+    def skus(self) -> frozenset[str]:
+        return frozenset(line.sku for line in self.request.lines)
+
 
 class ReservationBatcher:
-    """Coalesces concurrent reservations. A free worker takes every queued request (up to
-    ``max_batch``) and decides them in one transaction. Workers overlap: while one holds the
-    hot rows and waits for its commit, the next has already sent its lock request, so
-    PostgreSQL hands the rows over the moment the first commits, with no round trip through
-    this process in between. Arrival order holds: batches queue for the rows in the order
-    they were taken (PostgreSQL grants row locks first come, first served), and within a
-    batch requests are decided in arrival order."""
+    """Coalesces concurrent reservations. Each worker takes every queued request whose SKUs
+    no other worker is busy with and decides them in one transaction; requests for a SKU in
+    flight wait for the next round, so one hot SKU is one lock holder at a time per process
+    (across replicas the row lock orders them).
 
-    def __init__(self, inventory: Inventory, *, workers: int, max_batch: int) -> None:
+    Under load (requests were already waiting when a worker's last batch ended) a worker
+    lets the next batch fill up to ``target`` requests, waiting at most ``linger`` seconds:
+    when the process is busy, every transaction it saves is CPU for answering calls. An idle
+    service never waits."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        *,
+        workers: int,
+        max_batch: int,
+        target: int = 1,
+        linger: float = 0.0,
+    ) -> None:
         self._inventory = inventory
         self._worker_count = workers
         self._max_batch = max_batch
+        self._target = min(target, max_batch)
+        self._linger = linger
         self._queue: deque[_Pending] = deque()
+        self._busy: dict[int, frozenset[str]] = {}
         self._wake = asyncio.Event()
+        self._full = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -195,30 +213,53 @@ class ReservationBatcher:
             raise Unavailable("the service is shutting down", reason="SHUTTING_DOWN")
         if not self._workers:
             self._workers = [
-                asyncio.create_task(self._work(), name=f"reservation-batcher-{i}")
+                asyncio.create_task(self._work(i), name=f"reservation-batcher-{i}")
                 for i in range(self._worker_count)
             ]
         future: asyncio.Future[d.Reservation] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(request, future))
         self._wake.set()
+        if len(self._queue) >= self._target:
+            self._full.set()
         return await future
 
-    def _take(self) -> list[_Pending]:
+    def _take(self, worker: int) -> list[_Pending]:
+        blocked: set[str] = set().union(*(s for w, s in self._busy.items() if w != worker))
         taken: list[_Pending] = []
-        while self._queue and len(taken) < self._max_batch:
+        kept: deque[_Pending] = deque()
+        while self._queue:
             pending = self._queue.popleft()
-            if not pending.future.done():  # else the caller gave up before we started
+            if pending.future.done():
+                continue  # the caller gave up before we started
+            if len(taken) < self._max_batch and not (pending.skus & blocked):
                 taken.append(pending)
+            else:
+                # Keep it for a later round; its SKUs stay blocked so arrival order holds.
+                blocked |= pending.skus
+                kept.append(pending)
+        self._queue = kept
         return taken
 
-    async def _work(self) -> None:
+    async def _fill(self) -> None:
+        """Wait until ``target`` requests are queued or ``linger`` has passed."""
+        if len(self._queue) >= self._target:
+            return
+        self._full.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), self._linger)
+
+    async def _work(self, worker: int) -> None:
+        loaded = False
         while True:
             await self._wake.wait()
-            batch = self._take()
-            if not self._queue:
-                self._wake.clear()
+            if loaded and self._linger:
+                await self._fill()
+            batch = self._take(worker)
             if not batch:
+                self._wake.clear()
+                loaded = False
                 continue
+            self._busy[worker] = frozenset().union(*(p.skus for p in batch))
             try:
                 results = await self._inventory.reserve_batch([p.request for p in batch])
             except Exception as error:  # a database failure fails the whole batch
@@ -229,6 +270,11 @@ class ReservationBatcher:
                     else Unavailable("reservation failed; retry", reason="RESERVATION_RETRY")
                 )
                 results = [failure] * len(batch)
+            finally:
+                self._busy.pop(worker, None)
+                loaded = bool(self._queue)
+                if loaded:
+                    self._wake.set()
             for pending, result in zip(batch, results, strict=True):
                 if pending.future.done():
                     continue
@@ -274,12 +320,20 @@ class Inventory:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         batch_workers: int = 2,
         max_batch: int = 500,
+        batch_target: int = 1,
+        batch_linger: float = 0.0,
     ) -> None:
         self.db = db
         self.clock = clock
         self.require_known_skus = require_known_skus
         self.locations = LocationCache(db)
-        self.batcher = ReservationBatcher(self, workers=batch_workers, max_batch=max_batch)
+        self.batcher = ReservationBatcher(
+            self,
+            workers=batch_workers,
+            max_batch=max_batch,
+            target=batch_target,
+            linger=batch_linger,
+        )
 
     # ---------------------------------------------------------------- locations
 
