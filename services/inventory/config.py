@@ -27,7 +27,7 @@ class InventorySettings(ServiceSettings):
     reserve_max_batch: int = Field(default=500, ge=1)
     #: Under load (requests already waiting when a worker's batch ends) the next batch may
     #: fill up to this many requests, waiting at most the linger; an idle service never waits.
-    reserve_batch_target: int = Field(default=32, ge=1)
+    reserve_batch_target: int = Field(default=64, ge=1)
     reserve_batch_linger_seconds: float = Field(default=0.02, ge=0, le=0.1)
     #: Availability streams end after this long; clients reconnect.
     watch_max_seconds: float = Field(default=900.0, gt=0)
