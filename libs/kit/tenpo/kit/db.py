@@ -272,16 +272,17 @@ class DriverUnitOfWork(OutboxEvents):
         tb: TracebackType | None,
     ) -> None:
         assert self._pooled is not None
+        broken = False
         try:
             if not self._committed:
                 await self._transaction.rollback()
         except BaseException:
-            # The pool must never hand out a connection still inside our transaction (the
-            # SQLAlchemy adapter does not know about it, so its reset would not end it).
-            await self._pooled.invalidate()
+            broken = True
             raise
         finally:
-            if self.connection.is_in_transaction():
+            # The pool must never hand out a connection still inside our transaction (the
+            # SQLAlchemy adapter does not know about it, so its reset would not end it).
+            if broken or self.connection.is_in_transaction():
                 await self._pooled.invalidate()
             await self._pooled.close()
 
