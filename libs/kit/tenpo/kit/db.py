@@ -222,7 +222,8 @@ class UnitOfWork(OutboxEvents):
 
     async def commit(self) -> None:
         if self._events:
-            await self.session.execute(sa.insert(outbox_table), self._events)
+            connection = await self.session.connection()
+            await connection.exec_driver_sql(OUTBOX_INSERT, outbox_arrays(self._events))
         await self.session.commit()
         self._committed = True
         if self._events:
