@@ -13,19 +13,13 @@ from google.type import money_pb2
 from services.catalog import domain as d
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.wire import parse_id as parse_id
+from tenpo.kit.wire import timestamp as timestamp
 
 NANOS = Decimal(1_000_000_000)
 
 
 # ----------------------------------------------------------------------------- scalars
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
 
 
 def from_timestamp(message: Timestamp, present: bool) -> datetime | None:
@@ -48,17 +42,6 @@ def from_money(message: money_pb2.Money, path: str) -> d.Money:
     return d.Money(
         message.currency_code.upper(), Decimal(message.units) + Decimal(message.nanos) / NANOS
     )
-
-
-def parse_id(value: str, path: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(
-            f"{path} is not a valid id",
-            reason="ID_INVALID",
-            field_violations=[FieldViolation(path, "must be a UUID")],
-        ) from None
 
 
 def localized_text(texts: Mapping[str, str]) -> pb.LocalizedText:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum
 from typing import TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
 from services.customer import domain as d
@@ -15,27 +14,10 @@ from services.customer.security import AccessToken
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.wire import parse_id as parse_id
+from tenpo.kit.wire import timestamp as timestamp
 
 E = TypeVar("E", bound=IntEnum)
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
-
-def parse_id(value: str, path: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(
-            f"{path} is not a valid id",
-            reason="ID_INVALID",
-            field_violations=[FieldViolation(path, "must be a UUID")],
-        ) from None
 
 
 def _str_id(value: uuid.UUID | None) -> str:

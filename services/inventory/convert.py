@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.inventory import domain as d
 from tenpo.common.v1 import common_pb2
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.errors import FieldViolation, InvalidArgument
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+from tenpo.kit.wire import parse_id as parse_id
+from tenpo.kit.wire import timestamp as timestamp
 
 
 def duration(message: Duration, present: bool) -> timedelta | None:
     return message.ToTimedelta() if present else None
-
-
-def parse_id(value: str, path: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(
-            f"{path} is not a valid id",
-            reason="ID_INVALID",
-            field_violations=[FieldViolation(path, "must be a UUID")],
-        ) from None
 
 
 def geo_point(message: common_pb2.GeoPoint) -> d.GeoPoint:
