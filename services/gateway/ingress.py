@@ -116,9 +116,20 @@ class IngressHandler(grpc.GenericRpcHandler):
         backends = self._backends
         drain = self._drain
 
-        async def relay(call: Any) -> AsyncIterator[bytes]:
+        async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
+            received: Any = error.trailing_metadata() or ()
+            trailers = tuple((k, v) for k, v in received if k in _PASS_TRAILERS)
+            code = error.code()
+            details = error.details() or ""
+            if code is grpc.StatusCode.UNAVAILABLE and not trailers:
+                # Transport failures name internal addresses; say less.
+                details = "the service is unavailable; retry with backoff"
+            await context.abort(code, details, trailing_metadata=trailers)
+
+        async def relay(call: Any, context: ServicerContext) -> AsyncIterator[bytes]:
             """The backend's messages until it ends, or until the gateway drains (the client
-            then sees OK and reconnects, to another replica)."""
+            then sees OK and reconnects, to another replica); a backend error is passed on to
+            the caller, and the backend call never outlives the caller's."""
             draining = asyncio.ensure_future(drain.wait())
             try:
                 while True:
@@ -135,18 +146,11 @@ class IngressHandler(grpc.GenericRpcHandler):
                     if item is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return
                     yield item
+            except grpc.aio.AioRpcError as error:
+                await relay_error(context, error)
             finally:
                 draining.cancel()
-
-        async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
-            received: Any = error.trailing_metadata() or ()
-            trailers = tuple((k, v) for k, v in received if k in _PASS_TRAILERS)
-            code = error.code()
-            details = error.details() or ""
-            if code is grpc.StatusCode.UNAVAILABLE and not trailers:
-                # Transport failures name internal addresses; say less.
-                details = "the service is unavailable; retry with backoff"
-            await context.abort(code, details, trailing_metadata=trailers)
+                call.cancel()
 
         if method.client_streaming and method.server_streaming:
 
@@ -157,13 +161,8 @@ class IngressHandler(grpc.GenericRpcHandler):
                 call = backends.raw_callable(method)(
                     requests, metadata=metadata, timeout=timeout(context, True)
                 )
-                try:
-                    async for response in relay(call):
-                        yield response
-                except grpc.aio.AioRpcError as error:
-                    await relay_error(context, error)
-                finally:
-                    call.cancel()
+                async for response in relay(call, context):
+                    yield response
 
             return grpc.stream_stream_rpc_method_handler(stream_stream)
         if method.client_streaming:
@@ -190,13 +189,8 @@ class IngressHandler(grpc.GenericRpcHandler):
                 call = backends.raw_callable(method)(
                     request, metadata=metadata, timeout=timeout(context, True)
                 )
-                try:
-                    async for response in relay(call):
-                        yield response
-                except grpc.aio.AioRpcError as error:
-                    await relay_error(context, error)
-                finally:
-                    call.cancel()
+                async for response in relay(call, context):
+                    yield response
 
             return grpc.unary_stream_rpc_method_handler(unary_stream)
 
