@@ -1,0 +1,49 @@
+"""Caches for the whole project, on cachetools: keyed entries with a TTL and a bound, and
+a whole table re-read at most every so often. One shape each, so no module grows its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from cachetools import TLRUCache, TTLCache
+
+__all__ = ["RefreshingValue", "TLRUCache", "TTLCache", "ttl_cache"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+
+def ttl_cache(maxsize: int, ttl_seconds: float) -> TTLCache[K, V]:
+    """A bounded mapping whose entries vanish ``ttl_seconds`` after they were set; the least
+    recently used entry leaves first when it is full. Clock: ``time.monotonic``."""
+    return TTLCache(maxsize=maxsize, ttl=ttl_seconds, timer=time.monotonic)
+
+
+class RefreshingValue(Generic[T]):
+    """One value loaded by ``load`` and re-read at most every ``ttl_seconds`` (or after
+    ``invalidate``). Concurrent readers of a stale value share one load."""
+
+    def __init__(self, load: Callable[[], Awaitable[T]], ttl_seconds: float) -> None:
+        self._load = load
+        self._ttl = ttl_seconds
+        self._value: T | None = None
+        self._loaded_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        return self._loaded_at is not None and time.monotonic() - self._loaded_at < self._ttl
+
+    async def get(self) -> T:
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():
+                    self._value = await self._load()
+                    self._loaded_at = time.monotonic()
+        return self._value  # type: ignore[return-value]
+
+    def invalidate(self) -> None:
+        self._loaded_at = None

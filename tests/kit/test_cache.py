@@ -1,0 +1,51 @@
+"""The kit's caches: TTL and bound for keyed entries, shared reloads for a whole value."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tenpo.kit.cache import RefreshingValue, ttl_cache
+
+
+def test_ttl_cache_drops_the_least_recently_used_entry_when_full() -> None:
+    cache = ttl_cache(maxsize=2, ttl_seconds=60)
+    cache["a"] = 1
+    cache["b"] = 2
+    assert cache["a"] == 1  # a is now the most recently used
+    cache["c"] = 3
+    assert "b" not in cache
+    assert set(cache) == {"a", "c"}
+
+
+def test_ttl_cache_forgets_expired_entries() -> None:
+    cache = ttl_cache(maxsize=10, ttl_seconds=0.0)
+    cache["a"] = 1
+    assert cache.get("a") is None
+
+
+async def test_refreshing_value_loads_once_for_concurrent_readers_and_after_invalidate() -> None:
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.01)
+        return loads
+
+    value = RefreshingValue(load, ttl_seconds=60)
+    assert await asyncio.gather(*(value.get() for _ in range(10))) == [1] * 10
+    assert loads == 1
+    value.invalidate()
+    assert await value.get() == 2
+
+
+async def test_refreshing_value_reloads_when_stale() -> None:
+    calls: list[int] = []
+
+    async def load() -> int:
+        calls.append(1)
+        return len(calls)
+
+    value = RefreshingValue(load, ttl_seconds=0.0)
+    assert await value.get() == 1
+    assert await value.get() == 2
