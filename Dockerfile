@@ -22,6 +22,9 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY libs/kit/pyproject.toml libs/kit/
 COPY libs/protos/pyproject.toml libs/protos/
+# The development tooling is a workspace member, so uv needs its pyproject to read the
+# workspace; --no-dev leaves the package itself (and psutil, the embedded servers) out.
+COPY tools/devtools/pyproject.toml tools/devtools/
 RUN uv sync --frozen --no-dev --no-install-workspace
 # Then Tenpo itself, installed editable: the workspace stays at /app in the final image.
 COPY libs/kit libs/kit
@@ -30,14 +33,17 @@ RUN uv sync --frozen --no-dev
 
 # --- protos: generated code; the generators never reach the final image ------------------
 FROM build AS protos
-# protogen needs grpcio-tools and mypy-protobuf (dev dependencies): the versions uv.lock
-# pins, installed into this stage's copy of the environment only.
-RUN uv export --frozen --only-group dev --no-hashes --no-header --no-annotate \
-        --no-emit-workspace --no-emit-project \
+# protogen (tools/devtools) needs grpcio-tools and mypy-protobuf: the versions uv.lock pins,
+# installed into this stage's copy of the environment only. The rest of the development
+# tooling (embedded servers, psutil) is not needed here, so the package is not installed:
+# its source is put on the path for this one command.
+RUN uv export --frozen --package tenpo-devtools --no-hashes --no-header --no-annotate \
+        --no-emit-workspace \
     | grep -E '^(grpcio-tools|mypy-protobuf)==' > /tmp/protogen-requirements.txt \
     && uv pip install --python /app/.venv/bin/python -r /tmp/protogen-requirements.txt
+COPY tools/devtools/tenpo/devtools /tmp/devtools/tenpo/devtools
 COPY protos protos
-RUN /app/.venv/bin/python -m tenpo.kit.protogen protos libs/protos
+RUN PYTHONPATH=/tmp/devtools /app/.venv/bin/python -m tenpo.devtools.protogen protos libs/protos
 
 # --- runtime -----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

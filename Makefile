@@ -23,13 +23,14 @@ $(CURDIR)/.tools/uv/bin/uv:
 	@$(PYTHON) -m venv --clear .tools/uv
 	@.tools/uv/bin/pip install --quiet --disable-pip-version-check uv
 
-.venv/.synced: uv.lock pyproject.toml libs/kit/pyproject.toml libs/protos/pyproject.toml | $(UV)
+.venv/.synced: uv.lock pyproject.toml libs/kit/pyproject.toml libs/protos/pyproject.toml \
+		tools/devtools/pyproject.toml | $(UV)
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
-$(PROTO_OUT)/.generated: .venv/.synced $(PROTO_FILES)
+$(PROTO_OUT)/.generated: .venv/.synced $(PROTO_FILES) tools/devtools/tenpo/devtools/protogen.py
 	@rm -rf $(PROTO_OUT)/tenpo
-	@$(RUN) python -m tenpo.kit.protogen protos $(PROTO_OUT)
+	@$(RUN) python -m tenpo.devtools.protogen protos $(PROTO_OUT)
 	@touch $@
 
 setup: $(PROTO_OUT)/.generated ## Install dependencies and generate code
@@ -37,10 +38,10 @@ setup: $(PROTO_OUT)/.generated ## Install dependencies and generate code
 protos: $(PROTO_OUT)/.generated ## Generate Python code and type stubs from protos/
 
 run: setup ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
-	@$(RUN) python -m tenpo.kit.devstack run
+	@$(RUN) python -m tenpo.devtools.stack run
 
 migrate: setup ## Apply every service's migrations (embedded stack, or the URLs in the environment)
-	@$(RUN) python -m tenpo.kit.devstack migrate
+	@$(RUN) python -m tenpo.devtools.stack migrate
 
 import: setup ## Import products into the running catalog: make import FILE=products.csv (or .jsonl)
 	@test -n "$(FILE)" || (echo "usage: make import FILE=path/to/products.csv|.jsonl" && exit 2)

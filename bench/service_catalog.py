@@ -24,9 +24,9 @@ from services.catalog.seed import jan_code, seed_demo_catalog
 from services.catalog.store import ProductStore
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.stack import EmbeddedNats, EmbeddedPostgres
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
 
 PRODUCTS = 10_000
 ADJECTIVES = [

@@ -28,9 +28,9 @@ from services.catalog.app import definition as catalog_definition
 from services.catalog.seed import seed_demo_catalog
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.stack import EmbeddedNats, EmbeddedPostgres
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
 
 WEB_KEY = "pk_web_dev_tenpo_0000000000"
 HOT_PRODUCTS = 200

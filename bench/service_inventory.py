@@ -23,14 +23,14 @@ from bench.harness import Measurement, Report, free_port, measure, subprocess_se
 from services.inventory.app import definition
 from services.inventory.seed import LOCATIONS
 from services.inventory.store import LocationStore
+from tenpo.devtools.keys import ensure_dev_keys, mint_token
+from tenpo.devtools.stack import EmbeddedNats, EmbeddedPostgres
+from tenpo.devtools.stack.postgres import postgres_bin_dir
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devkeys import ensure_dev_keys, mint_token
-from tenpo.kit.devstack import EmbeddedNats, EmbeddedPostgres
-from tenpo.kit.devstack.postgres import postgres_bin_dir
 
 CONCURRENCY = 64
 #: Alternating rounds of the gRPC run and pgbench; each side's median counts.

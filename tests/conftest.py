@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.kit.devstack import (
+from tenpo.devtools.stack import (
     EmbeddedNats,
     EmbeddedPostgres,
     drop_database,

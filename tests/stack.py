@@ -15,18 +15,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tenpo.kit.devstack import free_port
+from tenpo.devtools.stack import free_port
 from tests.conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class Runner:
-    """``python -m tenpo.kit.devstack <command>`` in a subprocess, its output collected."""
+    """``python -m tenpo.devtools.stack <command>`` in a subprocess, its output collected."""
 
     def __init__(self, command: str, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tenpo.kit.devstack", command],
+            [sys.executable, "-m", "tenpo.devtools.stack", command],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -16,9 +16,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tenpo.kit.devstack import free_port
-from tenpo.kit.devstack.config import discover_services
-from tenpo.kit.devstack.runner import READY_BANNER
+from tenpo.devtools.stack import free_port
+from tenpo.devtools.stack.config import discover_services
+from tenpo.devtools.stack.runner import READY_BANNER
 from tests.stack import Runner
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Gateway schema layer: the services, methods, HTTP rules and comments of the descriptor set.
 
-The descriptor set (``tenpo_descriptors.binpb``, written by ``tenpo.kit.protogen`` with
+The descriptor set (``tenpo_descriptors.binpb``, written by ``tenpo.devtools.protogen`` with
 imports and source info) is the gateway's only knowledge of the backends: every ``tenpo.*``
 service in it is proxied, every ``google.api.http`` rule becomes a route. Its files are
 added to the default descriptor pool (the generated modules put the same files there), so

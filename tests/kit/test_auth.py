@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tenpo.common.v1 import common_pb2
-from tenpo.kit import devkeys
+from tenpo.devtools import keys as devkeys
 from tenpo.kit.auth import (
     FileJwks,
     HttpJwks,

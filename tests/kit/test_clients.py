@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 from google.protobuf import empty_pb2, struct_pb2, wrappers_pb2
 
+from tenpo.devtools.keys import DevKeys, ensure_dev_keys, mint_token
 from tenpo.kit.clients import create_channel
-from tenpo.kit.devkeys import DevKeys, ensure_dev_keys, mint_token
 from tenpo.kit.server import ServiceHost, running
 from tests.conftest import scratch_dir
 from tests.kit.sample_service import SERVICE, SampleSettings, definition

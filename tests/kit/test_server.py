@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tenpo.common.v1 import common_pb2
-from tenpo.kit.devkeys import ensure_dev_keys, generate_key, mint_token
+from tenpo.devtools.keys import ensure_dev_keys, generate_key, mint_token
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
 from tests.kit.sample_service import SERVICE, SampleSettings, definition

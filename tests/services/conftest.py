@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tenpo.kit.devkeys import DevKeys, ensure_dev_keys, mint_token
+from tenpo.devtools.keys import DevKeys, ensure_dev_keys, mint_token
 from tests.conftest import scratch_dir
 
 ISSUER = "https://auth.test.tenpo"

@@ -13,10 +13,10 @@ from services.catalog.app import definition
 from services.catalog.config import CatalogSettings
 from services.catalog.seed import seed_demo_catalog
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devkeys import DevKeys
-from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.server import ServiceHost, running
 from tests.services.conftest import auth_settings
 

@@ -23,10 +23,10 @@ from tenpo.customer.v1 import (
     identity_service_pb2_grpc,
     resources_pb2,
 )
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.kit import migrations
 from tenpo.kit.db import Database, outbox_table
-from tenpo.kit.devkeys import DevKeys
-from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
 from tests.services.conftest import auth_settings

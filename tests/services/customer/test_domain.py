@@ -18,8 +18,8 @@ from services.customer.security import (
     same_secret,
     secret_hash,
 )
+from tenpo.devtools.keys import generate_key, public_jwk
 from tenpo.kit.auth import StaticJwks, TokenVerifier
-from tenpo.kit.devkeys import generate_key, public_jwk
 from tenpo.kit.errors import InvalidArgument
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

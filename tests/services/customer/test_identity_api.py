@@ -21,8 +21,8 @@ from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.devtools.keys import DevKeys, generate_key
 from tenpo.kit.auth import StaticJwks, TokenVerifier
-from tenpo.kit.devkeys import DevKeys, generate_key
 from tenpo.kit.errors import Unauthenticated
 from tests.services.conftest import AUDIENCE, ISSUER, Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devkeys import DevKeys
-from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.server import running
 from tests.services.conftest import Tokens, auth_settings
 from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog

@@ -16,13 +16,13 @@ from services.inventory.app import definition
 from services.inventory.config import InventorySettings
 from services.inventory.seed import LOCATIONS
 from services.inventory.store import LocationStore
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
-from tenpo.kit.devkeys import DevKeys
-from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
 from tests.services.conftest import Tokens, auth_settings

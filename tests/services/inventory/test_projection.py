@@ -16,10 +16,10 @@ from services.inventory.seed import LOCATIONS
 from services.inventory.usecases import Inventory, demo_quantity
 from tenpo.catalog.v1 import events_pb2 as catalog_events
 from tenpo.catalog.v1 import resources_pb2 as catalog_pb
+from tenpo.devtools.keys import DevKeys
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.db import Database, event_subject
-from tenpo.kit.devkeys import DevKeys
 from tenpo.kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, OCCURRED_AT_HEADER, EventBus
 from tenpo.kit.server import ServiceHost
 from tests.services.conftest import Tokens

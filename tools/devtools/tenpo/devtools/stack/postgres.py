@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psutil
 
-from tenpo.kit.devstack.net import port_in_use, url_host, url_quote, wait_for_port
+from tenpo.devtools.stack.net import port_in_use, url_host, url_quote, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +402,7 @@ class EmbeddedPostgres:
         # users, and never from the network.
         _write_private(
             self.data_dir / "pg_hba.conf",
-            "# Written by tenpo.kit.devstack: TCP from loopback only, SCRAM passwords.\n"
+            "# Written by tenpo.devtools.stack: TCP from loopback only, SCRAM passwords.\n"
             "host    all  all  127.0.0.1/32  scram-sha-256\n"
             "host    all  all  ::1/128       scram-sha-256\n",
             run_as,

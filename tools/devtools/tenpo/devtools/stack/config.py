@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tenpo.kit.devstack.net import port_in_use
+from tenpo.devtools.stack.net import port_in_use
 
 DEFAULT_POSTGRES_PORT = 55432
 DEFAULT_NATS_PORT = 4222

@@ -24,11 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tenpo.kit.devstack.config import ConfigError, ServiceSpec, StackConfig
-from tenpo.kit.devstack.nats import EmbeddedNats, NatsError
-from tenpo.kit.devstack.net import port_in_use, url_host
-from tenpo.kit.devstack.postgres import EmbeddedPostgres, PostgresError, ensure_database
-from tenpo.kit.devstack.process import parent_death_preexec, stop_all
+from tenpo.devtools import keys as devkeys
+from tenpo.devtools.stack.config import ConfigError, ServiceSpec, StackConfig
+from tenpo.devtools.stack.nats import EmbeddedNats, NatsError
+from tenpo.devtools.stack.net import port_in_use, url_host
+from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
+from tenpo.devtools.stack.process import parent_death_preexec, stop_all
 from tenpo.kit.settings import ServiceSettings
 
 STAFF_TOKEN_SCOPES = (
@@ -284,8 +285,6 @@ class DevStack:
     def ensure_keys(self) -> None:
         # Development signing keys: services verify tokens with the JWKS, and the staff token
         # printed at the end lets a developer call the APIs right away.
-        from tenpo.kit import devkeys
-
         with self.progress.step("keys") as outcome:
             keys = devkeys.ensure_dev_keys(self.config.keys_dir)
             self.auth_env = {"TENPO_AUTH_JWKS_FILE": str(keys.jwks_path)}
@@ -613,7 +612,7 @@ def migrate(config: StackConfig, out: TextIO = sys.stdout) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tenpo.kit.devstack",
+        prog="python -m tenpo.devtools.stack",
         description="Tenpo on one machine: embedded PostgreSQL and NATS, every service.",
     )
     parser.add_argument("command", choices=["run", "migrate"])

@@ -1,6 +1,6 @@
 """Development stack: embedded PostgreSQL and NATS from pip wheels, and every service on top.
 
-``make run`` (``python -m tenpo.kit.devstack run``) starts PostgreSQL, creates one role and
+``make run`` (``python -m tenpo.devtools.stack run``) starts PostgreSQL, creates one role and
 database per service, starts NATS JetStream, creates development signing keys, runs each
 service's ``migrate`` and ``seed``, starts every service as its own process, waits until
 each answers the gRPC health check and prints where everything listens, plus a staff token
@@ -65,9 +65,9 @@ The pieces are usable on their own, e.g. by the test fixtures: :class:`EmbeddedP
 :class:`EmbeddedNats`, :func:`ensure_database`, :func:`drop_database`, :func:`free_port`.
 """
 
-from tenpo.kit.devstack.nats import EmbeddedNats, NatsError
-from tenpo.kit.devstack.net import free_port
-from tenpo.kit.devstack.postgres import (
+from tenpo.devtools.stack.nats import EmbeddedNats, NatsError
+from tenpo.devtools.stack.net import free_port
+from tenpo.devtools.stack.postgres import (
     EmbeddedPostgres,
     PostgresError,
     drop_database,

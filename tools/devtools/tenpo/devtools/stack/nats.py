@@ -19,8 +19,8 @@ from typing import Self
 
 import psutil
 
-from tenpo.kit.devstack.net import port_in_use, url_host
-from tenpo.kit.devstack.process import parent_death_preexec
+from tenpo.devtools.stack.net import port_in_use, url_host
+from tenpo.devtools.stack.process import parent_death_preexec
 
 log = logging.getLogger(__name__)
 

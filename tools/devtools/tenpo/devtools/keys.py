@@ -1,4 +1,4 @@
-"""Kit layer, development and tests only: signing keys, their JWKS, and tokens minted with them.
+"""Development and tests only: signing keys, their JWKS, and tokens minted with them.
 
 Nothing here belongs on a production path: the private key sits unencrypted on local disk.
 Production keys live with the issuer (the customer service) in a secret store.

@@ -11,16 +11,16 @@ import jwt
 import nats
 import pytest
 
-from tenpo.kit.devstack import EmbeddedPostgres, PostgresError, free_port, libpq_url
-from tenpo.kit.devstack.config import (
+from tenpo.devtools.stack import EmbeddedPostgres, PostgresError, free_port, libpq_url
+from tenpo.devtools.stack.config import (
     ConfigError,
     assign_ports,
     discover_services,
     select_services,
 )
-from tenpo.kit.devstack.net import port_in_use
-from tenpo.kit.devstack.postgres import PASSWORD_FILE
-from tenpo.kit.devstack.runner import READY_BANNER
+from tenpo.devtools.stack.net import port_in_use
+from tenpo.devtools.stack.postgres import PASSWORD_FILE
+from tenpo.devtools.stack.runner import READY_BANNER
 from tests.conftest import NatsFactory, scratch_dir
 from tests.stack import Runner, processes_using
 
