@@ -30,6 +30,7 @@ from tenpo.devtools.stack.nats import EmbeddedNats, NatsError
 from tenpo.devtools.stack.net import port_in_use, url_host
 from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
 from tenpo.devtools.stack.process import parent_death_preexec, stop_all
+from tenpo.devtools.stack.supervisor import Member, Watchdog
 from tenpo.kit.settings import ServiceSettings
 
 STAFF_TOKEN_SCOPES = (
@@ -344,20 +345,24 @@ class DevStack:
             )
         started = time.monotonic()
         for spec in self.services:
-            with self._open_log(self.config.log_file(spec.name), "serve") as log_output:
-                self.processes[spec.name] = subprocess.Popen(  # noqa: S603
-                    [sys.executable, "-m", spec.module],
-                    env=self.service_env(spec),
-                    cwd=self.config.root_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_output,
-                    stderr=subprocess.STDOUT,
-                    # Own process group: a terminal's Ctrl-C reaches only the runner, which
-                    # then stops services before the servers they depend on.
-                    start_new_session=True,
-                    preexec_fn=parent_death_preexec(),
-                )
+            self.spawn_service(spec, "serve")
         self._wait_until_serving(started)
+
+    def spawn_service(self, spec: ServiceSpec, what: str) -> None:
+        """``python -m services.<name>`` in the background, output appended to its log."""
+        with self._open_log(self.config.log_file(spec.name), what) as log_output:
+            self.processes[spec.name] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", spec.module],
+                env=self.service_env(spec),
+                cwd=self.config.root_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log_output,
+                stderr=subprocess.STDOUT,
+                # Own process group: a terminal's Ctrl-C reaches only the runner, which
+                # then stops services before the servers they depend on.
+                start_new_session=True,
+                preexec_fn=parent_death_preexec(),
+            )
 
     def _wait_until_serving(self, started: float) -> None:
         deadline = started + self.config.start_timeout
@@ -390,10 +395,10 @@ class DevStack:
                 channel.close()
 
     @staticmethod
-    def _serving(channel: grpc.Channel) -> bool:
+    def _serving(channel: grpc.Channel, timeout: float = 1.0) -> bool:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
         except grpc.RpcError:
             return False
         return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
@@ -472,16 +477,26 @@ class DevStack:
         ]
         return "\n".join(lines)
 
-    def watch(self) -> None:
-        """Block until interrupted; a process that dies meanwhile ends the stack with an error."""
-        while True:
-            for name in self.processes:
-                self._raise_if_exited(name, "unexpectedly")
-            if self.nats is not None and not self.nats.is_running():
-                raise StackError(f"nats-server stopped unexpectedly; see {self.nats.log_file}")
-            if self.postgres is not None and not self.postgres.is_running():
-                raise StackError(f"PostgreSQL stopped unexpectedly; see {self.postgres.log_file}")
-            time.sleep(1.0)
+    def watch(self, interval: float = 0.5) -> None:
+        """Block until interrupted, restarting whatever dies meanwhile (see supervisor)."""
+        members: list[Member] = []
+        if self.postgres is not None and self.stop_postgres:
+            members.append(_PostgresMember(self.postgres))
+        if self.nats is not None:
+            members.append(_NatsMember(self.nats))
+        services = [_ServiceMember(self, spec) for spec in self.services]
+        watchdog = Watchdog([*members, *services], report=self._report)
+        try:
+            while True:
+                watchdog.tick()
+                time.sleep(interval)
+        finally:
+            for service in services:
+                service.close()
+
+    def _report(self, message: str) -> None:
+        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+        self.progress.line(f"  {stamp} {message}")
 
     def close(self) -> None:
         """Stop what this stack started, dependents first; every step runs even if one fails."""
@@ -505,6 +520,89 @@ class DevStack:
         except Exception as error:
             # Teardown goes on to the next server whatever went wrong with this one.
             print(f"  warning: {label}: {error}", file=sys.stderr)
+
+
+# -- supervised members -----------------------------------------------------------------------
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+class _ServiceMember:
+    """A service process: restarted as it was started, ready when its health check says so."""
+
+    def __init__(self, stack: DevStack, spec: ServiceSpec) -> None:
+        self.stack = stack
+        self.spec = spec
+        self.name = spec.name
+        self.log_file = stack.config.log_file(spec.name)
+        self._channel: grpc.Channel | None = None
+
+    def exited(self) -> str | None:
+        code = self.stack.processes[self.name].poll()
+        return None if code is None else _describe_exit(code)
+
+    def restart(self, attempt: int) -> None:
+        # Worker processes the dead one forked may still hold the port: its group goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.stack.processes[self.name].pid, signal.SIGKILL)
+        self.stack.spawn_service(self.spec, f"serve (restart {attempt})")
+
+    def ready(self) -> bool:
+        if self._channel is None:
+            host = url_host(self.stack.config.host)
+            self._channel = grpc.insecure_channel(f"{host}:{self.spec.grpc_port}")
+        return DevStack._serving(self._channel, timeout=0.5)
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+
+class _PostgresMember:
+    """The embedded PostgreSQL: started again on the same data directory and port."""
+
+    name = "postgres"
+
+    def __init__(self, server: EmbeddedPostgres) -> None:
+        self.server = server
+        self.log_file = server.log_file
+
+    def exited(self) -> str | None:
+        try:
+            return None if self.server.is_running() else "stopped"
+        except PostgresError:
+            # A postmaster.pid that stays half-written: a server stuck starting is not running.
+            return "is stuck starting"
+
+    def restart(self, attempt: int) -> None:
+        self.server.start()
+
+    def ready(self) -> bool:
+        return True  # start() returns once the server accepts connections
+
+
+class _NatsMember:
+    """The embedded NATS: started again on the same store directory and port."""
+
+    name = "nats"
+
+    def __init__(self, server: EmbeddedNats) -> None:
+        self.server = server
+        self.log_file = server.log_file
+
+    def exited(self) -> str | None:
+        return None if self.server.is_running() else "stopped"
+
+    def restart(self, attempt: int) -> None:
+        self.server.start()
+
+    def ready(self) -> bool:
+        return True  # start() returns once JetStream is up
 
 
 # -- commands ---------------------------------------------------------------------------------
