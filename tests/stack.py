@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +20,8 @@ from tenpo.devtools.stack import free_port
 from tests.conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Runners started by the current test; its fixture stops any a failed test left running.
+_started: list[Runner] = []
 
 
 class Runner:
@@ -37,6 +40,7 @@ class Runner:
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        _started.append(self)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -68,6 +72,16 @@ class Runner:
     def text(self) -> str:
         return "".join(self.output)
 
+    def stop(self, timeout: float) -> None:
+        """Ctrl-C, as a developer would; SIGKILL when that does not end it in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
 
 def processes_using(path: Path) -> list[str]:
     found = []
@@ -95,6 +109,10 @@ def runner_env() -> Iterator[dict[str, str]]:
             "TENPO_NATS_MONITOR_PORT": str(free_port()),
         }
         yield env
+        # A test that failed half-way (an assertion, a timeout) leaves its runner running:
+        # stop it the way a developer would, so what it leaves behind is what Ctrl-C leaves.
+        while _started:
+            _started.pop().stop(timeout=120)
         leftovers = processes_using(data_dir)
         for pid in (int(entry.split(":")[0]) for entry in leftovers):
             psutil.Process(pid).kill()

@@ -65,6 +65,9 @@ def system_env(runner_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+# Two whole start-ups (up to 240 s each on a busy machine) and two shutdowns: more than the
+# suite's default budget.
+@pytest.mark.timeout(900)
 def test_a_new_user_runs_the_system_and_finds_products(system_env: dict[str, str]) -> None:
     base = int(system_env["TENPO_PORT_BASE"])
     catalog = f"127.0.0.1:{base + 1}"
