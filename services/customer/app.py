@@ -7,9 +7,10 @@ import logging
 from pathlib import Path
 
 from services.customer.config import CustomerSettings
-from services.customer.security import KeyRing, Passwords
+from services.customer.security import KeyRing
+from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
-from services.customer.usecases import Identity, Policy, Profiles
+from services.customer.usecases.bundle import build_use_cases
 from tenpo.customer.v1 import (
     customer_service_pb2,
     customer_service_pb2_grpc,
@@ -17,7 +18,6 @@ from tenpo.customer.v1 import (
     identity_service_pb2_grpc,
 )
 from tenpo.kit.auth import StaticJwks
-from tenpo.kit.db import Database
 from tenpo.kit.server import Runtime, ServiceDefinition
 
 log = logging.getLogger(__name__)
@@ -28,38 +28,23 @@ IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentitySer
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
 
 
-def build_identity(settings: CustomerSettings, db: Database) -> Identity:
-    """The identity use cases from settings; refuses to run without signing keys."""
-    keys = KeyRing.from_files(
-        settings.signing_key_files, issuer=settings.auth_issuer, audience=settings.auth_audience
-    )
-    passwords = Passwords(
-        time_cost=settings.argon2_time_cost,
-        memory_kib=settings.argon2_memory_kib,
-        parallelism=settings.argon2_parallelism,
-        max_concurrency=settings.argon2_max_concurrency,
-    )
-    return Identity(db, keys, passwords, Policy.from_settings(settings))
-
-
 async def build(runtime: Runtime[CustomerSettings]) -> None:
-    identity = build_identity(runtime.settings, runtime.db)
-    profiles = Profiles(runtime.db, identity)
+    cases = build_use_cases(runtime.settings, runtime.db)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
-        IdentityServicer(identity, runtime.page_tokens),
+        IdentityServicer(cases, runtime.page_tokens),
         IDENTITY_SERVICE,
     )
     runtime.add_servicer(
         customer_service_pb2_grpc.add_CustomerServiceServicer_to_server,
-        CustomerServicer(profiles, runtime.page_tokens),
+        CustomerServicer(cases, runtime.page_tokens),
         CUSTOMER_SERVICE,
     )
 
     async def housekeeping() -> None:
         # Every replica runs it; the deletes are idempotent, so that costs only queries.
         while True:
-            deleted = await identity.purge_expired()
+            deleted = await cases.sessions.purge_expired()
             if any(deleted.values()):
                 log.info("expired credentials purged", extra={"deleted": deleted})
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
@@ -68,8 +53,6 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
 
 
 async def seed(runtime: Runtime[CustomerSettings]) -> None:
-    from services.customer.seed import seed_demo_customers
-
     await seed_demo_customers(runtime.settings, runtime.db)
 
 

@@ -13,10 +13,9 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from services.customer import domain as d
-from services.customer.app import build_identity
 from services.customer.config import CustomerSettings
-from services.customer.store import CustomerStore
-from services.customer.usecases import Profiles
+from services.customer.store.customers import CustomerStore
+from services.customer.usecases.bundle import build_use_cases
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
 from tenpo.kit.settings import Environment
@@ -107,14 +106,13 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
     return (and print) the credentials."""
     if settings.environment is Environment.PRODUCTION:
         raise SystemExit("refusing to seed demo credentials in production")
-    identity = build_identity(settings, db)
-    profiles = Profiles(db, identity)
+    cases = build_use_cases(settings, db)
     async with db.unit_of_work() as uow:
         seeded = await CustomerStore(uow.session).any_exists()
     if not seeded:
         for entry in CUSTOMERS:
             family, given, family_kana, given_kana = entry["name"]
-            customer, _ = await identity.register(
+            customer, _ = await cases.sessions.register(
                 email=entry["email"],
                 password=DEMO_PASSWORD,
                 name=d.PersonName(family, given, family_kana, given_kana),
@@ -123,7 +121,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
             )
             admin = _admin(str(customer.id))
             year, month, day = entry["birthday"]
-            await profiles.update_customer(
+            await cases.profiles.update_customer(
                 admin,
                 str(customer.id),
                 {
@@ -134,7 +132,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 etag="",
             )
             postal_code, prefecture, city, lines = entry["address"]
-            await profiles.create_address(
+            await cases.addresses.create_address(
                 admin,
                 str(customer.id),
                 label="自宅",
@@ -153,7 +151,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 request=empty_pb2.Empty(),
             )
             for purpose, channel in entry["consents"]:
-                await profiles.grant_consent(
+                await cases.consents.grant_consent(
                     admin,
                     str(customer.id),
                     purpose,
@@ -162,11 +160,13 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     request_id="",
                     request=empty_pb2.Empty(),
                 )
-    await identity.ensure_staff(STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES)
+    await cases.staff.ensure_staff(
+        STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES
+    )
     devices = []
     for store_id in STORES:
         for kind, label, scopes in DEVICES:
-            client, secret = await identity.ensure_client(
+            client, secret = await cases.clients.ensure_client(
                 f"{store_id}-{label}-1", kind, store_id, scopes
             )
             devices.append(

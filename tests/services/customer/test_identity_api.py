@@ -904,7 +904,7 @@ async def test_concurrent_registrations_and_approvals_have_one_winner(
 
 
 async def test_housekeeping_purges_only_what_expired(service_factory: Callable[..., Any]) -> None:
-    from services.customer.app import build_identity
+    from services.customer.usecases.bundle import build_use_cases
 
     fresh = await service_factory()
     _, email, _ = await fresh.register()
@@ -912,11 +912,11 @@ async def test_housekeeping_purges_only_what_expired(service_factory: Callable[.
         fresh.identity.SignIn(ids.SignInRequest(email=email, password="wrong password!")),
         grpc.StatusCode.UNAUTHENTICATED,
     )
-    identity = build_identity(fresh.host.settings, fresh.db)
-    assert not any((await identity.purge_expired()).values())  # nothing is old yet
+    cases = build_use_cases(fresh.host.settings, fresh.db)
+    assert not any((await cases.sessions.purge_expired()).values())  # nothing is old yet
     later = datetime.now(UTC) + timedelta(days=40)
-    identity.clock = lambda: later
-    deleted = await identity.purge_expired()
+    cases.context.clock = lambda: later
+    deleted = await cases.sessions.purge_expired()
     assert deleted == {
         "refresh_tokens": 1,
         "one_time_tokens": 1,

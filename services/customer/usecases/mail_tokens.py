@@ -1,0 +1,190 @@
+"""Customer use cases: mailed single-use tokens (password reset, e-mail verification)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.customer import convert
+from services.customer import domain as d
+from services.customer.security import new_secret
+from services.customer.security import secret_hash as hash_secret
+from services.customer.store.customers import CustomerStore
+from services.customer.store.throttle import ThrottleStore
+from services.customer.store.tokens import TokenStore
+from services.customer.usecases.common import (
+    UseCase,
+    bounded,
+    customer_not_found,
+    require_full_customer_session,
+    throttle_key,
+)
+from tenpo.customer.v1 import events_pb2
+from tenpo.kit.auth import Principal
+from tenpo.kit.db import UnitOfWork
+from tenpo.kit.errors import (
+    FailedPrecondition,
+)
+
+#: Another mail of the same kind is not sent sooner than this (silently).
+MAIL_COOLDOWN = timedelta(seconds=60)
+
+
+class MailTokens(UseCase):
+    """Password reset and e-mail verification by single-use mailed tokens."""
+
+    async def mail_token(
+        self,
+        uow: UnitOfWork,
+        customer: d.Customer,
+        purpose: d.TokenPurpose,
+        ttl: timedelta,
+        subject: Mapping[str, Any],
+    ) -> tuple[str, datetime]:
+        now = self.clock()
+        token = new_secret()
+        expires = now + ttl
+        await TokenStore(uow.session).add_one_time(
+            customer_id=customer.id,
+            purpose=purpose,
+            token_hash=hash_secret(token),
+            subject=subject,
+            now=now,
+            expires_at=expires,
+        )
+        return token, expires
+
+    async def send_verification(self, uow: UnitOfWork, customer: d.Customer) -> None:
+        assert customer.email is not None
+        token, expires = await self.mail_token(
+            uow,
+            customer,
+            d.TokenPurpose.VERIFY_EMAIL,
+            self.policy.verification_ttl,
+            {"email_key": customer.email_key},
+        )
+        uow.add_event(
+            events_pb2.EmailVerificationRequested(
+                customer_id=str(customer.id),
+                email=customer.email,
+                token=token,
+                expire_time=convert.timestamp(expires),
+                locale=customer.locale,
+            )
+        )
+
+    async def recently_mailed(
+        self, uow: UnitOfWork, customer_id: uuid.UUID, purpose: d.TokenPurpose
+    ) -> bool:
+        latest = await TokenStore(uow.session).latest_one_time(customer_id, purpose)
+        return latest is not None and self.clock() - latest < MAIL_COOLDOWN
+
+    async def request_password_reset(self, email: str) -> None:
+        bounded(email, "email", d.MAX_EMAIL)
+        email_key = d.email_lookup_key(email)
+        if email_key is None:
+            raise d.invalid("email", "not a valid e-mail address", "EMAIL_INVALID")
+        async with self.db.unit_of_work() as uow:
+            store = CustomerStore(uow.session)
+            credentials = await store.credentials_by_email(email_key)
+            if credentials is None or credentials.state is not d.CustomerState.ACTIVE:
+                return  # the same empty answer as for a known address
+            customer = await store.get(credentials.id, for_update=True)
+            assert customer is not None
+            assert customer.email is not None
+            if await self.recently_mailed(uow, customer.id, d.TokenPurpose.RESET_PASSWORD):
+                return
+            token, expires = await self.mail_token(
+                uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
+            )
+            uow.add_event(
+                events_pb2.PasswordResetRequested(
+                    customer_id=str(customer.id),
+                    email=customer.email,
+                    token=token,
+                    expire_time=convert.timestamp(expires),
+                    locale=customer.locale,
+                )
+            )
+            await uow.commit()
+
+    async def redeem(
+        self, uow: UnitOfWork, token: str, purpose: d.TokenPurpose, reason: str
+    ) -> tuple[d.Customer, Mapping[str, Any]]:
+        """A mailed token's customer and subject, the token marked used; or InvalidArgument
+        (unknown, used, expired, or another purpose: all look the same)."""
+        bounded(token, "token")
+        record = (
+            await TokenStore(uow.session).one_time_by_hash(hash_secret(token)) if token else None
+        )
+        now = self.clock()
+        customer = None
+        if (
+            record is not None
+            and record.purpose is purpose
+            and record.used_at is None
+            and record.expires_at > now
+        ):
+            customer = await CustomerStore(uow.session).get(record.customer_id, for_update=True)
+        if record is None or customer is None or customer.is_erased:
+            raise d.invalid("token", "invalid, used or expired", reason)
+        await TokenStore(uow.session).use_one_time(record.id, now)
+        return customer, record.subject
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        async with self.db.unit_of_work() as uow:
+            customer, _ = await self.redeem(
+                uow, token, d.TokenPurpose.RESET_PASSWORD, "RESET_TOKEN_INVALID"
+            )
+            d.validate_password(new_password, customer.email, "new_password")
+            new_hash = await self.passwords.hash(new_password)
+            now = self.clock()
+            tokens = TokenStore(uow.session)
+            await CustomerStore(uow.session).set_password(customer.id, new_hash)
+            await tokens.spend_all(customer.id, d.TokenPurpose.RESET_PASSWORD, now)
+            await tokens.revoke_subject(d.SubjectKind.CUSTOMER, customer.id, now)
+            if customer.email_key:
+                await ThrottleStore(uow.session).clear(throttle_key("customer", customer.email_key))
+            await uow.commit()
+
+    async def request_email_verification(self, principal: Principal) -> None:
+        customer_id = require_full_customer_session(principal)
+        async with self.db.unit_of_work() as uow:
+            customer = await CustomerStore(uow.session).get(customer_id, for_update=True)
+            if customer is None or customer.is_erased:
+                raise customer_not_found()
+            if customer.email_verified:
+                raise FailedPrecondition(
+                    "the e-mail address is already verified", reason="EMAIL_ALREADY_VERIFIED"
+                )
+            if await self.recently_mailed(uow, customer.id, d.TokenPurpose.VERIFY_EMAIL):
+                return
+            await self.send_verification(uow, customer)
+            await uow.commit()
+
+    async def verify_email(self, token: str) -> uuid.UUID:
+        async with self.db.unit_of_work() as uow:
+            customer, subject = await self.redeem(
+                uow, token, d.TokenPurpose.VERIFY_EMAIL, "VERIFICATION_TOKEN_INVALID"
+            )
+            if subject.get("email_key") != customer.email_key:
+                # The address changed after the mail went out; this token proves nothing.
+                raise d.invalid("token", "invalid, used or expired", "VERIFICATION_TOKEN_INVALID")
+            if not customer.email_verified:
+                updated = replace(
+                    customer,
+                    email_verified=True,
+                    version=customer.version + 1,
+                    updated_at=self.clock(),
+                )
+                await CustomerStore(uow.session).update(updated)
+                uow.add_event(
+                    events_pb2.CustomerUpdated(
+                        customer=convert.customer(updated), changed_fields=["email_verified"]
+                    )
+                )
+            await uow.commit()
+        return customer.id
