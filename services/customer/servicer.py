@@ -18,7 +18,7 @@ from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import identity_service_pb2_grpc as ids_grpc
 from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
-from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.pagination import PageTokenCodec, page_size
 
 
@@ -26,21 +26,6 @@ def _tokens(issued: IssuedTokens) -> pb.TokenSet:
     return convert.token_set(
         issued.access, issued.subject, issued.refresh_token, issued.refresh_expires_at
     )
-
-
-def _mask(paths: Any, allowed: Any) -> list[str]:
-    names = list(paths)
-    unknown = [p for p in names if p not in allowed]
-    if unknown or not names:
-        raise InvalidArgument(
-            "update_mask must name updatable fields",
-            reason="UPDATE_MASK_INVALID",
-            field_violations=[
-                FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-            ]
-            or [FieldViolation("update_mask", "is required")],
-        )
-    return names
 
 
 def _optional_store(value: str, path: str) -> str | None:
@@ -245,7 +230,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     ) -> api.UpdateCustomerResponse:
         message = request.customer
         changes: dict[str, Any] = {}
-        for path in _mask(request.update_mask.paths, CUSTOMER_MASK):
+        for path in update_paths(request.update_mask.paths, message, CUSTOMER_MASK):
             if path == "name":
                 changes["name"] = convert.from_person_name(message.name)
             elif path == "birthday":
@@ -325,7 +310,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         message = request.address
         address_id = convert.parse_id(message.id, "address.id")
         changes: dict[str, Any] = {}
-        for path in _mask(request.update_mask.paths, ADDRESS_MASK):
+        for path in update_paths(request.update_mask.paths, message, ADDRESS_MASK):
             if path == "postal_address":
                 changes[path] = convert.from_postal_address(message.postal_address)
             else:

@@ -145,11 +145,11 @@ class Addresses(UseCase):
         *,
         etag: str,
     ) -> tuple[d.Customer, d.Address]:
+        """Apply ``changes`` (resolved from ``update_mask`` by the kit's ``update_paths``,
+        never empty); a default flag set to False stops the address being that default."""
         customer_id = acting_for(
             principal, customer_ref, customer_scope="profile:write", staff_scope=d.WRITE_SCOPE
         )
-        if not changes:
-            raise d.invalid("update_mask", "name at least one field", "UPDATE_MASK_INVALID")
         label = changes.get("label")
         postal = changes.get("postal_address")
         if label is not None:

@@ -59,6 +59,9 @@ class Profiles(UseCase):
         *,
         etag: str,
     ) -> d.Customer:
+        """Replace the fields in ``changes``: the servicer resolves them from the request's
+        ``update_mask`` with ``tenpo.kit.fieldmask.update_paths`` (AIP-134), which refuses a
+        mask that names nothing, so they are never empty."""
         customer_id = acting_for(
             principal,
             customer_ref,
@@ -66,8 +69,6 @@ class Profiles(UseCase):
             staff_scope=d.WRITE_SCOPE,
             path="customer.id",
         )
-        if not changes:
-            raise d.invalid("update_mask", "name at least one field", "UPDATE_MASK_INVALID")
         async with self.db.unit_of_work() as uow:
             store = CustomerStore(uow.session)
             current = await load_customer(uow, customer_id, principal, lock=True)
