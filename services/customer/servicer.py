@@ -11,6 +11,7 @@ from services.customer import domain as d
 from services.customer.usecases.addresses import ADDRESS_MASK
 from services.customer.usecases.bundle import CustomerUseCases
 from services.customer.usecases.common import IssuedTokens
+from services.customer.usecases.consent import consent_key
 from services.customer.usecases.profiles import CUSTOMER_MASK
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import customer_service_pb2_grpc as api_grpc
@@ -330,8 +331,25 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def ListConsents(
         self, request: api.ListConsentsRequest, context: ServicerContext
     ) -> api.ListConsentsResponse:
-        states = await self.consents.list_consents(current_principal(), request.customer_id)
-        return api.ListConsentsResponse(consents=[convert.consent_state(s) for s in states])
+        size = page_size(request.page_size, default=50, maximum=100)
+        shape = {"c": request.customer_id}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        try:
+            after = (int(cursor["p"]), int(cursor["ch"])) if cursor else None
+        except (KeyError, TypeError, ValueError):
+            raise d.invalid("page_token", "unreadable cursor", "INVALID_PAGE_TOKEN") from None
+        found = await self.consents.list_consents(
+            current_principal(), request.customer_id, after=after, limit=size + 1
+        )
+        response = api.ListConsentsResponse(
+            consents=[convert.consent_state(s) for s in found[:size]]
+        )
+        if len(found) > size:
+            purpose, channel = consent_key(found[size - 1])
+            response.next_page_token = self.page_tokens.encode(
+                {"p": purpose, "ch": channel}, query=shape
+            )
+        return response
 
     async def GrantConsent(
         self, request: api.GrantConsentRequest, context: ServicerContext

@@ -27,6 +27,11 @@ from tenpo.kit.errors import (
 from tenpo.kit.idempotency import idempotent
 
 
+def consent_key(state: d.ConsentState) -> tuple[int, int]:
+    """A consent state's position in ListConsents (its keyset key)."""
+    return int(state.purpose), int(state.channel)
+
+
 class Consents(UseCase):
     """The consent ledger: grants, revocations, confirmations, history."""
 
@@ -34,11 +39,23 @@ class Consents(UseCase):
         super().__init__(context)
         self.mail = mail
 
-    async def list_consents(self, principal: Principal, customer_ref: str) -> list[d.ConsentState]:
+    async def list_consents(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        *,
+        after: tuple[int, int] | None,
+        limit: int,
+    ) -> list[d.ConsentState]:
+        """Current states by (purpose, channel), the page after the ``after`` key."""
         customer_id = acting_for(principal, customer_ref)
         async with self.db.unit_of_work() as uow:
             await load_customer(uow, customer_id, principal)
-            return d.current_consents(await ConsentStore(uow.session).all_of(customer_id))
+            entries = await ConsentStore(uow.session).all_of(customer_id)
+        # Every purpose × channel has a state (a bounded, small set), so the page is cut
+        # from all of them; the key is the enum pair, which never changes for a state.
+        states = sorted(d.current_consents(entries), key=consent_key)
+        return [s for s in states if after is None or consent_key(s) > after][:limit]
 
     async def _state_of(
         self,
