@@ -6,6 +6,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from services.customer.cli import bootstrap_staff
 from services.customer.config import CustomerSettings
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
@@ -71,4 +72,5 @@ definition = ServiceDefinition(
     migrations=MIGRATIONS,
     seed=seed,
     jwks_source=own_keys,
+    extra_cli={"bootstrap-staff": bootstrap_staff},
 )

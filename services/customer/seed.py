@@ -23,15 +23,7 @@ from tenpo.kit.settings import Environment
 #: Development only: printed next to the credentials, never a real secret.
 DEMO_PASSWORD = "minatoya-demo-2026"  # noqa: S105
 STAFF_EMAIL = "staff@minatoya.example"
-STAFF_SCOPES = (
-    "catalog:write",
-    "inventory:write",
-    "customers:read",
-    "customers:write",
-    "orders:read",
-    "orders:write",
-    "clients:write",
-)
+STAFF_SCOPES = d.STAFF_SCOPES
 STORES = ("shibuya", "shinjuku", "ginza")
 DEVICES = (
     (d.ClientKind.KIOSK, "kiosk", ("catalog:read", "inventory:read", "carts:write")),

@@ -31,6 +31,18 @@ class StaffStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def lock_table(self) -> None:
+        """Until the transaction ends, no other transaction adds staff users: the bootstrap
+        checks "no staff yet" and inserts under this lock, so two at once create one."""
+        await self.session.execute(sa.text("LOCK TABLE staff_users IN SHARE ROW EXCLUSIVE MODE"))
+
+    async def count(self) -> int:
+        return int(
+            (
+                await self.session.execute(sa.select(sa.func.count()).select_from(staff_users))
+            ).scalar_one()
+        )
+
     async def by_email(self, email_key: str) -> StaffUser | None:
         row = (
             (
@@ -64,7 +76,7 @@ class StaffStore:
 
     async def upsert(
         self, email: d.Email, display_name: str, password_hash: str, scopes: Sequence[str]
-    ) -> None:
+    ) -> uuid.UUID:
         insert = pg.insert(staff_users).values(
             id=uuid.uuid4(),
             email=email.address,
@@ -73,13 +85,15 @@ class StaffStore:
             password_hash=password_hash,
             scopes=list(scopes),
         )
-        await self.session.execute(
+        result = await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[staff_users.c.email_key],
                 set_={
                     "display_name": insert.excluded.display_name,
                     "password_hash": insert.excluded.password_hash,
                     "scopes": insert.excluded.scopes,
+                    "disabled_at": None,
                 },
-            )
+            ).returning(staff_users.c.id)
         )
+        return uuid.UUID(str(result.scalar_one()))
