@@ -37,6 +37,8 @@ DEVICE_SESSION_SCOPES = ("profile:read", "carts:write")
 READ_SCOPE = "customers:read"
 WRITE_SCOPE = "customers:write"
 CLIENTS_SCOPE = "clients:write"
+#: Services holding it (the notification service) receive the secrets of mailed tokens.
+MAIL_SCOPE = "mail:send"
 #: What a deployment's first staff user (and the demo staff user) may do: everything staff
 #: do, creating device clients included.
 STAFF_SCOPES = (

@@ -119,6 +119,21 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
         customer_id = await self.mail.verify_email(request.token)
         return ids.VerifyEmailResponse(customer_id=str(customer_id))
 
+    async def IssueMailToken(
+        self, request: ids.IssueMailTokenRequest, context: ServicerContext
+    ) -> ids.IssueMailTokenResponse:
+        customer, token, expires = await self.mail.issue_mail_token(
+            current_principal(), request.token_id
+        )
+        return ids.IssueMailTokenResponse(
+            customer_id=str(customer.id),
+            token=token,
+            expire_time=convert.timestamp(expires),
+            email=customer.email or "",
+            name=convert.person_name(customer.name),
+            locale=customer.locale,
+        )
+
     async def GetJwks(
         self, request: ids.GetJwksRequest, context: ServicerContext
     ) -> ids.GetJwksResponse:

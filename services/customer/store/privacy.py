@@ -141,9 +141,9 @@ class PrivacyStore:
         await self.session.execute(
             sa.delete(idempotency_table).where(self._idempotency_of(customer_id))
         )
-        # Earlier events about the customer carry their e-mail and name. Published ones are
-        # only kept for the relay's retention window; pending ones would deliver data the
-        # CustomerErased that follows them tells everyone to delete. Both go.
+        # Earlier events about the customer carry only ids, but a pending one would still be
+        # delivered after the CustomerErased that follows it, and the export lists them all:
+        # published or not, they go.
         await self.session.execute(
             sa.delete(outbox_table).where(self._events_about(customer_id, event_types))
         )

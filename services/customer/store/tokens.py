@@ -129,10 +129,11 @@ class TokenStore:
         subject: Mapping[str, Any],
         now: datetime,
         expires_at: datetime,
-    ) -> None:
+    ) -> uuid.UUID:
+        token_id = uuid.uuid4()
         await self.session.execute(
             sa.insert(one_time_tokens).values(
-                id=uuid.uuid4(),
+                id=token_id,
                 customer_id=customer_id,
                 purpose=int(purpose),
                 token_hash=token_hash,
@@ -141,14 +142,20 @@ class TokenStore:
                 expires_at=expires_at,
             )
         )
+        return token_id
 
     async def one_time_by_hash(self, token_hash: bytes) -> OneTimeRecord | None:
+        return await self._one_time(one_time_tokens.c.token_hash == token_hash)
+
+    async def one_time_by_id(self, token_id: uuid.UUID) -> OneTimeRecord | None:
+        return await self._one_time(one_time_tokens.c.id == token_id)
+
+    async def _one_time(self, condition: sa.ColumnElement[bool]) -> OneTimeRecord | None:
+        # Locked: a redemption and a re-issue of one token must not interleave.
         row = (
             (
                 await self.session.execute(
-                    sa.select(one_time_tokens)
-                    .where(one_time_tokens.c.token_hash == token_hash)
-                    .with_for_update()
+                    sa.select(one_time_tokens).where(condition).with_for_update()
                 )
             )
             .mappings()
@@ -177,6 +184,13 @@ class TokenStore:
                 )
             )
         ).scalar()
+
+    async def set_one_time_hash(self, token_id: uuid.UUID, token_hash: bytes) -> None:
+        await self.session.execute(
+            sa.update(one_time_tokens)
+            .where(one_time_tokens.c.id == token_id)
+            .values(token_hash=token_hash)
+        )
 
     async def use_one_time(self, token_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(

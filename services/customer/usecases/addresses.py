@@ -11,7 +11,6 @@ from typing import Any
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
-from services.customer import convert
 from services.customer import domain as d
 from services.customer.store.addresses import AddressStore
 from services.customer.store.customers import CustomerStore
@@ -130,9 +129,7 @@ class Addresses(UseCase):
         )
         await CustomerStore(uow.session).update(updated)
         uow.add_event(
-            events_pb2.CustomerUpdated(
-                customer=convert.customer(updated), changed_fields=sorted(changes)
-            )
+            events_pb2.CustomerUpdated(customer_id=str(updated.id), changed_fields=sorted(changes))
         )
         return updated
 

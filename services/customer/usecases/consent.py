@@ -163,8 +163,7 @@ class Consents(UseCase):
         channel: d.ConsentChannel,
         wording_version: str,
     ) -> None:
-        assert customer.email is not None
-        token, expires = await self.mail.mail_token(
+        token_id, expires = await self.mail.mail_token(
             uow,
             customer,
             d.TokenPurpose.CONFIRM_CONSENT,
@@ -174,12 +173,10 @@ class Consents(UseCase):
         uow.add_event(
             events_pb2.ConsentConfirmationRequested(
                 customer_id=str(customer.id),
-                email=customer.email,
                 purpose=int(purpose),  # type: ignore[arg-type]
                 channel=int(channel),  # type: ignore[arg-type]
-                token=token,
+                token_id=str(token_id),
                 expire_time=convert.timestamp(expires),
-                locale=customer.locale,
             )
         )
 

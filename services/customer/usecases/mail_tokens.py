@@ -1,4 +1,5 @@
-"""Customer use cases: mailed single-use tokens (password reset, e-mail verification)."""
+"""Customer use cases: mailed single-use tokens (password reset, e-mail verification), whose
+secrets only the mailer receives, by RPC, never in events."""
 
 from __future__ import annotations
 
@@ -23,11 +24,9 @@ from services.customer.usecases.common import (
     throttle_key,
 )
 from tenpo.customer.v1 import events_pb2
-from tenpo.kit.auth import Principal
+from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
-from tenpo.kit.errors import (
-    FailedPrecondition,
-)
+from tenpo.kit.errors import FailedPrecondition, NotFound
 
 #: Another mail of the same kind is not sent sooner than this (silently).
 MAIL_COOLDOWN = timedelta(seconds=60)
@@ -43,23 +42,25 @@ class MailTokens(UseCase):
         purpose: d.TokenPurpose,
         ttl: timedelta,
         subject: Mapping[str, Any],
-    ) -> tuple[str, datetime]:
+    ) -> tuple[uuid.UUID, datetime]:
+        """A new mailed token: its id (for the event) and expiry. Its secret is drawn only
+        when the mailer asks for it (``issue_mail_token``), so no secret ever sits in an
+        event; until then the row holds the hash of a secret nobody knows."""
         now = self.clock()
-        token = new_secret()
         expires = now + ttl
-        await TokenStore(uow.session).add_one_time(
+        token_id = await TokenStore(uow.session).add_one_time(
             customer_id=customer.id,
             purpose=purpose,
-            token_hash=hash_secret(token),
+            token_hash=hash_secret(new_secret()),
             subject=subject,
             now=now,
             expires_at=expires,
         )
-        return token, expires
+        return token_id, expires
 
     async def send_verification(self, uow: UnitOfWork, customer: d.Customer) -> None:
         assert customer.email is not None
-        token, expires = await self.mail_token(
+        token_id, expires = await self.mail_token(
             uow,
             customer,
             d.TokenPurpose.VERIFY_EMAIL,
@@ -69,10 +70,8 @@ class MailTokens(UseCase):
         uow.add_event(
             events_pb2.EmailVerificationRequested(
                 customer_id=str(customer.id),
-                email=customer.email,
-                token=token,
+                token_id=str(token_id),
                 expire_time=convert.timestamp(expires),
-                locale=customer.locale,
             )
         )
 
@@ -97,16 +96,14 @@ class MailTokens(UseCase):
             assert customer.email is not None
             if await self.recently_mailed(uow, customer.id, d.TokenPurpose.RESET_PASSWORD):
                 return
-            token, expires = await self.mail_token(
+            token_id, expires = await self.mail_token(
                 uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
             )
             uow.add_event(
                 events_pb2.PasswordResetRequested(
                     customer_id=str(customer.id),
-                    email=customer.email,
-                    token=token,
+                    token_id=str(token_id),
                     expire_time=convert.timestamp(expires),
-                    locale=customer.locale,
                 )
             )
             await uow.commit()
@@ -183,8 +180,40 @@ class MailTokens(UseCase):
                 await CustomerStore(uow.session).update(updated)
                 uow.add_event(
                     events_pb2.CustomerUpdated(
-                        customer=convert.customer(updated), changed_fields=["email_verified"]
+                        customer_id=str(updated.id), changed_fields=["email_verified"]
                     )
                 )
             await uow.commit()
         return customer.id
+
+    async def issue_mail_token(
+        self, principal: Principal, token_id: str
+    ) -> tuple[d.Customer, str, datetime]:
+        """For the mailer: the customer, a fresh secret for the mailed token ``token_id``
+        (the one issued before stops working) and its expiry."""
+        principal.require_any_kind(PrincipalKind.SERVICE)
+        principal.require_scope(d.MAIL_SCOPE)
+        record_id = convert.parse_id(token_id, "token_id")
+        now = self.clock()
+        async with self.db.unit_of_work() as uow:
+            tokens = TokenStore(uow.session)
+            record = await tokens.one_time_by_id(record_id)
+            customer = (
+                await CustomerStore(uow.session).get(record.customer_id)
+                if record is not None
+                else None
+            )
+            if record is None or customer is None or customer.is_erased:
+                raise NotFound("no such mailed token", reason="MAIL_TOKEN_NOT_FOUND")
+            stale_address = (
+                record.purpose is d.TokenPurpose.VERIFY_EMAIL
+                and record.subject.get("email_key") != customer.email_key
+            )
+            if record.used_at is not None or record.expires_at <= now or stale_address:
+                raise FailedPrecondition(
+                    "the mailed token is used, expired or superseded", reason="MAIL_TOKEN_SPENT"
+                )
+            secret = new_secret()
+            await tokens.set_one_time_hash(record.id, hash_secret(secret))
+            await uow.commit()
+        return customer, secret, record.expires_at

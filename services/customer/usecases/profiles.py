@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from services.customer import convert
 from services.customer import domain as d
 from services.customer.store.customers import CustomerStore
 from services.customer.usecases.common import (
@@ -113,9 +112,7 @@ class Profiles(UseCase):
                 changed.append("email_verified")
                 await self.mail.send_verification(uow, updated)
             uow.add_event(
-                events_pb2.CustomerUpdated(
-                    customer=convert.customer(updated), changed_fields=changed
-                )
+                events_pb2.CustomerUpdated(customer_id=str(updated.id), changed_fields=changed)
             )
             await uow.commit()
         return updated

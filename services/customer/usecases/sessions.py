@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from services.customer import convert
 from services.customer import domain as d
 from services.customer.security import new_secret
 from services.customer.security import secret_hash as hash_secret
@@ -130,7 +129,7 @@ class Sessions(UseCase):
                 )
             uow.add_event(
                 events_pb2.CustomerRegistered(
-                    customer=convert.customer(customer),
+                    customer_id=str(customer.id),
                     channel=channel,  # type: ignore[arg-type]
                 )
             )

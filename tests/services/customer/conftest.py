@@ -29,7 +29,7 @@ from tenpo.kit.devkeys import DevKeys
 from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
-from tests.services.conftest import auth_settings
+from tests.services.conftest import Tokens, auth_settings
 
 PASSWORD = "correct horse battery"
 
@@ -65,6 +65,7 @@ class Service:
     identity: identity_service_pb2_grpc.IdentityServiceStub
     customers: customer_service_pb2_grpc.CustomerServiceStub
     db: Database
+    tokens: Tokens
 
     async def register(
         self, prefix: str = "user", **fields: Any
@@ -90,6 +91,17 @@ class Service:
         )
         return response.customer.id, email, bearer(response.tokens.access_token)
 
+    async def mailed(self, event: Any) -> identity_service_pb2.IssueMailTokenResponse:
+        """What the mailer gets for a mail-announcing event: the secret and the address."""
+        mailer = self.tokens.mint(subject="notification", kind="service", scopes=["mail:send"])
+        return await self.identity.IssueMailToken(  # type: ignore[no-any-return]
+            identity_service_pb2.IssueMailTokenRequest(token_id=event.token_id),
+            metadata=bearer(mailer),
+        )
+
+    async def mailed_token(self, event: Any) -> str:
+        return (await self.mailed(event)).token
+
     async def events(self, message_type: type[Any], customer_id: str | None = None) -> list[Any]:
         """Events of one type in the outbox (published or not), oldest first."""
         async with self.db.engine.connect() as conn:
@@ -105,9 +117,7 @@ class Service:
 
 
 def _customer_of(event: Any) -> str:
-    if hasattr(event, "customer_id"):
-        return str(event.customer_id)
-    return str(event.customer.id)
+    return str(event.customer_id)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -151,6 +161,7 @@ async def service_factory(
                 identity_service_pb2_grpc.IdentityServiceStub(channel),
                 customer_service_pb2_grpc.CustomerServiceStub(channel),
                 db,
+                Tokens(dev_keys),
             )
 
         try:
