@@ -8,6 +8,7 @@ from pathlib import Path
 
 from services.customer.cli import bootstrap_staff
 from services.customer.config import CustomerSettings
+from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
@@ -30,7 +31,11 @@ CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerSer
 
 
 async def build(runtime: Runtime[CustomerSettings]) -> None:
-    cases = build_use_cases(runtime.settings, runtime.db)
+    inventory = InventoryLocations(
+        runtime.settings.inventory_target, runtime.settings.inventory_timeout_seconds
+    )
+    runtime.on_stop.append(inventory.close)
+    cases = build_use_cases(runtime.settings, runtime.db, inventory)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(cases, runtime.page_tokens),

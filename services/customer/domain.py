@@ -606,6 +606,27 @@ def validate_client(
     violations.raise_if_any("invalid client", "CLIENT_INVALID")
 
 
+@dataclass(frozen=True)
+class KnownLocation:
+    """An inventory location as a device client's store: inventory owns locations, so a
+    client's ``store_id`` is an inventory location id."""
+
+    id: str
+    is_store: bool  # a shop, not a distribution or fulfilment centre
+
+
+def check_client_store(kind: ClientKind, store_id: str, location: KnownLocation | None) -> None:
+    """A client's store must be a location inventory knows; an in-store device's, a shop."""
+    if location is None:
+        raise invalid("client.store_id", "no such location in inventory", "STORE_UNKNOWN")
+    if kind.in_store and not location.is_store:
+        raise invalid(
+            "client.store_id",
+            "is a distribution or fulfilment centre, not a store",
+            "STORE_UNKNOWN",
+        )
+
+
 def validate_staff(email: str, display_name: str, password: str, scopes: Sequence[str]) -> Email:
     """A staff user's e-mail (normalized), name, password and scopes, all checked at once."""
     violations = Violations()

@@ -24,7 +24,8 @@ from tenpo.kit.settings import Environment
 DEMO_PASSWORD = "minatoya-demo-2026"  # noqa: S105
 STAFF_EMAIL = "staff@minatoya.example"
 STAFF_SCOPES = d.STAFF_SCOPES
-STORES = ("shibuya", "shinjuku", "ginza")
+#: Inventory's demo store locations (a device's store is an inventory location id).
+STORES = ("tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza")
 DEVICES = (
     (d.ClientKind.KIOSK, "kiosk", ("catalog:read", "inventory:read", "carts:write")),
     (d.ClientKind.SMART_MIRROR, "mirror", ("catalog:read", "inventory:read", "carts:write")),
@@ -38,7 +39,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("山田", "花子", "ヤマダ", "ハナコ"),
         "phone": "090-1234-5678",
         "birthday": (1990, 4, 12),
-        "store": "shibuya",
+        "store": "tokyo-shibuya",
         "address": ("150-0041", "東京都", "渋谷区", ["神南1-2-3", "神南ハイツ402"]),
         "consents": [(d.ConsentPurpose.MARKETING, d.ConsentChannel.PUSH)],
     },
@@ -47,7 +48,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("鈴木", "太郎", "スズキ", "タロウ"),
         "phone": "080-2345-6789",
         "birthday": (1985, 11, 3),
-        "store": "shinjuku",
+        "store": "tokyo-shinjuku",
         "address": ("160-0022", "東京都", "新宿区", ["新宿3-14-1"]),
         "consents": [
             (d.ConsentPurpose.PERSONALIZATION, d.ConsentChannel.EMAIL),
@@ -59,7 +60,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("田中", "結衣", "タナカ", "ユイ"),
         "phone": "070-3456-7890",
         "birthday": (1998, 7, 21),
-        "store": "ginza",
+        "store": "tokyo-ginza",
         "address": ("104-0061", "東京都", "中央区", ["銀座4-6-16"]),
         "consents": [(d.ConsentPurpose.ANALYTICS, d.ConsentChannel.PUSH)],
     },
@@ -170,6 +171,9 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     "name": client.display_name,
                 }
             )
+    # Devices an earlier seed bound to stores that are no longer demo stores (before store
+    # ids were inventory location ids: "shibuya") stop signing in.
+    await cases.clients.retire_seed_clients(keep=[device["client_id"] for device in devices])
     credentials = {
         "note": "development credentials of the demo data; device secrets rotate on every seed",
         "customers": [{"email": c["email"], "password": DEMO_PASSWORD} for c in CUSTOMERS],

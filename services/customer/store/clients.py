@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -86,6 +87,18 @@ class ClientStore:
         await self.session.execute(
             sa.update(clients).where(clients.c.id == client_id).values(revoked_at=now)
         )
+
+    async def revoke_created_by(self, created_by: str, *, keep: Sequence[str], now: datetime) -> int:
+        result = await self.session.execute(
+            sa.update(clients)
+            .where(
+                clients.c.created_by == created_by,
+                clients.c.id.not_in(list(keep)),
+                clients.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def list_page(
         self,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.customer.config import CustomerSettings
+from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
-from services.customer.usecases.clients import Clients
+from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
 from services.customer.usecases.handoff import Handoff
@@ -33,8 +34,11 @@ class CustomerUseCases:
     privacy: Privacy
 
 
-def build_use_cases(settings: CustomerSettings, db: Database) -> CustomerUseCases:
-    """The use cases from settings; refuses to run without signing keys."""
+def build_use_cases(
+    settings: CustomerSettings, db: Database, stores: StoreDirectory | None = None
+) -> CustomerUseCases:
+    """The use cases from settings; refuses to run without signing keys. Store ids are
+    checked with inventory unless ``stores`` says otherwise."""
     keys = KeyRing.from_files(
         settings.signing_key_files, issuer=settings.auth_issuer, audience=settings.auth_audience
     )
@@ -51,7 +55,11 @@ def build_use_cases(settings: CustomerSettings, db: Database) -> CustomerUseCase
         sessions=Sessions(context, mail),
         mail=mail,
         staff=Staff(context),
-        clients=Clients(context),
+        clients=Clients(
+            context,
+            stores
+            or InventoryLocations(settings.inventory_target, settings.inventory_timeout_seconds),
+        ),
         handoff=Handoff(context),
         profiles=Profiles(context, mail),
         addresses=Addresses(context),

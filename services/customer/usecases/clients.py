@@ -6,12 +6,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
 
 from services.customer import domain as d
 from services.customer.security import new_secret, same_secret
 from services.customer.security import secret_hash as hash_secret
 from services.customer.store.clients import ClientStore
 from services.customer.usecases.common import (
+    Context,
     IssuedTokens,
     UseCase,
     bounded,
@@ -23,8 +25,18 @@ from tenpo.kit.errors import (
 )
 
 
+class StoreDirectory(Protocol):
+    """Where store ids are checked (inventory's locations)."""
+
+    async def find(self, location_id: str) -> d.KnownLocation | None: ...
+
+
 class Clients(UseCase):
     """Machine clients: created by staff, signed in with client credentials."""
+
+    def __init__(self, context: Context, stores: StoreDirectory) -> None:
+        super().__init__(context)
+        self.stores = stores
 
     async def create_client(
         self,
@@ -39,6 +51,10 @@ class Clients(UseCase):
         principal.require_scope(d.CLIENTS_SCOPE)
         unique_scopes = tuple(dict.fromkeys(scopes))
         d.validate_client(display_name, kind, store_id, unique_scopes, principal.scopes)
+        if store_id is not None:
+            # Asked before any write: an unknown store or an unreachable inventory changes
+            # nothing.
+            d.check_client_store(kind, store_id, await self.stores.find(store_id))
         return await self._create_client(
             display_name.strip(), kind, store_id, unique_scopes, principal.subject
         )
@@ -69,7 +85,9 @@ class Clients(UseCase):
     async def ensure_client(
         self, display_name: str, kind: d.ClientKind, store_id: str | None, scopes: Sequence[str]
     ) -> tuple[d.Client, str]:
-        """Seed helper (development): the named client with a fresh secret."""
+        """Seed helper (development): the named client with a fresh secret. The seed runs
+        before the services start, so its store ids (inventory's demo locations) are not
+        asked for; a test holds them to inventory's demo data."""
         async with self.db.unit_of_work() as uow:
             store = ClientStore(uow.session)
             existing = await store.find(kind, store_id, display_name)
@@ -79,6 +97,15 @@ class Clients(UseCase):
                 await uow.commit()
                 return existing, secret
         return await self._create_client(display_name, kind, store_id, scopes, "seed")
+
+    async def retire_seed_clients(self, *, keep: Sequence[str]) -> int:
+        """Seed helper (development): revoke the seed's clients not in ``keep``."""
+        async with self.db.unit_of_work() as uow:
+            retired = await ClientStore(uow.session).revoke_created_by(
+                "seed", keep=keep, now=self.clock()
+            )
+            await uow.commit()
+        return retired
 
     async def list_clients(
         self,

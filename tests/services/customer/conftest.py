@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,9 @@ from tenpo.customer.v1 import (
     identity_service_pb2_grpc,
     resources_pb2,
 )
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
+from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from tenpo.inventory.v1 import resources_pb2 as inventory_pb
 from tenpo.kit import migrations
 from tenpo.kit.db import Database, outbox_table
 from tenpo.kit.devkeys import DevKeys
@@ -134,9 +138,63 @@ async def expect_error(call: Any, code: grpc.StatusCode, reason: str | None = No
     return details
 
 
+#: The locations the stand-in inventory knows: its demo stores and a distribution centre.
+KNOWN_LOCATIONS = {
+    "tokyo-shibuya": inventory_pb.LOCATION_TYPE_STORE,
+    "tokyo-shinjuku": inventory_pb.LOCATION_TYPE_STORE,
+    "tokyo-ginza": inventory_pb.LOCATION_TYPE_STORE,
+    "osaka-umeda": inventory_pb.LOCATION_TYPE_STORE,
+    "dc-kanto": inventory_pb.LOCATION_TYPE_DISTRIBUTION_CENTER,
+}
+#: A location the stand-in answers only after a long pause (past any test's deadline).
+SLOW_LOCATION = "tokyo-slow"
+
+
+class StandInInventory(inventory_grpc.InventoryServiceServicer):
+    """A real gRPC server with inventory's contract, answering GetLocation from
+    KNOWN_LOCATIONS: the customer service's client code runs for real (deadline, status
+    codes) without an inventory database."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.stalled = asyncio.Event()
+
+    async def GetLocation(
+        self, request: inventory_api.GetLocationRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_api.GetLocationResponse:
+        self.asked.append(request.id)
+        if request.id == SLOW_LOCATION:
+            self.stalled.set()
+            await asyncio.sleep(30)
+        if request.id not in KNOWN_LOCATIONS:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no location {request.id!r}")
+        return inventory_api.GetLocationResponse(
+            location=inventory_pb.Location(id=request.id, type=KNOWN_LOCATIONS[request.id])
+        )
+
+
+@dataclass
+class Inventory:
+    target: str
+    servicer: StandInInventory
+
+
+@pytest_asyncio.fixture(scope="module")
+async def inventory() -> AsyncIterator[Inventory]:
+    server = grpc.aio.server()
+    servicer = StandInInventory()
+    inventory_grpc.add_InventoryServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield Inventory(f"127.0.0.1:{port}", servicer)
+    finally:
+        await server.stop(grace=None)
+
+
 @pytest_asyncio.fixture(scope="module")
 async def service_factory(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, inventory: Inventory
 ) -> AsyncIterator[Callable[..., Any]]:
     """Starts customer services on fresh databases (torn down with the module)."""
     import contextlib
@@ -149,6 +207,7 @@ async def service_factory(
             names.append(name)
             url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
             await migrations.upgrade(definition.migrations, url)  # type: ignore[arg-type]
+            overrides.setdefault("inventory_target", inventory.target)
             settings = customer_settings(url, nats_url, dev_keys, **overrides)
             host = await stack.enter_async_context(running(definition, settings))
             channel = await stack.enter_async_context(

@@ -130,6 +130,7 @@ async def test_bootstrap_runs_with_production_settings_reading_the_password_from
             "CUSTOMER_AUTH_AUDIENCE": settings.auth_audience,
             "CUSTOMER_SIGNING_KEY_FILES": json.dumps([str(p) for p in settings.signing_key_files]),
             "CUSTOMER_LOG_FORMAT": "json",
+            "CUSTOMER_INVENTORY_TARGET": settings.inventory_target,
             "CUSTOMER_ARGON2_MEMORY_KIB": str(19 * 1024),
             "CUSTOMER_ARGON2_TIME_COST": "2",
         }

@@ -65,7 +65,7 @@ async def test_update_profile_with_mask_and_etag(service: Service) -> None:
         phone_number="090-1234-5678",
         birthday=date_pb2.Date(year=1990, month=4, day=12),
         locale="en-US",
-        preferred_store_id="shibuya",
+        preferred_store_id="tokyo-shibuya",
     )
     updated = (
         await service.customers.UpdateCustomer(
@@ -83,7 +83,7 @@ async def test_update_profile_with_mask_and_etag(service: Service) -> None:
     )  # folded to katakana
     assert updated.phone_number == "+819012345678"
     assert (updated.birthday.year, updated.birthday.month, updated.birthday.day) == (1990, 4, 12)
-    assert updated.preferred_store_id == "shibuya"
+    assert updated.preferred_store_id == "tokyo-shibuya"
     assert updated.locale == "ja-JP"  # not in the mask: untouched
     assert updated.etag != current.etag
     # A stale etag loses.

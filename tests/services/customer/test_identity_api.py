@@ -51,7 +51,7 @@ def client_admin(tokens: Tokens) -> Any:
 
 
 async def device(
-    service: Service, tokens: Tokens, kind: int, store: str = "shibuya"
+    service: Service, tokens: Tokens, kind: int, store: str = "tokyo-shibuya"
 ) -> tuple[str, Any]:
     created = await service.identity.CreateClient(
         ids.CreateClientRequest(
@@ -505,7 +505,7 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
             client=pb.Client(
                 display_name="Shibuya kiosk 1",
                 kind=pb.CLIENT_KIND_KIOSK,
-                store_id="shibuya",
+                store_id="tokyo-shibuya",
                 scopes=["catalog:read", "inventory:read"],
             )
         ),
@@ -523,7 +523,7 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
         "device",
         client.id,
         "KIOSK",
-        "shibuya",
+        "tokyo-shibuya",
     )
     assert claims["scope"] == "catalog:read inventory:read"
 
@@ -582,7 +582,9 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
     await expect_error(
         service.identity.CreateClient(
             ids.CreateClientRequest(
-                client=pb.Client(display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="shibuya")
+                client=pb.Client(
+                    display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="tokyo-shibuya"
+                )
             ),
             metadata=tokens.staff,
         ),
@@ -593,7 +595,9 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
         await service.identity.CreateClient(
             ids.CreateClientRequest(
                 client=pb.Client(
-                    display_name=f"shelf {n}", kind=pb.CLIENT_KIND_SMART_SHELF, store_id="umeda"
+                    display_name=f"shelf {n}",
+                    kind=pb.CLIENT_KIND_SMART_SHELF,
+                    store_id="osaka-umeda",
                 )
             ),
             metadata=admin,
@@ -602,7 +606,7 @@ async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
     page_token = ""
     while True:
         listed = await service.identity.ListClients(
-            ids.ListClientsRequest(store_id="umeda", page_size=2, page_token=page_token),
+            ids.ListClientsRequest(store_id="osaka-umeda", page_size=2, page_token=page_token),
             metadata=admin,
         )
         seen.extend(c.display_name for c in listed.clients)
@@ -701,7 +705,7 @@ async def test_device_hand_off(service: Service, tokens: Tokens) -> None:
         grpc.StatusCode.PERMISSION_DENIED,
     )
     approved = await service.identity.ApproveDeviceSession(approve, metadata=customer)
-    assert approved.device_name == "shibuya device" and approved.store_id == "shibuya"
+    assert approved.device_name == "tokyo-shibuya device" and approved.store_id == "tokyo-shibuya"
     await expect_error(
         service.identity.ApproveDeviceSession(approve, metadata=stranger),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -725,7 +729,7 @@ async def test_device_hand_off(service: Service, tokens: Tokens) -> None:
     assert not handed.tokens.refresh_token
     claims = claims_of(handed.tokens.access_token)
     assert (claims["kind"], claims["sub"], claims["dev"]) == ("customer", customer_id, mirror_id)
-    assert (claims["channel"], claims["store"]) == ("SMART_MIRROR", "shibuya")
+    assert (claims["channel"], claims["store"]) == ("SMART_MIRROR", "tokyo-shibuya")
     assert claims["exp"] - claims["iat"] == 600
     assert set(claims["scope"].split()) == {"profile:read", "carts:write"}
     await expect_error(
@@ -828,7 +832,9 @@ async def test_identity_methods_refuse_the_wrong_principal(
         "CreateClient": (
             lambda md: i.CreateClient(
                 ids.CreateClientRequest(
-                    client=pb.Client(display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="ginza")
+                    client=pb.Client(
+                        display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="tokyo-ginza"
+                    )
                 ),
                 metadata=md,
             ),

@@ -137,7 +137,7 @@ async def rich_customer(
     mirror = await service.identity.CreateClient(
         ids.CreateClientRequest(
             client=pb.Client(
-                display_name="mirror", kind=pb.CLIENT_KIND_SMART_MIRROR, store_id="ginza"
+                display_name="mirror", kind=pb.CLIENT_KIND_SMART_MIRROR, store_id="tokyo-ginza"
             )
         ),
         metadata=admin,
