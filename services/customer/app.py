@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from tenpo.kit.server import Runtime, ServiceDefinition
 log = logging.getLogger(__name__)
 #: How often expired tokens, hand-offs and lockout counters are deleted.
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+#: How often queued password reset requests are looked for without a wake-up.
+RESET_POLL_SECONDS = 5.0
 MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
@@ -55,7 +58,17 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
                 log.info("expired credentials purged", extra={"deleted": deleted})
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
-    runtime.background.append(housekeeping)
+    async def reset_mailer() -> None:
+        # Woken by this replica's requests; the poll catches other replicas' leftovers and
+        # requests queued while this one was down.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RESET_POLL_SECONDS):
+                    await cases.mail.reset_requested.wait()
+            cases.mail.reset_requested.clear()
+            await cases.mail.handle_reset_requests()
+
+    runtime.background.extend([housekeeping, reset_mailer])
 
 
 async def seed(runtime: Runtime[CustomerSettings]) -> None:

@@ -88,7 +88,9 @@ class ClientStore:
             sa.update(clients).where(clients.c.id == client_id).values(revoked_at=now)
         )
 
-    async def revoke_created_by(self, created_by: str, *, keep: Sequence[str], now: datetime) -> int:
+    async def revoke_created_by(
+        self, created_by: str, *, keep: Sequence[str], now: datetime
+    ) -> int:
         result = await self.session.execute(
             sa.update(clients)
             .where(

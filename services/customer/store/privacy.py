@@ -17,6 +17,7 @@ from services.customer.models import (
     addresses,
     device_sessions,
     one_time_tokens,
+    password_reset_requests,
     refresh_tokens,
     sign_in_attempts,
 )
@@ -136,6 +137,12 @@ class PrivacyStore:
         )
         if throttle_key is not None:
             await ThrottleStore(self.session).clear(throttle_key)
+        if customer.email_key is not None:
+            await self.session.execute(
+                sa.delete(password_reset_requests).where(
+                    password_reset_requests.c.email_key == customer.email_key
+                )
+            )
         await TokenStore(self.session).revoke_subject(d.SubjectKind.CUSTOMER, customer_id, now)
         # Idempotency records keep whole responses (addresses, profiles).
         await self.session.execute(

@@ -3,6 +3,8 @@ secrets only the mailer receives, by RPC, never in events."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -14,9 +16,11 @@ from services.customer import domain as d
 from services.customer.security import new_secret
 from services.customer.security import secret_hash as hash_secret
 from services.customer.store.customers import CustomerStore
+from services.customer.store.reset_requests import ResetRequestStore
 from services.customer.store.throttle import ThrottleStore
 from services.customer.store.tokens import TokenStore
 from services.customer.usecases.common import (
+    Context,
     UseCase,
     bounded,
     customer_not_found,
@@ -28,12 +32,18 @@ from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import FailedPrecondition, NotFound
 
+log = logging.getLogger(__name__)
 #: Another mail of the same kind is not sent sooner than this (silently).
 MAIL_COOLDOWN = timedelta(seconds=60)
 
 
 class MailTokens(UseCase):
     """Password reset and e-mail verification by single-use mailed tokens."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context)
+        #: Set when a reset request is queued: this replica's handler wakes at once.
+        self.reset_requested = asyncio.Event()
 
     async def mail_token(
         self,
@@ -82,31 +92,65 @@ class MailTokens(UseCase):
         return latest is not None and self.clock() - latest < MAIL_COOLDOWN
 
     async def request_password_reset(self, email: str) -> None:
+        """Queue a reset request. The answer does the same work whether the address is
+        registered or not — one insert and one commit, no lookup, no hashing — so its timing
+        cannot tell; ``handle_reset_requests`` mails the token (or nothing) afterwards."""
         bounded(email, "email", d.MAX_EMAIL)
         email_key = d.email_lookup_key(email)
         if email_key is None:
             raise d.invalid("email", "not a valid e-mail address", "EMAIL_INVALID")
         async with self.db.unit_of_work() as uow:
-            store = CustomerStore(uow.session)
-            credentials = await store.credentials_by_email(email_key)
-            if credentials is None or credentials.state is not d.CustomerState.ACTIVE:
-                return  # the same empty answer as for a known address
-            customer = await store.get(credentials.id, for_update=True)
-            assert customer is not None
-            assert customer.email is not None
-            if await self.recently_mailed(uow, customer.id, d.TokenPurpose.RESET_PASSWORD):
-                return
-            token_id, expires = await self.mail_token(
-                uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
-            )
-            uow.add_event(
-                events_pb2.PasswordResetRequested(
-                    customer_id=str(customer.id),
-                    token_id=str(token_id),
-                    expire_time=convert.timestamp(expires),
-                )
-            )
+            await ResetRequestStore(uow.session).enqueue(email_key, self.clock())
             await uow.commit()
+        self.reset_requested.set()
+
+    async def handle_reset_requests(self) -> int:
+        """Turn queued reset requests into mailed tokens, oldest first, until none is left
+        (several replicas may run this at once); returns how many were handled."""
+        handled = 0
+        while await self._handle_oldest_reset_request():
+            handled += 1
+        return handled
+
+    async def _handle_oldest_reset_request(self) -> bool:
+        async with self.db.unit_of_work() as uow:
+            queue = ResetRequestStore(uow.session)
+            request = await queue.claim_oldest()
+            if request is None:
+                return False
+            try:
+                async with uow.session.begin_nested():
+                    await self._mail_reset(uow, request.email_key)
+            except Exception:
+                # A request that cannot be handled is dropped (the customer may ask again)
+                # rather than blocking the queue; a database outage fails the commit below
+                # instead, and the request stays.
+                # (The event is added last in _mail_reset: a failure leaves none behind.)
+                log.exception("password reset request dropped", extra={"seq": request.seq})
+            await queue.delete(request.seq)
+            await uow.commit()
+        return True
+
+    async def _mail_reset(self, uow: UnitOfWork, email_key: str) -> None:
+        store = CustomerStore(uow.session)
+        credentials = await store.credentials_by_email(email_key)
+        if credentials is None or credentials.state is not d.CustomerState.ACTIVE:
+            return
+        customer = await store.get(credentials.id, for_update=True)
+        if customer is None or await self.recently_mailed(
+            uow, customer.id, d.TokenPurpose.RESET_PASSWORD
+        ):
+            return
+        token_id, expires = await self.mail_token(
+            uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
+        )
+        uow.add_event(
+            events_pb2.PasswordResetRequested(
+                customer_id=str(customer.id),
+                token_id=str(token_id),
+                expire_time=convert.timestamp(expires),
+            )
+        )
 
     async def redeem(
         self, uow: UnitOfWork, token: str, purpose: d.TokenPurpose, reason: str

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from services.customer.app import definition
 from services.customer.config import CustomerSettings
+from services.customer.models import password_reset_requests
 from tenpo.customer.v1 import (
     customer_service_pb2_grpc,
     events_pb2,
@@ -105,6 +106,19 @@ class Service:
 
     async def mailed_token(self, event: Any) -> str:
         return (await self.mailed(event)).token
+
+    async def reset_requests_handled(self) -> None:
+        """Wait until the background handler has turned every queued password reset
+        request into a mailed token (or nothing)."""
+        for _ in range(400):
+            async with self.db.engine.connect() as conn:
+                pending = await conn.execute(
+                    sa.select(sa.func.count()).select_from(password_reset_requests)
+                )
+                if pending.scalar_one() == 0:
+                    return
+            await asyncio.sleep(0.025)
+        raise AssertionError("password reset requests were not handled")
 
     async def events(self, message_type: type[Any], customer_id: str | None = None) -> list[Any]:
         """Events of one type in the outbox (published or not), oldest first."""

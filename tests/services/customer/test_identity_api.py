@@ -372,6 +372,7 @@ async def test_password_reset_by_single_use_token(service: Service) -> None:
     await service.identity.RequestPasswordReset(
         ids.RequestPasswordResetRequest(email=email)
     )  # cooled down
+    await service.reset_requests_handled()
     requested = await service.events(events_pb2.PasswordResetRequested, customer_id)
     assert len(requested) == 1
     mailed = await service.mailed(requested[0])

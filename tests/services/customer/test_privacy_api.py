@@ -127,6 +127,7 @@ async def rich_customer(
         await service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD))
     ).tokens
     await service.identity.RequestPasswordReset(ids.RequestPasswordResetRequest(email=email))
+    await service.reset_requests_handled()
     await expect_error(
         service.identity.SignIn(ids.SignInRequest(email=email, password="not the password")),
         grpc.StatusCode.UNAUTHENTICATED,
