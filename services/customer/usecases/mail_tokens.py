@@ -118,38 +118,47 @@ class MailTokens(UseCase):
             request = await queue.claim_oldest()
             if request is None:
                 return False
+            event = None
             try:
                 async with uow.session.begin_nested():
-                    await self._mail_reset(uow, request.email_key)
-            except Exception:
+                    event = await self._mail_reset(uow, request.email_key)
+            except Exception as error:
                 # A request that cannot be handled is dropped (the customer may ask again)
-                # rather than blocking the queue; a database outage fails the commit below
-                # instead, and the request stays.
-                # (The event is added last in _mail_reset: a failure leaves none behind.)
-                log.exception("password reset request dropped", extra={"seq": request.seq})
+                # rather than blocking the queue; the savepoint takes back what it wrote. A
+                # database outage fails the commit below instead, and the request stays.
+                # Only the error's type is logged: database errors quote their parameters,
+                # here an e-mail address.
+                log.error(
+                    "password reset request dropped",
+                    extra={"seq": request.seq, "error": type(error).__name__},
+                )
+            if event is not None:
+                uow.add_event(event)
             await queue.delete(request.seq)
             await uow.commit()
         return True
 
-    async def _mail_reset(self, uow: UnitOfWork, email_key: str) -> None:
+    async def _mail_reset(
+        self, uow: UnitOfWork, email_key: str
+    ) -> events_pb2.PasswordResetRequested | None:
+        """The token for a reset request and the event announcing it (added by the caller
+        once the savepoint holds); None for an unknown, inactive or recently mailed address."""
         store = CustomerStore(uow.session)
         credentials = await store.credentials_by_email(email_key)
         if credentials is None or credentials.state is not d.CustomerState.ACTIVE:
-            return
+            return None
         customer = await store.get(credentials.id, for_update=True)
         if customer is None or await self.recently_mailed(
             uow, customer.id, d.TokenPurpose.RESET_PASSWORD
         ):
-            return
+            return None
         token_id, expires = await self.mail_token(
             uow, customer, d.TokenPurpose.RESET_PASSWORD, self.policy.reset_ttl, {}
         )
-        uow.add_event(
-            events_pb2.PasswordResetRequested(
-                customer_id=str(customer.id),
-                token_id=str(token_id),
-                expire_time=convert.timestamp(expires),
-            )
+        return events_pb2.PasswordResetRequested(
+            customer_id=str(customer.id),
+            token_id=str(token_id),
+            expire_time=convert.timestamp(expires),
         )
 
     async def redeem(

@@ -137,3 +137,35 @@ async def _events(cases: CustomerUseCases, message_type: type[Any]) -> list[Any]
             .order_by(outbox_table.c.seq)
         )
         return [message_type.FromString(row.payload) for row in rows]
+
+
+async def test_a_request_that_fails_is_dropped_without_blocking_the_queue(
+    cases: CustomerUseCases, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = await _register(cases), await _register(cases)
+    assert first.email is not None and second.email is not None
+    await cases.mail.request_password_reset(first.email)
+    await cases.mail.request_password_reset(second.email)
+    original = cases.mail._mail_reset
+    calls: list[str] = []
+
+    async def failing_once(uow: Any, email_key: str) -> Any:
+        calls.append(email_key)
+        if len(calls) == 1:
+            # Written, then failed: the savepoint takes the token row back, no event goes.
+            await original(uow, email_key)
+            raise RuntimeError(f"boom for {email_key}")
+        return await original(uow, email_key)
+
+    monkeypatch.setattr(cases.mail, "_mail_reset", failing_once)
+    assert await cases.mail.handle_reset_requests() == 2
+    events = await _events(cases, events_pb2.PasswordResetRequested)
+    assert [e.customer_id for e in events] == [str(second.id)]
+    async with cases.context.db.engine.connect() as conn:
+        tokens = await conn.execute(
+            sa.text("SELECT customer_id FROM one_time_tokens WHERE purpose = :p"),
+            {"p": int(d.TokenPurpose.RESET_PASSWORD)},
+        )
+        assert [row.customer_id for row in tokens] == [second.id]
+    assert "password reset request dropped" in caplog.text
+    assert first.email.lower() not in caplog.text.lower()  # no address in the log
