@@ -1,4 +1,4 @@
-"""Entry point: `python -m services.customer [serve|migrate|seed]`."""
+"""Entry point: `python -m services.customer [serve|migrate|seed|bootstrap-staff]`."""
 
 from services.customer.app import definition
 from tenpo.kit.server import main

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
+from services.customer.cli import bootstrap_staff
 from services.customer.config import CustomerSettings
-from services.customer.security import KeyRing, Passwords
+from services.customer.inventory import InventoryLocations
+from services.customer.security import KeyRing
+from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
-from services.customer.usecases import Identity, Policy, Profiles
+from services.customer.usecases.bundle import build_use_cases
 from tenpo.customer.v1 import (
     customer_service_pb2,
     customer_service_pb2_grpc,
@@ -17,59 +21,57 @@ from tenpo.customer.v1 import (
     identity_service_pb2_grpc,
 )
 from tenpo.kit.auth import StaticJwks
-from tenpo.kit.db import Database
 from tenpo.kit.server import Runtime, ServiceDefinition
 
 log = logging.getLogger(__name__)
 #: How often expired tokens, hand-offs and lockout counters are deleted.
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+#: How often queued password reset requests are looked for without a wake-up.
+RESET_POLL_SECONDS = 5.0
 MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
 
 
-def build_identity(settings: CustomerSettings, db: Database) -> Identity:
-    """The identity use cases from settings; refuses to run without signing keys."""
-    keys = KeyRing.from_files(
-        settings.signing_key_files, issuer=settings.auth_issuer, audience=settings.auth_audience
-    )
-    passwords = Passwords(
-        time_cost=settings.argon2_time_cost,
-        memory_kib=settings.argon2_memory_kib,
-        parallelism=settings.argon2_parallelism,
-        max_concurrency=settings.argon2_max_concurrency,
-    )
-    return Identity(db, keys, passwords, Policy.from_settings(settings))
-
-
 async def build(runtime: Runtime[CustomerSettings]) -> None:
-    identity = build_identity(runtime.settings, runtime.db)
-    profiles = Profiles(runtime.db, identity)
+    inventory = InventoryLocations(
+        runtime.settings.inventory_target, runtime.settings.inventory_timeout_seconds
+    )
+    runtime.on_stop.append(inventory.close)
+    cases = build_use_cases(runtime.settings, runtime.db, inventory)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
-        IdentityServicer(identity, runtime.page_tokens),
+        IdentityServicer(cases, runtime.page_tokens),
         IDENTITY_SERVICE,
     )
     runtime.add_servicer(
         customer_service_pb2_grpc.add_CustomerServiceServicer_to_server,
-        CustomerServicer(profiles, runtime.page_tokens),
+        CustomerServicer(cases, runtime.page_tokens),
         CUSTOMER_SERVICE,
     )
 
     async def housekeeping() -> None:
         # Every replica runs it; the deletes are idempotent, so that costs only queries.
         while True:
-            deleted = await identity.purge_expired()
+            deleted = await cases.sessions.purge_expired()
             if any(deleted.values()):
                 log.info("expired credentials purged", extra={"deleted": deleted})
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
-    runtime.background.append(housekeeping)
+    async def reset_mailer() -> None:
+        # Woken by this replica's requests; the poll catches other replicas' leftovers and
+        # requests queued while this one was down.
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RESET_POLL_SECONDS):
+                    await cases.mail.reset_requested.wait()
+            cases.mail.reset_requested.clear()
+            await cases.mail.handle_reset_requests()
+
+    runtime.background.extend([housekeeping, reset_mailer])
 
 
 async def seed(runtime: Runtime[CustomerSettings]) -> None:
-    from services.customer.seed import seed_demo_customers
-
     await seed_demo_customers(runtime.settings, runtime.db)
 
 
@@ -88,4 +90,5 @@ definition = ServiceDefinition(
     migrations=MIGRATIONS,
     seed=seed,
     jwks_source=own_keys,
+    extra_cli={"bootstrap-staff": bootstrap_staff},
 )

@@ -39,6 +39,12 @@ class CustomerSettings(ServiceSettings):
     device_session_code_ttl_seconds: int = Field(default=300, ge=1, le=1800)
     device_session_poll_interval_seconds: int = Field(default=2, ge=1, le=30)
 
+    #: The inventory service (host:port), asked whether a device client's store exists when
+    #: the client is created. The dev stack sets ``TENPO_INVENTORY_TARGET``.
+    inventory_target: str = ""
+    #: Deadline of that call (retries of an unavailable inventory included).
+    inventory_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
     password_reset_ttl_seconds: int = Field(default=1800, ge=60)
     email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)
     consent_confirmation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
@@ -68,6 +74,8 @@ class CustomerSettings(ServiceSettings):
             problems = []
             if not self.signing_key_files:
                 problems.append("signing_key_files must be set")
+            if not self.inventory_target:
+                problems.append("inventory_target must be set")
             if self.argon2_memory_kib < MIN_PRODUCTION_ARGON2_MEMORY_KIB:
                 problems.append(f"argon2_memory_kib must be >= {MIN_PRODUCTION_ARGON2_MEMORY_KIB}")
             if self.argon2_time_cost < MIN_PRODUCTION_ARGON2_TIME_COST:

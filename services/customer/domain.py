@@ -37,6 +37,19 @@ DEVICE_SESSION_SCOPES = ("profile:read", "carts:write")
 READ_SCOPE = "customers:read"
 WRITE_SCOPE = "customers:write"
 CLIENTS_SCOPE = "clients:write"
+#: Services holding it (the notification service) receive the secrets of mailed tokens.
+MAIL_SCOPE = "mail:send"
+#: What a deployment's first staff user (and the demo staff user) may do: everything staff
+#: do, creating device clients included.
+STAFF_SCOPES = (
+    "catalog:write",
+    "inventory:write",
+    READ_SCOPE,
+    WRITE_SCOPE,
+    "orders:read",
+    "orders:write",
+    CLIENTS_SCOPE,
+)
 #: Scopes any machine client may be given without the creator holding them: reads of public
 #: data and the carts a device fills for its shoppers.
 DEVICE_BASE_SCOPES = frozenset({"catalog:read", "inventory:read", "carts:write"})
@@ -591,6 +604,48 @@ def validate_client(
             # Nobody hands out more than they hold.
             violations.add(path, "you can only delegate scopes you hold")
     violations.raise_if_any("invalid client", "CLIENT_INVALID")
+
+
+@dataclass(frozen=True)
+class KnownLocation:
+    """An inventory location as a device client's store: inventory owns locations, so a
+    client's ``store_id`` is an inventory location id."""
+
+    id: str
+    is_store: bool  # a shop, not a distribution or fulfilment centre
+
+
+def check_client_store(kind: ClientKind, store_id: str, location: KnownLocation | None) -> None:
+    """A client's store must be a location inventory knows; an in-store device's, a shop."""
+    if location is None:
+        raise invalid("client.store_id", "no such location in inventory", "STORE_UNKNOWN")
+    if kind.in_store and not location.is_store:
+        raise invalid(
+            "client.store_id",
+            "is a distribution or fulfilment centre, not a store",
+            "STORE_UNKNOWN",
+        )
+
+
+def validate_staff(email: str, display_name: str, password: str, scopes: Sequence[str]) -> Email:
+    """A staff user's e-mail (normalized), name, password and scopes, all checked at once."""
+    violations = Violations()
+    normalized: Email | None = None
+    try:
+        normalized = normalize_email(email)
+    except InvalidArgument as error:
+        violations.absorb(error)
+    violations.check(0 < len(display_name.strip()) <= 100, "display_name", "1-100 characters")
+    try:
+        validate_password(password, normalized.address if normalized else None)
+    except InvalidArgument as error:
+        violations.absorb(error)
+    violations.check(0 < len(scopes) <= MAX_SCOPES, "scopes", f"1-{MAX_SCOPES} scopes")
+    for i, scope in enumerate(scopes):
+        violations.check(bool(SCOPE_PATTERN.match(scope)), f"scopes[{i}]", "a scope like a:b")
+    violations.raise_if_any("invalid staff user", "STAFF_INVALID")
+    assert normalized is not None
+    return normalized
 
 
 # ------------------------------------------------------------------------ device sessions

@@ -153,6 +153,17 @@ sign_in_attempts = sa.Table(
     sa.Column("last_failure_at", _time),
 )
 
+password_reset_requests = sa.Table(
+    "password_reset_requests",
+    metadata,
+    # Every reset request lands here alike, known address or not, and is turned into a mailed
+    # token (or nothing) in the background: the answer's cost cannot tell whether the
+    # address is registered. Rows live seconds; erasure deletes a customer's pending ones.
+    sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("email_key", sa.Text, nullable=False),
+    sa.Column("requested_at", _time, nullable=False),
+)
+
 clients = sa.Table(
     "clients",
     metadata,

@@ -13,10 +13,9 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from services.customer import domain as d
-from services.customer.app import build_identity
 from services.customer.config import CustomerSettings
-from services.customer.store import CustomerStore
-from services.customer.usecases import Profiles
+from services.customer.store.customers import CustomerStore
+from services.customer.usecases.bundle import build_use_cases
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
 from tenpo.kit.settings import Environment
@@ -24,16 +23,9 @@ from tenpo.kit.settings import Environment
 #: Development only: printed next to the credentials, never a real secret.
 DEMO_PASSWORD = "minatoya-demo-2026"  # noqa: S105
 STAFF_EMAIL = "staff@minatoya.example"
-STAFF_SCOPES = (
-    "catalog:write",
-    "inventory:write",
-    "customers:read",
-    "customers:write",
-    "orders:read",
-    "orders:write",
-    "clients:write",
-)
-STORES = ("shibuya", "shinjuku", "ginza")
+STAFF_SCOPES = d.STAFF_SCOPES
+#: Inventory's demo store locations (a device's store is an inventory location id).
+STORES = ("tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza")
 DEVICES = (
     (d.ClientKind.KIOSK, "kiosk", ("catalog:read", "inventory:read", "carts:write")),
     (d.ClientKind.SMART_MIRROR, "mirror", ("catalog:read", "inventory:read", "carts:write")),
@@ -47,7 +39,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("山田", "花子", "ヤマダ", "ハナコ"),
         "phone": "090-1234-5678",
         "birthday": (1990, 4, 12),
-        "store": "shibuya",
+        "store": "tokyo-shibuya",
         "address": ("150-0041", "東京都", "渋谷区", ["神南1-2-3", "神南ハイツ402"]),
         "consents": [(d.ConsentPurpose.MARKETING, d.ConsentChannel.PUSH)],
     },
@@ -56,7 +48,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("鈴木", "太郎", "スズキ", "タロウ"),
         "phone": "080-2345-6789",
         "birthday": (1985, 11, 3),
-        "store": "shinjuku",
+        "store": "tokyo-shinjuku",
         "address": ("160-0022", "東京都", "新宿区", ["新宿3-14-1"]),
         "consents": [
             (d.ConsentPurpose.PERSONALIZATION, d.ConsentChannel.EMAIL),
@@ -68,7 +60,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": ("田中", "結衣", "タナカ", "ユイ"),
         "phone": "070-3456-7890",
         "birthday": (1998, 7, 21),
-        "store": "ginza",
+        "store": "tokyo-ginza",
         "address": ("104-0061", "東京都", "中央区", ["銀座4-6-16"]),
         "consents": [(d.ConsentPurpose.ANALYTICS, d.ConsentChannel.PUSH)],
     },
@@ -107,14 +99,13 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
     return (and print) the credentials."""
     if settings.environment is Environment.PRODUCTION:
         raise SystemExit("refusing to seed demo credentials in production")
-    identity = build_identity(settings, db)
-    profiles = Profiles(db, identity)
+    cases = build_use_cases(settings, db)
     async with db.unit_of_work() as uow:
         seeded = await CustomerStore(uow.session).any_exists()
     if not seeded:
         for entry in CUSTOMERS:
             family, given, family_kana, given_kana = entry["name"]
-            customer, _ = await identity.register(
+            customer, _ = await cases.sessions.register(
                 email=entry["email"],
                 password=DEMO_PASSWORD,
                 name=d.PersonName(family, given, family_kana, given_kana),
@@ -123,7 +114,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
             )
             admin = _admin(str(customer.id))
             year, month, day = entry["birthday"]
-            await profiles.update_customer(
+            await cases.profiles.update_customer(
                 admin,
                 str(customer.id),
                 {
@@ -134,7 +125,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 etag="",
             )
             postal_code, prefecture, city, lines = entry["address"]
-            await profiles.create_address(
+            await cases.addresses.create_address(
                 admin,
                 str(customer.id),
                 label="自宅",
@@ -153,7 +144,7 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 request=empty_pb2.Empty(),
             )
             for purpose, channel in entry["consents"]:
-                await profiles.grant_consent(
+                await cases.consents.grant_consent(
                     admin,
                     str(customer.id),
                     purpose,
@@ -162,11 +153,13 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     request_id="",
                     request=empty_pb2.Empty(),
                 )
-    await identity.ensure_staff(STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES)
+    await cases.staff.ensure_staff(
+        STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES
+    )
     devices = []
     for store_id in STORES:
         for kind, label, scopes in DEVICES:
-            client, secret = await identity.ensure_client(
+            client, secret = await cases.clients.ensure_client(
                 f"{store_id}-{label}-1", kind, store_id, scopes
             )
             devices.append(
@@ -178,6 +171,9 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     "name": client.display_name,
                 }
             )
+    # Devices an earlier seed bound to stores that are no longer demo stores (before store
+    # ids were inventory location ids: "shibuya") stop signing in.
+    await cases.clients.retire_seed_clients(keep=[device["client_id"] for device in devices])
     credentials = {
         "note": "development credentials of the demo data; device secrets rotate on every seed",
         "customers": [{"email": c["email"], "password": DEMO_PASSWORD} for c in CUSTOMERS],

@@ -8,20 +8,18 @@ from grpc.aio import ServicerContext
 
 from services.customer import convert
 from services.customer import domain as d
-from services.customer.usecases import (
-    ADDRESS_MASK,
-    CUSTOMER_MASK,
-    Identity,
-    IssuedTokens,
-    Profiles,
-)
+from services.customer.usecases.addresses import ADDRESS_MASK
+from services.customer.usecases.bundle import CustomerUseCases
+from services.customer.usecases.common import IssuedTokens
+from services.customer.usecases.consent import consent_key
+from services.customer.usecases.profiles import CUSTOMER_MASK
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import customer_service_pb2_grpc as api_grpc
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import identity_service_pb2_grpc as ids_grpc
 from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
-from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.pagination import PageTokenCodec, page_size
 
 
@@ -29,21 +27,6 @@ def _tokens(issued: IssuedTokens) -> pb.TokenSet:
     return convert.token_set(
         issued.access, issued.subject, issued.refresh_token, issued.refresh_expires_at
     )
-
-
-def _mask(paths: Any, allowed: Any) -> list[str]:
-    names = list(paths)
-    unknown = [p for p in names if p not in allowed]
-    if unknown or not names:
-        raise InvalidArgument(
-            "update_mask must name updatable fields",
-            reason="UPDATE_MASK_INVALID",
-            field_violations=[
-                FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-            ]
-            or [FieldViolation("update_mask", "is required")],
-        )
-    return names
 
 
 def _optional_store(value: str, path: str) -> str | None:
@@ -56,14 +39,17 @@ def _optional_store(value: str, path: str) -> str | None:
 
 
 class IdentityServicer(ids_grpc.IdentityServiceServicer):
-    def __init__(self, identity: Identity, page_tokens: PageTokenCodec) -> None:
-        self.identity = identity
+    def __init__(self, cases: CustomerUseCases, page_tokens: PageTokenCodec) -> None:
+        self.sessions = cases.sessions
+        self.mail = cases.mail
+        self.clients = cases.clients
+        self.handoff = cases.handoff
         self.page_tokens = page_tokens
 
     async def Register(
         self, request: ids.RegisterRequest, context: ServicerContext
     ) -> ids.RegisterResponse:
-        customer, issued = await self.identity.register(
+        customer, issued = await self.sessions.register(
             email=request.email,
             password=request.password,
             name=convert.from_person_name(request.name),
@@ -75,7 +61,7 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def SignIn(
         self, request: ids.SignInRequest, context: ServicerContext
     ) -> ids.SignInResponse:
-        issued = await self.identity.sign_in(
+        issued = await self.sessions.sign_in(
             email=request.email, password=request.password, channel=current_principal().channel
         )
         return ids.SignInResponse(tokens=_tokens(issued))
@@ -83,20 +69,20 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def SignInStaff(
         self, request: ids.SignInStaffRequest, context: ServicerContext
     ) -> ids.SignInStaffResponse:
-        issued = await self.identity.sign_in_staff(email=request.email, password=request.password)
+        issued = await self.sessions.sign_in_staff(email=request.email, password=request.password)
         return ids.SignInStaffResponse(tokens=_tokens(issued))
 
     async def RefreshToken(
         self, request: ids.RefreshTokenRequest, context: ServicerContext
     ) -> ids.RefreshTokenResponse:
         return ids.RefreshTokenResponse(
-            tokens=_tokens(await self.identity.refresh(request.refresh_token))
+            tokens=_tokens(await self.sessions.refresh(request.refresh_token))
         )
 
     async def SignOut(
         self, request: ids.SignOutRequest, context: ServicerContext
     ) -> ids.SignOutResponse:
-        await self.identity.sign_out(
+        await self.sessions.sign_out(
             current_principal(), request.refresh_token, request.all_sessions
         )
         return ids.SignOutResponse()
@@ -104,7 +90,7 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def ChangePassword(
         self, request: ids.ChangePasswordRequest, context: ServicerContext
     ) -> ids.ChangePasswordResponse:
-        await self.identity.change_password(
+        await self.sessions.change_password(
             current_principal(), request.current_password, request.new_password
         )
         return ids.ChangePasswordResponse()
@@ -112,37 +98,52 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def RequestPasswordReset(
         self, request: ids.RequestPasswordResetRequest, context: ServicerContext
     ) -> ids.RequestPasswordResetResponse:
-        await self.identity.request_password_reset(request.email)
+        await self.mail.request_password_reset(request.email)
         return ids.RequestPasswordResetResponse()
 
     async def ResetPassword(
         self, request: ids.ResetPasswordRequest, context: ServicerContext
     ) -> ids.ResetPasswordResponse:
-        await self.identity.reset_password(request.token, request.new_password)
+        await self.mail.reset_password(request.token, request.new_password)
         return ids.ResetPasswordResponse()
 
     async def RequestEmailVerification(
         self, request: ids.RequestEmailVerificationRequest, context: ServicerContext
     ) -> ids.RequestEmailVerificationResponse:
-        await self.identity.request_email_verification(current_principal())
+        await self.mail.request_email_verification(current_principal())
         return ids.RequestEmailVerificationResponse()
 
     async def VerifyEmail(
         self, request: ids.VerifyEmailRequest, context: ServicerContext
     ) -> ids.VerifyEmailResponse:
-        customer_id = await self.identity.verify_email(request.token)
+        customer_id = await self.mail.verify_email(request.token)
         return ids.VerifyEmailResponse(customer_id=str(customer_id))
+
+    async def IssueMailToken(
+        self, request: ids.IssueMailTokenRequest, context: ServicerContext
+    ) -> ids.IssueMailTokenResponse:
+        customer, token, expires = await self.mail.issue_mail_token(
+            current_principal(), request.token_id
+        )
+        return ids.IssueMailTokenResponse(
+            customer_id=str(customer.id),
+            token=token,
+            expire_time=convert.timestamp(expires),
+            email=customer.email or "",
+            name=convert.person_name(customer.name),
+            locale=customer.locale,
+        )
 
     async def GetJwks(
         self, request: ids.GetJwksRequest, context: ServicerContext
     ) -> ids.GetJwksResponse:
-        return ids.GetJwksResponse(keys=[pb.Jwk(**key) for key in self.identity.jwks()["keys"]])
+        return ids.GetJwksResponse(keys=[pb.Jwk(**key) for key in self.sessions.jwks()["keys"]])
 
     async def CreateClient(
         self, request: ids.CreateClientRequest, context: ServicerContext
     ) -> ids.CreateClientResponse:
         message = request.client
-        client, secret = await self.identity.create_client(
+        client, secret = await self.clients.create_client(
             current_principal(),
             display_name=message.display_name,
             kind=convert.required_enum(d.ClientKind, message.kind, "client.kind"),
@@ -158,7 +159,7 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
         store_id = _optional_store(request.store_id, "store_id")
         shape = {"s": store_id or "", "r": request.show_revoked}
         after = self.page_tokens.decode_keyset(request.page_token, query=shape)
-        found = await self.identity.list_clients(
+        found = await self.clients.list_clients(
             current_principal(),
             store_id=store_id,
             show_revoked=request.show_revoked,
@@ -175,32 +176,32 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def RevokeClient(
         self, request: ids.RevokeClientRequest, context: ServicerContext
     ) -> ids.RevokeClientResponse:
-        client = await self.identity.revoke_client(current_principal(), request.client_id)
+        client = await self.clients.revoke_client(current_principal(), request.client_id)
         return ids.RevokeClientResponse(client=convert.client(client))
 
     async def SignInClient(
         self, request: ids.SignInClientRequest, context: ServicerContext
     ) -> ids.SignInClientResponse:
-        issued = await self.identity.sign_in_client(request.client_id, request.client_secret)
+        issued = await self.clients.sign_in_client(request.client_id, request.client_secret)
         return ids.SignInClientResponse(tokens=_tokens(issued))
 
     async def StartDeviceSession(
         self, request: ids.StartDeviceSessionRequest, context: ServicerContext
     ) -> ids.StartDeviceSessionResponse:
-        session, device_code = await self.identity.start_device_session(current_principal())
+        session, device_code = await self.handoff.start_device_session(current_principal())
         code = d.format_user_code(session.user_code)
         return ids.StartDeviceSessionResponse(
             user_code=code,
             qr_payload=f"tenpo://handoff?code={code}",
             device_code=device_code,
             expire_time=convert.timestamp(session.expires_at),
-            poll_interval_seconds=self.identity.policy.poll_interval_seconds,
+            poll_interval_seconds=self.handoff.policy.poll_interval_seconds,
         )
 
     async def ApproveDeviceSession(
         self, request: ids.ApproveDeviceSessionRequest, context: ServicerContext
     ) -> ids.ApproveDeviceSessionResponse:
-        session, client, latest_end = await self.identity.approve_device_session(
+        session, client, latest_end = await self.handoff.approve_device_session(
             current_principal(), request.user_code
         )
         return ids.ApproveDeviceSessionResponse(
@@ -213,7 +214,7 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
     async def ExchangeDeviceSession(
         self, request: ids.ExchangeDeviceSessionRequest, context: ServicerContext
     ) -> ids.ExchangeDeviceSessionResponse:
-        outcome = await self.identity.exchange_device_session(
+        outcome = await self.handoff.exchange_device_session(
             current_principal(), request.device_code
         )
         if outcome is None:
@@ -227,8 +228,11 @@ class IdentityServicer(ids_grpc.IdentityServiceServicer):
 
 
 class CustomerServicer(api_grpc.CustomerServiceServicer):
-    def __init__(self, profiles: Profiles, page_tokens: PageTokenCodec) -> None:
-        self.profiles = profiles
+    def __init__(self, cases: CustomerUseCases, page_tokens: PageTokenCodec) -> None:
+        self.profiles = cases.profiles
+        self.addresses = cases.addresses
+        self.consents = cases.consents
+        self.privacy = cases.privacy
         self.page_tokens = page_tokens
 
     async def GetCustomer(
@@ -242,7 +246,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     ) -> api.UpdateCustomerResponse:
         message = request.customer
         changes: dict[str, Any] = {}
-        for path in _mask(request.update_mask.paths, CUSTOMER_MASK):
+        for path in update_paths(request.update_mask.paths, message, CUSTOMER_MASK):
             if path == "name":
                 changes["name"] = convert.from_person_name(message.name)
             elif path == "birthday":
@@ -290,7 +294,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         shape = {"c": request.customer_id}
         position = self.page_tokens.decode_keyset(request.page_token, query=shape)
         after = (position[0], convert.parse_id(position[1], "page_token")) if position else None
-        customer, found = await self.profiles.list_addresses(
+        customer, found = await self.addresses.list_addresses(
             current_principal(), request.customer_id, after, size + 1
         )
         page, next_token = self.page_tokens.keyset_page(
@@ -304,7 +308,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self, request: api.CreateAddressRequest, context: ServicerContext
     ) -> api.CreateAddressResponse:
         message = request.address
-        customer, address = await self.profiles.create_address(
+        customer, address = await self.addresses.create_address(
             current_principal(),
             request.customer_id,
             label=message.label,
@@ -322,12 +326,12 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         message = request.address
         address_id = convert.parse_id(message.id, "address.id")
         changes: dict[str, Any] = {}
-        for path in _mask(request.update_mask.paths, ADDRESS_MASK):
+        for path in update_paths(request.update_mask.paths, message, ADDRESS_MASK):
             if path == "postal_address":
                 changes[path] = convert.from_postal_address(message.postal_address)
             else:
                 changes[path] = getattr(message, path)
-        customer, address = await self.profiles.update_address(
+        customer, address = await self.addresses.update_address(
             current_principal(), request.customer_id, address_id, changes, etag=message.etag
         )
         return api.UpdateAddressResponse(address=convert.address(address, customer))
@@ -336,19 +340,36 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self, request: api.DeleteAddressRequest, context: ServicerContext
     ) -> api.DeleteAddressResponse:
         address_id = convert.parse_id(request.address_id, "address_id")
-        await self.profiles.delete_address(current_principal(), request.customer_id, address_id)
+        await self.addresses.delete_address(current_principal(), request.customer_id, address_id)
         return api.DeleteAddressResponse()
 
     async def ListConsents(
         self, request: api.ListConsentsRequest, context: ServicerContext
     ) -> api.ListConsentsResponse:
-        states = await self.profiles.list_consents(current_principal(), request.customer_id)
-        return api.ListConsentsResponse(consents=[convert.consent_state(s) for s in states])
+        size = page_size(request.page_size, default=50, maximum=100)
+        shape = {"c": request.customer_id}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        try:
+            after = (int(cursor["p"]), int(cursor["ch"])) if cursor else None
+        except (KeyError, TypeError, ValueError):
+            raise d.invalid("page_token", "unreadable cursor", "INVALID_PAGE_TOKEN") from None
+        found = await self.consents.list_consents(
+            current_principal(), request.customer_id, after=after, limit=size + 1
+        )
+        response = api.ListConsentsResponse(
+            consents=[convert.consent_state(s) for s in found[:size]]
+        )
+        if len(found) > size:
+            purpose, channel = consent_key(found[size - 1])
+            response.next_page_token = self.page_tokens.encode(
+                {"p": purpose, "ch": channel}, query=shape
+            )
+        return response
 
     async def GrantConsent(
         self, request: api.GrantConsentRequest, context: ServicerContext
     ) -> api.GrantConsentResponse:
-        state = await self.profiles.grant_consent(
+        state = await self.consents.grant_consent(
             current_principal(),
             request.customer_id,
             convert.required_enum(d.ConsentPurpose, request.purpose, "purpose"),
@@ -362,7 +383,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def RevokeConsent(
         self, request: api.RevokeConsentRequest, context: ServicerContext
     ) -> api.RevokeConsentResponse:
-        state = await self.profiles.revoke_consent(
+        state = await self.consents.revoke_consent(
             current_principal(),
             request.customer_id,
             convert.required_enum(d.ConsentPurpose, request.purpose, "purpose"),
@@ -376,7 +397,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def ConfirmConsent(
         self, request: api.ConfirmConsentRequest, context: ServicerContext
     ) -> api.ConfirmConsentResponse:
-        state = await self.profiles.confirm_consent(current_principal(), request.token)
+        state = await self.consents.confirm_consent(current_principal(), request.token)
         return api.ConfirmConsentResponse(consent=convert.consent_state(state))
 
     async def ListConsentHistory(
@@ -387,7 +408,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         channel = convert.optional_enum(d.ConsentChannel, request.channel, "channel")
         shape = {"c": request.customer_id, "p": int(purpose or 0), "ch": int(channel or 0)}
         cursor = self.page_tokens.decode(request.page_token, query=shape)
-        found = await self.profiles.consent_history(
+        found = await self.consents.consent_history(
             current_principal(),
             request.customer_id,
             purpose=purpose,
@@ -407,11 +428,11 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def ExportCustomerData(
         self, request: api.ExportCustomerDataRequest, context: ServicerContext
     ) -> api.ExportCustomerDataResponse:
-        document = await self.profiles.export(current_principal(), request.customer_id)
+        document = await self.privacy.export(current_principal(), request.customer_id)
         return api.ExportCustomerDataResponse(json=document, content_type="application/json")
 
     async def EraseCustomer(
         self, request: api.EraseCustomerRequest, context: ServicerContext
     ) -> api.EraseCustomerResponse:
-        customer = await self.profiles.erase(current_principal(), request.customer_id)
+        customer = await self.privacy.erase(current_principal(), request.customer_id)
         return api.EraseCustomerResponse(customer=convert.customer(customer))

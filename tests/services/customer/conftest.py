@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from services.customer.app import definition
 from services.customer.config import CustomerSettings
+from services.customer.models import password_reset_requests
 from tenpo.customer.v1 import (
     customer_service_pb2_grpc,
     events_pb2,
@@ -25,11 +27,14 @@ from tenpo.customer.v1 import (
 )
 from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.stack import drop_database, ensure_database
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
+from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from tenpo.inventory.v1 import resources_pb2 as inventory_pb
 from tenpo.kit import migrations
 from tenpo.kit.db import Database, outbox_table
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
-from tests.services.conftest import auth_settings
+from tests.services.conftest import Tokens, auth_settings
 
 PASSWORD = "correct horse battery"
 
@@ -65,6 +70,7 @@ class Service:
     identity: identity_service_pb2_grpc.IdentityServiceStub
     customers: customer_service_pb2_grpc.CustomerServiceStub
     db: Database
+    tokens: Tokens
 
     async def register(
         self, prefix: str = "user", **fields: Any
@@ -90,6 +96,30 @@ class Service:
         )
         return response.customer.id, email, bearer(response.tokens.access_token)
 
+    async def mailed(self, event: Any) -> identity_service_pb2.IssueMailTokenResponse:
+        """What the mailer gets for a mail-announcing event: the secret and the address."""
+        mailer = self.tokens.mint(subject="notification", kind="service", scopes=["mail:send"])
+        return await self.identity.IssueMailToken(  # type: ignore[no-any-return]
+            identity_service_pb2.IssueMailTokenRequest(token_id=event.token_id),
+            metadata=bearer(mailer),
+        )
+
+    async def mailed_token(self, event: Any) -> str:
+        return (await self.mailed(event)).token
+
+    async def reset_requests_handled(self) -> None:
+        """Wait until the background handler has turned every queued password reset
+        request into a mailed token (or nothing)."""
+        for _ in range(400):
+            async with self.db.engine.connect() as conn:
+                pending = await conn.execute(
+                    sa.select(sa.func.count()).select_from(password_reset_requests)
+                )
+                if pending.scalar_one() == 0:
+                    return
+            await asyncio.sleep(0.025)
+        raise AssertionError("password reset requests were not handled")
+
     async def events(self, message_type: type[Any], customer_id: str | None = None) -> list[Any]:
         """Events of one type in the outbox (published or not), oldest first."""
         async with self.db.engine.connect() as conn:
@@ -105,9 +135,7 @@ class Service:
 
 
 def _customer_of(event: Any) -> str:
-    if hasattr(event, "customer_id"):
-        return str(event.customer_id)
-    return str(event.customer.id)
+    return str(event.customer_id)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -124,9 +152,63 @@ async def expect_error(call: Any, code: grpc.StatusCode, reason: str | None = No
     return details
 
 
+#: The locations the stand-in inventory knows: its demo stores and a distribution centre.
+KNOWN_LOCATIONS = {
+    "tokyo-shibuya": inventory_pb.LOCATION_TYPE_STORE,
+    "tokyo-shinjuku": inventory_pb.LOCATION_TYPE_STORE,
+    "tokyo-ginza": inventory_pb.LOCATION_TYPE_STORE,
+    "osaka-umeda": inventory_pb.LOCATION_TYPE_STORE,
+    "dc-kanto": inventory_pb.LOCATION_TYPE_DISTRIBUTION_CENTER,
+}
+#: A location the stand-in answers only after a long pause (past any test's deadline).
+SLOW_LOCATION = "tokyo-slow"
+
+
+class StandInInventory(inventory_grpc.InventoryServiceServicer):
+    """A real gRPC server with inventory's contract, answering GetLocation from
+    KNOWN_LOCATIONS: the customer service's client code runs for real (deadline, status
+    codes) without an inventory database."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.stalled = asyncio.Event()
+
+    async def GetLocation(
+        self, request: inventory_api.GetLocationRequest, context: grpc.aio.ServicerContext
+    ) -> inventory_api.GetLocationResponse:
+        self.asked.append(request.id)
+        if request.id == SLOW_LOCATION:
+            self.stalled.set()
+            await asyncio.sleep(30)
+        if request.id not in KNOWN_LOCATIONS:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no location {request.id!r}")
+        return inventory_api.GetLocationResponse(
+            location=inventory_pb.Location(id=request.id, type=KNOWN_LOCATIONS[request.id])
+        )
+
+
+@dataclass
+class Inventory:
+    target: str
+    servicer: StandInInventory
+
+
+@pytest_asyncio.fixture(scope="module")
+async def inventory() -> AsyncIterator[Inventory]:
+    server = grpc.aio.server()
+    servicer = StandInInventory()
+    inventory_grpc.add_InventoryServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield Inventory(f"127.0.0.1:{port}", servicer)
+    finally:
+        await server.stop(grace=None)
+
+
 @pytest_asyncio.fixture(scope="module")
 async def service_factory(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, inventory: Inventory
 ) -> AsyncIterator[Callable[..., Any]]:
     """Starts customer services on fresh databases (torn down with the module)."""
     import contextlib
@@ -139,6 +221,7 @@ async def service_factory(
             names.append(name)
             url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
             await migrations.upgrade(definition.migrations, url)  # type: ignore[arg-type]
+            overrides.setdefault("inventory_target", inventory.target)
             settings = customer_settings(url, nats_url, dev_keys, **overrides)
             host = await stack.enter_async_context(running(definition, settings))
             channel = await stack.enter_async_context(
@@ -151,6 +234,7 @@ async def service_factory(
                 identity_service_pb2_grpc.IdentityServiceStub(channel),
                 customer_service_pb2_grpc.CustomerServiceStub(channel),
                 db,
+                Tokens(dev_keys),
             )
 
         try:

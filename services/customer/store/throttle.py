@@ -1,0 +1,65 @@
+"""Customer persistence: sign-in attempt counters (lockout)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customer.models import (
+    sign_in_attempts,
+)
+
+
+@dataclass(frozen=True)
+class Attempts:
+    failures: int
+    locked_until: datetime | None
+
+
+class ThrottleStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_row(self, key: bytes) -> Attempts:
+        """The counters for ``key``, row-locked until the transaction ends: concurrent
+        attempts on one e-mail queue here, so none slips past a lock."""
+        await self.session.execute(
+            pg.insert(sign_in_attempts).values(key=key, failures=0).on_conflict_do_nothing()
+        )
+        row = (
+            await self.session.execute(
+                sa.select(sign_in_attempts.c.failures, sign_in_attempts.c.locked_until)
+                .where(sign_in_attempts.c.key == key)
+                .with_for_update()
+            )
+        ).one()
+        return Attempts(row.failures, row.locked_until)
+
+    async def save(
+        self, key: bytes, failures: int, locked_until: datetime | None, now: datetime
+    ) -> None:
+        await self.session.execute(
+            sa.update(sign_in_attempts)
+            .where(sign_in_attempts.c.key == key)
+            .values(failures=failures, locked_until=locked_until, last_failure_at=now)
+        )
+
+    async def clear(self, key: bytes) -> None:
+        await self.session.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.key == key))
+
+    async def get(self, key: bytes) -> dict[str, Any] | None:
+        row = (
+            (
+                await self.session.execute(
+                    sa.select(sign_in_attempts).where(sign_in_attempts.c.key == key)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return {k: v for k, v in row.items() if k != "key"} if row else None

@@ -1,0 +1,168 @@
+"""A device client's store is an inventory location id, asked of inventory (with a deadline)
+when the client is created; the demo devices are bound to inventory's demo stores."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from services.customer import domain as d
+from tenpo.customer.v1 import identity_service_pb2 as ids
+from tenpo.customer.v1 import resources_pb2 as pb
+from tests.services.conftest import Tokens
+from tests.services.customer.conftest import SLOW_LOCATION, Inventory, Service, expect_error
+from tests.services.customer.test_identity_api import client_admin
+
+
+def _kiosk(store_id: str, kind: int = pb.CLIENT_KIND_KIOSK) -> ids.CreateClientRequest:
+    return ids.CreateClientRequest(
+        client=pb.Client(
+            display_name="kiosk 1", kind=kind, store_id=store_id, scopes=["catalog:read"]
+        )
+    )
+
+
+async def _clients_of(service: Service, tokens: Tokens, store_id: str) -> list[str]:
+    listed = await service.identity.ListClients(
+        ids.ListClientsRequest(store_id=store_id, show_revoked=True),
+        metadata=client_admin(tokens),
+    )
+    return [c.id for c in listed.clients]
+
+
+async def test_a_device_store_must_be_an_inventory_store(
+    service: Service, tokens: Tokens, inventory: Inventory
+) -> None:
+    admin = client_admin(tokens)
+    created = await service.identity.CreateClient(_kiosk("tokyo-shinjuku"), metadata=admin)
+    assert created.client.store_id == "tokyo-shinjuku"
+    assert "tokyo-shinjuku" in inventory.servicer.asked
+
+    # The old demo ids ("shibuya") and typos are not locations: refused, nothing created.
+    for unknown in ("shibuya", "tokyo-shibuya-2"):
+        details = await expect_error(
+            service.identity.CreateClient(_kiosk(unknown), metadata=admin),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "STORE_UNKNOWN",
+        )
+        assert [v.field for v in details.field_violations] == ["client.store_id"]
+        assert await _clients_of(service, tokens, unknown) == []
+        assert unknown in inventory.servicer.asked
+
+    # A distribution centre is a location, but no shop for a kiosk; a back-office tool may
+    # belong to one.
+    await expect_error(
+        service.identity.CreateClient(_kiosk("dc-kanto"), metadata=admin),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "STORE_UNKNOWN",
+    )
+    assert await _clients_of(service, tokens, "dc-kanto") == []
+    tool = await service.identity.CreateClient(
+        _kiosk("dc-kanto", pb.CLIENT_KIND_BACK_OFFICE_TOOL), metadata=admin
+    )
+    assert tool.client.store_id == "dc-kanto"
+
+
+async def test_permission_and_input_are_checked_before_inventory_is_asked(
+    service: Service, tokens: Tokens, inventory: Inventory
+) -> None:
+    before = len(inventory.servicer.asked)
+    await expect_error(
+        service.identity.CreateClient(_kiosk("tokyo-ginza"), metadata=tokens.customer),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    await expect_error(
+        service.identity.CreateClient(_kiosk("Not A Store!"), metadata=client_admin(tokens)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert len(inventory.servicer.asked) == before
+
+
+async def test_an_unanswering_inventory_is_unavailable_within_the_deadline(
+    service_factory: Callable[..., Any], tokens: Tokens, inventory: Inventory
+) -> None:
+    impatient: Service = await service_factory(inventory_timeout_seconds=0.3)
+    await expect_error(
+        impatient.identity.CreateClient(_kiosk(SLOW_LOCATION), metadata=client_admin(tokens)),
+        grpc.StatusCode.UNAVAILABLE,
+        "INVENTORY_UNAVAILABLE",
+    )
+    assert inventory.servicer.stalled.is_set()  # it was asked, and gave up waiting
+    assert await _clients_of(impatient, tokens, SLOW_LOCATION) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [("", "INVENTORY_NOT_CONFIGURED"), ("closed", "INVENTORY_UNAVAILABLE")],
+)
+async def test_without_inventory_no_device_client_is_created(
+    service_factory: Callable[..., Any], tokens: Tokens, target: str, reason: str
+) -> None:
+    address = f"127.0.0.1:{_closed_port()}" if target == "closed" else target
+    alone: Service = await service_factory(inventory_target=address)
+    await expect_error(
+        alone.identity.CreateClient(_kiosk("tokyo-ginza"), metadata=client_admin(tokens)),
+        grpc.StatusCode.UNAVAILABLE,
+        reason,
+    )
+    assert await _clients_of(alone, tokens, "tokyo-ginza") == []
+    # Clients without a store do not need inventory.
+    tool = await alone.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(display_name="crm", kind=pb.CLIENT_KIND_BACK_OFFICE_TOOL)
+        ),
+        metadata=client_admin(tokens),
+    )
+    assert tool.client.id
+
+
+def test_demo_devices_and_customers_use_inventory_demo_store_ids() -> None:
+    from services.customer import seed as customer_seed
+    from services.inventory import seed as inventory_seed
+    from services.inventory.domain import LocationType
+
+    stores = {loc.id for loc in inventory_seed.LOCATIONS if loc.type is LocationType.STORE}
+    assert set(customer_seed.STORES) <= stores
+    preferred = {c["store"] for c in customer_seed.CUSTOMERS if c["store"]}
+    assert preferred <= stores
+
+
+async def test_seeding_retires_devices_bound_to_old_store_ids(
+    service_factory: Callable[..., Any],
+) -> None:
+    from services.customer.seed import seed_demo_customers
+    from services.customer.usecases.bundle import build_use_cases
+
+    seeded: Service = await service_factory()
+    cases = build_use_cases(seeded.host.settings, seeded.db)
+    old, old_secret = await cases.clients.ensure_client(
+        "shibuya-kiosk-1", d.ClientKind.KIOSK, "shibuya", ["catalog:read"]
+    )
+    credentials = await seed_demo_customers(seeded.host.settings, seeded.db)
+    assert {dev["store_id"] for dev in credentials["devices"]} == {
+        "tokyo-shibuya",
+        "tokyo-shinjuku",
+        "tokyo-ginza",
+    }
+    await expect_error(
+        seeded.identity.SignInClient(
+            ids.SignInClientRequest(client_id=old.id, client_secret=old_secret)
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CLIENT_CREDENTIALS",
+    )
+    kiosk = credentials["devices"][0]
+    signed_in = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
+    )
+    assert signed_in.tokens.access_token
