@@ -49,6 +49,9 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
         ("order", "inventory"),
         ("order", "customer"),
         ("order", "catalog"),
+        ("customer", "inventory"),
+        ("notification", "customer"),
+        ("notification", "cart"),
     ]
     if caller in PORTS and callee in PORTS
 }
