@@ -22,7 +22,15 @@ from services.gateway.backends import Backends
 from services.gateway.composed import PATH_PREFIX, StorefrontProductView
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Schema, load_schema
-from services.gateway.docs import docs_handler, openapi_handler, storefront_openapi, stream_openapi
+from services.gateway.docs import (
+    ASSETS_PREFIX,
+    DocsAssets,
+    docs_assets_handler,
+    docs_handler,
+    openapi_handler,
+    storefront_openapi,
+    stream_openapi,
+)
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
 from services.gateway.openapi import OpenApiBuilder
@@ -113,7 +121,9 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         extra_paths.update(stream_openapi(builder, endpoint))
     document = builder.build(router.routes, extra_paths)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
-    app.add_exact("GET", "/docs", docs_handler())
+    assets = DocsAssets.load()
+    app.add_exact("GET", "/docs", docs_handler(assets))
+    app.add_prefix("GET", ASSETS_PREFIX, docs_assets_handler(assets))
 
     async def healthz(request: Request, send: Send) -> int:
         # Readiness for HTTP load balancers: NOT_SERVING from the start of a drain, like the

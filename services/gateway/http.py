@@ -439,12 +439,22 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", b"%d" % len(body)),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
