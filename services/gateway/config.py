@@ -86,7 +86,8 @@ class GatewaySettings(ServiceSettings):
     api_key_burst: float = Field(default=4000.0, ge=1)
     sign_in_rate: float = Field(default=0.2, gt=0)
     sign_in_burst: float = Field(default=10.0, ge=1)
-    #: Buckets kept per limiter (least recently used ones are dropped first).
+    #: Buckets kept per limiter: beyond it, full buckets go, least recently used first; one
+    #: still refilling (a client in its penalty) is never dropped.
     rate_limit_max_keys: int = Field(default=100_000, ge=100)
     #: Proxies in front of the gateway whose X-Forwarded-For entries are trusted (0: none;
     #: the client address is the TCP peer).
