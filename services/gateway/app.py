@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,12 @@ from services.gateway.access import AccessPolicy
 from services.gateway.backends import Backends
 from services.gateway.composed import PATH_PREFIX, StorefrontProductView
 from services.gateway.config import GatewaySettings
+from services.gateway.connections import (
+    ConnectionLimits,
+    ConnectionTracker,
+    file_handle_budget,
+    protocol_class,
+)
 from services.gateway.descriptors import Schema, load_schema
 from services.gateway.docs import (
     ASSETS_PREFIX,
@@ -76,6 +83,7 @@ class Gateway:
     openapi: dict[str, Any]
     http_port: int = 0
     server: uvicorn.Server | None = None
+    connections: ConnectionTracker | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -170,17 +178,39 @@ def http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_limits(settings: GatewaySettings) -> ConnectionLimits:
+    wanted = settings.http_max_connections
+    budget = file_handle_budget(wanted)
+    if budget < wanted:
+        log.warning(
+            "http_max_connections lowered to the file-handle limit",
+            extra={"configured": wanted, "effective": budget},
+        )
+    return ConnectionLimits(
+        idle_timeout=settings.http_idle_timeout_seconds,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_connections=budget,
+        # Behind trusted proxies every TCP peer is a proxy: they enforce per-client caps.
+        max_per_address=0
+        if settings.forwarded_for_hops
+        else settings.http_max_connections_per_address,
+    )
+
+
 async def start_http(gateway: Gateway, runtime: Runtime[GatewaySettings]) -> None:
     settings = gateway.settings
+    gateway.connections = ConnectionTracker(connection_limits(settings))
     config = uvicorn.Config(
         gateway.app,
-        http="httptools",
+        http=protocol_class(gateway.connections),  # httptools with timeouts and caps
         lifespan="off",
         access_log=False,  # the app writes its own, without personal data
         log_config=None,
         proxy_headers=False,  # X-Forwarded-For is honoured only per forwarded_for_hops
         server_header=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=math.ceil(settings.http_idle_timeout_seconds),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         backlog=2048,
     )
