@@ -115,7 +115,9 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     app = GatewayApp(settings, router, backends, policy)
     drain = asyncio.Event()
     extra_paths: dict[str, dict[str, Any]] = {}
-    builder = OpenApiBuilder(schema, title="Tenpo API", version=API_VERSION)
+    builder = OpenApiBuilder(
+        schema, title="Tenpo API", version=API_VERSION, max_page_size=settings.max_page_size
+    )
     view = StorefrontProductView(settings, schema, backends, policy)
     app.add_prefix("GET", PATH_PREFIX, view)
     extra_paths.update(storefront_openapi(builder, schema))

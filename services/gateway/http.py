@@ -367,14 +367,18 @@ class GatewayApp:
             return await handler(request, send)
         matched = self.router.match(verb, path)
         if matched is None:
-            allowed = self.router.allowed_verbs(path)
+            allowed = self.allowed_verbs(path)
             if allowed:
-                raise http_error(
+                refusal = http_error(
                     405,
                     grpc.StatusCode.UNIMPLEMENTED,
                     f"{verb} is not allowed here; use {', '.join(allowed)}",
                     "METHOD_NOT_ALLOWED",
                 )
+                # RFC 9110: a 405 lists what the resource does allow; OPTIONS is always
+                # answered (CORS preflight).
+                refusal.headers.append((b"allow", ", ".join([*allowed, "OPTIONS"]).encode()))
+                raise refusal
             raise http_error(404, grpc.StatusCode.NOT_FOUND, "no such route", "ROUTE_NOT_FOUND")
         route, path_values = matched
         request.route_label = f"{route.verb} {route.template}"
@@ -406,6 +410,13 @@ class GatewayApp:
         )
         await send({"type": "http.response.body", "body": payload})
         return 200
+
+    def allowed_verbs(self, path: str) -> list[str]:
+        """Verbs served for ``path``: transcoded routes and the hand-registered handlers."""
+        verbs = set(self.router.allowed_verbs(path))
+        verbs.update(verb for verb, exact in self.exact if exact == path)
+        verbs.update(verb for verb, prefix, _ in self.prefixed if path.startswith(prefix))
+        return sorted(verbs)
 
     async def _preflight(self, request: Request, send: Send) -> int:
         headers: list[tuple[bytes, bytes]] = []
