@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -32,6 +33,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.errors import HttpError, from_domain_error, from_rpc_error, http_error
 from services.gateway.routes import Route, Router
 from services.gateway.transcode import build_request, render, to_json
+from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.errors import DomainError
 
 log = logging.getLogger("tenpo.gateway.access")
@@ -116,27 +118,30 @@ class RenderCache:
     """JSON bodies by the exact backend response bytes (and route): turning a message into
     JSON costs more CPU than the whole rest of a proxied read, and hot reads return the same
     bytes again and again. The output is a pure function of the bytes the caller's own call
-    returned, so nothing can leak between callers. Bounded by total size, oldest out first."""
+    returned, so nothing can leak between callers and nothing goes stale: the kit's bounded
+    cache, by total size (response and JSON bytes), least recently used out first."""
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
-        self._bytes = 0
-        self._entries: dict[tuple[str, str, bytes], bytes] = {}
+        # value: (bytes held, JSON); one entry may take at most an eighth of the budget.
+        self._entries: LRUCache[tuple[str, str, bytes], tuple[int, bytes]] = bounded_cache(
+            max(1, max_bytes), getsizeof=itemgetter(0)
+        )
 
     def get(self, route: Route, raw: bytes) -> bytes:
         key = (route.method.path, route.binding.response_body, raw)
-        payload = self._entries.get(key)
-        if payload is not None:
-            return payload
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]
         payload = render(route, route.method.response_class().FromString(raw))
         size = len(raw) + len(payload)
         if self._max_bytes and size * 8 <= self._max_bytes:
-            while self._bytes + size > self._max_bytes and self._entries:
-                oldest = next(iter(self._entries))
-                self._bytes -= len(oldest[2]) + len(self._entries.pop(oldest))
-            self._entries[key] = payload
-            self._bytes += size
+            self._entries[key] = (size, payload)
         return payload
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._entries.currsize)
 
 
 class ClientDisconnected(Exception):
