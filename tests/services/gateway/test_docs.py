@@ -19,9 +19,6 @@ from tests.services.gateway.conftest import GatewayFactory
 CHROMIUM = os.environ.get("TENPO_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 
-# A real browser is a server outside Python: not part of `make test-unit`.
-pytestmark = pytest.mark.integration
-
 
 def _chromium() -> str:
     assert Path(CHROMIUM).exists(), (
@@ -31,6 +28,8 @@ def _chromium() -> str:
     return CHROMIUM
 
 
+# A real browser is a program outside Python: not part of `make test-unit`.
+@pytest.mark.integration
 async def test_docs_render_the_operations_offline(start_gateway: GatewayFactory) -> None:
     # A target is enough for routes; the backend is never called by the page.
     async with start_gateway(targets={"catalog": "127.0.0.1:9"}) as gw:
