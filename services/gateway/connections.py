@@ -127,6 +127,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._address: str | None = None
         self._phase = "idle"
         self._deadline: asyncio.TimerHandle | None = None
+        self._pending: float | None = None
         self._header_bytes = 0
         self._chunk = 0
         self._headers_too_large = False
@@ -143,7 +144,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._address = address
         super().connection_made(transport)
-        self._enter("idle", self._limits.idle_timeout)
+        self._enter("idle", self._limits.idle_timeout, from_parser=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._address is None:
@@ -165,6 +166,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == "headers" and self._header_bytes > self._limits.max_header_bytes:
             self.tracker.too_large += 1
             self._close_with(HEADERS_TOO_LARGE)
+            return
+        if self._pending is not None:
+            # A phase begun in this read that did not also end in it: now it gets its
+            # deadline (most requests arrive whole in one read and never need one).
+            if self._phase in ("headers", "body") and self._deadline is None:
+                self._deadline = self.loop.call_later(self._pending, self._expired)
+            self._pending = None
 
     # --- parser callbacks --------------------------------------------------------------
 
@@ -194,6 +202,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._phase == "body":
             self._phase = "busy"
+            self._pending = None
             self._cancel_deadline()
         super().on_message_complete()
 
@@ -202,14 +211,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._phase == "busy" and not self.pipeline and not self.transport.is_closing():
             # uvicorn arms its own keep-alive timer too (same length); ours also survives
             # bytes that begin no request, which cancel uvicorn's.
-            self._enter("idle", self._limits.idle_timeout)
+            self._enter("idle", self._limits.idle_timeout, from_parser=False)
 
     # --- deadlines ---------------------------------------------------------------------
 
-    def _enter(self, phase: str, seconds: float) -> None:
+    def _enter(self, phase: str, seconds: float, *, from_parser: bool = True) -> None:
+        """Start ``phase``. Phases entered by the parser get their deadline once the read
+        is parsed (see data_received), the others at once."""
         self._phase = phase
         self._cancel_deadline()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+        if from_parser:
+            self._pending = seconds
+        else:
+            self._pending = None
+            self._deadline = self.loop.call_later(seconds, self._expired)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
