@@ -94,6 +94,8 @@ class OpenApiBuilder:
         self._version = version
         self._components: dict[str, Any] = {}
         self._pending: list[Any] = []
+        #: Update bodies (schema dict, resource) whose $ref may need the update variant.
+        self._update_bodies: list[tuple[dict[str, Any], str]] = []
 
     # --- schemas -------------------------------------------------------------------------
 
@@ -304,6 +306,7 @@ class OpenApiBuilder:
         for path, item in (extra_paths or {}).items():
             paths.setdefault(path, {}).update(item)
         self._flush()
+        self._update_variants()
         components: dict[str, Any] = {
             "schemas": {
                 **{k: v for k, v in sorted(self._components.items()) if v is not None},
@@ -355,10 +358,29 @@ class OpenApiBuilder:
         body = route.binding.body
         if body == "*":
             return self._message_ref(route.method.input)
-        field = route.method.input.fields_by_name[body]
+        field: Any = route.method.input.fields_by_name[body]
         schema = self._field_schema(field)
         schema.pop("description", None)
+        if "update_mask" in route.method.input.fields_by_name and "$ref" in schema:
+            # Decided once the resource's schema is built (see _update_variants).
+            self._update_bodies.append((schema, field.message_type.full_name))
         return schema
+
+    def _update_variants(self) -> None:
+        """AIP-134/203: in an update only the fields named by update_mask are read, so a
+        resource's REQUIRED fields are not required in its update body. Such bodies refer to
+        a copy of the resource schema without the top-level ``required``."""
+        for schema, name in self._update_bodies:
+            base = self._components.get(name)
+            if not base or not base.get("required"):
+                continue
+            variant = f"{name}_Update"
+            if variant not in self._components:
+                copy = {k: v for k, v in base.items() if k != "required"}
+                note = "As an update body: only the fields named by `updateMask` are read."
+                copy["description"] = f"{base.get('description', '')}\n\n{note}".strip()
+                self._components[variant] = copy
+            schema["$ref"] = f"#/components/schemas/{variant}"
 
     def _responses(self, route: Route) -> dict[str, Any]:
         output = route.method.output

@@ -9,7 +9,7 @@ from typing import Any
 from google.api import field_behavior_pb2, field_info_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from services.gateway.descriptors import Schema, load_schema
+from services.gateway.descriptors import HttpBinding, Method, Schema, load_schema
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import build_route
 
@@ -61,6 +61,24 @@ def _test_schema() -> Schema:
         _field(widget, "secret", behaviors=(field_behavior_pb2.INPUT_ONLY,))
         _field(widget, "code", behaviors=(field_behavior_pb2.IMMUTABLE,))
         _field(widget, "peer", info_format=field_info_pb2.FieldInfo.IPV4_OR_IPV6)
+        update = file.message_type.add(name="UpdateWidgetRequest")
+        update.field.add(
+            name="widget",
+            number=1,
+            type=F.TYPE_MESSAGE,
+            type_name=f".{PACKAGE}.Widget",
+            label=F.LABEL_OPTIONAL,
+            json_name="widget",
+        )
+        update.field.add(
+            name="update_mask",
+            number=2,
+            type=F.TYPE_MESSAGE,
+            type_name=".google.protobuf.FieldMask",
+            label=F.LABEL_OPTIONAL,
+            json_name="updateMask",
+        )
+        file.dependency.append("google/protobuf/field_mask.proto")
         request = file.message_type.add(name="BatchGetWidgetsRequest")
         _field(request, "ids", behaviors=(field_behavior_pb2.REQUIRED,), repeated=True)
         _field(request, "widget_id")
@@ -99,6 +117,38 @@ def test_field_behavior_and_field_info_are_read_from_any_descriptor() -> None:
         "minimum": 0,
         "maximum": 50,
     }
+
+
+def test_update_bodies_do_not_require_what_creation_does() -> None:
+    schema = _test_schema()
+    request = schema.message(f"{PACKAGE}.UpdateWidgetRequest")
+    widget = schema.message(f"{PACKAGE}.Widget")
+    assert request is not None
+    assert widget is not None
+    method = Method(
+        service=f"{PACKAGE}.WidgetService",
+        name="UpdateWidget",
+        input=request,
+        output=widget,
+        client_streaming=False,
+        server_streaming=False,
+        bindings=(),
+        comment="",
+    )
+    route = build_route(method, HttpBinding("PATCH", "/v1/widgets/{widget.id}", "widget", ""))
+    builder = OpenApiBuilder(schema, title="t", version="v1")
+    builder.message_schema(widget)  # the resource itself is also in the document
+    document = builder.build([route])
+    body = document["paths"]["/v1/widgets/{id}"]["patch"]["requestBody"]["content"]
+    ref = body["application/json"]["schema"]["$ref"]
+    assert ref == f"#/components/schemas/{PACKAGE}.Widget_Update"
+    schemas = document["components"]["schemas"]
+    assert "required" not in schemas[f"{PACKAGE}.Widget_Update"]
+    assert schemas[f"{PACKAGE}.Widget"]["required"] == ["title"]
+    assert (
+        schemas[f"{PACKAGE}.Widget_Update"]["properties"]
+        == schemas[f"{PACKAGE}.Widget"]["properties"]
+    )
 
 
 def test_the_real_contract_states_its_limits() -> None:
