@@ -13,7 +13,7 @@ PROTO_OUT := libs/protos
 PROTO_FILES = $(shell find protos -name '*.proto' | sort)
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import
+.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,8 +47,18 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 	@test -n "$(FILE)" || (echo "usage: make import FILE=path/to/products.csv|.jsonl" && exit 2)
 	@$(RUN) python -m services.catalog import "$(FILE)"
 
-test: setup ## Run the whole test suite against real PostgreSQL and NATS
+test: setup browser ## Run the whole test suite against real PostgreSQL and NATS
 	@$(RUN) pytest $(PYTEST_ARGS)
+
+# The /docs test drives Debian's chromium (never a browser download). As root with apt-get
+# (CI) it is installed when missing; otherwise the test says what is missing and fails.
+browser: ## Install Debian's chromium for the /docs browser test when missing (as root)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium with apt-get (for the /docs browser test)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "could not install chromium: the /docs browser test will fail"; \
+	  else echo "chromium is missing and this is not root: the /docs browser test will fail"; fi; }
 
 test-unit: setup ## Only the tests that need no servers
 	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,8 +22,22 @@ from services.gateway.access import AccessPolicy
 from services.gateway.backends import Backends
 from services.gateway.composed import PATH_PREFIX, StorefrontProductView
 from services.gateway.config import GatewaySettings
+from services.gateway.connections import (
+    ConnectionLimits,
+    ConnectionTracker,
+    file_handle_budget,
+    protocol_class,
+)
 from services.gateway.descriptors import Schema, load_schema
-from services.gateway.docs import docs_handler, openapi_handler, storefront_openapi, stream_openapi
+from services.gateway.docs import (
+    ASSETS_PREFIX,
+    DocsAssets,
+    docs_assets_handler,
+    docs_handler,
+    openapi_handler,
+    storefront_openapi,
+    stream_openapi,
+)
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
 from services.gateway.openapi import OpenApiBuilder
@@ -68,6 +83,7 @@ class Gateway:
     openapi: dict[str, Any]
     http_port: int = 0
     server: uvicorn.Server | None = None
+    connections: ConnectionTracker | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -99,7 +115,9 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     app = GatewayApp(settings, router, backends, policy)
     drain = asyncio.Event()
     extra_paths: dict[str, dict[str, Any]] = {}
-    builder = OpenApiBuilder(schema, title="Tenpo API", version=API_VERSION)
+    builder = OpenApiBuilder(
+        schema, title="Tenpo API", version=API_VERSION, max_page_size=settings.max_page_size
+    )
     view = StorefrontProductView(settings, schema, backends, policy)
     app.add_prefix("GET", PATH_PREFIX, view)
     extra_paths.update(storefront_openapi(builder, schema))
@@ -113,7 +131,9 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         extra_paths.update(stream_openapi(builder, endpoint))
     document = builder.build(router.routes, extra_paths)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
-    app.add_exact("GET", "/docs", docs_handler())
+    assets = DocsAssets.load()
+    app.add_exact("GET", "/docs", docs_handler(assets))
+    app.add_prefix("GET", ASSETS_PREFIX, docs_assets_handler(assets))
 
     async def healthz(request: Request, send: Send) -> int:
         # Readiness for HTTP load balancers: NOT_SERVING from the start of a drain, like the
@@ -160,17 +180,39 @@ def http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_limits(settings: GatewaySettings) -> ConnectionLimits:
+    wanted = settings.http_max_connections
+    budget = file_handle_budget(wanted)
+    if budget < wanted:
+        log.warning(
+            "http_max_connections lowered to the file-handle limit",
+            extra={"configured": wanted, "effective": budget},
+        )
+    return ConnectionLimits(
+        idle_timeout=settings.http_idle_timeout_seconds,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_header_bytes=settings.http_max_header_bytes,
+        max_connections=budget,
+        # Behind trusted proxies every TCP peer is a proxy: they enforce per-client caps.
+        max_per_address=0
+        if settings.forwarded_for_hops
+        else settings.http_max_connections_per_address,
+    )
+
+
 async def start_http(gateway: Gateway, runtime: Runtime[GatewaySettings]) -> None:
     settings = gateway.settings
+    gateway.connections = ConnectionTracker(connection_limits(settings))
     config = uvicorn.Config(
         gateway.app,
-        http="httptools",
+        http=protocol_class(gateway.connections),  # httptools with timeouts and caps
         lifespan="off",
         access_log=False,  # the app writes its own, without personal data
         log_config=None,
         proxy_headers=False,  # X-Forwarded-For is honoured only per forwarded_for_hops
         server_header=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=math.ceil(settings.http_idle_timeout_seconds),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
         backlog=2048,
     )

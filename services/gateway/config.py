@@ -86,11 +86,26 @@ class GatewaySettings(ServiceSettings):
     api_key_burst: float = Field(default=4000.0, ge=1)
     sign_in_rate: float = Field(default=0.2, gt=0)
     sign_in_burst: float = Field(default=10.0, ge=1)
-    #: Buckets kept per limiter (least recently used ones are dropped first).
+    #: Buckets kept per limiter: beyond it, full buckets go, least recently used first; one
+    #: still refilling (a client in its penalty) is never dropped.
     rate_limit_max_keys: int = Field(default=100_000, ge=100)
     #: Proxies in front of the gateway whose X-Forwarded-For entries are trusted (0: none;
     #: the client address is the TCP peer).
     forwarded_for_hops: int = Field(default=0, ge=0, le=10)
+
+    #: HTTP connections (see connections.py): a connection with no request under way is
+    #: closed after the idle timeout; a request's headers must arrive within the header
+    #: timeout (else 408) and fit in max_header_bytes (else 431), its body within the body
+    #: timeout (else 408).
+    http_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: Open HTTP connections in all (lowered to the file-handle limit less a reserve) and
+    #: per client address (0: no per-address cap; off behind proxies, forwarded_for_hops>0,
+    #: where every peer is a proxy). Beyond them: 503 and closed at once.
+    http_max_connections: int = Field(default=4096, ge=1)
+    http_max_connections_per_address: int = Field(default=128, ge=0)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: page_size of any request is clamped to this.

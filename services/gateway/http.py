@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -32,6 +33,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.errors import HttpError, from_domain_error, from_rpc_error, http_error
 from services.gateway.routes import Route, Router
 from services.gateway.transcode import build_request, render, to_json
+from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.errors import DomainError
 
 log = logging.getLogger("tenpo.gateway.access")
@@ -116,27 +118,30 @@ class RenderCache:
     """JSON bodies by the exact backend response bytes (and route): turning a message into
     JSON costs more CPU than the whole rest of a proxied read, and hot reads return the same
     bytes again and again. The output is a pure function of the bytes the caller's own call
-    returned, so nothing can leak between callers. Bounded by total size, oldest out first."""
+    returned, so nothing can leak between callers and nothing goes stale: the kit's bounded
+    cache, by total size (response and JSON bytes), least recently used out first."""
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
-        self._bytes = 0
-        self._entries: dict[tuple[str, str, bytes], bytes] = {}
+        # value: (bytes held, JSON); one entry may take at most an eighth of the budget.
+        self._entries: LRUCache[tuple[str, str, bytes], tuple[int, bytes]] = bounded_cache(
+            max(1, max_bytes), getsizeof=itemgetter(0)
+        )
 
     def get(self, route: Route, raw: bytes) -> bytes:
         key = (route.method.path, route.binding.response_body, raw)
-        payload = self._entries.get(key)
-        if payload is not None:
-            return payload
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]
         payload = render(route, route.method.response_class().FromString(raw))
         size = len(raw) + len(payload)
         if self._max_bytes and size * 8 <= self._max_bytes:
-            while self._bytes + size > self._max_bytes and self._entries:
-                oldest = next(iter(self._entries))
-                self._bytes -= len(oldest[2]) + len(self._entries.pop(oldest))
-            self._entries[key] = payload
-            self._bytes += size
+            self._entries[key] = (size, payload)
         return payload
+
+    @property
+    def bytes_held(self) -> int:
+        return int(self._entries.currsize)
 
 
 class ClientDisconnected(Exception):
@@ -367,14 +372,18 @@ class GatewayApp:
             return await handler(request, send)
         matched = self.router.match(verb, path)
         if matched is None:
-            allowed = self.router.allowed_verbs(path)
+            allowed = self.allowed_verbs(path)
             if allowed:
-                raise http_error(
+                refusal = http_error(
                     405,
                     grpc.StatusCode.UNIMPLEMENTED,
                     f"{verb} is not allowed here; use {', '.join(allowed)}",
                     "METHOD_NOT_ALLOWED",
                 )
+                # RFC 9110: a 405 lists what the resource does allow; OPTIONS is always
+                # answered (CORS preflight).
+                refusal.headers.append((b"allow", ", ".join([*allowed, "OPTIONS"]).encode()))
+                raise refusal
             raise http_error(404, grpc.StatusCode.NOT_FOUND, "no such route", "ROUTE_NOT_FOUND")
         route, path_values = matched
         request.route_label = f"{route.verb} {route.template}"
@@ -406,6 +415,13 @@ class GatewayApp:
         )
         await send({"type": "http.response.body", "body": payload})
         return 200
+
+    def allowed_verbs(self, path: str) -> list[str]:
+        """Verbs served for ``path``: transcoded routes and the hand-registered handlers."""
+        verbs = set(self.router.allowed_verbs(path))
+        verbs.update(verb for verb, exact in self.exact if exact == path)
+        verbs.update(verb for verb, prefix, _ in self.prefixed if path.startswith(prefix))
+        return sorted(verbs)
 
     async def _preflight(self, request: Request, send: Send) -> int:
         headers: list[tuple[bytes, bytes]] = []
@@ -439,12 +455,22 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_bytes(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body))],
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", b"%d" % len(body)),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -19,8 +19,11 @@ from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
+from tenpo.kit import errors
 from tenpo.kit.auth import CHANNEL_HEADER
 from tenpo.kit.errors import DomainError
+from tenpo.kit.grpc_errors import to_rpc_status
+from tenpo.kit.guard import STATUS_DETAILS_KEY
 
 log = logging.getLogger("tenpo.gateway.access")
 
@@ -51,6 +54,20 @@ def _peer_address(context: ServicerContext) -> str:
     if kind == "ipv6":
         return rest.rsplit(":", 1)[0].strip("[]")
     return peer or "unknown"
+
+
+async def _abort_rate_limited(context: ServicerContext, error: errors.ResourceExhausted) -> None:
+    """RESOURCE_EXHAUSTED with the details the guard would send, plus a ``retry-after``
+    trailer: clients and proxies read that without decoding google.rpc details."""
+    trailers: list[tuple[str, str | bytes]] = [
+        (STATUS_DETAILS_KEY, to_rpc_status(error).SerializeToString())
+    ]
+    seconds = error.metadata.get("retry_after_seconds")
+    if seconds:
+        trailers.append(("retry-after", seconds))
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, error.message, trailing_metadata=tuple(trailers)
+    )
 
 
 class IngressHandler(grpc.GenericRpcHandler):
@@ -98,7 +115,10 @@ class IngressHandler(grpc.GenericRpcHandler):
                 forwarded.append((key, value))
         caller: Caller = await self._policy.identify(authorization, api_key, _peer_address(context))
         self._policy.authorize(method, caller)
-        self._policy.limit(method.full_name, caller)
+        try:
+            self._policy.limit(method.full_name, caller)
+        except errors.ResourceExhausted as error:
+            await _abort_rate_limited(context, error)
         return [*caller.backend_metadata(), *forwarded]
 
     def _timeout(self, context: ServicerContext, streaming: bool) -> float:

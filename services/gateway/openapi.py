@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 from services.gateway.descriptors import Schema
+from services.gateway.fieldrules import FieldRules, is_required
 from services.gateway.routes import Route
 from services.gateway.transcode import SCALAR_WELL_KNOWN, is_map, is_repeated
 
@@ -84,12 +85,17 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 class OpenApiBuilder:
-    def __init__(self, schema: Schema, *, title: str, version: str) -> None:
+    def __init__(
+        self, schema: Schema, *, title: str, version: str, max_page_size: int = 100
+    ) -> None:
         self._schema = schema
+        self._rules = FieldRules(schema, max_page_size=max_page_size)
         self._title = title
         self._version = version
         self._components: dict[str, Any] = {}
         self._pending: list[Any] = []
+        #: Update bodies (schema dict, resource) whose $ref may need the update variant.
+        self._update_bodies: list[tuple[dict[str, Any], str]] = []
 
     # --- schemas -------------------------------------------------------------------------
 
@@ -132,6 +138,13 @@ class OpenApiBuilder:
             return {"type": "string", "format": "uint64", "pattern": r"^[0-9]{1,20}$"}
         return {}
 
+    def _constrained_value(self, field: Any) -> dict[str, Any]:
+        """One value of ``field`` with the limits the contract states (see fieldrules)."""
+        schema = self._value_schema(field)
+        if "$ref" in schema:
+            return schema
+        return {**schema, **self._rules.value_constraints(field)}
+
     def _field_schema(self, field: Any) -> dict[str, Any]:
         if is_map(field):
             value_field = field.message_type.fields_by_name["value"]
@@ -140,10 +153,14 @@ class OpenApiBuilder:
                 "additionalProperties": self._value_schema(value_field),
             }
         elif is_repeated(field):
-            schema = {"type": "array", "items": self._value_schema(field)}
+            schema = {"type": "array", "items": self._constrained_value(field)}
         else:
-            schema = self._value_schema(field)
+            schema = self._constrained_value(field)
+        schema.update(self._rules.field_annotations(field))
         description = self._schema.comment(f"{field.containing_type.full_name}.{field.name}")
+        note = self._rules.behavior_note(field)
+        if note and note not in description:
+            description = f"{description} {note}".strip()
         if description:
             if "$ref" in schema:
                 # 3.1 allows siblings of $ref; keep them for tools that show descriptions.
@@ -155,6 +172,9 @@ class OpenApiBuilder:
     def _build_message(self, message: Any) -> dict[str, Any]:
         properties = {f.json_name: self._field_schema(f) for f in message.fields}
         schema: dict[str, Any] = {"type": "object", "properties": properties}
+        required = [f.json_name for f in message.fields if is_required(f)]
+        if required:
+            schema["required"] = required
         description = self._schema.comment(message.full_name)
         if description:
             schema["description"] = description
@@ -206,9 +226,11 @@ class OpenApiBuilder:
                     )
                     continue
             else:
-                item = self._value_schema(field)
+                item = self._constrained_value(field)
             schema = {"type": "array", "items": item} if is_repeated(field) else item
             parameter: dict[str, Any] = {"name": name, "in": "query", "schema": schema}
+            if not prefix and is_required(field):
+                parameter["required"] = True
             if is_repeated(field):
                 parameter["style"] = "form"
                 parameter["explode"] = True
@@ -237,7 +259,7 @@ class OpenApiBuilder:
             parameters: list[dict[str, Any]] = []
             for doc_name, variable in zip(names, route.variables, strict=True):
                 field = _resolve(method.input, variable.field_path)
-                schema = self._value_schema(field) if field is not None else {"type": "string"}
+                schema = self._constrained_value(field) if field is not None else {"type": "string"}
                 if "$ref" in schema:
                     schema = {"type": "string"}
                 description = (
@@ -284,6 +306,7 @@ class OpenApiBuilder:
         for path, item in (extra_paths or {}).items():
             paths.setdefault(path, {}).update(item)
         self._flush()
+        self._update_variants()
         components: dict[str, Any] = {
             "schemas": {
                 **{k: v for k, v in sorted(self._components.items()) if v is not None},
@@ -335,10 +358,29 @@ class OpenApiBuilder:
         body = route.binding.body
         if body == "*":
             return self._message_ref(route.method.input)
-        field = route.method.input.fields_by_name[body]
+        field: Any = route.method.input.fields_by_name[body]
         schema = self._field_schema(field)
         schema.pop("description", None)
+        if "update_mask" in route.method.input.fields_by_name and "$ref" in schema:
+            # Decided once the resource's schema is built (see _update_variants).
+            self._update_bodies.append((schema, field.message_type.full_name))
         return schema
+
+    def _update_variants(self) -> None:
+        """AIP-134/203: in an update only the fields named by update_mask are read, so a
+        resource's REQUIRED fields are not required in its update body. Such bodies refer to
+        a copy of the resource schema without the top-level ``required``."""
+        for schema, name in self._update_bodies:
+            base = self._components.get(name)
+            if not base or not base.get("required"):
+                continue
+            variant = f"{name}_Update"
+            if variant not in self._components:
+                copy = {k: v for k, v in base.items() if k != "required"}
+                note = "As an update body: only the fields named by `updateMask` are read."
+                copy["description"] = f"{base.get('description', '')}\n\n{note}".strip()
+                self._components[variant] = copy
+            schema["$ref"] = f"#/components/schemas/{variant}"
 
     def _responses(self, route: Route) -> dict[str, Any]:
         output = route.method.output

@@ -9,7 +9,9 @@ names in lowerCamelCase or as in the proto). JSON follows protobuf's JSON mappin
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,6 +21,10 @@ from google.protobuf.message import Message
 
 from services.gateway.routes import Route
 from tenpo.kit.errors import FieldViolation, InvalidArgument
+
+#: Deepest JSON nesting accepted in a body. Tenpo's messages nest a few levels; the bound
+#: keeps parsing (recursive in json and json_format) far from Python's recursion limit.
+MAX_JSON_DEPTH = 32
 
 #: Well-known types whose JSON form is a single string or number, so a query parameter or
 #: path variable can carry them.
@@ -252,14 +258,15 @@ def clamp_page_size(message: Message, max_page_size: int) -> None:
 def _parse_body(message: Message, body_rule: str, body: bytes | None) -> None:
     if not body:
         return
+    check_json_depth(body, MAX_JSON_DEPTH)
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _invalid("body", "is not valid JSON") from None
     if body_rule == "*":
         if not isinstance(document, dict):
             raise _invalid("body", "must be a JSON object")
-        _parse_dict(document, message, "body")
+        _parse_dict(document, message, "")
         return
     field = find_field(message.DESCRIPTOR, body_rule)
     if field is None:
@@ -267,18 +274,127 @@ def _parse_body(message: Message, body_rule: str, body: bytes | None) -> None:
     if field.type == FieldDescriptor.TYPE_MESSAGE and not is_repeated(field):
         if field.message_type.full_name not in SCALAR_WELL_KNOWN and not isinstance(document, dict):
             raise _invalid(field.json_name, "must be a JSON object")
-        _parse_dict(document, getattr(message, field.name), field.json_name)
+        if field.message_type.full_name in SCALAR_WELL_KNOWN:
+            _parse_dict({field.json_name: document}, message, "")
+        else:
+            _parse_dict(document, getattr(message, field.name), f"{field.json_name}.")
         return
-    _parse_dict({field.json_name: document}, message, field.json_name)
+    _parse_dict({field.json_name: document}, message, "")
 
 
-def _parse_dict(document: Any, message: Message, where: str) -> None:
+#: JSON strings, skipped when counting brackets (a "[" inside a string is not nesting).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def check_json_depth(body: bytes, max_depth: int) -> None:
+    """Refuse JSON nested deeper than ``max_depth`` before parsing it: json.loads recurses
+    per level, and ~1,000 levels end in RecursionError. Linear in the body (whose size is
+    already bounded); bodies with fewer brackets than the bound are not scanned at all."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return
+    depth = 0
+    for found in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if found.group() in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                raise InvalidArgument(
+                    f"invalid request: body: nested deeper than {max_depth} levels",
+                    reason="BODY_TOO_DEEP",
+                    field_violations=[
+                        FieldViolation("body", f"nested deeper than {max_depth} levels")
+                    ],
+                    metadata={"max_depth": str(max_depth)},
+                )
+        else:
+            depth -= 1
+
+
+def _parse_dict(document: Any, message: Message, prefix: str) -> None:
+    """``document`` into ``message``; errors name the offending field (``prefix`` is the path
+    of ``message`` in the body, ``""`` for the body itself)."""
     try:
         json_format.ParseDict(document, message)
     except json_format.ParseError as error:
-        raise _invalid(where, _short(str(error))) from None
-    except (ValueError, TypeError, RecursionError):
-        raise _invalid(where, "has an invalid value") from None
+        text = str(error)
+        raise _invalid(_parse_error_field(text, prefix), _short(text)) from None
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError):
+        raise _invalid(prefix.rstrip(".") or "body", "has an invalid value") from None
+    unknown = (
+        _unknown_enum(message, prefix.rstrip(".")) if _reaches_enum(message.DESCRIPTOR) else None
+    )
+    if unknown is not None:
+        raise _invalid(unknown, "is not a known value")
+
+
+_NO_SUCH_FIELD = re.compile(r'no field named "([^"]+)" at "([^"]+)"')
+_AT_PATH = re.compile(r" at ([A-Za-z_][\w.\[\]]*?)\.?$")
+_FAILED_FIELD = re.compile(r"Failed to parse (\w+) field")
+
+
+def _parse_error_field(text: str, prefix: str) -> str:
+    """The field a json_format.ParseError is about, as the client named it."""
+    first_line = text.split("\n", 1)[0]
+    path = ""
+    found = _NO_SUCH_FIELD.search(first_line)
+    if found is not None:
+        # 'at "Request.lines[1]"': drop the message type that starts the path.
+        parent = found.group(2).partition(".")[2]
+        path = f"{parent}.{found.group(1)}" if parent else found.group(1)
+    elif (at := _AT_PATH.search(first_line)) is not None and "." in at.group(1):
+        path = at.group(1).partition(".")[2]
+    else:
+        path = ".".join(_FAILED_FIELD.findall(first_line))
+    return f"{prefix}{path}" if path else prefix.rstrip(".") or "body"
+
+
+@functools.cache
+def _reaches_enum(descriptor: Any) -> bool:
+    """Whether a message or any message inside it has an enum field (most bodies: no walk)."""
+    seen = {descriptor.full_name}
+    pending = [descriptor]
+    while pending:
+        for field in pending.pop().fields:
+            if field.type == FieldDescriptor.TYPE_ENUM:
+                return True
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                inner = field.message_type
+                if inner.full_name not in seen:
+                    seen.add(inner.full_name)
+                    pending.append(inner)
+    return False
+
+
+def _unknown_enum(message: Message, path: str) -> str | None:
+    """The path of the first enum field holding a number its enum does not define.
+
+    Proto3 enums are open, so json_format keeps ``{"sort": 999}`` as 999; the services'
+    code expects the values it knows. Refused here, field named, before any backend call."""
+    for field, value in message.ListFields():
+        name = f"{path}.{field.json_name}" if path else field.json_name
+        found = _unknown_in_field(field, value, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_in_field(field: Any, value: Any, name: str) -> str | None:
+    if is_map(field):
+        items = [(f"{name}[{key}]", item) for key, item in value.items()]
+        field = field.message_type.fields_by_name["value"]
+    elif is_repeated(field):
+        items = [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        items = [(name, value)]
+    for where, item in items:
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            if item not in field.enum_type.values_by_number:
+                return where
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            found = _unknown_enum(item, where)
+            if found is not None:
+                return found
+    return None
 
 
 def _short(text: str) -> str:

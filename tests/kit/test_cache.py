@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tenpo.kit.cache import RefreshingValue, ttl_cache
+import pytest
+
+from tenpo.kit.cache import RefreshingValue, bounded_cache, ttl_cache
 
 
 def test_ttl_cache_drops_the_least_recently_used_entry_when_full() -> None:
@@ -15,6 +17,18 @@ def test_ttl_cache_drops_the_least_recently_used_entry_when_full() -> None:
     cache["c"] = 3
     assert "b" not in cache
     assert set(cache) == {"a", "c"}
+
+
+def test_bounded_cache_by_total_size_drops_the_least_recently_used() -> None:
+    cache = bounded_cache(10, getsizeof=len)
+    cache["a"] = b"aaaa"
+    cache["b"] = b"bbbb"
+    assert cache["a"] == b"aaaa"  # a is now the most recently used
+    cache["c"] = b"cccc"  # 12 bytes > 10: b goes
+    assert set(cache) == {"a", "c"}
+    assert cache.currsize == 8
+    with pytest.raises(ValueError, match="too large"):
+        cache["d"] = b"d" * 11
 
 
 def test_ttl_cache_forgets_expired_entries() -> None:

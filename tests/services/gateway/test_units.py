@@ -1,4 +1,4 @@
-"""Gateway pieces that need no server: path templates, transcoding, rate limiting, errors."""
+"""Gateway pieces that need no server: path templates, transcoding, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from google.rpc import error_details_pb2, status_pb2
 
 from services.gateway.descriptors import HttpBinding, load_schema
 from services.gateway.errors import error_body
-from services.gateway.ratelimit import TokenBucketLimiter
 from services.gateway.routes import Router, build_route, compile_template
 from services.gateway.transcode import build_request, render
 from tenpo.kit.errors import InvalidArgument
@@ -151,19 +150,6 @@ def test_body_errors_and_response_body() -> None:
     )
     response = get.method.response_class()(product={"id": "p", "code": "SNK-1"})
     assert render(get, response) == b'{"id":"p","code":"SNK-1"}'
-
-
-def test_token_bucket_refills_at_its_rate() -> None:
-    now = [0.0]
-    limiter = TokenBucketLimiter(rate=2.0, burst=3, clock=lambda: now[0], max_keys=100)
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a") == pytest.approx(0.5)
-    assert limiter.take("b") == 0.0  # buckets are per key
-    now[0] = 0.5
-    assert limiter.take("a") == 0.0
-    for i in range(200):  # bounded memory: old keys are dropped
-        limiter.take(f"k{i}")
-    assert len(limiter._buckets) <= 100
 
 
 def test_grpc_status_becomes_aip193() -> None:

@@ -1,5 +1,6 @@
-"""Caches for the whole project, on cachetools: keyed entries with a TTL and a bound, and
-a whole table re-read at most every so often. One shape each, so no module grows its own."""
+"""Caches for the whole project, on cachetools: keyed entries with a TTL and a bound, keyed
+entries with only a bound (by count or by total size), and a whole table re-read at most
+every so often. One shape each, so no module grows its own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from cachetools import TLRUCache, TTLCache
+from cachetools import LRUCache, TLRUCache, TTLCache
 
-__all__ = ["RefreshingValue", "TLRUCache", "TTLCache", "ttl_cache"]
+__all__ = ["LRUCache", "RefreshingValue", "TLRUCache", "TTLCache", "bounded_cache", "ttl_cache"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -21,6 +22,14 @@ def ttl_cache(maxsize: int, ttl_seconds: float) -> TTLCache[K, V]:
     """A bounded mapping whose entries vanish ``ttl_seconds`` after they were set; the least
     recently used entry leaves first when it is full. Clock: ``time.monotonic``."""
     return TTLCache(maxsize=maxsize, ttl=ttl_seconds, timer=time.monotonic)
+
+
+def bounded_cache(maxsize: int, *, getsizeof: Callable[[V], float] | None = None) -> LRUCache[K, V]:
+    """A bounded mapping whose entries never expire (for values that cannot go stale, e.g.
+    a pure function of the key); the least recently used entry leaves first when it is
+    full. With ``getsizeof``, ``maxsize`` bounds the total size (bytes, say), not the count;
+    setting an entry larger than ``maxsize`` raises ValueError."""
+    return LRUCache(maxsize=maxsize, getsizeof=getsizeof)
 
 
 class RefreshingValue(Generic[T]):

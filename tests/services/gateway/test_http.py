@@ -1,0 +1,46 @@
+"""HTTP details of the ASGI layer: 405 names the allowed methods."""
+
+from __future__ import annotations
+
+from tests.services.gateway.conftest import WEB_KEY, GatewayFactory
+
+
+async def test_405_carries_allow(start_gateway: GatewayFactory) -> None:
+    async with start_gateway(targets={"catalog": "127.0.0.1:9"}) as gw:
+        products = await gw.client.put("/v1/products", headers={"x-api-key": WEB_KEY})
+        docs = await gw.client.post("/docs")
+        missing = await gw.client.put("/v1/nothing-here")
+    assert products.status_code == 405
+    assert products.headers["allow"] == "GET, POST, OPTIONS"
+    assert products.json()["error"]["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
+    assert docs.status_code == 405
+    assert docs.headers["allow"] == "GET, OPTIONS"
+    assert missing.status_code == 404
+    assert "allow" not in missing.headers
+
+
+def test_render_cache_reuses_json_within_its_byte_budget() -> None:
+    from services.gateway.descriptors import HttpBinding, load_schema
+    from services.gateway.http import RenderCache
+    from services.gateway.routes import build_route
+    from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+
+    method = load_schema().method("tenpo.catalog.v1.CatalogService.GetProduct")
+    assert method is not None
+    route = build_route(method, HttpBinding("GET", "/v1/products/{id}", "", "product"))
+
+    def raw(i: int) -> bytes:
+        return catalog_api.GetProductResponse(
+            product={"id": f"p-{i}", "code": "X" * 40}
+        ).SerializeToString()
+
+    cache = RenderCache(max_bytes=8 * 150)  # an entry (~110 bytes) may take an eighth
+    first = cache.get(route, raw(0))
+    assert first == b'{"id":"p-0","code":"' + b"X" * 40 + b'"}'
+    assert cache.get(route, raw(0)) is first  # rendered once
+    for i in range(1, 30):
+        cache.get(route, raw(i))
+        cache.get(route, raw(0))  # keeps p-0 the most recently used
+    assert 0 < cache.bytes_held <= 8 * 150
+    assert cache.get(route, raw(0)) is first  # never evicted: least recently used go first
+    assert RenderCache(max_bytes=0).get(route, raw(1)) == cache.get(route, raw(1))  # off
