@@ -457,3 +457,27 @@ async def test_values_the_database_cannot_store_are_invalid_arguments(
         grpc.StatusCode.INVALID_ARGUMENT,
         "VALUE_NOT_STORABLE",
     )
+
+
+async def test_permission_is_checked_before_validation(catalog: Stub, tokens: Tokens) -> None:
+    # An incomplete write from a caller who may not write says "not allowed", not which
+    # fields are missing; only a caller the contract admits learns about the fields.
+    incomplete = api.CreateAttributeDefinitionRequest(
+        attribute_definition=pb.AttributeDefinition(key="Not A Key")
+    )
+    for metadata, code, reason in [
+        ((), grpc.StatusCode.UNAUTHENTICATED, "AUTHENTICATION_REQUIRED"),
+        (tokens.customer, grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.device("KIOSK"), grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.staff_without_scope, grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await catalog.CreateAttributeDefinition(incomplete, metadata=metadata)
+        assert caught.value.code() is code
+        details = decode_error(caught.value)
+        assert details.reason == reason
+        assert not details.field_violations
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await catalog.CreateAttributeDefinition(incomplete, metadata=tokens.staff)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert decode_error(caught.value).field_violations
