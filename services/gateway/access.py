@@ -12,7 +12,9 @@ same rule again. Here:
 - CREDENTIALS methods (sign-in, token refresh, sign-out, JWKS) need neither.
 - Methods whose rule sets ``sign_in_rate_limit`` get the stricter per-address limit.
 - A method whose contract states no rule is refused to everyone.
-- A client-sent ``x-tenpo-channel`` is always dropped: only the gateway sets it.
+- A client-sent ``x-tenpo-channel`` (or ``x-tenpo-channel-proof``) is always dropped: only
+  the gateway sets them, the proof being an HMAC under the secret the gateway shares with
+  the services (``channel_assertion_secret``), without which they ignore the header.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from tenpo.common.v1 import common_pb2
 from tenpo.kit import errors
 from tenpo.kit.auth import (
     CHANNEL_HEADER,
+    CHANNEL_PROOF_HEADER,
+    ChannelAssertion,
     Principal,
     PrincipalKind,
     TokenVerifier,
@@ -47,6 +51,9 @@ class Caller:
     #: Channel from the publishable key, sent as x-tenpo-channel when the token has none.
     key_channel: int
     address: str
+    #: The gateway's proof for ``key_channel`` (x-tenpo-channel-proof): the services trust
+    #: the channel header of an anonymous or channel-less caller only with it.
+    channel_proof: str | None = None
 
     @property
     def channel(self) -> int:
@@ -62,14 +69,16 @@ class Caller:
             not self.principal.is_authenticated
             or self.principal.channel == common_pb2.CHANNEL_UNSPECIFIED
         ):
-            name = channel_name(self.key_channel)
-            metadata.append((CHANNEL_HEADER, name))
+            metadata.append((CHANNEL_HEADER, channel_name(self.key_channel)))
+            if self.channel_proof is not None:
+                metadata.append((CHANNEL_PROOF_HEADER, self.channel_proof))
         return metadata
 
 
 class AccessPolicy:
     def __init__(self, settings: GatewaySettings, verifier: TokenVerifier, schema: Schema) -> None:
         self._verifier = verifier
+        self._assertion = ChannelAssertion(settings.channel_assertion_secret.get_secret_value())
         # Sign-in, sign-up and account recovery: the methods whose rule asks for the stricter
         # per-address limit.
         self._sign_in = frozenset(
@@ -111,6 +120,7 @@ class AccessPolicy:
             if found is None:
                 raise errors.Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
             key_channel = found
+        proof = self._assertion.proof(channel_name(key_channel)) if key_channel else None
         if not values:
             return Caller(
                 Principal.anonymous(key_channel),
@@ -118,11 +128,12 @@ class AccessPolicy:
                 api_key if key_channel else None,
                 key_channel,
                 address,
+                proof,
             )
         raw = values[0]
         # The kit's verifier caches verified tokens (briefly, never past their expiry).
         principal = await self._verifier.verify(bearer_token(raw))
-        return Caller(principal, raw, api_key if key_channel else None, key_channel, address)
+        return Caller(principal, raw, api_key if key_channel else None, key_channel, address, proof)
 
     def authorize(self, method: Method, caller: Caller) -> None:
         """Raise unless ``caller`` may call ``method``, by the method's access rule."""

@@ -275,3 +275,22 @@ async def test_guard_checks_permission_before_the_servicer_runs(
         # A public method admits the anonymous caller.
         await stub.GetProduct(catalog_api.GetProductRequest(id="x"))
         assert servicer.calls == 2
+
+
+def test_a_tenpo_method_without_a_rule_is_refused_at_registration() -> None:
+    from google.protobuf import descriptor_pb2
+
+    from tenpo.kit.access import AccessRuleMissing
+
+    file = descriptor_pb2.FileDescriptorProto(
+        name="tenpo/fake/v1/fake.proto", package="tenpo.fake.v1", syntax="proto3"
+    )
+    file.message_type.add(name="Empty")
+    service = file.service.add(name="FakeService")
+    service.method.add(
+        name="Open", input_type=".tenpo.fake.v1.Empty", output_type=".tenpo.fake.v1.Empty"
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    with pytest.raises(AccessRuleMissing, match="states no"):
+        rule_for("/tenpo.fake.v1.FakeService/Open", pool)

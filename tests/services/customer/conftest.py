@@ -29,7 +29,7 @@ from tenpo.kit.devkeys import DevKeys
 from tenpo.kit.devstack import drop_database, ensure_database
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
-from tests.services.conftest import auth_settings
+from tests.services.conftest import auth_settings, gateway_channel
 
 PASSWORD = "correct horse battery"
 
@@ -86,7 +86,7 @@ class Service:
                 ),
                 locale="ja-JP",
             ),
-            metadata=(("x-tenpo-channel", "APP"),),
+            metadata=gateway_channel("APP"),
         )
         return response.customer.id, email, bearer(response.tokens.access_token)
 
