@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from tenpo.devtools.stack import free_port
 from tenpo.devtools.stack.config import discover_services
 from tenpo.devtools.stack.runner import READY_BANNER
+from tenpo.kit.auth import ChannelAssertion
+from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
 from tests.stack import Runner
 
 pytestmark = pytest.mark.integration
@@ -87,7 +89,7 @@ def test_a_new_user_runs_the_system_and_finds_products(system_env: dict[str, str
                 assert status.status == health_pb2.HealthCheckResponse.SERVING, address
 
     client = ReflectionClient(catalog)
-    web = (("x-tenpo-channel", "WEB"),)
+    web = ChannelAssertion(DEV_CHANNEL_ASSERTION_SECRET).metadata("WEB")
     try:
         found = client.call(
             "tenpo.catalog.v1.CatalogService",

@@ -1,15 +1,20 @@
 """Gateway access layer: who is calling (token or publishable key), what they may call, and
 the rate limits that apply; the metadata the backends receive.
 
-Rules (documented in the gateway README section of the issue report):
+Who may call a method is its contract's ``(tenpo.common.v1.access)`` option, read from the
+descriptor set (:class:`tenpo.kit.access.AccessRule`); the services' call guard enforces the
+same rule again. Here:
 
-- A bearer token is verified here (JWKS) and forwarded untouched; the services verify it
-  again. Token holders may call every route; the services check scopes and ownership.
+- A bearer token is verified (JWKS) and forwarded untouched; the caller's kind and scopes
+  must fit the rule. Ownership stays with the services.
 - A publishable key (``x-api-key``) fixes the channel of an anonymous caller; the gateway
-  sends it on as ``x-tenpo-channel``. Such callers may call read methods (GET-mapped) and
-  the configured public writes (sign-up, account recovery, POST-mapped searches).
-- Credential methods (sign-in, token refresh, JWKS) need neither.
-- A client-sent ``x-tenpo-channel`` is always dropped: only the gateway sets it.
+  sends it on as ``x-tenpo-channel``. Such callers may call PUBLIC methods.
+- CREDENTIALS methods (sign-in, token refresh, sign-out, JWKS) need neither.
+- Methods whose rule sets ``sign_in_rate_limit`` get the stricter per-address limit.
+- A method whose contract states no rule is refused to everyone.
+- A client-sent ``x-tenpo-channel`` (or ``x-tenpo-channel-proof``) is always dropped: only
+  the gateway sets them, the proof being an HMAC under the secret the gateway shares with
+  the services (``channel_assertion_secret``), without which they ignore the header.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.gateway.config import GatewaySettings
-from services.gateway.descriptors import Method
+from services.gateway.descriptors import Method, Schema
 from services.gateway.ratelimit import TokenBucketLimiter, retry_after_seconds
 from tenpo.common.v1 import common_pb2
 from tenpo.kit import errors
 from tenpo.kit.auth import (
     CHANNEL_HEADER,
+    CHANNEL_PROOF_HEADER,
+    ChannelAssertion,
     Principal,
     PrincipalKind,
     TokenVerifier,
@@ -44,6 +51,9 @@ class Caller:
     #: Channel from the publishable key, sent as x-tenpo-channel when the token has none.
     key_channel: int
     address: str
+    #: The gateway's proof for ``key_channel`` (x-tenpo-channel-proof): the services trust
+    #: the channel header of an anonymous or channel-less caller only with it.
+    channel_proof: str | None = None
 
     @property
     def channel(self) -> int:
@@ -59,22 +69,28 @@ class Caller:
             not self.principal.is_authenticated
             or self.principal.channel == common_pb2.CHANNEL_UNSPECIFIED
         ):
-            name = channel_name(self.key_channel)
-            metadata.append((CHANNEL_HEADER, name))
+            metadata.append((CHANNEL_HEADER, channel_name(self.key_channel)))
+            if self.channel_proof is not None:
+                metadata.append((CHANNEL_PROOF_HEADER, self.channel_proof))
         return metadata
 
 
 class AccessPolicy:
-    def __init__(self, settings: GatewaySettings, verifier: TokenVerifier) -> None:
+    def __init__(self, settings: GatewaySettings, verifier: TokenVerifier, schema: Schema) -> None:
         self._verifier = verifier
+        self._assertion = ChannelAssertion(settings.channel_assertion_secret.get_secret_value())
+        # Sign-in, sign-up and account recovery: the methods whose rule asks for the stricter
+        # per-address limit.
+        self._sign_in = frozenset(
+            m.full_name
+            for m in schema.methods.values()
+            if m.access is not None and m.access.sign_in_rate_limit
+        )
         self._keys: dict[str, int] = {}
         for key, channel in settings.publishable_keys.items():
             parsed = channel_from_name(channel)
             if parsed is not None:
                 self._keys[key] = parsed
-        self._credential = frozenset(settings.credential_methods)
-        self._public_writes = frozenset(settings.public_write_methods)
-        self._sign_in = frozenset(settings.sign_in_methods)
         max_keys = settings.rate_limit_max_keys
         self.principal_limiter = TokenBucketLimiter(
             settings.principal_rate, settings.principal_burst, max_keys=max_keys
@@ -104,6 +120,7 @@ class AccessPolicy:
             if found is None:
                 raise errors.Unauthenticated("the API key is not valid", reason="API_KEY_INVALID")
             key_channel = found
+        proof = self._assertion.proof(channel_name(key_channel)) if key_channel else None
         if not values:
             return Caller(
                 Principal.anonymous(key_channel),
@@ -111,29 +128,31 @@ class AccessPolicy:
                 api_key if key_channel else None,
                 key_channel,
                 address,
+                proof,
             )
         raw = values[0]
         # The kit's verifier caches verified tokens (briefly, never past their expiry).
         principal = await self._verifier.verify(bearer_token(raw))
-        return Caller(principal, raw, api_key if key_channel else None, key_channel, address)
+        return Caller(principal, raw, api_key if key_channel else None, key_channel, address, proof)
 
-    def authorize(self, method: Method, caller: Caller, *, read: bool | None = None) -> None:
-        """Raise unless ``caller`` may call ``method``. ``read`` overrides the method's own
-        read/write classification (an HTTP GET route is a read)."""
-        if caller.principal.is_authenticated or method.full_name in self._credential:
-            return
-        if caller.api_key is None:
+    def authorize(self, method: Method, caller: Caller) -> None:
+        """Raise unless ``caller`` may call ``method``, by the method's access rule."""
+        rule = method.access
+        if rule is None:
+            # The services refuse such a method at start-up; say so here rather than proxy.
+            raise errors.PermissionDenied(
+                "this method states no access rule", reason="ACCESS_RULE_MISSING"
+            )
+        if (
+            not caller.principal.is_authenticated
+            and caller.api_key is None
+            and rule.needs_publishable_key
+        ):
             raise errors.Unauthenticated(
                 "send a bearer token, or the channel's publishable key in x-api-key",
                 reason="API_KEY_REQUIRED",
             )
-        is_read = method.is_read if read is None else read
-        if is_read or method.full_name in self._public_writes:
-            return
-        raise errors.Unauthenticated(
-            "this call needs a signed-in customer, device or staff member",
-            reason="AUTHENTICATION_REQUIRED",
-        )
+        rule.check(caller.principal)
 
     def limit(self, method_name: str, caller: Caller) -> None:
         """Take a token from every bucket that applies; raise ResourceExhausted if one is

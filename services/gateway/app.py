@@ -110,7 +110,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     """The HTTP/JSON side on its own: routes, composed view, streams, documents."""
     schema = load_schema(settings.descriptor_set)
     backends = Backends(settings, schema)
-    policy = AccessPolicy(settings, verifier)
+    policy = AccessPolicy(settings, verifier, schema)
     router = Router(build_routes(schema, backends))
     app = GatewayApp(settings, router, backends, policy)
     drain = asyncio.Event()

@@ -125,7 +125,7 @@ class StorefrontProductView:
             request.authorization, request.api_key, request.address
         )
         request.caller = caller
-        self._policy.authorize(get_product, caller, read=True)
+        self._policy.authorize(get_product, caller)
         self._policy.limit("gateway.StorefrontProduct", caller)
         product_id = unquote(product_id)
         if "\x00" in product_id:

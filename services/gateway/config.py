@@ -20,38 +20,6 @@ DEV_PUBLISHABLE_KEYS = {
 }
 _TARGET_VARIABLE = re.compile(r"^TENPO_([A-Z][A-Z0-9_]*)_TARGET$")
 
-#: Methods that carry their own credentials (or none are needed): callable with no token and
-#: no publishable key. They are the sign-in routes and get the stricter rate limit.
-DEFAULT_CREDENTIAL_METHODS = [
-    "tenpo.customer.v1.IdentityService.SignIn",
-    "tenpo.customer.v1.IdentityService.SignInStaff",
-    "tenpo.customer.v1.IdentityService.SignInClient",
-    "tenpo.customer.v1.IdentityService.RefreshToken",
-    "tenpo.customer.v1.IdentityService.GetJwks",
-]
-#: Writes an anonymous caller with a publishable key may make: sign-up and account recovery
-#: (no personal data of anyone else is reachable through them), and the POST-mapped reads.
-DEFAULT_PUBLIC_WRITE_METHODS = [
-    "tenpo.customer.v1.IdentityService.Register",
-    "tenpo.customer.v1.IdentityService.RequestPasswordReset",
-    "tenpo.customer.v1.IdentityService.ResetPassword",
-    "tenpo.customer.v1.IdentityService.VerifyEmail",
-    "tenpo.customer.v1.CustomerService.ConfirmConsent",
-    "tenpo.catalog.v1.CatalogService.SearchProducts",
-    "tenpo.inventory.v1.InventoryService.FindNearbyAvailability",
-    "tenpo.inventory.v1.InventoryService.PlanFulfillment",
-]
-#: Methods with the stricter per-address limit (credential guessing, account enumeration).
-DEFAULT_SIGN_IN_METHODS = [
-    "tenpo.customer.v1.IdentityService.SignIn",
-    "tenpo.customer.v1.IdentityService.SignInStaff",
-    "tenpo.customer.v1.IdentityService.SignInClient",
-    "tenpo.customer.v1.IdentityService.RefreshToken",
-    "tenpo.customer.v1.IdentityService.Register",
-    "tenpo.customer.v1.IdentityService.RequestPasswordReset",
-    "tenpo.customer.v1.IdentityService.ResetPassword",
-]
-
 
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
@@ -73,9 +41,8 @@ class GatewaySettings(ServiceSettings):
 
     #: Publishable key → channel (``WEB``, ``APP``, ...). Anonymous browsing needs one.
     publishable_keys: dict[str, str] = dict(DEV_PUBLISHABLE_KEYS)
-    credential_methods: list[str] = list(DEFAULT_CREDENTIAL_METHODS)
-    public_write_methods: list[str] = list(DEFAULT_PUBLIC_WRITE_METHODS)
-    sign_in_methods: list[str] = list(DEFAULT_SIGN_IN_METHODS)
+    # Who may call which method (and which get the sign-in limit) is no setting: each
+    # method's contract states it in its (tenpo.common.v1.access) option.
 
     #: Token buckets: sustained requests per second and burst. In memory, per replica.
     principal_rate: float = Field(default=50.0, gt=0)

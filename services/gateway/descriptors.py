@@ -17,6 +17,8 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from tenpo.kit.access import AccessRule
+
 DESCRIPTOR_SET_FILE = "tenpo_descriptors.binpb"
 #: Only services of these packages are exposed; third-party and google.* ones never are.
 SERVICE_PACKAGE_PREFIX = "tenpo."
@@ -52,6 +54,9 @@ class Method:
     server_streaming: bool
     bindings: tuple[HttpBinding, ...]
     comment: str
+    #: Who may call, from the method's ``(tenpo.common.v1.access)`` option; None when the
+    #: contract states no rule (the gateway then admits no one).
+    access: AccessRule | None = None
 
     @property
     def full_name(self) -> str:
@@ -214,6 +219,7 @@ def load_schema(path: Path | None = None) -> Schema:
                     server_streaming=method.server_streaming,
                     bindings=_bindings(method.options),
                     comment=schema.comments.get(f"{service_name}.{method.name}", ""),
+                    access=AccessRule.from_options(method.options),
                 )
                 schema.methods[found.path] = found
     return schema

@@ -390,7 +390,7 @@ class GatewayApp:
         method = route.method
         caller = await self.policy.identify(request.authorization, request.api_key, request.address)
         request.caller = caller
-        self.policy.authorize(method, caller, read=verb == "GET")
+        self.policy.authorize(method, caller)
         self.policy.limit(method.full_name, caller)
         body = await request.body(self.settings.max_body_bytes) if route.binding.body else None
         message = build_request(

@@ -1,7 +1,7 @@
 """Gateway gRPC ingress: any ``tenpo.*`` call, unary or streaming, forwarded as raw bytes to
 the service that owns it, after authentication (the kit call guard verifies the token),
 the access policy and the rate limits. Metadata travels along, except what only the gateway
-may set (``x-tenpo-channel``) or what belongs to this hop."""
+may set (``x-tenpo-channel`` and its proof) or what belongs to this hop."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from tenpo.kit import errors
-from tenpo.kit.auth import CHANNEL_HEADER
+from tenpo.kit.auth import CHANNEL_HEADER, CHANNEL_PROOF_HEADER
 from tenpo.kit.errors import DomainError
 from tenpo.kit.grpc_errors import to_rpc_status
 from tenpo.kit.guard import STATUS_DETAILS_KEY
@@ -33,6 +33,7 @@ _HOP_METADATA = frozenset(
         "authorization",  # re-added from the verified caller
         API_KEY_HEADER,
         CHANNEL_HEADER,
+        CHANNEL_PROOF_HEADER,
         "content-type",
         "user-agent",
         "te",

@@ -66,7 +66,7 @@ class StreamEndpoint:
             request.authorization, request.api_key or (keys[0] if keys else None), request.address
         )
         request.caller = caller
-        self._policy.authorize(self.method, caller, read=True)
+        self._policy.authorize(self.method, caller)
         self._policy.limit(self.method.full_name, caller)
         message = build_request(self.route, {}, query, None, self._settings.max_page_size)
         call = self._backends.callable(self.method)(

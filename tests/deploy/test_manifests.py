@@ -55,7 +55,12 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
     ]
     if caller in PORTS and callee in PORTS
 }
-SECRET_SETTINGS = ("DATABASE_URL", "PAGE_TOKEN_SECRET", "PUBLISHABLE_KEYS")
+SECRET_SETTINGS = (
+    "DATABASE_URL",
+    "PAGE_TOKEN_SECRET",
+    "PUBLISHABLE_KEYS",
+    "CHANNEL_ASSERTION_SECRET",
+)
 OTLP_ENDPOINT = "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT"
 
 Manifest = dict[str, Any]
@@ -255,6 +260,8 @@ def test_secrets_come_from_secret_references(rendered: list[Manifest]) -> None:
             }
             for key in required:
                 assert f"{name.upper()}_{key}" in from_secrets, f"{name}/{container['name']}"
+            # One value for the gateway and every service, so the shared prefix.
+            assert "TENPO_CHANNEL_ASSERTION_SECRET" in from_secrets, f"{name}/{container['name']}"
             for variable in container.get("env", []):
                 if variable["name"].endswith(SECRET_SETTINGS):
                     assert "value" not in variable, f"{name}: literal {variable['name']}"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from tenpo.common.v1 import common_pb2
 from tenpo.devtools import keys as devkeys
 from tenpo.kit.auth import (
+    ChannelAssertion,
     FileJwks,
     HttpJwks,
     Principal,
@@ -534,25 +535,65 @@ def test_who_can_act_for_a_customer() -> None:
 # --- call metadata and context --------------------------------------------------------------
 
 
+GATEWAY = ChannelAssertion("gateway-and-services-secret")
+
+
 @pytest.mark.parametrize(
-    ("header", "channel"),
+    ("header", "proof_for", "channel"),
     [
-        ("KIOSK", common_pb2.CHANNEL_KIOSK),
-        ("smart_mirror", common_pb2.CHANNEL_SMART_MIRROR),
-        (b"POS", common_pb2.CHANNEL_POS),
-        ("TOASTER", common_pb2.CHANNEL_UNSPECIFIED),
-        (None, common_pb2.CHANNEL_UNSPECIFIED),
+        ("KIOSK", "KIOSK", common_pb2.CHANNEL_KIOSK),
+        ("smart_mirror", "SMART_MIRROR", common_pb2.CHANNEL_SMART_MIRROR),
+        (b"POS", "POS", common_pb2.CHANNEL_POS),
+        ("TOASTER", "TOASTER", common_pb2.CHANNEL_UNSPECIFIED),
+        (None, None, common_pb2.CHANNEL_UNSPECIFIED),
+        # A bare header is the caller's own word: ignored (the replay).
+        ("KIOSK", None, common_pb2.CHANNEL_UNSPECIFIED),
+        # A proof is for one channel: WEB's does not open KIOSK.
+        ("KIOSK", "WEB", common_pb2.CHANNEL_UNSPECIFIED),
     ],
 )
-async def test_no_authorization_means_anonymous_on_the_headers_channel(
-    key: Key, header: str | bytes | None, channel: int
+async def test_anonymous_callers_take_the_channel_the_gateway_vouches_for(
+    key: Key, header: str | bytes | None, proof_for: str | None, channel: int
 ) -> None:
     metadata: list[tuple[str, str | bytes]] = [("user-agent", "grpc-python")]
     if header is not None:
         metadata.append(("x-tenpo-channel", header))
-    principal = await authenticate(metadata, _verifier(key))
+    if proof_for is not None:
+        metadata.append(("x-tenpo-channel-proof", GATEWAY.proof(proof_for)))
+    principal = await authenticate(metadata, _verifier(key, channel_assertion=GATEWAY))
     assert principal == Principal.anonymous(channel)
     assert not principal.is_authenticated
+
+
+async def test_a_proof_needs_the_secret_and_goes_stale() -> None:
+    now = [1_800_000_000.0]
+    gateway = ChannelAssertion("s" * 32, clock=lambda: now[0])
+    proof = gateway.proof("WEB")
+    assert gateway.verify("WEB", proof)
+    assert not gateway.verify("APP", proof)
+    assert not ChannelAssertion("t" * 32, clock=lambda: now[0]).verify("WEB", proof)
+    issued, _, mac = proof.partition(".")
+    assert not gateway.verify("WEB", f"{int(issued) + 1}.{mac}")  # the time is signed too
+    for garbage in ("", ".", "abc.def", f"{issued}.", "9" * 40 + "." + mac, b"\xff.\xfe"):
+        assert not gateway.verify("WEB", garbage)
+    now[0] += 299
+    assert gateway.verify("WEB", proof)
+    now[0] += 2
+    assert not gateway.verify("WEB", proof)  # copied off the wire, it soon stops working
+    with pytest.raises(ValueError, match="empty"):
+        ChannelAssertion("")
+
+
+async def test_without_an_assertion_key_no_header_is_trusted(key: Key) -> None:
+    metadata = [GATEWAY.metadata("KIOSK")[0], GATEWAY.metadata("KIOSK")[1]]
+    principal = await authenticate(metadata, _verifier(key))
+    assert principal.channel == common_pb2.CHANNEL_UNSPECIFIED
+
+
+async def test_two_proofs_are_not_trusted(key: Key) -> None:
+    metadata = [*GATEWAY.metadata("KIOSK"), ("x-tenpo-channel-proof", GATEWAY.proof("KIOSK"))]
+    principal = await authenticate(metadata, _verifier(key, channel_assertion=GATEWAY))
+    assert principal.channel == common_pb2.CHANNEL_UNSPECIFIED
 
 
 @pytest.mark.parametrize(
@@ -579,10 +620,21 @@ async def test_the_tokens_channel_wins_over_the_header(key: Key) -> None:
     assert principal.channel == common_pb2.CHANNEL_WEB
 
 
-async def test_the_header_fills_in_when_the_token_has_no_channel(key: Key) -> None:
-    metadata = [("authorization", f"bearer {key.mint(channel=None)}"), ("x-tenpo-channel", "APP")]
-    principal = await authenticate(metadata, _verifier(key))
+async def test_the_vouched_header_fills_in_when_the_token_has_no_channel(key: Key) -> None:
+    token = ("authorization", f"bearer {key.mint(channel=None)}")
+    verifier = _verifier(key, channel_assertion=GATEWAY)
+    principal = await authenticate([token, *GATEWAY.metadata("APP")], verifier)
     assert principal.channel == common_pb2.CHANNEL_APP
+    bare = await authenticate([token, ("x-tenpo-channel", "KIOSK")], verifier)
+    assert bare.channel == common_pb2.CHANNEL_UNSPECIFIED
+
+
+async def test_a_service_names_the_touchpoint_it_acts_for(key: Key) -> None:
+    # Services are trusted callers: the cart service asking for KIOSK prices needs no proof.
+    token = key.mint(kind="service", subject="cart", channel=None)
+    metadata = [("authorization", f"Bearer {token}"), ("x-tenpo-channel", "KIOSK")]
+    principal = await authenticate(metadata, _verifier(key))
+    assert (principal.kind, principal.channel) == (PrincipalKind.SERVICE, common_pb2.CHANNEL_KIOSK)
 
 
 async def test_an_invalid_bearer_token_is_not_downgraded_to_anonymous(key: Key) -> None:

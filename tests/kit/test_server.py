@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tenpo.common.v1 import common_pb2
 from tenpo.devtools.keys import ensure_dev_keys, generate_key, mint_token
+from tenpo.kit.auth import ChannelAssertion
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
+from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
 from tests.kit.sample_service import SERVICE, SampleSettings, definition
 
 ISSUER = "https://auth.test.tenpo"
@@ -115,11 +117,17 @@ async def test_principal_from_token_reaches_the_handler(
         assert int(who["channel"]) == common_pb2.CHANNEL_KIOSK
         assert list(who["scopes"]) == ["catalog:read", "inventory:read"]
 
+        vouched = ChannelAssertion(DEV_CHANNEL_ASSERTION_SECRET).metadata("WEB")
         anonymous = await call(channel, "WhoAmI", struct_pb2.Struct)(
-            empty_pb2.Empty(), metadata=(("x-tenpo-channel", "WEB"),)
+            empty_pb2.Empty(), metadata=vouched
         )
         assert anonymous["kind"] == "anonymous"
         assert int(anonymous["channel"]) == common_pb2.CHANNEL_WEB
+        # A header without the gateway's proof is ignored.
+        bare = await call(channel, "WhoAmI", struct_pb2.Struct)(
+            empty_pb2.Empty(), metadata=(("x-tenpo-channel", "KIOSK"),)
+        )
+        assert int(bare["channel"]) == common_pb2.CHANNEL_UNSPECIFIED
 
 
 async def test_bad_tokens_are_rejected_even_on_public_methods(

@@ -32,6 +32,7 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
         DemoSettings()
     message = str(caught.value)
     assert "page_token_secret is the development default" in message
+    assert "channel_assertion_secret is the development default" in message
     assert "auth_jwks_url" in message
     assert "database_url" in message
 
@@ -39,6 +40,8 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
 def test_production_with_real_settings_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEMO_ENVIRONMENT", "production")
     monkeypatch.setenv("DEMO_PAGE_TOKEN_SECRET", "x" * 40)
+    # One assertion secret for the gateway and every service: the shared prefix serves all.
+    monkeypatch.setenv("TENPO_CHANNEL_ASSERTION_SECRET", "c" * 40)
     monkeypatch.setenv("DEMO_AUTH_JWKS_URL", "https://customer.tenpo.example/.well-known/jwks.json")
     monkeypatch.setenv("DEMO_DATABASE_URL", "postgresql+asyncpg://demo@db/demo")
     assert DemoSettings().environment is Environment.PRODUCTION
@@ -59,6 +62,7 @@ def test_a_service_without_a_database_needs_no_database_url(
     for prefix in ("NODB", "DEMO"):
         monkeypatch.setenv(f"{prefix}_ENVIRONMENT", "production")
         monkeypatch.setenv(f"{prefix}_PAGE_TOKEN_SECRET", "x" * 40)
+        monkeypatch.setenv(f"{prefix}_CHANNEL_ASSERTION_SECRET", "c" * 40)
         monkeypatch.setenv(f"{prefix}_AUTH_JWKS_URL", "https://customer.example/jwks.json")
     assert NoDatabaseSettings().database_url == ""
     with pytest.raises(ValidationError, match="database_url"):

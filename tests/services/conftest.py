@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tenpo.devtools.keys import DevKeys, ensure_dev_keys, mint_token
+from tenpo.kit.auth import ChannelAssertion
+from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
 from tests.conftest import scratch_dir
 
 ISSUER = "https://auth.test.tenpo"
@@ -73,6 +75,12 @@ class Tokens:
 @pytest.fixture(scope="session")
 def tokens(dev_keys: DevKeys) -> Tokens:
     return Tokens(dev_keys)
+
+
+def gateway_channel(name: str) -> tuple[tuple[str, str], ...]:
+    """``x-tenpo-channel`` as the gateway sends it: with its proof, under the development
+    secret the services in tests run with. A bare header is ignored by the services."""
+    return ChannelAssertion(DEV_CHANNEL_ASSERTION_SECRET).metadata(name)
 
 
 def auth_settings(dev_keys: DevKeys) -> dict[str, object]:

@@ -12,7 +12,7 @@ from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tenpo.kit.server import ServiceHost
-from tests.services.conftest import Tokens
+from tests.services.conftest import Tokens, gateway_channel
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "products.csv"
 
@@ -52,7 +52,7 @@ async def test_csv_import_through_the_service(
     summary = await import_file(EXAMPLE, f"127.0.0.1:{catalog_host.port}", token)
     assert (summary.created, summary.failed) == (2, 0), summary.failures
     found = await catalog.LookupByBarcode(
-        api.LookupByBarcodeRequest(code="4912345990037"), metadata=(("x-tenpo-channel", "APP"),)
+        api.LookupByBarcodeRequest(code="4912345990037"), metadata=gateway_channel("APP")
     )
     assert found.product.code == "IMP-TEE-01"
     assert found.product.category_ids

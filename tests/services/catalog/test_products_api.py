@@ -17,7 +17,7 @@ from tenpo.common.v1 import common_pb2
 from tenpo.kit.db import Database
 from tenpo.kit.events import Consumer, EventBus, Subscription
 from tenpo.kit.grpc_errors import decode_error
-from tests.services.conftest import Tokens
+from tests.services.conftest import Tokens, gateway_channel
 
 Stub = catalog_service_pb2_grpc.CatalogServiceStub
 
@@ -77,7 +77,7 @@ async def test_staff_create_then_everyone_reads_in_their_language(
     assert created.publish_time.seconds > 0
 
     anonymous = await catalog.GetProduct(
-        api.GetProductRequest(id=created.id), metadata=(("x-tenpo-channel", "WEB"),)
+        api.GetProductRequest(id=created.id), metadata=gateway_channel("WEB")
     )
     assert anonymous.product.title == "ローカットスニーカー"
     english = await catalog.GetProduct(
@@ -146,6 +146,30 @@ async def test_devices_see_only_their_channels_assortment(catalog: Stub, tokens:
         catalog.LookupByBarcode(api.LookupByBarcodeRequest(code=jan_code(2)), metadata=mirror),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+async def test_a_bare_channel_header_reveals_no_store_only_products(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    # The replay from the issue: an anonymous direct caller naming KIOSK saw the store-only
+    # assortment. The channel of an anonymous caller now comes from the gateway's proof only.
+    store_only = await create(
+        catalog, tokens, new_product("KSK-1", channels=[common_pb2.CHANNEL_KIOSK], jan=4)
+    )
+    bare = (("x-tenpo-channel", "KIOSK"),)
+    listed = await catalog.ListProducts(api.ListProductsRequest(), metadata=bare)
+    assert store_only.id not in [p.id for p in listed.products]
+    await expect_error(
+        catalog.GetProduct(api.GetProductRequest(id=store_only.id), metadata=bare),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    forged = (*bare, ("x-tenpo-channel-proof", "1800000000.bm90LWEtbWFj"))
+    listed = await catalog.ListProducts(api.ListProductsRequest(), metadata=forged)
+    assert store_only.id not in [p.id for p in listed.products]
+    # A kiosk's own token, or the gateway vouching for the channel, still sees it.
+    for metadata in (tokens.device("KIOSK"), gateway_channel("KIOSK")):
+        listed = await catalog.ListProducts(api.ListProductsRequest(), metadata=metadata)
+        assert store_only.id in [p.id for p in listed.products]
 
 
 async def test_bad_input_is_rejected_with_field_violations_and_changes_nothing(
@@ -313,9 +337,7 @@ async def test_prices_resolve_with_sale_and_tax(catalog: Stub, tokens: Tokens) -
         metadata=tokens.staff,
     )
     resolved = (
-        await catalog.GetPrices(
-            api.GetPricesRequest(skus=[sku]), metadata=(("x-tenpo-channel", "WEB"),)
-        )
+        await catalog.GetPrices(api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB"))
     ).prices
     assert len(resolved) == 1
     assert resolved[0].amount.units == 8_800
@@ -457,3 +479,27 @@ async def test_values_the_database_cannot_store_are_invalid_arguments(
         grpc.StatusCode.INVALID_ARGUMENT,
         "VALUE_NOT_STORABLE",
     )
+
+
+async def test_permission_is_checked_before_validation(catalog: Stub, tokens: Tokens) -> None:
+    # An incomplete write from a caller who may not write says "not allowed", not which
+    # fields are missing; only a caller the contract admits learns about the fields.
+    incomplete = api.CreateAttributeDefinitionRequest(
+        attribute_definition=pb.AttributeDefinition(key="Not A Key")
+    )
+    for metadata, code, reason in [
+        ((), grpc.StatusCode.UNAUTHENTICATED, "AUTHENTICATION_REQUIRED"),
+        (tokens.customer, grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.device("KIOSK"), grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.staff_without_scope, grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await catalog.CreateAttributeDefinition(incomplete, metadata=metadata)
+        assert caught.value.code() is code
+        details = decode_error(caught.value)
+        assert details.reason == reason
+        assert not details.field_violations
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await catalog.CreateAttributeDefinition(incomplete, metadata=tokens.staff)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert decode_error(caught.value).field_violations

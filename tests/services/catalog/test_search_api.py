@@ -10,9 +10,10 @@ from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tests.services.catalog.test_domain import encode_sgtin96
+from tests.services.conftest import gateway_channel
 
 Stub = catalog_service_pb2_grpc.CatalogServiceStub
-WEB = (("x-tenpo-channel", "WEB"),)
+WEB = gateway_channel("WEB")
 
 
 async def search(

@@ -34,7 +34,7 @@ from tenpo.kit import migrations
 from tenpo.kit.db import Database, outbox_table
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
-from tests.services.conftest import Tokens, auth_settings
+from tests.services.conftest import Tokens, auth_settings, gateway_channel
 
 PASSWORD = "correct horse battery"
 
@@ -92,7 +92,7 @@ class Service:
                 ),
                 locale="ja-JP",
             ),
-            metadata=(("x-tenpo-channel", "APP"),),
+            metadata=gateway_channel("APP"),
         )
         return response.customer.id, email, bearer(response.tokens.access_token)
 

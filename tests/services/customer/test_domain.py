@@ -260,6 +260,7 @@ def test_settings_default_to_the_dev_key_and_refuse_unsafe_production() -> None:
         CustomerSettings(
             environment="production",
             page_token_secret="p" * 40,
+            channel_assertion_secret="c" * 40,
             auth_jwks_url="https://gateway.example/.well-known/jwks.json",
             database_url="postgresql+asyncpg://x/y",
         )
@@ -267,6 +268,7 @@ def test_settings_default_to_the_dev_key_and_refuse_unsafe_production() -> None:
         CustomerSettings(
             environment="production",
             page_token_secret="p" * 40,
+            channel_assertion_secret="c" * 40,
             auth_jwks_url="https://gateway.example/.well-known/jwks.json",
             database_url="postgresql+asyncpg://x/y",
             signing_key_files=[Path("/secrets/key.pem")],

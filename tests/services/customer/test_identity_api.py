@@ -24,7 +24,7 @@ from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.devtools.keys import DevKeys, generate_key
 from tenpo.kit.auth import StaticJwks, TokenVerifier
 from tenpo.kit.errors import Unauthenticated
-from tests.services.conftest import AUDIENCE, ISSUER, Tokens
+from tests.services.conftest import AUDIENCE, ISSUER, Tokens, gateway_channel
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
 
 CLIENT_ADMIN_SCOPES = ["clients:write", "catalog:read", "inventory:read", "customers:read"]
@@ -114,6 +114,27 @@ async def test_register_signs_in_with_a_token_carrying_the_kit_claims(
     assert stored.startswith("$argon2id$")
 
 
+async def test_registering_directly_with_a_kiosk_header_binds_no_channel(
+    service: Service,
+) -> None:
+    # The replay from the issue: calling the service directly with x-tenpo-channel: KIOSK
+    # must not yield a token bound to the kiosk channel (nor any channel).
+    for metadata in ((("x-tenpo-channel", "KIOSK"),), (("x-tenpo-channel", "APP"),)):
+        registered = await service.identity.Register(
+            ids.RegisterRequest(
+                email=f"direct.{time.time_ns()}@example.jp",
+                password=PASSWORD,
+                name=pb.PersonName(family_name="山田", given_name="花子"),
+            ),
+            metadata=metadata,
+        )
+        assert "channel" not in claims_of(registered.tokens.access_token)
+    # Through the gateway (which vouches for the key's channel) the channel sticks.
+    _, _, app_session = await service.register("vouched")
+    token = app_session[0][1].removeprefix("Bearer ")
+    assert claims_of(token)["channel"] == "APP"
+
+
 async def test_registration_rejects_bad_input_with_field_violations(service: Service) -> None:
     details = await expect_error(
         service.identity.Register(
@@ -179,11 +200,17 @@ async def test_sign_in_refresh_rotation_and_reuse_revokes_the_family(service: Se
         grpc.StatusCode.UNAUTHENTICATED,
         "REFRESH_TOKEN_INVALID",
     )
-    # The channel comes from the caller, but in-store channels only with a device hand-off.
-    for header, expected in (("WEB", "WEB"), ("KIOSK", None), ("POS", None)):
+    # The channel is the one the gateway vouches for (from the publishable key), and
+    # in-store channels come only with a device hand-off. A bare header is the caller's own
+    # word and binds nothing.
+    for metadata, expected in (
+        (gateway_channel("WEB"), "WEB"),
+        (gateway_channel("KIOSK"), None),
+        (gateway_channel("POS"), None),
+        ((("x-tenpo-channel", "APP"),), None),
+    ):
         signed_in = await service.identity.SignIn(
-            ids.SignInRequest(email=email, password=PASSWORD),
-            metadata=(("x-tenpo-channel", header),),
+            ids.SignInRequest(email=email, password=PASSWORD), metadata=metadata
         )
         assert claims_of(signed_in.tokens.access_token).get("channel") == expected
     # Other sessions are other families and survive.

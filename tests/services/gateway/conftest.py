@@ -28,7 +28,7 @@ from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
 from tenpo.kit.server import ServiceHost, running
-from tests.services.conftest import auth_settings
+from tests.services.conftest import auth_settings, gateway_channel
 
 inventory_api = pytest.importorskip("tenpo.inventory.v1.inventory_service_pb2")
 inventory_grpc = pytest.importorskip("tenpo.inventory.v1.inventory_service_pb2_grpc")
@@ -70,7 +70,7 @@ async def seeded_catalog(
             stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
             listed = await stub.ListProducts(
                 catalog_api.ListProductsRequest(page_size=50),
-                metadata=(("x-tenpo-channel", "WEB"),),
+                metadata=gateway_channel("WEB"),
             )
             yield SeededCatalog(f"127.0.0.1:{host.port}", stub, [p.id for p in listed.products])
     finally:

@@ -6,8 +6,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import grpc
 import pytest
 
+from tenpo.common.v1 import common_pb2
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
+from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from tenpo.inventory.v1 import resources_pb2 as inventory_api_pb
+from tenpo.kit.auth import ChannelAssertion
+from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
 from tests.services.conftest import Tokens
 from tests.services.gateway.conftest import (
     APP_KEY,
@@ -17,6 +24,7 @@ from tests.services.gateway.conftest import (
     SeededCatalog,
 )
 
+DEV_ASSERTION = ChannelAssertion(DEV_CHANNEL_ASSERTION_SECRET)
 READ = "read"
 WRITE = "write"
 PUBLIC_WRITE = "public write"
@@ -52,12 +60,12 @@ MATRIX = {
     ("publishable key", READ): (200, None),
     ("publishable key", WRITE): (401, "AUTHENTICATION_REQUIRED"),
     ("publishable key", PUBLIC_WRITE): (200, None),
-    # Customers and devices pass the gateway; the catalog itself refuses their writes.
+    # The write's contract admits staff and services only: the gateway refuses the rest.
     ("customer", READ): (200, None),
-    ("customer", WRITE): (403, None),
+    ("customer", WRITE): (403, "PRINCIPAL_KIND_NOT_ALLOWED"),
     ("customer", PUBLIC_WRITE): (200, None),
     ("device", READ): (200, None),
-    ("device", WRITE): (403, None),
+    ("device", WRITE): (403, "PRINCIPAL_KIND_NOT_ALLOWED"),
     ("device", PUBLIC_WRITE): (200, None),
     ("staff", READ): (200, None),
     ("staff", WRITE): (200, None),
@@ -152,6 +160,7 @@ async def test_backends_get_channel_token_and_trace(
             headers={
                 "x-api-key": APP_KEY,
                 "x-tenpo-channel": "POS",
+                "x-tenpo-channel-proof": "1800000000.Zm9yZ2Vk",
                 "x-request-id": "req-123",
                 "traceparent": traceparent,
                 "accept-language": "en",
@@ -165,13 +174,40 @@ async def test_backends_get_channel_token_and_trace(
         assert len(response.headers["x-request-id"]) == 32
     anonymous, with_device = fake_inventory.fake.seen_metadata
     assert anonymous["x-tenpo-channel"] == "APP"
+    # The services trust the header only with the gateway's proof, under the shared secret.
+    assert DEV_ASSERTION.verify("APP", anonymous["x-tenpo-channel-proof"])
     assert "authorization" not in anonymous
     assert anonymous["x-request-id"] == "req-123"
     assert anonymous["traceparent"] == traceparent
     assert anonymous["accept-language"] == "en"
     assert with_device["authorization"] == device[0][1]
     assert "x-tenpo-channel" not in with_device  # the token carries channel and store
+    assert "x-tenpo-channel-proof" not in with_device
     assert with_device["traceparent"].startswith("00-")
+
+
+async def test_ingress_drops_a_client_sent_channel_and_proof(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    request = inventory_api.FindNearbyAvailabilityRequest(
+        point=common_pb2.GeoPoint(latitude=35.66, longitude=139.7),
+        lines=[inventory_api_pb.StockLine(sku="X", quantity=1)],
+    )
+    async with (
+        start_gateway(targets={"inventory": fake_inventory.target}) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        await inventory_grpc.InventoryServiceStub(channel).FindNearbyAvailability(
+            request,
+            metadata=(
+                ("x-api-key", APP_KEY),
+                ("x-tenpo-channel", "KIOSK"),
+                ("x-tenpo-channel-proof", DEV_ASSERTION.proof("KIOSK")),
+            ),
+        )
+    seen = fake_inventory.fake.seen_metadata[-1]
+    assert seen["x-tenpo-channel"] == "APP"
+    assert DEV_ASSERTION.verify("APP", seen["x-tenpo-channel-proof"])
 
 
 async def test_rate_limits_answer_429_with_retry_after(
@@ -221,7 +257,7 @@ async def test_sign_in_is_limited_more_strictly(start_gateway: GatewayFactory) -
             ).status_code
             for _ in range(3)
         ]
-        browsing = await gw.client.get("/v1/clients", headers={"x-api-key": WEB_KEY})
+        browsing = await gw.client.get("/.well-known/jwks.json")
     assert statuses[2] == 429
     assert set(statuses[:2]) <= {503, 504}
     # Other routes from the same address are not affected by the sign-in bucket.
@@ -286,3 +322,64 @@ async def test_backend_down_is_an_error_in_the_documented_shape(
         (504, "DEADLINE_EXCEEDED", "BACKEND_TIMEOUT"),
     )
     assert "127.0.0.1" not in response.text  # transport details stay inside
+
+
+def test_the_policy_reads_the_contract() -> None:
+    """Without servers: the rules the gateway takes from the descriptor set."""
+    from dataclasses import replace
+
+    from services.gateway.access import AccessPolicy, Caller
+    from services.gateway.config import GatewaySettings
+    from services.gateway.descriptors import load_schema
+    from tenpo.kit.auth import Principal, StaticJwks, TokenVerifier
+    from tenpo.kit.errors import DomainError
+
+    schema = load_schema()
+    verifier = TokenVerifier(StaticJwks({"keys": []}), issuer="i", audience="a")
+    policy = AccessPolicy(GatewaySettings(), verifier, schema)
+    # The sign-in bucket covers what the settings list used to name, from the contract now.
+    assert policy._sign_in == {
+        f"tenpo.customer.v1.IdentityService.{name}"
+        for name in (
+            "SignIn",
+            "SignInStaff",
+            "SignInClient",
+            "RefreshToken",
+            "Register",
+            "RequestPasswordReset",
+            "ResetPassword",
+        )
+    }
+
+    def refusal(method_name: str, caller: Caller) -> str | None:
+        method = schema.method(method_name)
+        assert method is not None
+        try:
+            policy.authorize(method, caller)
+        except DomainError as error:
+            return error.reason
+        return None
+
+    nobody = Caller(Principal.anonymous(), None, None, 0, "10.0.0.1")
+    keyed = Caller(Principal.anonymous(1), None, WEB_KEY, 1, "10.0.0.1")
+    assert refusal("tenpo.customer.v1.IdentityService.SignIn", nobody) is None
+    assert refusal("tenpo.customer.v1.IdentityService.GetJwks", nobody) is None
+    assert refusal("tenpo.catalog.v1.CatalogService.GetProduct", nobody) == "API_KEY_REQUIRED"
+    assert refusal("tenpo.catalog.v1.CatalogService.GetProduct", keyed) is None
+    assert refusal("tenpo.customer.v1.IdentityService.Register", keyed) is None
+    # GET-mapped but not public: refused here now, not proxied to be refused by the service.
+    assert refusal("tenpo.customer.v1.IdentityService.ListClients", keyed) == (
+        "AUTHENTICATION_REQUIRED"
+    )
+    assert refusal("tenpo.inventory.v1.InventoryService.ListMovements", keyed) == (
+        "AUTHENTICATION_REQUIRED"
+    )
+    # A method whose contract states no rule is open to no one.
+    get_product = schema.method("tenpo.catalog.v1.CatalogService.GetProduct")
+    assert get_product is not None
+    unruled = replace(get_product, access=None)
+    with pytest.raises(DomainError) as caught:
+        policy.authorize(unruled, keyed)
+    assert caught.value.reason == "ACCESS_RULE_MISSING"
+    # Every method the gateway proxies states a rule.
+    assert all(m.access is not None for m in schema.methods.values())

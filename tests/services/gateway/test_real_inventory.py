@@ -142,3 +142,35 @@ async def test_product_page_with_real_nearby_stock(
     stores = body["nearbyStores"]
     assert stores[0]["location"]["id"] == STORE
     assert any(line["sku"] == sku for line in stores[0]["available"])
+
+
+async def test_permission_comes_before_validation_through_the_gateway(
+    seeded_catalog: SeededCatalog,
+    inventory_target: str,
+    start_gateway: GatewayFactory,
+    tokens: Tokens,
+) -> None:
+    # Incomplete bodies: with a customer or kiosk token the answer is 403 without field
+    # details; only staff with the scope get to hear which fields are wrong.
+    incomplete = {
+        "/v1/attributeDefinitions": {"labels": {"translations": {"en": "Material"}}},
+        "/v1/locations": {"displayName": ""},
+    }
+    async with start_gateway(
+        targets={"catalog": seeded_catalog.target, "inventory": inventory_target}
+    ) as gw:
+        for path, body in incomplete.items():
+            for who, headers in {
+                "customer": dict(tokens.customer),
+                "kiosk": dict(tokens.device("KIOSK")),
+            }.items():
+                response = await gw.client.post(path, json=body, headers=headers)
+                assert response.status_code == 403, (path, who, response.text)
+                error = response.json()["error"]
+                info = next(d for d in error["details"] if d["@type"].endswith("ErrorInfo"))
+                assert info["reason"] == "PRINCIPAL_KIND_NOT_ALLOWED"
+                assert not [d for d in error["details"] if d["@type"].endswith("BadRequest")]
+            response = await gw.client.post(path, json=body, headers=dict(tokens.staff))
+            assert response.status_code == 400, (path, response.text)
+            details = response.json()["error"]["details"]
+            assert any(d["@type"].endswith("BadRequest") for d in details), details

@@ -188,6 +188,7 @@ def test_production_refuses_development_keys_and_open_cors() -> None:
         "environment": "production",
         "auth_jwks_url": "https://auth.example/.well-known/jwks.json",
         "page_token_secret": "s" * 40,
+        "channel_assertion_secret": "c" * 40,
         "cors_allowed_origins": ["https://shop.example"],
     }
     with pytest.raises(ValidationError, match="development publishable keys"):

@@ -395,3 +395,20 @@ async def test_plan_fulfillment_over_the_api(shared_inventory: Shared, tokens: T
         "DESTINATION_REQUIRED",
     )
     assert await atp(stub, a, "tokyo-ginza") == 1  # planning reserves nothing
+
+
+async def test_permission_is_checked_before_validation(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
+    stub, _, _ = shared_inventory
+    incomplete = api.CreateLocationRequest(location=pb.Location(id="Not An Id"))
+    for metadata, code, reason in [
+        ((), grpc.StatusCode.UNAUTHENTICATED, "AUTHENTICATION_REQUIRED"),
+        (tokens.customer, grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.device("KIOSK"), grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_KIND_NOT_ALLOWED"),
+        (tokens.staff_without_scope, grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"),
+    ]:
+        await expect_error(stub.CreateLocation(incomplete, metadata=metadata), code, reason)
+    await expect_error(
+        stub.CreateLocation(incomplete, metadata=tokens.staff), grpc.StatusCode.INVALID_ARGUMENT
+    )

@@ -35,12 +35,20 @@ Stable ``reason`` values of the errors raised here:
 - ``errors.PermissionDenied``: ``MISSING_SCOPE`` (metadata ``scope``: the missing ones,
   space-separated), ``PRINCIPAL_KIND_NOT_ALLOWED`` (metadata ``kind``).
 
+The channel of a caller (which assortment, prices and consent source apply) comes from
+something it cannot forge: a token's ``channel`` claim (devices, customers), or, for anonymous
+and channel-less callers, an ``x-tenpo-channel`` header the gateway vouches for with a
+:class:`ChannelAssertion`, or that a service principal sets while acting for a touchpoint.
+A bare header from anyone else is ignored: anonymous direct callers are CHANNEL_UNSPECIFIED.
+
 Token contents are never logged nor put into error messages: a token is a credential.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import json
 import logging
 import time
@@ -69,6 +77,8 @@ logger = logging.getLogger(__name__)
 AUTHORIZATION_HEADER = "authorization"
 #: Set by the gateway after it validated the channel's publishable key.
 CHANNEL_HEADER = "x-tenpo-channel"
+#: The gateway's proof that it set :data:`CHANNEL_HEADER` (see :class:`ChannelAssertion`).
+CHANNEL_PROOF_HEADER = "x-tenpo-channel-proof"
 
 #: Algorithms a verifier may be configured with: asymmetric only. A symmetric algorithm
 #: would let anyone holding the (public!) verification key mint tokens.
@@ -392,6 +402,86 @@ class _NoKeys(JwksSource):
         raise _unknown_key()
 
 
+# --- the gateway's word for a channel ------------------------------------------------------
+
+_MAX_REMEMBERED_PROOFS = 1024
+
+
+class ChannelAssertion:
+    """The gateway vouches for the channel it sets in ``x-tenpo-channel``: an HMAC-SHA256 over
+    the channel name and the time, under a secret the gateway and the services share
+    (setting ``channel_assertion_secret``), sent as ``x-tenpo-channel-proof: <unix time>.<mac>``.
+
+    Why: in-store devices and other services may call a service directly, so a service
+    cannot tell the gateway's header (derived from a publishable key) from one a client
+    wrote itself; without the proof, an anonymous caller could name KIOSK and see the
+    store-only assortment. A proof is good for ``max_age_seconds`` either side of now
+    (clock skew), so one copied off the wire soon stops working, and it names one channel."""
+
+    _CONTEXT = b"tenpo-channel-v1\n"
+
+    def __init__(
+        self,
+        secret: str | bytes,
+        *,
+        max_age_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        if not key:
+            raise ValueError("the channel assertion secret must not be empty")
+        self._key = key
+        self._max_age = max_age_seconds
+        self._clock = clock
+        # The gateway signs once per channel and second; a service checks each proof once.
+        # Both sit on every anonymous request's path, where an HMAC costs more than the rest
+        # of the header handling. Only good proofs are remembered, a bounded number of them.
+        self._signed: dict[str, tuple[int, str]] = {}
+        self._verified: dict[tuple[str, str], int] = {}
+
+    def _mac(self, channel_name: str, issued: int) -> str:
+        message = self._CONTEXT + f"{channel_name}\n{issued}".encode()
+        digest = hmac.digest(self._key, message, "sha256")
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def proof(self, channel_name: str) -> str:
+        """The proof for ``channel_name`` (``"WEB"``), valid from now."""
+        issued = int(self._clock())
+        signed = self._signed.get(channel_name)
+        if signed is not None and signed[0] == issued:
+            return signed[1]
+        proof = f"{issued}.{self._mac(channel_name, issued)}"
+        if len(self._signed) >= _MAX_REMEMBERED_PROOFS:
+            self._signed.clear()
+        self._signed[channel_name] = (issued, proof)
+        return proof
+
+    def metadata(self, channel_name: str) -> tuple[tuple[str, str], tuple[str, str]]:
+        """Call metadata naming ``channel_name`` as the gateway sends it: header and proof."""
+        return (CHANNEL_HEADER, channel_name), (CHANNEL_PROOF_HEADER, self.proof(channel_name))
+
+    def verify(self, channel_name: str, proof: str | bytes) -> bool:
+        """True when ``proof`` was made for ``channel_name`` with our secret, recently."""
+        if isinstance(proof, bytes):
+            proof = proof.decode("ascii", errors="replace")
+        now = self._clock()
+        known = self._verified.get((channel_name, proof))
+        if known is not None:
+            return abs(now - known) <= self._max_age
+        issued_text, _, mac = proof.partition(".")
+        if not issued_text.isdigit() or len(issued_text) > 12 or len(mac) > 64:
+            return False
+        issued = int(issued_text)
+        if abs(now - issued) > self._max_age:
+            return False
+        if not hmac.compare_digest(mac, self._mac(channel_name, issued)):
+            return False
+        if len(self._verified) >= _MAX_REMEMBERED_PROOFS:
+            self._verified.clear()
+        self._verified[(channel_name, proof)] = issued
+        return True
+
+
 # --- verification --------------------------------------------------------------------------
 
 
@@ -408,7 +498,11 @@ class TokenVerifier:
         leeway_seconds: float = 30,
         cache_size: int = 0,
         cache_seconds: float = 30.0,
+        channel_assertion: ChannelAssertion | None = None,
     ) -> None:
+        #: Checks the gateway's proof for x-tenpo-channel; None: the header is never trusted
+        #: from anonymous or channel-less callers (only from service principals).
+        self.channel_assertion = channel_assertion
         # A misconfigured allow-list fails at start-up, not on the first request; HS* and
         # none can never be configured (see also the per-token guard in verify).
         refused = [alg for alg in algorithms if alg not in ASYMMETRIC_ALGORITHMS]
@@ -446,6 +540,9 @@ class TokenVerifier:
             audience=settings.auth_audience,
             algorithms=settings.auth_algorithms,
             cache_size=4096,
+            channel_assertion=ChannelAssertion(
+                settings.channel_assertion_secret.get_secret_value()
+            ),
         )
 
     async def verify(self, token: str) -> Principal:
@@ -617,31 +714,55 @@ def _header_channel(value: str | bytes | None) -> int:
     return channel_from_name(value) or common_pb2.CHANNEL_UNSPECIFIED
 
 
+def _vouched_channel(
+    channel_value: str | bytes | None,
+    proofs: Sequence[str | bytes],
+    assertion: ChannelAssertion | None,
+) -> int:
+    """The header's channel if the gateway's proof for it holds, else unspecified."""
+    channel = _header_channel(channel_value)
+    # One proof only: two would be ambiguous, like two credentials.
+    if channel == common_pb2.CHANNEL_UNSPECIFIED or assertion is None or len(proofs) != 1:
+        return common_pb2.CHANNEL_UNSPECIFIED
+    name = common_pb2.Channel.Name(channel).removeprefix("CHANNEL_")  # type: ignore[arg-type]
+    return channel if assertion.verify(name, proofs[0]) else common_pb2.CHANNEL_UNSPECIFIED
+
+
 async def authenticate(
     metadata: Iterable[tuple[str, str | bytes]], verifier: TokenVerifier
 ) -> Principal:
     """The principal of a call from its gRPC metadata.
 
-    No ``authorization`` → anonymous, on the channel named by ``x-tenpo-channel``. With a
-    token, the token's channel wins; the header only fills in when the token has none."""
+    A token's channel claim always wins. An anonymous caller, or a token without a channel,
+    takes the channel of ``x-tenpo-channel`` only when the gateway vouches for it (a valid
+    ``x-tenpo-channel-proof``) or the caller is a service acting for a touchpoint; anyone
+    else's header is ignored (CHANNEL_UNSPECIFIED), so it cannot claim an in-store channel."""
     authorization: list[str | bytes] = []
     channel_value: str | bytes | None = None
+    proofs: list[str | bytes] = []
     for key, value in metadata:
         name = key.lower()
         if name == AUTHORIZATION_HEADER:
             authorization.append(value)
         elif name == CHANNEL_HEADER and channel_value is None:
             channel_value = value
-    header_channel = _header_channel(channel_value)
+        elif name == CHANNEL_PROOF_HEADER:
+            proofs.append(value)
     if not authorization:
-        return Principal.anonymous(header_channel)
+        return Principal.anonymous(
+            _vouched_channel(channel_value, proofs, verifier.channel_assertion)
+        )
     # Two credentials on one call are ambiguous, and proxies may disagree on which one
     # counts: refuse rather than pick.
     if len(authorization) > 1:
         raise _malformed()
     principal = await verifier.verify(bearer_token(authorization[0]))
-    if principal.channel == common_pb2.CHANNEL_UNSPECIFIED:
-        principal = replace(principal, channel=header_channel)
+    if principal.channel == common_pb2.CHANNEL_UNSPECIFIED and channel_value is not None:
+        if principal.kind is PrincipalKind.SERVICE:
+            channel = _header_channel(channel_value)
+        else:
+            channel = _vouched_channel(channel_value, proofs, verifier.channel_assertion)
+        principal = replace(principal, channel=channel)
     return principal
 
 

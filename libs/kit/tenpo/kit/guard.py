@@ -1,4 +1,4 @@
-"""The call guard around every RPC: authentication, error mapping and rejection logging.
+"""The call guard around every RPC: authentication, access rules, error mapping, rejection logs.
 
 It wraps method handlers when they are registered rather than running as a server
 interceptor: grpc.aio awaits an interceptor coroutine on every call, which on a hot read
@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from grpc.aio import ServicerContext
 
-from tenpo.kit import auth
+from tenpo.kit import access, auth
 from tenpo.kit.errors import DomainError, InvalidArgument
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.telemetry import current_trace_id
@@ -25,8 +25,9 @@ _MAX_GENERIC_METHODS = 10_000
 
 
 class CallGuard:
-    """Authenticates every call (a bad token fails even on public methods), puts the
-    principal in the call context, maps DomainError to a status with ErrorInfo/BadRequest
+    """Authenticates every call (a bad token fails even on public methods), enforces the
+    method's access rule from its proto (:mod:`tenpo.kit.access`), puts the principal in
+    the call context, maps DomainError to a status with ErrorInfo/BadRequest
     details and anything unexpected to INTERNAL with only a trace id."""
 
     def __init__(self, verifier: auth.TokenVerifier) -> None:
@@ -55,9 +56,15 @@ class CallGuard:
         """The guarded version of one method handler."""
         fail = self._fail
         verifier = self._verifier
+        # The contract's access rule, checked before the servicer sees the request: a caller
+        # who may not call learns nothing from validation. Looked up once, at registration.
+        rule = access.rule_for(method)
 
         async def principal_of(context: ServicerContext) -> auth.Principal:
-            return await auth.authenticate(context.invocation_metadata() or (), verifier)
+            principal = await auth.authenticate(context.invocation_metadata() or (), verifier)
+            if rule is not None:
+                rule.check(principal)
+            return principal
 
         if handler.unary_unary:
             inner_uu: Any = handler.unary_unary

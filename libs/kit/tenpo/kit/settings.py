@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
 DEV_PAGE_TOKEN_SECRET = "tenpo-development-page-token-secret"  # noqa: S105 - refused outside dev
+DEV_CHANNEL_ASSERTION_SECRET = "tenpo-development-channel-assertion-secret"  # noqa: S105 - idem
 
 
 class Environment(StrEnum):
@@ -57,6 +58,10 @@ class ServiceSettings(BaseSettings):
     auth_algorithms: list[str] = ["ES256", "RS256", "EdDSA"]
 
     page_token_secret: SecretStr = SecretStr(DEV_PAGE_TOKEN_SECRET)
+    #: Shared by the gateway and every service: the gateway's proof of the channel it sets
+    #: for anonymous callers (``tenpo.kit.auth.ChannelAssertion``). One value for the whole
+    #: deployment, e.g. ``TENPO_CHANNEL_ASSERTION_SECRET``.
+    channel_assertion_secret: SecretStr = SecretStr(DEV_CHANNEL_ASSERTION_SECRET)
 
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
@@ -84,6 +89,11 @@ class ServiceSettings(BaseSettings):
             problems.append("page_token_secret is the development default")
         if len(self.page_token_secret.get_secret_value()) < 32:
             problems.append("page_token_secret must be at least 32 characters")
+        assertion_secret = self.channel_assertion_secret.get_secret_value()
+        if assertion_secret == DEV_CHANNEL_ASSERTION_SECRET:
+            problems.append("channel_assertion_secret is the development default")
+        if len(assertion_secret) < 32:
+            problems.append("channel_assertion_secret must be at least 32 characters")
         if not (self.auth_jwks_url or self.auth_jwks_file):
             problems.append("auth_jwks_url (or auth_jwks_file) must be set")
         if self.auth_jwks_url and not self.auth_jwks_url.startswith("https://"):
