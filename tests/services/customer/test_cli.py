@@ -125,6 +125,7 @@ async def test_bootstrap_runs_with_production_settings_reading_the_password_from
             "CUSTOMER_ENVIRONMENT": "production",
             "CUSTOMER_DATABASE_URL": settings.database_url,
             "CUSTOMER_PAGE_TOKEN_SECRET": "p" * 40,
+            "TENPO_CHANNEL_ASSERTION_SECRET": "c" * 40,
             "CUSTOMER_AUTH_JWKS_FILE": str(settings.auth_jwks_file),
             "CUSTOMER_AUTH_ISSUER": settings.auth_issuer,
             "CUSTOMER_AUTH_AUDIENCE": settings.auth_audience,

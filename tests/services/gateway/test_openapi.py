@@ -44,8 +44,10 @@ async def test_document_validates_and_carries_comments(
     # PATCH /v1/products/{product.id} shares the path: its parameter is renamed, documented.
     patch = paths["/v1/products/{id}"]["patch"]
     assert "product.id" in patch["parameters"][0]["description"]
+    # Product has REQUIRED fields; an update reads only the masked ones, so its body is the
+    # resource without the required list.
     assert patch["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/tenpo.catalog.v1.Product"
+        "$ref": "#/components/schemas/tenpo.catalog.v1.Product_Update"
     }
     schemas = document["components"]["schemas"]
     product = schemas["tenpo.catalog.v1.Product"]
