@@ -26,7 +26,11 @@ def _product_id_of(event_type: str, payload: bytes) -> str | None:
 
 
 async def build(runtime: Runtime[CatalogSettings]) -> None:
-    catalog = Catalog(runtime.db, cache_ttl_seconds=runtime.settings.product_cache_ttl_seconds)
+    catalog = Catalog(
+        runtime.db,
+        cache_ttl_seconds=runtime.settings.product_cache_ttl_seconds,
+        reference_ttl_seconds=runtime.settings.reference_cache_ttl_seconds,
+    )
     runtime.add_servicer(
         catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server,
         CatalogServicer(catalog, runtime.page_tokens),
@@ -37,7 +41,7 @@ async def build(runtime: Runtime[CatalogSettings]) -> None:
         # Another replica changed a product: drop our cached copy.
         product_id = _product_id_of(headers.get(EVENT_TYPE_HEADER, ""), payload)
         if product_id:
-            catalog.cache.invalidate(uuid.UUID(product_id))
+            catalog.caches.forget(uuid.UUID(product_id))
 
     await runtime.bus.broadcast("tenpo.catalog.*", invalidate)
 
