@@ -17,7 +17,11 @@ from tenpo.catalog.v1 import catalog_service_pb2_grpc as api_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.pagination import PageTokenCodec, page_size
+
+#: Category fields UpdateCategory may change (the proto and domain names agree).
+CATEGORY_UPDATABLE = ("titles", "slug", "position")
 
 
 def _language(requested: str, context: ServicerContext) -> str:
@@ -110,16 +114,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     ) -> api.UpdateProductResponse:
         product_id = convert.parse_id(request.product.id, "product.id")
         fields = convert.product_fields(request.product)
-        paths = list(request.update_mask.paths) or [*convert.MASKABLE_FIELDS]
-        unknown = [p for p in paths if p not in convert.MASKABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-                ],
-            )
+        paths = update_paths(request.update_mask.paths, request.product, convert.MASKABLE_FIELDS)
         changes = {
             convert.MASKABLE_FIELDS[p]: fields[convert.MASKABLE_FIELDS[p]]
             for p in paths
@@ -336,17 +331,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         self, request: api.UpdateCategoryRequest, context: ServicerContext
     ) -> api.UpdateCategoryResponse:
         message = request.category
-        allowed = {"titles": "titles", "slug": "slug", "position": "position"}
-        paths = list(request.update_mask.paths) or list(allowed)
-        bad = [p for p in paths if p not in allowed]
-        if bad:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"not updatable: {p}") for p in bad
-                ],
-            )
+        paths = update_paths(request.update_mask.paths, message, CATEGORY_UPDATABLE)
         values = {
             "titles": {k: v.strip() for k, v in message.titles.translations.items() if v.strip()},
             "slug": message.slug.strip(),
@@ -355,7 +340,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         updated = await self.catalog.categories.update_category(
             current_principal(),
             convert.parse_id(message.id, "category.id"),
-            {allowed[p]: values[p] for p in paths},
+            {p: values[p] for p in paths},
             message.etag,
         )
         return api.UpdateCategoryResponse(category=convert.category(updated, d.DEFAULT_LANGUAGE))

@@ -212,6 +212,91 @@ async def test_stale_etag_is_aborted(catalog: Stub, tokens: Tokens) -> None:
     )
 
 
+async def test_update_mask_follows_aip_134(catalog: Stub, tokens: Tokens) -> None:
+    product = await create(catalog, tokens, new_product("MASK-1", jan=41))
+
+    async def update(change: pb.Product, paths: list[str] | None = None) -> pb.Product:
+        mask = field_mask_pb2.FieldMask(paths=paths) if paths is not None else None
+        response = await catalog.UpdateProduct(
+            api.UpdateProductRequest(product=change, update_mask=mask), metadata=tokens.staff
+        )
+        return response.product
+
+    # No mask: the fields set in the request change, the rest stay.
+    implied = await update(pb.Product(id=product.id, brand="Kaze Works"))
+    assert implied.brand == "Kaze Works"
+    assert implied.code == product.code
+    assert [v.sku for v in implied.variants] == ["MASK-1-27"]
+    assert implied.descriptions.translations["ja"] == "軽いキャンバス。"
+
+    # Named paths: exactly those, even when the request leaves them empty (brand cleared).
+    named = await update(
+        pb.Product(id=product.id, titles=pb.LocalizedText(translations={"ja": "新しい名前"})),
+        ["titles", "brand"],
+    )
+    assert (named.title, named.brand) == ("新しい名前", "")
+    assert named.descriptions.translations["ja"] == "軽いキャンバス。"
+
+    # "*": every writable field is replaced; what the request leaves unset is cleared.
+    full = pb.Product()
+    full.CopyFrom(named)
+    full.ClearField("descriptions")
+    replaced = await update(full, ["*"])
+    assert not replaced.descriptions.translations
+    assert replaced.code == product.code
+
+    for change, paths, reason in [
+        (pb.Product(id=product.id, brand="x"), ["brand", "create_time"], "UPDATE_MASK_INVALID"),
+        (pb.Product(id=product.id), None, "UPDATE_MASK_INVALID"),  # nothing to change
+    ]:
+        await expect_error(update(change, paths), grpc.StatusCode.INVALID_ARGUMENT, reason)
+    unchanged = (
+        await catalog.GetProduct(api.GetProductRequest(id=product.id), metadata=tokens.staff)
+    ).product
+    assert unchanged.etag == replaced.etag
+
+
+async def test_category_update_mask_follows_aip_134(catalog: Stub, tokens: Tokens) -> None:
+    created = (
+        await catalog.CreateCategory(
+            api.CreateCategoryRequest(
+                category=pb.Category(
+                    slug="bags", position=3, titles=pb.LocalizedText(translations={"ja": "かばん"})
+                )
+            ),
+            metadata=tokens.staff,
+        )
+    ).category
+    implied = (
+        await catalog.UpdateCategory(
+            api.UpdateCategoryRequest(category=pb.Category(id=created.id, slug="totes")),
+            metadata=tokens.staff,
+        )
+    ).category
+    assert (implied.slug, implied.position, implied.title) == ("totes", 3, "かばん")
+    named = (
+        await catalog.UpdateCategory(
+            api.UpdateCategoryRequest(
+                category=pb.Category(id=created.id),
+                update_mask=field_mask_pb2.FieldMask(paths=["position"]),
+            ),
+            metadata=tokens.staff,
+        )
+    ).category
+    assert (named.slug, named.position) == ("totes", 0)  # an explicit path can set zero
+    await expect_error(
+        catalog.UpdateCategory(
+            api.UpdateCategoryRequest(
+                category=pb.Category(id=created.id, slug="x"),
+                update_mask=field_mask_pb2.FieldMask(paths=["parent_id"]),
+            ),
+            metadata=tokens.staff,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UPDATE_MASK_INVALID",
+    )
+
+
 async def test_concurrent_updates_never_lose_one(catalog: Stub, tokens: Tokens) -> None:
     product = await create(catalog, tokens, new_product("CONC-1"))
     # Same etag, different values: exactly one wins, the others are told to re-read.
