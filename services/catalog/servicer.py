@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from decimal import Decimal
 
 from grpc.aio import ServicerContext
@@ -380,13 +381,20 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def ListAttributeDefinitions(
         self, request: api.ListAttributeDefinitionsRequest, context: ServicerContext
     ) -> api.ListAttributeDefinitionsResponse:
-        language = _language(request.language_code, context)
-        definitions = await self.catalog.attribute_definitions()
-        return api.ListAttributeDefinitionsResponse(
-            attribute_definitions=[
-                convert.attribute_definition(v, language) for v in definitions.values()
-            ]
+        size = page_size(request.page_size, default=100, maximum=500)
+        cursor = self.page_tokens.decode(request.page_token, query="attribute_definitions")
+        found = await self.catalog.list_attribute_definitions(
+            after=str(cursor.get("k", "")), limit=size + 1
         )
+        language = _language(request.language_code, context)
+        response = api.ListAttributeDefinitionsResponse(
+            attribute_definitions=[convert.attribute_definition(v, language) for v in found[:size]]
+        )
+        if len(found) > size:
+            response.next_page_token = self.page_tokens.encode(
+                {"k": found[size - 1].key}, query="attribute_definitions"
+            )
+        return response
 
     # ------------------------------------------------------------------------- prices
 
@@ -420,8 +428,27 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def ListPrices(
         self, request: api.ListPricesRequest, context: ServicerContext
     ) -> api.ListPricesResponse:
-        entries = await self.catalog.prices.list_prices(current_principal(), request.sku)
-        return api.ListPricesResponse(prices=[convert.price(e) for e in entries])
+        size = page_size(request.page_size, default=100, maximum=500)
+        shape = {"sku": request.sku}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = None
+        if cursor:
+            valid_from = datetime.fromisoformat(cursor["f"]) if cursor["f"] else None
+            after = (str(cursor["c"]), int(cursor["ch"]), valid_from, uuid.UUID(cursor["i"]))
+        found = await self.catalog.prices.list_prices(
+            current_principal(), request.sku, after=after, limit=size + 1
+        )
+        response = api.ListPricesResponse(prices=[convert.price(e) for e in found[:size]])
+        if len(found) > size:
+            last = found[size - 1]
+            position = {
+                "c": last.price.currency,
+                "ch": last.channel,
+                "f": last.valid_from.isoformat() if last.valid_from else None,
+                "i": str(last.id),
+            }
+            response.next_page_token = self.page_tokens.encode(position, query=shape)
+        return response
 
     async def DeletePrice(
         self, request: api.DeletePriceRequest, context: ServicerContext

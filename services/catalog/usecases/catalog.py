@@ -471,6 +471,14 @@ class Catalog:
     async def attribute_definitions(self) -> dict[str, d.AttributeDefinition]:
         return await self.caches.definitions.get()
 
+    async def list_attribute_definitions(
+        self, *, after: str, limit: int
+    ) -> list[d.AttributeDefinition]:
+        """A page of definitions by key, after the key ``after``: a keyset over the cached
+        table (a few hundred keys at most), so paging costs no SQL."""
+        definitions = await self.attribute_definitions()
+        return [definitions[k] for k in sorted(definitions) if k > after][:limit]
+
     async def create_attribute_definition(
         self, principal: Principal, definition: d.AttributeDefinition
     ) -> d.AttributeDefinition:

@@ -96,10 +96,18 @@ class Prices:
             await uow.commit()
         return list(entries)
 
-    async def list_prices(self, principal: Principal, sku: str) -> list[d.PriceEntry]:
+    async def list_prices(
+        self,
+        principal: Principal,
+        sku: str,
+        *,
+        after: tuple[str, int, datetime | None, uuid.UUID] | None,
+        limit: int,
+    ) -> list[d.PriceEntry]:
+        """A page of the SKU's entries after the position ``after`` (see PriceStore.page)."""
         require_writer(principal)
         async with self.db.unit_of_work() as uow:
-            return (await PriceStore(uow.session).for_skus([sku])).get(sku, [])
+            return await PriceStore(uow.session).page(sku, after=after, limit=limit)
 
     async def delete_price(self, principal: Principal, price_id: uuid.UUID) -> None:
         require_writer(principal)

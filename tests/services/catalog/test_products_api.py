@@ -542,3 +542,92 @@ async def test_values_the_database_cannot_store_are_invalid_arguments(
         grpc.StatusCode.INVALID_ARGUMENT,
         "VALUE_NOT_STORABLE",
     )
+
+
+async def test_attribute_definitions_and_prices_page_by_keyset(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from google.type import money_pb2
+
+    for key in ("material", "fit", "season", "care", "origin"):
+        await catalog.CreateAttributeDefinition(
+            api.CreateAttributeDefinitionRequest(
+                attribute_definition=pb.AttributeDefinition(
+                    key=key,
+                    type=pb.ATTRIBUTE_TYPE_TEXT,
+                    labels=pb.LocalizedText(translations={"ja": key}),
+                )
+            ),
+            metadata=tokens.staff,
+        )
+    keys: list[str] = []
+    token = ""
+    while True:
+        page = await catalog.ListAttributeDefinitions(
+            api.ListAttributeDefinitionsRequest(page_size=2, page_token=token)
+        )
+        assert len(page.attribute_definitions) <= 2
+        keys.extend(a.key for a in page.attribute_definitions)
+        token = page.next_page_token
+        if not token:
+            break
+    assert keys == ["care", "fit", "material", "origin", "season"]
+
+    product = await create(catalog, tokens, new_product("PAGE-1", jan=51))
+    sku = product.variants[0].sku
+    entries = [
+        pb.Price(sku=sku, amount=money_pb2.Money(currency_code=currency, units=units))
+        for currency, units in (("JPY", 5_000), ("USD", 40), ("EUR", 35))
+    ]
+    entries += [
+        pb.Price(
+            sku=sku,
+            amount=money_pb2.Money(currency_code="JPY", units=4_000 + day),
+            price_list=f"sale-{day}",
+            valid_from=Timestamp(seconds=1_800_000_000 + day * 86_400),
+        )
+        for day in range(4)
+    ]
+    entries.append(
+        pb.Price(sku=sku, amount=money_pb2.Money(currency_code="JPY", units=4_500), channel=2)
+    )
+    await catalog.SetPrices(api.SetPricesRequest(prices=entries), metadata=tokens.staff)
+    everything = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku), metadata=tokens.staff)
+    ).prices
+    assert len(everything) == 8
+    assert [(p.amount.currency_code, p.channel) for p in everything[:2]] == [
+        ("EUR", 0),
+        ("JPY", 0),
+    ]
+    assert everything[1].price_list == "regular"  # open-ended before the dated ones
+    paged: list[str] = []
+    token = ""
+    while True:
+        page = await catalog.ListPrices(
+            api.ListPricesRequest(sku=sku, page_size=3, page_token=token), metadata=tokens.staff
+        )
+        paged.extend(p.id for p in page.prices)
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == [p.id for p in everything]
+
+    second = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku, page_size=3), metadata=tokens.staff)
+    ).next_page_token
+    for request, reason in [
+        (api.ListPricesRequest(sku="OTHER-SKU", page_token=second), "INVALID_PAGE_TOKEN"),
+        (api.ListPricesRequest(sku=sku, page_size=-1), "INVALID_PAGE_SIZE"),
+    ]:
+        await expect_error(
+            catalog.ListPrices(request, metadata=tokens.staff),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            reason,
+        )
+    await expect_error(
+        catalog.ListAttributeDefinitions(api.ListAttributeDefinitionsRequest(page_token=second)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
+    )
