@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from services.catalog import convert
 from services.catalog import domain as d
 from services.catalog.store import PriceStore, ProductStore
 from services.catalog.usecases.access import MAX_BATCH, bounded, require_writer
+from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import events_pb2
 from tenpo.kit.auth import Principal
 from tenpo.kit.db import Database
@@ -58,7 +58,7 @@ class Prices:
             d.validate_price(entry, f"prices[{i}]")
         async with self.db.unit_of_work() as uow:
 
-            async def apply() -> wrappers_pb2.StringValue:
+            async def apply() -> api.SetPricesResponse:
                 owners = await ProductStore(uow.session).product_ids_for_skus(
                     [e.sku for e in entries]
                 )
@@ -83,18 +83,21 @@ class Prices:
                             change_time=convert.timestamp(self.clock()),
                         )
                     )
-                return wrappers_pb2.StringValue(value="ok")
+                # What is stored is the answer itself: a new entry's id is drawn per call,
+                # so a retry must receive these ids, not the ones it drew.
+                return api.SetPricesResponse(prices=[convert.price(e) for e in entries])
 
-            await idempotent(
+            stored = await idempotent(
                 uow,
-                scope="SetPrices",
+                # Not "SetPrices": rows of that scope hold the old "ok" marker, not entries.
+                scope="SetPrices.entries",
                 request_id=request_id,
                 request=request,
-                response_type=wrappers_pb2.StringValue,
+                response_type=api.SetPricesResponse,
                 action=apply,
             )
             await uow.commit()
-        return list(entries)
+        return [convert.from_price(p, f"prices[{i}]") for i, p in enumerate(stored.prices)]
 
     async def list_prices(
         self,

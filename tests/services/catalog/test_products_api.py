@@ -631,3 +631,44 @@ async def test_attribute_definitions_and_prices_page_by_keyset(
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_PAGE_TOKEN",
     )
+
+
+async def test_concurrent_identical_set_prices_all_receive_the_stored_answer(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    from google.type import money_pb2
+
+    product = await create(catalog, tokens, new_product("IDEM-P1", jan=61))
+    sku = product.variants[0].sku
+    request = api.SetPricesRequest(
+        prices=[
+            pb.Price(sku=sku, amount=money_pb2.Money(currency_code="JPY", units=7_700)),
+            pb.Price(
+                sku=sku,
+                amount=money_pb2.Money(currency_code="JPY", units=7_000),
+                channel=common_pb2.CHANNEL_APP,
+            ),
+        ],
+        request_id=f"prices-{uuid.uuid4()}",
+    )
+    answers = await asyncio.gather(
+        *(catalog.SetPrices(request, metadata=tokens.staff) for _ in range(100))
+    )
+    first = [p.id for p in answers[0].prices]
+    assert len(set(first)) == 2
+    assert all([p.id for p in answer.prices] == first for answer in answers)
+    retried = await catalog.SetPrices(request, metadata=tokens.staff)
+    assert [p.id for p in retried.prices] == first
+    stored = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku), metadata=tokens.staff)
+    ).prices
+    assert sorted(p.id for p in stored) == sorted(first)
+
+    other = api.SetPricesRequest()
+    other.CopyFrom(request)
+    other.prices[0].amount.units = 1
+    await expect_error(
+        catalog.SetPrices(other, metadata=tokens.staff),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
