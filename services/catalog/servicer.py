@@ -474,7 +474,11 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             failed=summary.failed,
             failures=[
                 api.ImportFailure(
-                    row_number=f.row_number, code=f.code, reason=f.reason, message=f.message
+                    row_number=f.row_number,
+                    code=f.code,
+                    reason=f.reason,
+                    message=f.message,
+                    field=f.field,
                 )
                 for f in summary.failures
             ],

@@ -37,6 +37,7 @@ class ImportFailure:
     code: str
     reason: str
     message: str
+    field: str = ""
 
 
 @dataclass
@@ -57,4 +58,7 @@ class ImportSummary:
         if len(self.failures) < MAX_FAILURES_LISTED:
             detail = "; ".join(f"{v.field}: {v.description}" for v in error.field_violations)
             message = f"{error.message} ({detail})" if detail else error.message
-            self.failures.append(ImportFailure(row.row_number, row.code, error.reason, message))
+            first = error.field_violations[0].field if error.field_violations else ""
+            self.failures.append(
+                ImportFailure(row.row_number, row.code, error.reason, message, first)
+            )
