@@ -19,6 +19,7 @@ from services.catalog.search import search as run_search
 from services.catalog.store import AttributeStore, CategoryStore, PriceStore, ProductStore
 from services.catalog.usecases.access import (
     MAX_BATCH,
+    STAFF,
     Viewer,
     bounded,
     product_not_found,
@@ -287,7 +288,7 @@ class Catalog:
             )
             await uow.commit()
         if created.value != str(product.id):  # a retry: answer with the first result
-            return await self.get_product(uuid.UUID(created.value), Viewer(staff=True, channel=0))
+            return await self.get_product(uuid.UUID(created.value), STAFF)
         return product
 
     async def update_product(
