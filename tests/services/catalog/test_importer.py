@@ -30,7 +30,8 @@ from tenpo.kit.db import Database
 from tenpo.kit.server import ServiceHost
 from tests.services.conftest import Tokens
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "products.csv"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLE = EXAMPLES / "products.csv"
 HEADER = "code,sku,title_ja,categories,channels,status,jan,price_jpy\n"
 
 
@@ -177,6 +178,19 @@ async def test_csv_import_through_the_service(
     )
     assert found.product.code == "IMP-TEE-01"
     assert found.product.category_ids
+
+
+async def test_jsonl_example_imports_through_the_service(
+    catalog: catalog_service_pb2_grpc.CatalogServiceStub,
+    catalog_host: ServiceHost,  # type: ignore[type-arg]
+    tokens: Tokens,
+) -> None:
+    token = tokens.staff[0][1].removeprefix("Bearer ")
+    path = EXAMPLES / "products.jsonl"
+    report = await import_file(path, f"127.0.0.1:{catalog_host.port}", token, out=io.StringIO())
+    assert (report.created, report.failed, report.rows) == (2, 0, 2), report.failures
+    prices = (await catalog.GetPrices(api.GetPricesRequest(skus=["IMP-SCF-01-NV"]))).prices
+    assert prices[0].amount.units == 5500
 
 
 async def test_bad_rows_in_the_middle_are_listed_and_the_exit_code_says_so(
