@@ -26,7 +26,11 @@ def _product_id_of(event_type: str, payload: bytes) -> str | None:
 
 
 async def build(runtime: Runtime[CatalogSettings]) -> None:
-    catalog = Catalog(runtime.db, cache_ttl_seconds=runtime.settings.product_cache_ttl_seconds)
+    catalog = Catalog(
+        runtime.db,
+        cache_ttl_seconds=runtime.settings.product_cache_ttl_seconds,
+        reference_ttl_seconds=runtime.settings.reference_cache_ttl_seconds,
+    )
     runtime.add_servicer(
         catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server,
         CatalogServicer(catalog, runtime.page_tokens),
@@ -37,7 +41,7 @@ async def build(runtime: Runtime[CatalogSettings]) -> None:
         # Another replica changed a product: drop our cached copy.
         product_id = _product_id_of(headers.get(EVENT_TYPE_HEADER, ""), payload)
         if product_id:
-            catalog.cache.invalidate(uuid.UUID(product_id))
+            catalog.caches.forget(uuid.UUID(product_id))
 
     await runtime.bus.broadcast("tenpo.catalog.*", invalidate)
 
@@ -49,9 +53,13 @@ async def seed(runtime: Runtime[CatalogSettings]) -> None:
 
 
 async def import_command(settings: CatalogSettings, args: list[str]) -> int:
-    """`python -m services.catalog import FILE [--target HOST:PORT] [--token TOKEN]`."""
+    """`python -m services.catalog import FILE [--target HOST:PORT] [--token TOKEN]`: exit code
+    0 when every row was imported, 1 when some rows failed (each is listed), 2 when the file or
+    the service could not be used at all."""
     import argparse
     import os
+
+    import grpc
 
     from services.catalog.importer import ImportFileError, import_file, summary_text
 
@@ -59,6 +67,9 @@ async def import_command(settings: CatalogSettings, args: list[str]) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument("--target", default=f"127.0.0.1:{settings.grpc_port}")
     parser.add_argument("--token", default=os.environ.get("TENPO_TOKEN", ""))
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="products per ImportProducts call"
+    )
     parsed = parser.parse_args(args)
     token = parsed.token
     if not token:
@@ -69,12 +80,20 @@ async def import_command(settings: CatalogSettings, args: list[str]) -> int:
             return 2
         token = token_file.read_text().strip()
     try:
-        response = await import_file(parsed.file, parsed.target, token)
+        report = await import_file(
+            parsed.file, parsed.target, token, batch_size=max(1, parsed.batch_size)
+        )
     except ImportFileError as error:
-        print(f"cannot read {parsed.file}: {error}")
+        print(f"cannot import {parsed.file}: {error}")
         return 2
-    print(summary_text(response))
-    return 0 if response.failed == 0 else 1
+    except OSError as error:
+        print(f"cannot read {parsed.file}: {error.strerror}")
+        return 2
+    except grpc.aio.AioRpcError as error:
+        print(f"the catalog refused the import: {error.code().name} {error.details()}")
+        return 2
+    print(summary_text(report))
+    return 0 if report.failed == 0 else 1
 
 
 definition = ServiceDefinition(

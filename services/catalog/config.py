@@ -15,3 +15,6 @@ class CatalogSettings(ServiceSettings):
     #: Seconds a cached product may be served before it is re-read (invalidation by the
     #: service's own writes and events normally comes first).
     product_cache_ttl_seconds: float = 60.0
+    #: Seconds attribute definitions and category titles (read by every render and search)
+    #: may be served before they are re-read; this process's own writes drop them at once.
+    reference_cache_ttl_seconds: float = 30.0

@@ -551,6 +551,121 @@ def tax_included(amount: Decimal, tax_class: TaxClass, currency: str) -> Decimal
     return tax.quantize(quantum, rounding=ROUND_FLOOR)
 
 
+# -------------------------------------------------------------------------------- search
+
+
+class SearchSort(IntEnum):
+    # Values mirror tenpo.catalog.v1.SearchSort.
+    RELEVANCE = 1
+    PRICE_ASCENDING = 2
+    PRICE_DESCENDING = 3
+    NEWEST = 4
+
+
+MAX_QUERY_LENGTH = 200
+MAX_SEARCH_CATEGORIES = 20
+MAX_SEARCH_BRANDS = 50
+MAX_ATTRIBUTE_FILTERS = 20
+#: Offset pagination gets slower the deeper it goes; nobody pages 400 screens of results.
+MAX_SEARCH_OFFSET = 10_000
+DEFAULT_CURRENCY = "JPY"
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A product search, validated, with its defaults applied (see :meth:`build`)."""
+
+    terms: Sequence[str]
+    channel: int | None  # None: staff searching every channel
+    statuses: Sequence[int]
+    currency: str
+    category_ids: Sequence[uuid.UUID] = ()
+    brands: Sequence[str] = ()
+    attribute_filters: Sequence[tuple[str, Sequence[str]]] = ()
+    min_price: int = 0
+    max_price: int = 0
+    sort: SearchSort = SearchSort.RELEVANCE
+    offset: int = 0
+    limit: int = 24
+    at: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        text: str,
+        staff: bool,
+        viewer_channel: int,
+        channel: int = 0,
+        currency: str = "",
+        category_ids: Sequence[uuid.UUID] = (),
+        brands: Sequence[str] = (),
+        attribute_filters: Sequence[tuple[str, Sequence[str]]] = (),
+        min_price: int = 0,
+        max_price: int = 0,
+        sort: int = 0,
+        limit: int = 24,
+    ) -> SearchQuery:
+        """Shoppers search their own channel's published products; staff may name a channel
+        (0: every channel). Without a sort, a text query sorts by relevance, else newest."""
+        if len(text) > MAX_QUERY_LENGTH:
+            raise _invalid("query", f"at most {MAX_QUERY_LENGTH} characters", "QUERY_TOO_LONG")
+        if min_price < 0 or max_price < 0 or (max_price and min_price > max_price):
+            raise _invalid("min_price", "0 <= min_price <= max_price", "PRICE_RANGE_INVALID")
+        for name, values, limit_of in (
+            ("category_ids", category_ids, MAX_SEARCH_CATEGORIES),
+            ("brands", brands, MAX_SEARCH_BRANDS),
+            ("attribute_filters", attribute_filters, MAX_ATTRIBUTE_FILTERS),
+        ):
+            if len(values) > limit_of:
+                raise _invalid(name, f"at most {limit_of}", "TOO_MANY_ITEMS")
+        if sort:
+            try:
+                order = SearchSort(sort)
+            except ValueError:
+                raise _invalid("sort", "unknown sort order", "SORT_INVALID") from None
+        else:
+            order = SearchSort.RELEVANCE if text.strip() else SearchSort.NEWEST
+        return cls(
+            terms=query_terms(text),
+            channel=(channel or None) if staff else viewer_channel,
+            statuses=[int(ProductStatus.PUBLISHED)],
+            currency=(currency or DEFAULT_CURRENCY).upper(),
+            category_ids=tuple(category_ids),
+            brands=tuple(brands),
+            attribute_filters=tuple((k, tuple(v)) for k, v in attribute_filters),
+            min_price=min_price,
+            max_price=max_price,
+            sort=order,
+            limit=limit,
+        )
+
+    def at_offset(self, offset: int) -> SearchQuery:
+        if not 0 <= offset <= MAX_SEARCH_OFFSET:
+            raise _invalid("page_token", "page too deep", "INVALID_PAGE_TOKEN")
+        return replace(self, offset=offset)
+
+    def next_offset(self, total: int) -> int | None:
+        """Where the next page starts, or None after the last one."""
+        following = self.offset + self.limit
+        return following if following < total else None
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a page token is bound to: everything but the position."""
+        return {
+            "t": list(self.terms),
+            "ch": self.channel,
+            "st": list(self.statuses),
+            "cur": self.currency,
+            "cat": sorted(str(c) for c in self.category_ids),
+            "b": sorted(self.brands),
+            "a": sorted((k, sorted(v)) for k, v in self.attribute_filters),
+            "min": self.min_price,
+            "max": self.max_price,
+            "s": int(self.sort),
+        }
+
+
 # ---------------------------------------------------------------------------- categories
 
 

@@ -1,13 +1,12 @@
-"""Catalog search: trigram-indexed substring matching over folded text, filters, facets."""
+"""Catalog search in SQL: trigram-indexed substring matching over folded text, filters,
+facets. The query itself (its rules and defaults) is the domain's ``SearchQuery``."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from enum import IntEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,46 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.catalog import domain as d
 from services.catalog.models import prices, product_categories, products, variants
 from services.catalog.store import CategoryStore
-
-
-class SearchSort(IntEnum):
-    # Values mirror tenpo.catalog.v1.SearchSort.
-    RELEVANCE = 1
-    PRICE_ASCENDING = 2
-    PRICE_DESCENDING = 3
-    NEWEST = 4
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    terms: Sequence[str]
-    channel: int | None  # None: staff searching every channel
-    statuses: Sequence[int]
-    currency: str
-    category_ids: Sequence[uuid.UUID] = ()
-    brands: Sequence[str] = ()
-    attribute_filters: Sequence[tuple[str, Sequence[str]]] = ()
-    min_price: int = 0
-    max_price: int = 0
-    sort: SearchSort = SearchSort.RELEVANCE
-    offset: int = 0
-    limit: int = 24
-    at: datetime | None = None
-
-    def fingerprint(self) -> dict[str, object]:
-        """What a page token is bound to: everything but the position."""
-        return {
-            "t": list(self.terms),
-            "ch": self.channel,
-            "st": list(self.statuses),
-            "cur": self.currency,
-            "cat": sorted(str(c) for c in self.category_ids),
-            "b": sorted(self.brands),
-            "a": sorted((k, sorted(v)) for k, v in self.attribute_filters),
-            "min": self.min_price,
-            "max": self.max_price,
-            "s": int(self.sort),
-        }
 
 
 @dataclass
@@ -77,7 +36,7 @@ def _escape_like(term: str) -> str:
 
 
 async def search(
-    session: AsyncSession, query: SearchQuery, facet_attributes: Sequence[str]
+    session: AsyncSession, query: d.SearchQuery, facet_attributes: Sequence[str]
 ) -> SearchPage:
     at = query.at or sa.func.now()
     # The lowest price that applies now on the channel, per product (the "from" price). It
@@ -133,8 +92,8 @@ async def search(
     # The from-price is a subquery per product: compute it for every match only when the
     # price filters or sorts, otherwise for the page's rows alone.
     needs_price = bool(query.min_price or query.max_price) or query.sort in (
-        SearchSort.PRICE_ASCENDING,
-        SearchSort.PRICE_DESCENDING,
+        d.SearchSort.PRICE_ASCENDING,
+        d.SearchSort.PRICE_DESCENDING,
     )
     columns: list[Any] = [
         products.c.id,
@@ -163,11 +122,11 @@ async def search(
         base = matched.cte("matched")
 
     total, facets = await _total_and_facets(session, base, facet_attributes)
-    if query.sort is SearchSort.PRICE_ASCENDING:
+    if query.sort is d.SearchSort.PRICE_ASCENDING:
         order = [base.c.from_price.asc().nulls_last(), base.c.id]
-    elif query.sort is SearchSort.PRICE_DESCENDING:
+    elif query.sort is d.SearchSort.PRICE_DESCENDING:
         order = [base.c.from_price.desc().nulls_last(), base.c.id]
-    elif query.sort is SearchSort.NEWEST or not query.terms:
+    elif query.sort is d.SearchSort.NEWEST or not query.terms:
         order = [base.c.published_at.desc().nulls_last(), base.c.created_at.desc(), base.c.id]
     else:
         order = [base.c.score.desc(), base.c.published_at.desc().nulls_last(), base.c.id]

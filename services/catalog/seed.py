@@ -224,7 +224,7 @@ async def seed_demo_catalog(db: Database, *, now: datetime | None = None) -> int
             titles={"ja": ja, "en": en},
             position=position,
         )
-        await catalog.create_category(SEED_PRINCIPAL, category)
+        await catalog.categories.create_category(SEED_PRINCIPAL, category)
         category_ids[slug] = category.id
 
     item_number = itertools.count(1)
@@ -312,7 +312,7 @@ async def seed_demo_catalog(db: Database, *, now: datetime | None = None) -> int
                         )
                         for v in variants
                     )
-                await catalog.set_prices(
+                await catalog.prices.set_prices(
                     SEED_PRINCIPAL, entries, request_id="", request=empty_pb2.Empty()
                 )
 

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from grpc.aio import ServicerContext
 
 from services.catalog import convert
 from services.catalog import domain as d
-from services.catalog.search import SearchQuery, SearchSort
-from services.catalog.usecases import Catalog, Viewer, require_writer
+from services.catalog.usecases import Catalog, Viewer
+from services.catalog.usecases.imports import ImportRow, ImportRowData
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc as api_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
-from tenpo.kit.errors import DomainError, FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.pagination import PageTokenCodec, page_size
 
-MAX_IMPORT_FAILURES_LISTED = 1000
+#: Category fields UpdateCategory may change (the proto and domain names agree).
+CATEGORY_UPDATABLE = ("titles", "slug", "position")
 
 
 def _language(requested: str, context: ServicerContext) -> str:
@@ -47,38 +49,18 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     def __init__(self, catalog: Catalog, page_tokens: PageTokenCodec) -> None:
         self.catalog = catalog
         self.page_tokens = page_tokens
-        # Rendered messages by (id, version, language): a hot product is converted once.
-        self._rendered: dict[tuple[uuid.UUID, int, str], pb.Product] = {}
-        # Whole GetProduct responses too: building one copies the product message.
-        self._responses: dict[tuple[uuid.UUID, int, str], api.GetProductResponse] = {}
-
-    async def _render(self, product: d.Product, language: str) -> pb.Product:
-        key = (product.id, product.version, language)
-        message = self._rendered.get(key)
-        if message is None:
-            definitions = await self.catalog.attribute_definitions()
-            message = convert.product(product, definitions, language)
-            if len(self._rendered) > 50_000:
-                self._rendered.clear()
-            self._rendered[key] = message
-        return message
+        self._render = catalog.render
 
     # ----------------------------------------------------------------------- products
 
     async def GetProduct(
         self, request: api.GetProductRequest, context: ServicerContext
     ) -> api.GetProductResponse:
-        product_id = convert.parse_id(request.id, "id")
-        product = await self.catalog.get_product(product_id, Viewer.of(current_principal()))
-        language = _language(request.language_code, context)
-        key = (product.id, product.version, language)
-        response = self._responses.get(key)
-        if response is None:
-            response = api.GetProductResponse(product=await self._render(product, language))
-            if len(self._responses) > 50_000:
-                self._responses.clear()
-            self._responses[key] = response
-        return response
+        return await self.catalog.get_product_response(
+            convert.parse_id(request.id, "id"),
+            Viewer.of(current_principal()),
+            _language(request.language_code, context),
+        )
 
     async def BatchGetProducts(
         self, request: api.BatchGetProductsRequest, context: ServicerContext
@@ -133,16 +115,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     ) -> api.UpdateProductResponse:
         product_id = convert.parse_id(request.product.id, "product.id")
         fields = convert.product_fields(request.product)
-        paths = list(request.update_mask.paths) or [*convert.MASKABLE_FIELDS]
-        unknown = [p for p in paths if p not in convert.MASKABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-                ],
-            )
+        paths = update_paths(request.update_mask.paths, request.product, convert.MASKABLE_FIELDS)
         changes = {
             convert.MASKABLE_FIELDS[p]: fields[convert.MASKABLE_FIELDS[p]]
             for p in paths
@@ -203,36 +176,13 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def SearchProducts(
         self, request: api.SearchProductsRequest, context: ServicerContext
     ) -> api.SearchProductsResponse:
-        principal = current_principal()
-        viewer = Viewer.of(principal)
-        if len(request.query) > 200:
-            raise InvalidArgument(
-                "query too long",
-                reason="QUERY_TOO_LONG",
-                field_violations=[FieldViolation("query", "at most 200 characters")],
-            )
-        if (
-            request.min_price < 0
-            or request.max_price < 0
-            or (request.max_price and request.min_price > request.max_price)
-        ):
-            raise InvalidArgument(
-                "invalid price range",
-                reason="PRICE_RANGE_INVALID",
-                field_violations=[FieldViolation("min_price", "0 <= min_price <= max_price")],
-            )
-        _bounded_list("category_ids", request.category_ids, 20)
-        _bounded_list("brands", request.brands, 50)
-        _bounded_list("attribute_filters", request.attribute_filters, 20)
-        size = page_size(request.page_size, default=24, maximum=100)
-        channel: int | None = viewer.channel
-        if viewer.staff:
-            channel = int(request.channel) or None
-        query = SearchQuery(
-            terms=d.query_terms(request.query),
-            channel=channel,
-            statuses=[int(d.ProductStatus.PUBLISHED)],
-            currency=(request.currency_code or "JPY").upper(),
+        viewer = Viewer.of(current_principal())
+        query = self.catalog.search_query(
+            viewer,
+            page_size=request.page_size,
+            text=request.query,
+            channel=int(request.channel),
+            currency=request.currency_code,
             category_ids=[
                 convert.parse_id(c, f"category_ids[{i}]")
                 for i, c in enumerate(request.category_ids)
@@ -241,28 +191,14 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             attribute_filters=[(f.key, list(f.values)) for f in request.attribute_filters],
             min_price=request.min_price,
             max_price=request.max_price,
-            sort=SearchSort(request.sort)
-            if request.sort
-            else (SearchSort.RELEVANCE if request.query.strip() else SearchSort.NEWEST),
-            limit=size,
+            sort=int(request.sort),
         )
         cursor = self.page_tokens.decode(request.page_token, query=query.fingerprint())
         offset = int(cursor.get("o", 0))
-        if offset > 10_000:
-            raise InvalidArgument("page too deep", reason="INVALID_PAGE_TOKEN")
-        query = SearchQuery(**{**query.__dict__, "offset": offset})
-        definitions = await self.catalog.attribute_definitions()
-        page = await self.catalog.search(query)
         language = _language(request.language_code, context)
-        products = {
-            p.id: p
-            for p in await self.catalog.batch_get_products([h[0] for h in page.hits], viewer)
-        }
-        response = api.SearchProductsResponse(total_size=page.total)
-        for product_id, from_price in page.hits:
-            product = products.get(product_id)
-            if product is None:
-                continue
+        found = await self.catalog.search(query.at_offset(offset), viewer, language)
+        response = api.SearchProductsResponse(total_size=found.total)
+        for product, from_price in found.hits:
             result = api.SearchResult(product=await self._render(product, language))
             if from_price is not None:
                 result.from_price.CopyFrom(
@@ -273,30 +209,21 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
                     )
                 )
             response.results.append(result)
-        if offset + size < page.total:
+        if found.next_offset is not None:
             response.next_page_token = self.page_tokens.encode(
-                {"o": offset + size}, query=query.fingerprint()
+                {"o": found.next_offset}, query=query.fingerprint()
             )
-        response.facets.extend(await self._facets(page.facets, definitions, language))
+        response.facets.extend(
+            api.Facet(
+                field=facet.field,
+                values=[
+                    api.FacetValue(value=v.value, label=v.label, count=v.count)
+                    for v in facet.values
+                ],
+            )
+            for facet in found.facets
+        )
         return response
-
-    async def _facets(
-        self, counts: Any, definitions: dict[str, d.AttributeDefinition], language: str
-    ) -> list[api.Facet]:
-        categories = await self.catalog.category_titles()
-        facets: dict[str, api.Facet] = {}
-        for count in counts:
-            facet = facets.setdefault(count.field, api.Facet(field=count.field))
-            label = count.value
-            if count.field == "category" and count.value in categories:
-                label = d.localized(categories[count.value], language)
-            elif count.field in definitions:
-                label = (
-                    d.localized(definitions[count.field].options.get(count.value, {}), language)
-                    or count.value
-                )
-            facet.values.append(api.FacetValue(value=count.value, label=label, count=count.count))
-        return list(facets.values())
 
     async def ListRelatedProducts(
         self, request: api.ListRelatedProductsRequest, context: ServicerContext
@@ -364,7 +291,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def GetCategory(
         self, request: api.GetCategoryRequest, context: ServicerContext
     ) -> api.GetCategoryResponse:
-        category = await self.catalog.get_category(convert.parse_id(request.id, "id"))
+        category = await self.catalog.categories.get_category(convert.parse_id(request.id, "id"))
         return api.GetCategoryResponse(
             category=convert.category(category, _language(request.language_code, context))
         )
@@ -376,7 +303,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         size = page_size(request.page_size, default=200, maximum=500)
         shape = {"p": request.parent_id}
         offset = int(self.page_tokens.decode(request.page_token, query=shape).get("o", 0))
-        everything = await self.catalog.list_categories(parent)
+        everything = await self.catalog.categories.list_categories(parent)
         language = _language(request.language_code, context)
         response = api.ListCategoriesResponse(
             categories=[convert.category(c, language) for c in everything[offset : offset + size]]
@@ -398,33 +325,23 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             titles={k: v.strip() for k, v in message.titles.translations.items() if v.strip()},
             position=message.position,
         )
-        created = await self.catalog.create_category(current_principal(), category)
+        created = await self.catalog.categories.create_category(current_principal(), category)
         return api.CreateCategoryResponse(category=convert.category(created, d.DEFAULT_LANGUAGE))
 
     async def UpdateCategory(
         self, request: api.UpdateCategoryRequest, context: ServicerContext
     ) -> api.UpdateCategoryResponse:
         message = request.category
-        allowed = {"titles": "titles", "slug": "slug", "position": "position"}
-        paths = list(request.update_mask.paths) or list(allowed)
-        bad = [p for p in paths if p not in allowed]
-        if bad:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"not updatable: {p}") for p in bad
-                ],
-            )
+        paths = update_paths(request.update_mask.paths, message, CATEGORY_UPDATABLE)
         values = {
             "titles": {k: v.strip() for k, v in message.titles.translations.items() if v.strip()},
             "slug": message.slug.strip(),
             "position": message.position,
         }
-        updated = await self.catalog.update_category(
+        updated = await self.catalog.categories.update_category(
             current_principal(),
             convert.parse_id(message.id, "category.id"),
-            {allowed[p]: values[p] for p in paths},
+            {p: values[p] for p in paths},
             message.etag,
         )
         return api.UpdateCategoryResponse(category=convert.category(updated, d.DEFAULT_LANGUAGE))
@@ -432,7 +349,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def MoveCategory(
         self, request: api.MoveCategoryRequest, context: ServicerContext
     ) -> api.MoveCategoryResponse:
-        moved = await self.catalog.move_category(
+        moved = await self.catalog.categories.move_category(
             current_principal(),
             convert.parse_id(request.id, "id"),
             convert.parse_id(request.new_parent_id, "new_parent_id")
@@ -445,7 +362,9 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def DeleteCategory(
         self, request: api.DeleteCategoryRequest, context: ServicerContext
     ) -> api.DeleteCategoryResponse:
-        await self.catalog.delete_category(current_principal(), convert.parse_id(request.id, "id"))
+        await self.catalog.categories.delete_category(
+            current_principal(), convert.parse_id(request.id, "id")
+        )
         return api.DeleteCategoryResponse()
 
     # --------------------------------------------------------------------- attributes
@@ -462,13 +381,20 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def ListAttributeDefinitions(
         self, request: api.ListAttributeDefinitionsRequest, context: ServicerContext
     ) -> api.ListAttributeDefinitionsResponse:
-        language = _language(request.language_code, context)
-        definitions = await self.catalog.attribute_definitions()
-        return api.ListAttributeDefinitionsResponse(
-            attribute_definitions=[
-                convert.attribute_definition(v, language) for v in definitions.values()
-            ]
+        size = page_size(request.page_size, default=100, maximum=500)
+        cursor = self.page_tokens.decode(request.page_token, query="attribute_definitions")
+        found = await self.catalog.list_attribute_definitions(
+            after=str(cursor.get("k", "")), limit=size + 1
         )
+        language = _language(request.language_code, context)
+        response = api.ListAttributeDefinitionsResponse(
+            attribute_definitions=[convert.attribute_definition(v, language) for v in found[:size]]
+        )
+        if len(found) > size:
+            response.next_page_token = self.page_tokens.encode(
+                {"k": found[size - 1].key}, query="attribute_definitions"
+            )
+        return response
 
     # ------------------------------------------------------------------------- prices
 
@@ -478,7 +404,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         principal = current_principal()
         viewer = Viewer.of(principal)
         channel = int(request.channel) if viewer.staff and request.channel else viewer.channel
-        resolved = await self.catalog.resolve_prices(
+        resolved = await self.catalog.prices.resolve_prices(
             list(request.skus),
             channel=channel,
             currency=(request.currency_code or "JPY").upper(),
@@ -494,7 +420,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         self, request: api.SetPricesRequest, context: ServicerContext
     ) -> api.SetPricesResponse:
         entries = [convert.from_price(p, f"prices[{i}]") for i, p in enumerate(request.prices)]
-        stored = await self.catalog.set_prices(
+        stored = await self.catalog.prices.set_prices(
             current_principal(), entries, request_id=request.request_id, request=request
         )
         return api.SetPricesResponse(prices=[convert.price(e) for e in stored])
@@ -502,13 +428,34 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def ListPrices(
         self, request: api.ListPricesRequest, context: ServicerContext
     ) -> api.ListPricesResponse:
-        entries = await self.catalog.list_prices(current_principal(), request.sku)
-        return api.ListPricesResponse(prices=[convert.price(e) for e in entries])
+        size = page_size(request.page_size, default=100, maximum=500)
+        shape = {"sku": request.sku}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = None
+        if cursor:
+            valid_from = datetime.fromisoformat(cursor["f"]) if cursor["f"] else None
+            after = (str(cursor["c"]), int(cursor["ch"]), valid_from, uuid.UUID(cursor["i"]))
+        found = await self.catalog.prices.list_prices(
+            current_principal(), request.sku, after=after, limit=size + 1
+        )
+        response = api.ListPricesResponse(prices=[convert.price(e) for e in found[:size]])
+        if len(found) > size:
+            last = found[size - 1]
+            position = {
+                "c": last.price.currency,
+                "ch": last.channel,
+                "f": last.valid_from.isoformat() if last.valid_from else None,
+                "i": str(last.id),
+            }
+            response.next_page_token = self.page_tokens.encode(position, query=shape)
+        return response
 
     async def DeletePrice(
         self, request: api.DeletePriceRequest, context: ServicerContext
     ) -> api.DeletePriceResponse:
-        await self.catalog.delete_price(current_principal(), convert.parse_id(request.id, "id"))
+        await self.catalog.prices.delete_price(
+            current_principal(), convert.parse_id(request.id, "id")
+        )
         return api.DeletePriceResponse()
 
     # ------------------------------------------------------------------------- import
@@ -516,42 +463,34 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     async def ImportProducts(
         self, request_iterator: AsyncIterator[api.ImportProductsRequest], context: ServicerContext
     ) -> api.ImportProductsResponse:
-        principal = current_principal()
-        require_writer(principal)  # refuse before reading a whole file
-        summary = api.ImportProductsResponse()
-        async for row in request_iterator:
-            try:
-                fields = convert.product_fields(row.product)
-                status = _status(row.product.status, "product.status")
-                created = await self.catalog.import_product(
-                    principal, fields, status, dict(row.regular_prices_jpy)
+        async def rows() -> AsyncIterator[ImportRow]:
+            async for message in request_iterator:
+                yield ImportRow(message.row_number, message.product.code, _import_reader(message))
+
+        summary = await self.catalog.import_products(current_principal(), rows())
+        return api.ImportProductsResponse(
+            created=summary.created,
+            updated=summary.updated,
+            failed=summary.failed,
+            failures=[
+                api.ImportFailure(
+                    row_number=f.row_number,
+                    code=f.code,
+                    reason=f.reason,
+                    message=f.message,
+                    field=f.field,
                 )
-            except DomainError as error:
-                summary.failed += 1
-                if len(summary.failures) < MAX_IMPORT_FAILURES_LISTED:
-                    detail = "; ".join(
-                        f"{v.field}: {v.description}" for v in error.field_violations
-                    )
-                    summary.failures.append(
-                        api.ImportFailure(
-                            row_number=row.row_number,
-                            code=row.product.code,
-                            reason=error.reason,
-                            message=f"{error.message}{' (' + detail + ')' if detail else ''}",
-                        )
-                    )
-                continue
-            if created:
-                summary.created += 1
-            else:
-                summary.updated += 1
-        return summary
-
-
-def _bounded_list(name: str, values: Any, limit: int) -> None:
-    if len(values) > limit:
-        raise InvalidArgument(
-            f"at most {limit} {name}",
-            reason="TOO_MANY_ITEMS",
-            field_violations=[FieldViolation(name, f"at most {limit}")],
+                for f in summary.failures
+            ],
         )
+
+
+def _import_reader(message: api.ImportProductsRequest) -> Callable[[], ImportRowData]:
+    def read() -> ImportRowData:
+        return ImportRowData(
+            fields=convert.product_fields(message.product),
+            status=_status(message.product.status, "product.status"),
+            regular_prices_jpy=dict(message.regular_prices_jpy),
+        )
+
+    return read

@@ -522,3 +522,31 @@ class PriceStore:
 
     async def delete(self, price_id: uuid.UUID) -> None:
         await self.session.execute(sa.delete(prices).where(prices.c.id == price_id))
+
+    async def page(
+        self,
+        sku: str,
+        *,
+        after: tuple[str, int, datetime | None, uuid.UUID] | None,
+        limit: int,
+    ) -> list[d.PriceEntry]:
+        """A SKU's entries by (currency, channel, start with open-ended first, id), starting
+        after the position ``after`` (keyset pagination)."""
+        never = sa.text("'-infinity'::timestamptz")
+        start = sa.func.coalesce(prices.c.valid_from, never)
+        key = sa.tuple_(prices.c.currency, prices.c.channel, start, prices.c.id)
+        query = sa.select(prices).where(prices.c.sku == sku)
+        if after is not None:
+            currency, channel, valid_from, price_id = after
+            query = query.where(
+                key
+                > sa.tuple_(
+                    sa.literal(currency),
+                    sa.literal(channel, sa.SmallInteger),
+                    sa.func.coalesce(sa.literal(valid_from, sa.DateTime(timezone=True)), never),
+                    sa.literal(price_id, pg.UUID(as_uuid=True)),
+                )
+            )
+        query = query.order_by(prices.c.currency, prices.c.channel, start, prices.c.id).limit(limit)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [self._to_domain(row) for row in rows]

@@ -162,3 +162,45 @@ def test_category_cycles_are_refused() -> None:
     d.ensure_no_cycle(c, a, parents)
     with pytest.raises(FailedPrecondition):
         d.ensure_no_cycle(a, c, parents)
+
+
+def test_search_defaults_follow_the_caller() -> None:
+    shopper = d.SearchQuery.build(text=" スニーカー ", staff=False, viewer_channel=3, channel=1)
+    assert shopper.channel == 3  # a shopper cannot search another channel's assortment
+    assert shopper.statuses == [int(d.ProductStatus.PUBLISHED)]
+    assert shopper.sort is d.SearchSort.RELEVANCE
+    assert shopper.currency == "JPY"
+    assert d.SearchQuery.build(text="", staff=False, viewer_channel=1).sort is d.SearchSort.NEWEST
+    staff = d.SearchQuery.build(text="", staff=True, viewer_channel=7, currency="usd")
+    assert (staff.channel, staff.currency) == (None, "USD")  # every channel
+    assert d.SearchQuery.build(text="", staff=True, viewer_channel=7, channel=2).channel == 2
+
+
+@pytest.mark.parametrize(
+    ("criteria", "reason", "field"),
+    [
+        ({"text": "x" * 201}, "QUERY_TOO_LONG", "query"),
+        ({"text": "a b c d e f g h i"}, "QUERY_TOO_LONG", "query"),
+        ({"min_price": -1}, "PRICE_RANGE_INVALID", "min_price"),
+        ({"min_price": 500, "max_price": 100}, "PRICE_RANGE_INVALID", "min_price"),
+        ({"brands": ["b"] * 51}, "TOO_MANY_ITEMS", "brands"),
+        ({"category_ids": [uuid.uuid4()] * 21}, "TOO_MANY_ITEMS", "category_ids"),
+        ({"attribute_filters": [("k", ["v"])] * 21}, "TOO_MANY_ITEMS", "attribute_filters"),
+        ({"sort": 999}, "SORT_INVALID", "sort"),
+    ],
+)
+def test_bad_searches_name_the_field(criteria: dict, reason: str, field: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(InvalidArgument) as caught:
+        d.SearchQuery.build(**{"text": "", "staff": False, "viewer_channel": 1, **criteria})
+    assert caught.value.reason == reason
+    assert [v.field for v in caught.value.field_violations] == [field]
+
+
+def test_search_pages_end_and_stop_deep() -> None:
+    query = d.SearchQuery.build(text="", staff=False, viewer_channel=1, limit=10)
+    assert query.at_offset(20).next_offset(35) == 30
+    assert query.at_offset(30).next_offset(35) is None
+    assert query.at_offset(0).fingerprint() == query.at_offset(10).fingerprint()
+    with pytest.raises(InvalidArgument) as caught:
+        query.at_offset(d.MAX_SEARCH_OFFSET + 1)
+    assert caught.value.reason == "INVALID_PAGE_TOKEN"

@@ -236,6 +236,91 @@ async def test_stale_etag_is_aborted(catalog: Stub, tokens: Tokens) -> None:
     )
 
 
+async def test_update_mask_follows_aip_134(catalog: Stub, tokens: Tokens) -> None:
+    product = await create(catalog, tokens, new_product("MASK-1", jan=41))
+
+    async def update(change: pb.Product, paths: list[str] | None = None) -> pb.Product:
+        mask = field_mask_pb2.FieldMask(paths=paths) if paths is not None else None
+        response = await catalog.UpdateProduct(
+            api.UpdateProductRequest(product=change, update_mask=mask), metadata=tokens.staff
+        )
+        return response.product
+
+    # No mask: the fields set in the request change, the rest stay.
+    implied = await update(pb.Product(id=product.id, brand="Kaze Works"))
+    assert implied.brand == "Kaze Works"
+    assert implied.code == product.code
+    assert [v.sku for v in implied.variants] == ["MASK-1-27"]
+    assert implied.descriptions.translations["ja"] == "軽いキャンバス。"
+
+    # Named paths: exactly those, even when the request leaves them empty (brand cleared).
+    named = await update(
+        pb.Product(id=product.id, titles=pb.LocalizedText(translations={"ja": "新しい名前"})),
+        ["titles", "brand"],
+    )
+    assert (named.title, named.brand) == ("新しい名前", "")
+    assert named.descriptions.translations["ja"] == "軽いキャンバス。"
+
+    # "*": every writable field is replaced; what the request leaves unset is cleared.
+    full = pb.Product()
+    full.CopyFrom(named)
+    full.ClearField("descriptions")
+    replaced = await update(full, ["*"])
+    assert not replaced.descriptions.translations
+    assert replaced.code == product.code
+
+    for change, paths, reason in [
+        (pb.Product(id=product.id, brand="x"), ["brand", "create_time"], "UPDATE_MASK_INVALID"),
+        (pb.Product(id=product.id), None, "UPDATE_MASK_INVALID"),  # nothing to change
+    ]:
+        await expect_error(update(change, paths), grpc.StatusCode.INVALID_ARGUMENT, reason)
+    unchanged = (
+        await catalog.GetProduct(api.GetProductRequest(id=product.id), metadata=tokens.staff)
+    ).product
+    assert unchanged.etag == replaced.etag
+
+
+async def test_category_update_mask_follows_aip_134(catalog: Stub, tokens: Tokens) -> None:
+    created = (
+        await catalog.CreateCategory(
+            api.CreateCategoryRequest(
+                category=pb.Category(
+                    slug="bags", position=3, titles=pb.LocalizedText(translations={"ja": "かばん"})
+                )
+            ),
+            metadata=tokens.staff,
+        )
+    ).category
+    implied = (
+        await catalog.UpdateCategory(
+            api.UpdateCategoryRequest(category=pb.Category(id=created.id, slug="totes")),
+            metadata=tokens.staff,
+        )
+    ).category
+    assert (implied.slug, implied.position, implied.title) == ("totes", 3, "かばん")
+    named = (
+        await catalog.UpdateCategory(
+            api.UpdateCategoryRequest(
+                category=pb.Category(id=created.id),
+                update_mask=field_mask_pb2.FieldMask(paths=["position"]),
+            ),
+            metadata=tokens.staff,
+        )
+    ).category
+    assert (named.slug, named.position) == ("totes", 0)  # an explicit path can set zero
+    await expect_error(
+        catalog.UpdateCategory(
+            api.UpdateCategoryRequest(
+                category=pb.Category(id=created.id, slug="x"),
+                update_mask=field_mask_pb2.FieldMask(paths=["parent_id"]),
+            ),
+            metadata=tokens.staff,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UPDATE_MASK_INVALID",
+    )
+
+
 async def test_concurrent_updates_never_lose_one(catalog: Stub, tokens: Tokens) -> None:
     product = await create(catalog, tokens, new_product("CONC-1"))
     # Same etag, different values: exactly one wins, the others are told to re-read.
@@ -503,3 +588,133 @@ async def test_permission_is_checked_before_validation(catalog: Stub, tokens: To
         await catalog.CreateAttributeDefinition(incomplete, metadata=tokens.staff)
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert decode_error(caught.value).field_violations
+
+
+async def test_attribute_definitions_and_prices_page_by_keyset(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from google.type import money_pb2
+
+    for key in ("material", "fit", "season", "care", "origin"):
+        await catalog.CreateAttributeDefinition(
+            api.CreateAttributeDefinitionRequest(
+                attribute_definition=pb.AttributeDefinition(
+                    key=key,
+                    type=pb.ATTRIBUTE_TYPE_TEXT,
+                    labels=pb.LocalizedText(translations={"ja": key}),
+                )
+            ),
+            metadata=tokens.staff,
+        )
+    keys: list[str] = []
+    token = ""
+    while True:
+        page = await catalog.ListAttributeDefinitions(
+            api.ListAttributeDefinitionsRequest(page_size=2, page_token=token)
+        )
+        assert len(page.attribute_definitions) <= 2
+        keys.extend(a.key for a in page.attribute_definitions)
+        token = page.next_page_token
+        if not token:
+            break
+    assert keys == ["care", "fit", "material", "origin", "season"]
+
+    product = await create(catalog, tokens, new_product("PAGE-1", jan=51))
+    sku = product.variants[0].sku
+    entries = [
+        pb.Price(sku=sku, amount=money_pb2.Money(currency_code=currency, units=units))
+        for currency, units in (("JPY", 5_000), ("USD", 40), ("EUR", 35))
+    ]
+    entries += [
+        pb.Price(
+            sku=sku,
+            amount=money_pb2.Money(currency_code="JPY", units=4_000 + day),
+            price_list=f"sale-{day}",
+            valid_from=Timestamp(seconds=1_800_000_000 + day * 86_400),
+        )
+        for day in range(4)
+    ]
+    entries.append(
+        pb.Price(sku=sku, amount=money_pb2.Money(currency_code="JPY", units=4_500), channel=2)
+    )
+    await catalog.SetPrices(api.SetPricesRequest(prices=entries), metadata=tokens.staff)
+    everything = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku), metadata=tokens.staff)
+    ).prices
+    assert len(everything) == 8
+    assert [(p.amount.currency_code, p.channel) for p in everything[:2]] == [
+        ("EUR", 0),
+        ("JPY", 0),
+    ]
+    assert everything[1].price_list == "regular"  # open-ended before the dated ones
+    paged: list[str] = []
+    token = ""
+    while True:
+        page = await catalog.ListPrices(
+            api.ListPricesRequest(sku=sku, page_size=3, page_token=token), metadata=tokens.staff
+        )
+        paged.extend(p.id for p in page.prices)
+        token = page.next_page_token
+        if not token:
+            break
+    assert paged == [p.id for p in everything]
+
+    second = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku, page_size=3), metadata=tokens.staff)
+    ).next_page_token
+    for request, reason in [
+        (api.ListPricesRequest(sku="OTHER-SKU", page_token=second), "INVALID_PAGE_TOKEN"),
+        (api.ListPricesRequest(sku=sku, page_size=-1), "INVALID_PAGE_SIZE"),
+    ]:
+        await expect_error(
+            catalog.ListPrices(request, metadata=tokens.staff),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            reason,
+        )
+    await expect_error(
+        catalog.ListAttributeDefinitions(api.ListAttributeDefinitionsRequest(page_token=second)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAGE_TOKEN",
+    )
+
+
+async def test_concurrent_identical_set_prices_all_receive_the_stored_answer(
+    catalog: Stub, tokens: Tokens
+) -> None:
+    from google.type import money_pb2
+
+    product = await create(catalog, tokens, new_product("IDEM-P1", jan=61))
+    sku = product.variants[0].sku
+    request = api.SetPricesRequest(
+        prices=[
+            pb.Price(sku=sku, amount=money_pb2.Money(currency_code="JPY", units=7_700)),
+            pb.Price(
+                sku=sku,
+                amount=money_pb2.Money(currency_code="JPY", units=7_000),
+                channel=common_pb2.CHANNEL_APP,
+            ),
+        ],
+        request_id=f"prices-{uuid.uuid4()}",
+    )
+    answers = await asyncio.gather(
+        *(catalog.SetPrices(request, metadata=tokens.staff) for _ in range(100))
+    )
+    first = [p.id for p in answers[0].prices]
+    assert len(set(first)) == 2
+    assert all([p.id for p in answer.prices] == first for answer in answers)
+    retried = await catalog.SetPrices(request, metadata=tokens.staff)
+    assert [p.id for p in retried.prices] == first
+    stored = (
+        await catalog.ListPrices(api.ListPricesRequest(sku=sku), metadata=tokens.staff)
+    ).prices
+    assert sorted(p.id for p in stored) == sorted(first)
+
+    other = api.SetPricesRequest()
+    other.CopyFrom(request)
+    other.prices[0].amount.units = 1
+    await expect_error(
+        catalog.SetPrices(other, metadata=tokens.staff),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )

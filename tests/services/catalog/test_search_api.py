@@ -9,6 +9,7 @@ from services.catalog.seed import jan_code
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.kit.grpc_errors import decode_error
 from tests.services.catalog.test_domain import encode_sgtin96
 from tests.services.conftest import gateway_channel
 
@@ -152,3 +153,24 @@ async def test_mirror_suggests_what_goes_with_a_t_shirt(
     assert related.related
     assert all(r.type == pb.RELATION_TYPE_GOES_WITH for r in related.related)
     assert all(r.product.code.startswith("PNT-") for r in related.related)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"sort": 999}, "sort"),
+        ({"query": "あ" * 201}, "query"),
+        ({"min_price": 900, "max_price": 100}, "min_price"),
+        ({"brands": ["b"] * 51}, "brands"),
+        ({"page_size": -1}, "page_size"),
+    ],
+)
+async def test_bad_searches_are_invalid_arguments_naming_the_field(
+    seeded_catalog: Stub,
+    fields: dict,
+    field: str,  # type: ignore[type-arg]
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await search(seeded_catalog, **fields)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in decode_error(caught.value).field_violations] == [field]

@@ -1,12 +1,11 @@
-"""Catalog use cases: one method per command or query; each owns its transaction."""
+"""Catalog use cases: products, relations, attribute definitions, search and import; the
+category tree and prices are their own parts (``categories``, ``prices``)."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,14 +14,31 @@ from google.protobuf.message import Message
 
 from services.catalog import convert
 from services.catalog import domain as d
-from services.catalog.search import SearchPage, SearchQuery, facet_attribute_keys
+from services.catalog.search import facet_attribute_keys
 from services.catalog.search import search as run_search
 from services.catalog.store import AttributeStore, CategoryStore, PriceStore, ProductStore
+from services.catalog.usecases.access import (
+    MAX_BATCH,
+    STAFF,
+    Viewer,
+    bounded,
+    product_not_found,
+    require_writer,
+)
+from services.catalog.usecases.caches import CachedProduct, CatalogCaches
+from services.catalog.usecases.categories import Categories
+from services.catalog.usecases.imports import ImportRow, ImportSummary
+from services.catalog.usecases.prices import Prices
+from services.catalog.usecases.search import SearchResults, labelled_facets
+from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import events_pb2
-from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.kit import pagination
+from tenpo.kit.auth import Principal
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
     AlreadyExists,
+    DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -30,61 +46,6 @@ from tenpo.kit.errors import (
     check_etag,
 )
 from tenpo.kit.idempotency import idempotent
-
-WRITE_SCOPE = "catalog:write"
-MAX_BATCH = 200
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who is looking: staff see every state and channel; others their channel's published
-    products."""
-
-    staff: bool
-    channel: int
-
-    @classmethod
-    def of(cls, principal: Principal) -> Viewer:
-        return cls(staff=principal.is_staff, channel=principal.channel or d.DEFAULT_CHANNEL)
-
-
-def require_writer(principal: Principal) -> None:
-    """Only back-office staff (or a trusted service) with catalog:write change the catalog."""
-    principal.require_authenticated()
-    principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
-    principal.require_scope(WRITE_SCOPE)
-
-
-class ProductCache:
-    """Hot products by id, for GetProduct at device scale. Entries are dropped on this
-    process's own writes and on product events from other replicas; a TTL bounds staleness
-    if an invalidation is ever missed."""
-
-    def __init__(self, *, size: int = 20_000, ttl_seconds: float = 60.0) -> None:
-        self._entries: OrderedDict[uuid.UUID, tuple[float, d.Product]] = OrderedDict()
-        self._size = size
-        self._ttl = ttl_seconds
-
-    def get(self, product_id: uuid.UUID) -> d.Product | None:
-        entry = self._entries.get(product_id)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[product_id]
-            return None
-        return entry[1]
-
-    def put(self, product: d.Product) -> None:
-        self._entries[product.id] = (time.monotonic() + self._ttl, product)
-        self._entries.move_to_end(product.id)
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def invalidate(self, product_id: uuid.UUID) -> None:
-        self._entries.pop(product_id, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
 
 
 class Catalog:
@@ -94,46 +55,77 @@ class Catalog:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         cache_ttl_seconds: float = 60.0,
+        reference_ttl_seconds: float = 30.0,
     ) -> None:
         self.db = db
         self.clock = clock
-        self.cache = ProductCache(ttl_seconds=cache_ttl_seconds)
-        self._definitions: dict[str, d.AttributeDefinition] | None = None
-        # Category titles for facet labels: read on every search, changed rarely.
-        self._category_titles: tuple[float, dict[str, Mapping[str, str]]] | None = None
+        self.caches = CatalogCaches(
+            db, product_ttl_seconds=cache_ttl_seconds, reference_ttl_seconds=reference_ttl_seconds
+        )
+        self.categories = Categories(db, self.caches)
+        self.prices = Prices(db, clock)
 
     # ------------------------------------------------------------------------ reading
 
-    async def attribute_definitions(self) -> dict[str, d.AttributeDefinition]:
-        if self._definitions is None:
-            async with self.db.unit_of_work() as uow:
-                self._definitions = await AttributeStore(uow.session).all()
-        return self._definitions
+    async def _cached(self, product_id: uuid.UUID) -> CachedProduct:
+        try:
+            # Indexing, not .get(): cachetools' get() checks the key twice, and this is the
+            # hot path of every device.
+            return self.caches.products[product_id]
+        except KeyError:
+            pass
+        async with self.db.unit_of_work() as uow:
+            product = await ProductStore(uow.session).get(product_id)
+        if product is None:
+            raise product_not_found(product_id)
+        return self.caches.remember(product) or CachedProduct(product)
 
     async def get_product(self, product_id: uuid.UUID, viewer: Viewer) -> d.Product:
-        product = self.cache.get(product_id)
-        if product is None:
-            async with self.db.unit_of_work() as uow:
-                product = await ProductStore(uow.session).get(product_id)
-            if product is None:
-                raise _product_not_found(product_id)
-            self.cache.put(product)
+        product = (await self._cached(product_id)).product
         if not product.is_visible_to(staff=viewer.staff, channel=viewer.channel):
             # Invisible is indistinguishable from absent (AIP-193).
-            raise _product_not_found(product_id)
+            raise product_not_found(product_id)
         return product
 
+    async def get_product_response(
+        self, product_id: uuid.UUID, viewer: Viewer, language: str
+    ) -> api.GetProductResponse:
+        """GetProduct's answer, rendered once per product version and language: the hot
+        path of every device, so a cached product costs one lookup and no conversion. (The
+        one use case that returns a wire message: that is what it caches.)"""
+        try:
+            entry = self.caches.products[product_id]
+        except KeyError:
+            entry = await self._cached(product_id)
+        if not entry.product.is_visible_to(staff=viewer.staff, channel=viewer.channel):
+            raise product_not_found(product_id)
+        response = entry.responses.get(language)
+        if response is None:
+            response = await self.caches.get_product_response(entry, language)
+        return response
+
+    async def render(self, product: d.Product, language: str) -> pb.Product:
+        """The product as a message in ``language``, converted once per version."""
+        return await self.caches.message(product, language)
+
     async def batch_get_products(self, ids: Sequence[uuid.UUID], viewer: Viewer) -> list[d.Product]:
-        _bounded("ids", ids, 100)
-        missing = [i for i in ids if self.cache.get(i) is None]
+        bounded("ids", ids, 100)
+        found: dict[uuid.UUID, d.Product] = {}
+        missing = []
+        for product_id in dict.fromkeys(ids):
+            try:
+                found[product_id] = self.caches.products[product_id].product
+            except KeyError:
+                missing.append(product_id)
         if missing:
             async with self.db.unit_of_work() as uow:
-                for product in (await ProductStore(uow.session).get_many(missing)).values():
-                    self.cache.put(product)
-        found = [self.cache.get(i) for i in dict.fromkeys(ids)]
+                loaded = await ProductStore(uow.session).get_many(missing)
+            for product in loaded.values():
+                self.caches.remember(product)
+            found.update(loaded)
         return [
             p
-            for p in found
+            for p in (found.get(i) for i in dict.fromkeys(ids))
             if p is not None and p.is_visible_to(staff=viewer.staff, channel=viewer.channel)
         ]
 
@@ -170,7 +162,7 @@ class Catalog:
     async def get_variants(
         self, skus: Sequence[str], viewer: Viewer
     ) -> list[tuple[d.Variant, d.Product]]:
-        _bounded("skus", skus, MAX_BATCH)
+        bounded("skus", skus, MAX_BATCH)
         async with self.db.unit_of_work() as uow:
             owners = await ProductStore(uow.session).product_ids_for_skus(skus)
         products = (
@@ -224,10 +216,33 @@ class Catalog:
             if related in visible
         ][:limit]
 
-    async def search(self, query: SearchQuery) -> SearchPage:
+    # ------------------------------------------------------------------------- search
+
+    def search_query(self, viewer: Viewer, *, page_size: int, **criteria: Any) -> d.SearchQuery:
+        """The search the caller asked for, validated, with the defaults applied: shoppers
+        search their own channel's published products, 24 per page (at most 100)."""
+        return d.SearchQuery.build(
+            staff=viewer.staff,
+            viewer_channel=viewer.channel,
+            limit=pagination.page_size(page_size, default=24, maximum=100),
+            **criteria,
+        )
+
+    async def search(self, query: d.SearchQuery, viewer: Viewer, language: str) -> SearchResults:
         definitions = await self.attribute_definitions()
         async with self.db.unit_of_work() as uow:
-            return await run_search(uow.session, query, facet_attribute_keys(definitions))
+            page = await run_search(uow.session, query, facet_attribute_keys(definitions))
+        products = {
+            p.id: p for p in await self.batch_get_products([h[0] for h in page.hits], viewer)
+        }
+        return SearchResults(
+            hits=[(products[i], price) for i, price in page.hits if i in products],
+            total=page.total,
+            facets=labelled_facets(
+                page.facets, definitions, await self.categories.category_titles(), language
+            ),
+            next_offset=query.next_offset(page.total),
+        )
 
     # ------------------------------------------------------------------------ writing
 
@@ -273,7 +288,7 @@ class Catalog:
             )
             await uow.commit()
         if created.value != str(product.id):  # a retry: answer with the first result
-            return await self.get_product(uuid.UUID(created.value), Viewer(staff=True, channel=0))
+            return await self.get_product(uuid.UUID(created.value), STAFF)
         return product
 
     async def update_product(
@@ -291,7 +306,7 @@ class Catalog:
             store = ProductStore(uow.session)
             current = await store.get(product_id, for_update=True)
             if current is None:
-                raise _product_not_found(product_id)
+                raise product_not_found(product_id)
             check_etag(etag, current.etag, "product")
             now = self.clock()
             updated = replace(current, **changes, version=current.version + 1, updated_at=now)
@@ -311,7 +326,7 @@ class Catalog:
             await store.save(updated, category_titles=titles, is_new=False)
             self._announce(uow, current, updated, definitions)
             await uow.commit()
-        self.cache.invalidate(product_id)
+        self.caches.forget(product_id)
         return updated
 
     async def delete_product(self, principal: Principal, product_id: uuid.UUID, etag: str) -> None:
@@ -322,7 +337,7 @@ class Catalog:
             store = ProductStore(uow.session)
             current = await store.get(product_id, for_update=True)
             if current is None:
-                raise _product_not_found(product_id)
+                raise product_not_found(product_id)
             check_etag(etag, current.etag, "product")
             if current.status is d.ProductStatus.DRAFT and current.published_at is None:
                 await store.delete(product_id)
@@ -342,7 +357,7 @@ class Catalog:
                 await store.save(archived, category_titles=titles, is_new=False)
                 self._announce(uow, current, archived, await self.attribute_definitions())
             await uow.commit()
-        self.cache.invalidate(product_id)
+        self.caches.forget(product_id)
 
     async def _check_references(self, uow: UnitOfWork, product: d.Product) -> None:
         """Categories exist; SKUs and barcodes are not another product's. A conflict with
@@ -411,7 +426,7 @@ class Catalog:
                 reason="REQUIRED_FIELD_MISSING",
                 field_violations=[FieldViolation("types", "is required")],
             )
-        _bounded("relations", new, 200)
+        bounded("relations", new, 200)
         problems = []
         for i, (kind, related, _) in enumerate(new):
             if kind not in types:
@@ -431,7 +446,7 @@ class Catalog:
         async with self.db.unit_of_work() as uow:
             store = ProductStore(uow.session)
             if await store.get(product_id, for_update=True) is None:
-                raise _product_not_found(product_id)
+                raise product_not_found(product_id)
             existing = await store.get_many([r[1] for r in new])
             missing = [
                 FieldViolation(f"relations[{i}].related_product_id", "no such product")
@@ -452,113 +467,18 @@ class Catalog:
             await uow.commit()
         return result
 
-    # --------------------------------------------------------------------- categories
-
-    async def list_categories(self, parent_id: uuid.UUID | None) -> list[d.Category]:
-        async with self.db.unit_of_work() as uow:
-            everything = await CategoryStore(uow.session).all()
-        if parent_id is not None:
-            return [c for c in everything if c.parent_id == parent_id]
-        return _tree_order(everything)
-
-    async def category_titles(self) -> dict[str, Mapping[str, str]]:
-        """Titles of every category by id, cached for half a minute (labels only)."""
-        now = time.monotonic()
-        if self._category_titles is None or self._category_titles[0] < now:
-            titles = {str(c.id): c.titles for c in await self.list_categories(None)}
-            self._category_titles = (now + 30.0, titles)
-        return self._category_titles[1]
-
-    async def get_category(self, category_id: uuid.UUID) -> d.Category:
-        async with self.db.unit_of_work() as uow:
-            category = await CategoryStore(uow.session).get(category_id)
-        if category is None:
-            raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-        return category
-
-    async def create_category(self, principal: Principal, category: d.Category) -> d.Category:
-        require_writer(principal)
-        d.validate_category(category)
-        async with self.db.unit_of_work() as uow:
-            store = CategoryStore(uow.session)
-            if category.parent_id and await store.get(category.parent_id) is None:
-                raise FailedPrecondition(
-                    "parent category not found",
-                    reason="CATEGORY_NOT_FOUND",
-                    field_violations=[FieldViolation("category.parent_id", "no such category")],
-                )
-            if await store.slug_taken(category.parent_id, category.slug, None):
-                raise AlreadyExists(
-                    "a sibling has this slug",
-                    reason="CATEGORY_SLUG_TAKEN",
-                    field_violations=[FieldViolation("category.slug", "already used by a sibling")],
-                )
-            await store.insert(category)
-            await uow.commit()
-        self._category_titles = None
-        return category
-
-    async def update_category(
-        self, principal: Principal, category_id: uuid.UUID, changes: Mapping[str, Any], etag: str
-    ) -> d.Category:
-        require_writer(principal)
-        async with self.db.unit_of_work() as uow:
-            store = CategoryStore(uow.session)
-            current = await store.get(category_id, for_update=True)
-            if current is None:
-                raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-            check_etag(etag, current.etag, "category")
-            updated = replace(current, **changes, version=current.version + 1)
-            d.validate_category(updated)
-            if updated.slug != current.slug and await store.slug_taken(
-                updated.parent_id, updated.slug, category_id
-            ):
-                raise AlreadyExists("a sibling has this slug", reason="CATEGORY_SLUG_TAKEN")
-            await store.update(updated)
-            await uow.commit()
-        self._category_titles = None
-        return updated
-
-    async def move_category(
-        self, principal: Principal, category_id: uuid.UUID, new_parent: uuid.UUID | None, etag: str
-    ) -> d.Category:
-        require_writer(principal)
-        async with self.db.unit_of_work() as uow:
-            store = CategoryStore(uow.session)
-            current = await store.get(category_id, for_update=True)
-            if current is None:
-                raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-            check_etag(etag, current.etag, "category")
-            parents = await store.parents()
-            if new_parent is not None and new_parent not in parents:
-                raise FailedPrecondition("new parent not found", reason="CATEGORY_NOT_FOUND")
-            d.ensure_no_cycle(category_id, new_parent, parents)
-            if await store.slug_taken(new_parent, current.slug, category_id):
-                raise AlreadyExists(
-                    "the new parent already has a child with this slug",
-                    reason="CATEGORY_SLUG_TAKEN",
-                )
-            moved = replace(current, parent_id=new_parent, version=current.version + 1)
-            await store.update(moved)
-            await uow.commit()
-        self._category_titles = None
-        return moved
-
-    async def delete_category(self, principal: Principal, category_id: uuid.UUID) -> None:
-        require_writer(principal)
-        async with self.db.unit_of_work() as uow:
-            store = CategoryStore(uow.session)
-            if await store.get(category_id, for_update=True) is None:
-                raise NotFound("no such category", reason="CATEGORY_NOT_FOUND")
-            if await store.is_in_use(category_id):
-                raise FailedPrecondition(
-                    "the category still has children or products", reason="CATEGORY_NOT_EMPTY"
-                )
-            await store.delete(category_id)
-            await uow.commit()
-        self._category_titles = None
-
     # --------------------------------------------------------------------- attributes
+
+    async def attribute_definitions(self) -> dict[str, d.AttributeDefinition]:
+        return await self.caches.definitions.get()
+
+    async def list_attribute_definitions(
+        self, *, after: str, limit: int
+    ) -> list[d.AttributeDefinition]:
+        """A page of definitions by key, after the key ``after``: a keyset over the cached
+        table (a few hundred keys at most), so paging costs no SQL."""
+        definitions = await self.attribute_definitions()
+        return [definitions[k] for k in sorted(definitions) if k > after][:limit]
 
     async def create_attribute_definition(
         self, principal: Principal, definition: d.AttributeDefinition
@@ -568,106 +488,29 @@ class Catalog:
             if not await AttributeStore(uow.session).insert(definition):
                 raise AlreadyExists(f"attribute {definition.key} exists", reason="ATTRIBUTE_EXISTS")
             await uow.commit()
-        self._definitions = None
+        self.caches.definitions.invalidate()
         return definition
 
-    # ------------------------------------------------------------------------- prices
-
-    async def resolve_prices(
-        self, skus: Sequence[str], *, channel: int, currency: str, at: datetime | None
-    ) -> list[tuple[str, d.PriceResolution, d.TaxClass]]:
-        _bounded("skus", skus, MAX_BATCH)
-        moment = at or self.clock()
-        async with self.db.unit_of_work() as uow:
-            entries = await PriceStore(uow.session).for_skus(skus, currency)
-            owners = await ProductStore(uow.session).product_ids_for_skus(skus)
-            products = await ProductStore(uow.session).get_many(list(set(owners.values())))
-        result = []
-        for sku in dict.fromkeys(skus):
-            resolution = d.resolve_price(
-                entries.get(sku, ()), channel=channel, currency=currency, at=moment
-            )
-            product = products.get(owners.get(sku))  # type: ignore[arg-type]
-            if resolution is not None and product is not None:
-                result.append((sku, resolution, product.tax_class))
-        return result
-
-    async def set_prices(
-        self,
-        principal: Principal,
-        entries: Sequence[d.PriceEntry],
-        *,
-        request_id: str,
-        request: Message,
-    ) -> list[d.PriceEntry]:
-        require_writer(principal)
-        _bounded("prices", entries, 500)
-        for i, entry in enumerate(entries):
-            d.validate_price(entry, f"prices[{i}]")
-        async with self.db.unit_of_work() as uow:
-
-            async def apply() -> wrappers_pb2.StringValue:
-                owners = await ProductStore(uow.session).product_ids_for_skus(
-                    [e.sku for e in entries]
-                )
-                unknown = [
-                    FieldViolation(f"prices[{i}].sku", "no such SKU")
-                    for i, e in enumerate(entries)
-                    if e.sku not in owners
-                ]
-                if unknown:
-                    raise FailedPrecondition(
-                        "unknown SKU", reason="SKU_NOT_FOUND", field_violations=unknown
-                    )
-                store = PriceStore(uow.session)
-                for entry in entries:
-                    await store.upsert(entry)
-                after = await store.for_skus(sorted({e.sku for e in entries}))
-                for sku, sku_entries in after.items():
-                    uow.add_event(
-                        events_pb2.PriceChanged(
-                            sku=sku,
-                            prices=[convert.price(e) for e in sku_entries],
-                            change_time=convert.timestamp(self.clock()),
-                        )
-                    )
-                return wrappers_pb2.StringValue(value="ok")
-
-            await idempotent(
-                uow,
-                scope="SetPrices",
-                request_id=request_id,
-                request=request,
-                response_type=wrappers_pb2.StringValue,
-                action=apply,
-            )
-            await uow.commit()
-        return list(entries)
-
-    async def list_prices(self, principal: Principal, sku: str) -> list[d.PriceEntry]:
-        require_writer(principal)
-        async with self.db.unit_of_work() as uow:
-            return (await PriceStore(uow.session).for_skus([sku])).get(sku, [])
-
-    async def delete_price(self, principal: Principal, price_id: uuid.UUID) -> None:
-        require_writer(principal)
-        async with self.db.unit_of_work() as uow:
-            store = PriceStore(uow.session)
-            entry = await store.get(price_id)
-            if entry is None:
-                raise NotFound("no such price", reason="PRICE_NOT_FOUND")
-            await store.delete(price_id)
-            remaining = (await store.for_skus([entry.sku])).get(entry.sku, [])
-            uow.add_event(
-                events_pb2.PriceChanged(
-                    sku=entry.sku,
-                    prices=[convert.price(e) for e in remaining],
-                    change_time=convert.timestamp(self.clock()),
-                )
-            )
-            await uow.commit()
-
     # ------------------------------------------------------------------------- import
+
+    async def import_products(
+        self, principal: Principal, rows: AsyncIterable[ImportRow]
+    ) -> ImportSummary:
+        """Upsert every row; a row that fails is reported in the summary and the rest go on
+        (each row is its own transaction)."""
+        require_writer(principal)  # refuse before reading a whole file
+        summary = ImportSummary()
+        async for row in rows:
+            try:
+                data = row.read()
+                created = await self.import_product(
+                    principal, data.fields, data.status, data.regular_prices_jpy
+                )
+            except DomainError as error:
+                summary.fail(row, error)
+            else:
+                summary.succeeded(created)
+        return summary
 
     async def import_product(
         self,
@@ -711,7 +554,11 @@ class Catalog:
                 for sku, amount in regular_prices_jpy.items():
                     if sku not in product.skus:
                         raise InvalidArgument(
-                            f"price for SKU {sku} not in the product", reason="SKU_NOT_FOUND"
+                            f"price for SKU {sku} not in the product",
+                            reason="SKU_NOT_FOUND",
+                            field_violations=[
+                                FieldViolation(f"regular_prices_jpy[{sku}]", "no such SKU")
+                            ],
                         )
                     regular = next(
                         (
@@ -729,7 +576,7 @@ class Catalog:
                     d.validate_price(entry, f"regular_prices_jpy[{sku}]")
                     await prices.upsert(entry)
             await uow.commit()
-        self.cache.invalidate(product.id)
+        self.caches.forget(product.id)
         return existing is None
 
 
@@ -750,31 +597,3 @@ def _changed_fields(before: d.Product | None, after: d.Product) -> list[str]:
     if before is None:
         return names
     return [n for n in names if getattr(before, n) != getattr(after, n)]
-
-
-def _tree_order(categories: Sequence[d.Category]) -> list[d.Category]:
-    children: dict[uuid.UUID | None, list[d.Category]] = {}
-    for c in categories:
-        children.setdefault(c.parent_id, []).append(c)
-    ordered: list[d.Category] = []
-
-    def walk(parent: uuid.UUID | None) -> None:
-        for child in sorted(children.get(parent, []), key=lambda c: (c.position, c.slug)):
-            ordered.append(child)
-            walk(child.id)
-
-    walk(None)
-    return ordered
-
-
-def _bounded(name: str, values: Sequence[Any], limit: int) -> None:
-    if len(values) > limit:
-        raise InvalidArgument(
-            f"at most {limit} {name}",
-            reason="TOO_MANY_ITEMS",
-            field_violations=[FieldViolation(name, f"at most {limit}")],
-        )
-
-
-def _product_not_found(product_id: uuid.UUID) -> NotFound:
-    return NotFound("no such product", reason="PRODUCT_NOT_FOUND", metadata={"id": str(product_id)})
