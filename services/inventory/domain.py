@@ -285,6 +285,21 @@ class StockLevel:
             )
         return replace(self, on_hand=self.on_hand - quantity)
 
+    def expect_in_transit(self, quantity: int) -> StockLevel:
+        """Units sent here by a transfer: counted as on their way, not yet promisable."""
+        return replace(self, in_transit=self.in_transit + quantity)
+
+    def receive_in_transit(self, quantity: int) -> StockLevel:
+        """A transfer arrived: its units move from in transit to on hand."""
+        if quantity > self.in_transit:
+            # Only transfers put units in transit; fewer than one carries means broken data.
+            raise FailedPrecondition(
+                f"receiving {quantity} of {self.in_transit} in transit",
+                reason="IN_TRANSIT_UNDERFLOW",
+                metadata={"sku": self.sku, "location_id": self.location_id},
+            )
+        return replace(self, in_transit=self.in_transit - quantity, on_hand=self.on_hand + quantity)
+
 
 class StockSignal(IntEnum):
     OUT_OF_STOCK = 1
@@ -324,6 +339,46 @@ def check_adjustment(delta: int, reason: MovementReason) -> None:
             f"{reason.name} {'adds' if sign > 0 else 'removes'} stock",
             "QUANTITY_SIGN_INVALID",
         )
+
+
+# ----------------------------------------------------------------------------- transfers
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Units on their way from one location to another: they left the source's on hand
+    when sent and join the target's on hand when received."""
+
+    id: uuid.UUID
+    sku: str
+    from_location_id: str
+    to_location_id: str
+    quantity: int
+    state: TransferState = TransferState.IN_TRANSIT
+    created_at: datetime | None = None
+    received_at: datetime | None = None
+
+    @property
+    def source_key(self) -> Key:
+        return (self.sku, self.from_location_id)
+
+    @property
+    def target_key(self) -> Key:
+        return (self.sku, self.to_location_id)
+
+    @property
+    def received(self) -> bool:
+        return self.state is TransferState.RECEIVED
+
+
+def new_transfer(sku: str, from_location_id: str, to_location_id: str, quantity: int) -> Transfer:
+    check_sku(sku)
+    check_location_id(from_location_id, "from_location_id")
+    check_location_id(to_location_id, "to_location_id")
+    check_quantity(quantity)
+    if from_location_id == to_location_id:
+        raise invalid("to_location_id", "must differ from from_location_id", "SAME_LOCATION")
+    return Transfer(uuid.uuid4(), sku, from_location_id, to_location_id, quantity)
 
 
 # -------------------------------------------------------------------------- reservations

@@ -138,6 +138,30 @@ def _level(row: Any) -> d.StockLevel:
     )
 
 
+def movement_row(
+    level: d.StockLevel,
+    quantity: int,
+    reason: d.MovementReason,
+    *,
+    request_id: str,
+    actor: str,
+    reference: str = "",
+    note: str = "",
+) -> dict[str, Any]:
+    """A ledger row for ``StockStore.add_movements``: ``level`` is the level after the move."""
+    return {
+        "sku": level.sku,
+        "location_id": level.location_id,
+        "quantity": quantity,
+        "reason": int(reason),
+        "request_id": request_id,
+        "actor": actor,
+        "reference": reference,
+        "note": note[:500],
+        "on_hand_after": level.on_hand,
+    }
+
+
 class LocationStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -583,28 +607,47 @@ class ReservationStore:
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
+def _transfer(row: RowMapping) -> d.Transfer:
+    return d.Transfer(
+        id=row["id"],
+        sku=row["sku"],
+        from_location_id=row["from_location_id"],
+        to_location_id=row["to_location_id"],
+        quantity=row["quantity"],
+        state=d.TransferState(row["state"]),
+        created_at=row["created_at"],
+        received_at=row["received_at"],
+    )
+
+
 class TransferStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert(self, values: dict[str, Any]) -> dict[str, Any]:
+    async def insert(self, transfer: d.Transfer) -> d.Transfer:
+        values = {
+            "id": transfer.id,
+            "sku": transfer.sku,
+            "from_location_id": transfer.from_location_id,
+            "to_location_id": transfer.to_location_id,
+            "quantity": transfer.quantity,
+            "state": int(transfer.state),
+        }
         row = (
             (await self.session.execute(sa.insert(transfers).values(values).returning(transfers)))
             .mappings()
             .one()
         )
-        return dict(row)
+        return _transfer(row)
 
-    async def get(
-        self, transfer_id: uuid.UUID, *, for_update: bool = False
-    ) -> dict[str, Any] | None:
+    async def get(self, transfer_id: uuid.UUID, *, for_update: bool = False) -> d.Transfer | None:
         query = sa.select(transfers).where(transfers.c.id == transfer_id)
         if for_update:
             query = query.with_for_update()
         row = (await self.session.execute(query)).mappings().first()
-        return dict(row) if row else None
+        return _transfer(row) if row else None
 
-    async def mark_received(self, transfer_id: uuid.UUID) -> dict[str, Any]:
+    async def mark_received(self, transfer_id: uuid.UUID) -> d.Transfer:
         row = (
             (
                 await self.session.execute(
@@ -617,4 +660,4 @@ class TransferStore:
             .mappings()
             .one()
         )
-        return dict(row)
+        return _transfer(row)

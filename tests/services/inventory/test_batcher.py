@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.inventory import domain as d
-from services.inventory.usecases import ReservationBatcher
+from services.inventory.usecases.batcher import ReservationBatcher
 
 
 def request(n: int, sku: str = "HOT") -> d.ReservationRequest:
