@@ -29,6 +29,40 @@ def test_reservation_beyond_atp_is_refused_with_a_stable_reason() -> None:
     assert caught.value.metadata["available"] == "3"
 
 
+def test_a_transfer_moves_units_through_in_transit() -> None:
+    transfer = d.new_transfer("S", "dc-kanto", "tokyo-shibuya", 3)
+    assert transfer.state is d.TransferState.IN_TRANSIT and not transfer.received
+    assert (transfer.source_key, transfer.target_key) == (
+        ("S", "dc-kanto"),
+        ("S", "tokyo-shibuya"),
+    )
+    target = d.StockLevel("S", "tokyo-shibuya", on_hand=1).expect_in_transit(3)
+    assert (target.on_hand, target.in_transit, target.available_to_promise) == (1, 3, 1)
+    arrived = target.receive_in_transit(3)
+    assert (arrived.on_hand, arrived.in_transit) == (4, 0)
+    with pytest.raises(FailedPrecondition) as caught:
+        target.receive_in_transit(4)
+    assert caught.value.reason == "IN_TRANSIT_UNDERFLOW"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "reason"),
+    [
+        (("S", "dc-kanto", "dc-kanto", 1), "to_location_id", "SAME_LOCATION"),
+        (("S", "dc-kanto", "tokyo-shibuya", 0), "quantity", "QUANTITY_INVALID"),
+        (("S", "DC KANTO", "tokyo-shibuya", 1), "from_location_id", "LOCATION_ID_INVALID"),
+        (("", "dc-kanto", "tokyo-shibuya", 1), "sku", "SKU_INVALID"),
+    ],
+)
+def test_a_transfer_refuses_bad_input_naming_the_field(
+    arguments: tuple[str, str, str, int], field: str, reason: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        d.new_transfer(*arguments)
+    assert caught.value.reason == reason
+    assert [v.field for v in caught.value.field_violations] == [field]
+
+
 def test_adjustments_cannot_take_reserved_units() -> None:
     level = d.StockLevel("S", "x", on_hand=5, reserved=4)
     assert level.adjust(-1).on_hand == 4
