@@ -16,6 +16,7 @@ from tenpo.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.idempotency import request_fingerprint
 from tenpo.kit.pagination import PageTokenCodec, page_size
 
@@ -107,16 +108,8 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.UpdateLocationRequest, context: ServicerContext
     ) -> api.UpdateLocationResponse:
         d.check_location_id(request.location.id, "location.id")
-        paths = list(request.update_mask.paths) or list(MASKABLE_FIELDS)
-        unknown = [p for p in paths if p not in MASKABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-                ],
-            )
+        # AIP-134: named paths, "*" for all, or (no mask) the fields the request sets.
+        paths = update_paths(request.update_mask.paths, request.location, MASKABLE_FIELDS)
         given = request.location
         if not given.type:
             # The type only matters when the mask names it; fill it so parsing succeeds.

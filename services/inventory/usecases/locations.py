@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -15,6 +13,7 @@ from services.inventory import domain as d
 from services.inventory.store import LocationStore
 from services.inventory.usecases.access import require_writer
 from tenpo.kit.auth import Principal
+from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.db import Database
 from tenpo.kit.errors import AlreadyExists, FailedPrecondition, NotFound, check_etag
 from tenpo.kit.idempotency import idempotent
@@ -31,28 +30,22 @@ def location_not_found(location_id: str) -> NotFound:
 class LocationCache:
     """Every location, re-read at most every ``ttl`` seconds (dropped on our own writes):
     sourcing, nearby search and thresholds read it on every call, and locations change
-    rarely."""
+    rarely. Read it before a transaction takes its connection (see ``common.announce``)."""
 
     def __init__(self, db: Database, ttl: float = 2.0) -> None:
         self._db = db
-        self._ttl = ttl
-        self._loaded_at = 0.0
-        self._locations: dict[str, d.Location] = {}
-        self._lock = asyncio.Lock()
+        self._value = RefreshingValue(self._load, ttl)
+
+    async def _load(self) -> dict[str, d.Location]:
+        async with self._db.unit_of_work() as uow:
+            found = await LocationStore(uow.session).all()
+        return {loc.id: loc for loc in found}
 
     async def all(self) -> dict[str, d.Location]:
-        if time.monotonic() - self._loaded_at < self._ttl:
-            return self._locations
-        async with self._lock:
-            if time.monotonic() - self._loaded_at >= self._ttl:
-                async with self._db.unit_of_work() as uow:
-                    found = await LocationStore(uow.session).all()
-                self._locations = {loc.id: loc for loc in found}
-                self._loaded_at = time.monotonic()
-        return self._locations
+        return await self._value.get()
 
     def invalidate(self) -> None:
-        self._loaded_at = 0.0
+        self._value.invalidate()
 
 
 class Locations:
