@@ -457,7 +457,8 @@ class ReservationRequest:
     owner: str
     lines: tuple[Line, ...]
     ttl: timedelta
-    request_id: str
+    #: The idempotency key (the client's request_id bound to the caller), "" without one.
+    key: str
     fingerprint: bytes
     actor: str
     customer_id: str = ""

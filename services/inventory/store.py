@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -23,40 +24,52 @@ from services.inventory.models import (
     stock_levels,
     transfers,
 )
-from tenpo.kit.db import outbox_insert
+from tenpo.kit.db import outbox_fragment
+from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys, stored_answers
 
 DEMO_STOCKING_FLAG = "demo_stocking"
+#: The kit idempotency scope of ReserveStock.
+RESERVE_SCOPE = "ReserveStock"
 
-# Reservations, their lines, the levels' new values and the outbox events in one round trip
-# (the hot path of a flash sale: the rows stay locked for as short as possible). The caller
-# holds the levels locked and computed their new values, so it knows them exactly (the
-# version guard only catches a bug). It rolls back when a reservation lost its request_id to
-# a concurrent or earlier call: then fewer rows were inserted than given.
-RECORD_RESERVATIONS = f"""
-WITH ins AS (
+#: The hot statement's own parameters ($1..$19); the kit numbers its fragments after them.
+_RESERVATION_PARAMETERS = 19
+
+
+@functools.lru_cache(maxsize=4)
+def _record_reservations(claim: str, outbox: str) -> str:
+    """Reservations, their lines, the levels' new values, the request_ids' idempotency keys
+    and the outbox events in one round trip (the hot path of a flash sale: the rows stay
+    locked for as short as possible). The caller holds the levels locked and computed their
+    new values, so it knows them exactly (the version guard only catches a bug). A
+    reservation whose key another transaction claimed (a retry, concurrent or earlier) is
+    not inserted; the caller sees fewer rows inserted than given and rolls back."""
+    return f"""
+WITH keys AS ({claim}), ins AS (
   INSERT INTO reservations (id, owner, customer_id, state, expires_at, created_at,
-                            updated_at, request_id, request_hash, actor)
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[],
-                       $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
-                       $8::text[], $9::bytea[], $10::text[])
-  ON CONFLICT (request_id) DO NOTHING
+                            updated_at, actor)
+  SELECT r.id, r.owner, r.customer_id, r.state, r.expires_at, r.created_at, r.updated_at,
+         r.actor
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[],
+              $6::timestamptz[], $7::timestamptz[], $8::text[], $9::text[])
+       AS r(id, owner, customer_id, state, expires_at, created_at, updated_at, actor, key)
+  WHERE r.key IS NULL OR r.key IN (SELECT request_id FROM keys)
   RETURNING id
 ), lines AS (
   INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity)
   SELECT l.reservation_id, l.line_no, l.sku, l.location_id, l.quantity
-  FROM unnest($11::uuid[], $12::smallint[], $13::text[], $14::text[], $15::bigint[])
+  FROM unnest($10::uuid[], $11::smallint[], $12::text[], $13::text[], $14::bigint[])
        AS l(reservation_id, line_no, sku, location_id, quantity)
   WHERE l.reservation_id IN (SELECT id FROM ins)
 ), levels AS (
   UPDATE stock_levels s SET reserved = v.reserved, version = v.version,
                             updated_at = v.updated_at
-  FROM unnest($16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::timestamptz[])
+  FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[], $19::timestamptz[])
        AS v(sku, loc, reserved, version, updated_at)
   WHERE s.sku = v.sku AND s.location_id = v.loc AND s.version = v.version - 1
   RETURNING 1
-), events AS ({outbox_insert(21)})
+), events AS ({outbox})
 SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM levels) AS updated
-"""  # noqa: S608 (the kit's constant outbox statement is interpolated, no input)
+"""  # noqa: S608 (the kit's constant fragments are interpolated, no input)
 
 
 #: Locks levels in (sku, location) order, the one order every writer uses, so concurrent
@@ -66,10 +79,6 @@ SELECT s.* FROM stock_levels s
 JOIN unnest($1::text[], $2::text[]) AS k(sku, loc) ON s.sku = k.sku AND s.location_id = k.loc
 ORDER BY s.sku, s.location_id FOR UPDATE OF s
 """
-
-FIND_REQUEST_IDS = (
-    "SELECT request_id, id, request_hash FROM reservations WHERE request_id = ANY($1::text[])"
-)
 
 
 def _key_arrays(keys: Iterable[d.Key]) -> tuple[list[str], list[str]]:
@@ -469,28 +478,25 @@ class ReservationWriter:
         rows = await self.connection.fetch(LOCK_LEVELS, skus, locs)
         return {(r["sku"], r["location_id"]): _level(r) for r in rows}
 
-    async def by_request_ids(
-        self, request_ids: Sequence[str]
-    ) -> dict[str, tuple[uuid.UUID, bytes]]:
-        if not request_ids:
-            return {}
-        rows = await self.connection.fetch(FIND_REQUEST_IDS, list(request_ids))
-        return {r["request_id"]: (r["id"], r["request_hash"] or b"") for r in rows}
+    async def answers(self, keys: Sequence[str]) -> dict[str, StoredAnswer]:
+        """What earlier ReserveStock calls with these idempotency keys answered."""
+        return await stored_answers(self.connection, RESERVE_SCOPE, keys)
 
     async def record(
         self,
         reservation_rows: Sequence[dict[str, Any]],
         line_rows: Sequence[dict[str, Any]],
         levels: Sequence[d.StockLevel],
+        claims: Sequence[KeyClaim],
         events: Sequence[list[Any]],
     ) -> bool:
         """Write reservations with their lines, the new values of levels the caller holds
-        locked, and ``events`` (``outbox_arrays``), in one statement. False when a
-        reservation's request_id was taken meanwhile: then the caller must roll back."""
+        locked, the idempotency keys of ``claims`` and ``events`` (``outbox_arrays``), in one
+        statement. False when a key was claimed by another call meanwhile: then the caller
+        must roll back. A row's ``key`` is its claim's key (None without a request_id)."""
         if not reservation_rows:
             return True
-        row = await self.connection.fetchrow(
-            RECORD_RESERVATIONS,
+        args: list[Any] = [
             [r["id"] for r in reservation_rows],
             [r["owner"] for r in reservation_rows],
             [r["customer_id"] for r in reservation_rows],
@@ -498,9 +504,8 @@ class ReservationWriter:
             [r["expires_at"] for r in reservation_rows],
             [r["created_at"] for r in reservation_rows],
             [r["updated_at"] for r in reservation_rows],
-            [r["request_id"] for r in reservation_rows],
-            [r["request_hash"] for r in reservation_rows],
             [r["actor"] for r in reservation_rows],
+            [r["key"] for r in reservation_rows],
             [r["reservation_id"] for r in line_rows],
             [r["line_no"] for r in line_rows],
             [r["sku"] for r in line_rows],
@@ -511,8 +516,13 @@ class ReservationWriter:
             [lv.reserved for lv in levels],
             [lv.version for lv in levels],
             [lv.updated_at for lv in levels],
-            *events,
-        )
+        ]
+        assert len(args) == _RESERVATION_PARAMETERS
+        claim_sql, claim_args = claim_keys(RESERVE_SCOPE, claims, after=len(args))
+        args += claim_args
+        outbox_sql, outbox_args = outbox_fragment(events, after=len(args))
+        args += outbox_args
+        row = await self.connection.fetchrow(_record_reservations(claim_sql, outbox_sql), *args)
         if row["inserted"] != len(reservation_rows):
             return False
         if row["updated"] != len({lv.key for lv in levels}):

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.inventory import domain as d
@@ -31,17 +31,23 @@ class BatchDecider(Protocol):
 class _Pending:
     request: d.ReservationRequest
     future: asyncio.Future[d.Reservation]
+    #: What the request's transaction needs to itself: its SKUs, and its idempotency key
+    #: (NUL-prefixed; a SKU never holds a NUL).
+    claims: frozenset[str] = field(init=False)
 
-    @property
-    def skus(self) -> frozenset[str]:
-        return frozenset(line.sku for line in self.request.lines)
+    def __post_init__(self) -> None:
+        skus = {line.sku for line in self.request.lines}
+        if self.request.key:
+            skus.add("\0" + self.request.key)
+        self.claims = frozenset(skus)
 
 
 class ReservationBatcher:
     """Coalesces concurrent reservations. Each worker takes every queued request whose SKUs
     no other worker is busy with and decides them in one transaction; requests for a SKU in
     flight wait for the next round, so one hot SKU is one lock holder at a time per process
-    (across replicas the row lock orders them).
+    (across replicas the row lock orders them). Requests sharing an idempotency key are
+    never decided together: each later one sees what the earlier one stored.
 
     Under load (requests were already waiting when a worker's last batch ended) a worker
     lets the next batch fill up to ``target`` requests, waiting at most ``linger`` seconds:
@@ -92,11 +98,15 @@ class ReservationBatcher:
             pending = self._queue.popleft()
             if pending.future.done():
                 continue  # the caller gave up before we started
-            if len(taken) < self._max_batch and not (pending.skus & blocked):
+            if len(taken) < self._max_batch and not (pending.claims & blocked):
                 taken.append(pending)
+                if pending.request.key:
+                    # One request per key and batch: a retry racing its first attempt is
+                    # decided after it, against what the first one stored.
+                    blocked.add("\0" + pending.request.key)
             else:
                 # Keep it for a later round; its SKUs stay blocked so arrival order holds.
-                blocked |= pending.skus
+                blocked |= pending.claims
                 kept.append(pending)
         self._queue = kept
         return taken
@@ -120,7 +130,7 @@ class ReservationBatcher:
                 self._wake.clear()
                 loaded = False
                 continue
-            self._busy[worker] = frozenset().union(*(p.skus for p in batch))
+            self._busy[worker] = frozenset().union(*(p.claims for p in batch))
             try:
                 results = await self._decider.reserve_batch([p.request for p in batch])
             except Exception as error:  # a database failure fails the whole batch

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from google.protobuf import wrappers_pb2
+
 from services.inventory import convert
 from services.inventory import domain as d
 from services.inventory.store import (
@@ -30,7 +32,8 @@ from services.inventory.usecases.common import Context, announce, atp_of
 from tenpo.inventory.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
-from tenpo.kit.errors import Aborted, DomainError, FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.errors import Aborted, DomainError, InvalidArgument, NotFound
+from tenpo.kit.idempotency import KeyClaim, check_request_id, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +43,6 @@ def _reservation_not_found(reservation_id: uuid.UUID) -> NotFound:
         "no such reservation",
         reason="RESERVATION_NOT_FOUND",
         metadata={"reservation_id": str(reservation_id)},
-    )
-
-
-def _request_id_reused() -> InvalidArgument:
-    return InvalidArgument(
-        "request_id was already used for a different request",
-        reason="REQUEST_ID_REUSED",
-        field_violations=[FieldViolation("request_id", "already used with other parameters")],
     )
 
 
@@ -84,13 +79,11 @@ class Reservations:
         near: d.GeoPoint | None,
     ) -> d.Reservation:
         require_reserver(principal)
-        if len(request_id) > 128:
-            raise d.invalid("request_id", "at most 128 characters", "REQUEST_ID_INVALID")
         request = d.ReservationRequest(
             owner=d.check_owner(owner),
             lines=tuple(lines),
             ttl=d.check_ttl(ttl),
-            request_id=request_id,
+            key=idempotency_key(check_request_id(request_id), principal) if request_id else "",
             fingerprint=fingerprint,
             actor=actor_of(principal),
             customer_id=principal.subject if principal.kind is PrincipalKind.CUSTOMER else "",
@@ -104,21 +97,31 @@ class Reservations:
         """Decide a batch of reservations in one transaction; one result per request.
 
         Round trips: BEGIN, the row locks (canonical order), one statement writing
-        reservations, lines and levels, the outbox, COMMIT. A request_id seen before is
-        looked up only when it matters: a placed replay makes the insert conflict (the whole
-        batch then retries, looking every request_id up first), a replay that could not be
-        placed is looked up before the batch answers."""
+        reservations, lines, levels, idempotency keys and the outbox, COMMIT. A request_id
+        seen before is looked up only when it matters: a placed replay makes its key's
+        claim fail (the whole batch then retries, looking every key up first), a replay
+        that could not be placed is looked up before the batch answers. The kit's meaning
+        holds: the same key and body get the stored reservation, another body
+        REQUEST_ID_REUSED, and a request that fails claims nothing."""
+        first_of_key: dict[str, int] = {}
+        later: list[int] = []
+        for i, request in enumerate(requests):
+            if request.key and request.key in first_of_key:
+                later.append(i)
+            elif request.key:
+                first_of_key[request.key] = i
+        if later:
+            # The batcher never puts one key twice in a batch; a batch built otherwise
+            # decides the repeats after the first has claimed (or freed) the key.
+            first = [i for i in range(len(requests)) if i not in set(later)]
+            decided: dict[int, d.Reservation | Exception] = {}
+            for part in (first, later):
+                answers = await self.reserve_batch([requests[i] for i in part])
+                decided.update(zip(part, answers, strict=True))
+            return [decided[i] for i in range(len(requests))]
         now = self.clock()
         retry = False
         results: list[d.Reservation | Exception | None] = [None] * len(requests)
-        first_with_id: dict[str, int] = {}
-        followers: dict[int, int] = {}
-        for i, request in enumerate(requests):
-            if request.request_id:
-                if request.request_id in first_with_id:
-                    followers[i] = first_with_id[request.request_id]
-                else:
-                    first_with_id[request.request_id] = i
         replays: dict[int, uuid.UUID] = {}
         placed: dict[int, list[d.Line]] = {}
         ids: dict[int, uuid.UUID] = {}
@@ -127,24 +130,20 @@ class Reservations:
             writer = ReservationWriter(uow.connection)
 
             async def look_up(indexes: Iterable[int]) -> None:
-                wanted = {requests[i].request_id: i for i in indexes}
-                for request_id, (existing_id, fingerprint) in (
-                    await writer.by_request_ids(list(wanted))
-                ).items():
-                    i = wanted[request_id]
-                    results[i] = None
-                    if fingerprint != requests[i].fingerprint:
-                        results[i] = _request_id_reused()
+                wanted = {requests[i].key: i for i in indexes}
+                for key, stored in (await writer.answers(list(wanted))).items():
+                    i = wanted[key]
+                    try:
+                        answer = stored.answer(requests[i].fingerprint, wrappers_pb2.StringValue)
+                    except InvalidArgument as reused:
+                        results[i] = reused
                     else:
-                        replays[i] = existing_id
+                        results[i] = None
+                        replays[i] = uuid.UUID(answer.value)
 
             if attempt > 1:
-                await look_up(first_with_id.values())
-            todo = [
-                i
-                for i in range(len(requests))
-                if results[i] is None and i not in followers and i not in replays
-            ]
+                await look_up(first_of_key.values())
+            todo = [i for i in range(len(requests)) if results[i] is None and i not in replays]
             anywhere: list[d.Location] = []
             if any(not line.location_id for i in todo for line in requests[i].lines):
                 anywhere = [loc for loc in locations.values() if loc.ships]
@@ -167,11 +166,7 @@ class Reservations:
             if attempt == 1:
                 # A retry of an earlier success must get that reservation back, not a
                 # refusal because the stock has gone meanwhile.
-                await look_up(
-                    i
-                    for i in todo
-                    if i not in placed and requests[i].request_id and i not in followers
-                )
+                await look_up(i for i in todo if i not in placed and requests[i].key)
             ids = {i: uuid.uuid4() for i in placed}
             # We hold these rows, so what the write will leave is known exactly now, and the
             # events travel in the same statement as the rows.
@@ -191,9 +186,8 @@ class Reservations:
                         "expires_at": now + requests[i].ttl,
                         "created_at": now,
                         "updated_at": now,
-                        "request_id": requests[i].request_id or None,
-                        "request_hash": requests[i].fingerprint,
                         "actor": requests[i].actor,
+                        "key": requests[i].key or None,
                     }
                     for i in placed
                 ],
@@ -209,18 +203,27 @@ class Reservations:
                     for n, line in enumerate(lines)
                 ],
                 changed,
+                [
+                    KeyClaim(
+                        requests[i].key,
+                        requests[i].fingerprint,
+                        wrappers_pb2.StringValue(value=str(ids[i])),
+                    )
+                    for i in placed
+                    if requests[i].key
+                ],
                 uow.take_events(),
             )
             if recorded:
                 await uow.commit()
             else:
-                # A concurrent call or an earlier one with one of our request_ids committed
-                # first. Nothing of ours is kept; the next attempt finds its reservation and
-                # hands it back.
+                # A concurrent call or an earlier one with one of our keys committed first.
+                # Nothing of ours is kept; the next attempt finds its reservation and hands
+                # it back (or refuses another body).
                 retry = True
         if retry:
-            # Each retry sees every request_id that beat it, so only a storm of concurrent
-            # retries through several replicas gets this far.
+            # Each retry sees every key that beat it, so only a storm of concurrent retries
+            # through several replicas gets this far.
             if attempt >= 5:
                 raise Aborted("reservation raced a retry; try again", reason="RESERVATION_RETRY")
             return await self.reserve_batch(requests, attempt=attempt + 1)
@@ -243,9 +246,6 @@ class Reservations:
                 }
             for i, reservation_id in replays.items():
                 results[i] = found[reservation_id]
-        for i, first in followers.items():
-            same = requests[i].fingerprint == requests[first].fingerprint
-            results[i] = results[first] if same else _request_id_reused()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
