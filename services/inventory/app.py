@@ -25,6 +25,7 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
         max_batch=settings.reserve_max_batch,
         batch_target=settings.reserve_batch_target,
         batch_linger=settings.reserve_batch_linger_seconds,
+        customer_limits=settings.customer_limits(),
     )
     hub = AvailabilityHub(runtime.db)
     runtime.add_servicer(

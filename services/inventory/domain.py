@@ -19,7 +19,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from tenpo.kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+)
 
 LOCATION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -423,6 +429,65 @@ def check_owner(owner: str) -> str:
     if not OWNER_PATTERN.match(owner):
         raise invalid("owner", "1-128 characters such as 'carts/<id>'", "OWNER_INVALID")
     return owner
+
+
+@dataclass(frozen=True)
+class CustomerLimits:
+    """What a customer may hold by itself (staff and services, e.g. the order service, are
+    not limited): a shopper cannot take a SKU's whole stock off the shelf for days."""
+
+    max_quantity_per_line: int = 10
+    max_ttl: timedelta = timedelta(hours=1)
+    max_active: int = 5
+
+
+def customer_owner_prefix(subject: str) -> str:
+    return f"customers/{subject}"
+
+
+def check_customer_reservation(
+    subject: str,
+    owner: str,
+    lines: Sequence[Line],
+    ttl: timedelta,
+    limits: CustomerLimits,
+    *,
+    path: str = "lines",
+) -> None:
+    """A customer reserves for itself only (``customers/<its id>`` or a resource under it,
+    such as ``customers/<id>/carts/<cart>``), within the per-line and TTL caps."""
+    own = customer_owner_prefix(subject)
+    if not subject or (owner != own and not owner.startswith(own + "/")):
+        raise PermissionDenied(
+            "a customer may only reserve for itself",
+            reason="OWNER_NOT_ALLOWED",
+            field_violations=[FieldViolation("owner", f"must be {own!r} or under it")],
+        )
+    for i, line in enumerate(lines):
+        if line.quantity > limits.max_quantity_per_line:
+            raise invalid(
+                f"{path}[{i}].quantity",
+                f"a customer may hold at most {limits.max_quantity_per_line} per line",
+                "RESERVATION_QUANTITY_LIMIT",
+            )
+    check_customer_ttl(ttl, limits)
+
+
+def check_customer_ttl(ttl: timedelta, limits: CustomerLimits) -> None:
+    if ttl > limits.max_ttl:
+        raise invalid(
+            "ttl",
+            f"a customer may hold stock for at most {int(limits.max_ttl.total_seconds())} s",
+            "RESERVATION_TTL_LIMIT",
+        )
+
+
+def too_many_active(limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"a customer may hold at most {limit} active reservations; release or commit one",
+        reason="TOO_MANY_ACTIVE_RESERVATIONS",
+        metadata={"limit": str(limit)},
+    )
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,12 @@ reservations = sa.Table(
         "expires_at",
         postgresql_where=sa.text("state = 1"),
     ),
+    # A customer's active holds are counted on every reservation it makes (the cap).
+    sa.Index(
+        "ix_reservations_customer_active",
+        "customer_id",
+        postgresql_where=sa.text("state = 1 AND customer_id <> ''"),
+    ),
 )
 
 reservation_lines = sa.Table(

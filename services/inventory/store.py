@@ -81,6 +81,25 @@ ORDER BY s.sku, s.location_id FOR UPDATE OF s
 """
 
 
+#: Serializes the reservations of each customer across transactions and replicas, so
+#: counting its active holds and adding one cannot interleave (the active-holds cap). Taken
+#: in one order (by key), before any level lock, and only by ReserveStock: no cycles.
+LOCK_CUSTOMERS = """
+SELECT count(pg_advisory_xact_lock(k)) FROM (
+  SELECT DISTINCT hashtextextended('tenpo.inventory.holds:' || c, 0) AS k
+  FROM unnest($1::text[]) AS c ORDER BY k
+) AS keys
+"""
+
+#: Run after LOCK_CUSTOMERS, as its own statement: its snapshot then sees every hold that
+#: committed before we got the locks.
+COUNT_ACTIVE_HOLDS = """
+SELECT customer_id, count(*) AS active FROM reservations
+WHERE state = 1 AND expires_at > $2 AND customer_id = ANY($1::text[])
+GROUP BY customer_id
+"""
+
+
 def _key_arrays(keys: Iterable[d.Key]) -> tuple[list[str], list[str]]:
     ordered = sorted(set(keys))
     return [k[0] for k in ordered], [k[1] for k in ordered]
@@ -477,6 +496,18 @@ class ReservationWriter:
             return {}
         rows = await self.connection.fetch(LOCK_LEVELS, skus, locs)
         return {(r["sku"], r["location_id"]): _level(r) for r in rows}
+
+    async def lock_customers_and_count_holds(
+        self, customer_ids: Iterable[str], now: datetime
+    ) -> dict[str, int]:
+        """Lock the customers (see ``LOCK_CUSTOMERS``) and count their unexpired active
+        reservations; held until the transaction ends."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return {}
+        await self.connection.fetchval(LOCK_CUSTOMERS, wanted)
+        rows = await self.connection.fetch(COUNT_ACTIVE_HOLDS, wanted, now)
+        return {r["customer_id"]: r["active"] for r in rows}
 
     async def answers(self, keys: Sequence[str]) -> dict[str, StoredAnswer]:
         """What earlier ReserveStock calls with these idempotency keys answered."""

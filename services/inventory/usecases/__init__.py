@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from services.inventory import domain as d
 from services.inventory.usecases.access import sees_details
 from services.inventory.usecases.batcher import ReservationBatcher
 from services.inventory.usecases.catalog import CatalogProjection
@@ -34,6 +35,7 @@ class Inventory:
         max_batch: int = 500,
         batch_target: int = 1,
         batch_linger: float = 0.0,
+        customer_limits: d.CustomerLimits | None = None,
     ) -> None:
         self.db = db
         self.location_cache = LocationCache(db)
@@ -52,6 +54,7 @@ class Inventory:
             max_batch=max_batch,
             batch_target=batch_target,
             batch_linger=batch_linger,
+            customer_limits=customer_limits or d.CustomerLimits(),
         )
         self.sourcing = Sourcing(context)
         self.catalog = CatalogProjection(context)

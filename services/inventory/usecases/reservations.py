@@ -55,8 +55,10 @@ class Reservations:
         max_batch: int = 500,
         batch_target: int = 1,
         batch_linger: float = 0.0,
+        customer_limits: d.CustomerLimits | None = None,
     ) -> None:
         self.context = context
+        self.limits = customer_limits or d.CustomerLimits()
         self.db = context.db
         self.clock = context.clock
         self.batcher = ReservationBatcher(
@@ -79,14 +81,21 @@ class Reservations:
         near: d.GeoPoint | None,
     ) -> d.Reservation:
         require_reserver(principal)
+        customer = principal.kind is PrincipalKind.CUSTOMER
+        owner = d.check_owner(owner)
+        if customer and ttl is None:
+            ttl = min(d.DEFAULT_TTL, self.limits.max_ttl)
+        ttl = d.check_ttl(ttl)
+        if customer:
+            d.check_customer_reservation(principal.subject, owner, lines, ttl, self.limits)
         request = d.ReservationRequest(
-            owner=d.check_owner(owner),
+            owner=owner,
             lines=tuple(lines),
-            ttl=d.check_ttl(ttl),
+            ttl=ttl,
             key=idempotency_key(check_request_id(request_id), principal) if request_id else "",
             fingerprint=fingerprint,
             actor=actor_of(principal),
-            customer_id=principal.subject if principal.kind is PrincipalKind.CUSTOMER else "",
+            customer_id=principal.subject if customer else "",
             near=near.validate("near") if near else None,
         )
         return await self.batcher.submit(request)
@@ -154,15 +163,26 @@ class Reservations:
                         keys.add((line.sku, line.location_id))
                     else:
                         keys.update((line.sku, loc.id) for loc in anywhere)
+            # Customers' holds are counted under a per-customer lock taken before the level
+            # locks, so concurrent calls (any worker, any replica) cannot pass the cap together.
+            holds = await writer.lock_customers_and_count_holds(
+                (requests[i].customer_id for i in todo if requests[i].customer_id), now
+            )
             original = await writer.lock(keys)
             working = dict(original)
             for i in todo:
+                customer_id = requests[i].customer_id
                 try:
+                    if customer_id and holds.get(customer_id, 0) >= self.limits.max_active:
+                        raise d.too_many_active(self.limits.max_active)
                     placed[i] = d.allocate_reservation(
                         requests[i].lines, working, anywhere, requests[i].near
                     )
                 except DomainError as error:
                     results[i] = error
+                else:
+                    if customer_id:
+                        holds[customer_id] = holds.get(customer_id, 0) + 1
             if attempt == 1:
                 # A retry of an earlier success must get that reservation back, not a
                 # refusal because the stock has gone meanwhile.
@@ -264,6 +284,8 @@ class Reservations:
         if ttl is None:
             raise d.invalid("ttl", "required", "TTL_INVALID")
         ttl = d.check_ttl(ttl)
+        if principal.kind is PrincipalKind.CUSTOMER:
+            d.check_customer_ttl(ttl, self.limits)
         async with self.db.unit_of_work() as uow:
             store = ReservationStore(uow.session)
             found = await store.get(reservation_id, for_update=True)

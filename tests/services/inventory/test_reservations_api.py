@@ -125,7 +125,8 @@ async def test_customers_own_their_reservations(shared_inventory: Shared, tokens
     )
     mine = (
         await stub.ReserveStock(
-            api.ReserveStockRequest(owner="carts/c", lines=[line(sku, 1)]), metadata=tokens.customer
+            api.ReserveStockRequest(owner="customers/customer-1/carts/c", lines=[line(sku, 1)]),
+            metadata=tokens.customer,
         )
     ).reservation
     assert mine.customer_id == "customer-1"
