@@ -13,6 +13,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 from google.protobuf import wrappers_pb2
 
+from tenpo.kit.auth import Principal, PrincipalKind, enter_principal, exit_principal
 from tenpo.kit.db import KIT_METADATA, Database, idempotency_table, outbox_fragment
 from tenpo.kit.errors import InvalidArgument
 from tenpo.kit.idempotency import (
@@ -20,9 +21,20 @@ from tenpo.kit.idempotency import (
     check_request_id,
     claim_keys,
     idempotency_key,
+    idempotent,
     request_fingerprint,
     stored_answers,
 )
+
+notes_metadata = sa.MetaData()
+notes = sa.Table(
+    "idempotency_test_notes",
+    notes_metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+)
+ALICE = Principal(kind=PrincipalKind.CUSTOMER, subject="alice")
+BOB = Principal(kind=PrincipalKind.CUSTOMER, subject="bob")
 
 
 @pytest_asyncio.fixture
@@ -30,6 +42,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database(database_url, pool_size=30, max_overflow=10)
     async with database.engine.begin() as connection:
         await connection.run_sync(KIT_METADATA.create_all)
+        await connection.run_sync(notes_metadata.create_all)
     try:
         yield database
     finally:
@@ -122,3 +135,75 @@ def _set() -> asyncio.Event:
     event = asyncio.Event()
     event.set()
     return event
+
+
+async def add_note(
+    db: Database, text: str, request_id: str, principal: Principal, *, via_call: bool = False
+) -> int | str:
+    """One AddNote-like call; the note id, or the error's reason. ``via_call``: the caller
+    comes from the call context (as the guard sets it) rather than an argument."""
+    async with db.unit_of_work() as uow:
+
+        async def insert() -> wrappers_pb2.Int64Value:
+            row = await uow.session.execute(
+                sa.insert(notes).values(text=text).returning(notes.c.id)
+            )
+            return wrappers_pb2.Int64Value(value=row.scalar_one())
+
+        token = enter_principal(principal) if via_call else None
+        try:
+            response = await idempotent(
+                uow,
+                scope="AddNote",
+                request_id=request_id,
+                request=wrappers_pb2.StringValue(value=text),
+                response_type=wrappers_pb2.Int64Value,
+                action=insert,
+                principal=None if via_call else principal,
+            )
+        except InvalidArgument as error:
+            return error.reason
+        finally:
+            if token is not None:
+                exit_principal(token)
+        await uow.commit()
+        return response.value
+
+
+async def texts(db: Database) -> list[str]:
+    async with db.unit_of_work() as uow:
+        rows = await uow.session.execute(sa.select(notes.c.text).order_by(notes.c.id))
+        return list(rows.scalars())
+
+
+async def test_request_ids_are_bound_to_the_caller_under_concurrency(db: Database) -> None:
+    answers = await asyncio.gather(
+        *(add_note(db, "milk", "r-1", ALICE) for _ in range(10)),
+        *(add_note(db, "milk", "r-1", BOB, via_call=True) for _ in range(10)),
+    )
+    alices, bobs = set(answers[:10]), set(answers[10:])
+    # Bob replaying Alice's body and request_id gets his own note, never Alice's.
+    assert len(alices) == 1 and len(bobs) == 1 and alices != bobs
+    assert await texts(db) == ["milk", "milk"]
+    assert idempotency_key("r-1", ALICE) != idempotency_key("r-1", BOB)
+    # The same subject as another kind of principal is another caller too.
+    staff_alice = Principal(kind=PrincipalKind.STAFF, subject="alice")
+    assert idempotency_key("r-1", staff_alice) != idempotency_key("r-1", ALICE)
+
+
+async def test_identical_retries_racing_another_body_get_the_winners_answer(
+    db: Database,
+) -> None:
+    calls = [
+        add_note(db, "bread" if n % 2 else "milk", "r-2", ALICE, via_call=bool(n % 3))
+        for n in range(30)
+    ]
+    answers = await asyncio.gather(*calls)
+    (winner,) = await texts(db)
+    for n, answer in enumerate(answers):
+        body = "bread" if n % 2 else "milk"
+        if body == winner:
+            assert isinstance(answer, int)
+        else:
+            assert answer == "REQUEST_ID_REUSED"
+    assert len({a for a in answers if isinstance(a, int)}) == 1

@@ -3,7 +3,8 @@ different parameters is rejected.
 
 One meaning for every service, whichever way it writes:
 
-- a key is (scope, request_id);
+- a key is (scope, caller, request_id): the caller is the call's principal (kind and
+  subject), so one caller can never receive another's answer by replaying its request_id;
 - the same key with the same parameters (the request without its request_id, see
   ``request_fingerprint``) answers with the stored response, however many retries race;
 - the same key with other parameters is ``REQUEST_ID_REUSED`` (INVALID_ARGUMENT);
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.dialects import postgresql as pg
 
-from tenpo.kit.auth import Principal
+from tenpo.kit.auth import Principal, current_principal
 from tenpo.kit.db import UnitOfWork, idempotency_table
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 
@@ -66,8 +67,14 @@ def request_id_reused() -> InvalidArgument:
 
 
 def idempotency_key(request_id: str, principal: Principal | None = None) -> str:
-    """The stored key of ``request_id`` sent by ``principal`` (default: the call's)."""
-    return request_id
+    """The stored key of ``request_id`` sent by ``principal`` (default: the call's).
+
+    The caller enters as a hash of kind and subject (fixed length, no separator a subject
+    could forge), so two callers choosing the same request_id never share a key: customer
+    B replaying A's request never receives A's answer."""
+    caller = principal or current_principal()
+    tag = hashlib.sha256(f"{caller.kind.value}\0{caller.subject}".encode()).hexdigest()[:32]
+    return f"{tag}:{request_id}"
 
 
 async def idempotent(
