@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from services.inventory import domain as d
+from services.inventory.domain import sourcing
 from tenpo.common.v1 import common_pb2
 from tenpo.inventory.v1 import events_pb2
 from tenpo.inventory.v1 import resources_pb2 as pb
@@ -170,7 +171,7 @@ def stock_changed(level: d.StockLevel, now: datetime) -> events_pb2.StockChanged
     )
 
 
-def plan(result: d.Plan) -> pb.FulfillmentPlan:
+def plan(result: sourcing.Plan) -> pb.FulfillmentPlan:
     return pb.FulfillmentPlan(
         allocations=[
             pb.Allocation(

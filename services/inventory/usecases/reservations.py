@@ -15,6 +15,7 @@ from google.protobuf import wrappers_pb2
 
 from services.inventory import convert
 from services.inventory import domain as d
+from services.inventory.domain import sourcing
 from services.inventory.store import (
     ReservationStore,
     ReservationWriter,
@@ -175,7 +176,7 @@ class Reservations:
                 try:
                     if customer_id and holds.get(customer_id, 0) >= self.limits.max_active:
                         raise d.too_many_active(self.limits.max_active)
-                    placed[i] = d.allocate_reservation(
+                    placed[i] = sourcing.allocate_reservation(
                         requests[i].lines, working, anywhere, requests[i].near
                     )
                 except DomainError as error:

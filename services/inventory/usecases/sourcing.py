@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.inventory import domain as d
+from services.inventory.domain import sourcing as rules
 from services.inventory.store import StockStore
 from services.inventory.usecases.common import Context, location_not_found
 
@@ -20,7 +21,7 @@ class Sourcing:
         pickup_location_id: str,
         delivery_point: d.GeoPoint | None,
         same_day: bool,
-    ) -> d.Plan:
+    ) -> rules.Plan:
         if bool(pickup_location_id) == (delivery_point is not None):
             raise d.invalid(
                 "pickup_location_id",
@@ -45,9 +46,9 @@ class Sourcing:
         for level in levels:
             available.setdefault(level.location_id, {})[level.sku] = level.available_to_promise
         candidates = [
-            d.Candidate(loc, d.distance_km(origin, loc.geo_point), available.get(loc.id, {}))
+            rules.Candidate(loc, d.distance_km(origin, loc.geo_point), available.get(loc.id, {}))
             for loc in locations.values()
         ]
         if pickup is not None:
-            return d.plan_pickup(lines, pickup, candidates)
-        return d.plan_delivery(lines, candidates, same_day=same_day)
+            return rules.plan_pickup(lines, pickup, candidates)
+        return rules.plan_delivery(lines, candidates, same_day=same_day)
