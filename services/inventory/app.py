@@ -25,6 +25,7 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
         max_batch=settings.reserve_max_batch,
         batch_target=settings.reserve_batch_target,
         batch_linger=settings.reserve_batch_linger_seconds,
+        customer_limits=settings.customer_limits(),
     )
     hub = AvailabilityHub(runtime.db)
     runtime.add_servicer(
@@ -37,7 +38,9 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
     runtime.subscribe(catalog_subscription(inventory, settings.catalog_consumer))
 
     async def expire_reservations() -> None:
-        await inventory.run_expiry(settings.expiry_interval_seconds, settings.expiry_batch_size)
+        await inventory.reservations.run_expiry(
+            settings.expiry_interval_seconds, settings.expiry_batch_size
+        )
 
     runtime.background.append(expire_reservations)
     # Every replica hears every StockChanged, so a watcher on any replica sees changes made
@@ -48,7 +51,7 @@ async def build(runtime: Runtime[InventorySettings]) -> None:
         hub.close()  # open WatchAvailability streams end with OK while the server drains
 
     async def stop() -> None:
-        await inventory.batcher.close()
+        await inventory.reservations.batcher.close()
 
     runtime.on_drain.append(end_streams)
     runtime.on_stop.append(stop)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.inventory.domain import CustomerLimits
 from tenpo.kit.settings import ServiceSettings
 
 
@@ -29,5 +32,18 @@ class InventorySettings(ServiceSettings):
     #: fill up to this many requests, waiting at most the linger; an idle service never waits.
     reserve_batch_target: int = Field(default=64, ge=1)
     reserve_batch_linger_seconds: float = Field(default=0.02, ge=0, le=0.1)
+    #: What a customer may hold by itself (its own ReserveStock; staff and services such as
+    #: the order service are not capped): units per line, how long (also when extending),
+    #: and how many unexpired reservations at once.
+    customer_reservation_max_quantity: int = Field(default=10, ge=1, le=1_000_000)
+    customer_reservation_max_ttl_seconds: int = Field(default=3600, ge=60, le=14 * 86_400)
+    customer_reservation_max_active: int = Field(default=5, ge=1, le=1000)
     #: Availability streams end after this long; clients reconnect.
     watch_max_seconds: float = Field(default=900.0, gt=0)
+
+    def customer_limits(self) -> CustomerLimits:
+        return CustomerLimits(
+            max_quantity_per_line=self.customer_reservation_max_quantity,
+            max_ttl=timedelta(seconds=self.customer_reservation_max_ttl_seconds),
+            max_active=self.customer_reservation_max_active,
+        )

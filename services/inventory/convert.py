@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
 from services.inventory import domain as d
+from services.inventory.domain import sourcing
 from tenpo.common.v1 import common_pb2
+from tenpo.inventory.v1 import events_pb2
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.wire import parse_id as parse_id
@@ -144,20 +146,32 @@ def reservation(res: d.Reservation) -> pb.Reservation:
     )
 
 
-def transfer(row: Mapping[str, Any]) -> pb.Transfer:
+def transfer(value: d.Transfer) -> pb.Transfer:
     return pb.Transfer(
-        id=str(row["id"]),
-        sku=row["sku"],
-        from_location_id=row["from_location_id"],
-        to_location_id=row["to_location_id"],
-        quantity=row["quantity"],
-        state=row["state"],
-        create_time=timestamp(row["created_at"]),
-        receive_time=timestamp(row["received_at"]),
+        id=str(value.id),
+        sku=value.sku,
+        from_location_id=value.from_location_id,
+        to_location_id=value.to_location_id,
+        quantity=value.quantity,
+        state=int(value.state),  # type: ignore[arg-type]
+        create_time=timestamp(value.created_at),
+        receive_time=timestamp(value.received_at),
     )
 
 
-def plan(result: d.Plan) -> pb.FulfillmentPlan:
+def stock_changed(level: d.StockLevel, now: datetime) -> events_pb2.StockChanged:
+    return events_pb2.StockChanged(
+        sku=level.sku,
+        location_id=level.location_id,
+        available_to_promise=level.available_to_promise,
+        on_hand=level.on_hand,
+        reserved=level.reserved,
+        version=level.version,
+        change_time=timestamp(level.updated_at or now),
+    )
+
+
+def plan(result: sourcing.Plan) -> pb.FulfillmentPlan:
     return pb.FulfillmentPlan(
         allocations=[
             pb.Allocation(

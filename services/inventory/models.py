@@ -83,6 +83,8 @@ movements = sa.Table(
     sa.Index("ix_movements_location_seq", "location_id", "seq"),
 )
 
+# ReserveStock's request_ids live in the kit's idempotency_keys (scope "ReserveStock"),
+# claimed in the statement that inserts the reservation.
 reservations = sa.Table(
     "reservations",
     metadata,
@@ -93,14 +95,17 @@ reservations = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
-    # ReserveStock's idempotency key (NULLs never collide): a retry finds the first result.
-    sa.Column("request_id", sa.Text, unique=True),
-    sa.Column("request_hash", sa.LargeBinary),
     sa.Column("actor", sa.Text, nullable=False),
     sa.Index(
         "ix_reservations_active_expiry",
         "expires_at",
         postgresql_where=sa.text("state = 1"),
+    ),
+    # A customer's active holds are counted on every reservation it makes (the cap).
+    sa.Index(
+        "ix_reservations_customer_active",
+        "customer_id",
+        postgresql_where=sa.text("state = 1 AND customer_id <> ''"),
     ),
 )
 

@@ -3,11 +3,23 @@ with their real coordinates; demo stock follows the catalog's SKUs as their even
 
 from __future__ import annotations
 
-from services.inventory import domain as d
-from services.inventory.store import LocationStore
-from services.inventory.usecases import Inventory
-from tenpo.kit.db import Database
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from services.inventory import convert
+from services.inventory import domain as d
+from services.inventory.store import (
+    DEMO_STOCKING_FLAG,
+    LocationStore,
+    SkuStore,
+    StockStore,
+    movement_row,
+)
+from tenpo.kit.db import Database, UnitOfWork
+
+#: Who the ledger says received demo stock.
+SYSTEM_ACTOR = "system:inventory"
 CC = d.Capability.CLICK_AND_COLLECT
 SHIP = d.Capability.SHIP_FROM_STORE
 SAME_DAY = d.Capability.SAME_DAY_DELIVERY
@@ -174,4 +186,58 @@ async def seed_demo_network(db: Database) -> None:
         for location in LOCATIONS:
             await store.insert(location.validate())
         await uow.commit()
-    await Inventory(db).enable_demo_stocking()
+    await enable_demo_stocking(db)
+
+
+async def enable_demo_stocking(db: Database) -> None:
+    """Switch demo stocking on and stock every SKU known so far."""
+    async with db.unit_of_work() as uow:
+        store = SkuStore(uow.session)
+        await store.set_flag(DEMO_STOCKING_FLAG, True)
+        known = await store.all_skus()
+        if known:
+            await stock_demo(uow, known, datetime.now(UTC))
+        await uow.commit()
+
+
+def demo_quantity(sku: str, location: d.Location) -> int:
+    """Deterministic demo stock: plenty in DCs, some in the FC, a few (or none) in stores."""
+    digest = int.from_bytes(hashlib.sha256(f"{sku}@{location.id}".encode()).digest()[:4], "big")
+    if location.type is d.LocationType.DISTRIBUTION_CENTER:
+        return 60 + digest % 140
+    if location.type is d.LocationType.FULFILLMENT_CENTER:
+        return 20 + digest % 60
+    return max(0, digest % 14 - 3)
+
+
+async def stock_demo(uow: UnitOfWork, skus: Sequence[str], now: datetime) -> None:
+    """Receive deterministic demo stock for ``skus`` at every location that has none."""
+    locations = await LocationStore(uow.session).all()
+    stock = StockStore(uow.session)
+    keys = [(sku, loc.id) for sku in skus for loc in locations]
+    await stock.ensure(keys)
+    locked = await stock.lock(keys)
+    by_id = {loc.id: loc for loc in locations}
+    receipts = [
+        (level, demo_quantity(level.sku, by_id[level.location_id]))
+        for level in locked.values()
+        if level.on_hand == 0 and level.version == 0
+    ]
+    written = await stock.write([level.adjust(q) for level, q in receipts])
+    await stock.add_movements(
+        [
+            movement_row(
+                written[level.key],
+                q,
+                d.MovementReason.RECEIPT,
+                request_id="",
+                actor=SYSTEM_ACTOR,
+                note="demo stock",
+            )
+            for level, q in receipts
+            if q
+        ]
+    )
+    for level in written.values():
+        # Opening stock is news for live displays, not a "back in stock" for shoppers.
+        uow.add_event(convert.stock_changed(level, now))

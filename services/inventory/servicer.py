@@ -16,6 +16,7 @@ from tenpo.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from tenpo.inventory.v1 import resources_pb2 as pb
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.fieldmask import update_paths
 from tenpo.kit.idempotency import request_fingerprint
 from tenpo.kit.pagination import PageTokenCodec, page_size
 
@@ -72,7 +73,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.GetLocationRequest, context: ServicerContext
     ) -> api.GetLocationResponse:
         d.check_location_id(request.id, "id")
-        location = await self.inventory.get_location(request.id)
+        location = await self.inventory.locations.get(request.id)
         return api.GetLocationResponse(location=convert.location(location))
 
     async def ListLocations(
@@ -82,7 +83,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         location_type = _location_type(request.type)
         shape = {"t": int(location_type or 0)}
         cursor = self.page_tokens.decode(request.page_token, query=shape)
-        found = await self.inventory.list_locations(
+        found = await self.inventory.locations.list(
             type=location_type, after=str(cursor.get("a", "")), limit=size + 1
         )
         response = api.ListLocationsResponse(
@@ -98,7 +99,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.CreateLocationRequest, context: ServicerContext
     ) -> api.CreateLocationResponse:
         location = convert.location_from_pb(request.location)
-        created = await self.inventory.create_location(
+        created = await self.inventory.locations.create(
             current_principal(), location, request_id=request.request_id, request=request
         )
         return api.CreateLocationResponse(location=convert.location(created))
@@ -107,16 +108,8 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.UpdateLocationRequest, context: ServicerContext
     ) -> api.UpdateLocationResponse:
         d.check_location_id(request.location.id, "location.id")
-        paths = list(request.update_mask.paths) or list(MASKABLE_FIELDS)
-        unknown = [p for p in paths if p not in MASKABLE_FIELDS]
-        if unknown:
-            raise InvalidArgument(
-                "update_mask names fields that cannot be updated",
-                reason="UPDATE_MASK_INVALID",
-                field_violations=[
-                    FieldViolation("update_mask", f"unknown or read-only: {p}") for p in unknown
-                ],
-            )
+        # AIP-134: named paths, "*" for all, or (no mask) the fields the request sets.
+        paths = update_paths(request.update_mask.paths, request.location, MASKABLE_FIELDS)
         given = request.location
         if not given.type:
             # The type only matters when the mask names it; fill it so parsing succeeds.
@@ -127,7 +120,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         changes = {MASKABLE_FIELDS[p]: getattr(parsed, MASKABLE_FIELDS[p]) for p in paths}
         if "type" in paths and not request.location.type:
             raise d.invalid("location.type", "required", "LOCATION_TYPE_INVALID")
-        updated = await self.inventory.update_location(
+        updated = await self.inventory.locations.update(
             current_principal(), request.location.id, changes, etag=request.location.etag
         )
         return api.UpdateLocationResponse(location=convert.location(updated))
@@ -136,7 +129,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.DeleteLocationRequest, context: ServicerContext
     ) -> api.DeleteLocationResponse:
         d.check_location_id(request.id, "id")
-        await self.inventory.delete_location(current_principal(), request.id, request.etag)
+        await self.inventory.locations.delete(current_principal(), request.id, request.etag)
         return api.DeleteLocationResponse()
 
     # ------------------------------------------------------------------- availability
@@ -145,7 +138,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.GetAvailabilityRequest, context: ServicerContext
     ) -> api.GetAvailabilityResponse:
         detailed = sees_details(current_principal())
-        found = await self.inventory.get_availability(
+        found = await self.inventory.stock.get_availability(
             list(request.skus), list(request.location_ids)
         )
         return api.GetAvailabilityResponse(
@@ -169,7 +162,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
             if request.lines
             else []
         )
-        found = await self.inventory.find_nearby(
+        found = await self.inventory.stock.find_nearby(
             convert.geo_point(request.point),
             request.radius_km,
             lines,
@@ -193,7 +186,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         size = page_size(request.page_size, default=100, maximum=1000)
         shape = {"l": request.location_id}
         cursor = self.page_tokens.decode(request.page_token, query=shape)
-        found = await self.inventory.list_stock_levels(
+        found = await self.inventory.stock.list_levels(
             current_principal(), request.location_id, str(cursor.get("a", "")), size + 1
         )
         response = api.ListStockLevelsResponse(
@@ -208,7 +201,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def AdjustStock(
         self, request: api.AdjustStockRequest, context: ServicerContext
     ) -> api.AdjustStockResponse:
-        level, movement = await self.inventory.adjust_stock(
+        level, movement = await self.inventory.stock.adjust(
             current_principal(),
             sku=request.sku,
             location_id=request.location_id,
@@ -225,7 +218,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def SetStockLevel(
         self, request: api.SetStockLevelRequest, context: ServicerContext
     ) -> api.SetStockLevelResponse:
-        level = await self.inventory.set_stock_level(
+        level = await self.inventory.stock.set_level(
             current_principal(),
             sku=request.sku,
             location_id=request.location_id,
@@ -240,7 +233,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def TransferStock(
         self, request: api.TransferStockRequest, context: ServicerContext
     ) -> api.TransferStockResponse:
-        transfer = await self.inventory.transfer_stock(
+        transfer = await self.inventory.transfers.send(
             current_principal(),
             sku=request.sku,
             from_location_id=request.from_location_id,
@@ -255,7 +248,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def ReceiveTransfer(
         self, request: api.ReceiveTransferRequest, context: ServicerContext
     ) -> api.ReceiveTransferResponse:
-        transfer = await self.inventory.receive_transfer(
+        transfer = await self.inventory.transfers.receive(
             current_principal(), convert.parse_id(request.id, "id"), request.request_id
         )
         return api.ReceiveTransferResponse(transfer=convert.transfer(transfer))
@@ -267,7 +260,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         shape = {"s": request.sku, "l": request.location_id}
         cursor = self.page_tokens.decode(request.page_token, query=shape)
         before: Any = cursor.get("b")
-        found = await self.inventory.list_movements(
+        found = await self.inventory.stock.list_movements(
             current_principal(),
             sku=request.sku,
             location_id=request.location_id,
@@ -288,7 +281,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def ReserveStock(
         self, request: api.ReserveStockRequest, context: ServicerContext
     ) -> api.ReserveStockResponse:
-        reservation = await self.inventory.reserve(
+        reservation = await self.inventory.reservations.reserve(
             current_principal(),
             owner=request.owner,
             lines=convert.lines(request.lines),
@@ -302,7 +295,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def GetReservation(
         self, request: api.GetReservationRequest, context: ServicerContext
     ) -> api.GetReservationResponse:
-        found = await self.inventory.get_reservation(
+        found = await self.inventory.reservations.get(
             current_principal(), convert.parse_id(request.id, "id")
         )
         return api.GetReservationResponse(reservation=convert.reservation(found))
@@ -310,7 +303,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def ExtendReservation(
         self, request: api.ExtendReservationRequest, context: ServicerContext
     ) -> api.ExtendReservationResponse:
-        extended = await self.inventory.extend_reservation(
+        extended = await self.inventory.reservations.extend(
             current_principal(),
             convert.parse_id(request.id, "id"),
             convert.duration(request.ttl, request.HasField("ttl")),
@@ -320,7 +313,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def ReleaseReservation(
         self, request: api.ReleaseReservationRequest, context: ServicerContext
     ) -> api.ReleaseReservationResponse:
-        released = await self.inventory.release_reservation(
+        released = await self.inventory.reservations.release(
             current_principal(), convert.parse_id(request.id, "id")
         )
         return api.ReleaseReservationResponse(reservation=convert.reservation(released))
@@ -328,7 +321,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
     async def CommitReservation(
         self, request: api.CommitReservationRequest, context: ServicerContext
     ) -> api.CommitReservationResponse:
-        committed = await self.inventory.commit_reservation(
+        committed = await self.inventory.reservations.commit(
             current_principal(), convert.parse_id(request.id, "id"), request.request_id
         )
         return api.CommitReservationResponse(reservation=convert.reservation(committed))
@@ -339,7 +332,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         self, request: api.PlanFulfillmentRequest, context: ServicerContext
     ) -> api.PlanFulfillmentResponse:
         lines = d.normalize_lines([d.Line(m.sku, m.quantity) for m in request.lines])
-        plan = await self.inventory.plan_fulfillment(
+        plan = await self.inventory.sourcing.plan_fulfillment(
             lines,
             pickup_location_id=request.pickup_location_id,
             delivery_point=(
@@ -362,7 +355,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         for i, sku in enumerate(skus):
             d.check_sku(sku, f"skus[{i}]")
         if request.location_id:
-            await self.inventory.get_location(d.check_location_id(request.location_id))
+            await self.inventory.locations.get(d.check_location_id(request.location_id))
         async for update in self.hub.watch(
             skus, request.location_id, max_seconds=self.watch_max_seconds
         ):

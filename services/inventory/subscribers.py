@@ -16,7 +16,7 @@ def catalog_subscription(
     can arrive before launch; archived SKUs stay known for returns and sell-through)."""
 
     async def product(uow: UnitOfWork, product_message: catalog_pb.Product) -> None:
-        await inventory.record_product(
+        await inventory.catalog.record_product(
             uow,
             product_message.id,
             [v.sku for v in product_message.variants],
@@ -30,7 +30,9 @@ def catalog_subscription(
         await product(uow, event.parse(catalog_events.ProductUpdated).product)
 
     async def archived(uow: UnitOfWork, event: Event) -> None:
-        await inventory.archive_skus(uow, list(event.parse(catalog_events.ProductArchived).skus))
+        await inventory.catalog.archive_skus(
+            uow, list(event.parse(catalog_events.ProductArchived).skus)
+        )
 
     return Subscription(
         durable=durable,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from services.inventory import domain as d
-from services.inventory.usecases import ReservationBatcher
+from services.inventory.usecases.batcher import ReservationBatcher
 
 
 def request(n: int, sku: str = "HOT") -> d.ReservationRequest:
@@ -17,7 +17,7 @@ def request(n: int, sku: str = "HOT") -> d.ReservationRequest:
         owner=f"carts/{n}",
         lines=(d.Line(sku, 1, "tokyo-shibuya"),),
         ttl=timedelta(minutes=15),
-        request_id=f"r-{n}",
+        key=f"r-{n}",
         fingerprint=b"",
         actor="test",
     )
@@ -96,4 +96,23 @@ async def test_other_skus_are_not_held_up_by_a_busy_one() -> None:
     assert not hot.done()
     inventory.release.set()
     assert await asyncio.wait_for(hot, 5) == "carts/0"
+    await coalescer.close()
+
+
+async def test_requests_sharing_an_idempotency_key_never_share_a_batch() -> None:
+    inventory = RecordingInventory()
+    coalescer = batcher(inventory, workers=2, max_batch=500, target=1, linger=0.0)
+    first = asyncio.ensure_future(coalescer.submit(request(0)))
+    await inventory.started.wait()
+    # Two retries of request 1 (one key) and an unrelated request on the same SKU.
+    queued = [
+        asyncio.ensure_future(coalescer.submit(request(1))),
+        asyncio.ensure_future(coalescer.submit(request(1))),
+        asyncio.ensure_future(coalescer.submit(request(2))),
+    ]
+    await asyncio.sleep(0)
+    inventory.release.set()
+    await asyncio.wait_for(asyncio.gather(first, *queued), 5)
+    # The repeat waits for the next round, and what queued behind it keeps its place.
+    assert inventory.batches == [["carts/0"], ["carts/1"], ["carts/1", "carts/2"]]
     await coalescer.close()

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.inventory import domain as d
+from services.inventory.domain import sourcing
 from services.inventory.seed import LOCATIONS
 from tenpo.kit.errors import DomainError, FailedPrecondition, InvalidArgument
 
@@ -27,6 +28,40 @@ def test_reservation_beyond_atp_is_refused_with_a_stable_reason() -> None:
         level.reserve(4)
     assert caught.value.reason == "INSUFFICIENT_STOCK"
     assert caught.value.metadata["available"] == "3"
+
+
+def test_a_transfer_moves_units_through_in_transit() -> None:
+    transfer = d.new_transfer("S", "dc-kanto", "tokyo-shibuya", 3)
+    assert transfer.state is d.TransferState.IN_TRANSIT and not transfer.received
+    assert (transfer.source_key, transfer.target_key) == (
+        ("S", "dc-kanto"),
+        ("S", "tokyo-shibuya"),
+    )
+    target = d.StockLevel("S", "tokyo-shibuya", on_hand=1).expect_in_transit(3)
+    assert (target.on_hand, target.in_transit, target.available_to_promise) == (1, 3, 1)
+    arrived = target.receive_in_transit(3)
+    assert (arrived.on_hand, arrived.in_transit) == (4, 0)
+    with pytest.raises(FailedPrecondition) as caught:
+        target.receive_in_transit(4)
+    assert caught.value.reason == "IN_TRANSIT_UNDERFLOW"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field", "reason"),
+    [
+        (("S", "dc-kanto", "dc-kanto", 1), "to_location_id", "SAME_LOCATION"),
+        (("S", "dc-kanto", "tokyo-shibuya", 0), "quantity", "QUANTITY_INVALID"),
+        (("S", "DC KANTO", "tokyo-shibuya", 1), "from_location_id", "LOCATION_ID_INVALID"),
+        (("", "dc-kanto", "tokyo-shibuya", 1), "sku", "SKU_INVALID"),
+    ],
+)
+def test_a_transfer_refuses_bad_input_naming_the_field(
+    arguments: tuple[str, str, str, int], field: str, reason: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        d.new_transfer(*arguments)
+    assert caught.value.reason == reason
+    assert [v.field for v in caught.value.field_violations] == [field]
 
 
 def test_adjustments_cannot_take_reserved_units() -> None:
@@ -87,9 +122,9 @@ def test_lines_are_validated_and_merged() -> None:
     assert caught.value.field_violations[0].field == "lines[0].quantity"
 
 
-def _candidates(origin: d.GeoPoint, stock: dict[str, dict[str, int]]) -> list[d.Candidate]:
+def _candidates(origin: d.GeoPoint, stock: dict[str, dict[str, int]]) -> list[sourcing.Candidate]:
     return [
-        d.Candidate(loc, d.distance_km(origin, loc.geo_point), stock.get(loc.id, {}))
+        sourcing.Candidate(loc, d.distance_km(origin, loc.geo_point), stock.get(loc.id, {}))
         for loc in LOCATIONS
     ]
 
@@ -97,7 +132,7 @@ def _candidates(origin: d.GeoPoint, stock: dict[str, dict[str, int]]) -> list[d.
 def test_delivery_prefers_one_shipment_over_a_nearer_split() -> None:
     # Shibuya (near) has only A; the Kanto DC (farther) has A and B: one parcel wins.
     stock = {"tokyo-shibuya": {"A": 5}, "tokyo-ginza": {"B": 5}, "dc-kanto": {"A": 5, "B": 5}}
-    plan = d.plan_delivery(
+    plan = sourcing.plan_delivery(
         [d.Line("A", 1), d.Line("B", 1)], _candidates(TOKYO_STATION, stock), same_day=False
     )
     assert plan.complete and plan.shipment_count == 1
@@ -114,35 +149,47 @@ def test_delivery_breaks_ties_by_distance_then_priority_and_skips_stores_that_do
         "dc-kanto": {"A": 9},
         "fc-chiba": {"A": 9},
     }
-    plan = d.plan_delivery([d.Line("A", 2)], _candidates(TOKYO_STATION, stock), same_day=False)
+    plan = sourcing.plan_delivery(
+        [d.Line("A", 2)], _candidates(TOKYO_STATION, stock), same_day=False
+    )
     assert [a.location_id for a in plan.allocations] == ["tokyo-shibuya"]
     # Equal distance (no point given): the better priority wins (FC 10 beats DC 20).
-    flat = [d.Candidate(loc, 0.0, stock.get(loc.id, {})) for loc in LOCATIONS]
-    plan = d.plan_delivery([d.Line("A", 2)], flat, same_day=False)
+    flat = [sourcing.Candidate(loc, 0.0, stock.get(loc.id, {})) for loc in LOCATIONS]
+    plan = sourcing.plan_delivery([d.Line("A", 2)], flat, same_day=False)
     assert [a.location_id for a in plan.allocations] == ["fc-chiba"]
 
 
 def test_delivery_splits_when_no_single_location_has_enough_and_reports_the_shortfall() -> None:
     stock = {"dc-kanto": {"A": 3}, "fc-chiba": {"A": 2}, "dc-kansai": {"A": 1}}
-    plan = d.plan_delivery([d.Line("A", 5)], _candidates(TOKYO_STATION, stock), same_day=False)
+    plan = sourcing.plan_delivery(
+        [d.Line("A", 5)], _candidates(TOKYO_STATION, stock), same_day=False
+    )
     assert plan.complete and plan.shipment_count == 2
     assert sorted((a.location_id, a.quantity) for a in plan.allocations) == [
         ("dc-kanto", 3),
         ("fc-chiba", 2),
     ]
-    short = d.plan_delivery([d.Line("A", 9)], _candidates(TOKYO_STATION, stock), same_day=False)
+    short = sourcing.plan_delivery(
+        [d.Line("A", 9)], _candidates(TOKYO_STATION, stock), same_day=False
+    )
     assert not short.complete and short.unfulfillable[0][:2] == ("A", 3)
 
 
 def test_same_day_only_uses_same_day_locations() -> None:
     stock = {"fc-chiba": {"A": 9}, "tokyo-ginza": {"A": 9}}
-    plan = d.plan_delivery([d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=True)
+    plan = sourcing.plan_delivery(
+        [d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=True
+    )
     assert plan.unfulfillable and not plan.allocations
     # Shinjuku does not ship parcels from the store, but it offers same-day delivery.
     stock["tokyo-shinjuku"] = {"A": 1}
-    plan = d.plan_delivery([d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=True)
+    plan = sourcing.plan_delivery(
+        [d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=True
+    )
     assert [a.location_id for a in plan.allocations] == ["tokyo-shinjuku"]
-    plan = d.plan_delivery([d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=False)
+    plan = sourcing.plan_delivery(
+        [d.Line("A", 1)], _candidates(TOKYO_STATION, stock), same_day=False
+    )
     assert [a.location_id for a in plan.allocations] == ["fc-chiba"]
 
 
@@ -153,7 +200,7 @@ def test_click_and_collect_uses_the_pickup_store_first_then_transfers_from_the_n
         "tokyo-shibuya": {"A": 5, "B": 5},
         "dc-kansai": {"B": 9},
     }
-    plan = d.plan_pickup(
+    plan = sourcing.plan_pickup(
         [d.Line("A", 2), d.Line("B", 1)], ginza, _candidates(ginza.geo_point, stock)
     )
     got = sorted((a.location_id, a.sku, a.quantity, a.method) for a in plan.allocations)
@@ -167,7 +214,7 @@ def test_click_and_collect_uses_the_pickup_store_first_then_transfers_from_the_n
 
 def test_pickup_needs_a_click_and_collect_store() -> None:
     with pytest.raises(FailedPrecondition) as caught:
-        d.plan_pickup([d.Line("A", 1)], NETWORK["dc-kanto"], [])
+        sourcing.plan_pickup([d.Line("A", 1)], NETWORK["dc-kanto"], [])
     assert caught.value.reason == "PICKUP_NOT_OFFERED"
 
 
@@ -178,11 +225,11 @@ def test_anywhere_reservation_is_all_or_nothing() -> None:
     }
     before = dict(levels)
     with pytest.raises(FailedPrecondition):
-        d.allocate_reservation(
+        sourcing.allocate_reservation(
             [d.Line("B", 1, "x"), d.Line("A", 3)], levels, [NETWORK["dc-kanto"]], None
         )
     assert levels == before
-    placed = d.allocate_reservation(
+    placed = sourcing.allocate_reservation(
         [d.Line("B", 1, "x"), d.Line("A", 2)], levels, [NETWORK["dc-kanto"]], None
     )
     assert placed == [d.Line("B", 1, "x"), d.Line("A", 2, "dc-kanto")]

@@ -12,8 +12,7 @@ import pytest_asyncio
 from google.protobuf.message import Message
 
 from services.inventory.config import InventorySettings
-from services.inventory.seed import LOCATIONS
-from services.inventory.usecases import Inventory, demo_quantity
+from services.inventory.seed import LOCATIONS, demo_quantity, enable_demo_stocking
 from tenpo.catalog.v1 import events_pb2 as catalog_events
 from tenpo.catalog.v1 import resources_pb2 as catalog_pb
 from tenpo.devtools.keys import DevKeys
@@ -142,7 +141,7 @@ async def test_demo_stocking_gives_new_catalog_skus_deterministic_stock_everywhe
     )
     db = Database(database_url, pool_size=1, max_overflow=0)
     try:
-        await Inventory(db).enable_demo_stocking()  # what `seed` does
+        await enable_demo_stocking(db)  # what `seed` does
     finally:
         await db.dispose()
     sku = new_sku("S")

@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 import grpc
 import nats
 import pytest_asyncio
+import sqlalchemy as sa
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.wrappers_pb2 import StringValue
 
 from services.inventory.config import InventorySettings
 from tenpo.inventory.v1 import events_pb2
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit.db import Database, idempotency_table
 from tenpo.kit.events import EVENT_TYPE_HEADER
 from tenpo.kit.server import ServiceHost
 from tests.services.conftest import Tokens
@@ -122,7 +125,8 @@ async def test_customers_own_their_reservations(shared_inventory: Shared, tokens
     )
     mine = (
         await stub.ReserveStock(
-            api.ReserveStockRequest(owner="carts/c", lines=[line(sku, 1)]), metadata=tokens.customer
+            api.ReserveStockRequest(owner="customers/customer-1/carts/c", lines=[line(sku, 1)]),
+            metadata=tokens.customer,
         )
     ).reservation
     assert mine.customer_id == "customer-1"
@@ -342,3 +346,29 @@ async def test_stock_events_announce_out_of_stock_low_stock_and_back_in_stock(
         if k.endswith("StockChanged")
     ]
     assert [c.available_to_promise for c in changes if c.sku == sku] == [4, 2, 0, 2]
+
+
+async def test_reserve_stock_keeps_its_request_ids_in_the_kits_idempotency_table(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
+    stub, _, url = shared_inventory
+    sku = new_sku()
+    await receive(stub, tokens, sku, STORE, 3)
+    held = await stub.ReserveStock(
+        api.ReserveStockRequest(owner="carts/k", lines=[line(sku, 1)], request_id=f"k-{sku}"),
+        metadata=tokens.staff,
+    )
+    db = Database(url, pool_size=1, max_overflow=0)
+    try:
+        async with db.unit_of_work() as uow:
+            rows = (
+                await uow.session.execute(
+                    sa.select(idempotency_table.c.request_id, idempotency_table.c.response).where(
+                        idempotency_table.c.scope == "ReserveStock",
+                        idempotency_table.c.request_id.like(f"%k-{sku}"),
+                    )
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    assert [StringValue.FromString(r.response).value for r in rows] == [held.reservation.id]

@@ -412,3 +412,74 @@ async def test_permission_is_checked_before_validation(
     await expect_error(
         stub.CreateLocation(incomplete, metadata=tokens.staff), grpc.StatusCode.INVALID_ARGUMENT
     )
+
+
+async def test_update_location_reads_the_mask_as_aip_134(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
+    stub, _, _ = shared_inventory
+    created = (
+        await stub.CreateLocation(
+            api.CreateLocationRequest(
+                location=pb.Location(
+                    id="kobe-sannomiya",
+                    display_name="みなと屋 神戸三宮店",
+                    type=pb.LOCATION_TYPE_STORE,
+                    geo_point=common_pb2.GeoPoint(latitude=34.6946, longitude=135.1955),
+                    capabilities=[pb.CAPABILITY_CLICK_AND_COLLECT],
+                    priority=50,
+                    low_stock_threshold=3,
+                )
+            ),
+            metadata=tokens.staff,
+        )
+    ).location
+
+    async def update(location: pb.Location, *paths: str) -> pb.Location:
+        mask = field_mask_pb2.FieldMask(paths=list(paths))
+        return (
+            await stub.UpdateLocation(
+                api.UpdateLocationRequest(location=location, update_mask=mask),
+                metadata=tokens.staff,
+            )
+        ).location
+
+    # No mask: only the fields the request sets change; the rest is kept.
+    renamed = await update(pb.Location(id=created.id, display_name="神戸三宮店", etag=created.etag))
+    assert renamed.display_name == "神戸三宮店"
+    assert (renamed.priority, renamed.low_stock_threshold) == (50, 3)
+    assert list(renamed.capabilities) == [pb.CAPABILITY_CLICK_AND_COLLECT]
+    # A named path changes that field even to its zero value.
+    cleared = await update(pb.Location(id=created.id, etag=renamed.etag), "low_stock_threshold")
+    assert (cleared.low_stock_threshold, cleared.display_name) == (0, "神戸三宮店")
+    # "*" replaces every updatable field; the type must then be given.
+    await expect_error(
+        update(pb.Location(id=created.id, display_name="x", etag=cleared.etag), "*"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "LOCATION_TYPE_INVALID",
+    )
+    replaced = await update(
+        pb.Location(
+            id=created.id,
+            display_name="三宮",
+            type=pb.LOCATION_TYPE_STORE,
+            geo_point=created.geo_point,
+            etag=cleared.etag,
+        ),
+        "*",
+    )
+    assert (replaced.display_name, replaced.priority, list(replaced.capabilities)) == (
+        "三宮",
+        0,
+        [],
+    )
+    # Nothing named and nothing set, or an unknown path: refused, nothing changes.
+    for location, paths in (
+        (pb.Location(id=created.id, etag=replaced.etag), ()),
+        (pb.Location(id=created.id, priority=9, etag=replaced.etag), ("priority", "etag")),
+    ):
+        await expect_error(
+            update(location, *paths), grpc.StatusCode.INVALID_ARGUMENT, "UPDATE_MASK_INVALID"
+        )
+    after = (await stub.GetLocation(api.GetLocationRequest(id=created.id))).location
+    assert after.etag == replaced.etag and after.priority == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -129,6 +130,21 @@ SELECT e.id, e.subject, e.event_type, e.payload, e.headers::jsonb, e.occurred_at
 FROM unnest({p[0]}::uuid[], {p[1]}::text[], {p[2]}::text[], {p[3]}::bytea[], {p[4]}::text[],
             {p[5]}::timestamptz[]) AS e(id, subject, event_type, payload, headers, occurred_at)
 """  # noqa: S608 (only parameter numbers are interpolated)
+
+
+def outbox_fragment(arrays: Sequence[list[Any]], *, after: int) -> tuple[str, list[Any]]:
+    """``outbox_insert`` for a CTE of a statement that has ``after`` parameters of its own,
+    with the arguments to append to them: the kit numbers its own parameters, so a
+    statement never hard-codes where the outbox's start. ``arrays`` are ``outbox_arrays``
+    (or ``DriverUnitOfWork.take_events()``)."""
+    if len(arrays) != 6:
+        raise ValueError("outbox_fragment takes the six outbox_arrays")
+    return _outbox_insert_after(after), list(arrays)
+
+
+@functools.lru_cache(maxsize=32)
+def _outbox_insert_after(after: int) -> str:
+    return outbox_insert(after + 1)
 
 
 def outbox_arrays(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:

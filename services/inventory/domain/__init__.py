@@ -1,4 +1,5 @@
-"""Inventory domain: locations, stock levels and their invariants, reservations, sourcing. No I/O.
+"""Inventory domain: locations, stock levels and their invariants, transfers, reservations
+and what a customer may hold. No I/O. Sourcing (pure too) is in ``domain.sourcing``.
 
 The invariants every write goes through (`StockLevel` refuses to break them, the database's
 CHECK constraints back them up):
@@ -10,16 +11,21 @@ CHECK constraints back them up):
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from tenpo.kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+)
 
 LOCATION_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -28,10 +34,6 @@ MAX_LINES = 100
 MAX_QUANTITY = 1_000_000
 DEFAULT_TTL = timedelta(minutes=15)
 MAX_TTL = timedelta(days=14)
-#: Combinations of up to this many locations are searched exhaustively; beyond, greedily.
-MAX_EXACT_SHIPMENTS = 3
-#: Only this many nearest candidates enter the exhaustive search.
-MAX_EXACT_CANDIDATES = 25
 
 Key = tuple[str, str]  # (sku, location_id)
 
@@ -285,6 +287,21 @@ class StockLevel:
             )
         return replace(self, on_hand=self.on_hand - quantity)
 
+    def expect_in_transit(self, quantity: int) -> StockLevel:
+        """Units sent here by a transfer: counted as on their way, not yet promisable."""
+        return replace(self, in_transit=self.in_transit + quantity)
+
+    def receive_in_transit(self, quantity: int) -> StockLevel:
+        """A transfer arrived: its units move from in transit to on hand."""
+        if quantity > self.in_transit:
+            # Only transfers put units in transit; fewer than one carries means broken data.
+            raise FailedPrecondition(
+                f"receiving {quantity} of {self.in_transit} in transit",
+                reason="IN_TRANSIT_UNDERFLOW",
+                metadata={"sku": self.sku, "location_id": self.location_id},
+            )
+        return replace(self, in_transit=self.in_transit - quantity, on_hand=self.on_hand + quantity)
+
 
 class StockSignal(IntEnum):
     OUT_OF_STOCK = 1
@@ -324,6 +341,46 @@ def check_adjustment(delta: int, reason: MovementReason) -> None:
             f"{reason.name} {'adds' if sign > 0 else 'removes'} stock",
             "QUANTITY_SIGN_INVALID",
         )
+
+
+# ----------------------------------------------------------------------------- transfers
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Units on their way from one location to another: they left the source's on hand
+    when sent and join the target's on hand when received."""
+
+    id: uuid.UUID
+    sku: str
+    from_location_id: str
+    to_location_id: str
+    quantity: int
+    state: TransferState = TransferState.IN_TRANSIT
+    created_at: datetime | None = None
+    received_at: datetime | None = None
+
+    @property
+    def source_key(self) -> Key:
+        return (self.sku, self.from_location_id)
+
+    @property
+    def target_key(self) -> Key:
+        return (self.sku, self.to_location_id)
+
+    @property
+    def received(self) -> bool:
+        return self.state is TransferState.RECEIVED
+
+
+def new_transfer(sku: str, from_location_id: str, to_location_id: str, quantity: int) -> Transfer:
+    check_sku(sku)
+    check_location_id(from_location_id, "from_location_id")
+    check_location_id(to_location_id, "to_location_id")
+    check_quantity(quantity)
+    if from_location_id == to_location_id:
+        raise invalid("to_location_id", "must differ from from_location_id", "SAME_LOCATION")
+    return Transfer(uuid.uuid4(), sku, from_location_id, to_location_id, quantity)
 
 
 # -------------------------------------------------------------------------- reservations
@@ -371,6 +428,65 @@ def check_owner(owner: str) -> str:
 
 
 @dataclass(frozen=True)
+class CustomerLimits:
+    """What a customer may hold by itself (staff and services, e.g. the order service, are
+    not limited): a shopper cannot take a SKU's whole stock off the shelf for days."""
+
+    max_quantity_per_line: int = 10
+    max_ttl: timedelta = timedelta(hours=1)
+    max_active: int = 5
+
+
+def customer_owner_prefix(subject: str) -> str:
+    return f"customers/{subject}"
+
+
+def check_customer_reservation(
+    subject: str,
+    owner: str,
+    lines: Sequence[Line],
+    ttl: timedelta,
+    limits: CustomerLimits,
+    *,
+    path: str = "lines",
+) -> None:
+    """A customer reserves for itself only (``customers/<its id>`` or a resource under it,
+    such as ``customers/<id>/carts/<cart>``), within the per-line and TTL caps."""
+    own = customer_owner_prefix(subject)
+    if not subject or (owner != own and not owner.startswith(own + "/")):
+        raise PermissionDenied(
+            "a customer may only reserve for itself",
+            reason="OWNER_NOT_ALLOWED",
+            field_violations=[FieldViolation("owner", f"must be {own!r} or under it")],
+        )
+    for i, line in enumerate(lines):
+        if line.quantity > limits.max_quantity_per_line:
+            raise invalid(
+                f"{path}[{i}].quantity",
+                f"a customer may hold at most {limits.max_quantity_per_line} per line",
+                "RESERVATION_QUANTITY_LIMIT",
+            )
+    check_customer_ttl(ttl, limits)
+
+
+def check_customer_ttl(ttl: timedelta, limits: CustomerLimits) -> None:
+    if ttl > limits.max_ttl:
+        raise invalid(
+            "ttl",
+            f"a customer may hold stock for at most {int(limits.max_ttl.total_seconds())} s",
+            "RESERVATION_TTL_LIMIT",
+        )
+
+
+def too_many_active(limit: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"a customer may hold at most {limit} active reservations; release or commit one",
+        reason="TOO_MANY_ACTIVE_RESERVATIONS",
+        metadata={"limit": str(limit)},
+    )
+
+
+@dataclass(frozen=True)
 class Reservation:
     id: uuid.UUID
     owner: str
@@ -402,279 +518,9 @@ class ReservationRequest:
     owner: str
     lines: tuple[Line, ...]
     ttl: timedelta
-    request_id: str
+    #: The idempotency key (the client's request_id bound to the caller), "" without one.
+    key: str
     fingerprint: bytes
     actor: str
     customer_id: str = ""
     near: GeoPoint | None = None
-
-
-# ------------------------------------------------------------------------------ sourcing
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A location that may supply: how far it is, and what it can promise per SKU."""
-
-    location: Location
-    distance_km: float
-    available: Mapping[str, int]
-
-    @property
-    def sort_key(self) -> tuple[float, int, str]:
-        return (round(self.distance_km, 6), self.location.priority, self.location.id)
-
-
-@dataclass(frozen=True)
-class Allocation:
-    sku: str
-    quantity: int
-    location_id: str
-    method: AllocationMethod
-    distance_km: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    allocations: tuple[Allocation, ...]
-    unfulfillable: tuple[tuple[str, int, str], ...]  # (sku, missing, why)
-    explanation: tuple[str, ...] = field(default=())
-
-    @property
-    def shipment_count(self) -> int:
-        return len({a.location_id for a in self.allocations})
-
-    @property
-    def complete(self) -> bool:
-        return not self.unfulfillable
-
-
-def _covers(combo: Sequence[Candidate], demand: Mapping[str, int]) -> bool:
-    return all(sum(c.available.get(sku, 0) for c in combo) >= q for sku, q in demand.items())
-
-
-def choose_sources(
-    demand: Mapping[str, int], candidates: Iterable[Candidate]
-) -> tuple[list[tuple[Candidate, str, int]], dict[str, int], list[str]]:
-    """Pick the locations that supply ``demand``: fewest locations first, then the shortest
-    total distance, then the best (lowest) total priority. Returns the takes
-    (candidate, sku, units), what is still missing, and the reasoning."""
-    demand = {sku: q for sku, q in demand.items() if q > 0}
-    useful = sorted(
-        (c for c in candidates if any(c.available.get(s, 0) > 0 for s in demand)),
-        key=lambda c: c.sort_key,
-    )
-    notes: list[str] = []
-    if not demand:
-        return [], {}, notes
-    chosen: list[Candidate] | None = None
-    exact_pool = useful[:MAX_EXACT_CANDIDATES]
-    for size in range(1, min(MAX_EXACT_SHIPMENTS, len(exact_pool)) + 1):
-        best: tuple[tuple[float, int, tuple[str, ...]], list[Candidate]] | None = None
-        for combo in itertools.combinations(exact_pool, size):
-            if not _covers(combo, demand):
-                continue
-            score = (
-                round(sum(c.distance_km for c in combo), 6),
-                sum(c.location.priority for c in combo),
-                tuple(c.location.id for c in combo),
-            )
-            if best is None or score < best[0]:
-                best = (score, list(combo))
-        if best is not None:
-            chosen = best[1]
-            notes.append(
-                f"{size} location{'s' if size > 1 else ''} can cover every line "
-                f"(fewest shipments), chosen by distance then priority among "
-                f"{len(useful)} with stock"
-            )
-            break
-    if chosen is None:
-        # Too fragmented for an exhaustive search, or not enough stock anywhere: take the
-        # location that covers the most remaining units until nothing more helps.
-        chosen = []
-        remaining = dict(demand)
-        pool = list(useful)
-        while remaining and pool:
-
-            def gain(c: Candidate) -> int:
-                return sum(min(c.available.get(s, 0), q) for s, q in remaining.items())
-
-            pick = max(pool, key=lambda c: (gain(c), -c.distance_km, -c.location.priority))
-            if gain(pick) == 0:
-                break
-            pool.remove(pick)
-            chosen.append(pick)
-            for sku in list(remaining):
-                remaining[sku] -= min(pick.available.get(sku, 0), remaining[sku])
-                if remaining[sku] <= 0:
-                    del remaining[sku]
-        notes.append(
-            f"no {MAX_EXACT_SHIPMENTS} or fewer locations cover every line; "
-            f"took {len(chosen)} location(s) greedily by units covered"
-        )
-    chosen.sort(key=lambda c: c.sort_key)
-    takes: list[tuple[Candidate, str, int]] = []
-    missing: dict[str, int] = {}
-    for sku, quantity in demand.items():
-        left = quantity
-        for candidate in chosen:
-            if left == 0:
-                break
-            take = min(candidate.available.get(sku, 0), left)
-            if take > 0:
-                takes.append((candidate, sku, take))
-                left -= take
-        if left:
-            missing[sku] = left
-    return takes, missing, notes
-
-
-def plan_pickup(lines: Sequence[Line], pickup: Location, candidates: Sequence[Candidate]) -> Plan:
-    """Click & collect: the pickup store's own stock first, the rest transferred into it."""
-    if not pickup.can(Capability.CLICK_AND_COLLECT):
-        raise FailedPrecondition(
-            f"{pickup.id} does not offer click & collect",
-            reason="PICKUP_NOT_OFFERED",
-            metadata={"location_id": pickup.id},
-        )
-    demand = _demand(lines)
-    own = next((c for c in candidates if c.location.id == pickup.id), None)
-    own_available = own.available if own else {}
-    allocations: list[Allocation] = []
-    remaining: dict[str, int] = {}
-    for sku, quantity in demand.items():
-        take = min(own_available.get(sku, 0), quantity)
-        if take:
-            allocations.append(
-                Allocation(
-                    sku,
-                    take,
-                    pickup.id,
-                    AllocationMethod.PICKUP,
-                    0.0,
-                    "pickup store has it in stock: no transfer needed",
-                )
-            )
-        if quantity - take:
-            remaining[sku] = quantity - take
-    explanation = [f"click & collect at {pickup.id}: its own stock is used first"]
-    if not remaining:
-        explanation.append("the pickup store holds every line")
-        return Plan(tuple(allocations), (), tuple(explanation))
-    others = [c for c in candidates if c.location.id != pickup.id]
-    takes, missing, notes = choose_sources(remaining, others)
-    explanation.append(f"{sum(remaining.values())} unit(s) must be transferred into {pickup.id}")
-    explanation.extend(notes)
-    allocations.extend(
-        Allocation(
-            sku,
-            units,
-            c.location.id,
-            AllocationMethod.TRANSFER_TO_PICKUP,
-            c.distance_km,
-            f"transfer to {pickup.id}: {c.distance_km:.1f} km away, priority {c.location.priority}",
-        )
-        for c, sku, units in takes
-    )
-    return Plan(
-        tuple(allocations),
-        tuple((sku, q, "not enough stock in the network") for sku, q in missing.items()),
-        tuple(explanation),
-    )
-
-
-def plan_delivery(
-    lines: Sequence[Line], candidates: Sequence[Candidate], *, same_day: bool
-) -> Plan:
-    """Delivery: fewest shipments, then shortest distance, then priority, among the
-    locations allowed to ship (DCs, FCs, stores that ship; same-day ones if asked)."""
-    demand = _demand(lines)
-    allowed = [
-        c
-        for c in candidates
-        # Offering same-day delivery means delivering from there, store or not.
-        if (c.location.can(Capability.SAME_DAY_DELIVERY) if same_day else c.location.ships)
-    ]
-    explanation = [
-        f"delivery: {len(allowed)} of {len(candidates)} locations may ship"
-        + (" same-day" if same_day else "")
-        + " (distribution and fulfilment centres, stores that ship)"
-    ]
-    takes, missing, notes = choose_sources(demand, allowed)
-    explanation.extend(notes)
-    counts: dict[str, int] = {}
-    for c, _, _ in takes:
-        counts[c.location.id] = counts.get(c.location.id, 0) + 1
-    allocations = tuple(
-        Allocation(
-            sku,
-            units,
-            c.location.id,
-            AllocationMethod.SHIP,
-            c.distance_km,
-            f"ships {counts[c.location.id]} line(s) in one parcel; {c.distance_km:.1f} km from "
-            f"the delivery point, priority {c.location.priority}",
-        )
-        for c, sku, units in takes
-    )
-    return Plan(
-        allocations,
-        tuple(
-            (sku, q, "not enough stock at locations that may ship") for sku, q in missing.items()
-        ),
-        tuple(explanation),
-    )
-
-
-def _demand(lines: Sequence[Line]) -> dict[str, int]:
-    demand: dict[str, int] = {}
-    for line in lines:
-        demand[line.sku] = demand.get(line.sku, 0) + line.quantity
-    return demand
-
-
-def allocate_reservation(
-    lines: Sequence[Line],
-    levels: dict[Key, StockLevel],
-    anywhere: Sequence[Location],
-    near: GeoPoint | None,
-) -> list[Line]:
-    """Reserve every line or none against ``levels`` (updated in place on success): lines
-    with a location take from it, the others are sourced by the delivery policy among
-    ``anywhere``. Returns the lines with their locations."""
-    working = dict(levels)
-    placed: list[Line] = []
-    for line in lines:
-        if not line.location_id:
-            continue
-        key = (line.sku, line.location_id)
-        level = working.get(key) or StockLevel(line.sku, line.location_id)
-        working[key] = level.reserve(line.quantity)
-        placed.append(line)
-    floating = [line for line in lines if not line.location_id]
-    if floating:
-        candidates = [
-            Candidate(
-                location,
-                distance_km(near, location.geo_point) if near else 0.0,
-                {
-                    line.sku: working[(line.sku, location.id)].available_to_promise
-                    for line in floating
-                    if (line.sku, location.id) in working
-                },
-            )
-            for location in anywhere
-        ]
-        plan = plan_delivery(floating, candidates, same_day=False)
-        if plan.unfulfillable:
-            sku, missing, _ = plan.unfulfillable[0]
-            wanted = next(line.quantity for line in floating if line.sku == sku)
-            raise insufficient_stock(sku, "", wanted - missing, wanted)
-        for allocation in plan.allocations:
-            key = (allocation.sku, allocation.location_id)
-            working[key] = working[key].reserve(allocation.quantity)
-            placed.append(Line(allocation.sku, allocation.quantity, allocation.location_id))
-    levels.update(working)
-    return placed
