@@ -40,9 +40,9 @@ async def build(runtime: Runtime[CartSettings]) -> None:
     inventory_channel = create_channel(
         settings.inventory_target,
         timeout_seconds=settings.inventory_timeout_seconds,
-        # One attempt: a slow or absent inventory must not hold a cart change up; the lines
-        # say UNKNOWN instead.
-        max_attempts=1,
+        # One retry at most, within the short deadline: a slow or absent inventory must not
+        # hold a cart change up; the lines say UNKNOWN instead.
+        max_attempts=2,
         trace=trace,
     )
     catalog = CatalogClient(

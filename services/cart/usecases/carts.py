@@ -309,7 +309,9 @@ class Carts:
             current.require_active()
             check_etag(etag, current.etag, "cart")
             cart = mutation.apply(current.touched(channel, store_id, now), items)
-            if reprice:
+            if reprice or all(line.sku in items for line in cart.lines):
+                # Every line priced just now (a reprice, or a cart whose only lines are the
+                # ones this change looked up): the cart counts as priced.
                 cart = cart.repriced(items, now)
             cart = cart.with_availability(
                 None if available is None else _with_unasked(available, cart, availability_skus),
