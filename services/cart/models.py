@@ -35,7 +35,8 @@ carts = sa.Table(
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Column("updated_at", _ts, nullable=False, server_default=_now),
     sa.Column("last_activity_at", _ts, nullable=False, server_default=_now),
-    # Set when CartAbandoned was announced; a later activity starts a new idle period.
+    # The idle period CartAbandoned announced (its last_activity_at); a later activity
+    # starts a new one.
     sa.Column("abandoned_at", _ts),
     sa.CheckConstraint(
         "customer_id IS NOT NULL OR guest_token_hash IS NOT NULL", name="owner_or_capability"

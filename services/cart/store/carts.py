@@ -261,9 +261,13 @@ class CartStore:
         ).all()
         return await self._with_lines(rows)
 
-    async def mark_abandoned(self, cart_ids: Sequence[uuid.UUID], now: datetime) -> None:
+    async def mark_abandoned(self, cart_ids: Sequence[uuid.UUID]) -> None:
+        """Record which idle period was announced: the one that began at the cart's
+        ``last_activity_at`` (independent of the sweeper's clock)."""
         await self.session.execute(
-            sa.update(carts).where(carts.c.id.in_(list(cart_ids))).values(abandoned_at=now)
+            sa.update(carts)
+            .where(carts.c.id.in_(list(cart_ids)))
+            .values(abandoned_at=carts.c.last_activity_at)
         )
 
     async def expire_guest_carts(self, idle_before: datetime, now: datetime, limit: int) -> int:

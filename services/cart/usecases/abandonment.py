@@ -48,7 +48,7 @@ class Abandonment:
             for cart in found:
                 view = await self.carts.view(uow.session, cart)
                 uow.add_event(abandoned_event(cart, view.totals.total))
-            await store.mark_abandoned([cart.id for cart in found], now)
+            await store.mark_abandoned([cart.id for cart in found])
             expired = await store.expire_guest_carts(now - self.guest_expiry, now, self.batch_size)
             await uow.commit()
         if found or expired:
