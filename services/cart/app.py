@@ -57,7 +57,7 @@ async def build(runtime: Runtime[CartSettings]) -> None:
         runtime.db,
         catalog,
         inventory,
-        token_key=settings.cart_token_secret.get_secret_value().encode(),
+        token_key=settings.token_secret.get_secret_value().encode(),
         limits=CartLimits(settings.max_quantity_per_line, settings.max_lines),
         shipping=ShippingPolicy(
             settings.delivery_fee, settings.same_day_fee, settings.free_delivery_threshold

@@ -50,12 +50,12 @@ class CartSettings(ServiceSettings):
 
     #: Key of the guest cart tokens (HMAC of the cart id); at least 32 characters outside
     #: development. Rotating it keeps existing carts reachable (their token hashes are stored).
-    cart_token_secret: SecretStr = SecretStr(DEV_CART_TOKEN_SECRET)
+    token_secret: SecretStr = SecretStr(DEV_CART_TOKEN_SECRET)
 
     @model_validator(mode="after")
     def _refuse_dev_token_secret(self) -> Self:
         if self.environment is Environment.PRODUCTION:
-            secret = self.cart_token_secret.get_secret_value()
+            secret = self.token_secret.get_secret_value()
             if secret == DEV_CART_TOKEN_SECRET or len(secret) < 32:
-                raise ValueError("unsafe settings for production: cart_token_secret must be set")
+                raise ValueError("unsafe settings for production: token_secret must be set")
         return self

@@ -40,6 +40,14 @@ DEFAULT_PUBLIC_WRITE_METHODS = [
     "tenpo.catalog.v1.CatalogService.SearchProducts",
     "tenpo.inventory.v1.InventoryService.FindNearbyAvailability",
     "tenpo.inventory.v1.InventoryService.PlanFulfillment",
+    # Guest carts: the cart token in the request is the capability; the service checks it.
+    "tenpo.cart.v1.CartService.CreateCart",
+    "tenpo.cart.v1.CartService.AddLineItem",
+    "tenpo.cart.v1.CartService.UpdateLineItem",
+    "tenpo.cart.v1.CartService.RemoveLineItem",
+    "tenpo.cart.v1.CartService.UpdateCart",
+    "tenpo.cart.v1.CartService.ApplyPromotionCode",
+    "tenpo.cart.v1.CartService.RemovePromotionCode",
 ]
 #: Methods with the stricter per-address limit (credential guessing, account enumeration).
 DEFAULT_SIGN_IN_METHODS = [
