@@ -243,6 +243,25 @@ def promotion_from(message: pb.Promotion) -> pd.Promotion:
     )
 
 
+def promotion_changes(message: pb.Promotion, paths: list[str]) -> dict[str, Any]:
+    """The new values of the updatable fields named in ``paths`` (the rest of ``message``
+    is not read: a partial update need not carry a whole promotion)."""
+    values: dict[str, Any] = {}
+    for path in paths:
+        if path in ("valid_from", "valid_until"):
+            field = getattr(message, path)
+            values[path] = (
+                to_datetime(field, f"promotion.{path}") if message.HasField(path) else None
+            )
+        elif path == "budget_amount":
+            values[path] = amount(message.budget_amount, "promotion.budget_amount")
+        elif path == "title":
+            values[path] = message.title.strip()
+        else:
+            values[path] = getattr(message, path)
+    return values
+
+
 def promotion_to(p: pd.Promotion) -> pb.Promotion:
     return pb.Promotion(
         id=str(p.id),

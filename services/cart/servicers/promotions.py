@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from grpc.aio import ServicerContext
 
 from services.cart import convert
@@ -76,8 +74,7 @@ class PromotionServicer(api_grpc.PromotionServiceServicer):
         self.promotions.authorize(principal)
         promotion_id = parse_id(request.promotion.id, "promotion.id")
         paths = update_paths(request.update_mask.paths, request.promotion, UPDATABLE)
-        parsed = convert.promotion_from(request.promotion)
-        values: dict[str, Any] = {path: getattr(parsed, path) for path in paths}
+        values = convert.promotion_changes(request.promotion, paths)
         updated = await self.promotions.update(
             principal,
             promotion_id,

@@ -332,3 +332,81 @@ async def test_guests_cannot_use_personal_codes(
         grpc.StatusCode.FAILED_PRECONDITION,
         "CODE_NOT_FOUND",
     )
+
+
+async def test_update_takes_a_mask_and_an_etag_and_list_pages(
+    cart: Clients, upstreams: Upstreams, tokens: Tokens
+) -> None:
+    manager = staff(tokens, "promotions:write")
+    created = await create(
+        cart,
+        tokens,
+        pb.Promotion(
+            title="Auto 5 %",
+            trigger=pb.PROMOTION_TRIGGER_AUTOMATIC,
+            kind=pb.DISCOUNT_KIND_PERCENT,
+            percent_off=5,
+        ),
+    )
+    sku = new_sku()
+    upstreams.catalog.add(sku, 2000)
+    app = customer(tokens, "cust-auto")
+    mine = (await cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=app)).cart
+    added = await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=mine.id, sku=sku), metadata=app
+    )
+    assert added.cart.totals.discount.units == 100
+    off = await cart.promotions.UpdatePromotion(
+        papi.UpdatePromotionRequest(
+            promotion=pb.Promotion(id=created.id, etag=created.etag, active=False),
+            update_mask={"paths": ["active"]},
+        ),
+        metadata=manager,
+    )
+    assert not off.promotion.active and off.promotion.percent_off == 5
+    after = await cart.carts.GetCart(api.GetCartRequest(cart_id=mine.id), metadata=app)
+    assert after.cart.totals.discount.units == 0
+    await expect_error(
+        cart.promotions.UpdatePromotion(
+            papi.UpdatePromotionRequest(
+                promotion=pb.Promotion(id=created.id, etag=created.etag, title="again"),
+                update_mask={"paths": ["title"]},
+            ),
+            metadata=manager,
+        ),
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
+    )
+    await expect_error(
+        cart.promotions.UpdatePromotion(
+            papi.UpdatePromotionRequest(
+                promotion=pb.Promotion(id=created.id, percent_off=50),
+                update_mask={"paths": ["percent_off"]},
+            ),
+            metadata=manager,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "UPDATE_MASK_INVALID",
+    )
+    for i in range(3):
+        await create(
+            cart,
+            tokens,
+            pb.Promotion(
+                title=f"P{i}",
+                trigger=pb.PROMOTION_TRIGGER_CODE,
+                kind=pb.DISCOUNT_KIND_PERCENT,
+                percent_off=1,
+                priority=10 + i,
+            ),
+        )
+    seen, token = [], ""
+    while True:
+        page = await cart.promotions.ListPromotions(
+            papi.ListPromotionsRequest(page_size=2, page_token=token), metadata=manager
+        )
+        seen.extend(p.title for p in page.promotions)
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ["Auto 5 %", "P0", "P1", "P2"]  # by priority, across pages
