@@ -248,10 +248,17 @@ def promotion_changes(message: pb.Promotion, paths: list[str]) -> dict[str, Any]
     is not read: a partial update need not carry a whole promotion)."""
     values: dict[str, Any] = {}
     for path in paths:
-        if path in ("valid_from", "valid_until"):
-            field = getattr(message, path)
+        if path == "valid_from":
             values[path] = (
-                to_datetime(field, f"promotion.{path}") if message.HasField(path) else None
+                to_datetime(message.valid_from, "promotion.valid_from")
+                if message.HasField("valid_from")
+                else None
+            )
+        elif path == "valid_until":
+            values[path] = (
+                to_datetime(message.valid_until, "promotion.valid_until")
+                if message.HasField("valid_until")
+                else None
             )
         elif path == "budget_amount":
             values[path] = amount(message.budget_amount, "promotion.budget_amount")
