@@ -119,8 +119,8 @@ async def run(report: Report, duration: float) -> None:
                     api.AddLineItemRequest(
                         cart_id=c.cart.id, cart_token=c.cart_token, sku=sku, quantity=1
                     )
+                    for sku in skus  # consecutive calls go to different carts
                     for c in made
-                    for sku in skus
                 ]
                 check = health_pb2.HealthCheckRequest()
                 async with bare_health_server() as bare:
