@@ -430,7 +430,14 @@ class Cart:
         )
 
     def merged_into(self, now: datetime) -> Cart:
-        return replace(self, status=CartStatus.MERGED, version=self.version + 1, updated_at=now)
+        """The guest cart once folded in; its contact e-mail has no purpose left."""
+        return replace(
+            self,
+            status=CartStatus.MERGED,
+            contact_email=None,
+            version=self.version + 1,
+            updated_at=now,
+        )
 
     def checked_out(self, order_id: str, now: datetime) -> Cart:
         self.require_active()

@@ -285,6 +285,12 @@ class CartStore:
         result = await self.session.execute(
             sa.update(carts)
             .where(carts.c.id.in_(stale))
-            .values(status=int(CartStatus.EXPIRED), updated_at=now, version=carts.c.version + 1)
+            # An expired guest cart keeps no personal data: the reminder address goes.
+            .values(
+                status=int(CartStatus.EXPIRED),
+                contact_email=None,
+                updated_at=now,
+                version=carts.c.version + 1,
+            )
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -87,10 +87,13 @@ async def test_an_idle_cart_is_announced_once_per_idle_period_by_concurrent_swee
 
 
 async def test_old_guest_carts_expire(cart: Clients) -> None:
-    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=ANONYMOUS_WEB)
+    guest = await cart.carts.CreateCart(
+        api.CreateCartRequest(contact_email="guest@example.jp"), metadata=ANONYMOUS_WEB
+    )
+    assert guest.cart.contact_email == "guest@example.jp"
     await sweeper(cart, datetime.now(UTC) + timedelta(days=31)).sweep_once()
     seen = await cart.carts.GetCart(
         api.GetCartRequest(cart_id=guest.cart.id, cart_token=guest.cart_token),
         metadata=ANONYMOUS_WEB,
     )
-    assert seen.cart.status == pb.CART_STATUS_EXPIRED
+    assert seen.cart.status == pb.CART_STATUS_EXPIRED and not seen.cart.contact_email
