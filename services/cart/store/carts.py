@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -135,6 +136,21 @@ def _cart(row: Any, lines: Sequence[LineItem]) -> Cart:
     )
 
 
+#: The line columns of the cart-with-lines join, prefixed so they do not clash with the
+#: cart's own (id, channel, store_id, created_at).
+_LINE_COLUMNS = [column.label(f"l_{column.name}") for column in cart_lines.c]
+
+
+class _Prefixed:
+    """A joined row's line columns under their own names, for ``_line``."""
+
+    def __init__(self, mapping: Any) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        return self._mapping[f"l_{name}"]
+
+
 class CartStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -156,12 +172,37 @@ class CartStore:
         return [_cart(row, by_cart.get(row.id, [])) for row in rows]
 
     async def get(self, cart_id: uuid.UUID, *, lock: bool = False) -> Cart | None:
-        query = sa.select(carts).where(carts.c.id == cart_id)
+        """A cart with its lines, in one statement (a join; the lock covers the cart row)."""
+        query = (
+            sa.select(carts, *_LINE_COLUMNS)
+            .select_from(carts.outerjoin(cart_lines, cart_lines.c.cart_id == carts.c.id))
+            .where(carts.c.id == cart_id)
+            .order_by(cart_lines.c.position)
+        )
         if lock:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
-        found = await self._with_lines([row] if row else [])
-        return found[0] if found else None
+            query = query.with_for_update(of=carts)
+        rows = (await self.session.execute(query)).all()
+        if not rows:
+            return None
+        lines = [_line(_Prefixed(row._mapping)) for row in rows if row.l_id is not None]
+        return _cart(rows[0], lines)
+
+    async def lock_fresh(self, seen: Cart) -> Cart | None:
+        """Lock the cart row and return the cart as it is now: ``seen`` itself when its
+        version has not moved (every change bumps it), with the two columns the sweeps and
+        price events set without a new version; else a fresh read. None if it is gone."""
+        row = (
+            await self.session.execute(
+                sa.select(carts.c.version, carts.c.priced_at, carts.c.abandoned_at)
+                .where(carts.c.id == seen.id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.version != seen.version:
+            return await self.get(seen.id)
+        return replace(seen, priced_at=row.priced_at, abandoned_at=row.abandoned_at)
 
     async def lock_many(self, cart_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Cart]:
         """Lock several carts in id order (two merges touching the same carts cannot

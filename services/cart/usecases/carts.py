@@ -303,7 +303,8 @@ class Carts:
 
         async def apply() -> wrappers_pb2.StringValue:
             store = CartStore(uow.session)
-            current = await store.get(cart_id, lock=True)
+            # Most changes meet the cart as they read it moments ago: no second read then.
+            current = await store.lock_fresh(seen)
             if current is None:
                 raise access.cart_not_found()
             current.require_active()
