@@ -41,6 +41,9 @@ STAFF_TOKEN_SCOPES = (
     "orders:read",
     "orders:write",
     "clients:write",
+    "carts:read",
+    "carts:write",
+    "promotions:write",
 )
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.

@@ -1,0 +1,155 @@
+"""Cart benchmark: AddLineItem through the gRPC API — the real cart service in front of the
+real catalog (demo data, prices for the web channel) and the real inventory (availability on
+every change) — against the bare grpc.aio health Check in the same run."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.harness import Report, free_port, interleaved, subprocess_server
+from bench.kit import BASELINE, CONCURRENCY, bare_health_server
+from services.cart.app import definition as cart_definition
+from services.catalog.app import definition as catalog_definition
+from services.catalog.seed import seed_demo_catalog
+from services.inventory.app import definition as inventory_definition
+from tenpo.cart.v1 import cart_service_pb2 as api
+from tenpo.cart.v1 import cart_service_pb2_grpc
+from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.stack import EmbeddedNats, EmbeddedPostgres
+from tenpo.kit import migrations
+from tenpo.kit.db import Database
+
+#: One guest cart per client worker (carts are not shared between shoppers).
+CARTS = CONCURRENCY
+WEB = (("x-tenpo-channel", "WEB"),)
+
+
+async def _ready(target: str) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120
+        )
+
+
+def _env(prefix: str, url: str, port: int, nats_url: str, **extra: str) -> dict[str, str]:
+    return {
+        f"{prefix}_DATABASE_URL": url,
+        f"{prefix}_GRPC_PORT": str(port),
+        f"{prefix}_NATS_URL": nats_url,
+        f"{prefix}_MIGRATE_ON_START": "false",
+        f"{prefix}_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def run(report: Report, duration: float) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tenpo-bench-cart-"))
+    with (
+        EmbeddedPostgres(root / "pg", free_port(), durable=False) as postgres,
+        EmbeddedNats(root / "nats", free_port()) as nats,
+    ):
+        urls = {
+            name: postgres.ensure_database(name, secrets.token_urlsafe(12))
+            for name in ("catalog", "inventory", "cart")
+        }
+        for name, definition in (
+            ("catalog", catalog_definition),
+            ("inventory", inventory_definition),
+            ("cart", cart_definition),
+        ):
+            await migrations.upgrade(definition.migrations, urls[name])  # type: ignore[arg-type]
+        seed_db = Database(urls["catalog"])
+        await seed_demo_catalog(seed_db)
+        await seed_db.dispose()
+        ports = {name: free_port() for name in urls}
+        targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        with (
+            subprocess_server(
+                ["-m", "services.catalog", "serve"],
+                _env("CATALOG", urls["catalog"], ports["catalog"], nats.url),
+            ),
+            subprocess_server(
+                ["-m", "services.inventory", "serve"],
+                _env(
+                    "INVENTORY",
+                    urls["inventory"],
+                    ports["inventory"],
+                    nats.url,
+                    INVENTORY_REQUIRE_KNOWN_SKUS="false",
+                ),
+            ),
+            subprocess_server(
+                ["-m", "services.cart", "serve"],
+                _env(
+                    "CART",
+                    urls["cart"],
+                    ports["cart"],
+                    nats.url,
+                    CART_CATALOG_TARGET=targets["catalog"],
+                    CART_INVENTORY_TARGET=targets["inventory"],
+                    CART_MAX_QUANTITY_PER_LINE="999",
+                    CART_DATABASE_POOL_SIZE="16",
+                ),
+            ),
+        ):
+            for target in targets.values():
+                await _ready(target)
+            async with (
+                grpc.aio.insecure_channel(targets["catalog"]) as catalog_channel,
+                grpc.aio.insecure_channel(targets["cart"]) as cart_channel,
+            ):
+                catalog = catalog_service_pb2_grpc.CatalogServiceStub(catalog_channel)
+                listed = await catalog.ListProducts(
+                    catalog_api.ListProductsRequest(page_size=40), metadata=WEB
+                )
+                skus = [p.variants[0].sku for p in listed.products if p.variants]
+                carts = cart_service_pb2_grpc.CartServiceStub(cart_channel)
+                made = [
+                    await carts.CreateCart(api.CreateCartRequest(), metadata=WEB)
+                    for _ in range(CARTS)
+                ]
+                requests = [
+                    api.AddLineItemRequest(
+                        cart_id=c.cart.id, cart_token=c.cart_token, sku=sku, quantity=1
+                    )
+                    for sku in skus  # consecutive calls go to different carts
+                    for c in made
+                ]
+                check = health_pb2.HealthCheckRequest()
+                async with bare_health_server() as bare:
+                    baseline, add = await interleaved(
+                        [
+                            (f"{BASELINE} (cart run)", lambda _i: bare.Check(check)),
+                            (
+                                "cart: AddLineItem (catalog + inventory, guest, web)",
+                                lambda i: carts.AddLineItem(
+                                    requests[i % len(requests)], metadata=WEB
+                                ),
+                            ),
+                        ],
+                        concurrency=CONCURRENCY,
+                        duration=duration,
+                    )
+    report.add(baseline)
+    report.add(add)
+    report.ratio(
+        "cart AddLineItem / bare grpc.aio health Check",
+        add.throughput,
+        baseline.throughput,
+        "goal >= 0.50",
+    )
+    report.note(
+        f"cart AddLineItem p50 {add.percentile(50):.1f} ms, p99 {add.percentile(99):.1f} ms"
+        f" ({add.errors} errors)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit("run through `make bench`")

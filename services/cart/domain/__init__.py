@@ -1,0 +1,1 @@
+"""Cart and promotion domain: pure rules, no I/O (carts, pricing and tax, promotions)."""

@@ -1,0 +1,1 @@
+"""gRPC servicers of the cart service: proto ⇄ use-case translation only."""

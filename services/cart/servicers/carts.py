@@ -1,0 +1,169 @@
+"""CartService over gRPC: proto ⇄ use-case translation only."""
+
+from __future__ import annotations
+
+from grpc.aio import ServicerContext
+
+from services.cart import convert
+from services.cart.usecases.carts import CartChanges, Carts
+from tenpo.cart.v1 import cart_service_pb2 as api
+from tenpo.cart.v1 import cart_service_pb2_grpc as api_grpc
+from tenpo.kit.auth import current_principal
+from tenpo.kit.fieldmask import update_paths
+from tenpo.kit.wire import parse_id
+
+CART_UPDATABLE = ("fulfillment", "loyalty_points_to_redeem", "contact_email")
+LINE_UPDATABLE = ("quantity",)
+
+
+class CartServicer(api_grpc.CartServiceServicer):
+    def __init__(self, carts: Carts) -> None:
+        self.carts = carts
+
+    async def CreateCart(
+        self, request: api.CreateCartRequest, context: ServicerContext
+    ) -> api.CreateCartResponse:
+        view, token = await self.carts.create(
+            current_principal(), request.contact_email, request.request_id, request
+        )
+        return api.CreateCartResponse(cart=convert.cart_to(view), cart_token=token)
+
+    async def GetActiveCart(
+        self, request: api.GetActiveCartRequest, context: ServicerContext
+    ) -> api.GetActiveCartResponse:
+        view = await self.carts.get_active(current_principal())
+        return api.GetActiveCartResponse(cart=convert.cart_to(view))
+
+    async def GetCart(
+        self, request: api.GetCartRequest, context: ServicerContext
+    ) -> api.GetCartResponse:
+        view = await self.carts.get(
+            current_principal(), parse_id(request.cart_id, "cart_id"), request.cart_token
+        )
+        return api.GetCartResponse(cart=convert.cart_to(view))
+
+    async def AddLineItem(
+        self, request: api.AddLineItemRequest, context: ServicerContext
+    ) -> api.AddLineItemResponse:
+        view = await self.carts.add_line(
+            current_principal(),
+            parse_id(request.cart_id, "cart_id"),
+            request.cart_token,
+            request.sku,
+            request.quantity,
+            request.etag,
+            request.request_id,
+            request,
+        )
+        return api.AddLineItemResponse(cart=convert.cart_to(view))
+
+    async def UpdateLineItem(
+        self, request: api.UpdateLineItemRequest, context: ServicerContext
+    ) -> api.UpdateLineItemResponse:
+        cart_id = parse_id(request.cart_id, "cart_id")
+        line_id = parse_id(request.line_item.id, "line_item.id")
+        update_paths(request.update_mask.paths, request.line_item, LINE_UPDATABLE)
+        view = await self.carts.update_line(
+            current_principal(),
+            cart_id,
+            request.cart_token,
+            line_id,
+            request.line_item.quantity,
+            request.etag,
+            request.request_id,
+            request,
+        )
+        return api.UpdateLineItemResponse(cart=convert.cart_to(view))
+
+    async def RemoveLineItem(
+        self, request: api.RemoveLineItemRequest, context: ServicerContext
+    ) -> api.RemoveLineItemResponse:
+        view = await self.carts.remove_line(
+            current_principal(),
+            parse_id(request.cart_id, "cart_id"),
+            request.cart_token,
+            parse_id(request.line_item_id, "line_item_id"),
+            request.etag,
+            request.request_id,
+            request,
+        )
+        return api.RemoveLineItemResponse(cart=convert.cart_to(view))
+
+    async def UpdateCart(
+        self, request: api.UpdateCartRequest, context: ServicerContext
+    ) -> api.UpdateCartResponse:
+        cart_id = parse_id(request.cart.id, "cart.id")
+        paths = update_paths(request.update_mask.paths, request.cart, CART_UPDATABLE)
+        changes = CartChanges(
+            paths=paths,
+            fulfillment=(
+                convert.fulfillment_from(request.cart.fulfillment)
+                if "fulfillment" in paths
+                else None
+            ),
+            loyalty_points=request.cart.loyalty_points_to_redeem,
+            contact_email=request.cart.contact_email,
+        )
+        view = await self.carts.update_cart(
+            current_principal(),
+            cart_id,
+            request.cart_token,
+            changes,
+            request.cart.etag,
+            request.request_id,
+            request,
+        )
+        return api.UpdateCartResponse(cart=convert.cart_to(view))
+
+    async def ApplyPromotionCode(
+        self, request: api.ApplyPromotionCodeRequest, context: ServicerContext
+    ) -> api.ApplyPromotionCodeResponse:
+        view = await self.carts.apply_code(
+            current_principal(),
+            parse_id(request.cart_id, "cart_id"),
+            request.cart_token,
+            request.code,
+            request.etag,
+            request.request_id,
+            request,
+        )
+        return api.ApplyPromotionCodeResponse(cart=convert.cart_to(view))
+
+    async def RemovePromotionCode(
+        self, request: api.RemovePromotionCodeRequest, context: ServicerContext
+    ) -> api.RemovePromotionCodeResponse:
+        view = await self.carts.remove_code(
+            current_principal(),
+            parse_id(request.cart_id, "cart_id"),
+            request.cart_token,
+            request.code,
+            request.etag,
+            request.request_id,
+            request,
+        )
+        return api.RemovePromotionCodeResponse(cart=convert.cart_to(view))
+
+    async def MergeCart(
+        self, request: api.MergeCartRequest, context: ServicerContext
+    ) -> api.MergeCartResponse:
+        view = await self.carts.merge(
+            current_principal(),
+            parse_id(request.guest_cart_id, "guest_cart_id"),
+            request.guest_cart_token,
+            request.request_id,
+            request,
+        )
+        return api.MergeCartResponse(cart=convert.cart_to(view))
+
+    async def CheckoutCart(
+        self, request: api.CheckoutCartRequest, context: ServicerContext
+    ) -> api.CheckoutCartResponse:
+        view = await self.carts.checkout(
+            current_principal(),
+            parse_id(request.cart_id, "cart_id"),
+            request.etag,
+            request.order_id,
+            request.request_id,
+            request,
+        )
+        return api.CheckoutCartResponse(cart=convert.cart_to(view))

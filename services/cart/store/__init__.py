@@ -1,0 +1,1 @@
+"""Cart persistence: repositories over an AsyncSession, rows ⇄ domain objects."""

@@ -1,0 +1,62 @@
+"""Abandonment and expiry sweeps: durable (state in the carts table), safe with replicas.
+
+A cart of a customer, or a guest cart with a contact e-mail, that has lines and was not
+changed for ``idle`` is announced once with CartAbandoned; ``abandoned_at`` records it, and
+only a later change (a new ``last_activity_at``) makes the cart eligible again. Replicas
+sweeping at once take different carts (``FOR UPDATE SKIP LOCKED``), and the announcement
+and the mark commit together with the outbox row, so a crash announces nothing or once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from services.cart.events import abandoned_event
+from services.cart.store.carts import CartStore
+from services.cart.usecases.carts import Carts
+from tenpo.kit.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Abandonment:
+    def __init__(
+        self,
+        db: Database,
+        carts: Carts,
+        *,
+        idle: timedelta,
+        guest_expiry: timedelta,
+        batch_size: int = 200,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.carts = carts
+        self.idle = idle
+        self.guest_expiry = guest_expiry
+        self.batch_size = batch_size
+        self.clock = clock
+
+    async def sweep_once(self) -> tuple[int, int]:
+        """One round: (carts announced as abandoned, guest carts expired)."""
+        now = self.clock()
+        async with self.db.unit_of_work() as uow:
+            store = CartStore(uow.session)
+            found = await store.claim_abandoned(now - self.idle, self.batch_size)
+            for cart in found:
+                view = await self.carts.view(uow.session, cart)
+                uow.add_event(abandoned_event(cart, view.totals.total))
+            await store.mark_abandoned([cart.id for cart in found])
+            expired = await store.expire_guest_carts(now - self.guest_expiry, now, self.batch_size)
+            await uow.commit()
+        if found or expired:
+            log.info("cart sweep", extra={"abandoned": len(found), "expired": expired})
+        return len(found), expired
+
+    async def run(self, interval_seconds: float) -> None:
+        while True:
+            abandoned, expired = await self.sweep_once()
+            full = max(abandoned, expired) >= self.batch_size
+            await asyncio.sleep(0 if full else interval_seconds)

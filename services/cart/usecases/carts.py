@@ -1,0 +1,587 @@
+"""Cart use cases: create, read, change, merge and check out carts. Each change reads the
+catalog and inventory first (outside any transaction), then locks the cart, checks its etag
+and applies the change in one transaction, with the request_id recorded in it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
+from services.cart.domain.carts import (
+    Cart,
+    CartLimits,
+    CartStatus,
+    CatalogItem,
+    Fulfillment,
+    Totals,
+    cart_token,
+    needs_reprice,
+    token_hash,
+)
+from services.cart.domain.pricing import ShippingPolicy
+from services.cart.domain.promotions import (
+    Context,
+    Promotion,
+    code_refusal,
+    evaluate,
+    normalize_code,
+)
+from services.cart.events import checked_out_event
+from services.cart.store.carts import CartStore
+from services.cart.store.promotions import PromotionStore
+from services.cart.usecases import access
+from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.cache import RefreshingValue, TTLCache, ttl_cache
+from tenpo.kit.db import Database, UnitOfWork
+from tenpo.kit.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+    check_etag,
+    require_fields,
+)
+from tenpo.kit.idempotency import idempotent
+
+MAX_SKU_LENGTH = 64
+#: Automatic promotions are re-read at most this often (and at once after our own writes).
+AUTOMATIC_PROMOTIONS_TTL = 10.0
+
+
+class CatalogPort(Protocol):
+    async def items(self, skus: Sequence[str], channel: int) -> dict[str, CatalogItem | None]: ...
+
+    def forget(self, skus: Sequence[str]) -> None: ...
+
+
+class InventoryPort(Protocol):
+    async def available(
+        self, skus: Sequence[str], location_id: str | None
+    ) -> dict[str, int] | None: ...
+
+
+@dataclass(frozen=True)
+class CartView:
+    cart: Cart
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class CartChanges:
+    """What UpdateCart changes: the paths named (AIP-134, resolved by the servicer) and their
+    new values."""
+
+    paths: Sequence[str]
+    fulfillment: Fulfillment | None = None
+    loyalty_points: int = 0
+    contact_email: str = ""
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One cart change: what it needs from the catalog and inventory, and the change."""
+
+    scope: str
+    #: SKUs to look up besides those a reprice needs.
+    skus: Sequence[str]
+    apply: Callable[[Cart, dict[str, CatalogItem | None]], Cart]
+    #: The fulfilment after the change, when it changes (availability is asked for it).
+    fulfillment: Fulfillment | None = None
+
+
+def validate_sku(sku: str) -> str:
+    sku = sku.strip()
+    if not sku or len(sku) > MAX_SKU_LENGTH:
+        raise InvalidArgument(
+            "sku is required (at most 64 characters)",
+            reason="SKU_INVALID",
+            field_violations=[FieldViolation("sku", "1–64 characters")],
+        )
+    return sku
+
+
+class Carts:
+    def __init__(
+        self,
+        db: Database,
+        catalog: CatalogPort,
+        inventory: InventoryPort,
+        *,
+        token_key: bytes,
+        limits: CartLimits,
+        shipping: ShippingPolicy,
+        reprice_after_seconds: float,
+        code_attempts: int = 10,
+        code_attempt_window_seconds: float = 900.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.inventory = inventory
+        self._token_key = token_key
+        self.limits = limits
+        self.shipping = shipping
+        self.reprice_after = reprice_after_seconds
+        self.clock = clock
+        self.automatic = RefreshingValue(self._load_automatic, AUTOMATIC_PROMOTIONS_TTL)
+        self._code_attempts = code_attempts
+        # Per replica: N replicas allow N × the attempts, still far too few to guess a code.
+        self._wrong_codes: TTLCache[str, int] = ttl_cache(100_000, code_attempt_window_seconds)
+
+    async def _load_automatic(self) -> list[Promotion]:
+        async with self.db.unit_of_work() as uow:
+            return await PromotionStore(uow.session).automatic(self.clock())
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def view(self, session: Any, cart: Cart, *, codes_unused: bool = False) -> CartView:
+        """The cart with its discounts and totals as of now. ``codes_unused`` shows personal
+        codes as if unused (the redemption under lock decides whether they still are)."""
+        now = self.clock()
+        automatic = [p for p in await self.automatic.get() if p.in_window(now)]
+        promotions = PromotionStore(session)
+        codes = await promotions.find_codes(cart.codes)
+        if codes_unused:
+            codes = {text: replace(code, used=False) for text, code in codes.items()}
+        found = await promotions.by_ids(sorted({c.promotion_id for c in codes.values()}))
+        entered = []
+        for text in cart.codes:
+            code = codes.get(text)
+            entered.append((text, code, found.get(code.promotion_id) if code else None))
+        context = Context(cart.channel, cart.store_id, cart.customer_id, now)
+        evaluation = evaluate(cart.priced_lines(), automatic, entered, context)
+        return CartView(cart, cart.totals(evaluation, self.shipping))
+
+    async def _load(self, cart_id: uuid.UUID) -> Cart | None:
+        async with self.db.unit_of_work() as uow:
+            return await CartStore(uow.session).get(cart_id)
+
+    async def _view_of(self, cart_id: uuid.UUID) -> CartView:
+        async with self.db.unit_of_work() as uow:
+            cart = await CartStore(uow.session).get(cart_id)
+            if cart is None:
+                raise access.cart_not_found()
+            return await self.view(uow.session, cart)
+
+    async def get(self, principal: Principal, cart_id: uuid.UUID, token: str) -> CartView:
+        """A cart as it is now; a cart last priced long ago (or for another channel, or
+        before a price event) is repriced first — unless the catalog is down, then it is
+        shown with the prices it has."""
+        cart = access.open_cart(principal, await self._load(cart_id), token, write=False)
+        if needs_reprice(cart, self.clock(), self.reprice_after):
+            try:
+                items = await self.catalog.items([li.sku for li in cart.lines], cart.channel)
+            except Unavailable:
+                items = None
+            if items is not None:
+                return await self._reprice(cart, items)
+        return await self._view_of(cart.id)
+
+    async def _reprice(self, seen: Cart, items: dict[str, CatalogItem | None]) -> CartView:
+        async with self.db.unit_of_work() as uow:
+            store = CartStore(uow.session)
+            cart = await store.get(seen.id, lock=True)
+            if cart is None:
+                raise access.cart_not_found()
+            if cart.version == seen.version and cart.status is CartStatus.ACTIVE:
+                # New prices are a new version of the cart (an order priced from the old etag
+                # must notice), but not customer activity.
+                repriced = cart.repriced(items, self.clock())
+                cart = replace(repriced, version=cart.version + 1)
+                await store.save(cart)
+            view = await self.view(uow.session, cart)
+            await uow.commit()
+        return view
+
+    async def get_active(self, principal: Principal) -> CartView:
+        """The customer's one active cart, created empty on first use (concurrent first uses
+        end up with the same cart: the partial unique index picks one)."""
+        principal.require_any_kind(PrincipalKind.CUSTOMER)
+        existing = await self._active(principal.subject)
+        if existing is None:
+            channel, store_id = access.touchpoint(principal)
+            now = self.clock()
+            fresh = Cart(
+                id=uuid.uuid4(),
+                customer_id=principal.subject,
+                status=CartStatus.ACTIVE,
+                channel=channel,
+                store_id=store_id,
+                created_at=now,
+                updated_at=now,
+                last_activity_at=now,
+                priced_channel=channel,
+            )
+            async with self.db.unit_of_work() as uow:
+                await CartStore(uow.session).insert_active_if_absent(fresh)
+                await uow.commit()
+            existing = await self._active(principal.subject)
+            assert existing is not None
+        return await self.get(principal, existing.id, "")
+
+    async def _active(self, customer_id: str) -> Cart | None:
+        async with self.db.unit_of_work() as uow:
+            return await CartStore(uow.session).active_for_customer(customer_id)
+
+    # -- creation ----------------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, contact_email: str, request_id: str, request: Message
+    ) -> tuple[CartView, str]:
+        """A guest cart and its token; a customer gets the active cart (and no token)."""
+        if principal.kind is PrincipalKind.CUSTOMER:
+            return await self.get_active(principal), ""
+        channel, store_id = access.touchpoint(principal)
+        now = self.clock()
+        cart_id = uuid.uuid4()
+        cart = Cart(
+            id=cart_id,
+            customer_id=None,
+            status=CartStatus.ACTIVE,
+            channel=channel,
+            store_id=store_id,
+            created_at=now,
+            updated_at=now,
+            last_activity_at=now,
+            guest_token_hash=token_hash(cart_token(self._token_key, cart_id)),
+            priced_channel=channel,
+        ).with_contact_email(contact_email)
+
+        async def insert() -> wrappers_pb2.StringValue:
+            await CartStore(uow.session).insert(cart)
+            return wrappers_pb2.StringValue(value=str(cart_id))
+
+        async with self.db.unit_of_work() as uow:
+            # Anonymous callers cannot be told apart, so their request ids are bound to
+            # nothing but themselves: clients send random ones (UUIDs), as the API says.
+            stored = await idempotent(
+                uow,
+                scope=f"CreateCart:{access.principal_key(principal)}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=insert,
+            )
+            await uow.commit()
+        # A retry gets the first call's cart, and its token again: tokens are derived from
+        # the cart id under the service's key, so none is ever stored.
+        first = uuid.UUID(stored.value)
+        return await self._view_of(first), cart_token(self._token_key, first)
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def _mutate(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        etag: str,
+        request_id: str,
+        request: Message,
+        mutation: Mutation,
+    ) -> CartView:
+        seen = access.open_cart(principal, await self._load(cart_id), token, write=True)
+        seen.require_active()
+        channel, store_id = access.touchpoint(principal, seen)
+        now = self.clock()
+        # Outside the transaction: the catalog for new SKUs (and every line when the cart
+        # is due for a reprice or moves to another channel), and availability.
+        reprice = needs_reprice(replace(seen, channel=channel), now, self.reprice_after)
+        wanted = list(mutation.skus) + ([li.sku for li in seen.lines] if reprice else [])
+        items = await self.catalog.items(wanted, channel) if wanted else {}
+        fulfillment = mutation.fulfillment or seen.fulfillment
+        availability_skus = list(dict.fromkeys([li.sku for li in seen.lines] + list(mutation.skus)))
+        available = await self.inventory.available(availability_skus, fulfillment.source_location)
+        changed: list[Cart] = []
+
+        async def apply() -> wrappers_pb2.StringValue:
+            store = CartStore(uow.session)
+            # Most changes meet the cart as they read it moments ago: no second read then.
+            current = await store.lock_fresh(seen)
+            if current is None:
+                raise access.cart_not_found()
+            current.require_active()
+            check_etag(etag, current.etag, "cart")
+            cart = mutation.apply(current.touched(channel, store_id, now), items)
+            if reprice or all(line.sku in items for line in cart.lines):
+                # Every line priced just now (a reprice, or a cart whose only lines are the
+                # ones this change looked up): the cart counts as priced.
+                cart = cart.repriced(items, now)
+            cart = cart.with_availability(
+                None if available is None else _with_unasked(available, cart, availability_skus),
+                now,
+            )
+            await store.save(cart)
+            changed.append(cart)
+            return wrappers_pb2.StringValue(value=cart.etag)
+
+        async with self.db.unit_of_work() as uow:
+            await idempotent(
+                uow,
+                scope=f"{mutation.scope}:{cart_id}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=apply,
+            )
+            view = await self.view(uow.session, changed[0]) if changed else None
+            await uow.commit()
+        # A retry answers with the cart as it is now; the change was applied once.
+        return view or await self._view_of(cart_id)
+
+    async def add_line(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        sku: str,
+        quantity: int,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        sku = validate_sku(sku)
+        quantity = quantity or 1
+
+        def add(cart: Cart, items: dict[str, CatalogItem | None]) -> Cart:
+            item = items.get(sku)
+            if item is None:
+                raise FailedPrecondition(
+                    "the SKU is not offered on this channel",
+                    reason="SKU_NOT_OFFERED",
+                    metadata={"sku": sku, "channel": str(cart.channel)},
+                    field_violations=[FieldViolation("sku", "not offered on this channel")],
+                )
+            return cart.add(sku, quantity, item, limits=self.limits, now=self.clock())
+
+        mutation = Mutation("AddLineItem", [sku], add)
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def update_line(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        line_id: uuid.UUID,
+        quantity: int,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        def update(cart: Cart, _: object) -> Cart:
+            return cart.set_quantity(line_id, quantity, self.limits)
+
+        mutation = Mutation("UpdateLineItem", [], update)
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def remove_line(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        line_id: uuid.UUID,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        mutation = Mutation("RemoveLineItem", [], lambda cart, _: cart.remove(line_id))
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def update_cart(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        changes: CartChanges,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        fulfillment = None
+        if "fulfillment" in changes.paths:
+            fulfillment = (changes.fulfillment or Fulfillment()).validate()
+
+        def update(cart: Cart, _: object) -> Cart:
+            if fulfillment is not None:
+                cart = cart.with_fulfillment(fulfillment)
+            if "loyalty_points_to_redeem" in changes.paths:
+                cart = cart.with_loyalty_points(changes.loyalty_points)
+            if "contact_email" in changes.paths:
+                cart = cart.with_contact_email(changes.contact_email)
+            return cart
+
+        mutation = Mutation("UpdateCart", [], update, fulfillment)
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def apply_code(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        raw_code: str,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        """Enter a code. Refused outright (FAILED_PRECONDITION) when it cannot be the
+        customer's: CODE_NOT_FOUND (also for someone else's personal code), CODE_EXPIRED,
+        CODE_ALREADY_USED; wrong codes count against the caller. A valid code whose
+        conditions are not met yet stays on the cart, listed in rejected_codes."""
+        code = normalize_code(raw_code)
+        attempts_key = access.principal_key(principal) or f"cart:{cart_id}"
+        if self._wrong_codes.get(attempts_key, 0) >= self._code_attempts:
+            raise ResourceExhausted(
+                "too many wrong promotion codes; wait before trying again",
+                reason="CODE_ATTEMPTS_EXCEEDED",
+            )
+        cart = access.open_cart(principal, await self._load(cart_id), token, write=True)
+        async with self.db.unit_of_work() as uow:
+            found = (await PromotionStore(uow.session).find_codes([code])).get(code)
+        refusal = code_refusal(found, cart.customer_id, self.clock())
+        if refusal is not None:
+            self._wrong_codes[attempts_key] = self._wrong_codes.get(attempts_key, 0) + 1
+            raise FailedPrecondition(
+                "the code cannot be used",
+                reason=refusal,
+                field_violations=[FieldViolation("code", refusal)],
+            )
+        mutation = Mutation("ApplyPromotionCode", [], lambda c, _: c.with_code(code))
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def remove_code(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        token: str,
+        raw_code: str,
+        etag: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        code = normalize_code(raw_code)
+        mutation = Mutation("RemovePromotionCode", [], lambda c, _: c.without_code(code))
+        return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    # -- merge and checkout ------------------------------------------------------------------
+
+    async def merge(
+        self,
+        principal: Principal,
+        guest_id: uuid.UUID,
+        token: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        """Fold the guest cart into the customer's active cart (rule: ``Cart.merged_with``).
+        Merging a guest cart that is merged already answers with the active cart."""
+        principal.require_any_kind(PrincipalKind.CUSTOMER)
+        require_fields(guest_cart_token=token)
+        guest = await self._load(guest_id)
+        if guest is None or not guest.is_guest or not guest.opens_with(token):
+            raise access.cart_not_found()
+        active = (await self.get_active(principal)).cart
+        channel, store_id = access.touchpoint(principal, active)
+        now = self.clock()
+
+        async def fold() -> wrappers_pb2.StringValue:
+            store = CartStore(uow.session)
+            locked = await store.lock_many([guest_id, active.id])
+            mine, theirs = locked.get(active.id), locked.get(guest_id)
+            if mine is None or theirs is None or mine.status is not CartStatus.ACTIVE:
+                raise access.cart_not_found()
+            if theirs.status is CartStatus.ACTIVE:
+                await store.save(theirs.merged_into(now))
+                mine = mine.touched(channel, store_id, now).merged_with(theirs, self.limits, now)
+                await store.save(mine)
+            return wrappers_pb2.StringValue(value=mine.etag)
+
+        async with self.db.unit_of_work() as uow:
+            await idempotent(
+                uow,
+                scope=f"MergeCart:{guest_id}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=fold,
+            )
+            await uow.commit()
+        # Merged lines may come from another channel: the read reprices them for this one.
+        return await self.get(principal, active.id, "")
+
+    async def checkout(
+        self,
+        principal: Principal,
+        cart_id: uuid.UUID,
+        etag: str,
+        order_id: str,
+        request_id: str,
+        request: Message,
+    ) -> CartView:
+        """Close the cart into an order. The order service calls this once the order is
+        placed, with the etag of the version it priced; the cart announces CartCheckedOut."""
+        principal.require_any_kind(PrincipalKind.SERVICE, PrincipalKind.STAFF)
+        principal.require_scope(access.CHECKOUT_SCOPE)
+        require_fields(etag=etag, order_id=order_id)
+        if len(order_id) > 128:
+            raise InvalidArgument(
+                "order_id is too long",
+                reason="ORDER_ID_INVALID",
+                field_violations=[FieldViolation("order_id", "at most 128 characters")],
+            )
+        closed: list[Cart] = []
+
+        async def close() -> wrappers_pb2.StringValue:
+            store = CartStore(uow.session)
+            cart = await store.get(cart_id, lock=True)
+            if cart is None:
+                raise access.cart_not_found()
+            check_etag(etag, cart.etag, "cart")
+            view = await self.view(uow.session, cart)
+            cart = cart.checked_out(order_id, self.clock())
+            await store.save(cart)
+            uow.add_event(checked_out_event(cart, view.totals.total))
+            closed.append(cart)
+            return wrappers_pb2.StringValue(value=cart.etag)
+
+        async with self.db.unit_of_work() as uow:
+            await idempotent(
+                uow,
+                scope=f"CheckoutCart:{cart_id}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=close,
+            )
+            await uow.commit()
+        return await self._view_of(cart_id)
+
+    # -- events from elsewhere ---------------------------------------------------------------
+
+    async def catalog_changed(self, uow: UnitOfWork, skus: Iterable[str]) -> None:
+        """A price or product changed: forget what this replica cached and have every
+        active cart holding the SKUs repriced on its next read."""
+        wanted = sorted(set(skus))
+        if wanted:
+            self.catalog.forget(wanted)
+            await CartStore(uow.session).mark_for_reprice(wanted)
+
+    async def customer_erased(self, uow: UnitOfWork, customer_id: str) -> None:
+        await CartStore(uow.session).delete_for_customer(customer_id)
+        await PromotionStore(uow.session).forget_customer(customer_id)
+
+
+def _with_unasked(
+    available: dict[str, int], cart: Cart, asked: Sequence[str]
+) -> dict[str, int] | None:
+    """Availability for the cart's lines; a line added meanwhile by another touchpoint (not
+    asked about) makes the answer incomplete, so every line says UNKNOWN rather than guess."""
+    if any(line.sku not in asked for line in cart.lines):
+        return None
+    return available

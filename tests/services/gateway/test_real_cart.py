@@ -1,0 +1,106 @@
+"""The gateway in front of the real cart service, which asks the real (seeded) catalog: a
+guest cart over HTTP with the web's publishable key, prices from the catalog for the web
+channel, a store-only product refused, and the cart token as the only way back."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from services.cart.app import definition as cart_definition
+from services.cart.config import CartSettings
+from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+from tenpo.common.v1 import common_pb2
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
+from tenpo.kit import migrations
+from tenpo.kit.server import running
+from tests.services.conftest import auth_settings, gateway_channel
+from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog
+
+WEB = gateway_channel("WEB")
+KIOSK = gateway_channel("KIOSK")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def cart_target(
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, seeded_catalog: SeededCatalog
+) -> AsyncIterator[str]:
+    name = f"test_gw_cart_{uuid.uuid4().hex[:10]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    try:
+        await migrations.upgrade(cart_definition.migrations, url)  # type: ignore[arg-type]
+        settings = CartSettings(
+            database_url=url,
+            nats_url=nats_url,
+            grpc_port=0,
+            catalog_target=seeded_catalog.target,
+            # No inventory here: availability says UNKNOWN and the cart works on.
+            inventory_target="127.0.0.1:1",
+            catalog_consumer=f"cart-gw-{uuid.uuid4().hex[:8]}",
+            customer_consumer=f"cart-gw-c-{uuid.uuid4().hex[:8]}",
+            shutdown_grace_seconds=1.0,
+            log_level="WARNING",
+            **auth_settings(dev_keys),  # type: ignore[arg-type]
+        )
+        async with running(cart_definition, settings) as host:
+            yield f"127.0.0.1:{host.port}"
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+async def test_a_guest_cart_over_http_prices_from_the_catalog_and_refuses_store_only_products(
+    cart_target: str, seeded_catalog: SeededCatalog, start_gateway: GatewayFactory
+) -> None:
+    web_products = await seeded_catalog.stub.ListProducts(
+        catalog_api.ListProductsRequest(page_size=50), metadata=WEB
+    )
+    sku = web_products.products[0].variants[0].sku
+    price = (
+        await seeded_catalog.stub.GetPrices(catalog_api.GetPricesRequest(skus=[sku]), metadata=WEB)
+    ).prices[0]
+    kiosk_products = await seeded_catalog.stub.ListProducts(
+        catalog_api.ListProductsRequest(page_size=100), metadata=KIOSK
+    )
+    store_only = next(
+        p.variants[0].sku
+        for p in kiosk_products.products
+        if common_pb2.CHANNEL_WEB not in p.channels
+    )
+    key = {"x-api-key": WEB_KEY}
+    async with start_gateway(targets={"cart": cart_target, "catalog": seeded_catalog.target}) as gw:
+        created = await gw.client.post(
+            "/v1/carts", json={"requestId": str(uuid.uuid4())}, headers=key
+        )
+        assert created.status_code == 200, created.text
+        cart_id, token = created.json()["cart"]["id"], created.json()["cartToken"]
+        added = await gw.client.post(
+            f"/v1/carts/{cart_id}/lineItems",
+            json={"cartToken": token, "sku": sku, "quantity": 2},
+            headers=key,
+        )
+        assert added.status_code == 200, added.text
+        line = added.json()["lineItems"][0]
+        assert line["unitPrice"]["units"] == str(price.amount.units)
+        assert line["title"] == web_products.products[0].title
+        assert line["availability"] == "AVAILABILITY_UNKNOWN"
+        assert added.json()["totals"]["total"]["units"] == str(2 * price.amount.units)
+
+        refused = await gw.client.post(
+            f"/v1/carts/{cart_id}/lineItems",
+            json={"cartToken": token, "sku": store_only},
+            headers=key,
+        )
+        assert refused.status_code == 400, refused.text
+        details = refused.json()["error"]["details"]
+        assert "SKU_NOT_OFFERED" in [d.get("reason") for d in details]
+
+        found = await gw.client.get(
+            f"/v1/carts/{cart_id}", params={"cartToken": token}, headers=key
+        )
+        assert found.status_code == 200 and found.json()["id"] == cart_id
+        hidden = await gw.client.get(f"/v1/carts/{cart_id}", headers=key)
+        assert hidden.status_code == 404
