@@ -16,6 +16,8 @@ from services.catalog.usecases import Catalog, Viewer, require_writer
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc as api_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.common.v1 import common_pb2
+from tenpo.kit import wire
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import DomainError, FieldViolation, InvalidArgument, NotFound
 from tenpo.kit.pagination import PageTokenCodec, page_size
@@ -227,7 +229,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         size = page_size(request.page_size, default=24, maximum=100)
         channel: int | None = viewer.channel
         if viewer.staff:
-            channel = int(request.channel) or None
+            channel = wire.optional_enum(common_pb2.Channel, request.channel, "channel")
         query = SearchQuery(
             terms=d.query_terms(request.query),
             channel=channel,
@@ -241,9 +243,8 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             attribute_filters=[(f.key, list(f.values)) for f in request.attribute_filters],
             min_price=request.min_price,
             max_price=request.max_price,
-            sort=SearchSort(request.sort)
-            if request.sort
-            else (SearchSort.RELEVANCE if request.query.strip() else SearchSort.NEWEST),
+            sort=wire.optional_enum(SearchSort, request.sort, "sort")
+            or (SearchSort.RELEVANCE if request.query.strip() else SearchSort.NEWEST),
             limit=size,
         )
         cursor = self.page_tokens.decode(request.page_token, query=query.fingerprint())
@@ -302,7 +303,11 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         self, request: api.ListRelatedProductsRequest, context: ServicerContext
     ) -> api.ListRelatedProductsResponse:
         product_id = convert.parse_id(request.product_id, "product_id")
-        types = [d.RelationType(t) for t in request.types if t]
+        types = [
+            wire.required_enum(d.RelationType, t, f"types[{i}]")
+            for i, t in enumerate(request.types)
+            if t
+        ]
         size = page_size(request.page_size, default=20, maximum=100)
         related = await self.catalog.related_products(
             product_id, types, Viewer.of(current_principal()), size
@@ -337,7 +342,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
                 )
             new.append(
                 (
-                    d.RelationType(relation.type),
+                    wire.required_enum(d.RelationType, relation.type, f"relations[{i}].type"),
                     convert.parse_id(
                         relation.related_product_id, f"relations[{i}].related_product_id"
                     ),
@@ -345,7 +350,14 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
                 )
             )
         result = await self.catalog.set_relations(
-            current_principal(), product_id, [d.RelationType(t) for t in request.types if t], new
+            current_principal(),
+            product_id,
+            [
+                wire.required_enum(d.RelationType, t, f"types[{i}]")
+                for i, t in enumerate(request.types)
+                if t
+            ],
+            new,
         )
         return api.SetProductRelationsResponse(
             relations=[
@@ -477,12 +489,16 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     ) -> api.GetPricesResponse:
         principal = current_principal()
         viewer = Viewer.of(principal)
-        channel = int(request.channel) if viewer.staff and request.channel else viewer.channel
+        channel = (
+            wire.required_enum(common_pb2.Channel, request.channel, "channel")
+            if viewer.staff and request.channel
+            else viewer.channel
+        )
         resolved = await self.catalog.resolve_prices(
             list(request.skus),
             channel=channel,
             currency=(request.currency_code or "JPY").upper(),
-            at=convert.from_timestamp(request.at_time, request.HasField("at_time")),
+            at=convert.from_timestamp(request.at_time, request.HasField("at_time"), "at_time"),
         )
         return api.GetPricesResponse(
             prices=[

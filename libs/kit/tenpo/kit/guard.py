@@ -17,6 +17,7 @@ from tenpo.kit import auth
 from tenpo.kit.errors import DomainError, InvalidArgument
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.telemetry import current_trace_id
+from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
 
 log = logging.getLogger("tenpo.rpc")
 
@@ -66,6 +67,7 @@ class CallGuard:
                 try:
                     token = auth.enter_principal(await principal_of(context))
                     try:
+                        reject_malformed(request)
                         return await inner_uu(request, context)
                     finally:
                         auth.exit_principal(token)
@@ -75,7 +77,9 @@ class CallGuard:
                     await fail(context, method, error)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+                unary_unary,
+                checked_deserializer(handler.request_deserializer),
+                handler.response_serializer,
             )
         if handler.unary_stream:
             inner_us: Any = handler.unary_stream
@@ -83,6 +87,7 @@ class CallGuard:
             async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
                 try:
                     with auth.use_principal(await principal_of(context)):
+                        reject_malformed(request)
                         async for response in inner_us(request, context):
                             yield response
                 except Exception as error:
@@ -91,7 +96,9 @@ class CallGuard:
                     await fail(context, method, error)
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream,
+                checked_deserializer(handler.request_deserializer),
+                handler.response_serializer,
             )
         if handler.stream_unary:
             inner_su: Any = handler.stream_unary
@@ -99,14 +106,16 @@ class CallGuard:
             async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
                 try:
                     with auth.use_principal(await principal_of(context)):
-                        return await inner_su(requests, context)
+                        return await inner_su(checked_requests(requests), context)
                 except Exception as error:
                     if isinstance(error, grpc.aio.AbortError):
                         raise
                     await fail(context, method, error)
 
             return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+                stream_unary,
+                checked_deserializer(handler.request_deserializer),
+                handler.response_serializer,
             )
         inner_ss: Any = handler.stream_stream
 
@@ -115,7 +124,7 @@ class CallGuard:
         ) -> AsyncIterator[Any]:
             try:
                 with auth.use_principal(await principal_of(context)):
-                    async for response in inner_ss(requests, context):
+                    async for response in inner_ss(checked_requests(requests), context):
                         yield response
             except Exception as error:
                 if isinstance(error, grpc.aio.AbortError):
@@ -123,7 +132,9 @@ class CallGuard:
                 await fail(context, method, error)
 
         return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+            stream_stream,
+            checked_deserializer(handler.request_deserializer),
+            handler.response_serializer,
         )
 
 
