@@ -97,6 +97,16 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
             await uow.commit()
             return response
 
+    async def count_notes(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
+        async with runtime.db.unit_of_work() as uow:
+            found = await uow.session.scalar(sa.select(sa.func.count()).select_from(notes))
+            return wrappers_pb2.Int64Value(value=found or 0)
+
+    async def count_notes_driver(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
+        async with runtime.db.driver_unit_of_work() as uow:
+            found = await uow.connection.fetchval("SELECT count(*) FROM notes")
+            return wrappers_pb2.Int64Value(value=found)
+
     async def pid(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
         return wrappers_pb2.Int64Value(value=os.getpid())
 
@@ -121,6 +131,8 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
         "WhoAmI": _unary(who_am_i, empty_pb2.Empty, struct_pb2.Struct),
         "AddNote": _unary(add_note, struct_pb2.Struct, wrappers_pb2.Int64Value),
         "Pid": _unary(pid, empty_pb2.Empty, wrappers_pb2.Int64Value),
+        "CountNotes": _unary(count_notes, empty_pb2.Empty, wrappers_pb2.Int64Value),
+        "CountNotesDriver": _unary(count_notes_driver, empty_pb2.Empty, wrappers_pb2.Int64Value),
         "Flaky": _unary(flaky, wrappers_pb2.StringValue, wrappers_pb2.Int64Value),
         "Count": grpc.unary_stream_rpc_method_handler(
             count,

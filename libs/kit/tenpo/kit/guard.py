@@ -14,7 +14,8 @@ import grpc
 from grpc.aio import ServicerContext
 
 from tenpo.kit import auth
-from tenpo.kit.errors import DomainError, InvalidArgument
+from tenpo.kit.errors import DomainError
+from tenpo.kit.faults import expected_failure
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.telemetry import current_trace_id
 from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
@@ -34,7 +35,7 @@ class CallGuard:
         self._verifier = verifier
 
     async def _fail(self, context: ServicerContext, method: str, error: Exception) -> None:
-        error = _data_exception(error) or error
+        error = expected_failure(error) or error
         if isinstance(error, DomainError):
             status = to_rpc_status(error)
             code = status_code(error)
@@ -136,25 +137,6 @@ class CallGuard:
             checked_deserializer(handler.request_deserializer),
             handler.response_serializer,
         )
-
-
-def _data_exception(error: BaseException) -> DomainError | None:
-    """PostgreSQL's "data exception" class (SQLSTATE 22…: a NUL character in text, a number
-    out of range) means the request carried a value the database cannot store: the caller's
-    mistake, not ours. Services validate what they can; this catches the rest."""
-    cause: BaseException | None = error
-    for _ in range(5):  # SQLAlchemy's DBAPIError → adapter error → asyncpg error
-        if cause is None:
-            return None
-        sqlstate = getattr(cause, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-            return InvalidArgument(
-                "a value in the request cannot be stored (for example a NUL character)",
-                reason="VALUE_NOT_STORABLE",
-                metadata={"sqlstate": sqlstate},
-            )
-        cause = getattr(cause, "orig", None) or cause.__cause__
-    return None
 
 
 class _GuardedGenericHandler(grpc.GenericRpcHandler):
