@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -142,8 +143,10 @@ class ServiceHost(Generic[S]):
                 replicas=settings.nats_stream_replicas,
                 name=f"tenpo-{settings.service_name}",
             )
-            await self._bus.connect()
-            await self._bus.ensure_stream(self.definition.name)
+            # Connected in the background: a broker that is down must not keep the service
+            # from serving. Writes go to the outbox meanwhile; the relay and the consumers
+            # wait for the bus (EventBus.wait_connected).
+            self._spawn(partial(self._bus.run, [self.definition.name]), "event-bus")
         jwks = self.definition.jwks_source(settings) if self.definition.jwks_source else None
         verifier = TokenVerifier.from_settings(settings, jwks)
         interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -182,6 +185,11 @@ class ServiceHost(Generic[S]):
             self._spawn(consumer.run, f"consumer {subscription.durable}")
         for task in runtime.background:
             self._spawn(task, getattr(task, "__name__", "background"))
+        # SERVING means "this process answers calls": neither dependency's outage is a
+        # reason to take the replica out of rotation, since a database outage is answered
+        # per call with UNAVAILABLE (retryable) and events wait in the outbox while the bus is
+        # away. Readiness is therefore the gRPC port being open and the services registered;
+        # an orchestrator that restarted replicas for a broker outage would only add to it.
         for name in ("", *runtime.service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
