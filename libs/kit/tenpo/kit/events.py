@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ class EventBus:
         self._connected = asyncio.Event()
         self._broadcasts: list[tuple[str, Callable[[Msg], Awaitable[None]]]] = []
         self.outage = OutageLog(log, "event bus")
+        self._closing = False
 
     async def connect(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a retry budget
         """Connect now, retrying for up to ``timeout`` seconds (then TimeoutError): for tools
@@ -118,11 +119,13 @@ class EventBus:
             await client.subscribe(subject, cb=deliver)
 
     async def _on_error(self, error: Exception) -> None:
-        self.outage.failed(error)
+        if not self._closing:
+            self.outage.failed(error)
 
     async def _on_disconnected(self) -> None:
         self._connected.clear()
-        self.outage.failed("disconnected")
+        if not self._closing:  # closing on purpose is no outage
+            self.outage.failed("disconnected")
 
     async def _on_reconnected(self) -> None:
         self._connected.set()
@@ -188,6 +191,7 @@ class EventBus:
             await self._nc.subscribe(subject, cb=deliver)
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             # Not drain(): consumers are cancelled before this, and drain would wait out its
             # timeout on their abandoned pull subscriptions. The relay awaits every ack, so
@@ -306,7 +310,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.outage.failed(error)
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -355,7 +360,11 @@ class Subscription:
     source_service: str
     handlers: Mapping[type[Message], Handler]
     max_deliver: int = 20
-    ack_wait_seconds: float = 30.0
+    #: How long the broker waits for an ack before it redelivers: after a consumer crashed,
+    #: the time its events wait for another replica (or its restart). Short, because a live
+    #: consumer holding a slow batch keeps it with in-progress acks (``Consumer``), so a
+    #: slow handler is not mistaken for a dead one.
+    ack_wait_seconds: float = 5.0
 
     def subjects(self) -> list[str]:
         return [subject_for(t.DESCRIPTOR.full_name, self.source_service) for t in self.handlers]
@@ -397,7 +406,8 @@ class Consumer:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.outage.failed(error, durable=sub.durable)
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error, durable=sub.durable)
                 await asyncio.sleep(1.0)
                 continue
             self.outage.recovered(durable=sub.durable)
@@ -425,7 +435,8 @@ class Consumer:
                     durable=sub.durable, stream=stream_name(sub.source_service)
                 )
             except Exception as error:
-                self.outage.failed(error, durable=sub.durable)
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error, durable=sub.durable)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -437,6 +448,29 @@ class Consumer:
         would otherwise pay a commit per event); if any handler fails, the batch rolls back
         and its events are applied one by one, so only the failing one is redelivered.
         Handlers must therefore keep their effects inside the unit of work."""
+        async with self._kept_alive(messages):
+            await self._handle_batch(messages)
+
+    @contextlib.asynccontextmanager
+    async def _kept_alive(self, messages: list[Msg]) -> AsyncIterator[None]:
+        """Tell the broker every third of the ack wait that the batch is still being worked
+        on, so that only a consumer that died has its events redelivered."""
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(self.subscription.ack_wait_seconds / 3)
+                for message in messages:
+                    if not message._ackd:  # nats-py marks it on ack, nak and term
+                        with contextlib.suppress(Exception):
+                            await message.in_progress()
+
+        ticker = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()  # not awaited: a cancellation of our own must not be absorbed
+
+    async def _handle_batch(self, messages: list[Msg]) -> None:
         ready: list[tuple[Msg, Event, Handler]] = []
         for message in messages:
             event = await self._parse(message)

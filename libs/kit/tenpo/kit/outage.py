@@ -28,6 +28,11 @@ class OutageLog:
     def down(self) -> bool:
         return self.down_since is not None
 
+    @property
+    def failed_attempts(self) -> int:
+        """Failed attempts in the current outage."""
+        return self._failures
+
     def failed(self, reason: BaseException | str, **extra: Any) -> None:
         """A failed attempt: WARNING if it starts an outage or the last report is ``every``
         seconds old, DEBUG otherwise."""
