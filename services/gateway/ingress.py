@@ -21,6 +21,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from tenpo.kit.auth import CHANNEL_HEADER
 from tenpo.kit.errors import DomainError
+from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 
 log = logging.getLogger("tenpo.gateway.access")
 
@@ -230,9 +231,7 @@ def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> gr
         found = context.code()
         return found.name if isinstance(found, grpc.StatusCode) else "UNKNOWN"
 
-    if handler.unary_unary or handler.stream_unary:
-        inner: Any = handler.unary_unary or handler.stream_unary
-
+    def log_unary(inner: UnaryBehaviour, request_streaming: bool) -> UnaryBehaviour:
         async def unary(request: Any, context: ServicerContext) -> Any:
             started, code = time.perf_counter(), "OK"
             try:
@@ -243,28 +242,20 @@ def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> gr
             finally:
                 record(started, code)
 
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return factory(unary)
-    streaming: Any = handler.unary_stream or handler.stream_stream
+        return unary
 
-    async def stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-        started, code = time.perf_counter(), "OK"
-        try:
-            async for item in streaming(request, context):
-                yield item
-        except BaseException as error:
-            code = code_of(error, context)
-            raise
-        finally:
-            record(started, code)
+    def log_stream(inner: StreamBehaviour, request_streaming: bool) -> StreamBehaviour:
+        async def stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+            started, code = time.perf_counter(), "OK"
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except BaseException as error:
+                code = code_of(error, context)
+                raise
+            finally:
+                record(started, code)
 
-    factory = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return factory(stream)
+        return stream
+
+    return wrap_handler(handler, unary=log_unary, stream=log_stream)
