@@ -18,6 +18,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,6 +44,7 @@ SEED = 20_261_130
 MAX_CASES_PER_METHOD = 40
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+INT32_MIN = -(2**31)
 #: A fixed id for every id-like string, so requests get past id parsing to the rest.
 SOME_ID = "0b9a3a4e-3c1f-4b7e-9c61-1d5a2f3e4b5c"
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -82,9 +84,7 @@ def service_methods(package_prefix: str) -> list[Method]:
     return found
 
 
-def _set_path(directory: str) -> Any:
-    from pathlib import Path
-
+def _set_path(directory: str) -> Path:
     return Path(directory).parent / "tenpo_descriptors.binpb"
 
 
@@ -238,10 +238,10 @@ def malformed_requests(desc: descriptor.Descriptor, rng: random.Random) -> list[
     for path in _field_paths(desc):
         field = path[-1]
         name = ".".join(f.name for f in path)
-        holder_name = path[-2].message_type if len(path) > 1 else desc
+        holder_type = path[-2].message_type if len(path) > 1 else desc
         if field.type == FD.TYPE_STRING:
             holder = _reach(_copy(base), path)
-            assert holder is not None and holder.DESCRIPTOR is holder_name
+            assert holder is not None and holder.DESCRIPTOR is holder_type
             cases.append(
                 (f"invalid UTF-8 in {name}", _nest(path, base, _invalid_utf8(holder, field)))
             )
@@ -261,9 +261,6 @@ def malformed_requests(desc: descriptor.Descriptor, rng: random.Random) -> list[
     if len(cases) > MAX_CASES_PER_METHOD:
         cases = cases[:5] + rng.sample(cases[5:], MAX_CASES_PER_METHOD - 5)
     return cases
-
-
-INT32_MIN = -(2**31)
 
 
 def _copy(message: Message) -> Message:

@@ -176,6 +176,12 @@ class ServiceHost(Generic[S]):
         self.port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.grpc_host}:{settings.grpc_port}")
+        if self._bus is not None:
+            # A reachable broker is connected to (stream created) before the port opens, as
+            # a service on a healthy cluster always did; one that is away costs at most
+            # this grace, then the service serves without it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bus.wait_connected(), BUS_GRACE_SECONDS)
         await server.start()
 
         if self._db is not None and self._bus is not None:
@@ -241,6 +247,8 @@ class ServiceHost(Generic[S]):
 
 #: Seconds any one shutdown step may take before it is abandoned (and logged).
 STEP_TIMEOUT = 5.0
+#: Seconds a starting service waits for the event bus before it serves without it.
+BUS_GRACE_SECONDS = 5.0
 
 
 async def _bounded(step: str, awaitable: Awaitable[Any], seconds: float = STEP_TIMEOUT) -> None:
