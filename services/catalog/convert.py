@@ -12,6 +12,8 @@ from google.type import money_pb2
 
 from services.catalog import domain as d
 from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.common.v1 import common_pb2
+from tenpo.kit import wire
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.wire import parse_id as parse_id
 from tenpo.kit.wire import timestamp as timestamp
@@ -22,8 +24,8 @@ NANOS = Decimal(1_000_000_000)
 # ----------------------------------------------------------------------------- scalars
 
 
-def from_timestamp(message: Timestamp, present: bool) -> datetime | None:
-    return message.ToDatetime(tzinfo=UTC) if present else None
+def from_timestamp(message: Timestamp, present: bool, path: str) -> datetime | None:
+    return wire.from_timestamp(message, path) if present else None
 
 
 def money(value: d.Money) -> money_pb2.Money:
@@ -77,7 +79,7 @@ def from_attribute(message: pb.Attribute) -> d.AttributeValue:
     if kind == "bool_value":
         value = message.bool_value
     elif kind == "number_value":
-        value = message.number_value
+        value = wire.finite(message.number_value, f"attributes[{message.key}].number_value")
     elif kind == "enum_value":
         value = message.enum_value
     else:
@@ -112,7 +114,7 @@ def from_attribute_definition(message: pb.AttributeDefinition) -> d.AttributeDef
         )
     return d.AttributeDefinition(
         key=message.key,
-        type=d.AttributeType(message.type),
+        type=wire.required_enum(d.AttributeType, message.type, "attribute_definition.type"),
         labels=dict(message.labels.translations),
         options={o.value: dict(o.labels.translations) for o in message.options},
         facetable=message.facetable,
@@ -178,7 +180,7 @@ def from_variant(message: pb.Variant, path: str) -> d.Variant:
                 reason="REQUIRED_FIELD_MISSING",
                 field_violations=[FieldViolation(f"{path}.barcodes[{j}].type", "is required")],
             )
-        kind = d.BarcodeType(code.type)
+        kind = wire.required_enum(d.BarcodeType, code.type, f"{path}.barcodes[{j}].type")
         codes.append(
             d.Barcode(kind, d.validate_barcode(kind, code.value, f"{path}.barcodes[{j}].value"))
         )
@@ -203,8 +205,13 @@ def product_fields(message: pb.Product) -> dict[str, object]:
                 for i, c in enumerate(message.category_ids)
             )
         ),
-        "channels": frozenset(int(c) for c in message.channels if c),
-        "tax_class": d.TaxClass(message.tax_class) if message.tax_class else d.TaxClass.STANDARD,
+        "channels": frozenset(
+            wire.required_enum(common_pb2.Channel, c, f"product.channels[{i}]")
+            for i, c in enumerate(message.channels)
+            if c
+        ),
+        "tax_class": wire.optional_enum(d.TaxClass, message.tax_class, "product.tax_class")
+        or d.TaxClass.STANDARD,
         "attributes": tuple(from_attribute(a) for a in message.attributes),
         "media": tuple(d.MediaItem(m.url, dict(m.alt_texts.translations)) for m in message.media),
         "variants": tuple(
@@ -261,10 +268,14 @@ def from_price(message: pb.Price, path: str) -> d.PriceEntry:
         id=parse_id(message.id, f"{path}.id") if message.id else uuid.uuid4(),
         sku=message.sku.strip(),
         price=from_money(message.amount, f"{path}.amount"),
-        channel=int(message.channel),
+        channel=wire.optional_enum(common_pb2.Channel, message.channel, f"{path}.channel") or 0,
         price_list=message.price_list or "regular",
-        valid_from=from_timestamp(message.valid_from, message.HasField("valid_from")),
-        valid_until=from_timestamp(message.valid_until, message.HasField("valid_until")),
+        valid_from=from_timestamp(
+            message.valid_from, message.HasField("valid_from"), f"{path}.valid_from"
+        ),
+        valid_until=from_timestamp(
+            message.valid_until, message.HasField("valid_until"), f"{path}.valid_until"
+        ),
     )
 
 

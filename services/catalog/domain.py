@@ -623,7 +623,7 @@ class SearchQuery:
             try:
                 order = SearchSort(sort)
             except ValueError:
-                raise _invalid("sort", "unknown sort order", "SORT_INVALID") from None
+                raise _invalid("sort", "is not a known value", "ENUM_INVALID") from None
         else:
             order = SearchSort.RELEVANCE if text.strip() else SearchSort.NEWEST
         return cls(

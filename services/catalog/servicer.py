@@ -16,6 +16,8 @@ from services.catalog.usecases.imports import ImportRow, ImportRowData
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc as api_grpc
 from tenpo.catalog.v1 import resources_pb2 as pb
+from tenpo.common.v1 import common_pb2
+from tenpo.kit import wire
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
 from tenpo.kit.fieldmask import update_paths
@@ -181,7 +183,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
             viewer,
             page_size=request.page_size,
             text=request.query,
-            channel=int(request.channel),
+            channel=wire.optional_enum(common_pb2.Channel, request.channel, "channel") or 0,
             currency=request.currency_code,
             category_ids=[
                 convert.parse_id(c, f"category_ids[{i}]")
@@ -229,7 +231,11 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
         self, request: api.ListRelatedProductsRequest, context: ServicerContext
     ) -> api.ListRelatedProductsResponse:
         product_id = convert.parse_id(request.product_id, "product_id")
-        types = [d.RelationType(t) for t in request.types if t]
+        types = [
+            wire.required_enum(d.RelationType, t, f"types[{i}]")
+            for i, t in enumerate(request.types)
+            if t
+        ]
         size = page_size(request.page_size, default=20, maximum=100)
         related = await self.catalog.related_products(
             product_id, types, Viewer.of(current_principal()), size
@@ -264,7 +270,7 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
                 )
             new.append(
                 (
-                    d.RelationType(relation.type),
+                    wire.required_enum(d.RelationType, relation.type, f"relations[{i}].type"),
                     convert.parse_id(
                         relation.related_product_id, f"relations[{i}].related_product_id"
                     ),
@@ -272,7 +278,14 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
                 )
             )
         result = await self.catalog.set_relations(
-            current_principal(), product_id, [d.RelationType(t) for t in request.types if t], new
+            current_principal(),
+            product_id,
+            [
+                wire.required_enum(d.RelationType, t, f"types[{i}]")
+                for i, t in enumerate(request.types)
+                if t
+            ],
+            new,
         )
         return api.SetProductRelationsResponse(
             relations=[
@@ -403,12 +416,16 @@ class CatalogServicer(api_grpc.CatalogServiceServicer):
     ) -> api.GetPricesResponse:
         principal = current_principal()
         viewer = Viewer.of(principal)
-        channel = int(request.channel) if viewer.staff and request.channel else viewer.channel
+        channel = (
+            wire.required_enum(common_pb2.Channel, request.channel, "channel")
+            if viewer.staff and request.channel
+            else viewer.channel
+        )
         resolved = await self.catalog.prices.resolve_prices(
             list(request.skus),
             channel=channel,
             currency=(request.currency_code or "JPY").upper(),
-            at=convert.from_timestamp(request.at_time, request.HasField("at_time")),
+            at=convert.from_timestamp(request.at_time, request.HasField("at_time"), "at_time"),
         )
         return api.GetPricesResponse(
             prices=[

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import IntEnum
-from typing import TypeVar
 
 from google.type import date_pb2
 
@@ -13,11 +11,10 @@ from services.customer import domain as d
 from services.customer.security import AccessToken
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import resources_pb2 as pb
-from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.wire import optional_enum as optional_enum
 from tenpo.kit.wire import parse_id as parse_id
+from tenpo.kit.wire import required_enum as required_enum
 from tenpo.kit.wire import timestamp as timestamp
-
-E = TypeVar("E", bound=IntEnum)
 
 
 def _str_id(value: uuid.UUID | None) -> str:
@@ -157,28 +154,3 @@ def token_set(
         scopes=list(access.scopes),
         subject=subject,
     )
-
-
-def optional_enum(enum: type[E], value: int, path: str) -> E | None:
-    """A domain enum from a proto enum number; 0 (unset) is None."""
-    if value == 0:
-        return None
-    try:
-        return enum(value)
-    except ValueError:
-        raise InvalidArgument(
-            f"{path} is unknown",
-            reason="ENUM_INVALID",
-            field_violations=[FieldViolation(path, "unknown value")],
-        ) from None
-
-
-def required_enum(enum: type[E], value: int, path: str) -> E:
-    found = optional_enum(enum, value, path)
-    if found is None:
-        raise InvalidArgument(
-            f"{path} is required",
-            reason="REQUIRED_FIELD_MISSING",
-            field_violations=[FieldViolation(path, "is required")],
-        )
-    return found

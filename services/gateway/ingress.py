@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from grpc.aio import ServicerContext
+from grpc_status import rpc_status
 
 from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
 from services.gateway.backends import Backends
@@ -23,7 +24,7 @@ from tenpo.kit import errors
 from tenpo.kit.auth import CHANNEL_HEADER, CHANNEL_PROOF_HEADER
 from tenpo.kit.errors import DomainError
 from tenpo.kit.grpc_errors import to_rpc_status
-from tenpo.kit.guard import STATUS_DETAILS_KEY
+from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 
 log = logging.getLogger("tenpo.gateway.access")
 
@@ -60,9 +61,9 @@ def _peer_address(context: ServicerContext) -> str:
 async def _abort_rate_limited(context: ServicerContext, error: errors.ResourceExhausted) -> None:
     """RESOURCE_EXHAUSTED with the details the guard would send, plus a ``retry-after``
     trailer: clients and proxies read that without decoding google.rpc details."""
-    trailers: list[tuple[str, str | bytes]] = [
-        (STATUS_DETAILS_KEY, to_rpc_status(error).SerializeToString())
-    ]
+    trailers: list[tuple[str, str | bytes]] = list(
+        rpc_status.to_status(to_rpc_status(error)).trailing_metadata
+    )
     seconds = error.metadata.get("retry_after_seconds")
     if seconds:
         trailers.append(("retry-after", seconds))
@@ -251,9 +252,7 @@ def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> gr
         found = context.code()
         return found.name if isinstance(found, grpc.StatusCode) else "UNKNOWN"
 
-    if handler.unary_unary or handler.stream_unary:
-        inner: Any = handler.unary_unary or handler.stream_unary
-
+    def log_unary(inner: UnaryBehaviour, request_streaming: bool) -> UnaryBehaviour:
         async def unary(request: Any, context: ServicerContext) -> Any:
             started, code = time.perf_counter(), "OK"
             try:
@@ -264,28 +263,20 @@ def _logged(method: Method, handler: grpc.RpcMethodHandler, enabled: bool) -> gr
             finally:
                 record(started, code)
 
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return factory(unary)
-    streaming: Any = handler.unary_stream or handler.stream_stream
+        return unary
 
-    async def stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
-        started, code = time.perf_counter(), "OK"
-        try:
-            async for item in streaming(request, context):
-                yield item
-        except BaseException as error:
-            code = code_of(error, context)
-            raise
-        finally:
-            record(started, code)
+    def log_stream(inner: StreamBehaviour, request_streaming: bool) -> StreamBehaviour:
+        async def stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+            started, code = time.perf_counter(), "OK"
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except BaseException as error:
+                code = code_of(error, context)
+                raise
+            finally:
+                record(started, code)
 
-    factory = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return factory(stream)
+        return stream
+
+    return wrap_handler(handler, unary=log_unary, stream=log_stream)

@@ -13,13 +13,14 @@ from services.inventory.domain import sourcing
 from tenpo.common.v1 import common_pb2
 from tenpo.inventory.v1 import events_pb2
 from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit import wire
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.wire import parse_id as parse_id
 from tenpo.kit.wire import timestamp as timestamp
 
 
-def duration(message: Duration, present: bool) -> timedelta | None:
-    return message.ToTimedelta() if present else None
+def duration(message: Duration, present: bool, path: str = "ttl") -> timedelta | None:
+    return wire.from_duration(message, path) if present else None
 
 
 def geo_point(message: common_pb2.GeoPoint) -> d.GeoPoint:

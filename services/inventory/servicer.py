@@ -14,6 +14,7 @@ from services.inventory.watch import AvailabilityHub
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc as api_grpc
 from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit import wire
 from tenpo.kit.auth import current_principal
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.fieldmask import update_paths
@@ -164,7 +165,7 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
         )
         found = await self.inventory.stock.find_nearby(
             convert.geo_point(request.point),
-            request.radius_km,
+            wire.finite(request.radius_km, "radius_km"),
             lines,
             click_and_collect_only=request.click_and_collect_only,
             limit=page_size(request.page_size, default=10, maximum=100),

@@ -97,6 +97,24 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
             await uow.commit()
             return response
 
+    async def count_notes(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
+        async with runtime.db.unit_of_work() as uow:
+            found = await uow.session.scalar(sa.select(sa.func.count()).select_from(notes))
+            return wrappers_pb2.Int64Value(value=found or 0)
+
+    async def count_notes_driver(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
+        async with runtime.db.driver_unit_of_work() as uow:
+            found = await uow.connection.fetchval("SELECT count(*) FROM notes")
+            return wrappers_pb2.Int64Value(value=found)
+
+    async def announce(request: wrappers_pb2.StringValue, context: Any) -> empty_pb2.Empty:
+        # A state change others care about: an event through the outbox.
+        async with runtime.db.unit_of_work() as uow:
+            await uow.session.execute(sa.insert(notes).values(text=request.value))
+            uow.add_event(request, service="sample")
+            await uow.commit()
+        return empty_pb2.Empty()
+
     async def pid(request: empty_pb2.Empty, context: Any) -> wrappers_pb2.Int64Value:
         return wrappers_pb2.Int64Value(value=os.getpid())
 
@@ -121,6 +139,9 @@ async def build(runtime: Runtime[SampleSettings]) -> None:
         "WhoAmI": _unary(who_am_i, empty_pb2.Empty, struct_pb2.Struct),
         "AddNote": _unary(add_note, struct_pb2.Struct, wrappers_pb2.Int64Value),
         "Pid": _unary(pid, empty_pb2.Empty, wrappers_pb2.Int64Value),
+        "Announce": _unary(announce, wrappers_pb2.StringValue, empty_pb2.Empty),
+        "CountNotes": _unary(count_notes, empty_pb2.Empty, wrappers_pb2.Int64Value),
+        "CountNotesDriver": _unary(count_notes_driver, empty_pb2.Empty, wrappers_pb2.Int64Value),
         "Flaky": _unary(flaky, wrappers_pb2.StringValue, wrappers_pb2.Int64Value),
         "Count": grpc.unary_stream_rpc_method_handler(
             count,

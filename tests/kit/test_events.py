@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -389,3 +391,157 @@ async def test_relay_publishes_commits_that_arrive_together_in_one_round(
     info = await bus.js.stream_info(stream_name(service))
     assert info.state.messages == len(placed)
     await bus.close()
+
+
+class CountingConsumer(Consumer):
+    """A consumer that counts its fetches (an idle one times out on each)."""
+
+    fetches = 0
+
+    async def _subscribe(self) -> Any:
+        pull = await super()._subscribe()
+        fetch = pull.fetch
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.fetches += 1
+            return await fetch(*args, **kwargs)
+
+        pull.fetch = counted
+        return pull
+
+
+def _problems(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        f"{r.name} {r.levelname} {r.getMessage()}"
+        for r in caplog.records
+        if r.levelno >= logging.WARNING or r.exc_info
+    ]
+
+
+async def test_an_idle_consumer_logs_no_warning(
+    db: Database, nats_url: str, service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    consumer = CountingConsumer(db, bus, recording_subscription(service, "idle"))
+    async with background(consumer.run()):
+        await eventually(lambda: _at_least(consumer.fetches, 3))  # two empty fetches done
+    await bus.close()
+    assert _problems(caplog) == []
+
+
+async def _at_least(value: int, minimum: int) -> bool:
+    return value >= minimum
+
+
+async def test_a_broker_outage_is_logged_once_without_traceback_and_its_end_once(
+    db: Database, nats_factory: Callable[[], Any], service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = nats_factory()
+    bus = EventBus(broker.url)
+    await bus.run([service])
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    consumer = Consumer(db, bus, recording_subscription(service, "outage-log"))
+    async with background(relay.run(), consumer.run()):
+        await place_order(db, "before", service)
+        await eventually(lambda: _has(db, ["before"]))
+        caplog.clear()
+        broker.stop()
+        # Several failed reconnection attempts, each of which used to log a traceback.
+        await eventually(lambda: _at_least(bus.outage.failed_attempts, 4), timeout=30)
+        await place_order(db, "during", service)
+        broker.start()
+        await eventually(lambda: _has(db, ["before", "during"]), timeout=30)
+    await bus.close()
+    assert _problems(caplog) == ["tenpo.kit.events WARNING event bus unavailable"]
+    back = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert back.count("event bus available again") == 1
+
+
+def test_an_outage_log_reminds_at_most_every_interval_and_says_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tenpo.kit import outage
+
+    now = [1000.0]
+    monkeypatch.setattr(outage.time, "monotonic", lambda: now[0])
+    caplog.set_level(logging.DEBUG, logger="test.outage")
+    log = outage.OutageLog(logging.getLogger("test.outage"), "broker", every=60)
+    for _ in range(10):  # ten attempts within a few seconds
+        log.failed(ConnectionRefusedError(111, "refused"))
+        now[0] += 0.5
+    now[0] += 60
+    log.failed(ConnectionRefusedError(111, "refused"))
+    log.recovered()
+    log.recovered()  # no outage, nothing to say
+    seen = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [s for s in seen if s[0] != "DEBUG"] == [
+        ("WARNING", "broker unavailable"),
+        ("WARNING", "broker still unavailable"),
+        ("INFO", "broker available again"),
+    ]
+    assert "ConnectionRefusedError" in caplog.records[0].reason  # type: ignore[attr-defined]
+
+
+async def test_a_slow_batch_is_kept_alive_and_not_redelivered_to_another_replica(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+
+    async def slow(uow: UnitOfWork, event: Event) -> None:
+        await asyncio.sleep(2.5)  # longer than the ack wait below
+        order_id = event.parse(wrappers_pb2.StringValue).value
+        await uow.session.execute(sa.insert(received).values(order_id=order_id))
+
+    subscription = dataclasses.replace(
+        recording_subscription(service, "slow", handler=slow), ack_wait_seconds=1.0
+    )
+    deliveries: list[int] = []
+
+    class Replica(Consumer):
+        async def handle_batch(self, messages: list[Any]) -> None:
+            deliveries.extend(m.metadata.num_delivered for m in messages)
+            await super().handle_batch(messages)
+
+    # Two replicas on one durable: the idle one would receive a redelivery.
+    first, second = Replica(db, bus, subscription), Replica(db, bus, subscription)
+    await place_order(db, "o-slow", service)
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    async with background(relay.run(), first.run(), second.run()):
+        await eventually(lambda: _has(db, ["o-slow"]))
+        await asyncio.sleep(1.5)  # past another ack wait: a redelivery would show now
+    await bus.close()
+    assert deliveries == [1]
+
+
+async def test_a_durable_made_with_the_old_ack_wait_is_updated(
+    db: Database, nats_url: str, service: str
+) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    subscription = recording_subscription(service, "older")
+    await bus.js.add_consumer(
+        stream_name(service),
+        ConsumerConfig(
+            durable_name="older",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=subscription.max_deliver,
+            filter_subjects=subscription.subjects(),
+        ),
+    )
+    await place_order(db, "o-older", service)
+    relay = OutboxRelay(db, bus, poll_interval=0.1)
+    async with background(relay.run(), Consumer(db, bus, subscription).run()):
+        await eventually(lambda: _has(db, ["o-older"]))
+    info = await bus.js.consumer_info(stream_name(service), "older")
+    await bus.close()
+    assert info.config.ack_wait == subscription.ack_wait_seconds

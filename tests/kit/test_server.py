@@ -297,3 +297,61 @@ async def test_several_workers_share_one_port_and_stop_together() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_service_serves_while_nats_is_down_and_drains_the_outbox_when_it_returns(
+    database_url: str, nats_factory: Any
+) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tenpo.kit.db import KIT_METADATA, outbox_table
+    from tenpo.kit.events import EventBus, stream_name
+    from tests.kit.sample_service import sample_metadata
+    from tests.kit.test_events import eventually
+
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(sample_metadata.create_all)
+        await conn.run_sync(KIT_METADATA.create_all)
+
+    async def pending() -> int:
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(outbox_table)
+                .where(outbox_table.c.published_at.is_(None))
+            )
+        return int(found or 0)
+
+    broker = nats_factory()
+    broker.stop()  # its port stays ours, with nothing listening
+    settings = SampleSettings(service_name="sample", database_url=database_url, nats_url=broker.url)
+    with_events = dataclasses.replace(definition, uses_database=True, uses_events=True)
+    host = ServiceHost(with_events, settings)
+    try:
+        # Bounded only so that a regression fails instead of hanging the suite.
+        async with asyncio.timeout(60):
+            await host.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            status = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            announce = call(channel, "Announce", empty_pb2.Empty)
+            for text in ("while-down-1", "while-down-2"):
+                await announce(wrappers_pb2.StringValue(value=text))
+            assert await pending() == 2  # kept by the outbox
+            broker.start()
+
+            async def drained() -> bool:
+                return await pending() == 0
+
+            await eventually(drained, timeout=60)
+        bus = EventBus(broker.url)
+        await bus.connect()
+        info = await bus.js.stream_info(stream_name("sample"))
+        await bus.close()
+        assert info.state.messages == 2
+    finally:
+        await host.stop()
+        await engine.dispose()

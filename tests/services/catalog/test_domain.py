@@ -186,7 +186,7 @@ def test_search_defaults_follow_the_caller() -> None:
         ({"brands": ["b"] * 51}, "TOO_MANY_ITEMS", "brands"),
         ({"category_ids": [uuid.uuid4()] * 21}, "TOO_MANY_ITEMS", "category_ids"),
         ({"attribute_filters": [("k", ["v"])] * 21}, "TOO_MANY_ITEMS", "attribute_filters"),
-        ({"sort": 999}, "SORT_INVALID", "sort"),
+        ({"sort": 999}, "ENUM_INVALID", "sort"),
     ],
 )
 def test_bad_searches_name_the_field(criteria: dict, reason: str, field: str) -> None:  # type: ignore[type-arg]

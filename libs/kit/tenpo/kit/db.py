@@ -171,12 +171,16 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            # No pool_pre_ping: it costs a round trip per transaction. A connection broken
-            # by a database restart fails its one call and is discarded by the pool.
+            # No pool_pre_ping: it costs a round trip per transaction (see the checkout
+            # listener below for what replaces it).
             pool_recycle=1800,
             # A prepared-statement cache per connection is asyncpg's big win; keep it.
             connect_args={"server_settings": {"application_name": "tenpo"}},
         )
+        # Instead of pool_pre_ping's round trip: a connection the server closed (a restart
+        # ends every session) is known to asyncpg without asking, and is replaced at
+        # checkout, so the first call after a restart does not fail on it.
+        sa.event.listen(self.engine.sync_engine, "checkout", _replace_closed_connection)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Set when a unit of work commits events, so the relay publishes at once.
         self.outbox_signal = asyncio.Event()
@@ -189,6 +193,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _replace_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    if dbapi_connection.driver_connection.is_closed():
+        # The pool discards the connection and checks out (or opens) another.
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 class OutboxEvents:
@@ -270,17 +280,28 @@ class DriverUnitOfWork(OutboxEvents):
         self._transaction: Any = None
 
     async def __aenter__(self) -> Self:
-        self._pooled = await self._db.engine.connect()
-        try:
-            raw = await self._pooled.get_raw_connection()
-            self.connection = raw.driver_connection
-            self._transaction = self.connection.transaction()
-            await self._transaction.start()
-        except BaseException:
-            await self._pooled.invalidate()
-            await self._pooled.close()
-            raise
-        return self
+        # A connection that died after checkout (its server restarted a moment ago) fails
+        # BEGIN before anything was done: take another one, once.
+        for retry in (True, False):
+            self.connection = None
+            self._pooled = await self._db.engine.connect()
+            try:
+                raw = await self._pooled.get_raw_connection()
+                self.connection = raw.driver_connection
+                self._transaction = self.connection.transaction()
+                await self._transaction.start()
+                return self
+            except Exception:
+                dead = self.connection is not None and self.connection.is_closed()
+                await self._pooled.invalidate()
+                await self._pooled.close()
+                if not (retry and dead):
+                    raise
+            except BaseException:
+                await self._pooled.invalidate()
+                await self._pooled.close()
+                raise
+        raise AssertionError("unreachable")
 
     async def __aexit__(
         self,

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import nats
 import sqlalchemy as sa
 from google.protobuf.message import Message
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
@@ -22,6 +23,7 @@ from opentelemetry import propagate, trace
 from sqlalchemy.dialects import postgresql as pg
 
 from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
+from tenpo.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("tenpo.kit.events")
@@ -37,42 +39,116 @@ def stream_name(service: str) -> str:
 
 
 class EventBus:
-    """A NATS connection with JetStream; reconnects on its own once connected."""
+    """A NATS connection with JetStream that reconnects on its own once connected.
+
+    A service does not wait for the broker to start serving: ``run`` connects in the
+    background however long the broker is away (the outbox keeps every event meanwhile),
+    creates the service's stream and then opens the gate (``wait_connected``) that the relay
+    and the consumers wait at; the gate closes while the connection is down. An outage is
+    logged once, then at most every minute, and once when it ends."""
+
+    #: Seconds between connection attempts while the broker is away (nats-py's own retry).
+    RETRY_SECONDS = 1.0
 
     def __init__(self, url: str, *, replicas: int = 1, name: str = "tenpo") -> None:
         self.url = url
         self.replicas = replicas
         self.name = name
-        self._nc: nats.NATS | None = None
+        self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
+        self._connected = asyncio.Event()
+        self._broadcasts: list[tuple[str, Callable[[Msg], Awaitable[None]]]] = []
+        self.outage = OutageLog(log, "event bus")
+        self._closing = False
 
     async def connect(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109 - a retry budget
-        """Connect, retrying for up to ``timeout`` seconds: at start-up the broker may still
-        be coming up."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        delay = 0.2
-        while True:
-            try:
-                self._nc = await nats.connect(
-                    self.url,
-                    name=self.name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    allow_reconnect=True,
-                )
-                break
-            except Exception:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        self._js = self._nc.jetstream(timeout=5)
+        """Connect now, retrying for up to ``timeout`` seconds (then TimeoutError): for tools
+        and tests. A service uses ``run`` instead."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._open()
+        except TimeoutError:
+            raise TimeoutError(f"no NATS server answered within {timeout} s") from None
+        self._connected.set()
+
+    async def run(self, streams: Sequence[str] = ()) -> None:
+        """Connect (retrying every ``RETRY_SECONDS`` until the broker answers), create
+        ``streams`` (retrying with backoff), then open the gate. Returns when done; the
+        connection then reconnects by itself."""
+        if self._nc is None:
+            await self._open()
+        delay = 0.5
+        for service in streams:
+            while True:
+                try:
+                    await self.ensure_stream(service)
+                    break
+                except Exception as error:
+                    self.outage.failed(error, stream=stream_name(service))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        self.outage.recovered()
+        self._connected.set()
+        log.info("event bus connected", extra={"streams": [stream_name(s) for s in streams]})
+
+    async def _open(self) -> None:
+        client = NATS()
+        try:
+            # With max_reconnect_attempts=-1 the first connect, too, retries until a server
+            # answers; every failed attempt goes to the error callback, i.e. the outage log.
+            await client.connect(
+                self.url,
+                name=self.name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=self.RETRY_SECONDS,  # type: ignore[arg-type]
+                connect_timeout=2,
+                allow_reconnect=True,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        # Registered so far; from the next line on, ``broadcast`` subscribes by itself.
+        waiting = list(self._broadcasts)
+        self._nc = client
+        self._js = client.jetstream(timeout=5)
+        for subject, deliver in waiting:
+            await client.subscribe(subject, cb=deliver)
+
+    async def _on_error(self, error: Exception) -> None:
+        if not self._closing:
+            self.outage.failed(error)
+
+    async def _on_disconnected(self) -> None:
+        self._connected.clear()
+        if not self._closing:  # closing on purpose is no outage
+            self.outage.failed("disconnected")
+
+    async def _on_reconnected(self) -> None:
+        self._connected.set()
+        self.outage.recovered()
+
+    @property
+    def connected(self) -> bool:
+        """Connected, with the streams of ``run`` created."""
+        return self._connected.is_set() and self._nc is not None and self._nc.is_connected
+
+    async def wait_connected(self) -> None:
+        """Return once ``connected``; the relay and consumers wait here during an outage
+        instead of failing (and logging) attempt after attempt."""
+        while not self.connected:
+            if self._nc is not None and not self._nc.is_connected:
+                self._connected.clear()  # in case a callback was missed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), 1.0)
 
     @property
     def js(self) -> JetStreamContext:
         if self._js is None:
-            raise RuntimeError("EventBus.connect() was not called")
+            raise RuntimeError("EventBus is not connected yet")
         return self._js
 
     async def ensure_stream(self, service: str) -> None:
@@ -102,9 +178,7 @@ class EventBus:
     ) -> None:
         """Receive every message on ``subject`` in this process, outside any durable
         consumer: each replica sees each event (for cache invalidation), nothing is
-        acknowledged or stored."""
-        if self._nc is None:
-            raise RuntimeError("EventBus.connect() was not called")
+        acknowledged or stored. Subscribed now if connected, else once connected."""
 
         async def deliver(message: Msg) -> None:
             try:
@@ -112,9 +186,12 @@ class EventBus:
             except Exception:
                 log.exception("broadcast handler failed", extra={"subject": message.subject})
 
-        await self._nc.subscribe(subject, cb=deliver)
+        self._broadcasts.append((subject, deliver))
+        if self._nc is not None:
+            await self._nc.subscribe(subject, cb=deliver)
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             # Not drain(): consumers are cancelled before this, and drain would wait out its
             # timeout on their abandoned pull subscriptions. The relay awaits every ack, so
@@ -125,6 +202,7 @@ class EventBus:
                 await self._nc.close()
         self._nc = None
         self._js = None
+        self._connected.clear()
 
 
 #: Claims a batch of pending rows: they are marked inside the relay's transaction, which
@@ -163,6 +241,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.linger = linger
         self.retention_hours = retention_hours
+        self.outage = OutageLog(log, "outbox relay")
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -215,19 +294,24 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         signal = self.db.outbox_signal
         while True:
+            if not self.bus.connected:
+                # The bus logs its own outage; rows wait in the outbox meanwhile.
+                await self.bus.wait_connected()
             started = loop.time()
             # Cleared before looking: a commit from now on wakes the next round.
             signal.clear()
             try:
                 published = await self.publish_pending()
                 backoff = self.poll_interval
+                self.outage.recovered()
                 if loop.time() - last_purge > 600:
                     await self.purge_published()
                     last_purge = loop.time()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                log.warning("outbox relay: publish failed, retrying", extra={"error": repr(error)})
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -276,7 +360,11 @@ class Subscription:
     source_service: str
     handlers: Mapping[type[Message], Handler]
     max_deliver: int = 20
-    ack_wait_seconds: float = 30.0
+    #: How long the broker waits for an ack before it redelivers: after a consumer crashed,
+    #: the time its events wait for another replica (or its restart). Short, because a live
+    #: consumer holding a slow batch keeps it with in-progress acks (``Consumer``), so a
+    #: slow handler is not mistaken for a dead one.
+    ack_wait_seconds: float = 5.0
 
     def subjects(self) -> list[str]:
         return [subject_for(t.DESCRIPTOR.full_name, self.source_service) for t in self.handlers]
@@ -301,10 +389,34 @@ class Consumer:
         self.bus = bus
         self.subscription = subscription
         self.batch_size = batch_size
+        self.outage = OutageLog(log, f"event consumer {subscription.durable}")
 
     async def run(self) -> None:
         sub = self.subscription
-        await self.bus.ensure_stream(sub.source_service)
+        pull = await self._subscribe()
+        while True:
+            if not self.bus.connected:
+                await self.bus.wait_connected()  # the bus logs the outage
+            try:
+                messages = await pull.fetch(self.batch_size, timeout=1.0)
+            except TimeoutError:
+                # Nothing arrived within the fetch's wait: an idle stream, not a failure
+                # (nats-py raises its own TimeoutError or asyncio's, both TimeoutError).
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error, durable=sub.durable)
+                await asyncio.sleep(1.0)
+                continue
+            self.outage.recovered(durable=sub.durable)
+            await self.handle_batch(messages)
+
+    async def _subscribe(self) -> Any:
+        """Create (or update) the durable consumer and bind to it, retrying while the
+        broker is away or the producer's stream is being created."""
+        sub = self.subscription
         config = ConsumerConfig(
             durable_name=sub.durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -313,30 +425,52 @@ class Consumer:
             ack_wait=sub.ack_wait_seconds,
             filter_subjects=sub.subjects(),
         )
-        await self.bus.js.add_consumer(stream_name(sub.source_service), config)
-        pull = await self.bus.js.pull_subscribe_bind(
-            durable=sub.durable, stream=stream_name(sub.source_service)
-        )
+        delay = 0.5
         while True:
+            await self.bus.wait_connected()
             try:
-                messages = await pull.fetch(self.batch_size, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning(
-                    "consumer fetch failed", extra={"durable": sub.durable, "error": repr(error)}
+                await self.bus.ensure_stream(sub.source_service)
+                await self.bus.js.add_consumer(stream_name(sub.source_service), config)
+                pull = await self.bus.js.pull_subscribe_bind(
+                    durable=sub.durable, stream=stream_name(sub.source_service)
                 )
-                await asyncio.sleep(1.0)
+            except Exception as error:
+                if self.bus.connected:  # else the bus reports the outage
+                    self.outage.failed(error, durable=sub.durable)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
                 continue
-            await self.handle_batch(messages)
+            self.outage.recovered(durable=sub.durable)
+            return pull
 
     async def handle_batch(self, messages: list[Msg]) -> None:
         """Apply a fetched batch in one transaction (a consumer catching up on a long stream
         would otherwise pay a commit per event); if any handler fails, the batch rolls back
         and its events are applied one by one, so only the failing one is redelivered.
         Handlers must therefore keep their effects inside the unit of work."""
+        async with self._kept_alive(messages):
+            await self._handle_batch(messages)
+
+    @contextlib.asynccontextmanager
+    async def _kept_alive(self, messages: list[Msg]) -> AsyncIterator[None]:
+        """Tell the broker every third of the ack wait that the batch is still being worked
+        on, so that only a consumer that died has its events redelivered."""
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(self.subscription.ack_wait_seconds / 3)
+                for message in messages:
+                    if not message._ackd:  # nats-py marks it on ack, nak and term
+                        with contextlib.suppress(Exception):
+                            await message.in_progress()
+
+        ticker = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()  # not awaited: a cancellation of our own must not be absorbed
+
+    async def _handle_batch(self, messages: list[Msg]) -> None:
         ready: list[tuple[Msg, Event, Handler]] = []
         for message in messages:
             event = await self._parse(message)

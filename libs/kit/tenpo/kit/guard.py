@@ -12,15 +12,18 @@ from typing import Any
 
 import grpc
 from grpc.aio import ServicerContext
+from grpc_status import rpc_status
 
 from tenpo.kit import access, auth
-from tenpo.kit.errors import DomainError, InvalidArgument
+from tenpo.kit.errors import DomainError
+from tenpo.kit.faults import expected_failure
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
+from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 from tenpo.kit.telemetry import current_trace_id
+from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
 
 log = logging.getLogger("tenpo.rpc")
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _MAX_GENERIC_METHODS = 10_000
 
 
@@ -34,23 +37,21 @@ class CallGuard:
         self._verifier = verifier
 
     async def _fail(self, context: ServicerContext, method: str, error: Exception) -> None:
-        error = _data_exception(error) or error
+        error = expected_failure(error) or error
         if isinstance(error, DomainError):
             status = to_rpc_status(error)
-            code = status_code(error)
             log.info(
-                "rpc rejected", extra={"method": method, "code": code.name, "reason": error.reason}
+                "rpc rejected",
+                extra={"method": method, "code": status_code(error).name, "reason": error.reason},
             )
         else:
             trace_id = current_trace_id()
             log.exception("unexpected error", extra={"method": method, "trace_id": trace_id})
             status = internal_status(trace_id)
-            code = grpc.StatusCode.INTERNAL
-        await context.abort(
-            code,
-            status.message,
-            trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
-        )
+        # grpc_status builds the grpc-status-details-bin trailer. Measured against the trailer
+        # built by hand: about 2 µs more per failed call (3.6 against 1.4 µs), which vanishes
+        # in the call itself (a rejected call costs ~700 µs end to end either way).
+        await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The guarded version of one method handler."""
@@ -66,14 +67,16 @@ class CallGuard:
                 rule.check(principal)
             return principal
 
-        if handler.unary_unary:
-            inner_uu: Any = handler.unary_unary
-
-            async def unary_unary(request: Any, context: ServicerContext) -> Any:
+        def guard_unary(inner: UnaryBehaviour, request_streaming: bool) -> UnaryBehaviour:
+            async def guarded(request: Any, context: ServicerContext) -> Any:
                 try:
                     token = auth.enter_principal(await principal_of(context))
                     try:
-                        return await inner_uu(request, context)
+                        if request_streaming:
+                            request = checked_requests(request)
+                        else:
+                            reject_malformed(request)
+                        return await inner(request, context)
                     finally:
                         auth.exit_principal(token)
                 except Exception as error:
@@ -81,76 +84,31 @@ class CallGuard:
                         raise
                     await fail(context, method, error)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us: Any = handler.unary_stream
+            return guarded
 
-            async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+        def guard_stream(inner: StreamBehaviour, request_streaming: bool) -> StreamBehaviour:
+            async def guarded(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
                 try:
                     with auth.use_principal(await principal_of(context)):
-                        async for response in inner_us(request, context):
+                        if request_streaming:
+                            request = checked_requests(request)
+                        else:
+                            reject_malformed(request)
+                        async for response in inner(request, context):
                             yield response
                 except Exception as error:
                     if isinstance(error, grpc.aio.AbortError):
                         raise
                     await fail(context, method, error)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            inner_su: Any = handler.stream_unary
+            return guarded
 
-            async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
-                try:
-                    with auth.use_principal(await principal_of(context)):
-                        return await inner_su(requests, context)
-                except Exception as error:
-                    if isinstance(error, grpc.aio.AbortError):
-                        raise
-                    await fail(context, method, error)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(
-            requests: AsyncIterator[Any], context: ServicerContext
-        ) -> AsyncIterator[Any]:
-            try:
-                with auth.use_principal(await principal_of(context)):
-                    async for response in inner_ss(requests, context):
-                        yield response
-            except Exception as error:
-                if isinstance(error, grpc.aio.AbortError):
-                    raise
-                await fail(context, method, error)
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
+        return wrap_handler(
+            handler,
+            unary=guard_unary,
+            stream=guard_stream,
+            request_deserializer=checked_deserializer(handler.request_deserializer),
         )
-
-
-def _data_exception(error: BaseException) -> DomainError | None:
-    """PostgreSQL's "data exception" class (SQLSTATE 22…: a NUL character in text, a number
-    out of range) means the request carried a value the database cannot store: the caller's
-    mistake, not ours. Services validate what they can; this catches the rest."""
-    cause: BaseException | None = error
-    for _ in range(5):  # SQLAlchemy's DBAPIError → adapter error → asyncpg error
-        if cause is None:
-            return None
-        sqlstate = getattr(cause, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-            return InvalidArgument(
-                "a value in the request cannot be stored (for example a NUL character)",
-                reason="VALUE_NOT_STORABLE",
-                metadata={"sqlstate": sqlstate},
-            )
-        cause = getattr(cause, "orig", None) or cause.__cause__
-    return None
 
 
 class _GuardedGenericHandler(grpc.GenericRpcHandler):

@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -142,8 +143,10 @@ class ServiceHost(Generic[S]):
                 replicas=settings.nats_stream_replicas,
                 name=f"tenpo-{settings.service_name}",
             )
-            await self._bus.connect()
-            await self._bus.ensure_stream(self.definition.name)
+            # Connected in the background: a broker that is down must not keep the service
+            # from serving. Writes go to the outbox meanwhile; the relay and the consumers
+            # wait for the bus (EventBus.wait_connected).
+            self._spawn(partial(self._bus.run, [self.definition.name]), "event-bus")
         jwks = self.definition.jwks_source(settings) if self.definition.jwks_source else None
         verifier = TokenVerifier.from_settings(settings, jwks)
         interceptors: list[grpc.aio.ServerInterceptor] = []
@@ -173,6 +176,12 @@ class ServiceHost(Generic[S]):
         self.port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         if self.port == 0:
             raise RuntimeError(f"could not bind {settings.grpc_host}:{settings.grpc_port}")
+        if self._bus is not None:
+            # A reachable broker is connected to (stream created) before the port opens, as
+            # a service on a healthy cluster always did; one that is away costs at most
+            # this grace, then the service serves without it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._bus.wait_connected(), BUS_GRACE_SECONDS)
         await server.start()
 
         if self._db is not None and self._bus is not None:
@@ -182,6 +191,11 @@ class ServiceHost(Generic[S]):
             self._spawn(consumer.run, f"consumer {subscription.durable}")
         for task in runtime.background:
             self._spawn(task, getattr(task, "__name__", "background"))
+        # SERVING means "this process answers calls": neither dependency's outage is a
+        # reason to take the replica out of rotation, since a database outage is answered
+        # per call with UNAVAILABLE (retryable) and events wait in the outbox while the bus is
+        # away. Readiness is therefore the gRPC port being open and the services registered;
+        # an orchestrator that restarted replicas for a broker outage would only add to it.
         for name in ("", *runtime.service_names):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -233,6 +247,8 @@ class ServiceHost(Generic[S]):
 
 #: Seconds any one shutdown step may take before it is abandoned (and logged).
 STEP_TIMEOUT = 5.0
+#: Seconds a starting service waits for the event bus before it serves without it.
+BUS_GRACE_SECONDS = 5.0
 
 
 async def _bounded(step: str, awaitable: Awaitable[Any], seconds: float = STEP_TIMEOUT) -> None:
