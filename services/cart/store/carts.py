@@ -234,13 +234,19 @@ class CartStore:
 
     async def insert_active_if_absent(self, cart: Cart) -> bool:
         """Insert a customer's active cart unless one exists (the partial unique index
-        decides between concurrent first uses); True if this one was inserted."""
+        decides between concurrent first uses); True if this one was inserted.
+
+        The index predicate is a literal, as in the index: a bound parameter matches it only
+        while PostgreSQL plans the prepared statement with its values; from the sixth
+        execution on a connection it may use a generic plan, where `status = $1` no longer
+        proves the partial index and the insert fails."""
         inserted = (
             await self.session.execute(
                 pg.insert(carts)
                 .values(_cart_values(cart))
                 .on_conflict_do_nothing(
-                    index_elements=[carts.c.customer_id], index_where=carts.c.status == _ACTIVE
+                    index_elements=[carts.c.customer_id],
+                    index_where=carts.c.status == sa.literal_column(str(_ACTIVE)),
                 )
                 .returning(carts.c.id)
             )

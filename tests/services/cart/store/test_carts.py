@@ -3,8 +3,15 @@ events and sweeps wrote without a new version."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from services.cart.domain.carts import Cart, CartStatus
 from services.cart.store.carts import CartStore
 from tenpo.cart.v1 import cart_service_pb2 as api
+from tenpo.common.v1 import common_pb2
 from tests.services.cart.conftest import ANONYMOUS_WEB, Clients, Upstreams, new_sku
 
 
@@ -30,3 +37,34 @@ async def test_lock_fresh_keeps_a_reprice_mark_made_after_the_read(
     async with db.unit_of_work() as uow:
         fresh = await CartStore(uow.session).lock_fresh(seen)
     assert fresh is not None and fresh.priced_at is None and fresh.lines == seen.lines
+
+
+async def test_insert_active_if_absent_works_under_a_generic_plan(cart: Clients) -> None:
+    # asyncpg prepares statements; from the sixth execution on a connection PostgreSQL may
+    # plan them generically, where a bound `status = $1` no longer proves the partial unique
+    # index of active carts (the concurrency test met "no unique or exclusion constraint
+    # matching the ON CONFLICT specification"). Forcing the generic plan replays it at once.
+    db = cart.host.runtime.db  # type: ignore[union-attr]
+    customer = f"generic-plan-{uuid.uuid4()}"
+    now = datetime.now(UTC)
+
+    def fresh() -> Cart:
+        return Cart(
+            id=uuid.uuid4(),
+            customer_id=customer,
+            status=CartStatus.ACTIVE,
+            channel=common_pb2.CHANNEL_APP,
+            store_id=None,
+            created_at=now,
+            updated_at=now,
+            last_activity_at=now,
+            priced_channel=common_pb2.CHANNEL_APP,
+        )
+
+    inserted = []
+    for _ in range(2):
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("SET LOCAL plan_cache_mode = force_generic_plan"))
+            inserted.append(await CartStore(uow.session).insert_active_if_absent(fresh()))
+            await uow.commit()
+    assert inserted == [True, False]  # the second first use finds the first one's cart
