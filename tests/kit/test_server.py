@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -277,13 +278,16 @@ async def test_several_workers_share_one_port_and_stop_together() -> None:
         cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own process group: a failed run takes the workers down with the parent.
+        start_new_session=True,
     )
     try:
         pids: set[int] = set()
         for _ in range(40):  # the kernel spreads new connections over the listeners
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                # Generous: on a loaded two-core machine starting two workers takes a while.
                 await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30
+                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120
                 )
                 pid = await call(channel, "Pid", wrappers_pb2.Int64Value)(empty_pb2.Empty())
                 pids.add(pid.value)
@@ -292,11 +296,11 @@ async def test_several_workers_share_one_port_and_stop_together() -> None:
         assert len(pids) == 2
         assert process.pid not in pids  # workers serve, the parent supervises
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
+        assert await asyncio.to_thread(process.wait, 60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers included; none is left behind
+        process.wait()
 
 
 async def test_a_service_serves_while_nats_is_down_and_drains_the_outbox_when_it_returns(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest_asyncio
 
@@ -62,13 +63,20 @@ async def test_a_guest_cart_over_http_prices_from_the_catalog_and_refuses_store_
     price = (
         await seeded_catalog.stub.GetPrices(catalog_api.GetPricesRequest(skus=[sku]), metadata=WEB)
     ).prices[0]
-    kiosk_products = await seeded_catalog.stub.ListProducts(
-        catalog_api.ListProductsRequest(page_size=100), metadata=KIOSK
-    )
+    # Every product a kiosk sees (all pages: where the store-only ones fall in the order is
+    # not ours to assume).
+    kiosk_products: list[Any] = []
+    page_token = ""
+    while True:
+        page = await seeded_catalog.stub.ListProducts(
+            catalog_api.ListProductsRequest(page_size=100, page_token=page_token), metadata=KIOSK
+        )
+        kiosk_products.extend(page.products)
+        page_token = page.next_page_token
+        if not page_token:
+            break
     store_only = next(
-        p.variants[0].sku
-        for p in kiosk_products.products
-        if common_pb2.CHANNEL_WEB not in p.channels
+        p.variants[0].sku for p in kiosk_products if common_pb2.CHANNEL_WEB not in p.channels
     )
     key = {"x-api-key": WEB_KEY}
     async with start_gateway(targets={"cart": cart_target, "catalog": seeded_catalog.target}) as gw:

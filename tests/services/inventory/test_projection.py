@@ -69,7 +69,7 @@ def product(*skus: str, status: int = catalog_pb.PRODUCT_STATUS_PUBLISHED) -> ca
     )
 
 
-async def eventually(check: object, timeout: float = 10.0) -> None:
+async def eventually(check: object, timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
