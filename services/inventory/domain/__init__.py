@@ -478,6 +478,21 @@ def check_customer_ttl(ttl: timedelta, limits: CustomerLimits) -> None:
         )
 
 
+def check_customer_renewal(
+    created_at: datetime, now: datetime, ttl: timedelta, limits: CustomerLimits
+) -> None:
+    """A customer's own hold lives at most ``max_ttl`` from when it was made: each extension
+    within the cap, repeated, would otherwise hold stock indefinitely."""
+    if now + ttl > created_at + limits.max_ttl:
+        left = max(0, int((created_at + limits.max_ttl - now).total_seconds()))
+        raise invalid(
+            "ttl",
+            f"a customer's hold lasts at most {int(limits.max_ttl.total_seconds())} s from"
+            f" when it was made ({left} s left)",
+            "RESERVATION_TTL_LIMIT",
+        )
+
+
 def too_many_active(limit: int) -> ResourceExhausted:
     return ResourceExhausted(
         f"a customer may hold at most {limit} active reservations; release or commit one",
