@@ -33,8 +33,8 @@ class InventorySettings(ServiceSettings):
     reserve_batch_target: int = Field(default=64, ge=1)
     reserve_batch_linger_seconds: float = Field(default=0.02, ge=0, le=0.1)
     #: What a customer may hold by itself (its own ReserveStock; staff and services such as
-    #: the order service are not capped): units per line, how long (also when extending),
-    #: and how many unexpired reservations at once.
+    #: the order service are not capped): units per line, how long (counted from creation,
+    #: so extending cannot renew it), and how many unexpired reservations at once.
     customer_reservation_max_quantity: int = Field(default=10, ge=1, le=1_000_000)
     customer_reservation_max_ttl_seconds: int = Field(default=3600, ge=60, le=14 * 86_400)
     customer_reservation_max_active: int = Field(default=5, ge=1, le=1000)

@@ -73,6 +73,21 @@ def test_a_request_id_is_bounded() -> None:
     assert [v.field for v in caught.value.field_violations] == ["request_id"]
 
 
+@pytest.mark.parametrize("request_id", ["a\x00b", "line\nbreak", "\x7f", "tab\there"])
+def test_a_request_id_with_control_characters_is_invalid(request_id: str) -> None:
+    # Found from outside: a NUL reached PostgreSQL in ReserveStock's key lookup, and the
+    # reservation batcher answered UNAVAILABLE, so a client retried a request that could
+    # never succeed.
+    with pytest.raises(InvalidArgument) as caught:
+        check_request_id(request_id)
+    assert caught.value.reason == "REQUEST_ID_INVALID"
+    assert [v.field for v in caught.value.field_violations] == ["request_id"]
+
+
+def test_a_printable_request_id_is_kept_as_is() -> None:
+    assert check_request_id("order-42/ä 日本") == "order-42/ä 日本"
+
+
 async def claim(db: Database, key: str, body: str, answer: str, hold: asyncio.Event) -> bool:
     """Claim ``key`` in one statement, keep the transaction open until ``hold`` is set,
     commit; True when this call won the key."""

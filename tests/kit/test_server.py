@@ -359,3 +359,34 @@ async def test_a_service_serves_while_nats_is_down_and_drains_the_outbox_when_it
     finally:
         await host.stop()
         await engine.dispose()
+
+
+async def test_connections_that_never_finish_the_handshake_or_sit_idle_are_closed(
+    keys: Any,
+) -> None:
+    # Found from outside: 400 raw connections to the gateway's gRPC ingress (no HTTP/2
+    # preface, or a preface and nothing after) stayed open; grpcio's defaults are a 120 s
+    # handshake and no idle limit at all. Devices reconnect transparently when closed.
+    settings = SampleSettings(
+        service_name="sample",
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer=ISSUER,
+        auth_audience="tenpo",
+        grpc_handshake_timeout_seconds=0.5,
+        grpc_max_connection_idle_seconds=0.5,
+    )
+    async with running(definition, settings) as host:
+        silent = await asyncio.open_connection("127.0.0.1", host.port)
+        idle = await asyncio.open_connection("127.0.0.1", host.port)
+        # The client preface and an empty SETTINGS frame: a connection with no call on it.
+        idle[1].write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        await idle[1].drain()
+        for reader, writer in (silent, idle):
+            # read() returns at EOF, when the server has closed the connection; the wait
+            # only bounds a failing test.
+            await asyncio.wait_for(reader.read(), 30)
+            assert reader.at_eof()
+            writer.close()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert (await health.Check(health_pb2.HealthCheckRequest())).status == 1

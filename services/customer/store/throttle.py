@@ -27,15 +27,18 @@ class ThrottleStore:
 
     async def lock_row(self, key: bytes) -> Attempts:
         """The counters for ``key``, row-locked until the transaction ends: concurrent
-        attempts on one e-mail queue here, so none slips past a lock."""
-        await self.session.execute(
-            pg.insert(sign_in_attempts).values(key=key, failures=0).on_conflict_do_nothing()
-        )
+        attempts on one e-mail queue here, so none slips past a lock.
+
+        One upsert rather than insert-if-missing then SELECT … FOR UPDATE: a successful
+        sign-in deletes the row, and an attempt queued behind it would then find none.
+        ON CONFLICT DO UPDATE either inserts or locks the row that is there, atomically."""
+        insert = pg.insert(sign_in_attempts).values(key=key, failures=0)
         row = (
             await self.session.execute(
-                sa.select(sign_in_attempts.c.failures, sign_in_attempts.c.locked_until)
-                .where(sign_in_attempts.c.key == key)
-                .with_for_update()
+                insert.on_conflict_do_update(
+                    index_elements=[sign_in_attempts.c.key],
+                    set_={"key": insert.excluded.key},
+                ).returning(sign_in_attempts.c.failures, sign_in_attempts.c.locked_until)
             )
         ).one()
         return Attempts(row.failures, row.locked_until)

@@ -169,6 +169,34 @@ class Address:
     locality: str = ""
     address_lines: tuple[str, ...] = ()
 
+    def validate(self, path: str) -> None:
+        """Bounded like the customer service's addresses: a location is shown on every
+        touchpoint and copied into events, so no field may be arbitrarily long."""
+        for name, limit in (
+            ("region_code", 2),
+            ("postal_code", 16),
+            ("administrative_area", 50),
+            ("locality", 100),
+        ):
+            if len(getattr(self, name)) > limit:
+                raise invalid(f"{path}.{name}", f"at most {limit} characters", "ADDRESS_INVALID")
+        if len(self.address_lines) > MAX_ADDRESS_LINES:
+            raise invalid(
+                f"{path}.address_lines", f"at most {MAX_ADDRESS_LINES} lines", "ADDRESS_INVALID"
+            )
+        for i, line in enumerate(self.address_lines):
+            if len(line) > MAX_ADDRESS_LINE:
+                raise invalid(
+                    f"{path}.address_lines[{i}]",
+                    f"at most {MAX_ADDRESS_LINE} characters",
+                    "ADDRESS_INVALID",
+                )
+
+
+MAX_ADDRESS_LINES = 5
+MAX_ADDRESS_LINE = 200
+MAX_TIME_ZONE = 64
+
 
 @dataclass(frozen=True)
 class Location:
@@ -190,7 +218,10 @@ class Location:
         if not self.display_name.strip() or len(self.display_name) > 200:
             raise invalid("location.display_name", "1-200 characters", "DISPLAY_NAME_INVALID")
         self.geo_point.validate("location.geo_point")
-        if not re.match(r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", self.time_zone):
+        self.address.validate("location.address")
+        if len(self.time_zone) > MAX_TIME_ZONE or not re.fullmatch(
+            r"[A-Za-z_]+(/[A-Za-z0-9_+-]+)*", self.time_zone
+        ):
             raise invalid("location.time_zone", "an IANA time zone", "TIME_ZONE_INVALID")
         if not 0 <= self.priority <= 10_000:
             raise invalid("location.priority", "0-10000", "PRIORITY_INVALID")
@@ -474,6 +505,21 @@ def check_customer_ttl(ttl: timedelta, limits: CustomerLimits) -> None:
         raise invalid(
             "ttl",
             f"a customer may hold stock for at most {int(limits.max_ttl.total_seconds())} s",
+            "RESERVATION_TTL_LIMIT",
+        )
+
+
+def check_customer_renewal(
+    created_at: datetime, now: datetime, ttl: timedelta, limits: CustomerLimits
+) -> None:
+    """A customer's own hold lives at most ``max_ttl`` from when it was made: each extension
+    within the cap, repeated, would otherwise hold stock indefinitely."""
+    if now + ttl > created_at + limits.max_ttl:
+        left = max(0, int((created_at + limits.max_ttl - now).total_seconds()))
+        raise invalid(
+            "ttl",
+            f"a customer's hold lasts at most {int(limits.max_ttl.total_seconds())} s from"
+            f" when it was made ({left} s left)",
             "RESERVATION_TTL_LIMIT",
         )
 

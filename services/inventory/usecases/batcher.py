@@ -15,6 +15,7 @@ from typing import Protocol
 
 from services.inventory import domain as d
 from tenpo.kit.errors import DomainError, Unavailable
+from tenpo.kit.faults import expected_failure
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,7 @@ class ReservationBatcher:
             try:
                 results = await self._decider.reserve_batch([p.request for p in batch])
             except Exception as error:  # a database failure fails the whole batch
-                log.exception("reservation batch failed", extra={"size": len(batch)})
-                failure: Exception = (
-                    error
-                    if isinstance(error, DomainError)
-                    else Unavailable("reservation failed; retry", reason="RESERVATION_RETRY")
-                )
-                results = [failure] * len(batch)
+                results = [batch_failure(error, len(batch))] * len(batch)
             finally:
                 self._busy.pop(worker, None)
                 loaded = bool(self._queue)
@@ -167,3 +162,20 @@ class ReservationBatcher:
                 pending.future.set_exception(
                     Unavailable("the service is shutting down", reason="SHUTTING_DOWN")
                 )
+
+
+def batch_failure(error: Exception, size: int) -> Exception:
+    """What every request of a failed batch is told. A connection failure is the kit's
+    UNAVAILABLE; a value the database refused (a data exception) is the request's fault
+    only when it was alone in its batch; anything else fails a batch of innocent requests
+    too, so they are told to retry."""
+    if isinstance(error, DomainError):
+        return error
+    expected = expected_failure(error)
+    if isinstance(expected, Unavailable):
+        log.warning("reservation batch failed: %s", expected.reason, extra={"size": size})
+        return expected
+    if expected is not None and size == 1:
+        return expected
+    log.exception("reservation batch failed", extra={"size": size})
+    return Unavailable("reservation failed; retry", reason="RESERVATION_RETRY")

@@ -294,6 +294,8 @@ class Reservations:
                 raise _reservation_not_found(reservation_id)
             now = self.clock()
             found.require_active(now)
+            if principal.kind is PrincipalKind.CUSTOMER:
+                d.check_customer_renewal(found.created_at, now, ttl, self.limits)
             await store.set_state([reservation_id], found.state, expires_at=now + ttl)
             await uow.commit()
         return replace(found, expires_at=now + ttl, updated_at=now)

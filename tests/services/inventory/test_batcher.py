@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
+
 from services.inventory import domain as d
-from services.inventory.usecases.batcher import ReservationBatcher
+from services.inventory.usecases.batcher import ReservationBatcher, batch_failure
+from tenpo.kit.errors import InvalidArgument, Unavailable
 
 
 def request(n: int, sku: str = "HOT") -> d.ReservationRequest:
@@ -116,3 +119,18 @@ async def test_requests_sharing_an_idempotency_key_never_share_a_batch() -> None
     # The repeat waits for the next round, and what queued behind it keeps its place.
     assert inventory.batches == [["carts/0"], ["carts/1"], ["carts/1", "carts/2"]]
     await coalescer.close()
+
+
+def test_a_failed_batch_tells_each_request_what_it_can_do() -> None:
+    # Found from outside: a value PostgreSQL refused (a NUL) was answered UNAVAILABLE, so the
+    # client retried a request that could never succeed.
+    refused = asyncpg.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+    alone = batch_failure(refused, 1)
+    assert isinstance(alone, InvalidArgument) and alone.reason == "VALUE_NOT_STORABLE"
+    # In company, the culprit is unknown: nobody is blamed, everybody retries.
+    shared = batch_failure(refused, 3)
+    assert isinstance(shared, Unavailable) and shared.reason == "RESERVATION_RETRY"
+    down = batch_failure(asyncpg.InterfaceError("connection is closed"), 3)
+    assert isinstance(down, Unavailable) and down.reason == "DATABASE_UNAVAILABLE"
+    bug = batch_failure(RuntimeError("a bug"), 1)
+    assert isinstance(bug, Unavailable) and bug.reason == "RESERVATION_RETRY"

@@ -132,9 +132,50 @@ async def test_a_customer_holds_at_most_the_capped_quantity_and_time(
         "RESERVATION_TTL_LIMIT",
     )
     extended = await stub.ExtendReservation(
-        api.ExtendReservationRequest(id=held.id, ttl=Duration(seconds=600)), metadata=bob
+        api.ExtendReservationRequest(id=held.id, ttl=Duration(seconds=300)), metadata=bob
     )
     assert extended.reservation.state == pb.RESERVATION_STATE_ACTIVE
+
+
+async def test_a_customer_cannot_renew_a_hold_past_its_cap_from_creation(
+    limited: tuple[list[Stub], ServiceHost[InventorySettings]], tokens: Tokens
+) -> None:
+    # Found from outside: each extension was capped, but a customer could extend again and
+    # again, holding stock indefinitely. A customer's hold lives at most the cap from when
+    # it was made; staff and services (cart, order) extend as they need.
+    (stub, _), _ = limited
+    sku = new_sku()
+    await receive(stub, tokens, sku, STORE, 10)
+    carol = customer(tokens, "carol")
+    held = (
+        await stub.ReserveStock(
+            api.ReserveStockRequest(
+                owner="customers/carol", lines=[line(sku, 1)], ttl=Duration(seconds=120)
+            ),
+            metadata=carol,
+        )
+    ).reservation
+    created = held.create_time.ToDatetime()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ExtendReservation(
+            api.ExtendReservationRequest(id=held.id, ttl=Duration(seconds=600)), metadata=carol
+        )
+    error = decode_error(caught.value)
+    assert (caught.value.code(), error.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "RESERVATION_TTL_LIMIT",
+    )
+    assert [v.field for v in error.field_violations] == ["ttl"]
+    for _ in range(3):  # renewing within the cap, again and again, never passes it
+        extended = await stub.ExtendReservation(
+            api.ExtendReservationRequest(id=held.id, ttl=Duration(seconds=300)), metadata=carol
+        )
+        assert extended.reservation.expire_time.ToDatetime() - created <= timedelta(seconds=600)
+    staff = await stub.ExtendReservation(
+        api.ExtendReservationRequest(id=held.id, ttl=Duration(seconds=3600)),
+        metadata=tokens.staff,
+    )
+    assert staff.reservation.expire_time.ToDatetime() - created > timedelta(seconds=600)
 
 
 async def test_the_active_holds_cap_holds_under_concurrency_across_replicas(

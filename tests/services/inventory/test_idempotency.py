@@ -102,3 +102,20 @@ async def test_a_request_id_is_bound_to_its_caller(replicas: list[Stub], tokens:
     found = await replicas[0].GetReservation(api.GetReservationRequest(id=bobs_id), metadata=bob)
     assert (found.reservation.customer_id, found.reservation.owner) == ("bob", "customers/bob")
     assert await atp(replicas[0], sku, STORE) == 96
+
+
+async def test_a_request_id_with_a_nul_is_invalid_and_reserves_nothing(
+    replicas: list[Stub], tokens: Tokens
+) -> None:
+    # Found from outside: the NUL reached PostgreSQL inside the reservation batcher, which
+    # answered UNAVAILABLE ("retry") for a request that can never succeed.
+    sku = new_sku("NUL")
+    await receive(replicas[0], tokens, sku, STORE, 10)
+    request = api.ReserveStockRequest(
+        owner="orders/nul",
+        lines=[pb.StockLine(sku=sku, quantity=1, location_id=STORE)],
+        request_id="nul\x00id",
+    )
+    answer = await outcome(replicas[0].ReserveStock(request, metadata=tokens.staff))
+    assert answer == "INVALID_ARGUMENT REQUEST_ID_INVALID"
+    assert await atp(replicas[0], sku, STORE) == 10

@@ -4,12 +4,14 @@ gRPC against real PostgreSQL."""
 from __future__ import annotations
 
 import grpc
+import pytest
 from google.protobuf import field_mask_pb2
 
 from services.inventory.config import InventorySettings
 from tenpo.common.v1 import common_pb2
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import resources_pb2 as pb
+from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost
 from tests.services.conftest import Tokens
 from tests.services.inventory.conftest import Stub, atp, expect_error, new_sku, receive
@@ -483,3 +485,46 @@ async def test_update_location_reads_the_mask_as_aip_134(
         )
     after = (await stub.GetLocation(api.GetLocationRequest(id=created.id))).location
     assert after.etag == replaced.etag and after.priority == 0
+
+
+async def test_a_locations_address_and_time_zone_are_bounded(
+    shared_inventory: Shared, tokens: Tokens
+) -> None:
+    # Found from outside: UpdateLocation stored a 200,000-character postal code and time
+    # zone (the gateway's body limit is 1 MB, a direct call's is gRPC's 4 MB).
+    stub, _, _ = shared_inventory
+    before = (await stub.GetLocation(api.GetLocationRequest(id="tokyo-ginza"))).location
+    huge = "1" * 200_000
+    for location, field in [
+        (
+            pb.Location(id="tokyo-ginza", address=common_pb2.PostalAddress(postal_code=huge)),
+            "location.address.postal_code",
+        ),
+        (
+            pb.Location(id="tokyo-ginza", address=common_pb2.PostalAddress(locality=huge)),
+            "location.address.locality",
+        ),
+        (
+            pb.Location(id="tokyo-ginza", address=common_pb2.PostalAddress(address_lines=[huge])),
+            "location.address.address_lines[0]",
+        ),
+        (
+            pb.Location(
+                id="tokyo-ginza", address=common_pb2.PostalAddress(address_lines=["x"] * 50)
+            ),
+            "location.address.address_lines",
+        ),
+        (pb.Location(id="tokyo-ginza", time_zone="A" * 200_000), "location.time_zone"),
+    ]:
+        mask = "time_zone" if field == "location.time_zone" else "address"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.UpdateLocation(
+                api.UpdateLocationRequest(
+                    location=location, update_mask=field_mask_pb2.FieldMask(paths=[mask])
+                ),
+                metadata=tokens.staff,
+            )
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, field
+        assert [v.field for v in decode_error(caught.value).field_violations] == [field]
+    after = (await stub.GetLocation(api.GetLocationRequest(id="tokyo-ginza"))).location
+    assert after.etag == before.etag  # nothing changed

@@ -55,6 +55,15 @@ def check_request_id(request_id: str) -> str:
                 FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters")
             ],
         )
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in request_id):
+        # A NUL cannot be stored by PostgreSQL, and no client needs a control character in
+        # a key: refuse it here, once, rather than as a database error that some callers
+        # (the reservation batcher) can only report as "retry".
+        raise InvalidArgument(
+            "request_id contains a control character",
+            reason="REQUEST_ID_INVALID",
+            field_violations=[FieldViolation("request_id", "no control characters")],
+        )
     return request_id
 
 

@@ -159,6 +159,14 @@ class ServiceHost(Generic[S]):
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
                 ("grpc.max_receive_message_length", settings.max_request_bytes),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                (
+                    "grpc.server_handshake_timeout_ms",
+                    int(settings.grpc_handshake_timeout_seconds * 1000),
+                ),
+                (
+                    "grpc.max_connection_idle_ms",
+                    int(settings.grpc_max_connection_idle_seconds * 1000),
+                ),
             ],
         )
         self._server = server

@@ -40,6 +40,11 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     #: Upper bound for any request message, in bytes.
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: A connection must finish its HTTP/2 handshake within this (grpcio's default is 120 s,
+    #: so idle sockets pile up), and one with no call on it is closed after the idle time
+    #: (grpcio's default: never); clients reconnect on their next call.
+    grpc_handshake_timeout_seconds: float = Field(default=10.0, gt=0)
+    grpc_max_connection_idle_seconds: float = Field(default=300.0, gt=0)
 
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
