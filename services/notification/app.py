@@ -8,7 +8,7 @@ from datetime import time, timedelta
 from pathlib import Path
 
 from services.notification.config import NotificationSettings
-from services.notification.customers import GrpcCustomerDirectory
+from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
 from services.notification.providers.push import PushSink, WebPush
 from services.notification.providers.sms import SmsSink, TwilioSms
@@ -64,9 +64,16 @@ def _time(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-async def build(runtime: Runtime[NotificationSettings]) -> None:
+async def build(
+    runtime: Runtime[NotificationSettings],
+    *,
+    directory: CustomerDirectory | None = None,
+    channel_providers: Providers | None = None,
+) -> None:
+    """Wire the service; tests and benchmarks hand in their own customer directory and
+    providers."""
     settings = runtime.settings
-    directory = runtime.parts.get("directory") or GrpcCustomerDirectory(
+    directory = directory or GrpcCustomerDirectory(
         settings.customer_target,
         settings.customer_token.get_secret_value(),
         settings.outgoing_timeout_seconds,
@@ -84,7 +91,7 @@ async def build(runtime: Runtime[NotificationSettings]) -> None:
         runtime.db,
         recipients,
         directory,
-        runtime.parts.get("providers") or providers(settings),
+        channel_providers or providers(settings),
         policy,
     )
     journeys = Journeys(runtime.db, messages)

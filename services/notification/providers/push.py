@@ -15,6 +15,14 @@ class WebPush:
         self.subject = subject
         self.timeout_seconds = timeout_seconds
 
+    def _vapid(self) -> object:
+        from py_vapid import Vapid  # type: ignore[import-untyped]
+
+        key = self.vapid_private_key.strip()
+        if key.startswith("-----BEGIN"):
+            return Vapid.from_pem(key.encode())
+        return Vapid.from_string(key)  # base64url DER, as `vapid --gen` prints it
+
     async def send(self, subscription: dict[str, object], title: str, body: str) -> str:
         from pywebpush import WebPushException, webpush  # type: ignore[import-untyped]
 
@@ -22,7 +30,7 @@ class WebPush:
             return webpush(
                 subscription_info=subscription,
                 data=json.dumps({"title": title, "body": body}),
-                vapid_private_key=self.vapid_private_key,
+                vapid_private_key=self._vapid(),
                 vapid_claims={"sub": self.subject},
                 timeout=self.timeout_seconds,
             )
