@@ -57,6 +57,8 @@ contacts = sa.Table(
     sa.Column("phone", sa.Text, nullable=False),
     sa.Column("locale", sa.Text, nullable=False),
     sa.Column("time_zone", sa.Text, nullable=False),
+    # How mails address the customer ({{ name }}).
+    sa.Column("given_name", sa.Text, nullable=False),
     sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
 

@@ -67,7 +67,8 @@ def default_templates() -> list[Template]:
             M,
             subject="今週のおすすめ",
             text_body="今週のおすすめ商品をご覧ください: {{ shop_url }}",
-            html_body='<html><body><a href="{{ shop_url }}/offers">おすすめを見る</a></body></html>',
+            html_body='<html><body><a href="{{ shop_url }}/offers">おすすめを見る</a>'
+            "</body></html>",
             sample_data={"shop_url": "https://shop.example"},
         ),
         Template(

@@ -139,6 +139,7 @@ class ContactRow:
     phone: str
     locale: str
     time_zone: str
+    given_name: str = ""
 
 
 class RecipientStore:
@@ -155,7 +156,9 @@ class RecipientStore:
         ).first()
         if row is None:
             return None
-        return ContactRow(row.customer_id, row.email, row.phone, row.locale, row.time_zone)
+        return ContactRow(
+            row.customer_id, row.email, row.phone, row.locale, row.time_zone, row.given_name
+        )
 
     async def save_contact(self, c: ContactRow) -> None:
         values = {
@@ -164,6 +167,7 @@ class RecipientStore:
             "phone": c.phone,
             "locale": c.locale,
             "time_zone": c.time_zone,
+            "given_name": c.given_name,
         }
         await self.session.execute(
             pg.insert(m.contacts)

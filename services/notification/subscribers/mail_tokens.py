@@ -40,6 +40,15 @@ MAIL_TEMPLATES = {
     "tenpo.customer.v1.ConsentConfirmationRequested": "account.confirm_consent",
 }
 
+ANNOUNCEMENTS: dict[str, type[Any]] = {
+    t.DESCRIPTOR.full_name: t
+    for t in (
+        customer_events.EmailVerificationRequested,
+        customer_events.PasswordResetRequested,
+        customer_events.ConsentConfirmationRequested,
+    )
+}
+
 
 async def issue_mail_token(
     channel: grpc.aio.Channel, token_id: str, timeout_seconds: float
@@ -93,12 +102,7 @@ def mail_subscription(
         await recipients.customer_changed(uow, customer_id)
 
     async def announced(uow: UnitOfWork, event: Event) -> None:
-        message_type = {
-            "tenpo.customer.v1.EmailVerificationRequested": customer_events.EmailVerificationRequested,
-            "tenpo.customer.v1.PasswordResetRequested": customer_events.PasswordResetRequested,
-            "tenpo.customer.v1.ConsentConfirmationRequested": customer_events.ConsentConfirmationRequested,
-        }[event.event_type]
-        message: Any = event.parse(message_type)
+        message: Any = event.parse(ANNOUNCEMENTS[event.event_type])
         await messages.compose(
             uow,
             customer_id=uuid.UUID(message.customer_id),

@@ -140,6 +140,12 @@ class Messages:
             daily_cap=self.policy.daily_cap,
         )
         message_id = uuid.uuid4()
+        # Every template may use these; the caller's data comes on top.
+        variables = {
+            "name": contact.given_name if contact else "",
+            "shop_url": self.policy.shop_base_url,
+            **data,
+        }
         values: dict[str, Any] = {
             "id": message_id,
             "customer_id": customer_id,
@@ -164,7 +170,7 @@ class Messages:
                 values.update(status=DEFERRED, scheduled_at=decision.not_before)
             if not mail_token_id:
                 try:
-                    rendered, links = self._render(template, data, message_id)
+                    rendered, links = self._render(template, variables, message_id)
                 except DomainError as error:  # over the segment budget, a missing variable
                     values.update(status=SKIPPED, status_reason=error.reason)
                 else:

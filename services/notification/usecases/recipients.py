@@ -34,7 +34,12 @@ class Recipients:
         if fetched is None:
             return None
         row = ContactRow(
-            customer_id, fetched.email, fetched.phone, fetched.locale, self.default_time_zone
+            customer_id,
+            fetched.email,
+            fetched.phone,
+            fetched.locale,
+            self.default_time_zone,
+            fetched.given_name,
         )
         await store.save_contact(row)
         return row

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("phone", sa.Text(), nullable=False),
         sa.Column("locale", sa.Text(), nullable=False),
         sa.Column("time_zone", sa.Text(), nullable=False),
+        sa.Column("given_name", sa.Text(), nullable=False),
         sa.Column(
             "fetched_at",
             sa.DateTime(timezone=True),
