@@ -5,6 +5,7 @@ SMS and push providers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import uuid
@@ -133,12 +134,15 @@ class Harness:
             build=functools.partial(build, directory=self.directory, channel_providers=providers),
         )
 
+    @contextlib.asynccontextmanager
     async def start(
         self, **overrides: Any
     ) -> AsyncIterator[tuple[ServiceHost[NotificationSettings], Stub]]:
-        async with running(self.definition(), self.settings(**overrides)) as host:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
-                yield host, Stub(channel)
+        async with (
+            running(self.definition(), self.settings(**overrides)) as host,
+            grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+        ):
+            yield host, Stub(channel)
 
 
 async def prepare_database(database_url: str) -> None:
@@ -167,7 +171,7 @@ async def harness(
 async def service(
     harness: Harness,
 ) -> AsyncIterator[tuple[ServiceHost[NotificationSettings], Stub]]:
-    async for running_service in harness.start():
+    async with harness.start() as running_service:
         yield running_service
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -36,15 +37,9 @@ async def grant_sms(host: ServiceHost[NotificationSettings], customer_id: str) -
     recipients = host.runtime.parts["recipients"]
     async with host.runtime.db.unit_of_work() as uow:
         await recipients.consent_changed(
-            uow, uuid.UUID(customer_id), MARKETING, int(Channel.SMS), GRANTED, sa_now()
+            uow, uuid.UUID(customer_id), MARKETING, int(Channel.SMS), GRANTED, datetime.now(UTC)
         )
         await uow.commit()
-
-
-def sa_now():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 async def run_status(host: ServiceHost[NotificationSettings], customer_id: str) -> str:
@@ -125,14 +120,14 @@ async def test_a_journey_timer_survives_a_restart(harness: Harness) -> None:
     customer = harness.directory.add(phone="+819055556666")
     address = harness.directory.contacts[customer].email
     # The wait starts in the first process, which stops before it is due.
-    async for host, _ in harness.start():
-        await grant_sms(host, customer)
-        await register(host, customer)
+    async with harness.start() as (first, _):
+        await grant_sms(first, customer)
+        await register(first, customer)
 
         async def waiting() -> None:
             assert harness.catcher.to(address)
-            assert host.runtime is not None
-            async with host.runtime.db.unit_of_work() as uow:
+            assert first.runtime is not None
+            async with first.runtime.db.unit_of_work() as uow:
                 row = (
                     await uow.session.execute(
                         sa.select(m.journey_runs.c.waiting).where(
@@ -145,34 +140,31 @@ async def test_a_journey_timer_survives_a_restart(harness: Harness) -> None:
         await eventually(waiting)
         assert harness.sms.sent == []
     # A new process (any replica) finds the durable timer and fires it.
-    async for host, _ in harness.start():
+    async with harness.start() as (second, _):
 
         async def reminded() -> None:
             assert [to for to, _ in harness.sms.sent] == ["+819055556666"]
 
         await eventually(reminded)
-        await eventually(lambda: _expect_status(host, customer, "completed"))
+        await eventually(lambda: _expect_status(second, customer, "completed"))
 
 
 async def test_two_replicas_advance_each_run_once(harness: Harness) -> None:
     customers = [harness.directory.add(phone=f"+8190777{i:05d}") for i in range(12)]
-    async for one, _ in harness.start():
-        async for two, _ in harness.start():
-            for customer in customers:
-                await grant_sms(one, customer)
-            await asyncio.gather(
-                *(register(one if i % 2 else two, c) for i, c in enumerate(customers))
-            )
+    async with harness.start() as (one, _), harness.start() as (two, _):
+        for customer in customers:
+            await grant_sms(one, customer)
+        await asyncio.gather(*(register(one if i % 2 else two, c) for i, c in enumerate(customers)))
 
-            async def all_reminded() -> None:
-                assert len(harness.sms.sent) >= len(customers)
-                for customer in customers:
-                    assert await run_status(one, customer) == "completed"
-
-            await eventually(all_reminded, timeout=30)
-            # Exactly one welcome mail and one SMS each, though both replicas ran timers.
-            assert sorted(to for to, _ in harness.sms.sent) == sorted(
-                harness.directory.contacts[c].phone for c in customers
-            )
+        async def all_reminded() -> None:
+            assert len(harness.sms.sent) >= len(customers)
             for customer in customers:
-                assert len(harness.catcher.to(harness.directory.contacts[customer].email)) == 1
+                assert await run_status(one, customer) == "completed"
+
+        await eventually(all_reminded, timeout=30)
+        # Exactly one welcome mail and one SMS each, though both replicas ran timers.
+        assert sorted(to for to, _ in harness.sms.sent) == sorted(
+            harness.directory.contacts[c].phone for c in customers
+        )
+        for customer in customers:
+            assert len(harness.catcher.to(harness.directory.contacts[customer].email)) == 1
