@@ -15,7 +15,7 @@ from tenpo.kit.db import Database
 
 E, S = Channel.EMAIL, Channel.SMS
 T, M = Category.TRANSACTIONAL, Category.MARKETING
-_ACCOUNT_LINK = "{{ shop_url }}/account/{path}?token={{{{ token }}}}"
+_ACCOUNT_LINK = "{{{{ shop_url }}}}/account/{path}?token={{{{ token }}}}"
 
 
 def default_templates() -> list[Template]:

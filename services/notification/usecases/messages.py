@@ -36,7 +36,7 @@ from services.notification.store import (
 from services.notification.usecases.recipients import Recipients
 from tenpo.kit import wire
 from tenpo.kit.db import Database, UnitOfWork
-from tenpo.kit.errors import DomainError, NotFound
+from tenpo.kit.errors import DomainError, NotFound, Unavailable
 from tenpo.notification.v1 import events_pb2 as events
 from tenpo.notification.v1 import resources_pb2 as pb
 
@@ -239,7 +239,8 @@ class Messages:
                 return
         try:
             updates = await self._send(uow, row, channel)
-        except ProviderUnavailable as error:
+        except (ProviderUnavailable, Unavailable) as error:
+            # The provider, or the customer service issuing a mail's secret, is down.
             attempts = row.attempts + 1
             if attempts >= MAX_ATTEMPTS:
                 await store.update(row.id, status=FAILED, status_reason="PROVIDER_UNAVAILABLE")
