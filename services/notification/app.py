@@ -100,7 +100,7 @@ async def build(
     runtime.add_servicer(
         notification_service_pb2_grpc.add_NotificationServiceServicer_to_server,
         NotificationServicer(
-            runtime.db, templates, messages, recipients, journeys, tracking, runtime.page_tokens
+            templates, messages, recipients, journeys, tracking, runtime.page_tokens
         ),
         SERVICE_NAME,
     )

@@ -159,3 +159,27 @@ def suppression(row: Any) -> pb.Suppression:
         marketing_only=row.marketing_only,
         create_time=wire.timestamp(row.created_at),
     )
+
+
+def message(row: Any) -> pb.Message:
+    return pb.Message(
+        id=str(row.id),
+        customer_id=str(row.customer_id or ""),
+        template_key=row.template_key,
+        template_version=row.template_version,
+        channel=row.channel,
+        category=row.category,
+        status=row.status,
+        status_reason=row.status_reason,
+        to_address=row.to_address,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        segments=row.segments,
+        create_time=wire.timestamp(row.created_at),
+        scheduled_time=wire.timestamp(row.scheduled_at),
+        send_time=wire.timestamp(row.sent_at),
+        open_time=wire.timestamp(row.opened_at),
+        click_time=wire.timestamp(row.clicked_at),
+        journey_id=str(row.journey_id or ""),
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from grpc.aio import ServicerContext
 
 from services.notification import convert
@@ -11,15 +9,13 @@ from services.notification.domain import journeys as jd
 from services.notification.usecases import journeys as journey_usecases
 from services.notification.usecases import templates as template_usecases
 from services.notification.usecases.journeys import Journeys
-from services.notification.usecases.messages import Messages, message_proto
+from services.notification.usecases.messages import Messages
 from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
 from services.notification.usecases.tracking import Tracking
 from tenpo.kit import wire
 from tenpo.kit.auth import current_principal
-from tenpo.kit.db import Database
 from tenpo.kit.fieldmask import update_paths
-from tenpo.kit.idempotency import idempotent
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.notification.v1 import notification_service_pb2 as api
 from tenpo.notification.v1 import notification_service_pb2_grpc as api_grpc
@@ -37,7 +33,6 @@ def _require(scope: str) -> None:
 class NotificationServicer(api_grpc.NotificationServiceServicer):
     def __init__(
         self,
-        db: Database,
         templates: Templates,
         messages: Messages,
         recipients: Recipients,
@@ -45,7 +40,6 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         tracking: Tracking,
         page_tokens: PageTokenCodec,
     ) -> None:
-        self.db = db
         self.templates = templates
         self.messages = messages
         self.recipients = recipients
@@ -59,23 +53,13 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         self, request: api.CreateTemplateRequest, context: ServicerContext
     ) -> api.CreateTemplateResponse:
         _require(WRITE)
-        template = convert.template_from_pb(request.template)
-
-        async def create() -> api.CreateTemplateResponse:
-            created = await self.templates.create(uow, template)
-            return api.CreateTemplateResponse(template=convert.template(created))
-
-        async with self.db.unit_of_work() as uow:
-            response = await idempotent(
-                uow,
-                scope=f"CreateTemplate:{current_principal().subject}",
-                request_id=request.request_id,
-                request=request,
-                response_type=api.CreateTemplateResponse,
-                action=create,
-            )
-            await uow.commit()
-        return response
+        created = await self.templates.create(
+            current_principal().subject,
+            convert.template_from_pb(request.template),
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.CreateTemplateResponse(template=convert.template(created))
 
     async def GetTemplate(
         self, request: api.GetTemplateRequest, context: ServicerContext
@@ -112,22 +96,15 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         )
         source = request.template
         changes = convert.template_from_pb(source if source.channel else _with_channel(source))
-
-        async def update() -> api.UpdateTemplateResponse:
-            updated = await self.templates.update(uow, template_id, changes, paths)
-            return api.UpdateTemplateResponse(template=convert.template(updated))
-
-        async with self.db.unit_of_work() as uow:
-            response = await idempotent(
-                uow,
-                scope=f"UpdateTemplate:{current_principal().subject}",
-                request_id=request.request_id,
-                request=request,
-                response_type=api.UpdateTemplateResponse,
-                action=update,
-            )
-            await uow.commit()
-        return response
+        updated = await self.templates.update(
+            current_principal().subject,
+            template_id,
+            changes,
+            paths,
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.UpdateTemplateResponse(template=convert.template(updated))
 
     async def DeleteTemplate(
         self, request: api.DeleteTemplateRequest, context: ServicerContext
@@ -160,40 +137,23 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         _require(SEND)
         customer_id = wire.parse_id(request.customer_id, "customer_id")
         channel = convert.channel(request.channel, "channel")
-        data = convert.struct_dict(request.data)
-        caller = current_principal().subject
-        dedupe = f"request:{caller}:{request.request_id or uuid.uuid4()}"
-
-        async def send() -> api.SendMessageResponse:
-            row = await self.messages.compose(
-                uow,
-                customer_id=customer_id,
-                template_key=request.template_key,
-                channel=channel,
-                data=data,
-                dedupe_key=dedupe,
-            )
-            return api.SendMessageResponse(message=message_proto(row))
-
-        async with self.db.unit_of_work() as uow:
-            response = await idempotent(
-                uow,
-                scope=f"SendMessage:{caller}",
-                request_id=request.request_id,
-                request=request,
-                response_type=api.SendMessageResponse,
-                action=send,
-            )
-            await uow.commit()
-        self.messages.queued.set()
-        return response
+        row = await self.messages.send(
+            current_principal().subject,
+            customer_id=customer_id,
+            template_key=request.template_key,
+            channel=channel,
+            data=convert.struct_dict(request.data),
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.SendMessageResponse(message=convert.message(row))
 
     async def GetMessage(
         self, request: api.GetMessageRequest, context: ServicerContext
     ) -> api.GetMessageResponse:
         _require(READ)
         row = await self.messages.get(wire.parse_id(request.id, "id"))
-        return api.GetMessageResponse(message=message_proto(row))
+        return api.GetMessageResponse(message=convert.message(row))
 
     async def ListMessages(
         self, request: api.ListMessagesRequest, context: ServicerContext
@@ -210,7 +170,7 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
             rows, size, lambda r: (r.created_at, r.id), query=query
         )
         return api.ListMessagesResponse(
-            messages=[message_proto(r) for r in page], next_page_token=token
+            messages=[convert.message(r) for r in page], next_page_token=token
         )
 
     # -- suppressions ---------------------------------------------------------------
@@ -255,23 +215,13 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         self, request: api.CreateJourneyRequest, context: ServicerContext
     ) -> api.CreateJourneyResponse:
         _require(WRITE)
-        journey = convert.journey_from_pb(request.journey)
-
-        async def create() -> api.CreateJourneyResponse:
-            created = await self.journeys.create(uow, journey)
-            return api.CreateJourneyResponse(journey=convert.journey(created))
-
-        async with self.db.unit_of_work() as uow:
-            response = await idempotent(
-                uow,
-                scope=f"CreateJourney:{current_principal().subject}",
-                request_id=request.request_id,
-                request=request,
-                response_type=api.CreateJourneyResponse,
-                action=create,
-            )
-            await uow.commit()
-        return response
+        created = await self.journeys.create(
+            current_principal().subject,
+            convert.journey_from_pb(request.journey),
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.CreateJourneyResponse(journey=convert.journey(created))
 
     async def GetJourney(
         self, request: api.GetJourneyRequest, context: ServicerContext

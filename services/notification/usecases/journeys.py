@@ -12,11 +12,15 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
 from services.notification.domain import journeys as jd
 from services.notification.store import SKIPPED, JourneyStore, MessageStore, RecipientStore, Run
 from services.notification.usecases.messages import Messages
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import NotFound
+from tenpo.kit.idempotency import idempotent
 
 log = logging.getLogger(__name__)
 UPDATABLE = ("display_name", "trigger_event", "steps", "exit_events")
@@ -35,11 +39,35 @@ class Journeys:
         self.messages = messages
         self.due = asyncio.Event()
 
-    async def create(self, uow: UnitOfWork, journey: jd.Journey) -> jd.Journey:
+    async def create(
+        self, caller: str, journey: jd.Journey, *, request_id: str, request: Message
+    ) -> jd.Journey:
+        """A new, active journey; a retried request_id answers the same one."""
         jd.validate(journey)
-        return await JourneyStore(uow.session).insert(
-            dataclasses.replace(journey, id=uuid.uuid4(), version=1, state=jd.JourneyState.ACTIVE)
-        )
+        async with self.db.unit_of_work() as uow:
+            store = JourneyStore(uow.session)
+
+            async def create() -> wrappers_pb2.StringValue:
+                created = await store.insert(
+                    dataclasses.replace(
+                        journey, id=uuid.uuid4(), version=1, state=jd.JourneyState.ACTIVE
+                    )
+                )
+                return wrappers_pb2.StringValue(value=str(created.id))
+
+            created_id = await idempotent(
+                uow,
+                scope=f"CreateJourney:{caller}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=create,
+            )
+            found = await store.get(uuid.UUID(created_id.value))
+            await uow.commit()
+        if found is None:
+            raise _not_found()
+        return found
 
     async def update(
         self, journey_id: uuid.UUID, changes: jd.Journey, paths: Sequence[str]

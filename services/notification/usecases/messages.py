@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
 from services.notification.customers import CustomerDirectory
 from services.notification.domain import rules, tracking
 from services.notification.domain import templates as td
@@ -37,8 +40,8 @@ from services.notification.usecases.recipients import Recipients
 from tenpo.kit import wire
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import DomainError, NotFound, Unavailable
+from tenpo.kit.idempotency import idempotent
 from tenpo.notification.v1 import events_pb2 as events
-from tenpo.notification.v1 import resources_pb2 as pb
 
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
@@ -85,6 +88,46 @@ class Messages:
         self.policy = policy
         #: Set when a message is queued, so the sender looks at once.
         self.queued = asyncio.Event()
+
+    async def send(
+        self,
+        caller: str,
+        *,
+        customer_id: uuid.UUID,
+        template_key: str,
+        channel: td.Channel,
+        data: dict[str, Any],
+        request_id: str,
+        request: Message,
+    ) -> Any:
+        """SendMessage: one message per caller and request_id (also its dedupe key), under
+        every rule; concurrent retries have one effect and answer the same message."""
+        dedupe = f"request:{caller}:{request_id or uuid.uuid4()}"
+        async with self.db.unit_of_work() as uow:
+
+            async def send() -> wrappers_pb2.StringValue:
+                row = await self.compose(
+                    uow,
+                    customer_id=customer_id,
+                    template_key=template_key,
+                    channel=channel,
+                    data=data,
+                    dedupe_key=dedupe,
+                )
+                return wrappers_pb2.StringValue(value=str(row.id))
+
+            message_id = await idempotent(
+                uow,
+                scope=f"SendMessage:{caller}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=send,
+            )
+            row = await MessageStore(uow.session).get(uuid.UUID(message_id.value))
+            await uow.commit()
+        self.queued.set()
+        return row
 
     async def compose(
         self,
@@ -364,27 +407,3 @@ class Messages:
     ) -> list[Any]:
         async with self.db.unit_of_work() as uow:
             return await MessageStore(uow.session).list_page(customer_id, after, limit)
-
-
-def message_proto(row: Any) -> pb.Message:
-    return pb.Message(
-        id=str(row.id),
-        customer_id=str(row.customer_id or ""),
-        template_key=row.template_key,
-        template_version=row.template_version,
-        channel=row.channel,
-        category=row.category,
-        status=row.status,
-        status_reason=row.status_reason,
-        to_address=row.to_address,
-        subject=row.subject,
-        text_body=row.text_body,
-        html_body=row.html_body,
-        segments=row.segments,
-        create_time=wire.timestamp(row.created_at),
-        scheduled_time=wire.timestamp(row.scheduled_at),
-        send_time=wire.timestamp(row.sent_at),
-        open_time=wire.timestamp(row.opened_at),
-        click_time=wire.timestamp(row.clicked_at),
-        journey_id=str(row.journey_id or ""),
-    )
