@@ -28,6 +28,10 @@ DEFAULT_CREDENTIAL_METHODS = [
     "tenpo.customer.v1.IdentityService.SignInClient",
     "tenpo.customer.v1.IdentityService.RefreshToken",
     "tenpo.customer.v1.IdentityService.GetJwks",
+    # Opened by mail clients and mail providers: the signed tracking token is the credential.
+    "tenpo.notification.v1.NotificationService.TrackOpen",
+    "tenpo.notification.v1.NotificationService.TrackClick",
+    "tenpo.notification.v1.NotificationService.Unsubscribe",
 ]
 #: Writes an anonymous caller with a publishable key may make: sign-up and account recovery
 #: (no personal data of anyone else is reachable through them), and the POST-mapped reads.

@@ -54,6 +54,9 @@ def verify(secret: bytes, kind: bytes, token: str) -> tuple[bytes, int] | None:
         return None
     if len(raw) != 1 + 16 + 2 + 16:
         return None
+    # One spelling per token: the unused low bits of the last character must be zero.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+        return None
     body, mac = raw[:-16], raw[-16:]
     expected = hmac.new(secret, body, hashlib.sha256).digest()[:16]
     if not hmac.compare_digest(mac, expected) or body[:1] != kind:

@@ -181,6 +181,12 @@ def test_tracking_tokens_are_signed_and_typed() -> None:
     assert tracking.verify(b"k", tracking.OPEN, token) is None
     forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
     assert tracking.verify(b"k", tracking.CLICK, forged) is None
+    # Another spelling of the same bytes (unused bits of the last character) is refused.
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(token[-1])
+    respelled = (
+        token[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]
+    )
+    assert tracking.verify(b"k", tracking.CLICK, respelled) is None
 
 
 def test_links_are_replaced_by_indexes() -> None:
