@@ -49,6 +49,7 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
         ("order", "inventory"),
         ("order", "customer"),
         ("order", "catalog"),
+        ("notification", "customer"),
     ]
     if caller in PORTS and callee in PORTS
 }
