@@ -600,6 +600,13 @@ class JourneyStore:
             .values(due_at=sa.func.now())
         )
 
+    async def end_runs_of(self, customer_id: uuid.UUID) -> None:
+        await self.session.execute(
+            sa.update(m.journey_runs)
+            .where(m.journey_runs.c.customer_id == customer_id, m.journey_runs.c.status == "active")
+            .values(status="exited", updated_at=sa.func.now())
+        )
+
     async def record_exit(self, customer_id: uuid.UUID, event_type: str, at: datetime) -> None:
         await self.session.execute(
             pg.insert(m.journey_exits)

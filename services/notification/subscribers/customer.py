@@ -39,7 +39,9 @@ def customer_subscription(
 
     async def erased(uow: UnitOfWork, event: Event) -> None:
         message = event.parse(customer_events.CustomerErased)
-        await recipients.erase(uow, uuid.UUID(message.customer_id))
+        customer_id = uuid.UUID(message.customer_id)
+        await recipients.erase(uow, customer_id)
+        await journeys.customer_erased(uow, customer_id)
 
     return Subscription(
         durable=durable,

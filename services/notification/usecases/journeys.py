@@ -120,6 +120,10 @@ class Journeys:
             if await store.start_run(journey, customer_id, event_id):
                 self.due.set()
 
+    async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
+        """An erased customer leaves every journey."""
+        await JourneyStore(uow.session).end_runs_of(customer_id)
+
     async def advance_due(self, limit: int) -> int:
         async with self.db.unit_of_work() as uow:
             store = JourneyStore(uow.session)

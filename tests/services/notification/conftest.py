@@ -11,12 +11,13 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
+from google.protobuf.message import Message
 
 from services.notification.app import build, definition
 from services.notification.config import NotificationSettings
@@ -29,7 +30,8 @@ from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.net import free_port
 from tenpo.kit import migrations
-from tenpo.kit.db import Database
+from tenpo.kit.db import Database, event_subject
+from tenpo.kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, OCCURRED_AT_HEADER, EventBus
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
 from tenpo.notification.v1 import notification_service_pb2_grpc
@@ -210,3 +212,29 @@ async def expect_error(call: Any, code: grpc.StatusCode, reason: str | None = No
     assert caught.value.code() is code, caught.value.details()
     if reason is not None:
         assert decode_error(caught.value).reason == reason
+
+
+@pytest_asyncio.fixture
+async def customer_bus(nats_url: str) -> AsyncIterator[EventBus]:
+    bus = EventBus(nats_url, name="test-customer")
+    await bus.connect()
+    await bus.ensure_stream("customer")
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+async def publish(bus: EventBus, message: Message) -> None:
+    """As the customer service's outbox relay would."""
+    event_id = str(uuid.uuid4())
+    await bus.publish(
+        event_subject(message),
+        message.SerializeToString(),
+        {
+            EVENT_ID_HEADER: event_id,
+            EVENT_TYPE_HEADER: message.DESCRIPTOR.full_name,
+            OCCURRED_AT_HEADER: datetime.now(UTC).isoformat(),
+        },
+        msg_id=event_id,
+    )

@@ -16,10 +16,7 @@ from services.notification.subscribers.mail_tokens import CONTRACT_READY
 from tenpo.customer.v1 import events_pb2 as customer_events
 from tenpo.kit.events import EventBus
 from tenpo.kit.server import ServiceHost
-from tests.services.notification.conftest import Harness, Stub, eventually
-from tests.services.notification.test_messages_api import customer_bus, publish
-
-__all__ = ["customer_bus"]  # the fixture, shared
+from tests.services.notification.conftest import Harness, Stub, eventually, publish
 
 Service = tuple[ServiceHost[NotificationSettings], Stub]
 needs_contract = pytest.mark.skipif(

@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from services.notification import models as m
 from services.notification.config import NotificationSettings
 from services.notification.domain.templates import Channel
+from tenpo.customer.v1 import events_pb2 as customer_events
+from tenpo.kit.events import EventBus
 from tenpo.kit.server import ServiceHost
 from tenpo.notification.v1 import notification_service_pb2 as api
-from tests.services.notification.conftest import Harness, Stub, eventually
+from tests.services.notification.conftest import Harness, Stub, eventually, publish
 
 REGISTERED = "tenpo.customer.v1.CustomerRegistered"
 MARKETING, GRANTED = 1, 3
@@ -168,3 +170,22 @@ async def test_two_replicas_advance_each_run_once(harness: Harness) -> None:
         )
         for customer in customers:
             assert len(harness.catcher.to(harness.directory.contacts[customer].email)) == 1
+
+
+async def test_an_erased_customer_leaves_the_journey(
+    harness: Harness,
+    service: tuple[ServiceHost[NotificationSettings], Stub],
+    customer_bus: EventBus,
+) -> None:
+    host, _ = service
+    customer = harness.directory.add(phone="+819088880000")
+    await grant_sms(host, customer)
+    await register(host, customer)
+
+    async def mailed() -> None:
+        assert harness.catcher.to(harness.directory.contacts[customer].email)
+
+    await eventually(mailed)
+    await publish(customer_bus, customer_events.CustomerErased(customer_id=customer))
+    await eventually(lambda: _expect_status(host, customer, "exited"))
+    assert harness.sms.sent == []

@@ -6,20 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import grpc
-import pytest_asyncio
-from google.protobuf.message import Message
 
 from services.notification.config import NotificationSettings
 from services.notification.domain import tracking
 from tenpo.customer.v1 import events_pb2 as customer_events
 from tenpo.customer.v1 import resources_pb2 as customer_pb
-from tenpo.kit.db import event_subject
-from tenpo.kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, OCCURRED_AT_HEADER, EventBus
+from tenpo.kit.events import EventBus
 from tenpo.kit.server import ServiceHost
 from tenpo.notification.v1 import notification_service_pb2 as api
 from tenpo.notification.v1 import resources_pb2 as pb
@@ -29,38 +25,13 @@ from tests.services.notification.conftest import (
     Stub,
     eventually,
     expect_error,
+    publish,
     service_caller,
     staff,
 )
 
 Service = tuple[ServiceHost[NotificationSettings], Stub]
 EMAIL, SMS = pb.MESSAGE_CHANNEL_EMAIL, pb.MESSAGE_CHANNEL_SMS
-
-
-@pytest_asyncio.fixture
-async def customer_bus(nats_url: str) -> AsyncIterator[EventBus]:
-    bus = EventBus(nats_url, name="test-customer")
-    await bus.connect()
-    await bus.ensure_stream("customer")
-    try:
-        yield bus
-    finally:
-        await bus.close()
-
-
-async def publish(bus: EventBus, message: Message) -> None:
-    """As the customer service's outbox relay would."""
-    event_id = str(uuid.uuid4())
-    await bus.publish(
-        event_subject(message),
-        message.SerializeToString(),
-        {
-            EVENT_ID_HEADER: event_id,
-            EVENT_TYPE_HEADER: message.DESCRIPTOR.full_name,
-            OCCURRED_AT_HEADER: datetime.now(UTC).isoformat(),
-        },
-        msg_id=event_id,
-    )
 
 
 def consent(customer_id: str, channel: int, status: int) -> customer_events.ConsentChanged:
