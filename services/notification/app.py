@@ -21,6 +21,7 @@ from services.notification.usecases.messages import Messages, Policy, Providers
 from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
 from services.notification.usecases.tracking import Tracking
+from services.notification.wakeup import JOURNEYS, MESSAGES, Listener
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.notification.v1 import notification_service_pb2, notification_service_pb2_grpc
 
@@ -123,7 +124,8 @@ async def build(
     async def advance_journeys() -> None:
         await journeys.run(settings.journey_poll_seconds, settings.journey_batch_size)
 
-    runtime.background.extend([deliver, advance_journeys])
+    listener = Listener(settings.database_url, {MESSAGES: messages.queued, JOURNEYS: journeys.due})
+    runtime.background.extend([listener.run, deliver, advance_journeys])
 
     async def close() -> None:
         if isinstance(directory, GrpcCustomerDirectory):

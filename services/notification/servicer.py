@@ -276,14 +276,12 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         self, request: api.TrackOpenRequest, context: ServicerContext
     ) -> api.TrackOpenResponse:
         await self.tracking.opened(request.token)
-        self.journeys.due.set()
         return api.TrackOpenResponse()
 
     async def TrackClick(
         self, request: api.TrackClickRequest, context: ServicerContext
     ) -> api.TrackClickResponse:
         url = await self.tracking.clicked(request.token)
-        self.journeys.due.set()
         return api.TrackClickResponse(url=url)
 
     async def Unsubscribe(

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from services.notification.domain import journeys as jd
 from services.notification.store import SKIPPED, JourneyStore, MessageStore, RecipientStore, Run
 from services.notification.usecases.messages import Messages
+from services.notification.wakeup import JOURNEYS, notify
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import NotFound
 from tenpo.kit.idempotency import idempotent
@@ -118,7 +119,7 @@ class Journeys:
         await store.record_exit(customer_id, event_type, occurred_at or datetime.now(UTC))
         for journey in await store.triggered_by(event_type):
             if await store.start_run(journey, customer_id, event_id):
-                self.due.set()
+                await notify(uow.session, JOURNEYS)
 
     async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
         """An erased customer leaves every journey."""

@@ -37,6 +37,7 @@ from services.notification.store import (
     TemplateStore,
 )
 from services.notification.usecases.recipients import Recipients
+from services.notification.wakeup import MESSAGES, notify
 from tenpo.kit import wire
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import DomainError, NotFound, Unavailable
@@ -227,6 +228,8 @@ class Messages:
         if row is None:
             return await store.by_dedupe(dedupe_key, template.key, channel)
         await store.add_links(message_id, links)
+        if row.status in (QUEUED, DEFERRED):
+            await notify(uow.session, MESSAGES)
         if row.status == SKIPPED:
             uow.add_event(
                 events.MessageSkipped(

@@ -9,6 +9,7 @@ from services.notification.domain import tracking
 from services.notification.domain.journeys import Condition
 from services.notification.domain.templates import Category, Channel
 from services.notification.store import JourneyStore, MessageStore, RecipientStore
+from services.notification.wakeup import JOURNEYS, notify
 from tenpo.kit import wire
 from tenpo.kit.db import Database
 from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
@@ -50,6 +51,7 @@ class Tracking:
                 await JourneyStore(uow.session).wake_waiting(
                     message_id, int(Condition.LAST_MESSAGE_OPENED)
                 )
+                await notify(uow.session, JOURNEYS)
             await uow.commit()
 
     async def clicked(self, token: str) -> str:
@@ -77,6 +79,7 @@ class Tracking:
             journeys = JourneyStore(uow.session)
             for condition in (Condition.LAST_MESSAGE_CLICKED, Condition.LAST_MESSAGE_OPENED):
                 await journeys.wake_waiting(message_id, int(condition))
+            await notify(uow.session, JOURNEYS)
             await uow.commit()
         return url
 
