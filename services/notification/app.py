@@ -88,13 +88,8 @@ async def build(
         tracking_secret=settings.tracking_secret.get_secret_value().encode(),
         shop_base_url=settings.shop_base_url.rstrip("/"),
     )
-    messages = Messages(
-        runtime.db,
-        recipients,
-        directory,
-        channel_providers or providers(settings),
-        policy,
-    )
+    channels = channel_providers or providers(settings)
+    messages = Messages(runtime.db, recipients, directory, channels, policy)
     journeys = Journeys(runtime.db, messages)
     tracking = Tracking(runtime.db, policy.tracking_secret)
     templates = Templates(runtime.db)
@@ -130,6 +125,10 @@ async def build(
     async def close() -> None:
         if isinstance(directory, GrpcCustomerDirectory):
             await directory.close()
+        if isinstance(channels.email, SmtpSender):
+            await channels.email.close()
+        if isinstance(channels.sms, TwilioSms):
+            await channels.sms.close()
 
     runtime.on_stop.append(close)
     runtime.parts.update(

@@ -37,7 +37,7 @@ class Listener:
         while True:
             connection = None
             try:
-                connection = await asyncpg.connect(self.dsn, timeout=10)
+                connection = await _connect(self.dsn)
                 for channel in self.events:
                     await connection.add_listener(channel, self._deliver)
                 # Anything committed while we were not listening is found by this round.
@@ -55,3 +55,19 @@ class Listener:
                 if connection is not None:
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=2)
+
+
+async def _connect(dsn: str) -> Any:
+    """A connection that is closed, not leaked, when the caller is cancelled while it is
+    being opened (a leaked one would hold the database open, e.g. against DROP DATABASE)."""
+    opening = asyncio.ensure_future(asyncpg.connect(dsn, timeout=10))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+
+        def close_when_open(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and task.exception() is None:
+                task.result().terminate()
+
+        opening.add_done_callback(close_when_open)
+        raise

@@ -50,6 +50,21 @@ MAX_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
+class _Outgoing:
+    """A claimed message, ready for its provider."""
+
+    row: Any
+    channel: td.Channel
+    to: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+    #: Columns to store once sent (the redacted rendering of a mail with a secret).
+    updates: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Providers:
     email: EmailSender
     sms: SmsSender
@@ -261,58 +276,79 @@ class Messages:
 
     async def deliver_due(self, limit: int) -> int:
         """Send one batch of due messages; returns how many were handled. The rows stay
-        locked while their provider call runs, so no other replica sends them too."""
+        locked while their provider calls run, so no other replica sends them too. Reads
+        and writes go one by one on the transaction's connection; the provider calls of the
+        batch run side by side (each provider bounds its own connections)."""
         async with self.db.unit_of_work() as uow:
             store = MessageStore(uow.session)
             rows = await store.claim_due(limit)
+            ready: list[_Outgoing] = []
             for row in rows:
-                await self._deliver(uow, store, row)
+                try:
+                    prepared = await self._prepare(uow, row)
+                except Exception as error:  # recorded per message, the batch goes on
+                    await self._record_failure(store, row, error)
+                    continue
+                if prepared is not None:
+                    ready.append(prepared)
+            outcomes = await asyncio.gather(
+                *(self._hand_over(o) for o in ready), return_exceptions=True
+            )
+            for outgoing, outcome in zip(ready, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    await self._record_failure(store, outgoing.row, outcome)
+                else:
+                    await self._record_sent(uow, store, outgoing, outcome)
             await uow.commit()
         return len(rows)
 
-    async def _deliver(self, uow: UnitOfWork, store: MessageStore, row: Any) -> None:
+    async def _prepare(self, uow: UnitOfWork, row: Any) -> _Outgoing | None:
+        """What to hand to the provider; None when a rule says the message goes no more."""
         channel = td.Channel(row.channel)
         if row.category == int(td.Category.MARKETING):
             # Consent and suppressions may have changed while the message waited.
             recipients = RecipientStore(uow.session)
             suppressed, _ = await recipients.suppression(channel, row.to_address)
             if suppressed or not await recipients.marketing_consent(row.customer_id, channel):
-                await store.update(
+                await MessageStore(uow.session).update(
                     row.id,
                     status=SKIPPED,
                     status_reason="SUPPRESSED" if suppressed else "NO_CONSENT",
                 )
-                return
-        try:
-            updates = await self._send(uow, row, channel)
-        except (ProviderUnavailable, Unavailable) as error:
-            # The provider, or the customer service issuing a mail's secret, is down.
-            attempts = row.attempts + 1
-            if attempts >= MAX_ATTEMPTS:
-                await store.update(row.id, status=FAILED, status_reason="PROVIDER_UNAVAILABLE")
-                return
-            log.warning(
-                "provider unavailable; message retried later",
-                extra={"message_id": str(row.id), "error": str(error), "attempt": attempts},
+                return None
+        if channel is td.Channel.PUSH:
+            raise DomainError("no push subscription is known", reason="UNREACHABLE")
+        updates: dict[str, Any] = {}
+        subject, text, html, to = row.subject, row.text_body, row.html_body, row.to_address
+        if row.mail_token_id:
+            subject, text, html, to, updates = await self._render_with_token(uow, row)
+        headers: dict[str, str] = {}
+        if channel is td.Channel.EMAIL and row.category == int(td.Category.MARKETING):
+            token = tracking.sign(self.policy.tracking_secret, tracking.UNSUBSCRIBE, row.id.bytes)
+            headers["List-Unsubscribe"] = f"<{self.policy.public_base_url}/v1/t/u/{token}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        return _Outgoing(row, channel, to, subject, text, html, headers, updates)
+
+    async def _hand_over(self, o: _Outgoing) -> str:
+        if o.channel is td.Channel.EMAIL:
+            return await self.providers.email.send(
+                OutgoingEmail(
+                    to=o.to, subject=o.subject, text=o.text, html=o.html, headers=o.headers
+                )
             )
-            await store.update(
-                row.id,
-                attempts=attempts,
-                scheduled_at=datetime.now(UTC) + timedelta(seconds=min(2**attempts, 300)),
-            )
-            return
-        except ProviderRejected as error:
-            log.info(
-                "provider rejected a message",
-                extra={"message_id": str(row.id), "error": str(error)},
-            )
-            await store.update(row.id, status=FAILED, status_reason="PROVIDER_REJECTED")
-            return
-        except DomainError as error:
-            await store.update(row.id, status=SKIPPED, status_reason=error.reason)
-            return
+        return await self.providers.sms.send(o.to, o.text)
+
+    async def _record_sent(
+        self, uow: UnitOfWork, store: MessageStore, o: _Outgoing, provider_id: str
+    ) -> None:
+        row = o.row
         sent = await store.update(
-            row.id, status=SENT, sent_at=datetime.now(UTC), data={}, **updates
+            row.id,
+            status=SENT,
+            sent_at=datetime.now(UTC),
+            data={},
+            provider_id=provider_id,
+            **o.updates,
         )
         uow.add_event(
             events.MessageSent(
@@ -325,28 +361,38 @@ class Messages:
             )
         )
 
-    async def _send(self, uow: UnitOfWork, row: Any, channel: td.Channel) -> dict[str, Any]:
-        """Hand the message to its provider; the columns to store."""
-        updates: dict[str, Any] = {}
-        subject, text, html, to = row.subject, row.text_body, row.html_body, row.to_address
-        if row.mail_token_id:
-            subject, text, html, to, updates = await self._render_with_token(uow, row)
-        if channel is td.Channel.EMAIL:
-            headers: dict[str, str] = {}
-            if row.category == int(td.Category.MARKETING):
-                token = tracking.sign(
-                    self.policy.tracking_secret, tracking.UNSUBSCRIBE, row.id.bytes
-                )
-                headers["List-Unsubscribe"] = f"<{self.policy.public_base_url}/v1/t/u/{token}>"
-                headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-            provider_id = await self.providers.email.send(
-                OutgoingEmail(to=to, subject=subject, text=text, html=html, headers=headers)
+    async def _record_failure(self, store: MessageStore, row: Any, error: BaseException) -> None:
+        if isinstance(error, ProviderRejected):
+            log.info(
+                "provider rejected a message",
+                extra={"message_id": str(row.id), "error": str(error)},
             )
-        elif channel is td.Channel.SMS:
-            provider_id = await self.providers.sms.send(to, text)
-        else:
-            raise DomainError("no push subscription is known", reason="UNREACHABLE")
-        return {**updates, "provider_id": provider_id}
+            await store.update(row.id, status=FAILED, status_reason="PROVIDER_REJECTED")
+            return
+        if isinstance(error, DomainError) and not isinstance(error, Unavailable):
+            await store.update(row.id, status=SKIPPED, status_reason=error.reason)
+            return
+        if not isinstance(error, ProviderUnavailable | Unavailable):
+            # A bug must not block the batch: this message is retried, the rest go on.
+            log.error(
+                "unexpected error delivering a message",
+                exc_info=error,
+                extra={"message_id": str(row.id)},
+            )
+        # The provider, or the customer service issuing a mail's secret, is down.
+        attempts = row.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            await store.update(row.id, status=FAILED, status_reason="PROVIDER_UNAVAILABLE")
+            return
+        log.warning(
+            "message retried later",
+            extra={"message_id": str(row.id), "error": str(error), "attempt": attempts},
+        )
+        await store.update(
+            row.id,
+            attempts=attempts,
+            scheduled_at=datetime.now(UTC) + timedelta(seconds=min(2**attempts, 300)),
+        )
 
     async def _render_with_token(
         self, uow: UnitOfWork, row: Any
