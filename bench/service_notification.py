@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
 import secrets
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from bench.harness import Measurement, Report, free_port
 from services.notification.app import build, definition
@@ -153,6 +156,8 @@ async def _run(report: Report, duration: float, root: Path) -> None:
                             f"p99 {measured.percentile(99):.1f} ms (goal p99 <= 50 ms), "
                             f"{lost} not delivered"
                         )
+                        # The machine's load says how far to trust the numbers.
+                        report.note(f"load average during the run: {os.getloadavg()[0]:.1f}")
             finally:
                 await bus.close()
     finally:
