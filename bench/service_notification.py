@@ -22,8 +22,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bench.harness import Measurement, Report, free_port
 from services.notification.app import build, definition
 from services.notification.config import NotificationSettings
