@@ -103,6 +103,8 @@ messages = sa.Table(
     sa.Column("segments", sa.SmallInteger, nullable=False, server_default="0"),
     # Template variables, kept until sent (a mail rendered at send time needs them).
     sa.Column("data", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # The trace of the event that caused it (W3C headers), continued when it is handled.
+    sa.Column("trace", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     # A mail whose link secret the customer service issues at send time (IssueMailToken).
     sa.Column("mail_token_id", sa.Text, nullable=False, server_default=""),
     sa.Column("journey_id", pg.UUID(as_uuid=True)),
@@ -168,6 +170,8 @@ journey_runs = sa.Table(
     sa.Column("last_message_id", pg.UUID(as_uuid=True)),
     sa.Column("status", sa.Text, nullable=False),  # active | completed | exited
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    # The trace of the event that caused it (W3C headers), continued when it is handled.
+    sa.Column("trace", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     *_times(),
     sa.UniqueConstraint("journey_id", "trigger_event_id"),
     sa.Index("ix_journey_runs_due", "due_at", postgresql_where=sa.text("status = 'active'")),

@@ -480,6 +480,7 @@ class Run:
     waiting_for: int
     last_message_id: uuid.UUID | None
     created_at: datetime
+    trace: dict[str, str]
 
 
 class JourneyStore:
@@ -534,7 +535,11 @@ class JourneyStore:
         return [_journey(r) for r in rows.all()]
 
     async def start_run(
-        self, journey: jd.Journey, customer_id: uuid.UUID, trigger_event_id: str
+        self,
+        journey: jd.Journey,
+        customer_id: uuid.UUID,
+        trigger_event_id: str,
+        trace: dict[str, str] | None = None,
     ) -> bool:
         """False when this event already started this journey (dedupe)."""
         row = (
@@ -548,6 +553,7 @@ class JourneyStore:
                     step_id=journey.steps[0].id,
                     status="active",
                     due_at=sa.func.now(),
+                    trace=trace,
                 )
                 .on_conflict_do_nothing()
                 .returning(m.journey_runs.c.id)
@@ -576,6 +582,7 @@ class JourneyStore:
                 r.waiting_for,
                 r.last_message_id,
                 r.created_at,
+                dict(r.trace),
             )
             for r in rows.all()
         ]

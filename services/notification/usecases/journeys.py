@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from services.notification.domain import journeys as jd
 from services.notification.store import SKIPPED, JourneyStore, MessageStore, RecipientStore, Run
+from services.notification.tracing import continued_trace, current_trace
 from services.notification.usecases.messages import Messages
 from services.notification.wakeup import JOURNEYS, notify
 from tenpo.kit.db import Database, UnitOfWork
@@ -118,7 +119,7 @@ class Journeys:
         store = JourneyStore(uow.session)
         await store.record_exit(customer_id, event_type, occurred_at or datetime.now(UTC))
         for journey in await store.triggered_by(event_type):
-            if await store.start_run(journey, customer_id, event_id):
+            if await store.start_run(journey, customer_id, event_id, current_trace()):
                 await notify(uow.session, JOURNEYS)
 
     async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
@@ -130,7 +131,9 @@ class Journeys:
             store = JourneyStore(uow.session)
             runs = await store.claim_due(limit)
             for run in runs:
-                await self._advance(uow, store, run)
+                # The trace of the event that started the run goes on through its steps.
+                with continued_trace("journey step", run.trace):
+                    await self._advance(uow, store, run)
             await uow.commit()
         if runs:
             self.messages.queued.set()

@@ -36,6 +36,7 @@ from services.notification.store import (
     RecipientStore,
     TemplateStore,
 )
+from services.notification.tracing import continued_trace, current_trace
 from services.notification.usecases.recipients import Recipients
 from services.notification.wakeup import MESSAGES, notify
 from tenpo.kit import wire
@@ -220,6 +221,7 @@ class Messages:
             "mail_token_id": mail_token_id,
             "journey_id": journey_id,
             "scheduled_at": now,
+            "trace": current_trace(),
         }
         links: list[str] = []
         if decision.outcome is rules.Outcome.SKIP:
@@ -330,13 +332,15 @@ class Messages:
         return _Outgoing(row, channel, to, subject, text, html, headers, updates)
 
     async def _hand_over(self, o: _Outgoing) -> str:
-        if o.channel is td.Channel.EMAIL:
-            return await self.providers.email.send(
-                OutgoingEmail(
-                    to=o.to, subject=o.subject, text=o.text, html=o.html, headers=o.headers
+        # The trace of the event that caused the message continues into the provider call.
+        with continued_trace(f"send {o.channel.name.lower()}", o.row.trace):
+            if o.channel is td.Channel.EMAIL:
+                return await self.providers.email.send(
+                    OutgoingEmail(
+                        to=o.to, subject=o.subject, text=o.text, html=o.html, headers=o.headers
+                    )
                 )
-            )
-        return await self.providers.sms.send(o.to, o.text)
+            return await self.providers.sms.send(o.to, o.text)
 
     async def _record_sent(
         self, uow: UnitOfWork, store: MessageStore, o: _Outgoing, provider_id: str

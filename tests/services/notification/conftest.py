@@ -108,6 +108,8 @@ class Harness:
     directory: FakeDirectory
     sms: RecordingSms
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Replaces the SMTP sender (to look inside the provider call).
+    email: Any = None
 
     def settings(self, **overrides: Any) -> NotificationSettings:
         values: dict[str, Any] = {
@@ -129,7 +131,9 @@ class Harness:
 
     def definition(self) -> Any:
         settings = self.settings()
-        email = SmtpSender(host="127.0.0.1", port=self.catcher.port, sender=settings.mail_from)
+        email = self.email or SmtpSender(
+            host="127.0.0.1", port=self.catcher.port, sender=settings.mail_from
+        )
         providers = Providers(email=email, sms=self.sms, push=PushSink())
         return dataclasses.replace(
             definition,

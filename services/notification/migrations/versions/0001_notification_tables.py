@@ -99,6 +99,12 @@ def upgrade() -> None:
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
         ),
+        sa.Column(
+            "trace",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.Column("mail_token_id", sa.Text(), server_default="", nullable=False),
         sa.Column("journey_id", sa.UUID(), nullable=True),
         sa.Column("attempts", sa.SmallInteger(), server_default="0", nullable=False),
@@ -207,6 +213,12 @@ def upgrade() -> None:
         sa.Column("last_message_id", sa.UUID(), nullable=True),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "trace",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'{}'::jsonb"),
+            nullable=False,
+        ),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
