@@ -107,6 +107,8 @@ def runner_env() -> Iterator[dict[str, str]]:
             "TENPO_POSTGRES_PORT": str(free_port()),
             "TENPO_NATS_PORT": str(free_port()),
             "TENPO_NATS_MONITOR_PORT": str(free_port()),
+            # The mail catcher of the notification service, off the default 1025.
+            "TENPO_SMTP_PORT": str(free_port()),
         }
         yield env
         # A test that failed half-way (an assertion, a timeout) leaves its runner running:

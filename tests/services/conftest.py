@@ -3,6 +3,7 @@ services on ephemeral ports against the session's PostgreSQL and NATS."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,21 @@ from tests.conftest import scratch_dir
 
 ISSUER = "https://auth.test.tenpo"
 AUDIENCE = "tenpo"
+
+
+def _register_generated_protos() -> None:
+    """Import every generated module before any test module loads: the gateway's tests add
+    the descriptor set's copies of the files to the default pool at import, and the pool then
+    refuses the generated module's (differing) copy of a file not imported before."""
+    from tenpo.common.v1 import common_pb2
+
+    generated = Path(common_pb2.__file__).parents[2]
+    for module in sorted(generated.glob("*/v1/*_pb2.py")):
+        relative = module.relative_to(generated.parent).with_suffix("")
+        importlib.import_module(".".join(relative.parts))
+
+
+_register_generated_protos()
 
 
 @pytest.fixture(scope="session")

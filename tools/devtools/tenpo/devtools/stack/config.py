@@ -16,6 +16,8 @@ DEFAULT_NATS_PORT = 4222
 DEFAULT_NATS_MONITOR_PORT = 8222
 DEFAULT_PORT_BASE = 50050
 DEFAULT_GATEWAY_HTTP_PORT = 8080
+#: The mail catcher (a real SMTP server) the notification service sends to.
+DEFAULT_SMTP_PORT = 1025
 DEFAULT_START_TIMEOUT = 120.0
 
 #: gRPC port of each known service, as an offset from the port base (50050).
@@ -67,6 +69,7 @@ class StackConfig:
     postgres_port: int = DEFAULT_POSTGRES_PORT
     nats_port: int = DEFAULT_NATS_PORT
     nats_monitor_port: int | None = DEFAULT_NATS_MONITOR_PORT
+    smtp_port: int = DEFAULT_SMTP_PORT
     #: Set when TENPO_NATS_URL points at a NATS we do not run.
     external_nats_url: str | None = None
     #: Set when TENPO_POSTGRES_ADMIN_URL points at a PostgreSQL we do not run.
@@ -83,6 +86,10 @@ class StackConfig:
     @property
     def nats_dir(self) -> Path:
         return self.data_dir / "nats"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
 
     @property
     def logs_dir(self) -> Path:
@@ -135,6 +142,7 @@ class StackConfig:
             postgres_port=_int(env, "TENPO_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
             nats_port=_int(env, "TENPO_NATS_PORT", DEFAULT_NATS_PORT),
             nats_monitor_port=monitor_port or None,
+            smtp_port=_int(env, "TENPO_SMTP_PORT", DEFAULT_SMTP_PORT),
             external_nats_url=env.get("TENPO_NATS_URL") or None,
             external_postgres_admin_url=env.get("TENPO_POSTGRES_ADMIN_URL") or None,
             database_urls=database_urls,

@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tenpo.devtools import keys as devkeys
+from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.config import ConfigError, ServiceSpec, StackConfig
 from tenpo.devtools.stack.nats import EmbeddedNats, NatsError
 from tenpo.devtools.stack.net import port_in_use, url_host
@@ -44,7 +45,12 @@ STAFF_TOKEN_SCOPES = (
     "carts:read",
     "carts:write",
     "promotions:write",
+    "notifications:read",
+    "notifications:write",
+    "notifications:send",
 )
+#: What the notification service may ask of the customer service (contacts, mail secrets).
+NOTIFICATION_TOKEN_SCOPES = ("customers:read", "mail:send")
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
 SERVICE_STOP_GRACE = 15.0
@@ -224,6 +230,9 @@ class DevStack:
         self.database_urls: dict[str, str] = dict(config.database_urls)
         self.auth_env: dict[str, str] = {}
         self.staff_token: str | None = None
+        #: Extra environment per service (the notification service's token and SMTP port).
+        self.extra_env: dict[str, dict[str, str]] = {}
+        self.mail_catcher: MailCatcher | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.issuer = os.environ.get("TENPO_AUTH_ISSUER") or str(
             ServiceSettings.model_fields["auth_issuer"].default
@@ -303,8 +312,40 @@ class DevStack:
                 ttl=STAFF_TOKEN_TTL,
             )
             _write_private(self.config.token_file, self.staff_token + "\n")
+            if any(s.name == "notification" for s in self.services):
+                # A service token of the notification service for the customer service:
+                # in production it signs in with client credentials instead.
+                notification_token = devkeys.mint_token(
+                    keys.private_key_pem,
+                    keys.kid,
+                    subject="notification",
+                    kind="service",
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    scopes=NOTIFICATION_TOKEN_SCOPES,
+                    ttl=STAFF_TOKEN_TTL,
+                )
+                self.extra_env.setdefault("notification", {})["NOTIFICATION_CUSTOMER_TOKEN"] = (
+                    notification_token
+                )
             outcome.status = "done"
             outcome.detail = _display(self.config.keys_dir)
+
+    def start_mail_catcher(self) -> None:
+        """A real SMTP server that accepts every mail the notification service sends and
+        keeps it as an .eml file (the messages are also listed by ListMessages)."""
+        if not any(s.name == "notification" for s in self.services):
+            return
+        cfg = self.config
+        with self.progress.step("mail catcher") as outcome:
+            if port_in_use(cfg.host, cfg.smtp_port):
+                raise StackError(
+                    f"port {cfg.smtp_port} (mail catcher) is in use; set TENPO_SMTP_PORT"
+                )
+            self.mail_catcher = MailCatcher(cfg.host, cfg.smtp_port, cfg.mail_dir)
+            self.mail_catcher.start()
+            outcome.detail = f"smtp {cfg.host}:{cfg.smtp_port} -> {_display(cfg.mail_dir)}"
+        self.extra_env.setdefault("notification", {})["NOTIFICATION_SMTP_PORT"] = str(cfg.smtp_port)
 
     def run_service_command(self, spec: ServiceSpec, command: str) -> None:
         """``python -m services.<name> <command>`` to completion, output to its log."""
@@ -440,6 +481,14 @@ class DevStack:
             env[f"{prefix}DATABASE_URL"] = self.database_urls[spec.name]
         if spec.http_port is not None:
             env[f"{prefix}HTTP_PORT"] = str(spec.http_port)
+        gateway = next((s for s in self.services if s.name == "gateway"), None)
+        if spec.name == "notification" and gateway is not None and gateway.http_port:
+            # Tracking links and pixels point at the gateway's public routes.
+            env.setdefault(
+                "NOTIFICATION_PUBLIC_BASE_URL",
+                f"http://{url_host(self.config.host)}:{gateway.http_port}",
+            )
+        env.update(self.extra_env.get(spec.name, {}))
         return env
 
     @contextlib.contextmanager
@@ -468,6 +517,9 @@ class DevStack:
             rows.append(("nats", address, _display(self.nats.log_file)))
         else:
             rows.append(("nats", _redact(self.nats_url), "(external)"))
+        if self.mail_catcher is not None:
+            address = f"smtp {cfg.host}:{cfg.smtp_port}"
+            rows.append(("mail catcher", address, _display(cfg.mail_dir) + "/*.eml"))
         for spec in self.services:
             address = f"grpc {cfg.host}:{spec.grpc_port}"
             if spec.http_port is not None:
@@ -507,6 +559,10 @@ class DevStack:
             with self._best_effort("stop services"):
                 stop_all(list(self.processes.values()), SERVICE_STOP_GRACE)
                 self.processes.clear()
+        if self.mail_catcher is not None:
+            with self._best_effort("stop mail catcher"):
+                self.mail_catcher.stop()
+                self.mail_catcher = None
         if self.nats is not None:
             with self._best_effort("stop nats"):
                 self.nats.stop()
@@ -631,6 +687,7 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
             stack.ensure_databases()
             stack.start_nats()
             stack.ensure_keys()
+            stack.start_mail_catcher()
             for spec in stack.services:
                 if spec.has_database:
                     stack.run_service_command(spec, "migrate")

@@ -1,0 +1,153 @@
+"""Notification wiring: providers, use cases, servicer, customer consumers, the sender and
+the journey runner, seed."""
+
+from __future__ import annotations
+
+import logging
+from datetime import time, timedelta
+from pathlib import Path
+
+from services.notification.config import NotificationSettings
+from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
+from services.notification.domain.rules import QuietHours
+from services.notification.providers.push import PushSink, WebPush
+from services.notification.providers.sms import SmsSink, TwilioSms
+from services.notification.providers.smtp import SmtpSender
+from services.notification.servicer import NotificationServicer
+from services.notification.subscribers import mail_tokens
+from services.notification.subscribers.customer import customer_subscription
+from services.notification.usecases.journeys import Journeys
+from services.notification.usecases.messages import Messages, Policy, Providers
+from services.notification.usecases.recipients import Recipients
+from services.notification.usecases.templates import Templates
+from services.notification.usecases.tracking import Tracking
+from services.notification.wakeup import JOURNEYS, MESSAGES, Listener
+from tenpo.kit.server import Runtime, ServiceDefinition
+from tenpo.notification.v1 import notification_service_pb2, notification_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).with_name("migrations")
+SERVICE_NAME = notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name
+
+
+def providers(settings: NotificationSettings) -> Providers:
+    sms: SmsSink | TwilioSms = SmsSink()
+    if settings.sms_provider == "twilio":
+        sms = TwilioSms(
+            base_url=settings.twilio_base_url,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            sender=settings.twilio_from,
+            timeout_seconds=settings.outgoing_timeout_seconds,
+        )
+    push: PushSink | WebPush = PushSink()
+    if settings.push_provider == "webpush":
+        push = WebPush(
+            vapid_private_key=settings.vapid_private_key.get_secret_value(),
+            subject=settings.vapid_subject,
+            timeout_seconds=settings.outgoing_timeout_seconds,
+        )
+    email = SmtpSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.mail_from,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        use_tls=settings.smtp_use_tls,
+        start_tls=settings.smtp_start_tls,
+        timeout_seconds=settings.smtp_timeout_seconds,
+    )
+    return Providers(email=email, sms=sms, push=push)
+
+
+def _time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+async def build(
+    runtime: Runtime[NotificationSettings],
+    *,
+    directory: CustomerDirectory | None = None,
+    channel_providers: Providers | None = None,
+) -> None:
+    """Wire the service; tests and benchmarks hand in their own customer directory and
+    providers."""
+    settings = runtime.settings
+    directory = directory or GrpcCustomerDirectory(
+        settings.customer_target,
+        settings.customer_token.get_secret_value(),
+        settings.outgoing_timeout_seconds,
+    )
+    recipients = Recipients(runtime.db, directory, settings.default_time_zone)
+    policy = Policy(
+        quiet_hours=QuietHours(_time(settings.quiet_hours_start), _time(settings.quiet_hours_end)),
+        daily_cap=settings.daily_marketing_cap,
+        default_time_zone=settings.default_time_zone,
+        public_base_url=settings.public_base_url.rstrip("/"),
+        tracking_secret=settings.tracking_secret.get_secret_value().encode(),
+        shop_base_url=settings.shop_base_url.rstrip("/"),
+    )
+    channels = channel_providers or providers(settings)
+    messages = Messages(runtime.db, recipients, directory, channels, policy)
+    journeys = Journeys(runtime.db, messages)
+    tracking = Tracking(runtime.db, policy.tracking_secret)
+    templates = Templates(runtime.db)
+    runtime.add_servicer(
+        notification_service_pb2_grpc.add_NotificationServiceServicer_to_server,
+        NotificationServicer(
+            templates, messages, recipients, journeys, tracking, runtime.page_tokens
+        ),
+        SERVICE_NAME,
+    )
+    runtime.subscribe(customer_subscription(recipients, journeys, settings.customer_consumer))
+    if mail_tokens.CONTRACT_READY:
+        runtime.subscribe(
+            mail_tokens.mail_subscription(
+                recipients, messages, journeys, f"{settings.customer_consumer}-mail"
+            )
+        )
+    else:
+        log.warning(
+            "the customer service's id-only events are not in this build: registration and "
+            "account mails are not consumed"
+        )
+
+    async def deliver() -> None:
+        await messages.run_delivery(settings.delivery_poll_seconds, settings.delivery_batch_size)
+
+    async def advance_journeys() -> None:
+        await journeys.run(settings.journey_poll_seconds, settings.journey_batch_size)
+
+    listener = Listener(settings.database_url, {MESSAGES: messages.queued, JOURNEYS: journeys.due})
+    runtime.background.extend([listener.run, deliver, advance_journeys])
+
+    async def close() -> None:
+        if isinstance(directory, GrpcCustomerDirectory):
+            await directory.close()
+        if isinstance(channels.email, SmtpSender):
+            await channels.email.close()
+        if isinstance(channels.sms, TwilioSms):
+            await channels.sms.close()
+
+    runtime.on_stop.append(close)
+    runtime.parts.update(
+        messages=messages, journeys=journeys, recipients=recipients, tracking=tracking
+    )
+
+
+async def seed(runtime: Runtime[NotificationSettings]) -> None:
+    from services.notification.seed import seed_defaults
+
+    await seed_defaults(
+        runtime.db, timedelta(seconds=runtime.settings.welcome_reminder_after_seconds)
+    )
+
+
+definition = ServiceDefinition(
+    name="notification",
+    settings_type=NotificationSettings,
+    build=build,
+    migrations=MIGRATIONS,
+    seed=seed,
+)

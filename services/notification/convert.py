@@ -1,0 +1,185 @@
+"""Proto ⇄ domain translation of the notification service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct
+
+from services.notification.domain import journeys as jd
+from services.notification.domain import templates as td
+from tenpo.kit import wire
+from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.notification.v1 import resources_pb2 as pb
+
+
+def _enum(value: int, enum: Any, path: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"{path} is required",
+            reason="FIELD_INVALID",
+            field_violations=[FieldViolation(path, f"one of {[e.name for e in enum]}")],
+        ) from None
+
+
+def struct_dict(value: Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(value)
+
+
+def channel(value: int, path: str) -> td.Channel:
+    found: td.Channel = _enum(value, td.Channel, path)
+    return found
+
+
+def template_from_pb(t: pb.Template) -> td.Template:
+    return td.Template(
+        key=t.key,
+        channel=channel(t.channel, "template.channel"),
+        language=t.language,
+        category=_enum(t.category, td.Category, "template.category"),
+        subject=t.subject,
+        text_body=t.text_body,
+        html_body=t.html_body,
+        segment_budget=t.segment_budget,
+        cap_policy=_enum(t.cap_policy or 1, td.CapPolicy, "template.cap_policy"),
+        sample_data=struct_dict(t.sample_data),
+    )
+
+
+def template(t: td.Template) -> pb.Template:
+    sample = Struct()
+    sample.update(t.sample_data)
+    return pb.Template(
+        id=str(t.id),
+        key=t.key,
+        channel=int(t.channel),  # type: ignore[arg-type]
+        language=t.language,
+        version=t.version,
+        category=int(t.category),  # type: ignore[arg-type]
+        subject=t.subject,
+        text_body=t.text_body,
+        html_body=t.html_body,
+        segment_budget=t.segment_budget,
+        cap_policy=int(t.cap_policy),  # type: ignore[arg-type]
+        sample_data=sample,
+        create_time=wire.timestamp(t.created_at),
+        update_time=wire.timestamp(t.updated_at),
+    )
+
+
+def _duration(d: Duration, path: str) -> Any:
+    if d.seconds < 0 or not 0 <= d.nanos < 1_000_000_000:
+        raise InvalidArgument(
+            f"{path} is invalid",
+            reason="FIELD_INVALID",
+            field_violations=[FieldViolation(path, "a positive duration")],
+        )
+    return d.ToTimedelta()
+
+
+def journey_from_pb(j: pb.Journey) -> jd.Journey:
+    steps: list[jd.Step] = []
+    for i, s in enumerate(j.steps):
+        path = f"journey.steps[{i}]"
+        kind = s.WhichOneof("kind")
+        action: jd.Send | jd.Wait | jd.Branch
+        if kind == "send":
+            action = jd.Send(
+                s.send.template_key,
+                channel(s.send.channel, f"{path}.send.channel"),
+                s.send.on_unreachable == pb.UNREACHABLE_POLICY_EXIT,
+            )
+        elif kind == "wait":
+            action = jd.Wait(
+                _duration(s.wait.duration, f"{path}.wait.duration"),
+                _enum(s.wait.until, jd.Condition, f"{path}.wait.until"),
+            )
+        elif kind == "branch":
+            action = jd.Branch(
+                _enum(s.branch.condition, jd.Condition, f"{path}.branch.condition"),
+                s.branch.if_true,
+                s.branch.if_false,
+                td.Channel(s.branch.channel) if s.branch.channel in (1, 2, 3) else None,
+            )
+        else:
+            raise InvalidArgument(
+                "a step needs send, wait or branch",
+                reason="JOURNEY_INVALID",
+                field_violations=[FieldViolation(path, "send, wait or branch")],
+            )
+        steps.append(jd.Step(s.id, action))
+    return jd.Journey(
+        display_name=j.display_name,
+        trigger_event=j.trigger_event,
+        steps=tuple(steps),
+        exit_events=tuple(j.exit_events),
+    )
+
+
+def journey(j: jd.Journey) -> pb.Journey:
+    out = pb.Journey(
+        id=str(j.id),
+        display_name=j.display_name,
+        trigger_event=j.trigger_event,
+        exit_events=list(j.exit_events),
+        state=int(j.state),  # type: ignore[arg-type]
+        version=j.version,
+        create_time=wire.timestamp(j.created_at),
+        update_time=wire.timestamp(j.updated_at),
+    )
+    for s in j.steps:
+        step = out.steps.add(id=s.id)
+        a = s.action
+        if isinstance(a, jd.Send):
+            step.send.template_key = a.template_key
+            step.send.channel = int(a.channel)  # type: ignore[assignment]
+            step.send.on_unreachable = (
+                pb.UNREACHABLE_POLICY_EXIT if a.exit_if_unreachable else pb.UNREACHABLE_POLICY_SKIP
+            )
+        elif isinstance(a, jd.Wait):
+            step.wait.duration.FromTimedelta(a.duration)
+            step.wait.until = int(a.until)  # type: ignore[assignment]
+        else:
+            step.branch.condition = int(a.condition)  # type: ignore[assignment]
+            step.branch.if_true = a.if_true
+            step.branch.if_false = a.if_false
+            step.branch.channel = int(a.channel) if a.channel else 0  # type: ignore[assignment]
+    return out
+
+
+def suppression(row: Any) -> pb.Suppression:
+    return pb.Suppression(
+        channel=row.channel,
+        address=row.address,
+        reason=row.reason,
+        marketing_only=row.marketing_only,
+        create_time=wire.timestamp(row.created_at),
+    )
+
+
+def message(row: Any) -> pb.Message:
+    return pb.Message(
+        id=str(row.id),
+        customer_id=str(row.customer_id or ""),
+        template_key=row.template_key,
+        template_version=row.template_version,
+        channel=row.channel,
+        category=row.category,
+        status=row.status,
+        status_reason=row.status_reason,
+        to_address=row.to_address,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        segments=row.segments,
+        create_time=wire.timestamp(row.created_at),
+        scheduled_time=wire.timestamp(row.scheduled_at),
+        send_time=wire.timestamp(row.sent_at),
+        open_time=wire.timestamp(row.opened_at),
+        click_time=wire.timestamp(row.clicked_at),
+        journey_id=str(row.journey_id or ""),
+    )

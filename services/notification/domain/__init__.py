@@ -1,0 +1,1 @@
+"""Notification domain: pure rules of templates, SMS segments, sending rules and journeys."""

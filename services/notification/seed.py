@@ -1,0 +1,139 @@
+"""Default templates and journeys: the account mails, the welcome journey (welcome mail;
+an SMS reminder when it stays unopened), a demo offer. Seeding twice changes nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from services.notification import models as m
+from services.notification.domain import journeys as jd
+from services.notification.domain.templates import CapPolicy, Category, Channel, Template
+from services.notification.store import JourneyStore, TemplateStore
+from tenpo.kit.db import Database
+
+E, S = Channel.EMAIL, Channel.SMS
+T, M = Category.TRANSACTIONAL, Category.MARKETING
+_ACCOUNT_LINK = "{{{{ shop_url }}}}/account/{path}?token={{{{ token }}}}"
+
+
+def default_templates() -> list[Template]:
+    out = [
+        Template(
+            "welcome",
+            E,
+            "ja",
+            T,
+            subject="{{ name or 'お客様' }}、Tenpoへようこそ",
+            text_body="ご登録ありがとうございます。\n{{ shop_url }} でお買い物をお楽しみください。",
+            html_body="<html><body><p>ご登録ありがとうございます。</p>"
+            '<p><a href="{{ shop_url }}">ショップへ</a></p></body></html>',
+            sample_data={"name": "花子", "shop_url": "https://shop.example"},
+        ),
+        Template(
+            "welcome",
+            E,
+            "en",
+            T,
+            subject="Welcome to Tenpo{% if name %}, {{ name }}{% endif %}",
+            text_body="Thank you for registering.\nShop at {{ shop_url }}.",
+            html_body="<html><body><p>Thank you for registering.</p>"
+            '<p><a href="{{ shop_url }}">Visit the shop</a></p></body></html>',
+            sample_data={"name": "Hanako", "shop_url": "https://shop.example"},
+        ),
+        Template(
+            "welcome_reminder",
+            S,
+            "ja",
+            M,
+            text_body="Tenpo: ようこそメールをお送りしました。特典をご確認ください。",
+            segment_budget=1,
+            cap_policy=CapPolicy.DEFER,
+        ),
+        Template(
+            "welcome_reminder",
+            S,
+            "en",
+            M,
+            text_body="Tenpo: we sent you a welcome mail with a gift. Check your inbox!",
+            segment_budget=1,
+            cap_policy=CapPolicy.DEFER,
+        ),
+        Template(
+            "offer",
+            E,
+            "ja",
+            M,
+            subject="今週のおすすめ",
+            text_body="今週のおすすめ商品をご覧ください: {{ shop_url }}",
+            html_body='<html><body><a href="{{ shop_url }}/offers">おすすめを見る</a>'
+            "</body></html>",
+            sample_data={"shop_url": "https://shop.example"},
+        ),
+        Template(
+            "order_confirmation",
+            S,
+            "ja",
+            T,
+            text_body="Tenpo: ご注文{{ order_number }}を承りました。",
+            segment_budget=1,
+            sample_data={"order_number": "A-1001"},
+        ),
+    ]
+    for key, path, ja, en in (
+        ("account.verify_email", "verify-email", "メールアドレスの確認", "Confirm your e-mail"),
+        ("account.password_reset", "reset-password", "パスワードの再設定", "Reset your password"),
+        ("account.confirm_consent", "confirm-consent", "配信の確認", "Confirm your subscription"),
+    ):
+        link = _ACCOUNT_LINK.format(path=path)
+        for language, subject in (("ja", ja), ("en", en)):
+            out.append(
+                Template(
+                    key,
+                    E,
+                    language,
+                    T,
+                    subject=f"Tenpo: {subject}",
+                    text_body=f"{subject}: {link}",
+                    html_body=f'<html><body><p><a href="{link}">{subject}</a></p></body></html>',
+                    sample_data={"token": "sample", "shop_url": "https://shop.example", "name": ""},
+                )
+            )
+    return out
+
+
+def welcome_journey(reminder_after: timedelta) -> jd.Journey:
+    """The seeds' welcome: a mail, then an SMS reminder if the mail is still unopened after
+    ``reminder_after`` (24 hours by default; tests use seconds)."""
+    return jd.Journey(
+        display_name="Welcome",
+        trigger_event="tenpo.customer.v1.CustomerRegistered",
+        steps=(
+            jd.Step("welcome-mail", jd.Send("welcome", Channel.EMAIL)),
+            jd.Step(
+                "wait-for-open",
+                jd.Wait(reminder_after, until=jd.Condition.LAST_MESSAGE_OPENED),
+            ),
+            jd.Step(
+                "opened?",
+                jd.Branch(jd.Condition.LAST_MESSAGE_OPENED, if_true=jd.EXIT),
+            ),
+            jd.Step("reminder-sms", jd.Send("welcome_reminder", Channel.SMS)),
+        ),
+    )
+
+
+async def seed_defaults(db: Database, reminder_after: timedelta) -> None:
+    async with db.unit_of_work() as uow:
+        store = TemplateStore(uow.session)
+        for template in default_templates():
+            await store.insert(template)
+        exists = (
+            await uow.session.execute(
+                sa.select(m.journeys.c.id).where(m.journeys.c.display_name == "Welcome")
+            )
+        ).first()
+        if exists is None:
+            await JourneyStore(uow.session).insert(jd.validate(welcome_journey(reminder_after)))
+        await uow.commit()

@@ -1,0 +1,241 @@
+"""Journey use cases: definitions (create, update, pause, resume), entries by trigger
+event, exits by exit event, and the runner that advances due runs. A run's timer is its
+``due_at`` row: any replica claims due runs with SKIP LOCKED, so a restart loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
+from services.notification.domain import journeys as jd
+from services.notification.store import SKIPPED, JourneyStore, MessageStore, RecipientStore, Run
+from services.notification.tracing import continued_trace, current_trace
+from services.notification.usecases.messages import Messages
+from services.notification.wakeup import JOURNEYS, notify
+from tenpo.kit.db import Database, UnitOfWork
+from tenpo.kit.errors import NotFound
+from tenpo.kit.idempotency import idempotent
+
+log = logging.getLogger(__name__)
+UPDATABLE = ("display_name", "trigger_event", "steps", "exit_events")
+#: Steps one run may take in one round (send, branch, ...) before it yields.
+MAX_STEPS_PER_ROUND = 20
+PAUSED_RECHECK = timedelta(seconds=30)
+
+
+def _not_found() -> NotFound:
+    return NotFound("no such journey", reason="JOURNEY_NOT_FOUND")
+
+
+class Journeys:
+    def __init__(self, db: Database, messages: Messages) -> None:
+        self.db = db
+        self.messages = messages
+        self.due = asyncio.Event()
+
+    async def create(
+        self, caller: str, journey: jd.Journey, *, request_id: str, request: Message
+    ) -> jd.Journey:
+        """A new, active journey; a retried request_id answers the same one."""
+        jd.validate(journey)
+        async with self.db.unit_of_work() as uow:
+            store = JourneyStore(uow.session)
+
+            async def create() -> wrappers_pb2.StringValue:
+                created = await store.insert(
+                    dataclasses.replace(
+                        journey, id=uuid.uuid4(), version=1, state=jd.JourneyState.ACTIVE
+                    )
+                )
+                return wrappers_pb2.StringValue(value=str(created.id))
+
+            created_id = await idempotent(
+                uow,
+                scope=f"CreateJourney:{caller}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=create,
+            )
+            found = await store.get(uuid.UUID(created_id.value))
+            await uow.commit()
+        if found is None:
+            raise _not_found()
+        return found
+
+    async def update(
+        self, journey_id: uuid.UUID, changes: jd.Journey, paths: Sequence[str]
+    ) -> jd.Journey:
+        async with self.db.unit_of_work() as uow:
+            store = JourneyStore(uow.session)
+            current = await store.get(journey_id, for_update=True)
+            if current is None:
+                raise _not_found()
+            updated = dataclasses.replace(
+                current, **{p: getattr(changes, p) for p in paths}, version=current.version + 1
+            )
+            saved = await store.update(jd.validate(updated))
+            await uow.commit()
+        return saved
+
+    async def set_state(self, journey_id: uuid.UUID, state: jd.JourneyState) -> jd.Journey:
+        async with self.db.unit_of_work() as uow:
+            store = JourneyStore(uow.session)
+            current = await store.get(journey_id, for_update=True)
+            if current is None:
+                raise _not_found()
+            saved = await store.update(dataclasses.replace(current, state=state))
+            await uow.commit()
+        return saved
+
+    async def get(self, journey_id: uuid.UUID) -> jd.Journey:
+        async with self.db.unit_of_work() as uow:
+            found = await JourneyStore(uow.session).get(journey_id)
+        if found is None:
+            raise _not_found()
+        return found
+
+    async def list(self, after: tuple[datetime, str] | None, limit: int) -> list[jd.Journey]:
+        async with self.db.unit_of_work() as uow:
+            return await JourneyStore(uow.session).list_page(after, limit)
+
+    async def on_event(
+        self,
+        uow: UnitOfWork,
+        event_type: str,
+        customer_id: uuid.UUID,
+        event_id: str,
+        occurred_at: datetime | None,
+    ) -> None:
+        """An event of a customer: it may end running journeys and start new ones."""
+        store = JourneyStore(uow.session)
+        await store.record_exit(customer_id, event_type, occurred_at or datetime.now(UTC))
+        for journey in await store.triggered_by(event_type):
+            if await store.start_run(journey, customer_id, event_id, current_trace()):
+                await notify(uow.session, JOURNEYS)
+
+    async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
+        """An erased customer leaves every journey."""
+        await JourneyStore(uow.session).end_runs_of(customer_id)
+
+    async def advance_due(self, limit: int) -> int:
+        async with self.db.unit_of_work() as uow:
+            store = JourneyStore(uow.session)
+            runs = await store.claim_due(limit)
+            for run in runs:
+                # The trace of the event that started the run goes on through its steps.
+                with continued_trace("journey step", run.trace):
+                    await self._advance(uow, store, run)
+            await uow.commit()
+        if runs:
+            self.messages.queued.set()
+        return len(runs)
+
+    async def _advance(self, uow: UnitOfWork, store: JourneyStore, run: Run) -> None:
+        journey = await store.get(run.journey_id)
+        if journey is None:
+            await store.save_run(run.id, status="exited")
+            return
+        if journey.state is jd.JourneyState.PAUSED:
+            await store.save_run(run.id, due_at=datetime.now(UTC) + PAUSED_RECHECK)
+            return
+        step_id, last_message_id, waiting = run.step_id, run.last_message_id, run.waiting
+        for _ in range(MAX_STEPS_PER_ROUND):
+            # Exit conditions are re-checked before every step.
+            if step_id == jd.EXIT or await store.exited_since(
+                run.customer_id, journey.exit_events, run.created_at
+            ):
+                await store.save_run(run.id, status="exited" if step_id != jd.EXIT else "completed")
+                return
+            index = journey.index_of(step_id)
+            if index is None:  # the journey was edited and the step is gone
+                await store.save_run(run.id, status="exited")
+                return
+            action = journey.steps[index].action
+            if isinstance(action, jd.Wait):
+                if not waiting:
+                    await store.save_run(
+                        run.id,
+                        step_id=step_id,
+                        waiting=True,
+                        waiting_for=int(action.until),
+                        last_message_id=last_message_id,
+                        due_at=datetime.now(UTC) + action.duration,
+                    )
+                    return
+                waiting = False
+                step_id = journey.after(step_id)
+            elif isinstance(action, jd.Send):
+                message = await self.messages.compose(
+                    uow,
+                    customer_id=run.customer_id,
+                    template_key=action.template_key,
+                    channel=action.channel,
+                    data={},
+                    dedupe_key=f"journey:{run.id}:{step_id}",
+                    journey_id=journey.id,
+                )
+                last_message_id = message.id
+                unreachable = message.status == SKIPPED and message.status_reason in (
+                    "UNREACHABLE",
+                    "NO_CONSENT",
+                    "SUPPRESSED",
+                )
+                step_id = (
+                    jd.EXIT
+                    if unreachable and action.exit_if_unreachable
+                    else journey.after(step_id)
+                )
+            else:
+                holds = await self._holds(uow, action, run.customer_id, last_message_id)
+                step_id = journey.after(step_id, action.if_true if holds else action.if_false)
+        await store.save_run(
+            run.id,
+            step_id=step_id,
+            waiting=False,
+            last_message_id=last_message_id,
+            due_at=datetime.now(UTC),
+        )
+
+    async def _holds(
+        self,
+        uow: UnitOfWork,
+        branch: jd.Branch,
+        customer_id: uuid.UUID,
+        last_message_id: uuid.UUID | None,
+    ) -> bool:
+        if branch.condition is jd.Condition.CONSENTED:
+            assert branch.channel is not None
+            return await RecipientStore(uow.session).marketing_consent(customer_id, branch.channel)
+        if last_message_id is None:
+            return False
+        message = await MessageStore(uow.session).get(last_message_id)
+        if message is None:
+            return False
+        if branch.condition is jd.Condition.LAST_MESSAGE_OPENED:
+            return message.opened_at is not None
+        return message.clicked_at is not None
+
+    async def run(self, poll_seconds: float, batch_size: int) -> None:
+        while True:
+            self.due.clear()
+            try:
+                handled = await self.advance_due(batch_size)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("journey round failed; retrying")
+                handled = 0
+                await asyncio.sleep(poll_seconds)
+            if handled >= batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.due.wait(), poll_seconds)
