@@ -147,11 +147,14 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("state = 1"),
     )
-    op.execute(LEDGER_TRIGGERS)
+    # One statement per execute: asyncpg prepares each.
+    for statement in LEDGER_TRIGGERS:
+        op.execute(statement)
 
 
 def downgrade() -> None:
-    op.execute(DROP_LEDGER_TRIGGERS)
+    for statement in DROP_LEDGER_TRIGGERS:
+        op.execute(statement)
     op.drop_index(
         "ix_loyalty_reservations_held",
         table_name="loyalty_reservations",
@@ -172,7 +175,8 @@ def downgrade() -> None:
     op.drop_table("interactions")
 
 
-LEDGER_TRIGGERS = """
+LEDGER_TRIGGERS = (
+    """
 CREATE FUNCTION loyalty_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND NOT EXISTS (
@@ -186,11 +190,13 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
-
+""",
+    """
 CREATE TRIGGER loyalty_entries_append_only
     BEFORE UPDATE OR DELETE ON loyalty_entries
     FOR EACH ROW EXECUTE FUNCTION loyalty_entries_append_only();
-
+""",
+    """
 CREATE FUNCTION loyalty_balance_is_ledger_sum() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     account uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.customer_id ELSE NEW.customer_id END;
@@ -208,22 +214,25 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-
+""",
+    """
 CREATE CONSTRAINT TRIGGER loyalty_entries_sum
     AFTER INSERT OR UPDATE OR DELETE ON loyalty_entries
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION loyalty_balance_is_ledger_sum();
-
+""",
+    """
 CREATE CONSTRAINT TRIGGER loyalty_accounts_sum
     AFTER INSERT OR UPDATE OF balance ON loyalty_accounts
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION loyalty_balance_is_ledger_sum();
-"""
+""",
+)
 
-DROP_LEDGER_TRIGGERS = """
-DROP TRIGGER IF EXISTS loyalty_accounts_sum ON loyalty_accounts;
-DROP TRIGGER IF EXISTS loyalty_entries_sum ON loyalty_entries;
-DROP TRIGGER IF EXISTS loyalty_entries_append_only ON loyalty_entries;
-DROP FUNCTION IF EXISTS loyalty_balance_is_ledger_sum();
-DROP FUNCTION IF EXISTS loyalty_entries_append_only();
-"""
+DROP_LEDGER_TRIGGERS = (
+    "DROP TRIGGER IF EXISTS loyalty_accounts_sum ON loyalty_accounts;",
+    "DROP TRIGGER IF EXISTS loyalty_entries_sum ON loyalty_entries;",
+    "DROP TRIGGER IF EXISTS loyalty_entries_append_only ON loyalty_entries;",
+    "DROP FUNCTION IF EXISTS loyalty_balance_is_ledger_sum();",
+    "DROP FUNCTION IF EXISTS loyalty_entries_append_only();",
+)
