@@ -26,6 +26,7 @@ from tenpo.customer.v1 import loyalty_service_pb2_grpc as api_grpc
 from tenpo.kit.server import running
 from tests.services.customer.conftest import Service, bearer, expect_error
 
+
 @dataclass
 class Loyalty:
     service: Service
@@ -265,11 +266,13 @@ async def test_concurrent_redemptions_never_overdraw(loyalty: Loyalty) -> None:
     await loyalty.earn(customer_id, 10_000)  # 100 points
     attempts = 25  # of 10 points each: at most 10 can succeed
 
+    refusals: list[grpc.StatusCode] = []
+
     async def redeem() -> bool:
         try:
             held = await loyalty.reserve(customer_id, 10)
         except grpc.aio.AioRpcError as error:
-            assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
+            refusals.append(error.code())
             return False
         await loyalty.stub.CommitReservation(
             api.CommitReservationRequest(customer_id=customer_id, reservation_id=held.id),
@@ -279,6 +282,7 @@ async def test_concurrent_redemptions_never_overdraw(loyalty: Loyalty) -> None:
 
     results = await asyncio.gather(*(redeem() for _ in range(attempts)))
     assert sum(results) == 10
+    assert refusals == [grpc.StatusCode.FAILED_PRECONDITION] * (attempts - 10)
     final = await loyalty.balance(customer_id)
     assert (final.balance, final.reserved) == (0, 0)
     assert await loyalty.ledger_sum_and_balance(customer_id) == (0, 0)
@@ -373,9 +377,7 @@ async def test_the_database_refuses_a_balance_that_is_not_the_ledger_sum(
     with pytest.raises(sa.exc.DBAPIError, match="append-only"):
         async with loyalty.service.db.engine.begin() as conn:
             await conn.execute(
-                sa.delete(loyalty_entries).where(
-                    loyalty_entries.c.id == uuid.UUID(earned.entry.id)
-                )
+                sa.delete(loyalty_entries).where(loyalty_entries.c.id == uuid.UUID(earned.entry.id))
             )
     assert await loyalty.ledger_sum_and_balance(customer_id) == (10, 10)
 

@@ -19,9 +19,9 @@ from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import interaction_service_pb2 as timeline_api
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
+from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.customer.v1.interaction_service_pb2_grpc import InteractionServiceStub
 from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
-from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.kit.events import Consumer, EventBus, Subscription
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error

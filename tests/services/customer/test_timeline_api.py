@@ -41,7 +41,9 @@ def handed_off(service: Service, customer_id: str, device: str = "mirror-1") -> 
     )
 
 
-def try_on(sku: str = "SKU-TEE-M", size: str = "M", **fields: object) -> api.RecordInteractionRequest:
+def try_on(
+    sku: str = "SKU-TEE-M", size: str = "M", **fields: object
+) -> api.RecordInteractionRequest:
     return api.RecordInteractionRequest(
         interaction=api.Interaction(kind=api.INTERACTION_KIND_MIRROR_TRY_ON, sku=sku, size=size),
         **fields,  # type: ignore[arg-type]
