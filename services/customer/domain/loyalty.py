@@ -196,10 +196,16 @@ def spend_oldest_first(lots: Sequence[Lot], points: int) -> list[tuple[uuid.UUID
     return taken
 
 
-def expirable(lot_remaining: int, account: Account) -> int:
-    """Points of an expired lot that expire now: never those a reservation holds (they
-    expire at a later sweep if the hold is released), never below a zero balance."""
-    return max(min(lot_remaining, account.balance - account.reserved), 0)
+def expire_lot(lot_remaining: int, account: Account) -> tuple[int, int]:
+    """What an expired lot becomes: (points that expire now, points it keeps).
+
+    Never expires points a live hold may still need (kept; a later sweep expires them if
+    the hold is released) nor below a zero balance. What is neither expired nor kept was
+    already taken from the balance by a reversal and is dropped, so the lot never waits
+    for later earnings to expire against."""
+    expired = max(min(lot_remaining, account.balance - account.reserved), 0)
+    kept = min(lot_remaining - expired, account.reserved)
+    return expired, kept
 
 
 def check_reversible(entry: Entry) -> None:

@@ -207,7 +207,9 @@ class LoyaltyStore:
                 .values(remaining=_E.remaining - points)
             )
 
-    async def accounts_to_sweep(self, now: datetime, limit: int) -> list[uuid.UUID]:
+    async def accounts_to_sweep(
+        self, now: datetime, limit: int, after: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
         """Accounts with an expired lot or an expired hold, locked; SKIP LOCKED, so replicas
         sweep different accounts and a checkout holding one is never waited for."""
         expired_lot = sa.exists().where(
@@ -218,11 +220,11 @@ class LoyaltyStore:
             _R.state == int(ld.ReservationState.HELD),
             _R.expires_at <= now,
         )
+        query = sa.select(_A.customer_id).where(sa.or_(expired_lot, expired_hold))
+        if after is not None:
+            query = query.where(_A.customer_id > after)
         rows = await self.session.execute(
-            sa.select(_A.customer_id)
-            .where(sa.or_(expired_lot, expired_hold))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            query.order_by(_A.customer_id).limit(limit).with_for_update(skip_locked=True)
         )
         return [row.customer_id for row in rows]
 

@@ -187,7 +187,13 @@ class Loyalty(UseCase):
             entry = replace(entry, reverses=original.id)
             # The whole lot goes, spent or not: a balance turning negative is recorded.
             await store.take_from_lots([(original.id, original.remaining)])
-            await self._append(uow, store, entry)
+            after = await self._append(uow, store, entry)
+            # Points of the lot that were spent are now owed by the other lots: keep what
+            # the lots hold within the balance, so no later earning expires in their place.
+            lots = await store.open_lots(customer_id)
+            excess = sum(lot.remaining for lot in lots) - max(after.balance, 0)
+            if excess > 0:
+                await store.take_from_lots(ld.spend_oldest_first(lots, excess))
             return str(entry.id)
 
         return await self._change(
@@ -309,19 +315,23 @@ class Loyalty(UseCase):
         """Expire lots past their expiry (oldest first) and release expired holds, one batch
         of accounts per transaction. Returns how many accounts changed."""
         changed = 0
+        after: uuid.UUID | None = None
+        now = self.clock()
+        # One pass in id order: an account whose lot must wait for a live hold is visited
+        # once per sweep, not again and again.
         while True:
             async with self.db.unit_of_work() as uow:
                 store = LoyaltyStore(uow.session)
-                now = self.clock()
-                accounts = await store.accounts_to_sweep(now, SWEEP_BATCH)
+                accounts = await store.accounts_to_sweep(now, SWEEP_BATCH, after)
                 if not accounts:
                     return changed
                 for customer_id in accounts:
                     await self._sweep_account(uow, store, customer_id, now)
                 await uow.commit()
-                changed += len(accounts)
-                if len(accounts) < SWEEP_BATCH:
-                    return changed
+            changed += len(accounts)
+            after = accounts[-1]
+            if len(accounts) < SWEEP_BATCH:
+                return changed
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -333,10 +343,11 @@ class Loyalty(UseCase):
         account = await store.lock(customer_id)
         lots = await store.expired_lots(customer_id, now)
         for lot in lots:
-            points = ld.expirable(lot.remaining, account)
+            points, kept = ld.expire_lot(lot.remaining, account)
+            if lot.remaining - kept > 0:
+                await store.take_from_lots([(lot.entry_id, lot.remaining - kept)])
             if points <= 0:
                 continue
-            await store.take_from_lots([(lot.entry_id, points)])
             entry = self._entry(
                 customer_id,
                 ld.EntryKind.EXPIRE,

@@ -31,9 +31,10 @@ def test_expiry_spares_held_points_and_never_goes_below_zero() -> None:
     account = ld.Account(
         uuid.uuid4(), balance=100, reserved=70, tier="STANDARD", version=1, updated_at=None
     )
-    assert ld.expirable(50, account) == 30
+    assert ld.expire_lot(50, account) == (30, 20)  # 20 may still be spent by the hold
     negative = ld.Account(uuid.uuid4(), -10, 0, "STANDARD", 1, None)
-    assert ld.expirable(50, negative) == 0
+    # Taken by a reversal already: nothing expires, and nothing is kept to expire later.
+    assert ld.expire_lot(50, negative) == (0, 0)
     assert ld.Account(uuid.uuid4(), -10, 0, "STANDARD", 1, None).available == 0
 
 

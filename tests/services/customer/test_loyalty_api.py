@@ -450,6 +450,46 @@ async def test_expiry_never_takes_points_a_hold_keeps(loyalty: Loyalty) -> None:
     assert await loyalty.ledger_sum_and_balance(customer_id) == (0, 0)
 
 
+async def test_points_owed_after_a_return_do_not_expire_later_earnings(
+    loyalty: Loyalty,
+) -> None:
+    runtime = loyalty.service.host.runtime
+    assert runtime is not None
+    cases = runtime.parts["use_cases"]
+    customer_id, _, _ = await loyalty.service.register("owed")
+    first = await loyalty.earn(customer_id, 10_000)  # lot A: 100
+    await loyalty.earn(customer_id, 10_000)  # lot B: 100
+    spent = await loyalty.reserve(customer_id, 150)  # A 100 + B 50
+    await loyalty.stub.CommitReservation(
+        api.CommitReservationRequest(customer_id=customer_id, reservation_id=spent.id),
+        metadata=loyalty.order,
+    )
+    returned = await loyalty.stub.ReverseEntry(
+        api.ReverseEntryRequest(customer_id=customer_id, entry_id=first.entry.id),
+        metadata=loyalty.order,
+    )
+    assert returned.balance.balance == -50
+    real_clock = cases.context.clock
+    try:
+        cases.context.clock = lambda: real_clock() + timedelta(days=300)
+        await loyalty.earn(customer_id, 10_000)  # lot C: 100, expires on day 665
+        cases.context.clock = lambda: real_clock() + timedelta(days=366)
+        await cases.loyalty.sweep()
+    finally:
+        cases.context.clock = real_clock
+    # B's last 50 were owed after the return: they do not expire C's points.
+    assert (await loyalty.balance(customer_id)).balance == 50
+    kinds = [
+        e.kind
+        for e in (
+            await loyalty.stub.ListLedgerEntries(
+                api.ListLedgerEntriesRequest(customer_id=customer_id), metadata=loyalty.order
+            )
+        ).entries
+    ]
+    assert api.LEDGER_ENTRY_KIND_EXPIRE not in kinds
+
+
 async def test_the_ledger_pages_newest_first(loyalty: Loyalty) -> None:
     customer_id, _, _ = await loyalty.service.register("pages")
     ids = [(await loyalty.earn(customer_id, 100 * (i + 1))).entry.id for i in range(5)]
