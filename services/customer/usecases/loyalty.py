@@ -25,7 +25,7 @@ from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import Context, UseCase, acting_for, load_customer
 from services.customer.watch import BalanceHub, BalanceUpdate
 from tenpo.customer.v1 import events_pb2
-from tenpo.kit.auth import Principal
+from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.idempotency import idempotent
 
@@ -43,9 +43,10 @@ class LoyaltyPolicy:
 
 
 def _writer(principal: Principal, customer_ref: str) -> uuid.UUID:
-    return acting_for(
-        principal, customer_ref, customer_scope="-", staff_scope=ld.LOYALTY_WRITE_SCOPE
-    )
+    """Points change only by staff and services (the order saga, a POS back end), never by
+    the customer herself: she redeems through a checkout."""
+    principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
+    return acting_for(principal, customer_ref, staff_scope=ld.LOYALTY_WRITE_SCOPE)
 
 
 def _origin(principal: Principal, channel: int, store_id: str) -> ld.Origin:
