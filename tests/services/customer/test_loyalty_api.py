@@ -9,7 +9,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -20,9 +20,11 @@ from google.type import money_pb2
 
 from services.customer.app import definition
 from services.customer.models import loyalty_accounts, loyalty_entries
+from services.customer.store.loyalty import LoyaltyStore
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import loyalty_service_pb2 as api
 from tenpo.customer.v1 import loyalty_service_pb2_grpc as api_grpc
+from tenpo.kit.db import Database
 from tenpo.kit.server import running
 from tests.services.customer.conftest import Service, bearer, expect_error
 
@@ -286,6 +288,38 @@ async def test_concurrent_redemptions_never_overdraw(loyalty: Loyalty) -> None:
     final = await loyalty.balance(customer_id)
     assert (final.balance, final.reserved) == (0, 0)
     assert await loyalty.ledger_sum_and_balance(customer_id) == (0, 0)
+
+
+async def test_the_hold_statement_alone_never_overdraws(loyalty: Loyalty) -> None:
+    """The store's single-statement hold, in 25 concurrent transactions that take no other
+    lock (not even the customer row the use case locks first)."""
+    customer_id, _, _ = await loyalty.service.register("holdsql")
+    await loyalty.earn(customer_id, 10_000)  # 100 points
+    account = uuid.UUID(customer_id)
+    db = Database(loyalty.service.host.settings.database_url, pool_size=25, max_overflow=0)
+    started = asyncio.Barrier(25)
+
+    async def hold() -> bool:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("SELECT 1"))  # the transaction is open
+            await started.wait()
+            held = await LoyaltyStore(uow.session).reserve(account, 10, datetime.now(UTC))
+            await uow.commit()
+        return held is not None
+
+    try:
+        assert sum(await asyncio.gather(*(hold() for _ in range(25)))) == 10
+    finally:
+        await db.dispose()
+    async with loyalty.service.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(loyalty_accounts.c.balance, loyalty_accounts.c.reserved).where(
+                    loyalty_accounts.c.customer_id == account
+                )
+            )
+        ).one()
+    assert tuple(row) == (100, 100)
 
 
 async def test_a_reversal_takes_the_points_back_even_below_zero(loyalty: Loyalty) -> None:
