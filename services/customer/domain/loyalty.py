@@ -33,7 +33,7 @@ EARN_CURRENCY = "JPY"
 MAX_EARN_YEN = 1_000_000_000
 
 
-class EntryKind(IntEnum):
+class LedgerEntryKind(IntEnum):
     """Mirrors tenpo.customer.v1.LedgerEntryKind."""
 
     EARN = 1
@@ -52,7 +52,7 @@ class ReservationState(IntEnum):
 
 
 #: Kinds whose positive entries are lots that can be spent, expire and be reversed.
-LOT_KINDS = frozenset({EntryKind.EARN, EntryKind.ADJUST})
+LOT_KINDS = frozenset({LedgerEntryKind.EARN, LedgerEntryKind.ADJUST})
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def empty_account(customer_id: uuid.UUID) -> Account:
 class Entry:
     id: uuid.UUID
     customer_id: uuid.UUID
-    kind: EntryKind
+    kind: LedgerEntryKind
     points: int
     channel: int
     store_id: str | None

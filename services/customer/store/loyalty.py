@@ -33,7 +33,7 @@ def _entry(row: Any) -> ld.Entry:
     return ld.Entry(
         id=row.id,
         customer_id=row.customer_id,
-        kind=ld.EntryKind(row.kind),
+        kind=ld.LedgerEntryKind(row.kind),
         points=row.points,
         channel=row.channel,
         store_id=row.store_id,
@@ -232,7 +232,7 @@ class LoyaltyStore:
         """Erasure: staff-typed reasons are the one free text of the ledger."""
         await self.session.execute(
             sa.update(loyalty_entries)
-            .where(_E.customer_id == customer_id, _E.kind == int(ld.EntryKind.ADJUST))
+            .where(_E.customer_id == customer_id, _E.kind == int(ld.LedgerEntryKind.ADJUST))
             .values(reference="")
         )
 

@@ -112,7 +112,7 @@ class Loyalty(UseCase):
                 return ""
             now = self.clock()
             entry = self._entry(
-                customer_id, ld.EntryKind.EARN, points, origin, request_id, reference, now
+                customer_id, ld.LedgerEntryKind.EARN, points, origin, request_id, reference, now
             )
             entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
             await self._append(uow, store, entry, remaining=points)
@@ -138,7 +138,7 @@ class Loyalty(UseCase):
         async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
             now = self.clock()
             entry = self._entry(
-                customer_id, ld.EntryKind.ADJUST, points, origin, request_id, reason, now
+                customer_id, ld.LedgerEntryKind.ADJUST, points, origin, request_id, reason, now
             )
             if points > 0:
                 entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
@@ -178,7 +178,7 @@ class Loyalty(UseCase):
             now = self.clock()
             entry = self._entry(
                 customer_id,
-                ld.EntryKind.REVERSE,
+                ld.LedgerEntryKind.REVERSE,
                 -original.points,
                 origin,
                 request_id,
@@ -276,7 +276,7 @@ class Loyalty(UseCase):
             if reservation.state is ld.ReservationState.HELD:
                 entry = self._entry(
                     customer_id,
-                    ld.EntryKind.REDEEM,
+                    ld.LedgerEntryKind.REDEEM,
                     -reservation.points,
                     ld.Origin(reservation.channel, reservation.store_id),
                     str(reservation.id),
@@ -351,7 +351,7 @@ class Loyalty(UseCase):
                 continue
             entry = self._entry(
                 customer_id,
-                ld.EntryKind.EXPIRE,
+                ld.LedgerEntryKind.EXPIRE,
                 -points,
                 ld.Origin(0, None),
                 "",
@@ -416,7 +416,7 @@ class Loyalty(UseCase):
     @staticmethod
     def _entry(
         customer_id: uuid.UUID,
-        kind: ld.EntryKind,
+        kind: ld.LedgerEntryKind,
         points: int,
         origin: ld.Origin,
         request_id: str,

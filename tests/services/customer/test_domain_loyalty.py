@@ -52,6 +52,8 @@ def test_amounts_and_points_are_checked() -> None:
 
 
 def test_only_positive_lots_are_reversible() -> None:
-    entry = ld.Entry(uuid.uuid4(), uuid.uuid4(), ld.EntryKind.REDEEM, -5, 2, None, "", "", None)  # type: ignore[arg-type]
+    entry = ld.Entry(
+        uuid.uuid4(), uuid.uuid4(), ld.LedgerEntryKind.REDEEM, -5, 2, None, "", "", None
+    )  # type: ignore[arg-type]
     with pytest.raises(FailedPrecondition):
         ld.check_reversible(entry)
