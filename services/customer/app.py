@@ -13,12 +13,19 @@ from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
+from services.customer.servicers.interactions import InteractionServicer
+from services.customer.servicers.loyalty import LoyaltyServicer
 from services.customer.usecases.bundle import build_use_cases
+from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
     customer_service_pb2,
     customer_service_pb2_grpc,
     identity_service_pb2,
     identity_service_pb2_grpc,
+    interaction_service_pb2,
+    interaction_service_pb2_grpc,
+    loyalty_service_pb2,
+    loyalty_service_pb2_grpc,
 )
 from tenpo.kit.auth import StaticJwks
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -31,6 +38,10 @@ RESET_POLL_SECONDS = 5.0
 MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
+LOYALTY_SERVICE = loyalty_service_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
+INTERACTION_SERVICE = interaction_service_pb2.DESCRIPTOR.services_by_name[
+    "InteractionService"
+].full_name
 
 
 async def build(runtime: Runtime[CustomerSettings]) -> None:
@@ -38,7 +49,8 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         runtime.settings.inventory_target, runtime.settings.inventory_timeout_seconds
     )
     runtime.on_stop.append(inventory.close)
-    cases = build_use_cases(runtime.settings, runtime.db, inventory)
+    hub = BalanceHub(runtime.db)
+    cases = build_use_cases(runtime.settings, runtime.db, inventory, hub)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(cases, runtime.page_tokens),
@@ -49,6 +61,24 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         CustomerServicer(cases, runtime.page_tokens),
         CUSTOMER_SERVICE,
     )
+    runtime.add_servicer(
+        loyalty_service_pb2_grpc.add_LoyaltyServiceServicer_to_server,
+        LoyaltyServicer(cases.loyalty, runtime.page_tokens),
+        LOYALTY_SERVICE,
+    )
+    runtime.add_servicer(
+        interaction_service_pb2_grpc.add_InteractionServiceServicer_to_server,
+        InteractionServicer(cases.timeline, runtime.page_tokens),
+        INTERACTION_SERVICE,
+    )
+    # Every replica hears every balance change (not a durable consumer): WatchBalance
+    # streams on any replica see a change made on another within the relay's latency.
+    await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)
+
+    async def end_streams() -> None:
+        hub.close()  # open WatchBalance streams end with OK while the server drains
+
+    runtime.on_drain.append(end_streams)
 
     async def housekeeping() -> None:
         # Every replica runs it; the deletes are idempotent, so that costs only queries.
@@ -68,7 +98,19 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
             cases.mail.reset_requested.clear()
             await cases.mail.handle_reset_requests()
 
-    runtime.background.extend([housekeeping, reset_mailer])
+    async def loyalty_sweeper() -> None:
+        # Every replica sweeps; accounts are taken with SKIP LOCKED, so they share the work.
+        while True:
+            try:
+                changed = await cases.loyalty.sweep()
+                if changed:
+                    log.info("loyalty accounts swept", extra={"accounts": changed})
+            except Exception:
+                log.exception("loyalty sweep failed; retrying at the next interval")
+            await asyncio.sleep(runtime.settings.loyalty_sweep_interval_seconds)
+
+    runtime.background.extend([housekeeping, reset_mailer, loyalty_sweeper])
+    runtime.parts.update(balance_hub=hub, use_cases=cases)
 
 
 async def seed(runtime: Runtime[CustomerSettings]) -> None:

@@ -45,6 +45,19 @@ class CustomerSettings(ServiceSettings):
     #: Deadline of that call (retries of an unavailable inventory included).
     inventory_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
+    #: Loyalty earn rules: one point per this many yen paid, times the customer's tier
+    #: multiplier (tiers without an entry earn as STANDARD), rounded down.
+    loyalty_yen_per_point: int = Field(default=100, ge=1, le=100_000)
+    loyalty_tier_multipliers: dict[str, float] = {"STANDARD": 1.0, "SILVER": 1.5, "GOLD": 2.0}
+    #: Earned points expire this long after they were earned (oldest first).
+    loyalty_points_ttl_days: float = Field(default=365.0, gt=0, le=3650)
+    #: An uncommitted points reservation is released by itself after this long.
+    loyalty_reservation_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    #: How often each replica sweeps expired points and holds (SKIP LOCKED: they share it).
+    loyalty_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
+    #: Longest a WatchBalance stream stays open; clients reconnect.
+    loyalty_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+
     password_reset_ttl_seconds: int = Field(default=1800, ge=60)
     email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)
     consent_confirmation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)

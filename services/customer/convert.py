@@ -8,8 +8,12 @@ from datetime import datetime
 from google.type import date_pb2
 
 from services.customer import domain as d
+from services.customer.domain import loyalty as ld
+from services.customer.domain import timeline as td
 from services.customer.security import AccessToken
 from tenpo.common.v1 import common_pb2
+from tenpo.customer.v1 import interaction_service_pb2 as ipb
+from tenpo.customer.v1 import loyalty_service_pb2 as lpb
 from tenpo.customer.v1 import resources_pb2 as pb
 from tenpo.kit.wire import optional_enum as optional_enum
 from tenpo.kit.wire import parse_id as parse_id
@@ -153,4 +157,60 @@ def token_set(
         refresh_token_expire_time=timestamp(refresh_expires_at),
         scopes=list(access.scopes),
         subject=subject,
+    )
+
+
+# ------------------------------------------------------------------------------ loyalty
+
+
+def loyalty_balance(account: ld.Account) -> lpb.LoyaltyBalance:
+    return lpb.LoyaltyBalance(
+        customer_id=str(account.customer_id),
+        balance=account.balance,
+        reserved=account.reserved,
+        available=account.available,
+        version=account.version,
+        update_time=timestamp(account.updated_at),
+    )
+
+
+def ledger_entry(entry: ld.Entry) -> lpb.LedgerEntry:
+    return lpb.LedgerEntry(
+        id=str(entry.id),
+        customer_id=str(entry.customer_id),
+        kind=int(entry.kind),  # type: ignore[arg-type]
+        points=entry.points,
+        channel=entry.channel,  # type: ignore[arg-type]
+        store_id=entry.store_id or "",
+        request_id=entry.request_id,
+        reference=entry.reference,
+        expire_time=timestamp(entry.expires_at),
+        create_time=timestamp(entry.created_at),
+    )
+
+
+def points_reservation(value: ld.Reservation) -> lpb.PointsReservation:
+    return lpb.PointsReservation(
+        id=str(value.id),
+        customer_id=str(value.customer_id),
+        points=value.points,
+        state=int(value.state),  # type: ignore[arg-type]
+        reference=value.reference,
+        expire_time=timestamp(value.expires_at),
+        entry_id=_str_id(value.entry_id),
+    )
+
+
+def interaction(value: td.Interaction) -> ipb.Interaction:
+    return ipb.Interaction(
+        id=str(value.id),
+        customer_id=_str_id(value.customer_id),
+        kind=int(value.kind),  # type: ignore[arg-type]
+        sku=value.sku,
+        size=value.size,
+        channel=value.channel,  # type: ignore[arg-type]
+        store_id=value.store_id or "",
+        device_id=value.device_id or "",
+        summary=value.summary,
+        create_time=timestamp(value.created_at),
     )

@@ -194,6 +194,102 @@ device_sessions = sa.Table(
     sa.Column("consumed_at", _time),
 )
 
+# ------------------------------------------------------------------------------ loyalty
+# The balance equals the ledger's sum: every entry is inserted by one statement that also
+# adds its points to the account row (store/loyalty.py), and every change of an account
+# first locks that row, so no two changes of one account interleave.
+
+loyalty_accounts = sa.Table(
+    "loyalty_accounts",
+    metadata,
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("tier", sa.Text, nullable=False, server_default="STANDARD"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    sa.CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+)
+
+loyalty_entries = sa.Table(
+    "loyalty_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("id", _uuid, nullable=False, unique=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("loyalty_accounts.customer_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    # Of a positive entry (a lot): points neither spent, expired nor reversed yet.
+    sa.Column("remaining", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("reference", sa.Text, nullable=False, server_default=""),
+    sa.Column("reverses", _uuid),
+    sa.Column("expires_at", _time),
+    sa.Column("created_at", _time, nullable=False),
+    sa.CheckConstraint("points <> 0", name="points_not_zero"),
+    sa.CheckConstraint("remaining >= 0 AND remaining <= greatest(points, 0)", name="remaining"),
+    sa.Index("ix_loyalty_entries_customer", "customer_id", sa.text("seq DESC")),
+    # The expiry sweep's and oldest-first spending's lots.
+    sa.Index(
+        "ix_loyalty_entries_open_lots",
+        "expires_at",
+        postgresql_where=sa.text("remaining > 0"),
+    ),
+    # A lot is reversed at most once.
+    sa.Index("ux_loyalty_entries_reverses", "reverses", unique=True),
+)
+
+loyalty_reservations = sa.Table(
+    "loyalty_reservations",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("loyalty_accounts.customer_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("reference", sa.Text, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("entry_id", _uuid),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.CheckConstraint("points > 0", name="points_positive"),
+    sa.Index("ix_loyalty_reservations_held", "expires_at", postgresql_where=sa.text("state = 1")),
+)
+
+# ------------------------------------------------------------------------------ timeline
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    # NULL: an anonymous device interaction.
+    sa.Column("customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE")),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("sku", sa.Text, nullable=False, server_default=""),
+    sa.Column("size", sa.Text, nullable=False, server_default=""),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("device_id", sa.Text),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Index("ix_interactions_customer", "customer_id", sa.text("created_at DESC"), "id"),
+)
+
 #: Tables holding rows about one customer, and the column naming them: what export covers.
 CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "customers": customers.c.id,
@@ -202,6 +298,10 @@ CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "one_time_tokens": one_time_tokens.c.customer_id,
     "refresh_tokens": refresh_tokens.c.subject_id,
     "device_sessions": device_sessions.c.approved_by,
+    "loyalty_accounts": loyalty_accounts.c.customer_id,
+    "loyalty_entries": loyalty_entries.c.customer_id,
+    "loyalty_reservations": loyalty_reservations.c.customer_id,
+    "interactions": interactions.c.customer_id,
 }
 #: Columns never exported: credentials, even hashed.
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

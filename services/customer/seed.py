@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2
 
 from services.customer import domain as d
 from services.customer.config import CustomerSettings
+from services.customer.domain.loyalty import LOYALTY_WRITE_SCOPE
 from services.customer.store.customers import CustomerStore
 from services.customer.usecases.bundle import build_use_cases
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -27,10 +28,20 @@ STAFF_SCOPES = d.STAFF_SCOPES
 #: Inventory's demo store locations (a device's store is an inventory location id).
 STORES = ("tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza")
 DEVICES = (
-    (d.ClientKind.KIOSK, "kiosk", ("catalog:read", "inventory:read", "carts:write")),
-    (d.ClientKind.SMART_MIRROR, "mirror", ("catalog:read", "inventory:read", "carts:write")),
+    (
+        d.ClientKind.KIOSK,
+        "kiosk",
+        ("catalog:read", "inventory:read", "carts:write", "interactions:write"),
+    ),
+    (
+        d.ClientKind.SMART_MIRROR,
+        "mirror",
+        ("catalog:read", "inventory:read", "carts:write", "interactions:write"),
+    ),
 )
 WORDING = "2026-04"
+#: The demo customers' first store purchase, earning them points (1 per 100 yen).
+DEMO_PURCHASE_YEN = 12_800
 
 # (email, family, given, family kana, given kana, phone, birthday, store, address, consents)
 CUSTOMERS: list[dict[str, Any]] = [
@@ -89,7 +100,7 @@ def _admin(customer_id: str) -> Principal:
     return Principal(
         kind=PrincipalKind.SERVICE,
         subject="customer-seed",
-        scopes=frozenset({d.READ_SCOPE, d.WRITE_SCOPE}),
+        scopes=frozenset({d.READ_SCOPE, d.WRITE_SCOPE, LOYALTY_WRITE_SCOPE}),
         channel=d.CHANNEL_WEB,
     )
 
@@ -153,6 +164,17 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     request_id="",
                     request=empty_pb2.Empty(),
                 )
+            # A purchase at the POS of her store: points to spend in the app at once.
+            await cases.loyalty.earn(
+                admin,
+                str(customer.id),
+                yen=DEMO_PURCHASE_YEN,
+                reference="demo-pos-purchase",
+                channel=d.CHANNEL_POS,
+                store_id=entry["store"] or "",
+                request_id="",
+                request=empty_pb2.Empty(),
+            )
     await cases.staff.ensure_staff(
         STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES
     )

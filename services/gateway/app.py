@@ -51,6 +51,7 @@ log = logging.getLogger("tenpo.gateway")
 #: SSE path → server-streaming method; routes whose method or backend is missing are skipped.
 STREAM_ROUTES = {
     "/v1/stream/availability": "tenpo.inventory.v1.InventoryService.WatchAvailability",
+    "/v1/stream/loyalty-balance": "tenpo.customer.v1.LoyaltyService.WatchBalance",
 }
 API_VERSION = "v1"
 

@@ -20,6 +20,8 @@ from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
 from tenpo.catalog.v1 import resources_pb2 as catalog_pb
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import identity_service_pb2 as identity_api
+from tenpo.customer.v1 import interaction_service_pb2 as interaction_api
+from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as customer_pb
 from tenpo.inventory.v1 import events_pb2 as inventory_events
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
@@ -28,7 +30,12 @@ from tenpo.inventory.v1 import resources_pb2 as inventory_pb
 CONTRACTS: dict[str, tuple[FileDescriptor, ...]] = {
     "catalog": (catalog_pb.DESCRIPTOR, catalog_api.DESCRIPTOR),
     "inventory": (inventory_pb.DESCRIPTOR, inventory_api.DESCRIPTOR, inventory_events.DESCRIPTOR),
-    "customer": (customer_pb.DESCRIPTOR, identity_api.DESCRIPTOR),
+    "customer": (
+        customer_pb.DESCRIPTOR,
+        identity_api.DESCRIPTOR,
+        loyalty_api.DESCRIPTOR,
+        interaction_api.DESCRIPTOR,
+    ),
 }
 #: Enums that mirror nothing on the wire, and why.
 OWN_ENUMS = {
@@ -66,6 +73,9 @@ EXPECTED = {
         "ConsentStatus",
         "ConsentAction",
         "ClientKind",
+        "LedgerEntryKind",
+        "ReservationState",
+        "InteractionKind",
     },
 }
 

@@ -21,7 +21,9 @@ from services.customer.models import (
     refresh_tokens,
     sign_in_attempts,
 )
+from services.customer.store.loyalty import LoyaltyStore
 from services.customer.store.throttle import ThrottleStore
+from services.customer.store.timeline import TimelineStore
 from services.customer.store.tokens import TokenStore
 from tenpo.kit.db import idempotency_table, outbox_table
 
@@ -144,6 +146,10 @@ class PrivacyStore:
                 )
             )
         await TokenStore(self.session).revoke_subject(d.SubjectKind.CUSTOMER, customer_id, now)
+        # What she did in stores goes; the points ledger stays (an accounting record under
+        # the pseudonymous id), without its one free text, staff's adjustment reasons.
+        await TimelineStore(self.session).erase(customer_id)
+        await LoyaltyStore(self.session).blank_adjust_reasons(customer_id)
         # Idempotency records keep whole responses (addresses, profiles).
         await self.session.execute(
             sa.delete(idempotency_table).where(self._idempotency_of(customer_id))

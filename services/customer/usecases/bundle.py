@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.customer.config import CustomerSettings
+from services.customer.domain import loyalty as ld
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
@@ -12,11 +14,14 @@ from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
 from services.customer.usecases.handoff import Handoff
+from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
 from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
 from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
+from services.customer.usecases.timeline import Timeline
+from services.customer.watch import BalanceHub
 from tenpo.kit.db import Database
 
 
@@ -32,10 +37,27 @@ class CustomerUseCases:
     addresses: Addresses
     consents: Consents
     privacy: Privacy
+    loyalty: Loyalty
+    timeline: Timeline
+
+
+def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
+    return LoyaltyPolicy(
+        rules=ld.EarnRules(
+            yen_per_point=settings.loyalty_yen_per_point,
+            tier_multipliers=ld.parse_tier_multipliers(settings.loyalty_tier_multipliers),
+            points_ttl=timedelta(days=settings.loyalty_points_ttl_days),
+        ),
+        reservation_ttl=timedelta(seconds=settings.loyalty_reservation_ttl_seconds),
+        watch_max_seconds=settings.loyalty_watch_max_seconds,
+    )
 
 
 def build_use_cases(
-    settings: CustomerSettings, db: Database, stores: StoreDirectory | None = None
+    settings: CustomerSettings,
+    db: Database,
+    stores: StoreDirectory | None = None,
+    hub: BalanceHub | None = None,
 ) -> CustomerUseCases:
     """The use cases from settings; refuses to run without signing keys. Store ids are
     checked with inventory unless ``stores`` says otherwise."""
@@ -65,4 +87,6 @@ def build_use_cases(
         addresses=Addresses(context),
         consents=Consents(context, mail),
         privacy=Privacy(context),
+        loyalty=Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db)),
+        timeline=Timeline(context),
     )

@@ -37,6 +37,7 @@ EVENT_CLASSES: dict[str, type[Message]] = {
         events_pb2.EmailVerificationRequested,
         events_pb2.PasswordResetRequested,
         events_pb2.ConsentConfirmationRequested,
+        events_pb2.LoyaltyBalanceChanged,
     )
 }
 EVENT_TYPES = tuple(EVENT_CLASSES)

@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
+from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
 from tenpo.devtools.keys import DevKeys, generate_key
 from tenpo.kit.auth import StaticJwks, TokenVerifier
 from tenpo.kit.errors import Unauthenticated
@@ -683,6 +685,13 @@ async def test_staff_sign_in_carries_their_scopes(
         ids.SignInRequest(email=credentials["customers"][0]["email"], password=DEMO_PASSWORD)
     )
     assert customer.tokens.access_token
+    # Her demo store purchase earned points she can spend in the app.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{seeded.host.port}") as channel:
+        balance = await LoyaltyServiceStub(channel).GetBalance(
+            loyalty_api.GetBalanceRequest(customer_id="me"),
+            metadata=bearer(customer.tokens.access_token),
+        )
+    assert balance.balance.balance == 128
     mirror = next(dev for dev in credentials["devices"] if dev["kind"] == "SMART_MIRROR")
     await seeded.identity.SignInClient(
         ids.SignInClientRequest(

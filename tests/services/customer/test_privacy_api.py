@@ -10,14 +10,18 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.type import date_pb2
+from google.type import date_pb2, money_pb2
 
 from services.customer.models import metadata as customer_metadata
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
+from tenpo.customer.v1 import interaction_service_pb2 as timeline_api
+from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.customer.v1.interaction_service_pb2_grpc import InteractionServiceStub
+from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
 from tenpo.kit.events import Consumer, EventBus, Subscription
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
@@ -158,6 +162,45 @@ async def rich_customer(
     await service.identity.ApproveDeviceSession(
         ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=auth
     )
+    # In the store: a try-on on the mirror she handed her session to, and loyalty points
+    # (earned, held for a checkout, and a staff adjustment whose reason names her).
+    handed = await service.identity.ExchangeDeviceSession(
+        ids.ExchangeDeviceSessionRequest(device_code=started.device_code), metadata=device
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.host.port}") as channel:
+        await InteractionServiceStub(channel).RecordInteraction(
+            timeline_api.RecordInteractionRequest(
+                interaction=timeline_api.Interaction(
+                    kind=timeline_api.INTERACTION_KIND_MIRROR_TRY_ON, sku="SKU-TEE-M", size="M"
+                )
+            ),
+            metadata=bearer(handed.tokens.access_token),
+        )
+        points = LoyaltyServiceStub(channel)
+        order = tokens.metadata(
+            tokens.mint(subject="order", kind="service", scopes=["loyalty:write"])
+        )
+        await points.EarnPoints(
+            loyalty_api.EarnPointsRequest(
+                customer_id=customer_id,
+                amount=money_pb2.Money(currency_code="JPY", units=5000),
+                reference="order-1",
+                request_id=f"earn-{tag}",
+            ),
+            metadata=order,
+        )
+        await points.ReservePoints(
+            loyalty_api.ReservePointsRequest(
+                customer_id=customer_id, points=10, reference="order-2", request_id=f"r-{tag}"
+            ),
+            metadata=order,
+        )
+        await points.AdjustPoints(
+            loyalty_api.AdjustPointsRequest(
+                customer_id=customer_id, points=5, reason=f"{family}様へのお詫び"
+            ),
+            metadata=order,
+        )
     return {
         "id": customer_id,
         "auth": auth,
@@ -252,6 +295,13 @@ async def test_export_holds_every_tables_rows_and_no_credentials(
     assert profile["email"] == someone["email"] and profile["phone_number"] == "+817033330789"
     assert tables["addresses"][0]["address_lines"] == ["港町3-3", "潮風ビル5階"]
     assert tables["sign_in_attempts"][0]["failures"] == 1
+    [account] = tables["loyalty_accounts"]
+    assert (account["balance"], account["reserved"]) == (55, 10)
+    assert sorted(e["points"] for e in tables["loyalty_entries"]) == [5, 50]
+    assert tables["loyalty_reservations"][0]["reference"] == "order-2"
+    kinds = sorted((i["kind"], i["sku"]) for i in tables["interactions"])
+    # The try-on, and the two entries the ledger projected into the timeline.
+    assert kinds == [(2, "SKU-TEE-M"), (4, ""), (4, "")]
     text = exported.json
     assert other["email"] not in text
     for secret_column in ("password_hash", "token_hash", "secret_hash", "device_code_hash"):
@@ -313,6 +363,19 @@ async def test_erasure_leaves_no_personal_data_in_any_table(
     )
     assert again.customer.state == pb.CUSTOMER_STATE_ERASED
     assert len(await service.events(events_pb2.CustomerErased, erased["id"])) == 1
+    # What she did in stores is gone; the points ledger stays, pseudonymous, as the
+    # accounting record (the adjustment's reason, which named her, is blank).
+    async with service.db.engine.connect() as conn:
+        left = await conn.execute(
+            sa.text("SELECT count(*) FROM interactions WHERE customer_id = :c"),
+            {"c": uuid.UUID(erased["id"])},
+        )
+        assert left.scalar_one() == 0
+        ledger = await conn.execute(
+            sa.text("SELECT points, reference FROM loyalty_entries WHERE customer_id = :c"),
+            {"c": uuid.UUID(erased["id"])},
+        )
+        assert sorted(ledger.all()) == [(5, ""), (50, "order-1")]
     # The address is free again.
     await service.register(email=erased["email"])
 

@@ -48,6 +48,7 @@ STAFF_TOKEN_SCOPES = (
     "notifications:read",
     "notifications:write",
     "notifications:send",
+    "loyalty:write",
 )
 #: What the notification service may ask of the customer service (contacts, mail secrets).
 NOTIFICATION_TOKEN_SCOPES = ("customers:read", "mail:send")

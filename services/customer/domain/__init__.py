@@ -48,11 +48,14 @@ STAFF_SCOPES = (
     WRITE_SCOPE,
     "orders:read",
     "orders:write",
+    "loyalty:write",
     CLIENTS_SCOPE,
 )
 #: Scopes any machine client may be given without the creator holding them: reads of public
 #: data and the carts a device fills for its shoppers.
-DEVICE_BASE_SCOPES = frozenset({"catalog:read", "inventory:read", "carts:write"})
+DEVICE_BASE_SCOPES = frozenset(
+    {"catalog:read", "inventory:read", "carts:write", "interactions:write"}
+)
 #: Never delegated to a machine: minting credentials stays with people.
 UNDELEGABLE_SCOPES = frozenset({CLIENTS_SCOPE})
 

@@ -1,0 +1,1 @@
+"""gRPC servicers of the customer service added per proto service (loyalty, timeline)."""

@@ -1,0 +1,72 @@
+"""Timeline persistence: interactions, newest first."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customer.domain import timeline as td
+from services.customer.models import interactions
+
+_I = interactions.c
+
+
+def _interaction(row: Any) -> td.Interaction:
+    return td.Interaction(
+        id=row.id,
+        customer_id=row.customer_id,
+        kind=td.InteractionKind(row.kind),
+        sku=row.sku,
+        size=row.size,
+        channel=row.channel,
+        store_id=row.store_id,
+        device_id=row.device_id,
+        summary=row.summary,
+        created_at=row.created_at,
+    )
+
+
+class TimelineStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, item: td.Interaction) -> None:
+        await self.session.execute(
+            sa.insert(interactions).values(
+                id=item.id,
+                customer_id=item.customer_id,
+                kind=int(item.kind),
+                sku=item.sku,
+                size=item.size,
+                channel=item.channel,
+                store_id=item.store_id,
+                device_id=item.device_id,
+                summary=item.summary,
+                created_at=item.created_at,
+            )
+        )
+
+    async def get(self, interaction_id: uuid.UUID) -> td.Interaction | None:
+        row = (
+            await self.session.execute(sa.select(interactions).where(_I.id == interaction_id))
+        ).first()
+        return _interaction(row) if row else None
+
+    async def page(
+        self, customer_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[td.Interaction]:
+        query = sa.select(interactions).where(_I.customer_id == customer_id)
+        if after is not None:
+            query = query.where(sa.tuple_(_I.created_at, _I.id) < sa.tuple_(*after))
+        rows = await self.session.execute(
+            query.order_by(_I.created_at.desc(), _I.id.desc()).limit(limit)
+        )
+        return [_interaction(row) for row in rows]
+
+    async def erase(self, customer_id: uuid.UUID) -> None:
+        """Behaviour in stores is personal data: erasure deletes it."""
+        await self.session.execute(sa.delete(interactions).where(_I.customer_id == customer_id))

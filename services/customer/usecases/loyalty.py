@@ -1,0 +1,473 @@
+"""Customer use cases: loyalty points (earn, adjust, reverse, reserve/commit/release, expiry).
+
+Every change locks the account row first (store/loyalty.py), appends to the ledger with the
+balance in the same statement, publishes ``LoyaltyBalanceChanged`` through the outbox (which
+``WatchBalance`` on every replica follows) and projects the entry into the customer's
+timeline, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import Message
+
+from services.customer import convert
+from services.customer import domain as d
+from services.customer.domain import loyalty as ld
+from services.customer.domain import timeline as td
+from services.customer.store.loyalty import LoyaltyStore
+from services.customer.store.timeline import TimelineStore
+from services.customer.usecases.common import Context, UseCase, acting_for, load_customer
+from services.customer.watch import BalanceHub, BalanceUpdate
+from tenpo.customer.v1 import events_pb2
+from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.db import UnitOfWork
+from tenpo.kit.idempotency import idempotent
+
+#: One change of a locked account; answers the new entry's id ("" for none).
+_Action = Callable[[UnitOfWork, "LoyaltyStore", ld.Account], Awaitable[str]]
+#: Accounts one sweep transaction handles; the sweep loops until none is left.
+SWEEP_BATCH = 100
+
+
+@dataclass(frozen=True)
+class LoyaltyPolicy:
+    rules: ld.EarnRules
+    reservation_ttl: timedelta
+    watch_max_seconds: float
+
+
+def _writer(principal: Principal, customer_ref: str) -> uuid.UUID:
+    """Points change only by staff and services (the order saga, a POS back end), never by
+    the customer herself: she redeems through a checkout."""
+    principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
+    return acting_for(principal, customer_ref, staff_scope=ld.LOYALTY_WRITE_SCOPE)
+
+
+def _origin(principal: Principal, channel: int, store_id: str) -> ld.Origin:
+    """Where a change came from: what the request names, else the caller's token."""
+    store = store_id.strip()
+    if store and not d.STORE_ID_PATTERN.match(store):
+        raise d.invalid("store_id", "a store id (lower-case letters, digits, dashes)")
+    return ld.Origin(channel or principal.channel, store or principal.store_id)
+
+
+class Loyalty(UseCase):
+    def __init__(self, context: Context, policy: LoyaltyPolicy, hub: BalanceHub) -> None:
+        super().__init__(context)
+        self.loyalty = policy
+        self.hub = hub
+
+    # ----------------------------------------------------------------------------- reads
+
+    async def balance(self, principal: Principal, customer_ref: str) -> ld.Account:
+        customer_id = acting_for(principal, customer_ref)
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal)
+            found = await LoyaltyStore(uow.session).get(customer_id)
+        return found or ld.empty_account(customer_id)
+
+    async def entries(
+        self, principal: Principal, customer_ref: str, before_seq: int | None, limit: int
+    ) -> list[tuple[int, ld.Entry]]:
+        customer_id = acting_for(principal, customer_ref)
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal)
+            return await LoyaltyStore(uow.session).page(customer_id, before_seq, limit)
+
+    async def watch(self, principal: Principal, customer_ref: str) -> AsyncIterator[BalanceUpdate]:
+        """The balance now, then every change, for the stream's maximum duration."""
+        customer_id = acting_for(principal, customer_ref)
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal)
+        async for update in self.hub.watch(customer_id, max_seconds=self.loyalty.watch_max_seconds):
+            yield update
+
+    # --------------------------------------------------------------------------- changes
+
+    async def earn(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        *,
+        yen: int,
+        reference: str,
+        channel: int,
+        store_id: str,
+        request_id: str,
+        request: Message,
+    ) -> tuple[ld.Entry | None, ld.Account]:
+        customer_id = _writer(principal, customer_ref)
+        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
+        origin = _origin(principal, channel, store_id)
+
+        async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
+            points = self.loyalty.rules.points_for(yen, account.tier)
+            if points <= 0:
+                return ""
+            now = self.clock()
+            entry = self._entry(
+                customer_id, ld.LedgerEntryKind.EARN, points, origin, request_id, reference, now
+            )
+            entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
+            await self._append(uow, store, entry, remaining=points)
+            return str(entry.id)
+
+        return await self._change("EarnPoints", customer_id, principal, request_id, request, action)
+
+    async def adjust(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        *,
+        points: int,
+        reason: str,
+        request_id: str,
+        request: Message,
+    ) -> tuple[ld.Entry | None, ld.Account]:
+        customer_id = _writer(principal, customer_ref)
+        points = ld.check_points(points, "points", allow_negative=True)
+        reason = ld.check_text(reason, "reason", ld.MAX_REASON)
+        origin = ld.Origin(principal.channel, principal.store_id)
+
+        async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
+            now = self.clock()
+            entry = self._entry(
+                customer_id, ld.LedgerEntryKind.ADJUST, points, origin, request_id, reason, now
+            )
+            if points > 0:
+                entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
+                await self._append(uow, store, entry, remaining=points)
+            else:
+                if account.available < -points:
+                    raise ld.insufficient_points(-points, account.available)
+                await self._spend(store, customer_id, -points)
+                await self._append(uow, store, entry)
+            return str(entry.id)
+
+        return await self._change(
+            "AdjustPoints", customer_id, principal, request_id, request, action
+        )
+
+    async def reverse(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        entry_ref: str,
+        *,
+        request_id: str,
+        request: Message,
+    ) -> tuple[ld.Entry | None, ld.Account]:
+        customer_id = _writer(principal, customer_ref)
+        entry_id = convert.parse_id(entry_ref, "entry_id")
+        origin = ld.Origin(principal.channel, principal.store_id)
+
+        async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
+            original = await store.entry(customer_id, entry_id)
+            if original is None:
+                raise ld.entry_not_found()
+            ld.check_reversible(original)
+            done = await store.reversal_of(entry_id)
+            if done is not None:
+                return str(done.id)  # reversing twice takes nothing twice
+            now = self.clock()
+            entry = self._entry(
+                customer_id,
+                ld.LedgerEntryKind.REVERSE,
+                -original.points,
+                origin,
+                request_id,
+                str(original.id),
+                now,
+            )
+            entry = replace(entry, reverses=original.id)
+            # The whole lot goes, spent or not: a balance turning negative is recorded.
+            await store.take_from_lots([(original.id, original.remaining)])
+            after = await self._append(uow, store, entry)
+            # Points of the lot that were spent are now owed by the other lots: keep what
+            # the lots hold within the balance, so no later earning expires in their place.
+            lots = await store.open_lots(customer_id)
+            excess = sum(lot.remaining for lot in lots) - max(after.balance, 0)
+            if excess > 0:
+                await store.take_from_lots(ld.spend_oldest_first(lots, excess))
+            return str(entry.id)
+
+        return await self._change(
+            "ReverseEntry", customer_id, principal, request_id, request, action
+        )
+
+    async def reserve(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        *,
+        points: int,
+        reference: str,
+        channel: int,
+        store_id: str,
+        request_id: str,
+        request: Message,
+    ) -> ld.Reservation:
+        customer_id = _writer(principal, customer_ref)
+        points = ld.check_points(points, "points")
+        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
+        origin = _origin(principal, channel, store_id)
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal, lock=True)
+            store = LoyaltyStore(uow.session)
+
+            async def hold() -> wrappers_pb2.StringValue:
+                now = self.clock()
+                account = await store.reserve(customer_id, points, now)
+                if account is None:
+                    current = await store.get(customer_id) or ld.empty_account(customer_id)
+                    raise ld.insufficient_points(points, current.available)
+                reservation = ld.Reservation(
+                    id=uuid.uuid4(),
+                    customer_id=customer_id,
+                    points=points,
+                    state=ld.ReservationState.HELD,
+                    reference=reference,
+                    channel=origin.channel,
+                    store_id=origin.store_id,
+                    created_at=now,
+                    expires_at=now + self.loyalty.reservation_ttl,
+                )
+                await store.insert_reservation(reservation)
+                self._announce(uow, account)
+                return wrappers_pb2.StringValue(value=str(reservation.id))
+
+            held = await idempotent(
+                uow,
+                scope=f"ReservePoints:{customer_id}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=hold,
+            )
+            found = await store.reservation(customer_id, uuid.UUID(held.value))
+            await uow.commit()
+        assert found is not None
+        return found
+
+    async def commit(
+        self,
+        principal: Principal,
+        customer_ref: str,
+        reservation_ref: str,
+    ) -> ld.Reservation:
+        """Redeem a hold. Committing a committed hold answers it again (the saga retries)."""
+        customer_id = _writer(principal, customer_ref)
+        reservation_id = convert.parse_id(reservation_ref, "reservation_id")
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal, lock=True)
+            store = LoyaltyStore(uow.session)
+            await store.lock(customer_id)
+            reservation = await store.reservation(customer_id, reservation_id)
+            if reservation is None:
+                raise ld.reservation_not_found()
+            now = self.clock()
+            ld.check_reservation_open(reservation, now)
+            if reservation.state is ld.ReservationState.HELD:
+                entry = self._entry(
+                    customer_id,
+                    ld.LedgerEntryKind.REDEEM,
+                    -reservation.points,
+                    ld.Origin(reservation.channel, reservation.store_id),
+                    str(reservation.id),
+                    reservation.reference,
+                    now,
+                )
+                await self._spend(store, customer_id, reservation.points)
+                await self._append(uow, store, entry, reserved_delta=-reservation.points)
+                await store.set_reservation_state(
+                    reservation.id, ld.ReservationState.COMMITTED, entry.id
+                )
+                reservation = await store.reservation(customer_id, reservation_id)
+            await uow.commit()
+        assert reservation is not None
+        return reservation
+
+    async def release(
+        self, principal: Principal, customer_ref: str, reservation_ref: str
+    ) -> ld.Reservation:
+        customer_id = _writer(principal, customer_ref)
+        reservation_id = convert.parse_id(reservation_ref, "reservation_id")
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal, lock=True)
+            store = LoyaltyStore(uow.session)
+            await store.lock(customer_id)
+            reservation = await store.reservation(customer_id, reservation_id)
+            if reservation is None:
+                raise ld.reservation_not_found()
+            if reservation.state is ld.ReservationState.HELD:
+                await self._release(uow, store, reservation)
+                reservation = await store.reservation(customer_id, reservation_id)
+            await uow.commit()
+        assert reservation is not None
+        return reservation
+
+    async def sweep(self) -> int:
+        """Expire lots past their expiry (oldest first) and release expired holds, one batch
+        of accounts per transaction. Returns how many accounts changed."""
+        changed = 0
+        after: uuid.UUID | None = None
+        now = self.clock()
+        # One pass in id order: an account whose lot must wait for a live hold is visited
+        # once per sweep, not again and again.
+        while True:
+            async with self.db.unit_of_work() as uow:
+                store = LoyaltyStore(uow.session)
+                accounts = await store.accounts_to_sweep(now, SWEEP_BATCH, after)
+                if not accounts:
+                    return changed
+                for customer_id in accounts:
+                    await self._sweep_account(uow, store, customer_id, now)
+                await uow.commit()
+            changed += len(accounts)
+            after = accounts[-1]
+            if len(accounts) < SWEEP_BATCH:
+                return changed
+
+    # ---------------------------------------------------------------------------- helpers
+
+    async def _sweep_account(
+        self, uow: UnitOfWork, store: LoyaltyStore, customer_id: uuid.UUID, now: datetime
+    ) -> None:
+        for reservation in await store.expired_holds(customer_id, now):
+            await self._release(uow, store, reservation)
+        account = await store.lock(customer_id)
+        lots = await store.expired_lots(customer_id, now)
+        for lot in lots:
+            points, kept = ld.expire_lot(lot.remaining, account)
+            if lot.remaining - kept > 0:
+                await store.take_from_lots([(lot.entry_id, lot.remaining - kept)])
+            if points <= 0:
+                continue
+            entry = self._entry(
+                customer_id,
+                ld.LedgerEntryKind.EXPIRE,
+                -points,
+                ld.Origin(0, None),
+                "",
+                str(lot.entry_id),
+                now,
+            )
+            account = await self._append(uow, store, entry)
+
+    async def _release(
+        self, uow: UnitOfWork, store: LoyaltyStore, reservation: ld.Reservation
+    ) -> None:
+        await store.set_reservation_state(reservation.id, ld.ReservationState.RELEASED)
+        account = await store.change_reserved(
+            reservation.customer_id, -reservation.points, self.clock()
+        )
+        self._announce(uow, account)
+
+    async def _spend(self, store: LoyaltyStore, customer_id: uuid.UUID, points: int) -> None:
+        lots = await store.open_lots(customer_id)
+        await store.take_from_lots(ld.spend_oldest_first(lots, points))
+
+    async def _append(
+        self,
+        uow: UnitOfWork,
+        store: LoyaltyStore,
+        entry: ld.Entry,
+        *,
+        remaining: int = 0,
+        reserved_delta: int = 0,
+    ) -> ld.Account:
+        account = await store.append(entry, remaining=remaining, reserved_delta=reserved_delta)
+        self._announce(uow, account)
+        # The timeline shows points too: projected in the same transaction, never lost.
+        await TimelineStore(uow.session).insert(
+            td.Interaction(
+                id=uuid.uuid4(),
+                customer_id=entry.customer_id,
+                kind=td.InteractionKind.LOYALTY,
+                sku="",
+                size="",
+                channel=entry.channel,
+                store_id=entry.store_id,
+                device_id=None,
+                summary=f"{entry.kind.name} {entry.points:+d}",
+                created_at=entry.created_at,
+            )
+        )
+        return account
+
+    @staticmethod
+    def _announce(uow: UnitOfWork, account: ld.Account) -> None:
+        uow.add_event(
+            events_pb2.LoyaltyBalanceChanged(
+                customer_id=str(account.customer_id),
+                balance=account.balance,
+                reserved=account.reserved,
+                version=account.version,
+                change_time=convert.timestamp(account.updated_at),
+            )
+        )
+
+    @staticmethod
+    def _entry(
+        customer_id: uuid.UUID,
+        kind: ld.LedgerEntryKind,
+        points: int,
+        origin: ld.Origin,
+        request_id: str,
+        reference: str,
+        now: datetime,
+    ) -> ld.Entry:
+        return ld.Entry(
+            id=uuid.uuid4(),
+            customer_id=customer_id,
+            kind=kind,
+            points=points,
+            channel=origin.channel,
+            store_id=origin.store_id,
+            request_id=request_id,
+            reference=reference,
+            created_at=now,
+        )
+
+    async def _change(
+        self,
+        scope: str,
+        customer_id: uuid.UUID,
+        principal: Principal,
+        request_id: str,
+        request: Message,
+        action: _Action,
+    ) -> tuple[ld.Entry | None, ld.Account]:
+        """One ledger change: the account locked, the action run once per request_id (bound
+        to the caller), committed; answers the entry and the account after it."""
+        async with self.db.unit_of_work() as uow:
+            await load_customer(uow, customer_id, principal, lock=True)
+            store = LoyaltyStore(uow.session)
+            account = await store.lock(customer_id)
+
+            async def run() -> wrappers_pb2.StringValue:
+                return wrappers_pb2.StringValue(value=await action(uow, store, account))
+
+            done = await idempotent(
+                uow,
+                scope=f"{scope}:{customer_id}",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=run,
+            )
+            entry = await store.entry(customer_id, uuid.UUID(done.value)) if done.value else None
+            after = await store.get(customer_id)
+            await uow.commit()
+        assert after is not None
+        return entry, after
+
+
+def _with_expiry(entry: ld.Entry, expires_at: datetime) -> ld.Entry:
+    return replace(entry, expires_at=expires_at)
