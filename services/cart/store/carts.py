@@ -240,7 +240,10 @@ class CartStore:
                 pg.insert(carts)
                 .values(_cart_values(cart))
                 .on_conflict_do_nothing(
-                    index_elements=[carts.c.customer_id], index_where=carts.c.status == _ACTIVE
+                    # The index's predicate as literal SQL: a bound parameter there does not
+                    # match the partial unique index (PostgreSQL then finds no arbiter).
+                    index_elements=[carts.c.customer_id],
+                    index_where=sa.text(f"status = {_ACTIVE}"),
                 )
                 .returning(carts.c.id)
             )
