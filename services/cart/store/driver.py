@@ -116,6 +116,18 @@ class Read:
     stored: StoredAnswer | None
 
 
+@dataclass(frozen=True)
+class WritePlan:
+    """A change to write: ``cart`` as decided from ``seen`` (the cart as read)."""
+
+    seen: Cart
+    cart: Cart
+    #: Every line was priced just now (``priced_at`` is written).
+    priced: bool
+    #: (scope, key) of the request_id, claimed in the same statement.
+    claim: tuple[str, KeyClaim] | None
+
+
 class _Fields:
     """An asyncpg record's columns as attributes (optionally under a prefix), for the
     row ⇄ domain functions the SQLAlchemy store uses too."""
@@ -154,12 +166,11 @@ class DriverCartStore:
             stored = StoredAnswer(first["key_hash"], first["key_response"] or b"")
         return Read(_cart(_Fields(first), lines), stored)
 
-    async def write(
-        self, seen: Cart, cart: Cart, *, priced: bool, claim: tuple[str, KeyClaim] | None
-    ) -> Written:
-        """Write ``cart``, the change of ``seen``, if the stored cart is still at ``seen``'s
-        version: the cart row, the lines that differ from ``seen``'s (upserted), the lines
-        gone (deleted), and ``claim`` (scope, key) — all or nothing, in one statement."""
+    async def write(self, plan: WritePlan) -> Written:
+        """Write ``plan.cart`` if the stored cart is still at ``plan.seen``'s version: the
+        cart row, the lines that differ from the seen ones (upserted), the lines gone
+        (deleted), and the key claim — all or nothing, in one statement."""
+        seen, cart, priced, claim = plan.seen, plan.cart, plan.priced, plan.claim
         before = {(index, line.id): line for index, line in enumerate(seen.lines)}
         changed = [
             (index, line)

@@ -4,9 +4,8 @@ and applies the change in one transaction, with the request_id recorded in it.""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -35,7 +34,7 @@ from services.cart.domain.promotions import (
 )
 from services.cart.events import checked_out_event
 from services.cart.store.carts import CartStore
-from services.cart.store.driver import DriverCartStore, Written
+from services.cart.store.driver import DriverCartStore, Read, WritePlan, Written
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -311,33 +310,50 @@ class Carts:
         fingerprint = request_fingerprint(request) if key else b""
         scope = f"{mutation.scope}:{cart_id}"
         asked = _Asked()
+
+        async def plan(read: Read, *, may_ask: bool) -> CartView | WritePlan:
+            seen = access.open_cart(principal, read.cart, token, write=True)
+            seen.require_active()
+            if read.stored is not None:
+                # Applied once already: the cart as it is now (REQUEST_ID_REUSED if the key
+                # came with other parameters).
+                read.stored.answer(fingerprint, wrappers_pb2.StringValue)
+                return await self._view_now(seen)
+            check_etag(etag, seen.etag, "cart")
+            cart, priced = await self._changed(principal, seen, mutation)
+            cart = await self._with_availability(seen, cart, asked, may_ask=may_ask)
+            claim = None
+            if key is not None:
+                claim = (
+                    scope,
+                    KeyClaim(key, fingerprint, wrappers_pb2.StringValue(value=cart.etag)),
+                )
+            return WritePlan(seen, cart, priced, claim)
+
         for attempt in range(1, CHANGE_ATTEMPTS + 1):
-            last = attempt == CHANGE_ATTEMPTS
-            async with self._change_connection(locked=last) as transaction:
-                store = DriverCartStore(transaction.connection)
-                if last:
+            if attempt < CHANGE_ATTEMPTS:
+                # No connection is held while the catalog and inventory are asked.
+                async with self.db.driver_connection() as connection:
+                    read = await DriverCartStore(connection).read(cart_id, scope, key)
+                planned = await plan(read, may_ask=True)
+                if isinstance(planned, CartView):
+                    return planned
+                async with self.db.driver_connection() as connection:
+                    written = await DriverCartStore(connection).write(planned)
+            else:
+                async with self.db.driver_unit_of_work() as uow:
+                    store = DriverCartStore(uow.connection)
                     await store.lock(cart_id)
-                read = await store.read(cart_id, scope, key or "")
-                seen = access.open_cart(principal, read.cart, token, write=True)
-                seen.require_active()
-                if read.stored is not None:
-                    # Applied once already: the cart as it is now (REQUEST_ID_REUSED if the
-                    # key came with other parameters).
-                    read.stored.answer(fingerprint, wrappers_pb2.StringValue)
-                    return await self._view_now(seen)
-                check_etag(etag, seen.etag, "cart")
-                cart, priced = await self._changed(principal, seen, mutation)
-                cart = await self._with_availability(seen, cart, asked, may_ask=not last)
-                claim = None
-                if key is not None:
-                    response = wrappers_pb2.StringValue(value=cart.etag)
-                    claim = (scope, KeyClaim(key, fingerprint, response))
-                written = await store.write(seen, cart, priced=priced, claim=claim)
-                if written is Written.GONE:
-                    raise access.cart_not_found()
-                if written is Written.WRITTEN:
-                    await transaction.commit()
-                    return await self._view_now(cart)
+                    planned = await plan(await store.read(cart_id, scope, key), may_ask=False)
+                    if isinstance(planned, CartView):
+                        return planned
+                    written = await store.write(planned)
+                    if written is Written.WRITTEN:
+                        await uow.commit()
+            if written is Written.GONE:
+                raise access.cart_not_found()
+            if written is Written.WRITTEN:
+                return await self._view_now(planned.cart)
         # The locked attempt cannot lose its race; this only guards the loop's end.
         raise Aborted("the cart kept changing; retry", reason="CART_CONTENDED")
 
@@ -380,17 +396,6 @@ class Carts:
         else:
             available = None
         return cart.with_availability(available, now, only=None if full else set(skus))
-
-    @contextlib.asynccontextmanager
-    async def _change_connection(self, *, locked: bool) -> AsyncIterator[Any]:
-        """Statements that commit on their own, or (``locked``) one transaction that the
-        caller commits; either has ``connection`` and ``commit()``."""
-        if not locked:
-            async with self.db.driver_connection() as connection:
-                yield _Autocommit(connection)
-            return
-        async with self.db.driver_unit_of_work() as uow:
-            yield uow
 
     async def _view_now(self, cart: Cart) -> CartView:
         """The view of a cart just read or written (no second read): promotions are looked
@@ -639,16 +644,6 @@ class Carts:
     async def customer_erased(self, uow: UnitOfWork, customer_id: str) -> None:
         await CartStore(uow.session).delete_for_customer(customer_id)
         await PromotionStore(uow.session).forget_customer(customer_id)
-
-
-class _Autocommit:
-    """A connection outside any transaction, shaped like a unit of work."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-
-    async def commit(self) -> None:
-        """Nothing to do: each statement committed on its own."""
 
 
 class _Asked:
