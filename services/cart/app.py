@@ -65,6 +65,7 @@ async def build(runtime: Runtime[CartSettings]) -> None:
             settings.delivery_fee, settings.same_day_fee, settings.free_delivery_threshold
         ),
         reprice_after_seconds=settings.reprice_after_seconds,
+        availability_recheck_seconds=settings.availability_recheck_seconds,
         code_attempts=settings.code_attempts,
         code_attempt_window_seconds=settings.code_attempt_window_seconds,
     )

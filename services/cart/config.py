@@ -26,6 +26,9 @@ class CartSettings(ServiceSettings):
     inventory_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     #: How long a SKU's catalog data (price, title, offer) is reused before asking again.
     catalog_cache_seconds: float = Field(default=30.0, ge=0)
+    #: A change asks inventory about the lines it adds or resizes; about every line when
+    #: the last such answer is older than this (or the fulfilment changed).
+    availability_recheck_seconds: float = Field(default=30.0, ge=0)
     #: A cart read after this long is repriced (price events reprice sooner).
     reprice_after_seconds: float = Field(default=300.0, gt=0)
     max_quantity_per_line: int = Field(default=10, ge=1, le=999)

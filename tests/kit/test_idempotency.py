@@ -222,3 +222,25 @@ async def test_identical_retries_racing_another_body_get_the_winners_answer(
         else:
             assert answer == "REQUEST_ID_REUSED"
     assert len({a for a in answers if isinstance(a, int)}) == 1
+
+
+async def test_a_conditional_claim_on_its_own_connection_keeps_no_key_when_the_condition_fails(
+    db: Database,
+) -> None:
+    """``claim_keys(when=…)`` on ``driver_connection`` (each statement commits on its own):
+    a claim whose condition does not hold stores nothing, so the key stays free."""
+    answer = wrappers_pb2.StringValue(value="v")
+
+    async def claim_when(key: str, condition: str, flag: bool) -> bool:
+        sql, args = claim_keys("When", [KeyClaim(key, b"f", answer)], after=1, when=condition)
+        async with db.driver_connection() as connection:
+            assert not connection.is_in_transaction()
+            return bool(await connection.fetch(sql, flag, *args))
+
+    assert await claim_when("k-false", "$1::boolean", False) is False
+    assert await claim_when("k-true", "$1::boolean", True) is True
+    assert await claim_when("k-true", "$1::boolean", True) is False  # taken already
+    async with db.driver_connection() as connection:
+        found = await stored_answers(connection, "When", ["k-false", "k-true"])
+    assert list(found) == ["k-true"]
+    assert found["k-true"].answer(b"f", wrappers_pb2.StringValue).value == "v"

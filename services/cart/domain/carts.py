@@ -14,7 +14,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import IntEnum
@@ -256,7 +256,10 @@ class Cart:
         is the one whose prices it shows (a channel switch reprices), and the change starts
         a new idle period for abandonment. Price-change flags are cleared: the customer sees
         the cart again with this change."""
-        lines = tuple(replace(line, previous_unit_price=None) for line in self.lines)
+        lines = tuple(
+            replace(line, previous_unit_price=None) if line.price_changed else line
+            for line in self.lines
+        )
         return replace(
             self,
             lines=lines,
@@ -386,14 +389,37 @@ class Cart:
             lines.append(line.priced(item) if item else replace(line, offered=False))
         return replace(self, lines=tuple(lines), priced_channel=self.channel, priced_at=now)
 
-    def with_availability(self, available: Mapping[str, int] | None, now: datetime) -> Cart:
-        """Availability of every line; ``None`` (inventory could not be asked) marks every
-        line UNKNOWN and the cart keeps working."""
+    def with_availability(
+        self,
+        available: Mapping[str, int] | None,
+        now: datetime,
+        *,
+        only: Collection[str] | None = None,
+    ) -> Cart:
+        """Availability of every line (or of the lines of the SKUs in ``only``: the others
+        keep their last answer, and ``availability_checked_at`` still says when every line
+        was last asked); ``None`` (inventory could not be asked) marks those lines UNKNOWN
+        and the cart keeps working."""
         lines = tuple(
             line.with_availability(None if available is None else available.get(line.sku, 0))
+            if only is None or line.sku in only
+            else line
             for line in self.lines
         )
+        if only is not None:
+            return replace(self, lines=lines)
         return replace(self, lines=lines, availability_checked_at=now)
+
+    def availability_due(self, now: datetime, recheck_seconds: float) -> bool:
+        """Whether every line's availability is to be asked again (none asked yet, a new
+        fulfilment, or the last full answer is older than ``recheck_seconds``)."""
+        checked = self.availability_checked_at
+        return checked is None or (now - checked).total_seconds() >= recheck_seconds
+
+    def lines_changed_since(self, before: Cart) -> list[str]:
+        """SKUs of the lines that are new or hold another quantity than in ``before``."""
+        quantities = {line.id: line.quantity for line in before.lines}
+        return [line.sku for line in self.lines if quantities.get(line.id) != line.quantity]
 
     def merged_with(self, guest: Cart, limits: CartLimits, now: datetime) -> Cart:
         """This (the customer's active) cart after folding ``guest`` into it. The rule, in

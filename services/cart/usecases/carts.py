@@ -34,12 +34,14 @@ from services.cart.domain.promotions import (
 )
 from services.cart.events import checked_out_event
 from services.cart.store.carts import CartStore
+from services.cart.store.driver import DriverCartStore, Read, WritePlan, Written
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.cache import RefreshingValue, TTLCache, ttl_cache
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
+    Aborted,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -48,11 +50,19 @@ from tenpo.kit.errors import (
     check_etag,
     require_fields,
 )
-from tenpo.kit.idempotency import idempotent
+from tenpo.kit.idempotency import (
+    KeyClaim,
+    check_request_id,
+    idempotency_key,
+    idempotent,
+    request_fingerprint,
+)
 
 MAX_SKU_LENGTH = 64
 #: Automatic promotions are re-read at most this often (and at once after our own writes).
 AUTOMATIC_PROMOTIONS_TTL = 10.0
+#: Optimistic attempts of a change, the last one under the cart's row lock.
+CHANGE_ATTEMPTS = 4
 
 
 class CatalogPort(Protocol):
@@ -118,6 +128,7 @@ class Carts:
         limits: CartLimits,
         shipping: ShippingPolicy,
         reprice_after_seconds: float,
+        availability_recheck_seconds: float = 30.0,
         code_attempts: int = 10,
         code_attempt_window_seconds: float = 900.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -129,6 +140,7 @@ class Carts:
         self.limits = limits
         self.shipping = shipping
         self.reprice_after = reprice_after_seconds
+        self.availability_recheck = availability_recheck_seconds
         self.clock = clock
         self.automatic = RefreshingValue(self._load_automatic, AUTOMATIC_PROMOTIONS_TTL)
         self._code_attempts = code_attempts
@@ -287,54 +299,111 @@ class Carts:
         request: Message,
         mutation: Mutation,
     ) -> CartView:
-        seen = access.open_cart(principal, await self._load(cart_id), token, write=True)
-        seen.require_active()
+        """Apply ``mutation`` optimistically: read the cart (one statement), decide, and
+        write it back only if its version has not moved (one statement that commits on its
+        own, with the request_id claimed in it); a lost race reads again. After
+        ``CHANGE_ATTEMPTS - 1`` lost races the last attempt holds the cart's row lock from
+        its read to its write, so a hot cart still makes progress. Catalog and inventory
+        are asked between read and write, never under the lock (but on that last attempt,
+        which reuses their answers)."""
+        key = idempotency_key(check_request_id(request_id)) if request_id else None
+        fingerprint = request_fingerprint(request) if key else b""
+        scope = f"{mutation.scope}:{cart_id}"
+        asked = _Asked()
+
+        async def plan(read: Read, *, may_ask: bool) -> CartView | WritePlan:
+            seen = access.open_cart(principal, read.cart, token, write=True)
+            seen.require_active()
+            if read.stored is not None:
+                # Applied once already: the cart as it is now (REQUEST_ID_REUSED if the key
+                # came with other parameters).
+                read.stored.answer(fingerprint, wrappers_pb2.StringValue)
+                return await self._view_now(seen)
+            check_etag(etag, seen.etag, "cart")
+            cart, priced = await self._changed(principal, seen, mutation)
+            cart = await self._with_availability(seen, cart, asked, may_ask=may_ask)
+            claim = None
+            if key is not None:
+                claim = (
+                    scope,
+                    KeyClaim(key, fingerprint, wrappers_pb2.StringValue(value=cart.etag)),
+                )
+            return WritePlan(seen, cart, priced, claim)
+
+        for attempt in range(1, CHANGE_ATTEMPTS + 1):
+            if attempt < CHANGE_ATTEMPTS:
+                # No connection is held while the catalog and inventory are asked.
+                async with self.db.driver_connection() as connection:
+                    read = await DriverCartStore(connection).read(cart_id, scope, key)
+                planned = await plan(read, may_ask=True)
+                if isinstance(planned, CartView):
+                    return planned
+                async with self.db.driver_connection() as connection:
+                    written = await DriverCartStore(connection).write(planned)
+            else:
+                async with self.db.driver_unit_of_work() as uow:
+                    store = DriverCartStore(uow.connection)
+                    await store.lock(cart_id)
+                    planned = await plan(await store.read(cart_id, scope, key), may_ask=False)
+                    if isinstance(planned, CartView):
+                        return planned
+                    written = await store.write(planned)
+                    if written is Written.WRITTEN:
+                        await uow.commit()
+            if written is Written.GONE:
+                raise access.cart_not_found()
+            if written is Written.WRITTEN:
+                return await self._view_now(planned.cart)
+        # The locked attempt cannot lose its race; this only guards the loop's end.
+        raise Aborted("the cart kept changing; retry", reason="CART_CONTENDED")
+
+    async def _changed(
+        self, principal: Principal, seen: Cart, mutation: Mutation
+    ) -> tuple[Cart, bool]:
+        """The cart after ``mutation`` (domain rules), priced from the catalog: the new SKUs,
+        and every line when the cart is due for a reprice or moves to another channel. True
+        when every line was priced just now."""
         channel, store_id = access.touchpoint(principal, seen)
         now = self.clock()
-        # Outside the transaction: the catalog for new SKUs (and every line when the cart
-        # is due for a reprice or moves to another channel), and availability.
         reprice = needs_reprice(replace(seen, channel=channel), now, self.reprice_after)
         wanted = list(mutation.skus) + ([li.sku for li in seen.lines] if reprice else [])
         items = await self.catalog.items(wanted, channel) if wanted else {}
-        fulfillment = mutation.fulfillment or seen.fulfillment
-        availability_skus = list(dict.fromkeys([li.sku for li in seen.lines] + list(mutation.skus)))
-        available = await self.inventory.available(availability_skus, fulfillment.source_location)
-        changed: list[Cart] = []
+        cart = mutation.apply(seen.touched(channel, store_id, now), items)
+        if reprice or all(line.sku in items for line in cart.lines):
+            # Every line priced just now (a reprice, or a cart whose only lines are the
+            # ones this change looked up): the cart counts as priced.
+            return cart.repriced(items, now), True
+        return cart, False
 
-        async def apply() -> wrappers_pb2.StringValue:
-            store = CartStore(uow.session)
-            # Most changes meet the cart as they read it moments ago: no second read then.
-            current = await store.lock_fresh(seen)
-            if current is None:
-                raise access.cart_not_found()
-            current.require_active()
-            check_etag(etag, current.etag, "cart")
-            cart = mutation.apply(current.touched(channel, store_id, now), items)
-            if reprice or all(line.sku in items for line in cart.lines):
-                # Every line priced just now (a reprice, or a cart whose only lines are the
-                # ones this change looked up): the cart counts as priced.
-                cart = cart.repriced(items, now)
-            cart = cart.with_availability(
-                None if available is None else _with_unasked(available, cart, availability_skus),
-                now,
-            )
-            await store.save(cart)
-            changed.append(cart)
-            return wrappers_pb2.StringValue(value=cart.etag)
+    async def _with_availability(
+        self, seen: Cart, cart: Cart, asked: _Asked, *, may_ask: bool
+    ) -> Cart:
+        """Availability of the lines this change added or resized — of every line when the
+        last full answer is older than ``availability_recheck_seconds`` or the fulfilment
+        changed. UNKNOWN when inventory does not answer (or, on the locked attempt, was not
+        asked about these SKUs at this location: nobody waits on inventory under a lock)."""
+        now = self.clock()
+        full = cart.availability_due(now, self.availability_recheck)
+        skus = [li.sku for li in cart.lines] if full else cart.lines_changed_since(seen)
+        if not skus:
+            return cart if not full else cart.with_availability({}, now)
+        location = cart.fulfillment.source_location
+        if asked.knows(location, skus):
+            available = asked.answer(location, skus)
+        elif may_ask:
+            available = await self.inventory.available(skus, location)
+            asked.remember(location, skus, available)
+        else:
+            available = None
+        return cart.with_availability(available, now, only=None if full else set(skus))
 
+    async def _view_now(self, cart: Cart) -> CartView:
+        """The view of a cart just read or written (no second read): promotions are looked
+        up only when it holds codes."""
+        if not cart.codes:
+            return await self.view(None, cart)
         async with self.db.unit_of_work() as uow:
-            await idempotent(
-                uow,
-                scope=f"{mutation.scope}:{cart_id}",
-                request_id=request_id,
-                request=request,
-                response_type=wrappers_pb2.StringValue,
-                action=apply,
-            )
-            view = await self.view(uow.session, changed[0]) if changed else None
-            await uow.commit()
-        # A retry answers with the cart as it is now; the change was applied once.
-        return view or await self._view_of(cart_id)
+            return await self.view(uow.session, cart)
 
     async def add_line(
         self,
@@ -577,11 +646,24 @@ class Carts:
         await PromotionStore(uow.session).forget_customer(customer_id)
 
 
-def _with_unasked(
-    available: dict[str, int], cart: Cart, asked: Sequence[str]
-) -> dict[str, int] | None:
-    """Availability for the cart's lines; a line added meanwhile by another touchpoint (not
-    asked about) makes the answer incomplete, so every line says UNKNOWN rather than guess."""
-    if any(line.sku not in asked for line in cart.lines):
-        return None
-    return available
+class _Asked:
+    """Inventory's answers during one change: an attempt after a lost race reuses them for
+    the SKUs already asked about at the same location."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str | None, str], int | None] = {}
+
+    def knows(self, location: str | None, skus: Sequence[str]) -> bool:
+        return all((location, sku) in self._answers for sku in skus)
+
+    def answer(self, location: str | None, skus: Sequence[str]) -> dict[str, int] | None:
+        found = {sku: self._answers[(location, sku)] for sku in skus}
+        if any(value is None for value in found.values()):
+            return None  # inventory did not answer about one of them: UNKNOWN, no guess
+        return {sku: value for sku, value in found.items() if value is not None}
+
+    def remember(
+        self, location: str | None, skus: Sequence[str], available: dict[str, int] | None
+    ) -> None:
+        for sku in skus:
+            self._answers[(location, sku)] = None if available is None else available.get(sku, 0)

@@ -444,3 +444,39 @@ async def test_checkout_closes_the_cart_for_the_version_the_order_priced(
     assert closed.cart.status == pb.CART_STATUS_CHECKED_OUT and closed.cart.order_id == "o-1"
     fresh = (await cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=app)).cart
     assert fresh.id != mine.id and not fresh.line_items
+
+
+async def test_a_change_asks_inventory_about_the_lines_it_changes(
+    cart: Clients, upstreams: Upstreams
+) -> None:
+    """Within CART_AVAILABILITY_RECHECK_SECONDS (30) of the last full answer, a change asks
+    about the lines it adds or resizes; the other lines keep their last answer."""
+    a, b = new_sku(), new_sku()
+    upstreams.catalog.add(a, 100)
+    upstreams.catalog.add(b, 200)
+    upstreams.inventory.stock.update({a: 5, b: 7})
+    mine, token = await guest_cart(cart)
+    await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=a), metadata=ANONYMOUS_WEB
+    )
+    upstreams.inventory.stock[a] = 1
+    added = await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=b), metadata=ANONYMOUS_WEB
+    )
+    by_sku = {li.sku: li for li in added.cart.line_items}
+    assert (by_sku[a].availability, by_sku[a].available_quantity) == (
+        pb.AVAILABILITY_AVAILABLE,
+        5,
+    )
+    assert (by_sku[b].availability, by_sku[b].available_quantity) == (
+        pb.AVAILABILITY_AVAILABLE,
+        7,
+    )
+    resized = await cart.carts.UpdateLineItem(
+        api.UpdateLineItemRequest(
+            cart_id=mine.id, cart_token=token, line_item=pb.LineItem(id=by_sku[a].id, quantity=2)
+        ),
+        metadata=ANONYMOUS_WEB,
+    )
+    line = next(li for li in resized.cart.line_items if li.sku == a)
+    assert (line.availability, line.available_quantity) == (pb.AVAILABILITY_INSUFFICIENT, 1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -190,6 +191,22 @@ class Database:
 
     def driver_unit_of_work(self) -> DriverUnitOfWork:
         return DriverUnitOfWork(self)
+
+    @contextlib.asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled raw asyncpg connection outside any transaction: each statement commits
+        on its own. For hot paths whose read is one statement, or whose write is one
+        statement (atomic by itself): one round trip each instead of BEGIN … COMMIT."""
+        async with self.engine.connect() as pooled:
+            raw = await pooled.get_raw_connection()
+            connection: Any = raw.driver_connection
+            try:
+                yield connection
+            finally:
+                # Never hand the pool a connection left inside a transaction the SQLAlchemy
+                # adapter does not know about (its reset would not end it).
+                if connection.is_in_transaction() or connection.is_closed():
+                    await pooled.invalidate()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

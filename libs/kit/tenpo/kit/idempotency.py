@@ -144,14 +144,16 @@ async def idempotent(
 
 
 @lru_cache(maxsize=64)
-def _claim_sql(first: int) -> str:
+def _claim_sql(first: int, when: str | None = None) -> str:
     p = [f"${first + i}" for i in range(4)]
+    condition = f"WHERE {when}" if when else ""
     return f"""
 INSERT INTO idempotency_keys (scope, request_id, request_hash, response)
 SELECT * FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::bytea[], {p[3]}::bytea[])
+{condition}
 ON CONFLICT DO NOTHING
 RETURNING request_id
-"""  # noqa: S608 (only parameter numbers are interpolated)
+"""  # noqa: S608 (parameter numbers and the caller's own SQL condition only)
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,19 @@ class KeyClaim:
     response: Message
 
 
-def claim_keys(scope: str, claims: Sequence[KeyClaim], *, after: int) -> tuple[str, list[Any]]:
+def claim_keys(
+    scope: str, claims: Sequence[KeyClaim], *, after: int, when: str | None = None
+) -> tuple[str, list[Any]]:
     """An ``INSERT … RETURNING request_id`` for a CTE of a raw asyncpg statement that has
     ``after`` parameters of its own, with the arguments to append to them. The rows the
     CTE returns are the keys this statement won; a key another transaction holds waits
     for it and is left out, so the statement can write only what it won (and the caller
-    roll back and look the rest up with ``stored_answers``)."""
-    return _claim_sql(after + 1), [
+    roll back and look the rest up with ``stored_answers``).
+
+    ``when`` is an SQL condition of the caller's statement (a constant SQL text, e.g. on
+    another CTE): the keys are claimed only if it holds, so a statement that commits on
+    its own never keeps a key for a change it did not make."""
+    return _claim_sql(after + 1, when), [
         [scope] * len(claims),
         [c.key for c in claims],
         [c.fingerprint for c in claims],
