@@ -203,7 +203,8 @@ class ServiceHost(Generic[S]):
         await server.start()
 
         if self._db is not None and self._bus is not None:
-            self._spawn(OutboxRelay(self._db, self._bus).run, "outbox-relay")
+            relay = OutboxRelay(self._db, self._bus, meter_provider=self.meter_provider)
+            self._spawn(relay.run, "outbox-relay")
         for subscription in runtime.subscriptions:
             consumer = Consumer(runtime.db, runtime.bus, subscription)
             self._spawn(consumer.run, f"consumer {subscription.durable}")
