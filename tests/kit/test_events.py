@@ -545,3 +545,51 @@ async def test_a_durable_made_with_the_old_ack_wait_is_updated(
     info = await bus.js.consumer_info(stream_name(service), "older")
     await bus.close()
     assert info.config.ack_wait == subscription.ack_wait_seconds
+
+
+async def test_relay_measures_backlog_delay_and_published_events(
+    db: Database, nats_url: str, service: str
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tenpo.kit.events import (
+        OUTBOX_BACKLOG,
+        OUTBOX_DELAY,
+        OUTBOX_OLDEST_AGE,
+        OUTBOX_PUBLISHED,
+    )
+
+    reader = InMemoryMetricReader()
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    relay = OutboxRelay(db, bus, meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def values() -> dict[str, Any]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            metric.name: metric.data.data_points[0]
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+
+    assert await relay.measure_backlog() == (0, 0.0)
+    for order_id in ("m-1", "m-2", "m-3"):
+        await place_order(db, order_id, service)
+    waiting, oldest = await relay.measure_backlog()
+    assert waiting == 3
+    assert oldest > 0
+    measured = values()
+    assert measured[OUTBOX_BACKLOG].value == 3
+    assert measured[OUTBOX_OLDEST_AGE].value == oldest
+    assert await relay.publish_pending() == 3
+    assert await relay.measure_backlog() == (0, 0.0)
+    measured = values()
+    assert measured[OUTBOX_PUBLISHED].value == 3
+    assert measured[OUTBOX_DELAY].count == 3
+    assert measured[OUTBOX_DELAY].min >= 0
+    assert measured[OUTBOX_BACKLOG].value == 0
+    await bus.close()

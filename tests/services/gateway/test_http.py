@@ -44,3 +44,40 @@ def test_render_cache_reuses_json_within_its_byte_budget() -> None:
     assert 0 < cache.bytes_held <= 8 * 150
     assert cache.get(route, raw(0)) is first  # never evicted: least recently used go first
     assert RenderCache(max_bytes=0).get(route, raw(1)) == cache.get(route, raw(1))  # off
+
+
+async def test_requests_are_measured_per_route_template_and_status(
+    start_gateway: GatewayFactory,
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tenpo.kit.metrics import HTTP_SERVER_DURATION, HttpMetrics
+
+    reader = InMemoryMetricReader()
+    async with start_gateway(targets={"catalog": "127.0.0.1:9"}) as gw:
+        gw.gateway.app.metrics = HttpMetrics(MeterProvider(metric_readers=[reader]))
+        for _ in range(2):
+            assert (await gw.client.get("/healthz")).status_code == 200
+        product = await gw.client.get("/v1/products/p-secret-42", headers={"x-api-key": WEB_KEY})
+        missing = await gw.client.get("/v1/nothing-here")
+    data = reader.get_metrics_data()
+    assert data is not None
+    counts = {
+        (
+            point.attributes["http.request.method"],
+            point.attributes["http.route"],
+            point.attributes["http.response.status_code"],
+        ): point.count
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == HTTP_SERVER_DURATION
+        for point in metric.data.data_points
+    }
+    assert counts[("GET", "/healthz", 200)] == 2
+    assert counts[("GET", "unmatched", missing.status_code)] == 1
+    # The template, never the concrete path (ids and e-mails stay out of metrics).
+    (product_route,) = [r for m, r, s in counts if s == product.status_code and "products" in r]
+    assert "{" in product_route
+    assert "p-secret-42" not in str(counts)

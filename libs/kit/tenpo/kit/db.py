@@ -15,6 +15,7 @@ from typing import Any, Self
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from opentelemetry import propagate
+from opentelemetry.metrics import MeterProvider
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -167,7 +168,15 @@ class Database:
     """A service's database: engine, sessions, units of work. Built from settings at start-up,
     never at import time."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        instrument: bool = False,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -182,6 +191,13 @@ class Database:
         # ends every session) is known to asyncpg without asking, and is replaced at
         # checkout, so the first call after a restart does not fail on it.
         sa.event.listen(self.engine.sync_engine, "checkout", _replace_closed_connection)
+        if instrument or meter_provider is not None:
+            # SQL spans, pool usage and statement durations: worth their cost only when
+            # someone collects them (an exporter is configured).
+            from tenpo.kit.metrics import instrument_engine
+
+            name = self.engine.url.database or ""
+            instrument_engine(self.engine.sync_engine, name, meter_provider)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Set when a unit of work commits events, so the relay publishes at once.
         self.outbox_signal = asyncio.Event()

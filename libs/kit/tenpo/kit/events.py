@@ -19,7 +19,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics import MeterProvider
 from sqlalchemy.dialects import postgresql as pg
 
 from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
@@ -211,8 +212,20 @@ CLAIM_PENDING = """
 UPDATE outbox SET published_at = now()
 WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL
              ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, seq, subject, event_type, payload, headers, occurred_at
+RETURNING id, seq, subject, event_type, payload, headers, occurred_at,
+          extract(epoch FROM clock_timestamp() - occurred_at)::float8 AS age
 """
+#: Rows waiting for the relay and the age of the oldest (seconds; NULL when none wait).
+PENDING_BACKLOG = """
+SELECT count(*) AS rows,
+       extract(epoch FROM clock_timestamp() - min(occurred_at))::float8 AS oldest
+FROM outbox WHERE published_at IS NULL
+"""
+#: Metric names (tenpo.kit.metrics has the request and database ones).
+OUTBOX_PUBLISHED = "tenpo.outbox.published"
+OUTBOX_DELAY = "tenpo.outbox.delay"
+OUTBOX_BACKLOG = "tenpo.outbox.backlog"
+OUTBOX_OLDEST_AGE = "tenpo.outbox.oldest_age"
 
 
 class OutboxRelay:
@@ -234,6 +247,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         linger: float = 0.02,
         retention_hours: float = 24.0,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -242,6 +256,19 @@ class OutboxRelay:
         self.linger = linger
         self.retention_hours = retention_hours
         self.outage = OutageLog(log, "outbox relay")
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("tenpo.kit")
+        self._published = meter.create_counter(
+            OUTBOX_PUBLISHED, unit="{event}", description="Events the relay published"
+        )
+        self._delay = meter.create_histogram(
+            OUTBOX_DELAY, unit="s", description="From an event's commit to its relay"
+        )
+        self._backlog = meter.create_gauge(
+            OUTBOX_BACKLOG, unit="{event}", description="Events waiting in the outbox"
+        )
+        self._oldest = meter.create_gauge(
+            OUTBOX_OLDEST_AGE, unit="s", description="Age of the oldest waiting event"
+        )
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -272,7 +299,20 @@ class OutboxRelay:
             )
             await self._after_publish()
             await uow.commit()
+        for row in rows:
+            self._delay.record(max(row["age"], 0.0))
+        self._published.add(len(rows))
         return len(rows)
+
+    async def measure_backlog(self) -> tuple[int, float]:
+        """Record how many events wait and how old the oldest is (0 when none wait): a
+        growing backlog or age means the relay or the broker is not keeping up."""
+        async with self.db.driver_unit_of_work() as uow:
+            row = await uow.connection.fetchrow(PENDING_BACKLOG)
+        waiting, oldest = int(row["rows"]), max(row["oldest"] or 0.0, 0.0)
+        self._backlog.set(waiting)
+        self._oldest.set(oldest)
+        return waiting, oldest
 
     async def _after_publish(self) -> None:
         """Hook between publishing and marking; tests use it to crash the relay there."""
@@ -290,7 +330,7 @@ class OutboxRelay:
         """Relay until cancelled. Failures (broker down, database restart) back off and retry;
         nothing is lost because rows stay pending until acknowledged."""
         backoff = self.poll_interval
-        last_purge = 0.0
+        last_purge = last_measure = 0.0
         loop = asyncio.get_running_loop()
         signal = self.db.outbox_signal
         while True:
@@ -307,6 +347,9 @@ class OutboxRelay:
                 if loop.time() - last_purge > 600:
                     await self.purge_published()
                     last_purge = loop.time()
+                if loop.time() - last_measure > BACKLOG_INTERVAL:
+                    await self.measure_backlog()
+                    last_measure = loop.time()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -322,6 +365,10 @@ class OutboxRelay:
             rest = self.linger - (loop.time() - started)
             if rest > 0:
                 await asyncio.sleep(rest)
+
+
+#: Seconds between two backlog measurements (one count over the pending rows' index).
+BACKLOG_INTERVAL = 15.0
 
 
 def _headers(stored: Any) -> dict[str, str]:

@@ -47,6 +47,11 @@ def drop_kit_tables() -> None:
         table.drop(bind)
 
 
+#: The advisory lock key migrators of one database take turns on (each service has its own
+#: database, so one constant serves them all): "tenpo-mg" as a 64-bit number.
+MIGRATION_LOCK = int.from_bytes(b"tenpo-mg", "big", signed=True)
+
+
 def run_env(service_metadata: sa.MetaData | Sequence[sa.MetaData]) -> None:
     """The body of every service's ``migrations/env.py``: online, async, with the kit's
     tables (outbox, inbox, idempotency keys) next to the service's own."""
@@ -58,6 +63,12 @@ def run_env(service_metadata: sa.MetaData | Sequence[sa.MetaData]) -> None:
         raise RuntimeError("no database URL for migrations")
 
     def migrate(connection: Connection) -> None:
+        # Several migrators at once (a rollout's init containers, pods the HPA adds) queue
+        # here: Alembic takes no lock of its own, and two runs of one migration would race
+        # on the same DDL (a duplicate type or table fails the loser). The lock belongs to
+        # the transaction that runs the migrations, so it is released at their commit, and
+        # the next migrator then reads the new head and has nothing to do.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.configure(connection=connection, target_metadata=target, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()

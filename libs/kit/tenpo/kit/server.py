@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.metrics import MeterProvider
 
 from tenpo.kit import migrations
 from tenpo.kit.auth import JwksSource, TokenVerifier
@@ -27,6 +28,7 @@ from tenpo.kit.db import Database
 from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
 from tenpo.kit.guard import CallGuard, GuardedServer
 from tenpo.kit.logging import configure_logging
+from tenpo.kit.metrics import RpcMetricsInterceptor
 from tenpo.kit.pagination import PageTokenCodec
 from tenpo.kit.settings import ServiceSettings
 from tenpo.kit.telemetry import configure_telemetry
@@ -118,9 +120,17 @@ class ServiceHost(Generic[S]):
     """One running gRPC server of a service: start, serve, drain, stop. Tests run it in
     process on an ephemeral port; ``main`` runs it until SIGTERM."""
 
-    def __init__(self, definition: ServiceDefinition[S], settings: S) -> None:
+    def __init__(
+        self,
+        definition: ServiceDefinition[S],
+        settings: S,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self.definition = definition
         self.settings = settings
+        #: Where metrics go: the global provider (tenpo.kit.telemetry) unless a test gives
+        #: one with an in-memory reader.
+        self.meter_provider = meter_provider
         self.port = 0
         self.runtime: Runtime[S] | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -131,11 +141,15 @@ class ServiceHost(Generic[S]):
 
     async def start(self) -> None:
         settings = self.settings
+        telemetry = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
+        measured = telemetry or self.meter_provider is not None
         if self.definition.uses_database:
             self._db = Database(
                 settings.database_url,
                 pool_size=settings.database_pool_size,
                 max_overflow=settings.database_max_overflow,
+                instrument=measured,
+                meter_provider=self.meter_provider,
             )
         if self.definition.uses_events:
             self._bus = EventBus(
@@ -150,7 +164,11 @@ class ServiceHost(Generic[S]):
         jwks = self.definition.jwks_source(settings) if self.definition.jwks_source else None
         verifier = TokenVerifier.from_settings(settings, jwks)
         interceptors: list[grpc.aio.ServerInterceptor] = []
-        if settings.otel_exporter_otlp_endpoint or settings.otel_console:
+        if measured:
+            # Duration per RPC and status (rate and errors follow), outermost so it sees the
+            # status the guard settles on.
+            interceptors.append(RpcMetricsInterceptor(self.meter_provider))
+        if telemetry:
             # A span per call is worth its cost only when someone collects it.
             interceptors.append(aio_server_interceptor())
         server = grpc.aio.server(
@@ -193,7 +211,8 @@ class ServiceHost(Generic[S]):
         await server.start()
 
         if self._db is not None and self._bus is not None:
-            self._spawn(OutboxRelay(self._db, self._bus).run, "outbox-relay")
+            relay = OutboxRelay(self._db, self._bus, meter_provider=self.meter_provider)
+            self._spawn(relay.run, "outbox-relay")
         for subscription in runtime.subscriptions:
             consumer = Consumer(runtime.db, runtime.bus, subscription)
             self._spawn(consumer.run, f"consumer {subscription.durable}")
@@ -270,9 +289,11 @@ async def _bounded(step: str, awaitable: Awaitable[Any], seconds: float = STEP_T
 
 
 @contextlib.asynccontextmanager
-async def running(definition: ServiceDefinition[S], settings: S) -> AsyncIterator[ServiceHost[S]]:
+async def running(
+    definition: ServiceDefinition[S], settings: S, meter_provider: MeterProvider | None = None
+) -> AsyncIterator[ServiceHost[S]]:
     """Run a service in process (for tests and benchmarks) and stop it afterwards."""
-    host = ServiceHost(definition, settings)
+    host = ServiceHost(definition, settings, meter_provider)
     try:
         await host.start()
         yield host

@@ -1,0 +1,186 @@
+"""OpenTelemetry metrics every service and the gateway record: calls per RPC and per HTTP
+route (one duration histogram each: its count is the request rate, its status attribute
+the errors) and database query durations. Names and attributes follow the OpenTelemetry
+semantic conventions, so a collector's Prometheus exporter turns them into the usual
+``rpc_server_duration_milliseconds_bucket{rpc_method=..., rpc_grpc_status_code=...}``.
+
+Instruments come from a meter provider given explicitly (tests pass one with an in-memory
+reader) or the global one ``tenpo.kit.telemetry`` installs; without an exporter the
+global provider has no reader and recording costs next to nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from grpc.aio import ServicerContext
+from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
+
+from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
+
+METER = "tenpo.kit"
+#: gRPC server calls, milliseconds (semantic conventions: rpc.server.duration).
+RPC_SERVER_DURATION = "rpc.server.duration"
+#: HTTP requests the gateway answered, seconds (http.server.request.duration).
+HTTP_SERVER_DURATION = "http.server.request.duration"
+#: Pool connections by ``state`` (idle, used), from the SQLAlchemy instrumentation.
+DB_CONNECTIONS_USAGE = "db.client.connections.usage"
+#: SQL statements, seconds (db.client.operation.duration).
+DB_OPERATION_DURATION = "db.client.operation.duration"
+
+
+def _meter(provider: MeterProvider | None) -> metrics.Meter:
+    return (provider or metrics.get_meter_provider()).get_meter(METER)
+
+
+def _status_of(context: ServicerContext, error: BaseException | None) -> str:
+    """The call's final status name: what the handler set or aborted with; UNKNOWN for
+    an exception gRPC itself turns into UNKNOWN; CANCELLED when the client went away."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is None:
+        return "OK"
+    return "CANCELLED" if isinstance(error, (GeneratorExit, asyncio.CancelledError)) else "UNKNOWN"
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Records ``rpc.server.duration`` for every call the server answers, with
+    ``rpc.system``, ``rpc.service``, ``rpc.method`` and ``rpc.grpc.status_code`` (the
+    status name, e.g. ``INVALID_ARGUMENT``)."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._duration = _meter(meter_provider).create_histogram(
+            RPC_SERVER_DURATION, unit="ms", description="Duration of inbound gRPC calls"
+        )
+        # Wrapped once per method: the continuation hands back the same handler each call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        handler: grpc.RpcMethodHandler | None = await continuation(handler_call_details)
+        if handler is None:  # no such method: gRPC answers UNIMPLEMENTED itself
+            return handler  # type: ignore[return-value]
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        if len(self._wrapped) < 10_000:  # bounded: method names come from clients
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service, _, name = method.lstrip("/").rpartition("/")
+        base = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        duration = self._duration
+
+        def record(started: float, context: ServicerContext, error: BaseException | None) -> None:
+            status = _status_of(context, error)
+            elapsed = (time.perf_counter() - started) * 1000
+            duration.record(elapsed, {**base, "rpc.grpc.status_code": status})
+
+        def unary(inner: UnaryBehaviour, request_streaming: bool) -> UnaryBehaviour:
+            async def measured(request: Any, context: ServicerContext) -> Any:
+                started = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    return await inner(request, context)
+                except BaseException as caught:
+                    error = caught
+                    raise
+                finally:
+                    record(started, context, error)
+
+            return measured
+
+        def stream(inner: StreamBehaviour, request_streaming: bool) -> StreamBehaviour:
+            async def measured(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except BaseException as caught:
+                    error = caught
+                    raise
+                finally:
+                    record(started, context, error)
+
+            return measured
+
+        return wrap_handler(handler, unary=unary, stream=stream)
+
+
+class HttpMetrics:
+    """``http.server.request.duration`` per route template (never the concrete path:
+    paths hold ids and e-mail addresses), method and status."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._duration = _meter(meter_provider).create_histogram(
+            HTTP_SERVER_DURATION, unit="s", description="Duration of HTTP requests"
+        )
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._duration.record(
+            seconds,
+            {
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": status,
+            },
+        )
+
+
+def instrument_engine(
+    engine: sa.engine.Engine, database: str, meter_provider: MeterProvider | None = None
+) -> None:
+    """SQL spans and connection pool usage (``db.client.connections.usage``, idle/used)
+    from OpenTelemetry's SQLAlchemy instrumentation, plus ``db.client.operation.duration``
+    per operation (``SELECT``, ``INSERT``, ...; never the statement: it holds values)."""
+    # The instrumentation's engine hooks, used directly: SQLAlchemyInstrumentor is a
+    # process-wide singleton that instruments once (a second Database would get nothing),
+    # patches create_engine globally, and refuses SQLAlchemy 2.1 by its declared range
+    # although the event API it hooks is unchanged (tests/kit/test_metrics.py proves it).
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+
+    meter = _meter(meter_provider)
+    usage = meter.create_up_down_counter(
+        DB_CONNECTIONS_USAGE,
+        unit="connections",
+        description="Pool connections by state (idle, used)",
+    )
+    EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)
+    duration = meter.create_histogram(
+        DB_OPERATION_DURATION, unit="s", description="Duration of SQL statements"
+    )
+    base = {"db.system": "postgresql", "db.namespace": database}
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info.setdefault("tenpo_started", []).append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.get("tenpo_started")
+        if not started:
+            return
+        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        duration.record(
+            time.perf_counter() - started.pop(),
+            {**base, "db.operation.name": operation[:16]},
+        )
+
+    def failed(context: Any) -> None:
+        connection = context.connection
+        if connection is not None and connection.info.get("tenpo_started"):
+            connection.info["tenpo_started"].pop()
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    sa.event.listen(engine, "handle_error", failed)

@@ -1,0 +1,141 @@
+"""Metrics: a call produces the RPC duration with its method and status, a query the SQL
+duration and pool usage — read back through an in-memory metric reader."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, wrappers_pb2
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenpo.devtools.keys import ensure_dev_keys
+from tenpo.kit.db import KIT_METADATA
+from tenpo.kit.metrics import DB_CONNECTIONS_USAGE, DB_OPERATION_DURATION, RPC_SERVER_DURATION
+from tenpo.kit.server import running
+from tests.kit.sample_service import SERVICE, SampleSettings, definition, sample_metadata
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """Every data point of metric ``name`` collected so far."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+def rpc_counts(reader: InMemoryMetricReader) -> dict[tuple[str, str], int]:
+    found = {}
+    for point in points(reader, RPC_SERVER_DURATION):
+        attributes = point.attributes
+        assert attributes["rpc.system"] == "grpc"
+        if attributes["rpc.service"] == SERVICE:
+            found[(attributes["rpc.method"], attributes["rpc.grpc.status_code"])] = point.count
+    return found
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return ensure_dev_keys(tmp_path_factory.mktemp("keys"))
+
+
+async def test_every_rpc_is_measured_with_method_and_status(keys: Any) -> None:
+    reader = InMemoryMetricReader()
+    settings = SampleSettings(
+        service_name="sample",
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer="https://auth.test.tenpo",
+        auth_audience="tenpo",
+    )
+    provider = MeterProvider(metric_readers=[reader])
+    async with (
+        running(definition, settings, meter_provider=provider) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+    ):
+        echo = channel.unary_unary(
+            f"/{SERVICE}/Echo",
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=wrappers_pb2.StringValue.FromString,
+        )
+        fail = channel.unary_unary(
+            f"/{SERVICE}/Fail",
+            request_serializer=wrappers_pb2.StringValue.SerializeToString,
+            response_deserializer=empty_pb2.Empty.FromString,
+        )
+        boom = channel.unary_unary(
+            f"/{SERVICE}/Boom",
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=empty_pb2.Empty.FromString,
+        )
+        for _ in range(3):
+            await echo(wrappers_pb2.StringValue(value="hi"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await fail(wrappers_pb2.StringValue(value="x"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await fail(wrappers_pb2.StringValue(value="missing"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await boom(empty_pb2.Empty())
+    counts = rpc_counts(reader)
+    assert counts == {
+        ("Echo", "OK"): 3,
+        ("Fail", "INVALID_ARGUMENT"): 1,
+        ("Fail", "NOT_FOUND"): 1,
+        ("Boom", "INTERNAL"): 1,
+    }
+    (echo_point,) = [
+        p for p in points(reader, RPC_SERVER_DURATION) if p.attributes["rpc.method"] == "Echo"
+    ]
+    assert echo_point.sum > 0
+
+
+async def test_queries_and_the_pool_are_measured(keys: Any, database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(sample_metadata.create_all)
+        await conn.run_sync(KIT_METADATA.create_all)
+    await engine.dispose()
+    reader = InMemoryMetricReader()
+    settings = SampleSettings(
+        service_name="sample",
+        database_url=database_url,
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer="https://auth.test.tenpo",
+        auth_audience="tenpo",
+    )
+    with_db = dataclasses.replace(definition, uses_database=True)
+    provider = MeterProvider(metric_readers=[reader])
+    async with (
+        running(with_db, settings, meter_provider=provider) as host,
+        grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel,
+    ):
+        count = channel.unary_unary(
+            f"/{SERVICE}/CountNotes",
+            request_serializer=empty_pb2.Empty.SerializeToString,
+            response_deserializer=wrappers_pb2.Int64Value.FromString,
+        )
+        for _ in range(2):
+            assert (await count(empty_pb2.Empty())).value == 0
+        database = database_url.rsplit("/", 1)[1]
+        selects = [
+            p
+            for p in points(reader, DB_OPERATION_DURATION)
+            if p.attributes["db.operation.name"] == "SELECT"
+        ]
+        assert [p.attributes["db.namespace"] for p in selects] == [database]
+        assert selects[0].attributes["db.system"] == "postgresql"
+        assert selects[0].count >= 2
+        # Pool usage from the SQLAlchemy instrumentation: the connections are back, idle.
+        usage = {p.attributes["state"]: p.value for p in points(reader, DB_CONNECTIONS_USAGE)}
+        assert usage["used"] == 0
+        assert usage["idle"] >= 1
+    assert rpc_counts(reader)[("CountNotes", "OK")] == 2
