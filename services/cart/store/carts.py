@@ -240,7 +240,11 @@ class CartStore:
                 pg.insert(carts)
                 .values(_cart_values(cart))
                 .on_conflict_do_nothing(
-                    index_elements=[carts.c.customer_id], index_where=carts.c.status == _ACTIVE
+                    # The predicate as a literal: a bound parameter cannot prove the partial
+                    # index applies once asyncpg's prepared statement turns generic (from the
+                    # sixth execution on), and every first use then failed.
+                    index_elements=[carts.c.customer_id],
+                    index_where=sa.text(f"status = {int(_ACTIVE)}"),
                 )
                 .returning(carts.c.id)
             )

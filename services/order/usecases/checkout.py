@@ -73,7 +73,8 @@ from tenpo.kit.wire import parse_id
 
 log = logging.getLogger(__name__)
 
-#: Test hook: awaited before each step is taken; raising there stands for a crash.
+#: Test hooks: awaited before each step is taken and after it was taken but before that is
+#: written down; raising there stands for a crash at that point.
 StepHook = Callable[[uuid.UUID, SagaStep], Awaitable[None]]
 
 
@@ -134,6 +135,7 @@ class Checkout:
         policy: SagaPolicy,
         *,
         before_step: StepHook | None = None,
+        after_step: StepHook | None = None,
     ) -> None:
         self.db = db
         self.cart = cart
@@ -141,6 +143,7 @@ class Checkout:
         self.payments = payments
         self.policy = policy
         self.before_step = before_step
+        self.after_step = after_step
         #: This process's runner name on the leases it takes.
         self.instance = f"order-{secrets.token_hex(6)}"
 
@@ -240,8 +243,8 @@ class Checkout:
             return await self._load(order_id)
         except LeaseLost:
             log.warning("saga lease lost", extra={"order_id": str(order_id)})
-            return await self._load(order_id)
-        return saga
+        # As stored (update times included): every answer of this order reads the same.
+        return await self._load(order_id)
 
     async def _load(self, order_id: uuid.UUID) -> Saga:
         async with self.db.unit_of_work() as uow:
@@ -319,6 +322,8 @@ class Checkout:
                 "a service needed for the checkout did not answer; nothing was charged, "
                 "try again shortly",
             )
+        if self.after_step is not None:
+            await self.after_step(saga.order.id, step)
         if step is SagaStep.FINISH:
             return await self._save(
                 saga,

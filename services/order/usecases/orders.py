@@ -139,4 +139,4 @@ class Orders:
             )
             uow.add_event(cancelled_event(cancelled))
             await uow.commit()
-        return cancelled
+        return await self.get(principal, order_id)  # as stored, update time included
