@@ -99,6 +99,14 @@ class Stack:
         levels = found.availabilities[0].locations
         return levels[0].available_to_promise if levels else 0
 
+    async def level(self, sku: str) -> inventory_pb.StockLevel:
+        """The SKU's stock level at the store (on hand, reserved)."""
+        listed = await self.inventory.ListStockLevels(
+            inventory_api.ListStockLevelsRequest(location_id=STORE, page_size=1000),
+            metadata=self.staff,
+        )
+        return next(level for level in listed.stock_levels if level.sku == sku)
+
     async def cart(self, customer: str, *lines: tuple[str, int]) -> cart_pb.Cart:
         """The customer's active cart with ``lines``, for pickup at the store."""
         md = self.customer(customer)
