@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -33,8 +33,10 @@ class OrderSettings(ServiceSettings):
     service_client_secret: SecretStr = SecretStr("")
     #: The service token is reused this long (below the customer's client-token lifetime).
     service_token_refresh_seconds: float = Field(default=300.0, gt=0)
-    #: Payment provider for card payments: ``sandbox`` (in-process test PSP).
-    card_provider: str = "sandbox"
+    #: Payment provider for card payments. Only ``sandbox`` (the in-process test PSP) exists
+    #: yet, so it is accepted everywhere, dev clusters (production mode) included; a real
+    #: PSP adapter comes with its own settings.
+    card_provider: Literal["sandbox"] = "sandbox"
     #: How long a saga's runner owns it without progress before the sweeper takes over.
     saga_lease_seconds: float = Field(default=30.0, gt=0)
     #: A saga waiting for a dependency is tried again after this.
@@ -53,8 +55,6 @@ class OrderSettings(ServiceSettings):
                     "unsafe settings for production: service_client_id and "
                     "service_client_secret must be set"
                 )
-            if self.card_provider == "sandbox":
-                raise ValueError("unsafe settings for production: card_provider is sandbox")
         return self
 
     def client_credentials(self) -> tuple[str, str] | None:
