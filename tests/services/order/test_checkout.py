@@ -305,3 +305,24 @@ async def test_cancelling_a_placed_order_voids_the_payment_and_restocks(stack: S
     assert await stack.sandbox_state(placed.id) == "voided"
     events = [ev.OrderCancelled.FromString(p) for p in await stack.outbox_events("OrderCancelled")]
     assert [e.reason for e in events if e.order_id == placed.id] == ["CANCELLED_BY_CUSTOMER"]
+
+
+async def test_click_and_collect_can_be_paid_at_the_store(stack: Stack) -> None:
+    sku = await stack.stock(2)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    cart = await stack.cart(customer, (sku, 1))
+    request = api.PlaceOrderRequest(
+        cart_id=cart.id,
+        cart_etag=cart.etag,
+        payment=pb.Payment(method=pb.PAYMENT_METHOD_PAY_AT_STORE),
+        request_id=uuid.uuid4().hex,
+    )
+
+    placed = (await stack.orders.PlaceOrder(request, metadata=stack.customer(customer))).order
+
+    assert (placed.status, placed.payment_state) == (
+        pb.ORDER_STATUS_PLACED,
+        pb.PAYMENT_STATE_DUE_AT_STORE,
+    )
+    assert await stack.atp(sku) == 1
+    assert await stack.sandbox_state(placed.id) == "none"
