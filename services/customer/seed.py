@@ -182,9 +182,9 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 }
             )
     services = {}
-    for service, name, scopes in SERVICE_CLIENTS:
+    for service, name, service_scopes in SERVICE_CLIENTS:
         client, secret = await cases.clients.ensure_client(
-            name, d.ClientKind.BACK_OFFICE_TOOL, None, scopes
+            name, d.ClientKind.BACK_OFFICE_TOOL, None, service_scopes
         )
         services[service] = {"client_id": client.id, "client_secret": secret}
     # Devices an earlier seed bound to stores that are no longer demo stores (before store

@@ -49,12 +49,13 @@ class OrderSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_missing_credentials(self) -> Self:
-        if self.environment is Environment.PRODUCTION:
-            if not self.service_client_id or not self.service_client_secret.get_secret_value():
-                raise ValueError(
-                    "unsafe settings for production: service_client_id and "
-                    "service_client_secret must be set"
-                )
+        if self.environment is Environment.PRODUCTION and not (
+            self.service_client_id and self.service_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "unsafe settings for production: service_client_id and "
+                "service_client_secret must be set"
+            )
         return self
 
     def client_credentials(self) -> tuple[str, str] | None:

@@ -63,7 +63,9 @@ class Stack:
         return checkout
 
     def customer(self, subject: str) -> Metadata:
-        return self.tokens.metadata(self.tokens.mint(subject=subject, kind="customer", channel="APP"))
+        return self.tokens.metadata(
+            self.tokens.mint(subject=subject, kind="customer", channel="APP")
+        )
 
     @property
     def staff(self) -> Metadata:
@@ -160,9 +162,7 @@ async def _database(admin_url: str, label: str) -> tuple[str, str]:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stack(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
-) -> AsyncIterator[Stack]:
+async def stack(postgres_admin_url: str, nats_url: str, dev_keys: DevKeys) -> AsyncIterator[Stack]:
     """One inventory, cart and order service per test module (tests use their own SKUs and
     customers)."""
     tokens = Tokens(dev_keys)
@@ -182,7 +182,10 @@ async def stack(
         async for inventory_host in start_inventory(urls["inventory"], nats_url, dev_keys):
             inventory_target = f"127.0.0.1:{inventory_host.port}"
             upstreams = CartUpstreams(
-                catalog, None, f"127.0.0.1:{catalog_port}", inventory_target  # type: ignore[arg-type]
+                catalog,
+                None,
+                f"127.0.0.1:{catalog_port}",
+                inventory_target,  # type: ignore[arg-type]
             )
             async for cart_host in start_cart(urls["cart"], nats_url, dev_keys, upstreams):
                 async for order_host in start_order(

@@ -216,7 +216,9 @@ async def test_one_request_id_sent_concurrently_places_one_order(stack: Stack) -
     request = stack.place_request(cart)
     md = stack.customer(customer)
 
-    answers = await asyncio.gather(*(stack.orders.PlaceOrder(request, metadata=md) for _ in range(20)))
+    answers = await asyncio.gather(
+        *(stack.orders.PlaceOrder(request, metadata=md) for _ in range(20))
+    )
 
     assert len({a.SerializeToString(deterministic=True) for a in answers}) == 1
     assert answers[0].order.status == pb.ORDER_STATUS_PLACED

@@ -35,7 +35,9 @@ async def test_checkouts_competing_for_scarce_stock_never_oversell(stack: Stack)
             return decode_error(error).reason or error.code().name
         return pb.OrderStatus.Name(placed.order.status)
 
-    outcomes = await asyncio.gather(*(checkout(c, k) for c, k in zip(customers, carts, strict=True)))
+    outcomes = await asyncio.gather(
+        *(checkout(c, k) for c, k in zip(customers, carts, strict=True))
+    )
 
     assert outcomes.count("ORDER_STATUS_PLACED") == UNITS
     assert set(outcomes) == {"ORDER_STATUS_PLACED", "INSUFFICIENT_STOCK"}
