@@ -146,6 +146,8 @@ class Checkout:
         self.after_step = after_step
         #: This process's runner name on the leases it takes.
         self.instance = f"order-{secrets.token_hex(6)}"
+        #: Sagas run on behalf of callers (held so they are not garbage-collected).
+        self._running: set[asyncio.Future[Saga]] = set()
 
     # ------------------------------------------------------------------ PlaceOrder
 
@@ -191,7 +193,12 @@ class Checkout:
             await uow.commit()
         if not inserted:
             return await self._answer_existing(key, fingerprint)
-        saga = await self.run(order_id)
+        # A caller that gives up (its deadline, a closed connection) cancels this call, not
+        # the saga: it runs on to a consistent end, and a retry learns the outcome.
+        task = asyncio.ensure_future(self.run(order_id))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        saga = await asyncio.shield(task)
         return self._answer(saga)
 
     async def _answer_existing(self, key: str, fingerprint: bytes) -> Order:

@@ -328,3 +328,20 @@ async def test_click_and_collect_can_be_paid_at_the_store(stack: Stack) -> None:
     )
     assert await stack.atp(sku) == 1
     assert await stack.sandbox_state(placed.id) == "none"
+
+
+async def test_a_caller_giving_up_does_not_stop_the_saga(stack: Stack) -> None:
+    sku = await stack.stock(3)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    cart = await stack.cart(customer, (sku, 1))
+    # The sandbox answers this card after a delay: the caller's deadline passes first.
+    request = stack.place_request(cart, card="4000000000003220")
+    md = stack.customer(customer)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.orders.PlaceOrder(request, metadata=md, timeout=0.05)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+    retried = await stack.orders.PlaceOrder(request, metadata=md)
+    assert retried.order.status == pb.ORDER_STATUS_PLACED
+    assert await stack.atp(sku) == 2
