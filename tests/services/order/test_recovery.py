@@ -4,6 +4,7 @@ when it can no longer succeed — with nothing doubled, lost or left held."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from services.order.domain.orders import PaymentMethod
 from services.order.domain.saga import SagaStep
+from services.order.usecases.checkout import Checkout
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.common.v1 import common_pb2
@@ -128,3 +130,54 @@ async def test_a_saga_that_cannot_finish_after_a_crash_is_compensated(
     assert await stack.sandbox_state(listed.orders[0].id) == "voided"
     still = (await stack.carts.GetCart(cart_api.GetCartRequest(cart_id=cart.id), metadata=md)).cart
     assert still.status == cart_pb.CART_STATUS_ACTIVE
+
+
+async def test_two_replicas_sweeping_at_once_take_each_saga_once(stack: Stack) -> None:
+    sku = await stack.stock(6)
+    customers = [f"c-{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    checkout = stack.checkout
+
+    async def crash(order_id: uuid.UUID, at: SagaStep) -> None:
+        if at is SagaStep.RESERVE_STOCK:
+            raise Crash
+
+    checkout.after_step = crash
+    try:
+        for customer in customers:
+            cart = await stack.cart(customer, (sku, 1))
+            request = stack.place_request(cart)
+            with pytest.raises(Crash):
+                await checkout.place(
+                    Principal(PrincipalKind.CUSTOMER, customer, channel=common_pb2.CHANNEL_APP),
+                    cart_id=cart.id,
+                    cart_etag=cart.etag,
+                    method=PaymentMethod.CARD,
+                    card_token=OK_CARD,
+                    request_id=request.request_id,
+                    request=request,
+                )
+    finally:
+        checkout.after_step = None
+    async with stack.order_db.unit_of_work() as uow:
+        await uow.session.execute(
+            sa.text(
+                "UPDATE orders SET lease_until = now() - interval '1 second'"
+                " WHERE customer_id = ANY(:c)"
+            ),
+            {"c": customers},
+        )
+        await uow.commit()
+    replica = Checkout(
+        checkout.db, checkout.cart, checkout.inventory, checkout.payments, checkout.policy
+    )
+
+    claimed = await asyncio.gather(checkout.sweep_once(), replica.sweep_once())
+
+    assert sum(claimed) == len(customers)
+    level = await stack.level(sku)
+    assert (level.on_hand, level.reserved) == (0, 0)
+    for customer in customers:
+        listed = await stack.orders.ListOrders(
+            api.ListOrdersRequest(), metadata=stack.customer(customer)
+        )
+        assert [o.status for o in listed.orders] == [pb.ORDER_STATUS_PLACED]
