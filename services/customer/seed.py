@@ -1,5 +1,6 @@
 """Demo data (development): customers of 「みなと屋」 with profiles, addresses and consents, a
-staff user, and one client per demo store device, whose credentials are printed and, when
+staff user, one client per demo store device and one per service that calls others (the
+order service), whose credentials are printed and, when
 TENPO_DATA_DIR is set, written to ``$TENPO_DATA_DIR/dev-credentials.json`` (mode 0600)."""
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ DEVICES = (
         d.ClientKind.SMART_MIRROR,
         "mirror",
         ("catalog:read", "inventory:read", "carts:write", "interactions:write"),
+    ),
+)
+#: Services that call others on their own credentials: a back-office-tool client each (its
+#: tokens are service tokens), written under "services" for ``make run`` to hand over.
+SERVICE_CLIENTS = (
+    (
+        "order",
+        "order-service",
+        ("inventory:write", "carts:read", "carts:checkout", "promotions:redeem"),
     ),
 )
 WORDING = "2026-04"
@@ -193,14 +203,24 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                     "name": client.display_name,
                 }
             )
+    services = {}
+    for service, name, service_scopes in SERVICE_CLIENTS:
+        client, secret = await cases.clients.ensure_client(
+            name, d.ClientKind.BACK_OFFICE_TOOL, None, service_scopes
+        )
+        services[service] = {"client_id": client.id, "client_secret": secret}
     # Devices an earlier seed bound to stores that are no longer demo stores (before store
     # ids were inventory location ids: "shibuya") stop signing in.
-    await cases.clients.retire_seed_clients(keep=[device["client_id"] for device in devices])
+    await cases.clients.retire_seed_clients(
+        keep=[device["client_id"] for device in devices]
+        + [entry["client_id"] for entry in services.values()]
+    )
     credentials = {
         "note": "development credentials of the demo data; device secrets rotate on every seed",
         "customers": [{"email": c["email"], "password": DEMO_PASSWORD} for c in CUSTOMERS],
         "staff": {"email": STAFF_EMAIL, "password": DEMO_PASSWORD, "scopes": list(STAFF_SCOPES)},
         "devices": devices,
+        "services": services,
     }
     _publish(credentials)
     return credentials

@@ -39,7 +39,6 @@ def of(manifests: list[Manifest], kind: str, api: str) -> dict[str, Manifest]:
 def test_postgres_component_one_cluster_per_service(tmp_path: Path) -> None:
     manifests = render_with(tmp_path, "postgres")
     clusters = of(manifests, "Cluster", "postgresql.cnpg.io/")
-    # Services still pending get their cluster too: it waits, empty, for their code.
     assert {f"postgres-{s}" for s in WITH_DATABASE} <= set(clusters)
     backups = of(manifests, "ScheduledBackup", "postgresql.cnpg.io/")
     for name, cluster in clusters.items():

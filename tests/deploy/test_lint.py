@@ -26,8 +26,7 @@ KUBERNETES_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 #: lines of generated OpenAPI (and changes per operator release), so it is not vendored;
 #: tests/deploy/test_data_stores.py checks the fields we rely on instead.
 CUSTOM_RESOURCES = {"postgresql.cnpg.io/v1": {"Cluster", "ScheduledBackup"}}
-#: Every component, with the base, in a namespace (as an overlay would put them). The
-#: pending services join when their code lands in the base.
+#: Every component, with the base, in a namespace (as an overlay would put them).
 COMPONENTS = ["otel", "store-network", "postgres", "nats"]
 
 

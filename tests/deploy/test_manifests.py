@@ -31,8 +31,7 @@ ALL_PORTS = {
     "order": 50055,
     "notification": 50056,
 }
-#: Only services whose code exists are deployed (the others wait in
-#: deploy/components/pending-services).
+#: Only services whose code exists are deployed.
 PORTS = {
     name: port
     for name, port in ALL_PORTS.items()

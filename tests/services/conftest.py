@@ -15,6 +15,20 @@ from tenpo.kit.auth import ChannelAssertion
 from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
 from tests.conftest import scratch_dir
 
+
+def _import_generated_protos() -> None:
+    """Every generated ``*_pb2`` module, before any test runs: the gateway's schema loader
+    adds the descriptor set's files to the default pool, and a generated module imported
+    only after that (in this one test process) would clash with that copy of its file."""
+    from tenpo.common.v1 import common_pb2
+
+    root = Path(common_pb2.__file__).parents[3]  # libs/protos, holding tenpo/
+    for path in sorted(root.glob("tenpo/*/v1/*_pb2.py")):
+        importlib.import_module(".".join(path.relative_to(root).with_suffix("").parts))
+
+
+_import_generated_protos()
+
 ISSUER = "https://auth.test.tenpo"
 AUDIENCE = "tenpo"
 

@@ -698,6 +698,19 @@ async def test_staff_sign_in_carries_their_scopes(
             client_id=mirror["client_id"], client_secret=mirror["client_secret"]
         )
     )
+    # The order service's client signs in to a service token with the scopes it needs.
+    order = credentials["services"]["order"]
+    service = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(client_id=order["client_id"], client_secret=order["client_secret"])
+    )
+    service_claims = claims_of(service.tokens.access_token)
+    assert service_claims["kind"] == "service"
+    assert set(service_claims["scope"].split()) == {
+        "inventory:write",
+        "carts:read",
+        "carts:checkout",
+        "promotions:redeem",
+    }
     # Seeding again keeps the customers and rotates the device secrets.
     again = await seed_demo_customers(seeded.host.settings, seeded.db)
     assert [d["client_id"] for d in again["devices"]] == [

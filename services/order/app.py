@@ -1,0 +1,97 @@
+"""Order wiring: the order servicer, the saga with its clients (cart, inventory, customer
+for the service token) and payment providers, the saga sweeper."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from services.order.config import OrderSettings
+from services.order.domain.orders import PaymentMethod
+from services.order.domain.payments import PaymentProvider
+from services.order.payments.sandbox import PayAtStore, SandboxPayments
+from services.order.servicers.orders import OrderServicer
+from services.order.upstream import CartClient, ClientCredentials, InventoryClient, TokenSource
+from services.order.usecases.checkout import Checkout, SagaPolicy
+from services.order.usecases.orders import Orders
+from tenpo.kit.clients import create_channel
+from tenpo.kit.server import Runtime, ServiceDefinition
+from tenpo.order.v1 import order_service_pb2, order_service_pb2_grpc
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+ORDER_SERVICE = order_service_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
+
+
+def policy_of(settings: OrderSettings) -> SagaPolicy:
+    return SagaPolicy(
+        lease=timedelta(seconds=settings.saga_lease_seconds),
+        retry_after=timedelta(seconds=settings.saga_retry_seconds),
+        hold=timedelta(seconds=settings.hold_seconds),
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+        max_attempts=settings.saga_max_attempts,
+    )
+
+
+async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = None) -> None:
+    """``tokens`` replaces the client-credentials sign-in (in-process tests)."""
+    settings = runtime.settings
+    trace = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
+    timeout = settings.upstream_timeout_seconds
+    channels = {
+        name: create_channel(target, timeout_seconds=timeout, max_attempts=2, trace=trace)
+        for name, target in (
+            ("cart", settings.cart_target),
+            ("inventory", settings.inventory_target),
+            ("customer", settings.customer_target),
+        )
+    }
+    if tokens is None:
+        credentials = settings.client_credentials()
+        if credentials is None:
+            raise RuntimeError(
+                "the order service needs its client credentials: set ORDER_SERVICE_CLIENT_ID "
+                "and ORDER_SERVICE_CLIENT_SECRET (make run takes them from the customer seed)"
+            )
+        tokens = ClientCredentials(
+            channels["customer"],
+            *credentials,
+            timeout_seconds=timeout,
+            refresh_seconds=settings.service_token_refresh_seconds,
+        )
+    cart = CartClient(channels["cart"], tokens, timeout)
+    inventory = InventoryClient(channels["inventory"], tokens, timeout)
+    sandbox = SandboxPayments(runtime.db)
+    payments: Mapping[PaymentMethod, PaymentProvider] = {
+        PaymentMethod.CARD: sandbox,
+        PaymentMethod.PAY_AT_STORE: PayAtStore(),
+    }
+    checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings))
+    orders = Orders(
+        runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
+    )
+    runtime.add_servicer(
+        order_service_pb2_grpc.add_OrderServiceServicer_to_server,
+        OrderServicer(checkout, orders, runtime.page_tokens),
+        ORDER_SERVICE,
+    )
+
+    async def sweep() -> None:
+        await checkout.sweep(settings.sweep_interval_seconds)
+
+    runtime.background.append(sweep)
+
+    async def close_channels() -> None:
+        for channel in channels.values():
+            await channel.close(None)
+
+    runtime.on_stop.append(close_channels)
+    runtime.parts.update(checkout=checkout, orders=orders, sandbox=sandbox)
+
+
+definition = ServiceDefinition(
+    name="order",
+    settings_type=OrderSettings,
+    build=build,
+    migrations=MIGRATIONS,
+)

@@ -1,0 +1,77 @@
+"""Order settings (environment prefix ORDER_, shared TENPO_ fallback)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from tenpo.kit.settings import Environment, ServiceSettings
+
+
+class OrderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDER_")
+
+    service_name: str = "order"
+    grpc_port: int = 50055
+    #: Where the services the saga calls listen (``TENPO_CART_TARGET`` serves every service).
+    cart_target: str = "127.0.0.1:50054"
+    inventory_target: str = "127.0.0.1:50052"
+    customer_target: str = "127.0.0.1:50053"
+    #: Deadline of one call to the cart or inventory.
+    upstream_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    #: Deadline of one call to the payment provider.
+    payment_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    #: The order service's own client credentials (a back-office-tool client of the
+    #: customer service, whose tokens are service tokens), with the scopes
+    #: inventory:write, carts:read, carts:checkout and promotions:redeem.
+    service_client_id: str = ""
+    service_client_secret: SecretStr = SecretStr("")
+    #: The service token is reused this long (below the customer's client-token lifetime).
+    service_token_refresh_seconds: float = Field(default=300.0, gt=0)
+    #: Payment provider for card payments. Only ``sandbox`` (the in-process test PSP) exists
+    #: yet, so it is accepted everywhere, dev clusters (production mode) included; a real
+    #: PSP adapter comes with its own settings.
+    card_provider: Literal["sandbox"] = "sandbox"
+    #: How long a saga's runner owns it without progress before the sweeper takes over.
+    saga_lease_seconds: float = Field(default=30.0, gt=0)
+    #: A saga waiting for a dependency is tried again after this.
+    saga_retry_seconds: float = Field(default=2.0, gt=0)
+    #: Sweeper runs of a saga waiting for the cart's checkout before giving it up.
+    saga_max_attempts: int = Field(default=20, ge=1)
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    #: How long stock and redemptions are held for a running checkout.
+    hold_seconds: int = Field(default=900, ge=60, le=3600)
+
+    @model_validator(mode="after")
+    def _refuse_missing_credentials(self) -> Self:
+        if self.environment is Environment.PRODUCTION and not (
+            self.service_client_id and self.service_client_secret.get_secret_value()
+        ):
+            raise ValueError(
+                "unsafe settings for production: service_client_id and "
+                "service_client_secret must be set"
+            )
+        return self
+
+    def client_credentials(self) -> tuple[str, str] | None:
+        """The configured credentials; in development, else the ones the customer seed
+        left in ``$TENPO_DATA_DIR/dev-credentials.json`` (``make run``)."""
+        secret = self.service_client_secret.get_secret_value()
+        if self.service_client_id and secret:
+            return self.service_client_id, secret
+        data_dir = os.environ.get("TENPO_DATA_DIR")
+        if self.environment is Environment.PRODUCTION or not data_dir:
+            return None
+        try:
+            document = json.loads((Path(data_dir) / "dev-credentials.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        entry = document.get("services", {}).get("order")
+        if not entry:
+            return None
+        return str(entry["client_id"]), str(entry["client_secret"])

@@ -1,0 +1,1 @@
+"""Order domain: orders, the checkout saga, payments. Pure Python, no I/O."""

@@ -1,0 +1,267 @@
+"""Order domain: an order and its lines as frozen from the cart, who may see it, the checks a
+cart must pass before it is checked out. No I/O.
+
+Invariants:
+- An order's lines, totals and fulfilment are those of one cart version (its etag) and
+  never change after checkout.
+- Only a PENDING order becomes CONFIRMED or FAILED; only a CONFIRMED one becomes PLACED;
+  only a PLACED one becomes CANCELLED. Every transition goes through ``Order`` methods.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import IntEnum
+
+from tenpo.kit.errors import Aborted, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+
+READ_SCOPE = "orders:read"
+WRITE_SCOPE = "orders:write"
+MAX_LINES = 100
+MAX_CANCEL_REASON = 200
+
+
+class OrderStatus(IntEnum):
+    PENDING = 1
+    CONFIRMED = 2
+    PLACED = 3
+    CANCELLED = 4
+    FAILED = 5
+
+
+class PaymentMethod(IntEnum):
+    CARD = 1
+    PAY_AT_STORE = 2
+
+
+class PaymentState(IntEnum):
+    NONE = 1
+    AUTHORIZED = 2
+    DUE_AT_STORE = 3
+    VOIDED = 4
+    CAPTURED = 5
+
+
+class FulfillmentMethod(IntEnum):
+    DELIVERY = 1
+    SAME_DAY = 2
+    PICKUP = 3
+    CARRY_OUT = 4
+
+    @property
+    def in_store(self) -> bool:
+        """Goods handed over at a store: the only fulfilments that may be paid there."""
+        return self in (FulfillmentMethod.PICKUP, FulfillmentMethod.CARRY_OUT)
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    product_id: str
+    title: str
+    quantity: int
+    unit_price: int
+    discount: int
+    total: int
+    location_id: str = ""
+
+
+@dataclass(frozen=True)
+class Fulfillment:
+    method: FulfillmentMethod
+    store_id: str | None = None
+    #: The delivery address as the cart holds it (JSON-able mapping of PostalAddress fields).
+    address: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal: int
+    discount: int
+    shipping: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FrozenCart:
+    """What the saga takes from the cart: the version the customer agreed to pay for."""
+
+    cart_id: str
+    etag: str
+    customer_id: str | None
+    active: bool
+    channel: int
+    store_id: str | None
+    currency: str
+    lines: tuple[OrderLine, ...]
+    fulfillment: Fulfillment | None
+    totals: Totals
+    has_price_changes: bool
+    all_offered: bool
+
+
+@dataclass(frozen=True)
+class Order:
+    id: uuid.UUID
+    number: str
+    customer_id: str
+    cart_id: str
+    cart_etag: str
+    status: OrderStatus
+    payment_method: PaymentMethod
+    payment_state: PaymentState = PaymentState.NONE
+    failure_reason: str = ""
+    channel: int = 0
+    store_id: str | None = None
+    currency: str = "JPY"
+    lines: tuple[OrderLine, ...] = ()
+    fulfillment: Fulfillment | None = None
+    totals: Totals = Totals(0, 0, 0, 0)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    #: Provider references (authorization id, reservation id): never shown to callers.
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def owner(self) -> str:
+        return f"orders/{self.id}"
+
+    def frozen_from(self, cart: FrozenCart) -> Order:
+        return replace(
+            self,
+            channel=cart.channel,
+            store_id=cart.store_id,
+            currency=cart.currency,
+            lines=cart.lines,
+            fulfillment=cart.fulfillment,
+            totals=cart.totals,
+        )
+
+    def confirm(self) -> Order:
+        self._require(OrderStatus.PENDING, OrderStatus.CONFIRMED)
+        return replace(self, status=OrderStatus.CONFIRMED)
+
+    def place(self) -> Order:
+        self._require(OrderStatus.CONFIRMED, OrderStatus.PLACED)
+        return replace(self, status=OrderStatus.PLACED)
+
+    def fail(self, reason: str) -> Order:
+        self._require(OrderStatus.PENDING, OrderStatus.FAILED)
+        return replace(self, status=OrderStatus.FAILED, failure_reason=reason)
+
+    def cancel(self, reason: str) -> Order:
+        if self.status is OrderStatus.CANCELLED:
+            return self
+        if self.status is not OrderStatus.PLACED:
+            raise FailedPrecondition(
+                f"a {self.status.name.lower()} order cannot be cancelled",
+                reason="ORDER_NOT_CANCELLABLE",
+                metadata={"status": self.status.name},
+            )
+        if self.payment_state is PaymentState.CAPTURED:
+            raise FailedPrecondition(
+                "the order was already paid for and handed over; return it instead",
+                reason="ORDER_NOT_CANCELLABLE",
+                metadata={"status": self.status.name},
+            )
+        return replace(self, status=OrderStatus.CANCELLED, failure_reason=reason)
+
+    def with_payment(self, state: PaymentState) -> Order:
+        return replace(self, payment_state=state)
+
+    def with_ref(self, name: str, value: str) -> Order:
+        return replace(self, refs={**self.refs, name: value})
+
+    def with_locations(self, allocations: dict[str, str]) -> Order:
+        """The plan's location per SKU on each line (a SKU split over several locations
+        shows the first; the reservation keeps the exact split)."""
+        return replace(
+            self,
+            lines=tuple(
+                replace(line, location_id=allocations.get(line.sku, line.location_id))
+                for line in self.lines
+            ),
+        )
+
+    def _require(self, current: OrderStatus, target: OrderStatus) -> None:
+        if self.status is not current:
+            raise FailedPrecondition(
+                f"a {self.status.name.lower()} order cannot become {target.name.lower()}",
+                reason="ORDER_STATE_CONFLICT",
+                metadata={"status": self.status.name},
+            )
+
+
+def order_not_found() -> NotFound:
+    return NotFound("no such order", reason="ORDER_NOT_FOUND")
+
+
+def format_number(sequence: int) -> str:
+    """Human-friendly order number: short, unambiguous over the phone, never reused."""
+    return f"T-{sequence:06d}"
+
+
+def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMethod:
+    if method is None:
+        raise InvalidArgument(
+            "payment.method is required",
+            reason="PAYMENT_METHOD_REQUIRED",
+            field_violations=[_violation("payment.method", "CARD or PAY_AT_STORE")],
+        )
+    if method is PaymentMethod.CARD and not 0 < len(card_token) <= 64:
+        raise InvalidArgument(
+            "a card payment needs the card token",
+            reason="CARD_TOKEN_REQUIRED",
+            field_violations=[_violation("payment.card_token", "1-64 characters")],
+        )
+    if method is PaymentMethod.PAY_AT_STORE and card_token:
+        raise InvalidArgument(
+            "paying at the store takes no card",
+            reason="CARD_TOKEN_UNEXPECTED",
+            field_violations=[_violation("payment.card_token", "must be empty")],
+        )
+    return method
+
+
+def check_cart(cart: FrozenCart, *, customer_id: str, etag: str, method: PaymentMethod) -> None:
+    """Whether this cart version may become an order of this customer. A cart of someone
+    else answers exactly like a missing one."""
+    if cart.customer_id != customer_id:
+        raise NotFound("no such cart", reason="CART_NOT_FOUND")
+    if not cart.active:
+        raise FailedPrecondition(
+            "the cart was already checked out or closed", reason="CART_NOT_ACTIVE"
+        )
+    if cart.etag != etag:
+        raise Aborted(
+            "the cart changed since it was priced; review it and place the order again",
+            reason="CART_CHANGED",
+        )
+    if not cart.lines:
+        raise FailedPrecondition("the cart is empty", reason="CART_EMPTY")
+    if len(cart.lines) > MAX_LINES:
+        raise FailedPrecondition("the cart has too many lines", reason="CART_TOO_LARGE")
+    if cart.fulfillment is None:
+        raise FailedPrecondition(
+            "choose how the order reaches you first", reason="FULFILLMENT_REQUIRED"
+        )
+    if not cart.all_offered:
+        raise FailedPrecondition(
+            "a line is not offered on this channel any more", reason="LINE_NOT_OFFERED"
+        )
+    if cart.has_price_changes:
+        raise Aborted(
+            "a price changed since the customer last saw it; show the cart again",
+            reason="PRICE_CHANGED",
+        )
+    if method is PaymentMethod.PAY_AT_STORE and not cart.fulfillment.method.in_store:
+        raise FailedPrecondition(
+            "paying at the store needs click & collect or carry-out",
+            reason="PAY_AT_STORE_NOT_ALLOWED",
+        )
+
+
+def _violation(path: str, description: str) -> FieldViolation:
+    return FieldViolation(path, description)

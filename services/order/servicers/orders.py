@@ -1,0 +1,77 @@
+"""OrderService over gRPC: proto ⇄ use-case translation only."""
+
+from __future__ import annotations
+
+import uuid
+
+from grpc.aio import ServicerContext
+
+from services.order import convert
+from services.order.usecases.checkout import Checkout
+from services.order.usecases.orders import Orders
+from tenpo.kit.auth import current_principal
+from tenpo.kit.pagination import PageTokenCodec, page_size
+from tenpo.kit.wire import parse_id
+from tenpo.order.v1 import order_service_pb2 as api
+from tenpo.order.v1 import order_service_pb2_grpc as api_grpc
+
+
+class OrderServicer(api_grpc.OrderServiceServicer):
+    def __init__(self, checkout: Checkout, orders: Orders, page_tokens: PageTokenCodec) -> None:
+        self.checkout = checkout
+        self.orders = orders
+        self.page_tokens = page_tokens
+
+    async def PlaceOrder(
+        self, request: api.PlaceOrderRequest, context: ServicerContext
+    ) -> api.PlaceOrderResponse:
+        order = await self.checkout.place(
+            current_principal(),
+            cart_id=request.cart_id,
+            cart_etag=request.cart_etag,
+            method=convert.payment_method(request.payment.method),
+            card_token=request.payment.card_token,
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.PlaceOrderResponse(order=convert.order_to(order))
+
+    async def GetOrder(
+        self, request: api.GetOrderRequest, context: ServicerContext
+    ) -> api.GetOrderResponse:
+        order = await self.orders.get(current_principal(), parse_id(request.order_id, "order_id"))
+        return api.GetOrderResponse(order=convert.order_to(order))
+
+    async def ListOrders(
+        self, request: api.ListOrdersRequest, context: ServicerContext
+    ) -> api.ListOrdersResponse:
+        principal = current_principal()
+        size = page_size(request.page_size, default=20, maximum=100)
+        statuses = convert.statuses(list(request.statuses))
+        query = {
+            "customer": request.customer_id or principal.subject,
+            "statuses": sorted(int(s) for s in statuses),
+        }
+        after = self.page_tokens.decode_keyset(request.page_token, query=query)
+        position = (after[0], uuid.UUID(after[1])) if after else None
+        fetched = await self.orders.list(
+            principal,
+            customer_id=request.customer_id,
+            statuses=statuses,
+            after=position,
+            limit=size + 1,
+        )
+        page, token = self.page_tokens.keyset_page(
+            fetched, size, lambda o: (o.created_at, o.id), query=query
+        )
+        return api.ListOrdersResponse(
+            orders=[convert.order_to(o) for o in page], next_page_token=token
+        )
+
+    async def CancelOrder(
+        self, request: api.CancelOrderRequest, context: ServicerContext
+    ) -> api.CancelOrderResponse:
+        order = await self.orders.cancel(
+            current_principal(), parse_id(request.order_id, "order_id"), request.reason
+        )
+        return api.CancelOrderResponse(order=convert.order_to(order))

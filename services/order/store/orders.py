@@ -1,0 +1,243 @@
+"""Orders and their sagas in SQL: rows ⇄ domain objects, the saga's lease."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.order.domain.orders import (
+    Fulfillment,
+    FulfillmentMethod,
+    Order,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    PaymentState,
+    Totals,
+    format_number,
+)
+from services.order.domain.saga import SagaPhase, SagaStep
+from services.order.models import order_numbers, orders
+
+
+@dataclass(frozen=True)
+class Saga:
+    """An order with the state of its checkout saga."""
+
+    order: Order
+    step: SagaStep
+    phase: SagaPhase
+    attempts: int
+    request_hash: bytes
+    card_token: str | None
+    failure_kind: str | None
+    failure_message: str | None
+
+
+def _fulfillment_json(value: Fulfillment | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"method": int(value.method), "store_id": value.store_id, "address": value.address}
+
+
+def _order_values(order: Order) -> dict[str, Any]:
+    return {
+        "status": int(order.status),
+        "payment_state": int(order.payment_state),
+        "failure_reason": order.failure_reason,
+        "channel": order.channel,
+        "store_id": order.store_id,
+        "currency": order.currency,
+        "lines": [asdict(line) for line in order.lines],
+        "fulfillment": _fulfillment_json(order.fulfillment),
+        "totals": asdict(order.totals),
+        "refs": order.refs,
+    }
+
+
+def _order(row: Any) -> Order:
+    fulfillment = None
+    if row.fulfillment:
+        fulfillment = Fulfillment(
+            FulfillmentMethod(row.fulfillment["method"]),
+            row.fulfillment.get("store_id"),
+            row.fulfillment.get("address"),
+        )
+    return Order(
+        id=row.id,
+        number=row.number,
+        customer_id=row.customer_id,
+        cart_id=row.cart_id,
+        cart_etag=row.cart_etag,
+        status=OrderStatus(row.status),
+        payment_method=PaymentMethod(row.payment_method),
+        payment_state=PaymentState(row.payment_state),
+        failure_reason=row.failure_reason,
+        channel=row.channel,
+        store_id=row.store_id,
+        currency=row.currency,
+        lines=tuple(OrderLine(**line) for line in row.lines),
+        fulfillment=fulfillment,
+        totals=Totals(**row.totals) if row.totals else Totals(0, 0, 0, 0),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        refs=dict(row.refs),
+    )
+
+
+def _saga(row: Any) -> Saga:
+    return Saga(
+        order=_order(row),
+        step=SagaStep(row.saga_step),
+        phase=SagaPhase(row.saga_phase),
+        attempts=row.saga_attempts,
+        request_hash=row.request_hash,
+        card_token=row.card_token,
+        failure_kind=row.failure_kind,
+        failure_message=row.failure_message,
+    )
+
+
+class OrderStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert_pending(
+        self,
+        *,
+        order_id: uuid.UUID,
+        customer_id: str,
+        cart_id: str,
+        cart_etag: str,
+        payment_method: PaymentMethod,
+        card_token: str,
+        request_key: str,
+        request_hash: bytes,
+        lease_owner: str,
+        lease: timedelta,
+    ) -> bool:
+        """Record a new saga, leased to ``lease_owner``; False when ``request_key`` already
+        has one (a concurrent insert of the same key waits for the first to commit)."""
+        number = sa.func.concat(
+            "T-", sa.func.lpad(sa.cast(order_numbers.next_value(), sa.Text), 6, "0")
+        )
+        inserted = await self.session.execute(
+            pg.insert(orders)
+            .values(
+                id=order_id,
+                number=number,
+                customer_id=customer_id,
+                cart_id=cart_id,
+                cart_etag=cart_etag,
+                request_key=request_key,
+                request_hash=request_hash,
+                status=int(OrderStatus.PENDING),
+                payment_method=int(payment_method),
+                payment_state=int(PaymentState.NONE),
+                card_token=card_token or None,
+                saga_step=int(SagaStep.FREEZE_CART),
+                saga_phase=SagaPhase.FORWARD.value,
+                lease_owner=lease_owner,
+                lease_until=sa.func.now() + lease,
+            )
+            .on_conflict_do_nothing(index_elements=["request_key"])
+            .returning(orders.c.id)
+        )
+        return inserted.first() is not None
+
+    async def by_request_key(self, request_key: str) -> Saga | None:
+        row = (
+            await self.session.execute(sa.select(orders).where(orders.c.request_key == request_key))
+        ).first()
+        return _saga(row) if row else None
+
+    async def get(self, order_id: uuid.UUID, *, for_update: bool = False) -> Saga | None:
+        query = sa.select(orders).where(orders.c.id == order_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        return _saga(row) if row else None
+
+    async def save(
+        self,
+        order: Order,
+        *,
+        step: SagaStep,
+        phase: SagaPhase,
+        lease_owner: str | None,
+        lease: timedelta,
+        keep_card: bool = True,
+        failure: tuple[str, str] | None = None,
+    ) -> bool:
+        """Persist the order and its saga position, renewing the lease; False when the
+        lease was lost to another runner (this one must stop)."""
+        values = _order_values(order) | {
+            "saga_step": int(step),
+            "saga_phase": phase.value,
+            "lease_until": sa.func.now() + lease,
+            "updated_at": sa.func.now(),
+        }
+        if not keep_card:
+            values["card_token"] = None
+        if failure is not None:
+            values["failure_kind"], values["failure_message"] = failure
+        if phase is SagaPhase.DONE:
+            values["lease_owner"] = None
+            values["lease_until"] = None
+        query = sa.update(orders).where(orders.c.id == order.id).values(**values)
+        if lease_owner is not None:
+            query = query.where(orders.c.lease_owner == lease_owner)
+        result = await self.session.execute(query.returning(orders.c.id))
+        return result.first() is not None
+
+    async def claim_stale(self, owner: str, lease: timedelta, limit: int) -> list[uuid.UUID]:
+        """Lease up to ``limit`` sagas whose runner's lease ran out (a crash, a lost
+        process). SKIP LOCKED: replicas sweeping at once never take the same saga."""
+        stale = (
+            sa.select(orders.c.id)
+            .where(
+                orders.c.saga_phase != SagaPhase.DONE.value, orders.c.lease_until < sa.func.now()
+            )
+            .order_by(orders.c.lease_until)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        rows = await self.session.execute(
+            sa.update(orders)
+            .where(orders.c.id.in_(stale))
+            .values(
+                lease_owner=owner,
+                lease_until=sa.func.now() + lease,
+                saga_attempts=orders.c.saga_attempts + 1,
+            )
+            .returning(orders.c.id)
+        )
+        return [row.id for row in rows]
+
+    async def list_for_customer(
+        self,
+        customer_id: str,
+        statuses: Sequence[OrderStatus],
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Order]:
+        query = sa.select(orders).where(orders.c.customer_id == customer_id)
+        if statuses:
+            query = query.where(orders.c.status.in_([int(s) for s in statuses]))
+        else:
+            query = query.where(orders.c.status != int(OrderStatus.FAILED))
+        if after is not None:
+            query = query.where(sa.tuple_(orders.c.created_at, orders.c.id) < sa.tuple_(*after))
+        query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
+        return [_order(row) for row in await self.session.execute(query)]
+
+
+__all__ = ["OrderStore", "Saga", "format_number"]

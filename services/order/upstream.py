@@ -1,0 +1,385 @@
+"""Outgoing calls of the saga: the cart (read, redemptions, checkout), inventory (plan,
+reserve, commit, release, restock) and the customer service (the order service's own
+token), each with a deadline, translated into saga outcomes.
+
+The order service calls as a SERVICE principal: it signs in to the customer service with
+its client credentials (a back-office-tool client, whose tokens are service tokens) and
+keeps the token until shortly before it expires. A customer's reservations are capped by
+inventory; the service's are not, which is what lets it hold stock for any customer.
+
+Outcomes: a definitive refusal (INSUFFICIENT_STOCK, CART_CHANGED, ...) is a
+``StepFailure``; no answer in time, or UNAVAILABLE, is ``StepUnavailable`` (the step is
+idempotent and may be taken again)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+from google.protobuf.json_format import MessageToDict
+
+from services.order.domain.orders import (
+    FrozenCart,
+    Fulfillment,
+    FulfillmentMethod,
+    OrderLine,
+    Totals,
+)
+from services.order.domain.saga import FailureKind, SagaStep, StepFailure, StepUnavailable
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
+from tenpo.cart.v1 import cart_service_pb2_grpc as cart_grpc
+from tenpo.cart.v1 import promotion_service_pb2 as promo_api
+from tenpo.cart.v1 import promotion_service_pb2_grpc as promo_grpc
+from tenpo.cart.v1 import resources_pb2 as cart_pb
+from tenpo.customer.v1 import identity_service_pb2 as identity_api
+from tenpo.customer.v1 import identity_service_pb2_grpc as identity_grpc
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
+from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
+from tenpo.inventory.v1 import resources_pb2 as inventory_pb
+from tenpo.kit.cache import RefreshingValue
+from tenpo.kit.errors import Unavailable
+from tenpo.kit.grpc_errors import decode_error
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
+
+_RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+_KIND_BY_CODE = {
+    grpc.StatusCode.ABORTED: FailureKind.CONFLICT,
+    grpc.StatusCode.NOT_FOUND: FailureKind.NOT_FOUND,
+}
+
+
+class TokenSource(Protocol):
+    async def metadata(self) -> Metadata: ...
+
+    def invalidate(self) -> None: ...
+
+
+class ClientCredentials:
+    """The service token from the customer service's SignInClient, reused for
+    ``refresh_seconds`` (below the token lifetime), fetched again after an UNAUTHENTICATED."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout_seconds: float,
+        refresh_seconds: float,
+    ) -> None:
+        self._stub = identity_grpc.IdentityServiceStub(channel)
+        self._request = identity_api.SignInClientRequest(
+            client_id=client_id, client_secret=client_secret
+        )
+        self._timeout = timeout_seconds
+        self._token: RefreshingValue[str] = RefreshingValue(self._sign_in, refresh_seconds)
+
+    async def _sign_in(self) -> str:
+        try:
+            response = await self._stub.SignInClient(self._request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _RETRYABLE:
+                raise StepUnavailable("CUSTOMER_UNAVAILABLE") from None
+            # Wrong or revoked credentials: a configuration error the operator must see.
+            raise Unavailable(
+                "the order service cannot sign in to call other services",
+                reason="SERVICE_CREDENTIALS_REJECTED",
+            ) from None
+        return response.tokens.access_token
+
+    async def metadata(self) -> Metadata:
+        return (("authorization", f"Bearer {await self._token.get()}"),)
+
+    def invalidate(self) -> None:
+        self._token.invalidate()
+
+
+class StaticToken:
+    """A fixed token (tests, or a token injected by the platform)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def metadata(self) -> Metadata:
+        return (("authorization", f"Bearer {self._token}"),)
+
+    def invalidate(self) -> None:
+        return None
+
+
+async def _call(
+    step: SagaStep,
+    service: str,
+    deadline: float,
+    tokens: TokenSource,
+    call: Callable[[Metadata], Awaitable[T]],
+) -> T:
+    """One outgoing call under a deadline; gRPC outcomes become saga outcomes."""
+    for attempt in (1, 2):
+        try:
+            async with asyncio.timeout(deadline):
+                return await call(await tokens.metadata())
+        except TimeoutError:
+            raise StepUnavailable(f"{service}_UNAVAILABLE") from None
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code is grpc.StatusCode.UNAUTHENTICATED and attempt == 1:
+                tokens.invalidate()  # expired or rotated: sign in again, once
+                continue
+            if code in _RETRYABLE:
+                raise StepUnavailable(f"{service}_UNAVAILABLE") from None
+            details = decode_error(error)
+            raise StepFailure(
+                step,
+                _KIND_BY_CODE.get(code, FailureKind.REJECTED),
+                details.reason or f"{service}_{code.name}",
+                details.message,
+            ) from None
+    raise StepUnavailable(f"{service}_UNAVAILABLE")
+
+
+def _money(value: Any) -> int:
+    return int(value.units)
+
+
+class CartClient:
+    """The cart service, as the order service (scopes carts:read, carts:checkout,
+    promotions:redeem)."""
+
+    def __init__(self, channel: grpc.aio.Channel, tokens: TokenSource, timeout: float) -> None:
+        self._carts = cart_grpc.CartServiceStub(channel)
+        self._promotions = promo_grpc.PromotionServiceStub(channel)
+        self._tokens = tokens
+        self._timeout = timeout
+
+    async def read(self, cart_id: str) -> FrozenCart:
+        response = await _call(
+            SagaStep.FREEZE_CART,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._carts.GetCart(
+                cart_api.GetCartRequest(cart_id=cart_id), metadata=md, timeout=self._timeout
+            ),
+        )
+        return frozen_cart(response.cart)
+
+    async def reserve_redemptions(
+        self, cart_id: str, etag: str, order_id: str, ttl: timedelta
+    ) -> None:
+        request = promo_api.ReserveRedemptionsRequest(
+            cart_id=cart_id,
+            etag=etag,
+            order_id=order_id,
+            ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),
+            request_id=f"{order_id}:redeem",
+        )
+        await _call(
+            SagaStep.RESERVE_REDEMPTIONS,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._promotions.ReserveRedemptions(
+                request, metadata=md, timeout=self._timeout
+            ),
+        )
+
+    async def commit_redemptions(self, order_id: str) -> None:
+        await _call(
+            SagaStep.COMMIT_REDEMPTIONS,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._promotions.CommitRedemptions(
+                promo_api.CommitRedemptionsRequest(order_id=order_id),
+                metadata=md,
+                timeout=self._timeout,
+            ),
+        )
+
+    async def release_redemptions(self, order_id: str) -> None:
+        await _call(
+            SagaStep.RESERVE_REDEMPTIONS,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._promotions.ReleaseRedemptions(
+                promo_api.ReleaseRedemptionsRequest(order_id=order_id),
+                metadata=md,
+                timeout=self._timeout,
+            ),
+        )
+
+    async def checkout(self, cart_id: str, etag: str, order_id: str) -> None:
+        request = cart_api.CheckoutCartRequest(
+            cart_id=cart_id, etag=etag, order_id=order_id, request_id=f"{order_id}:checkout"
+        )
+        await _call(
+            SagaStep.CHECKOUT_CART,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._carts.CheckoutCart(request, metadata=md, timeout=self._timeout),
+        )
+
+
+class InventoryClient:
+    """Inventory, as the order service (scope inventory:write; a service's reservations are
+    not capped like a customer's)."""
+
+    def __init__(self, channel: grpc.aio.Channel, tokens: TokenSource, timeout: float) -> None:
+        self._stub = inventory_grpc.InventoryServiceStub(channel)
+        self._tokens = tokens
+        self._timeout = timeout
+
+    async def plan(self, cart: FrozenCart) -> dict[str, list[tuple[str, int]]]:
+        """SKU → [(location, units)] of a complete plan; INSUFFICIENT_STOCK otherwise."""
+        assert cart.fulfillment is not None
+        lines = [inventory_pb.StockLine(sku=li.sku, quantity=li.quantity) for li in cart.lines]
+        request = inventory_api.PlanFulfillmentRequest(lines=lines)
+        method = cart.fulfillment.method
+        if method.in_store and cart.fulfillment.store_id:
+            request.pickup_location_id = cart.fulfillment.store_id
+        request.same_day = method is FulfillmentMethod.SAME_DAY
+        response = await _call(
+            SagaStep.PLAN_FULFILLMENT,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.PlanFulfillment(request, metadata=md, timeout=self._timeout),
+        )
+        if not response.plan.complete:
+            missing = ", ".join(sorted({u.sku for u in response.plan.unfulfillable}))
+            raise StepFailure(
+                SagaStep.PLAN_FULFILLMENT,
+                FailureKind.REJECTED,
+                "INSUFFICIENT_STOCK",
+                f"not enough stock for {missing or 'a line'}",
+            )
+        plan: dict[str, list[tuple[str, int]]] = {}
+        for allocation in response.plan.allocations:
+            plan.setdefault(allocation.sku, []).append(
+                (allocation.location_id, int(allocation.quantity))
+            )
+        return plan
+
+    async def reserve(
+        self, order_id: str, plan: dict[str, list[tuple[str, int]]], ttl: timedelta
+    ) -> str:
+        lines = [
+            inventory_pb.StockLine(sku=sku, quantity=units, location_id=location)
+            for sku, parts in plan.items()
+            for location, units in parts
+        ]
+        request = inventory_api.ReserveStockRequest(
+            owner=f"orders/{order_id}",
+            lines=lines,
+            ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),
+            request_id=f"{order_id}:reserve",
+        )
+        response = await _call(
+            SagaStep.RESERVE_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.ReserveStock(request, metadata=md, timeout=self._timeout),
+        )
+        return str(response.reservation.id)
+
+    async def commit(self, order_id: str, reservation_id: str) -> None:
+        request = inventory_api.CommitReservationRequest(
+            id=reservation_id, request_id=f"{order_id}:commit"
+        )
+        await _call(
+            SagaStep.COMMIT_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.CommitReservation(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def release(self, reservation_id: str) -> None:
+        request = inventory_api.ReleaseReservationRequest(id=reservation_id)
+        await _call(
+            SagaStep.RESERVE_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.ReleaseReservation(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def restock(self, order_id: str, sku: str, location_id: str, quantity: int) -> None:
+        """Put units of a cancelled order back on hand (a RETURN movement)."""
+        request = inventory_api.AdjustStockRequest(
+            sku=sku,
+            location_id=location_id,
+            quantity=quantity,
+            reason=inventory_pb.MOVEMENT_REASON_RETURN,
+            note=f"order {order_id} cancelled",
+            request_id=f"{order_id}:restock:{sku}:{location_id}",
+        )
+        await _call(
+            SagaStep.COMMIT_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.AdjustStock(request, metadata=md, timeout=self._timeout),
+        )
+
+
+def frozen_cart(cart: cart_pb.Cart) -> FrozenCart:
+    fulfillment = None
+    if cart.fulfillment.method:
+        address = None
+        if cart.fulfillment.HasField("address"):
+            address = MessageToDict(cart.fulfillment.address)
+        fulfillment = Fulfillment(
+            FulfillmentMethod(cart.fulfillment.method),
+            cart.fulfillment.store_id or None,
+            address,
+        )
+    return FrozenCart(
+        cart_id=cart.id,
+        etag=cart.etag,
+        customer_id=cart.customer_id or None,
+        active=cart.status == cart_pb.CART_STATUS_ACTIVE,
+        channel=int(cart.channel),
+        store_id=cart.store_id or None,
+        currency=cart.currency_code or "JPY",
+        lines=tuple(
+            OrderLine(
+                sku=li.sku,
+                product_id=li.product_id,
+                title=li.title,
+                quantity=li.quantity,
+                unit_price=_money(li.unit_price),
+                discount=_money(li.discount),
+                total=_money(li.total),
+            )
+            for li in cart.line_items
+        ),
+        fulfillment=fulfillment,
+        totals=Totals(
+            subtotal=_money(cart.totals.subtotal),
+            discount=_money(cart.totals.discount),
+            shipping=_money(cart.totals.shipping),
+            total=_money(cart.totals.total),
+        ),
+        has_price_changes=cart.has_price_changes,
+        all_offered=all(li.offered for li in cart.line_items),
+    )

@@ -1,0 +1,1 @@
+"""Order use cases, one module per aggregate."""

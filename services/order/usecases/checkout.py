@@ -1,0 +1,541 @@
+"""Checkout use cases: PlaceOrder, the saga runner, and the sweeper that finishes or
+compensates sagas whose runner died.
+
+How it stays crash-safe:
+- The saga is recorded (one row, keyed by the caller's request_id) before any call goes out,
+  and each step is written to the row before it is taken; every step's call is idempotent,
+  keyed by the order id. Whoever runs the saga holds a lease on the row.
+- A runner that dies leaves the row with a lease that runs out; the sweeper (every replica
+  runs one) claims such rows with ``FOR UPDATE SKIP LOCKED`` and runs them on from the
+  recorded step: the interrupted step is taken again, then forwards, or backwards through
+  the compensations of every step started.
+- Before the cart is closed (the confirmation) a failure compensates; after it, the saga
+  only goes forwards, retrying until the commits succeed, and PLACED with OrderPlaced is
+  written in one transaction: no confirmed order lacks its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from google.protobuf.message import Message
+
+from services.order.domain.orders import (
+    FrozenCart,
+    Order,
+    OrderStatus,
+    PaymentMethod,
+    PaymentState,
+    check_cart,
+    check_payment,
+)
+from services.order.domain.payments import PaymentDeclined, PaymentProvider, PaymentUnavailable
+from services.order.domain.saga import (
+    CONFIRMATION,
+    Compensation,
+    FailureKind,
+    SagaPhase,
+    SagaStep,
+    StepFailure,
+    StepUnavailable,
+    compensations,
+    confirmed_after,
+    next_step,
+)
+from services.order.events import placed_event
+from services.order.store.orders import OrderStore, Saga
+from services.order.upstream import CartClient, InventoryClient
+from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.db import Database
+from tenpo.kit.errors import (
+    Aborted,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from tenpo.kit.idempotency import (
+    check_request_id,
+    idempotency_key,
+    request_fingerprint,
+    request_id_reused,
+)
+from tenpo.kit.wire import parse_id
+
+log = logging.getLogger(__name__)
+
+#: Test hooks: awaited before each step is taken and after it was taken but before that is
+#: written down; raising there stands for a crash at that point.
+StepHook = Callable[[uuid.UUID, SagaStep], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SagaPolicy:
+    #: How long a runner owns a saga without writing to it; a dead runner's saga is taken
+    #: over by the sweeper after this.
+    lease: timedelta = timedelta(seconds=30)
+    #: A saga left waiting for a dependency is tried again after this.
+    retry_after: timedelta = timedelta(seconds=2)
+    #: How long stock and redemptions are held while the saga runs (released by their owners
+    #: after it even if the order service never comes back).
+    hold: timedelta = timedelta(minutes=15)
+    payment_timeout_seconds: float = 5.0
+    #: How long a retry of a running request_id waits for the first to finish.
+    wait_seconds: float = 30.0
+    poll_seconds: float = 0.05
+    #: Runs of a saga waiting on an unavailable step before its checkout is given up
+    #: (before the confirmation only; after it, a saga never gives up).
+    max_attempts: int = 20
+
+
+class LeaseLost(Exception):
+    """Another runner took the saga over (this one was too slow): stop touching it."""
+
+
+_ERRORS: Mapping[FailureKind, type[DomainError]] = {
+    FailureKind.REJECTED: FailedPrecondition,
+    FailureKind.CONFLICT: Aborted,
+    FailureKind.UNAVAILABLE: Unavailable,
+    FailureKind.NOT_FOUND: NotFound,
+}
+
+
+def failure_error(reason: str, kind: str | None, message: str | None) -> DomainError:
+    """The answer of a failed checkout; the same for every retry of its request_id."""
+    error_type = _ERRORS.get(FailureKind(kind or FailureKind.REJECTED), FailedPrecondition)
+    return error_type(message or "the checkout failed", reason=reason)
+
+
+def _failure_of(step: SagaStep, error: DomainError) -> StepFailure:
+    if isinstance(error, NotFound):
+        kind = FailureKind.NOT_FOUND
+    elif isinstance(error, Aborted):
+        kind = FailureKind.CONFLICT
+    else:
+        kind = FailureKind.REJECTED
+    return StepFailure(step, kind, error.reason or "CHECKOUT_FAILED", error.message)
+
+
+class Checkout:
+    def __init__(
+        self,
+        db: Database,
+        cart: CartClient,
+        inventory: InventoryClient,
+        payments: Mapping[PaymentMethod, PaymentProvider],
+        policy: SagaPolicy,
+        *,
+        before_step: StepHook | None = None,
+        after_step: StepHook | None = None,
+    ) -> None:
+        self.db = db
+        self.cart = cart
+        self.inventory = inventory
+        self.payments = payments
+        self.policy = policy
+        self.before_step = before_step
+        self.after_step = after_step
+        #: This process's runner name on the leases it takes.
+        self.instance = f"order-{secrets.token_hex(6)}"
+        #: Sagas run on behalf of callers (held so they are not garbage-collected).
+        self._running: set[asyncio.Future[Saga]] = set()
+
+    # ------------------------------------------------------------------ PlaceOrder
+
+    async def place(
+        self,
+        principal: Principal,
+        *,
+        cart_id: str,
+        cart_etag: str,
+        method: PaymentMethod | None,
+        card_token: str,
+        request_id: str,
+        request: Message,
+    ) -> Order:
+        principal.require_any_kind(PrincipalKind.CUSTOMER)
+        parse_id(cart_id, "cart_id")
+        violations = []
+        if not cart_etag or len(cart_etag) > 128:
+            violations.append(FieldViolation("cart_etag", "the cart's etag, 1-128 characters"))
+        if not request_id:
+            violations.append(FieldViolation("request_id", "required: a checkout is retried"))
+        if violations:
+            raise InvalidArgument(
+                "invalid order request", reason="ORDER_INVALID", field_violations=violations
+            )
+        method = check_payment(method, card_token)
+        key = idempotency_key(check_request_id(request_id), principal)
+        fingerprint = request_fingerprint(request)
+        order_id = uuid.uuid4()
+        async with self.db.unit_of_work() as uow:
+            inserted = await OrderStore(uow.session).insert_pending(
+                order_id=order_id,
+                customer_id=principal.subject,
+                cart_id=cart_id,
+                cart_etag=cart_etag,
+                payment_method=method,
+                card_token=card_token,
+                request_key=key,
+                request_hash=fingerprint,
+                lease_owner=self.instance,
+                lease=self.policy.lease,
+            )
+            await uow.commit()
+        if not inserted:
+            return await self._answer_existing(key, fingerprint)
+        # A caller that gives up (its deadline, a closed connection) cancels this call, not
+        # the saga: it runs on to a consistent end, and a retry learns the outcome.
+        task = asyncio.ensure_future(self.run(order_id))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        saga = await asyncio.shield(task)
+        return self._answer(saga)
+
+    async def _answer_existing(self, key: str, fingerprint: bytes) -> Order:
+        """A retry (maybe concurrent) of a request_id: the first request's answer, once
+        its saga is done (or as it stands when the wait runs out)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.wait_seconds
+        while True:
+            async with self.db.unit_of_work() as uow:
+                saga = await OrderStore(uow.session).by_request_key(key)
+            assert saga is not None  # inserted by the first request, never deleted
+            if saga.request_hash != fingerprint:
+                raise request_id_reused()
+            if saga.phase is SagaPhase.DONE or loop.time() >= deadline:
+                return self._answer(saga)
+            await asyncio.sleep(self.policy.poll_seconds)
+
+    def _answer(self, saga: Saga) -> Order:
+        order = saga.order
+        if order.status is OrderStatus.FAILED:
+            raise failure_error(order.failure_reason, saga.failure_kind, saga.failure_message)
+        if order.status is OrderStatus.PENDING:
+            # Still running (waiting for a dependency): the sweeper finishes it; the caller
+            # retries with the same request_id to learn how.
+            raise Unavailable(
+                "the checkout is waiting for a service that did not answer; retry with the "
+                "same request_id to learn its outcome",
+                reason="ORDER_PENDING",
+                metadata={"order_id": str(order.id)},
+            )
+        return order
+
+    # ------------------------------------------------------------------ the saga
+
+    async def run(self, order_id: uuid.UUID) -> Saga:
+        """Run the saga leased to this instance until it is done or must wait."""
+        saga = await self._load(order_id)
+        try:
+            while saga.phase is not SagaPhase.DONE:
+                if saga.phase is SagaPhase.FORWARD:
+                    saga = await self._forward(saga)
+                else:
+                    saga = await self._compensate(saga)
+        except _Wait as wait:
+            log.info(
+                "saga waits for a dependency",
+                extra={"order_id": str(order_id), "step": saga.step.name, "reason": wait.reason},
+            )
+            return await self._load(order_id)
+        except LeaseLost:
+            log.warning("saga lease lost", extra={"order_id": str(order_id)})
+        # As stored (update times included): every answer of this order reads the same.
+        return await self._load(order_id)
+
+    async def _load(self, order_id: uuid.UUID) -> Saga:
+        async with self.db.unit_of_work() as uow:
+            saga = await OrderStore(uow.session).get(order_id)
+        assert saga is not None
+        return saga
+
+    async def _save(
+        self,
+        saga: Saga,
+        order: Order,
+        step: SagaStep,
+        phase: SagaPhase,
+        *,
+        keep_card: bool = True,
+        failure: tuple[str, str] | None = None,
+        lease: timedelta | None = None,
+        event: Message | None = None,
+    ) -> Saga:
+        async with self.db.unit_of_work() as uow:
+            saved = await OrderStore(uow.session).save(
+                order,
+                step=step,
+                phase=phase,
+                lease_owner=self.instance,
+                lease=lease or self.policy.lease,
+                keep_card=keep_card,
+                failure=failure,
+            )
+            if not saved:
+                raise LeaseLost
+            if event is not None:
+                uow.add_event(event)
+            await uow.commit()
+        return Saga(
+            order=order,
+            step=step,
+            phase=phase,
+            attempts=saga.attempts,
+            request_hash=saga.request_hash,
+            card_token=saga.card_token if keep_card else None,
+            failure_kind=failure[0] if failure else saga.failure_kind,
+            failure_message=failure[1] if failure else saga.failure_message,
+        )
+
+    async def _forward(self, saga: Saga) -> Saga:
+        step = saga.step
+        if self.before_step is not None:
+            await self.before_step(saga.order.id, step)
+        try:
+            order = await self._take(step, saga)
+        except StepFailure as failure:
+            if confirmed_after(step):
+                # A commit refused after the confirmation (an expired hold): not something
+                # compensation can undo any more; keep retrying and let an operator see it.
+                log.error(
+                    "a commit after confirmation was refused",
+                    extra={"order_id": str(saga.order.id), "reason": failure.reason},
+                )
+                await self._wait(saga, failure.reason)
+            return await self._start_compensation(
+                saga, failure.reason, failure.kind, failure.message
+            )
+        except StepUnavailable as unavailable:
+            if step >= CONFIRMATION:
+                # The cart may have closed already (its answer lost) and the commits must
+                # happen: wait and take the step again; the sweeper retries.
+                await self._wait(saga, unavailable.reason)
+            # Before the confirmation a missing dependency ends the checkout: the customer
+            # hears at once and may try again, and nothing stays held meanwhile.
+            return await self._start_compensation(
+                saga,
+                unavailable.reason,
+                FailureKind.UNAVAILABLE,
+                "a service needed for the checkout did not answer; nothing was charged, "
+                "try again shortly",
+            )
+        if self.after_step is not None:
+            await self.after_step(saga.order.id, step)
+        if step is SagaStep.FINISH:
+            return await self._save(
+                saga,
+                order,
+                step,
+                SagaPhase.DONE,
+                keep_card=False,
+                event=placed_event(order),
+            )
+        keep_card = step < SagaStep.AUTHORIZE_PAYMENT
+        return await self._save(
+            saga, order, next_step(step), SagaPhase.FORWARD, keep_card=keep_card
+        )
+
+    async def _wait(self, saga: Saga, reason: str) -> None:
+        """Leave the saga for a later run (the sweeper's), soon."""
+        await self._save(saga, saga.order, saga.step, saga.phase, lease=self.policy.retry_after)
+        raise _Wait(reason)
+
+    async def _start_compensation(
+        self, saga: Saga, reason: str, kind: FailureKind, message: str
+    ) -> Saga:
+        order = replace(saga.order, failure_reason=reason)
+        return await self._save(
+            saga, order, saga.step, SagaPhase.COMPENSATING, failure=(kind.value, message)
+        )
+
+    async def _take(self, step: SagaStep, saga: Saga) -> Order:
+        order = saga.order
+        policy = self.policy
+        match step:
+            case SagaStep.FREEZE_CART:
+                cart = await self.cart.read(order.cart_id)
+                try:
+                    check_cart(
+                        cart,
+                        customer_id=order.customer_id,
+                        etag=order.cart_etag,
+                        method=order.payment_method,
+                    )
+                except DomainError as error:
+                    raise _failure_of(step, error) from None
+                return order.frozen_from(cart)
+            case SagaStep.PLAN_FULFILLMENT:
+                plan = await self.inventory.plan(_cart_of(order))
+                first = {sku: parts[0][0] for sku, parts in plan.items() if parts}
+                return order.with_locations(first).with_ref("plan", json.dumps(plan))
+            case SagaStep.RESERVE_STOCK:
+                plan = {
+                    sku: [(location, units) for location, units in parts]
+                    for sku, parts in json.loads(order.refs["plan"]).items()
+                }
+                reservation = await self.inventory.reserve(str(order.id), plan, policy.hold)
+                return order.with_ref("reservation_id", reservation)
+            case SagaStep.RESERVE_REDEMPTIONS:
+                await self.cart.reserve_redemptions(
+                    order.cart_id, order.cart_etag, str(order.id), policy.hold
+                )
+                return order
+            case SagaStep.RESERVE_LOYALTY:
+                return order  # no loyalty ledger yet: nothing to hold
+            case SagaStep.AUTHORIZE_PAYMENT:
+                return await self._authorize(order, saga.card_token or "")
+            case SagaStep.CHECKOUT_CART:
+                await self.cart.checkout(order.cart_id, order.cart_etag, str(order.id))
+                return order.confirm()
+            case SagaStep.COMMIT_STOCK:
+                await self.inventory.commit(str(order.id), order.refs["reservation_id"])
+                return order
+            case SagaStep.COMMIT_REDEMPTIONS:
+                await self.cart.commit_redemptions(str(order.id))
+                return order
+            case SagaStep.FINISH:
+                return order.place()
+        raise AssertionError(step)
+
+    async def _authorize(self, order: Order, card_token: str) -> Order:
+        provider = self.payments[order.payment_method]
+        try:
+            async with asyncio.timeout(self.policy.payment_timeout_seconds):
+                await provider.authorize(
+                    _authorization_key(order),
+                    amount=order.totals.total,
+                    currency=order.currency,
+                    card_token=card_token,
+                )
+        except PaymentDeclined as declined:
+            raise StepFailure(
+                SagaStep.AUTHORIZE_PAYMENT, FailureKind.REJECTED, declined.reason, declined.message
+            ) from None
+        except (TimeoutError, PaymentUnavailable):
+            raise StepUnavailable("PAYMENT_UNAVAILABLE") from None
+        state = (
+            PaymentState.DUE_AT_STORE
+            if order.payment_method is PaymentMethod.PAY_AT_STORE
+            else PaymentState.AUTHORIZED
+        )
+        return order.with_payment(state)
+
+    async def _compensate(self, saga: Saga) -> Saga:
+        order = saga.order
+        for compensation in compensations(saga.step):
+            try:
+                order = await self._undo(compensation, order)
+            except (StepUnavailable, PaymentUnavailable, TimeoutError) as error:
+                await self._wait(saga, getattr(error, "reason", "PAYMENT_UNAVAILABLE"))
+        if order.payment_state is PaymentState.AUTHORIZED:
+            order = order.with_payment(PaymentState.VOIDED)
+        order = order.fail(order.failure_reason or "CHECKOUT_FAILED")
+        return await self._save(saga, order, saga.step, SagaPhase.DONE, keep_card=False)
+
+    async def _undo(self, compensation: Compensation, order: Order) -> Order:
+        match compensation:
+            case Compensation.RELEASE_STOCK:
+                reservation = order.refs.get("reservation_id")
+                if reservation is None and "plan" in order.refs:
+                    # The reserve may have happened before a crash: asking again with its
+                    # request_id returns that reservation (or fails: nothing was held).
+                    plan = {
+                        sku: [(loc, units) for loc, units in parts]
+                        for sku, parts in json.loads(order.refs["plan"]).items()
+                    }
+                    try:
+                        reservation = await self.inventory.reserve(
+                            str(order.id), plan, self.policy.hold
+                        )
+                    except StepFailure:
+                        reservation = None
+                if reservation is not None:
+                    await self.inventory.release(reservation)
+            case Compensation.RELEASE_REDEMPTIONS:
+                try:
+                    await self.cart.release_redemptions(str(order.id))
+                except StepFailure as failure:
+                    # Nothing was reserved for the order: nothing to release.
+                    log.info("no redemptions to release", extra={"reason": failure.reason})
+            case Compensation.RELEASE_LOYALTY:
+                pass
+            case Compensation.VOID_PAYMENT:
+                provider = self.payments[order.payment_method]
+                async with asyncio.timeout(self.policy.payment_timeout_seconds):
+                    await provider.void(
+                        f"{order.id}:void", authorization_key=_authorization_key(order)
+                    )
+        return order
+
+    # ------------------------------------------------------------------ the sweeper
+
+    async def sweep_once(self, batch: int = 20) -> int:
+        """Claim sagas whose lease ran out and run each on; the number claimed."""
+        async with self.db.unit_of_work() as uow:
+            claimed = await OrderStore(uow.session).claim_stale(
+                self.instance, self.policy.lease, batch
+            )
+            await uow.commit()
+        for order_id in claimed:
+            saga = await self._load(order_id)
+            if (
+                saga.phase is SagaPhase.FORWARD
+                and saga.step <= CONFIRMATION
+                and saga.attempts > self.policy.max_attempts
+            ):
+                saga = await self._start_compensation(
+                    saga,
+                    "CHECKOUT_TIMED_OUT",
+                    FailureKind.UNAVAILABLE,
+                    "the checkout could not be finished in time; nothing was charged",
+                )
+            try:
+                await self.run(order_id)
+            except Exception:
+                log.exception("sweeping a saga failed", extra={"order_id": str(order_id)})
+        return len(claimed)
+
+    async def sweep(self, interval_seconds: float) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except (DomainError, OSError) as error:
+                log.warning("saga sweep skipped", extra={"error": type(error).__name__})
+            await asyncio.sleep(interval_seconds)
+
+
+class _Wait(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _authorization_key(order: Order) -> str:
+    return f"{order.id}:authorize"
+
+
+def _cart_of(order: Order) -> FrozenCart:
+    return FrozenCart(
+        cart_id=order.cart_id,
+        etag=order.cart_etag,
+        customer_id=order.customer_id,
+        active=True,
+        channel=order.channel,
+        store_id=order.store_id,
+        currency=order.currency,
+        lines=order.lines,
+        fulfillment=order.fulfillment,
+        totals=order.totals,
+        has_price_changes=False,
+        all_offered=True,
+    )
