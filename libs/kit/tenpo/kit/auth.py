@@ -53,7 +53,6 @@ import json
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -68,11 +67,17 @@ import jwt
 
 from tenpo.common.v1 import common_pb2
 from tenpo.kit import errors
+from tenpo.kit.cache import TLRUCache
 
 if TYPE_CHECKING:
     from tenpo.kit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+
+def _valid_until(_token: str, entry: tuple[float, Any], _now: float) -> float:
+    return entry[0]
+
 
 AUTHORIZATION_HEADER = "authorization"
 #: Set by the gateway after it validated the channel's publishable key.
@@ -519,8 +524,11 @@ class TokenVerifier:
         # guards, and a device sends the same token thousands of times. Entries live at most
         # cache_seconds (so a key removed from the JWKS stops working soon) and never past
         # the token's own expiry.
-        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
-        self._cache_size = cache_size
+        # The kit's cache (cachetools): each entry expires at its own "valid until"; the least
+        # recently used goes first when it is full.
+        self._cache: TLRUCache[str, tuple[float, Principal]] | None = (
+            TLRUCache(maxsize=cache_size, ttu=_valid_until, timer=time.time) if cache_size else None
+        )
         self._cache_seconds = cache_seconds
 
     @classmethod
@@ -546,19 +554,14 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
-        if self._cache_size:
+        if self._cache is not None:
             cached = self._cache.get(token)
             if cached is not None:
-                valid_until, principal = cached
-                if valid_until > time.time():
-                    return principal
-                del self._cache[token]
+                return cached[1]
         principal = await self._verify(token)
-        if self._cache_size:
+        if self._cache is not None:
             expires = principal.expires_at.timestamp() if principal.expires_at else 0.0
             self._cache[token] = (min(expires, time.time() + self._cache_seconds), principal)
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
         return principal
 
     async def _verify(self, token: str) -> Principal:
