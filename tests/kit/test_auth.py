@@ -656,3 +656,40 @@ async def test_use_principal_sets_and_restores_the_current_principal() -> None:
 
 async def _current() -> Principal:
     return current_principal()
+
+
+async def test_the_verified_token_cache_is_bounded_and_forgets_by_least_recent_use(
+    key: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = _verifier(key, cache_size=2, cache_seconds=60)
+    checked: list[str] = []
+    real = verifier._verify
+
+    async def counting(token: str) -> Any:
+        checked.append(token)
+        return await real(token)
+
+    monkeypatch.setattr(verifier, "_verify", counting)
+    a, b, c = (key.mint(subject=f"cus_{n}") for n in "abc")
+    for token in (a, b, a, c, a, b):
+        assert (await verifier.verify(token)).subject == f"cus_{'abc'[(a, b, c).index(token)]}"
+    # a, b cached; a used again; c evicts b (least recently used); a still cached; b again.
+    assert checked == [a, b, c, b]
+
+
+async def test_a_cached_token_is_checked_again_once_its_cache_time_is_over(
+    key: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = _verifier(key, cache_size=10, cache_seconds=0)
+    checked: list[str] = []
+    real = verifier._verify
+
+    async def counting(token: str) -> Any:
+        checked.append(token)
+        return await real(token)
+
+    monkeypatch.setattr(verifier, "_verify", counting)
+    token = key.mint()
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert checked == [token, token]
