@@ -14,6 +14,9 @@ the OpenAPI schema, read generically from the descriptors.
      ``or "me"`` adds that word as an alternative;
    - ``page_size`` is ``0 ≤ page_size ≤ max_page_size`` (0: the default; larger values are
      lowered, AIP-158), ``request_id`` at most ``MAX_REQUEST_ID_LENGTH`` characters.
+4. What every service enforces on every field: a REQUIRED string is not empty
+   (``minLength: 1``), a REQUIRED repeated field has an item (``minItems: 1``), and no text
+   holds a NUL character (PostgreSQL cannot store one; the services refuse it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from google.api import field_behavior_pb2, field_info_pb2
 from google.protobuf.descriptor import FieldDescriptor
 
 from services.gateway.descriptors import Schema
+from services.gateway.transcode import is_repeated
 from tenpo.kit.idempotency import MAX_REQUEST_ID_LENGTH
 
 _FORMATS = {
@@ -35,6 +39,8 @@ _FORMATS = {
 _WORDS = re.compile(r"[A-Z][a-z0-9]*")
 _PARENT_IDS = frozenset({"parent_id", "new_parent_id"})
 _ALIAS = re.compile(r'\bor "(\w+)"')
+#: Any text without a NUL character.
+NO_NUL = "^[^\\u0000]*$"
 
 
 def behaviors(field: Any) -> set[int]:
@@ -153,6 +159,11 @@ class FieldRules:
                 extra["anyOf"] = formats
             else:
                 extra["format"] = found
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if found is None:
+                extra["pattern"] = NO_NUL
+            if is_required(field) and not is_repeated(field):
+                extra["minLength"] = 1
         if field.name == "page_size" and field.type != FieldDescriptor.TYPE_STRING:
             extra["minimum"] = 0
             extra["maximum"] = self._max_page_size
@@ -165,6 +176,8 @@ class FieldRules:
         """readOnly / writeOnly from field_behavior (for the field's own schema)."""
         found = behaviors(field)
         extra: dict[str, Any] = {}
+        if field_behavior_pb2.REQUIRED in found and is_repeated(field):
+            extra["minItems"] = 1
         if field_behavior_pb2.OUTPUT_ONLY in found:
             extra["readOnly"] = True
         if field_behavior_pb2.INPUT_ONLY in found:

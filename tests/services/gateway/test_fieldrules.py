@@ -10,6 +10,7 @@ from google.api import field_behavior_pb2, field_info_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from services.gateway.descriptors import HttpBinding, Method, Schema, load_schema
+from services.gateway.fieldrules import NO_NUL
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import build_route
 
@@ -117,6 +118,14 @@ def test_field_behavior_and_field_info_are_read_from_any_descriptor() -> None:
         "minimum": 0,
         "maximum": 50,
     }
+    # What every service enforces: a required text is not empty, a required list has an
+    # item, and no text holds a NUL (formatted ids are checked by their format instead).
+    assert properties["title"]["minLength"] == 1
+    assert properties["title"]["pattern"] == NO_NUL
+    assert "minLength" not in properties["code"] and properties["code"]["pattern"] == NO_NUL
+    assert "pattern" not in properties["id"]
+    assert request["properties"]["ids"]["minItems"] == 1
+    assert "minLength" not in request["properties"]["ids"]["items"]
 
 
 def test_update_bodies_do_not_require_what_creation_does() -> None:
