@@ -35,6 +35,7 @@ from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import Aborted, DomainError, InvalidArgument, NotFound
 from tenpo.kit.idempotency import KeyClaim, check_request_id, idempotency_key
+from tenpo.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -403,13 +404,16 @@ class Reservations:
         return len(due)
 
     async def run_expiry(self, interval: float, batch: int) -> None:
+        # A database outage is logged once (and reminded every minute), not on every round.
+        outage = OutageLog(log, "database")
         while True:
             try:
                 swept = await self.expire_due(batch)
+                outage.recovered()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("expiring reservations failed; retrying")
+            except Exception as error:
+                outage.background_failure(error, "expiring reservations failed; retrying")
                 swept = 0
             if swept < batch:
                 await asyncio.sleep(interval)

@@ -587,17 +587,18 @@ class Consumer:
         with self._span(event):
             try:
                 await self._apply(handler, event)
-            except Exception:
-                log.exception(
+            except Exception as error:
+                # A database outage is one WARNING per outage; a failing handler is a bug.
+                self.outage.background_failure(
+                    error,
                     "event handler failed; will be redelivered",
-                    extra={
-                        "durable": self.subscription.durable,
-                        "event_id": str(event.id),
-                        "delivery": event.delivery,
-                    },
+                    durable=self.subscription.durable,
+                    event_id=str(event.id),
+                    delivery=event.delivery,
                 )
                 await message.nak(delay=min(0.1 * 2**event.delivery, 30.0))
                 return
+            self.outage.recovered()
         await message.ack()
 
     async def _claim(self, uow: UnitOfWork, event: Event) -> bool:

@@ -12,6 +12,9 @@ import logging
 import time
 from typing import Any
 
+from tenpo.kit.errors import Unavailable
+from tenpo.kit.faults import expected_failure
+
 
 class OutageLog:
     """The log of one dependency (``what``) as seen by one component."""
@@ -74,3 +77,13 @@ class OutageLog:
         )
         self.down_since = None
         self._failures = 0
+
+    def background_failure(self, error: BaseException, message: str, **extra: Any) -> None:
+        """A failed round of background work (a sweep, a handler): when ``error`` is a
+        dependency being unavailable (what the kit answers callers with UNAVAILABLE), it is
+        this outage, reported without a traceback; anything else is a bug, logged with its
+        traceback at ERROR."""
+        if isinstance(expected_failure(error), Unavailable):
+            self.failed(error, **extra)
+        else:
+            self.logger.error(message, exc_info=error, extra=extra)

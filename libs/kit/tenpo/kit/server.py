@@ -29,6 +29,7 @@ from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
 from tenpo.kit.guard import CallGuard, GuardedServer
 from tenpo.kit.logging import configure_logging
 from tenpo.kit.metrics import RpcMetricsInterceptor
+from tenpo.kit.outage import OutageLog
 from tenpo.kit.pagination import PageTokenCodec
 from tenpo.kit.settings import ServiceSettings
 from tenpo.kit.telemetry import configure_telemetry
@@ -231,6 +232,8 @@ class ServiceHost(Generic[S]):
         )
 
     def _spawn(self, factory: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        outage = OutageLog(log, "database", every=60.0)
+
         async def supervised() -> None:
             # A background loop that dies would silently stop events; restart it instead.
             while True:
@@ -239,8 +242,10 @@ class ServiceHost(Generic[S]):
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("background task crashed; restarting", extra={"task": name})
+                except Exception as error:
+                    outage.background_failure(
+                        error, "background task crashed; restarting", task=name
+                    )
                     await asyncio.sleep(1.0)
 
         self._tasks.append(asyncio.create_task(supervised(), name=name))
