@@ -14,9 +14,9 @@ from tenpo.cart.v1 import events_pb2
 from tenpo.cart.v1 import resources_pb2 as pb
 from tenpo.kit.db import outbox_table
 from tests.services.cart.conftest import (
-    ANONYMOUS_WEB,
     Clients,
     Upstreams,
+    anonymous_web,
     customer,
     new_sku,
 )
@@ -58,14 +58,14 @@ async def test_an_idle_cart_is_announced_once_per_idle_period_by_concurrent_swee
         api.AddLineItemRequest(cart_id=mine.id, sku=sku, quantity=2), metadata=app
     )
     # A guest cart without an e-mail is nobody to remind; one with an e-mail is.
-    anonymous = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=ANONYMOUS_WEB)
+    anonymous = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=anonymous_web())
     reachable = await cart.carts.CreateCart(
-        api.CreateCartRequest(contact_email="hana@example.jp"), metadata=ANONYMOUS_WEB
+        api.CreateCartRequest(contact_email="hana@example.jp"), metadata=anonymous_web()
     )
     for guest in (anonymous, reachable):
         await cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=guest.cart.id, cart_token=guest.cart_token, sku=sku),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         )
     later = datetime.now(UTC) + timedelta(hours=2)
     await asyncio.gather(*(sweeper(cart, later).sweep_once() for _ in range(4)))
@@ -88,12 +88,12 @@ async def test_an_idle_cart_is_announced_once_per_idle_period_by_concurrent_swee
 
 async def test_old_guest_carts_expire(cart: Clients) -> None:
     guest = await cart.carts.CreateCart(
-        api.CreateCartRequest(contact_email="guest@example.jp"), metadata=ANONYMOUS_WEB
+        api.CreateCartRequest(contact_email="guest@example.jp"), metadata=anonymous_web()
     )
     assert guest.cart.contact_email == "guest@example.jp"
     await sweeper(cart, datetime.now(UTC) + timedelta(days=31)).sweep_once()
     seen = await cart.carts.GetCart(
         api.GetCartRequest(cart_id=guest.cart.id, cart_token=guest.cart_token),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert seen.cart.status == pb.CART_STATUS_EXPIRED and not seen.cart.contact_email

@@ -9,9 +9,9 @@ from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.cart.v1 import resources_pb2 as pb
 from tenpo.common.v1 import common_pb2
 from tests.services.cart.conftest import (
-    ANONYMOUS_WEB,
     Clients,
     Upstreams,
+    anonymous_web,
     customer,
     expect_error,
     new_sku,
@@ -21,8 +21,9 @@ from tests.services.conftest import Tokens
 
 
 async def guest_cart(
-    cart: Clients, metadata: tuple[tuple[str, str], ...] = ANONYMOUS_WEB
+    cart: Clients, metadata: tuple[tuple[str, str], ...] | None = None
 ) -> tuple[pb.Cart, str]:
+    metadata = metadata or anonymous_web()
     created = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=metadata)
     assert created.cart_token
     return created.cart, created.cart_token
@@ -37,12 +38,12 @@ async def test_guest_cart_is_reachable_only_with_its_token(
     _, other_token = await guest_cart(cart)
     added = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=1),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert len(added.cart.line_items) == 1
     for metadata, presented in (
-        (ANONYMOUS_WEB, ""),
-        (ANONYMOUS_WEB, other_token),
+        (anonymous_web(), ""),
+        (anonymous_web(), other_token),
         (customer(tokens, "cust-x"), ""),
     ):
         await expect_error(
@@ -53,7 +54,7 @@ async def test_guest_cart_is_reachable_only_with_its_token(
             "CART_NOT_FOUND",
         )
     got = await cart.carts.GetCart(
-        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=ANONYMOUS_WEB
+        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=anonymous_web()
     )
     assert got.cart.id == mine.id and not got.cart.customer_id
 
@@ -67,7 +68,7 @@ async def test_lines_take_title_image_and_price_from_the_catalog_and_totals_are_
     mine, token = await guest_cart(cart)
     added = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=2),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     line = added.cart.line_items[0]
     assert (line.title, line.unit_price.units, line.subtotal.units) == (
@@ -95,13 +96,13 @@ async def test_a_sku_not_offered_on_the_channel_is_refused_and_nothing_changes(
     await expect_error(
         cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=store_only),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "SKU_NOT_OFFERED",
     )
     after = await cart.carts.GetCart(
-        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=ANONYMOUS_WEB
+        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=anonymous_web()
     )
     assert not after.cart.line_items and after.cart.etag == mine.etag
 
@@ -157,7 +158,7 @@ async def test_another_customer_or_a_device_on_its_own_never_sees_a_customer_car
             "CART_NOT_FOUND",
         )
     await expect_error(
-        cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=ANONYMOUS_WEB),
+        cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=anonymous_web()),
         grpc.StatusCode.UNAUTHENTICATED,
     )
 
@@ -194,12 +195,12 @@ async def test_a_retried_request_id_applies_once_and_a_reused_one_is_refused(
     request = api.AddLineItemRequest(
         cart_id=mine.id, cart_token=token, sku=sku, quantity=2, request_id="add-1"
     )
-    await cart.carts.AddLineItem(request, metadata=ANONYMOUS_WEB)
-    again = await cart.carts.AddLineItem(request, metadata=ANONYMOUS_WEB)
+    await cart.carts.AddLineItem(request, metadata=anonymous_web())
+    again = await cart.carts.AddLineItem(request, metadata=anonymous_web())
     assert again.cart.line_items[0].quantity == 2
     request.quantity = 3
     await expect_error(
-        cart.carts.AddLineItem(request, metadata=ANONYMOUS_WEB),
+        cart.carts.AddLineItem(request, metadata=anonymous_web()),
         grpc.StatusCode.INVALID_ARGUMENT,
         "REQUEST_ID_REUSED",
     )
@@ -212,19 +213,19 @@ async def test_per_line_quantity_limits(cart: Clients, upstreams: Upstreams) -> 
     await expect_error(
         cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=11),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "QUANTITY_INVALID",
     )
     added = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=6),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     await expect_error(
         cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=6),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "LINE_QUANTITY_LIMIT",
@@ -234,7 +235,7 @@ async def test_per_line_quantity_limits(cart: Clients, upstreams: Upstreams) -> 
         api.UpdateLineItemRequest(
             cart_id=mine.id, cart_token=token, line_item=pb.LineItem(id=line.id, quantity=10)
         ),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert updated.cart.line_items[0].quantity == 10
     await expect_error(
@@ -242,14 +243,14 @@ async def test_per_line_quantity_limits(cart: Clients, upstreams: Upstreams) -> 
             api.UpdateLineItemRequest(
                 cart_id=mine.id, cart_token=token, line_item=pb.LineItem(id=line.id, quantity=11)
             ),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "QUANTITY_INVALID",
     )
     removed = await cart.carts.RemoveLineItem(
         api.RemoveLineItemRequest(cart_id=mine.id, cart_token=token, line_item_id=line.id),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert not removed.cart.line_items
 
@@ -264,7 +265,7 @@ async def test_availability_is_checked_for_the_fulfilment_and_unknown_when_inven
     upstreams.inventory.down = True
     added = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=2),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert added.cart.line_items[0].availability == pb.AVAILABILITY_UNKNOWN
     assert added.cart.totals.total.units == 8800  # the cart works without inventory
@@ -279,7 +280,7 @@ async def test_availability_is_checked_for_the_fulfilment_and_unknown_when_inven
             ),
             cart_token=token,
         ),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     line = pickup.cart.line_items[0]
     assert (line.availability, line.available_quantity) == (pb.AVAILABILITY_INSUFFICIENT, 1)
@@ -291,7 +292,7 @@ async def test_availability_is_checked_for_the_fulfilment_and_unknown_when_inven
                 ),
                 cart_token=token,
             ),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "FULFILLMENT_INVALID",
@@ -303,7 +304,7 @@ async def test_delivery_fee_until_the_free_threshold(cart: Clients, upstreams: U
     upstreams.catalog.add(sku, 2200)
     mine, token = await guest_cart(cart)
     await cart.carts.AddLineItem(
-        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku), metadata=ANONYMOUS_WEB
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku), metadata=anonymous_web()
     )
     address = common_pb2.PostalAddress(
         region_code="JP", postal_code="150-0041", address_lines=["神南1-2-3"]
@@ -317,7 +318,7 @@ async def test_delivery_fee_until_the_free_threshold(cart: Clients, upstreams: U
             cart_token=token,
             update_mask={"paths": ["fulfillment"]},
         ),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     totals = delivered.cart.totals
     # 2,200 + 550 shipping = 2,750, all at 10 %: floor(2750 × 10 / 110) = 250.
@@ -325,7 +326,7 @@ async def test_delivery_fee_until_the_free_threshold(cart: Clients, upstreams: U
     assert [(t.rate_percent, t.tax_amount.units) for t in totals.taxes] == [(10, 250)]
     more = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku, quantity=2),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert (more.cart.totals.shipping.units, more.cart.totals.total.units) == (0, 6600)
 
@@ -338,7 +339,7 @@ async def test_a_price_change_is_applied_and_flagged_until_the_next_change(
     upstreams.catalog.add(other, 100)
     mine, token = await guest_cart(cart)
     await cart.carts.AddLineItem(
-        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku), metadata=ANONYMOUS_WEB
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=sku), metadata=anonymous_web()
     )
     upstreams.catalog.products[sku].price = 2500
     # What the catalog's PriceChanged consumer does.
@@ -347,7 +348,7 @@ async def test_a_price_change_is_applied_and_flagged_until_the_next_change(
         await carts.catalog_changed(uow, [sku])
         await uow.commit()
     seen = await cart.carts.GetCart(
-        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=ANONYMOUS_WEB
+        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=anonymous_web()
     )
     line = seen.cart.line_items[0]
     assert (line.unit_price.units, line.previous_unit_price.units) == (2500, 3000)
@@ -356,7 +357,7 @@ async def test_a_price_change_is_applied_and_flagged_until_the_next_change(
     assert seen.cart.etag != mine.etag
     changed = await cart.carts.AddLineItem(
         api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=other),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     assert not changed.cart.has_price_changes
 
@@ -371,7 +372,7 @@ async def test_guest_cart_merges_into_the_customer_cart_at_sign_in(
     for sku, quantity in ((a, 3), (b, 1)):
         await cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=guest.id, cart_token=token, sku=sku, quantity=quantity),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         )
     signed_in = customer(tokens, "cust-merge", "WEB")
     mine = (await cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=signed_in)).cart
@@ -388,13 +389,13 @@ async def test_guest_cart_merges_into_the_customer_cart_at_sign_in(
     )
     assert [(li.sku, li.quantity) for li in again.cart.line_items] == [(a, 10), (b, 1)]
     folded = await cart.carts.GetCart(
-        api.GetCartRequest(cart_id=guest.id, cart_token=token), metadata=ANONYMOUS_WEB
+        api.GetCartRequest(cart_id=guest.id, cart_token=token), metadata=anonymous_web()
     )
     assert folded.cart.status == pb.CART_STATUS_MERGED
     await expect_error(
         cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=guest.id, cart_token=token, sku=a),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "CART_NOT_ACTIVE",
@@ -457,11 +458,11 @@ async def test_a_change_asks_inventory_about_the_lines_it_changes(
     upstreams.inventory.stock.update({a: 5, b: 7})
     mine, token = await guest_cart(cart)
     await cart.carts.AddLineItem(
-        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=a), metadata=ANONYMOUS_WEB
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=a), metadata=anonymous_web()
     )
     upstreams.inventory.stock[a] = 1
     added = await cart.carts.AddLineItem(
-        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=b), metadata=ANONYMOUS_WEB
+        api.AddLineItemRequest(cart_id=mine.id, cart_token=token, sku=b), metadata=anonymous_web()
     )
     by_sku = {li.sku: li for li in added.cart.line_items}
     assert (by_sku[a].availability, by_sku[a].available_quantity) == (
@@ -476,7 +477,7 @@ async def test_a_change_asks_inventory_about_the_lines_it_changes(
         api.UpdateLineItemRequest(
             cart_id=mine.id, cart_token=token, line_item=pb.LineItem(id=by_sku[a].id, quantity=2)
         ),
-        metadata=ANONYMOUS_WEB,
+        metadata=anonymous_web(),
     )
     line = next(li for li in resized.cart.line_items if li.sku == a)
     assert (line.availability, line.available_quantity) == (pb.AVAILABILITY_INSUFFICIENT, 1)

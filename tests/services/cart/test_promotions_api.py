@@ -18,9 +18,9 @@ from tenpo.common.v1 import common_pb2
 from tenpo.kit.db import outbox_table
 from tenpo.kit.grpc_errors import decode_error
 from tests.services.cart.conftest import (
-    ANONYMOUS_WEB,
     Clients,
     Upstreams,
+    anonymous_web,
     customer,
     expect_error,
     new_sku,
@@ -321,13 +321,13 @@ async def test_guests_cannot_use_personal_codes(
         papi.IssuePersonalCodeRequest(promotion_id=promotion.id, customer_id="cust-someone"),
         metadata=staff(tokens, "promotions:write"),
     )
-    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=ANONYMOUS_WEB)
+    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=anonymous_web())
     await expect_error(
         cart.carts.ApplyPromotionCode(
             api.ApplyPromotionCodeRequest(
                 cart_id=guest.cart.id, cart_token=guest.cart_token, code=issued.code
             ),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
         "CODE_NOT_FOUND",

@@ -14,12 +14,12 @@ from tests.services.catalog.test_domain import encode_sgtin96
 from tests.services.conftest import gateway_channel
 
 Stub = catalog_service_pb2_grpc.CatalogServiceStub
-WEB = gateway_channel("WEB")
 
 
 async def search(
-    catalog: Stub, metadata: tuple[tuple[str, str], ...] = WEB, **fields: object
+    catalog: Stub, metadata: tuple[tuple[str, str], ...] | None = None, **fields: object
 ) -> api.SearchProductsResponse:
+    metadata = metadata or gateway_channel("WEB")
     return await catalog.SearchProducts(api.SearchProductsRequest(**fields), metadata=metadata)  # type: ignore[arg-type]
 
 
@@ -106,7 +106,8 @@ async def test_sale_prices_show_in_search(seeded_catalog: Stub) -> None:
     assert result.total_size == 1
     price = (
         await seeded_catalog.GetPrices(
-            api.GetPricesRequest(skus=[result.results[0].product.variants[0].sku]), metadata=WEB
+            api.GetPricesRequest(skus=[result.results[0].product.variants[0].sku]),
+            metadata=gateway_channel("WEB"),
         )
     ).prices[0]
     assert price.price_list == "winter-sale"
@@ -124,19 +125,19 @@ async def test_store_only_products_are_hidden_on_the_web_but_found_by_kiosks(
 
 async def test_barcode_lookup_by_jan_and_rfid_tag(seeded_catalog: Stub) -> None:
     by_jan = await seeded_catalog.LookupByBarcode(
-        api.LookupByBarcodeRequest(code=jan_code(1)), metadata=WEB
+        api.LookupByBarcodeRequest(code=jan_code(1)), metadata=gateway_channel("WEB")
     )
     assert by_jan.matched_type == pb.BARCODE_TYPE_JAN
     assert by_jan.variant.sku == "SNK-0101-240"
     assert by_jan.product.code == "SNK-0101"
     tag = encode_sgtin96("0" + jan_code(1), serial=987654)
     by_tag = await seeded_catalog.LookupByBarcode(
-        api.LookupByBarcodeRequest(code=tag), metadata=WEB
+        api.LookupByBarcodeRequest(code=tag), metadata=gateway_channel("WEB")
     )
     assert by_tag.variant.sku == "SNK-0101-240"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await seeded_catalog.LookupByBarcode(
-            api.LookupByBarcodeRequest(code="4900000000000"), metadata=WEB
+            api.LookupByBarcodeRequest(code="4900000000000"), metadata=gateway_channel("WEB")
         )
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
 

@@ -22,9 +22,6 @@ from tenpo.kit.server import running
 from tests.services.conftest import auth_settings, gateway_channel
 from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog
 
-WEB = gateway_channel("WEB")
-KIOSK = gateway_channel("KIOSK")
-
 
 @pytest_asyncio.fixture(scope="module")
 async def cart_target(
@@ -57,11 +54,13 @@ async def test_a_guest_cart_over_http_prices_from_the_catalog_and_refuses_store_
     cart_target: str, seeded_catalog: SeededCatalog, start_gateway: GatewayFactory
 ) -> None:
     web_products = await seeded_catalog.stub.ListProducts(
-        catalog_api.ListProductsRequest(page_size=50), metadata=WEB
+        catalog_api.ListProductsRequest(page_size=50), metadata=gateway_channel("WEB")
     )
     sku = web_products.products[0].variants[0].sku
     price = (
-        await seeded_catalog.stub.GetPrices(catalog_api.GetPricesRequest(skus=[sku]), metadata=WEB)
+        await seeded_catalog.stub.GetPrices(
+            catalog_api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB")
+        )
     ).prices[0]
     # Every product a kiosk sees (all pages: where the store-only ones fall in the order is
     # not ours to assume).
@@ -69,7 +68,8 @@ async def test_a_guest_cart_over_http_prices_from_the_catalog_and_refuses_store_
     page_token = ""
     while True:
         page = await seeded_catalog.stub.ListProducts(
-            catalog_api.ListProductsRequest(page_size=100, page_token=page_token), metadata=KIOSK
+            catalog_api.ListProductsRequest(page_size=100, page_token=page_token),
+            metadata=gateway_channel("KIOSK"),
         )
         kiosk_products.extend(page.products)
         page_token = page.next_page_token

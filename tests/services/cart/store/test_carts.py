@@ -12,7 +12,7 @@ from services.cart.domain.carts import Cart, CartStatus
 from services.cart.store.carts import CartStore
 from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.common.v1 import common_pb2
-from tests.services.cart.conftest import ANONYMOUS_WEB, Clients, Upstreams, new_sku
+from tests.services.cart.conftest import Clients, Upstreams, anonymous_web, new_sku
 
 
 async def test_lock_fresh_keeps_a_reprice_mark_made_after_the_read(
@@ -20,11 +20,11 @@ async def test_lock_fresh_keeps_a_reprice_mark_made_after_the_read(
 ) -> None:
     sku = new_sku()
     upstreams.catalog.add(sku, 1200)
-    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=ANONYMOUS_WEB)
+    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=anonymous_web())
     for _ in range(2):
         await cart.carts.AddLineItem(
             api.AddLineItemRequest(cart_id=guest.cart.id, cart_token=guest.cart_token, sku=sku),
-            metadata=ANONYMOUS_WEB,
+            metadata=anonymous_web(),
         )
     db = cart.host.runtime.db  # type: ignore[union-attr]
     async with db.unit_of_work() as uow:
