@@ -211,8 +211,17 @@ class Reservations:
             for i in todo:
                 for line in requests[i].lines:
                     _track(days, locations.get(line.location_id), line.method, now)
+            # Only stores holding a floating SKU can be chosen for it: locking the others'
+            # capacity rows would serialize every "anywhere" batch of the network on them.
+            floating = {ln.sku for i in todo for ln in requests[i].lines if not ln.location_id}
+            stocked = {
+                location_id
+                for (sku, location_id), level in original.items()
+                if sku in floating and level.available_to_promise > 0
+            }
             for location in anywhere:
-                _track(days, location, d.AllocationMethod.SHIP, now)
+                if location.id in stocked:
+                    _track(days, location, d.AllocationMethod.SHIP, now)
             locked_usage = await writer.lock_usage(days.values())
             original_usage = {key: locked_usage[day] for key, day in days.items()}
             usage = dict(original_usage)
