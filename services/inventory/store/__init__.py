@@ -1,7 +1,7 @@
 """Inventory persistence: rows ⇄ domain objects, one module per aggregate (SQLAlchemy over
 the unit of work's session; raw asyncpg for the reservation hot path)."""
 
-from services.inventory.store.capacity import CapacityStore, UsageKey
+from services.inventory.store.capacity import CapacityStore, LocationLimits, UsageKey
 from services.inventory.store.catalog import DEMO_STOCKING_FLAG, SkuStore
 from services.inventory.store.locations import LocationStore
 from services.inventory.store.profiles import ProfileStore
@@ -17,6 +17,7 @@ __all__ = [
     "DEMO_STOCKING_FLAG",
     "RESERVE_SCOPE",
     "CapacityStore",
+    "LocationLimits",
     "LocationStore",
     "ProfileStore",
     "ReservationStore",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -18,6 +19,39 @@ from services.inventory.domain.sourcing import CapacityUse
 
 #: (location_id, day, kind)
 UsageKey = tuple[str, date, d.Capability]
+
+
+@dataclass(frozen=True)
+class LocationLimits:
+    """What deciding a location's capacity needs, as committed."""
+
+    type: d.LocationType
+    time_zone: str
+    ship_from_store_capacity: d.DailyCapacity
+    same_day_capacity: d.DailyCapacity
+
+
+LIMITS = """
+SELECT id, type, time_zone, ship_units_per_day, ship_orders_per_day, same_day_units_per_day,
+       same_day_orders_per_day
+FROM locations WHERE id = ANY($1::text[])
+"""
+
+
+async def location_limits(connection: Any, ids: Iterable[str]) -> dict[str, LocationLimits]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    return {
+        r["id"]: LocationLimits(
+            d.LocationType(r["type"]),
+            r["time_zone"],
+            d.DailyCapacity(r["ship_units_per_day"], r["ship_orders_per_day"]),
+            d.DailyCapacity(r["same_day_units_per_day"], r["same_day_orders_per_day"]),
+        )
+        for r in await connection.fetch(LIMITS, wanted)
+    }
+
 
 #: Creates missing rows and locks all of them, in one order, in one round trip (a row
 #: inserted concurrently makes us wait for its transaction, then update it: locked too).

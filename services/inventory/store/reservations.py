@@ -16,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.inventory import domain as d
 from services.inventory.domain.sourcing import CapacityUse
 from services.inventory.models import reservation_lines, reservations
-from services.inventory.store.capacity import UsageKey, lock_usage
+from services.inventory.store.capacity import (
+    LocationLimits,
+    UsageKey,
+    location_limits,
+    lock_usage,
+)
 from services.inventory.store.stock import LOCK_LEVELS, key_arrays, level_of_row
 from tenpo.kit.db import outbox_fragment
 from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys, stored_answers
@@ -200,6 +205,10 @@ class ReservationWriter:
         if row["used"] != len(used):
             raise RuntimeError("a capacity row to write was not locked")
         return True
+
+    async def location_limits(self, ids: Iterable[str]) -> dict[str, LocationLimits]:
+        """The committed capacity settings of these locations."""
+        return await location_limits(self.connection, ids)
 
     async def lock_usage(self, keys: Iterable[UsageKey]) -> dict[UsageKey, CapacityUse]:
         """Lock (creating them) the daily capacity rows of ``keys``; after the levels."""

@@ -19,6 +19,7 @@ from services.inventory import domain as d
 from services.inventory.domain import sourcing
 from services.inventory.store import (
     CapacityStore,
+    LocationLimits,
     ReservationStore,
     ReservationWriter,
     StockStore,
@@ -50,6 +51,30 @@ def _reservation_not_found(reservation_id: uuid.UUID) -> NotFound:
         reason="RESERVATION_NOT_FOUND",
         metadata={"reservation_id": str(reservation_id)},
     )
+
+
+#: Methods whose units use a location's daily capacity.
+CAPACITY_METHODS = frozenset({d.AllocationMethod.SHIP, d.AllocationMethod.SAME_DAY})
+
+
+def _with_limits(
+    cached: Mapping[str, d.Location], limits: Mapping[str, LocationLimits]
+) -> dict[str, d.Location]:
+    """The cached locations with their capacity settings as just read (a location the
+    cache does not know yet gets a stand-in carrying only what capacity needs)."""
+    fresh = {}
+    for location_id, limit in limits.items():
+        base = cached.get(location_id) or d.Location(
+            location_id, location_id, limit.type, d.GeoPoint(0, 0)
+        )
+        fresh[location_id] = replace(
+            base,
+            type=limit.type,
+            time_zone=limit.time_zone,
+            ship_from_store_capacity=limit.ship_from_store_capacity,
+            same_day_capacity=limit.same_day_capacity,
+        )
+    return fresh
 
 
 def _track(
@@ -207,10 +232,6 @@ class Reservations:
             )
             original = await writer.lock(keys)
             # Then the daily capacities the batch may use (after the levels: the lock order).
-            days: dict[sourcing.CapacityKey, UsageKey] = {}
-            for i in todo:
-                for line in requests[i].lines:
-                    _track(days, locations.get(line.location_id), line.method, now)
             # Only stores holding a floating SKU can be chosen for it: locking the others'
             # capacity rows would serialize every "anywhere" batch of the network on them.
             floating = {ln.sku for i in todo for ln in requests[i].lines if not ln.location_id}
@@ -219,6 +240,22 @@ class Reservations:
                 for (sku, location_id), level in original.items()
                 if sku in floating and level.available_to_promise > 0
             }
+            involved = {
+                line.location_id
+                for i in todo
+                for line in requests[i].lines
+                if line.location_id and line.method in CAPACITY_METHODS
+            } | {loc.id for loc in anywhere if loc.id in stocked}
+            # The limits as committed now, not as the cache last saw them: a store created or
+            # limited through another replica a moment ago is held to its limit here too.
+            current = dict(locations) | _with_limits(
+                locations, await writer.location_limits(involved)
+            )
+            anywhere = [current.get(loc.id, loc) for loc in anywhere]
+            days: dict[sourcing.CapacityKey, UsageKey] = {}
+            for i in todo:
+                for line in requests[i].lines:
+                    _track(days, current.get(line.location_id), line.method, now)
             for location in anywhere:
                 if location.id in stocked:
                     _track(days, location, d.AllocationMethod.SHIP, now)
@@ -238,7 +275,7 @@ class Reservations:
                         requests[i].near,
                         rules=default_rules,
                         usage=usage,
-                        locations=locations,
+                        locations=current,
                     )
                 except DomainError as error:
                     results[i] = error
@@ -281,7 +318,7 @@ class Reservations:
                         "location_id": line.location_id,
                         "quantity": line.quantity,
                         "method": int(line.method or 0),
-                        **_counted(days, locations, line),
+                        **_counted(days, current, line),
                     }
                     for i, lines in placed.items()
                     for n, line in enumerate(lines)
