@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from services.inventory import domain as d
-from services.inventory.domain import sourcing
+from services.inventory.domain import profiles, sourcing
 from tenpo.common.v1 import common_pb2
 from tenpo.inventory.v1 import events_pb2
 from tenpo.inventory.v1 import resources_pb2 as pb
@@ -52,7 +52,22 @@ def location(loc: d.Location) -> pb.Location:
         etag=loc.etag,
         create_time=timestamp(loc.created_at),
         update_time=timestamp(loc.updated_at),
+        ship_from_store_capacity=_capacity_pb(loc.ship_from_store_capacity),
+        same_day_capacity=_capacity_pb(loc.same_day_capacity),
+        same_day_radius_km=loc.same_day_radius_km,
     )
+
+
+def _capacity_pb(capacity: d.DailyCapacity) -> pb.DailyCapacity | None:
+    if not capacity.limited:
+        return None
+    return pb.DailyCapacity(
+        units_per_day=capacity.units_per_day, orders_per_day=capacity.orders_per_day
+    )
+
+
+def _capacity(message: pb.DailyCapacity) -> d.DailyCapacity:
+    return d.DailyCapacity(message.units_per_day, message.orders_per_day)
 
 
 def location_from_pb(message: pb.Location, *, path: str = "location") -> d.Location:
@@ -89,6 +104,9 @@ def location_from_pb(message: pb.Location, *, path: str = "location") -> d.Locat
         priority=message.priority,
         capabilities=frozenset(capabilities),
         low_stock_threshold=message.low_stock_threshold,
+        ship_from_store_capacity=_capacity(message.ship_from_store_capacity),
+        same_day_capacity=_capacity(message.same_day_capacity),
+        same_day_radius_km=wire.finite(message.same_day_radius_km, f"{path}.same_day_radius_km"),
     )
 
 
@@ -125,12 +143,26 @@ def movement(row: Mapping[str, Any]) -> pb.Movement:
 
 
 def line_pb(line: d.Line) -> pb.StockLine:
-    return pb.StockLine(sku=line.sku, quantity=line.quantity, location_id=line.location_id)
+    return pb.StockLine(
+        sku=line.sku,
+        quantity=line.quantity,
+        location_id=line.location_id,
+        method=int(line.method or 0),  # type: ignore[arg-type]
+    )
 
 
 def lines(messages: Any, path: str = "lines") -> list[d.Line]:
     return d.normalize_lines(
-        [d.Line(m.sku, m.quantity, m.location_id) for m in messages], path=path
+        [
+            d.Line(
+                m.sku,
+                m.quantity,
+                m.location_id,
+                wire.optional_enum(d.AllocationMethod, m.method, f"{path}[{i}].method"),
+            )
+            for i, m in enumerate(messages)
+        ],
+        path=path,
     )
 
 
@@ -192,4 +224,63 @@ def plan(result: sourcing.Plan) -> pb.FulfillmentPlan:
         ],
         complete=result.complete,
         explanation=list(result.explanation),
+        sourcing_profile=result.profile,
+        sourcing_profile_version=result.profile_version,
+    )
+
+
+def rules_from_pb(
+    message: pb.SourcingProfileVersion, path: str = "version"
+) -> profiles.SourcingRules:
+    """The content of a version as sent; validated by the use case (after an update merges
+    it with the stored draft)."""
+    allowed: dict[profiles.FulfillmentMethod, tuple[d.LocationType, ...]] = {}
+    for i, entry in enumerate(message.allowed_location_types):
+        where = f"{path}.allowed_location_types[{i}]"
+        method = wire.required_enum(profiles.FulfillmentMethod, entry.method, f"{where}.method")
+        if method in allowed:
+            raise d.invalid(f"{where}.method", "listed twice", "METHOD_REPEATED")
+        allowed[method] = tuple(
+            wire.required_enum(d.LocationType, t, f"{where}.location_types[{j}]")
+            for j, t in enumerate(entry.location_types)
+        )
+    return profiles.SourcingRules(
+        criteria=tuple(
+            wire.required_enum(profiles.SourcingCriterion, c, f"{path}.criteria[{i}]")
+            for i, c in enumerate(message.criteria)
+        ),
+        max_shipments=message.max_shipments,
+        allowed_types=allowed,
+        fallbacks=tuple(
+            wire.required_enum(profiles.SourcingFallback, f, f"{path}.fallbacks[{i}]")
+            for i, f in enumerate(message.fallbacks)
+        ),
+        description=message.description,
+    )
+
+
+def profile_version(version: profiles.SourcingProfileVersion) -> pb.SourcingProfileVersion:
+    rules = version.rules
+    return pb.SourcingProfileVersion(
+        name=version.name,
+        profile=version.profile,
+        version=version.version,
+        state=int(version.state),  # type: ignore[arg-type]
+        description=rules.description,
+        criteria=[int(c) for c in rules.criteria],  # type: ignore[misc]
+        max_shipments=rules.max_shipments,
+        allowed_location_types=[
+            pb.AllowedLocationTypes(
+                method=int(method),  # type: ignore[arg-type]
+                location_types=[int(t) for t in types],  # type: ignore[misc]
+            )
+            for method, types in rules.allowed_types.items()
+        ],
+        fallbacks=[int(f) for f in rules.fallbacks],  # type: ignore[misc]
+        etag=version.etag,
+        create_actor=version.create_actor,
+        create_time=timestamp(version.created_at),
+        activate_actor=version.activate_actor,
+        activate_time=timestamp(version.activated_at),
+        retire_time=timestamp(version.retired_at),
     )

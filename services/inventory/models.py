@@ -27,6 +27,72 @@ locations = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    # Daily capacities (0: no limit) and the same-day radius (0: the default).
+    sa.Column("ship_units_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ship_orders_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("same_day_units_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("same_day_orders_per_day", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("same_day_radius_km", sa.Float, nullable=False, server_default="0"),
+)
+
+# What of a location's daily capacity (kind: Capability SHIP_FROM_STORE or
+# SAME_DAY_DELIVERY) its reservations use on a local day. Only locations with a limit are
+# counted; a reservation line that counted records the kind and day, so that releasing or
+# expiring it gives the capacity back.
+capacity_usage = sa.Table(
+    "capacity_usage",
+    metadata,
+    sa.Column(
+        "location_id",
+        sa.Text,
+        sa.ForeignKey("locations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("kind", sa.SmallInteger, primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("orders", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint("units >= 0 AND orders >= 0", name="not_negative"),
+)
+
+# Sourcing profiles: one row per profile (locked to number and activate its versions).
+sourcing_profiles = sa.Table(
+    "sourcing_profiles",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+)
+
+# Their versions: DRAFT (1) → ACTIVE (2) → RETIRED (3); at most one ACTIVE per profile.
+sourcing_profile_versions = sa.Table(
+    "sourcing_profile_versions",
+    metadata,
+    sa.Column(
+        "profile",
+        sa.Text,
+        sa.ForeignKey("sourcing_profiles.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("criteria", pg.ARRAY(sa.SmallInteger), nullable=False),
+    sa.Column("max_shipments", sa.Integer, nullable=False),
+    # {"<FulfillmentMethod value>": [LocationType values, preferred first]}
+    sa.Column("allowed_types", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("fallbacks", pg.ARRAY(sa.SmallInteger), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("create_actor", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Column("activate_actor", sa.Text, nullable=False, server_default=""),
+    sa.Column("activated_at", sa.DateTime(timezone=True)),
+    sa.Column("retired_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "ux_sourcing_profile_versions_active",
+        "profile",
+        unique=True,
+        postgresql_where=sa.text("state = 2"),
+    ),
 )
 
 # The SKUs the catalog knows (a projection of its events): stock for others is refused.
@@ -122,6 +188,10 @@ reservation_lines = sa.Table(
     sa.Column("sku", sa.Text, nullable=False),
     sa.Column("location_id", sa.Text, nullable=False),
     sa.Column("quantity", sa.BigInteger, nullable=False),
+    # AllocationMethod (0: not said), and the daily capacity the line counted against.
+    sa.Column("method", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("capacity_kind", sa.SmallInteger),
+    sa.Column("capacity_day", sa.Date),
     sa.Index("ix_reservation_lines_sku_location", "sku", "location_id"),
 )
 

@@ -37,6 +37,10 @@ def _location(
     street: str,
     priority: int,
     capabilities: frozenset[d.Capability],
+    *,
+    ship_orders_per_day: int = 0,
+    same_day_orders_per_day: int = 0,
+    same_day_radius_km: float = 0.0,
 ) -> d.Location:
     return d.Location(
         id=id,
@@ -48,6 +52,9 @@ def _location(
         priority=priority,
         capabilities=capabilities,
         low_stock_threshold=10 if type is not d.LocationType.STORE else 2,
+        ship_from_store_capacity=d.DailyCapacity(orders_per_day=ship_orders_per_day),
+        same_day_capacity=d.DailyCapacity(orders_per_day=same_day_orders_per_day),
+        same_day_radius_km=same_day_radius_km,
     )
 
 
@@ -70,6 +77,7 @@ LOCATIONS = [
         "岡田3-1",
         20,
         frozenset({SAME_DAY}),
+        same_day_radius_km=60,
     ),
     _location(
         "dc-kansai",
@@ -109,6 +117,10 @@ LOCATIONS = [
         "道玄坂2-1",
         50,
         frozenset({CC, SHIP, SAME_DAY}),
+        # A store's staff pack parcels between serving customers: a few dozen a day.
+        ship_orders_per_day=40,
+        same_day_orders_per_day=20,
+        same_day_radius_km=15,
     ),
     _location(
         "tokyo-shinjuku",
@@ -122,6 +134,8 @@ LOCATIONS = [
         "新宿3-38",
         50,
         frozenset({CC, SAME_DAY}),
+        same_day_orders_per_day=20,
+        same_day_radius_km=15,
     ),
     _location(
         "tokyo-ginza",
@@ -148,6 +162,7 @@ LOCATIONS = [
         "梅田3-1",
         50,
         frozenset({CC, SHIP}),
+        ship_orders_per_day=30,
     ),
     _location(
         "nagoya-sakae",
@@ -161,6 +176,7 @@ LOCATIONS = [
         "栄3-5",
         50,
         frozenset({CC, SHIP}),
+        ship_orders_per_day=30,
     ),
     _location(
         "fukuoka-tenjin",
@@ -174,6 +190,7 @@ LOCATIONS = [
         "天神2-1",
         50,
         frozenset({CC, SHIP}),
+        ship_orders_per_day=30,
     ),
 ]
 

@@ -31,6 +31,17 @@ MASKABLE_FIELDS = {
     "priority": "priority",
     "capabilities": "capabilities",
     "low_stock_threshold": "low_stock_threshold",
+    "ship_from_store_capacity": "ship_from_store_capacity",
+    "same_day_capacity": "same_day_capacity",
+    "same_day_radius_km": "same_day_radius_km",
+}
+#: update_mask path of a sourcing profile version -> field of its rules.
+PROFILE_FIELDS = {
+    "description": "description",
+    "criteria": "criteria",
+    "max_shipments": "max_shipments",
+    "allowed_location_types": "allowed_types",
+    "fallbacks": "fallbacks",
 }
 
 
@@ -342,8 +353,75 @@ class InventoryServicer(api_grpc.InventoryServiceServicer):
                 else None
             ),
             same_day=request.same_day,
+            profile=request.sourcing_profile,
         )
         return api.PlanFulfillmentResponse(plan=convert.plan(plan))
+
+    # -------------------------------------------------------------- sourcing profiles
+
+    async def CreateSourcingProfileVersion(
+        self, request: api.CreateSourcingProfileVersionRequest, context: ServicerContext
+    ) -> api.CreateSourcingProfileVersionResponse:
+        created = await self.inventory.profiles.create_version(
+            current_principal(),
+            request.profile,
+            convert.rules_from_pb(request.version),
+            request_id=request.request_id,
+            request=request,
+        )
+        return api.CreateSourcingProfileVersionResponse(version=convert.profile_version(created))
+
+    async def UpdateSourcingProfileVersion(
+        self, request: api.UpdateSourcingProfileVersionRequest, context: ServicerContext
+    ) -> api.UpdateSourcingProfileVersionResponse:
+        # AIP-134: named paths, "*" for all, or (no mask) the fields the request sets.
+        paths = update_paths(request.update_mask.paths, request.version, PROFILE_FIELDS)
+        parsed = convert.rules_from_pb(request.version)
+        updated = await self.inventory.profiles.update_version(
+            current_principal(),
+            request.version.profile,
+            request.version.version,
+            {PROFILE_FIELDS[p]: getattr(parsed, PROFILE_FIELDS[p]) for p in paths},
+            etag=request.version.etag,
+        )
+        return api.UpdateSourcingProfileVersionResponse(version=convert.profile_version(updated))
+
+    async def ActivateSourcingProfileVersion(
+        self, request: api.ActivateSourcingProfileVersionRequest, context: ServicerContext
+    ) -> api.ActivateSourcingProfileVersionResponse:
+        activated = await self.inventory.profiles.activate(
+            current_principal(), request.profile, request.version, etag=request.etag
+        )
+        return api.ActivateSourcingProfileVersionResponse(
+            version=convert.profile_version(activated)
+        )
+
+    async def GetSourcingProfileVersion(
+        self, request: api.GetSourcingProfileVersionRequest, context: ServicerContext
+    ) -> api.GetSourcingProfileVersionResponse:
+        found = await self.inventory.profiles.get(
+            current_principal(), request.profile, request.version
+        )
+        return api.GetSourcingProfileVersionResponse(version=convert.profile_version(found))
+
+    async def ListSourcingProfileVersions(
+        self, request: api.ListSourcingProfileVersionsRequest, context: ServicerContext
+    ) -> api.ListSourcingProfileVersionsResponse:
+        size = page_size(request.page_size, default=50, maximum=200)
+        shape = {"p": request.profile}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        found = await self.inventory.profiles.list(
+            current_principal(), request.profile, cursor=cursor.get("a"), limit=size + 1
+        )
+        response = api.ListSourcingProfileVersionsResponse(
+            versions=[convert.profile_version(v) for v in found[:size]]
+        )
+        if len(found) > size:
+            last = found[size - 1]
+            response.next_page_token = self.page_tokens.encode(
+                {"a": last.version if request.profile else last.profile}, query=shape
+            )
+        return response
 
     # ------------------------------------------------------------------ live updates
 

@@ -68,6 +68,10 @@ EXPECTED = {
         "ReservationState",
         "TransferState",
         "AllocationMethod",
+        "SourcingCriterion",
+        "FulfillmentMethod",
+        "SourcingFallback",
+        "SourcingProfileVersionState",
     },
     "customer": {
         "CustomerState",

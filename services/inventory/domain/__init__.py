@@ -16,8 +16,9 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import IntEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tenpo.kit.errors import (
     FailedPrecondition,
@@ -88,6 +89,7 @@ class AllocationMethod(IntEnum):
     PICKUP = 1
     TRANSFER_TO_PICKUP = 2
     SHIP = 3
+    SAME_DAY = 4
 
 
 # ------------------------------------------------------------------------------- errors
@@ -196,6 +198,33 @@ class Address:
 MAX_ADDRESS_LINES = 5
 MAX_ADDRESS_LINE = 200
 MAX_TIME_ZONE = 64
+#: How far same-day delivery reaches from a location whose radius is not set.
+DEFAULT_SAME_DAY_RADIUS_KM = 20.0
+MAX_SAME_DAY_RADIUS_KM = 500.0
+MAX_DAILY_CAPACITY = 1_000_000
+
+
+@dataclass(frozen=True)
+class DailyCapacity:
+    """A limit per local day of the location; 0 means no limit of that kind."""
+
+    units_per_day: int = 0
+    orders_per_day: int = 0
+
+    @property
+    def limited(self) -> bool:
+        return bool(self.units_per_day or self.orders_per_day)
+
+    def validate(self, path: str) -> DailyCapacity:
+        for name in ("units_per_day", "orders_per_day"):
+            if not 0 <= getattr(self, name) <= MAX_DAILY_CAPACITY:
+                raise invalid(
+                    f"{path}.{name}", f"0 (no limit) to {MAX_DAILY_CAPACITY}", "CAPACITY_INVALID"
+                )
+        return self
+
+
+NO_LIMIT = DailyCapacity()
 
 
 @dataclass(frozen=True)
@@ -212,6 +241,9 @@ class Location:
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    ship_from_store_capacity: DailyCapacity = NO_LIMIT
+    same_day_capacity: DailyCapacity = NO_LIMIT
+    same_day_radius_km: float = 0.0
 
     def validate(self) -> Location:
         check_location_id(self.id, "location.id")
@@ -227,6 +259,14 @@ class Location:
             raise invalid("location.priority", "0-10000", "PRIORITY_INVALID")
         if not 0 <= self.low_stock_threshold <= MAX_QUANTITY:
             raise invalid("location.low_stock_threshold", "not negative", "THRESHOLD_INVALID")
+        self.ship_from_store_capacity.validate("location.ship_from_store_capacity")
+        self.same_day_capacity.validate("location.same_day_capacity")
+        if not 0 <= self.same_day_radius_km <= MAX_SAME_DAY_RADIUS_KM:
+            raise invalid(
+                "location.same_day_radius_km",
+                f"0 (the default, {DEFAULT_SAME_DAY_RADIUS_KM:g} km) to {MAX_SAME_DAY_RADIUS_KM:g}",
+                "SAME_DAY_RADIUS_INVALID",
+            )
         return self
 
     def can(self, capability: Capability) -> bool:
@@ -236,6 +276,34 @@ class Location:
     def ships(self) -> bool:
         """Whether online orders may be shipped from here."""
         return self.type is not LocationType.STORE or self.can(Capability.SHIP_FROM_STORE)
+
+    def local_day(self, now: datetime) -> date:
+        """The day a daily capacity counts against: the location's own calendar day."""
+        try:
+            zone: tzinfo = ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = UTC
+        return now.astimezone(zone).date()
+
+    @property
+    def same_day_reach_km(self) -> float:
+        return self.same_day_radius_km or DEFAULT_SAME_DAY_RADIUS_KM
+
+    def capacity_kind(self, method: AllocationMethod | None) -> Capability | None:
+        """Which daily capacity units leaving here by ``method`` use: same-day delivery
+        from anywhere, parcels from a store; None for pickups, transfers and DC parcels."""
+        if method is AllocationMethod.SAME_DAY:
+            return Capability.SAME_DAY_DELIVERY
+        if method is AllocationMethod.SHIP and self.type is LocationType.STORE:
+            return Capability.SHIP_FROM_STORE
+        return None
+
+    def capacity(self, kind: Capability) -> DailyCapacity:
+        if kind is Capability.SAME_DAY_DELIVERY:
+            return self.same_day_capacity
+        if kind is Capability.SHIP_FROM_STORE:
+            return self.ship_from_store_capacity
+        return NO_LIMIT
 
     @property
     def etag(self) -> str:
@@ -422,6 +490,9 @@ class Line:
     sku: str
     quantity: int
     location_id: str = ""  # empty: anywhere
+    #: How the units reach the customer (None: not said — a pickup, a hold); SHIP from a
+    #: store and SAME_DAY use the location's daily capacity.
+    method: AllocationMethod | None = None
 
 
 def normalize_lines(lines: Sequence[Line], *, path: str = "lines") -> list[Line]:
@@ -431,17 +502,38 @@ def normalize_lines(lines: Sequence[Line], *, path: str = "lines") -> list[Line]
     if len(lines) > MAX_LINES:
         raise invalid(path, f"at most {MAX_LINES} lines", "TOO_MANY_LINES")
     merged: dict[Key, int] = {}
+    methods: dict[Key, AllocationMethod | None] = {}
     for i, line in enumerate(lines):
         check_sku(line.sku, f"{path}[{i}].sku")
         check_quantity(line.quantity, f"{path}[{i}].quantity")
+        method = line.method
         if line.location_id:
             check_location_id(line.location_id, f"{path}[{i}].location_id")
+        elif method not in (None, AllocationMethod.SHIP):
+            raise invalid(
+                f"{path}[{i}].method",
+                "a line without location_id is sourced for delivery (SHIP or unspecified)",
+                "METHOD_INVALID",
+            )
+        else:
+            method = None  # placed lines say SHIP
         key = (line.sku, line.location_id)
+        if key in methods and methods[key] != method:
+            # One line per level keeps a commit's ledger exact (on_hand_after per line).
+            raise invalid(
+                f"{path}[{i}].method",
+                "one method per SKU and location in a request",
+                "METHOD_CONFLICT",
+            )
+        methods[key] = method
         merged[key] = merged.get(key, 0) + line.quantity
     for (sku, _), quantity in merged.items():
         if quantity > MAX_QUANTITY:
             raise invalid(path, f"{sku}: at most {MAX_QUANTITY} units", "QUANTITY_INVALID")
-    return [Line(sku, quantity, location) for (sku, location), quantity in merged.items()]
+    return [
+        Line(sku, quantity, location, methods[(sku, location)])
+        for (sku, location), quantity in merged.items()
+    ]
 
 
 def check_ttl(ttl: timedelta | None) -> timedelta:

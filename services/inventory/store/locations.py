@@ -34,6 +34,13 @@ def _location(row: RowMapping) -> d.Location:
         version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        ship_from_store_capacity=d.DailyCapacity(
+            row["ship_units_per_day"], row["ship_orders_per_day"]
+        ),
+        same_day_capacity=d.DailyCapacity(
+            row["same_day_units_per_day"], row["same_day_orders_per_day"]
+        ),
+        same_day_radius_km=row["same_day_radius_km"],
     )
 
 
@@ -57,6 +64,11 @@ def _location_values(location: d.Location) -> dict[str, Any]:
         "capabilities": sorted(int(c) for c in location.capabilities),
         "low_stock_threshold": location.low_stock_threshold,
         "version": location.version,
+        "ship_units_per_day": location.ship_from_store_capacity.units_per_day,
+        "ship_orders_per_day": location.ship_from_store_capacity.orders_per_day,
+        "same_day_units_per_day": location.same_day_capacity.units_per_day,
+        "same_day_orders_per_day": location.same_day_capacity.orders_per_day,
+        "same_day_radius_km": location.same_day_radius_km,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,14 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.inventory import domain as d
+from services.inventory.domain.sourcing import CapacityUse
 from services.inventory.models import reservation_lines, reservations
+from services.inventory.store.capacity import (
+    LocationLimits,
+    UsageKey,
+    location_limits,
+    lock_usage,
+)
 from services.inventory.store.stock import LOCK_LEVELS, key_arrays, level_of_row
 from tenpo.kit.db import outbox_fragment
 from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys, stored_answers
@@ -22,8 +29,8 @@ from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys, stored_ans
 #: The kit idempotency scope of ReserveStock.
 RESERVE_SCOPE = "ReserveStock"
 
-#: The hot statement's own parameters ($1..$19); the kit numbers its fragments after them.
-_RESERVATION_PARAMETERS = 19
+#: The hot statement's own parameters ($1..$27); the kit numbers its fragments after them.
+_RESERVATION_PARAMETERS = 27
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,7 +40,8 @@ def _record_reservations(claim: str, outbox: str) -> str:
     locked for as short as possible). The caller holds the levels locked and computed their
     new values, so it knows them exactly (the version guard only catches a bug). A
     reservation whose key another transaction claimed (a retry, concurrent or earlier) is
-    not inserted; the caller sees fewer rows inserted than given and rolls back."""
+    not inserted; the caller sees fewer rows inserted than given and rolls back. The daily
+    capacity rows the batch used (locked by the caller too) get their new values."""
     return f"""
 WITH keys AS ({claim}), ins AS (
   INSERT INTO reservations (id, owner, customer_id, state, expires_at, created_at,
@@ -46,20 +54,31 @@ WITH keys AS ({claim}), ins AS (
   WHERE r.key IS NULL OR r.key IN (SELECT request_id FROM keys)
   RETURNING id
 ), lines AS (
-  INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity)
-  SELECT l.reservation_id, l.line_no, l.sku, l.location_id, l.quantity
-  FROM unnest($10::uuid[], $11::smallint[], $12::text[], $13::text[], $14::bigint[])
-       AS l(reservation_id, line_no, sku, location_id, quantity)
+  INSERT INTO reservation_lines (reservation_id, line_no, sku, location_id, quantity, method,
+                                 capacity_kind, capacity_day)
+  SELECT l.reservation_id, l.line_no, l.sku, l.location_id, l.quantity, l.method,
+         l.capacity_kind, l.capacity_day
+  FROM unnest($10::uuid[], $11::smallint[], $12::text[], $13::text[], $14::bigint[],
+              $15::smallint[], $16::smallint[], $17::date[])
+       AS l(reservation_id, line_no, sku, location_id, quantity, method, capacity_kind,
+            capacity_day)
   WHERE l.reservation_id IN (SELECT id FROM ins)
 ), levels AS (
   UPDATE stock_levels s SET reserved = v.reserved, version = v.version,
                             updated_at = v.updated_at
-  FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bigint[], $19::timestamptz[])
+  FROM unnest($18::text[], $19::text[], $20::bigint[], $21::bigint[], $22::timestamptz[])
        AS v(sku, loc, reserved, version, updated_at)
   WHERE s.sku = v.sku AND s.location_id = v.loc AND s.version = v.version - 1
   RETURNING 1
+), usage AS (
+  UPDATE capacity_usage c SET units = u.units, orders = u.orders
+  FROM unnest($23::text[], $24::date[], $25::smallint[], $26::bigint[], $27::bigint[])
+       AS u(location_id, day, kind, units, orders)
+  WHERE c.location_id = u.location_id AND c.day = u.day AND c.kind = u.kind
+  RETURNING 1
 ), events AS ({outbox})
-SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM levels) AS updated
+SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM levels) AS updated,
+       (SELECT count(*) FROM usage) AS used
 """  # noqa: S608 (the kit's constant fragments are interpolated, no input)
 
 
@@ -133,6 +152,7 @@ class ReservationWriter:
         levels: Sequence[d.StockLevel],
         claims: Sequence[KeyClaim],
         events: Sequence[list[Any]],
+        usage: Mapping[UsageKey, CapacityUse] | None = None,
     ) -> bool:
         """Write reservations with their lines, the new values of levels the caller holds
         locked, the idempotency keys of ``claims`` and ``events`` (``outbox_arrays``), in one
@@ -155,11 +175,22 @@ class ReservationWriter:
             [r["sku"] for r in line_rows],
             [r["location_id"] for r in line_rows],
             [r["quantity"] for r in line_rows],
+            [r["method"] for r in line_rows],
+            [r["capacity_kind"] for r in line_rows],
+            [r["capacity_day"] for r in line_rows],
             [lv.sku for lv in levels],
             [lv.location_id for lv in levels],
             [lv.reserved for lv in levels],
             [lv.version for lv in levels],
             [lv.updated_at for lv in levels],
+        ]
+        used = sorted((usage or {}).items())
+        args += [
+            [k[0] for k, _ in used],
+            [k[1] for k, _ in used],
+            [int(k[2]) for k, _ in used],
+            [u.units for _, u in used],
+            [u.orders for _, u in used],
         ]
         assert len(args) == _RESERVATION_PARAMETERS
         claim_sql, claim_args = claim_keys(RESERVE_SCOPE, claims, after=len(args))
@@ -171,7 +202,17 @@ class ReservationWriter:
             return False
         if row["updated"] != len({lv.key for lv in levels}):
             raise RuntimeError("a stock level to write was not locked or has changed")
+        if row["used"] != len(used):
+            raise RuntimeError("a capacity row to write was not locked")
         return True
+
+    async def location_limits(self, ids: Iterable[str]) -> dict[str, LocationLimits]:
+        """The committed capacity settings of these locations."""
+        return await location_limits(self.connection, ids)
+
+    async def lock_usage(self, keys: Iterable[UsageKey]) -> dict[UsageKey, CapacityUse]:
+        """Lock (creating them) the daily capacity rows of ``keys``; after the levels."""
+        return await lock_usage(self.connection, keys)
 
 
 class ReservationStore:
@@ -208,7 +249,12 @@ class ReservationStore:
         lines: dict[uuid.UUID, list[d.Line]] = {}
         for line in line_rows.mappings():
             lines.setdefault(line["reservation_id"], []).append(
-                d.Line(line["sku"], line["quantity"], line["location_id"])
+                d.Line(
+                    line["sku"],
+                    line["quantity"],
+                    line["location_id"],
+                    d.AllocationMethod(line["method"]) if line["method"] else None,
+                )
             )
         return [_reservation(r, lines.get(r["id"], [])) for r in rows]
 

@@ -1,8 +1,8 @@
 """Inventory use cases, one module per aggregate; each command owns its transaction.
 
 ``Inventory`` wires them over one database, one location cache and one clock:
-``locations``, ``stock``, ``transfers``, ``reservations`` (with the batcher), ``sourcing``
-and the ``catalog`` projection."""
+``locations``, ``stock``, ``transfers``, ``reservations`` (with the batcher), ``profiles``
+(sourcing profiles), ``sourcing`` and the ``catalog`` projection."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.inventory.usecases.batcher import ReservationBatcher
 from services.inventory.usecases.catalog import CatalogProjection
 from services.inventory.usecases.common import Context
 from services.inventory.usecases.locations import LocationCache, Locations
+from services.inventory.usecases.profiles import ProfileCache, Profiles
 from services.inventory.usecases.reservations import Reservations
 from services.inventory.usecases.sourcing import Sourcing
 from services.inventory.usecases.stock import Stock
@@ -45,7 +46,9 @@ class Inventory:
             clock=clock,
             require_known_skus=require_known_skus,
         )
+        self.profile_cache = ProfileCache(db)
         self.locations = Locations(db, self.location_cache)
+        self.profiles = Profiles(context, self.profile_cache)
         self.stock = Stock(context)
         self.transfers = Transfers(context)
         self.reservations = Reservations(
@@ -55,6 +58,7 @@ class Inventory:
             batch_target=batch_target,
             batch_linger=batch_linger,
             customer_limits=customer_limits or d.CustomerLimits(),
+            profiles=self.profile_cache,
         )
-        self.sourcing = Sourcing(context)
+        self.sourcing = Sourcing(context, self.profile_cache)
         self.catalog = CatalogProjection(context)

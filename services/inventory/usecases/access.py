@@ -8,6 +8,8 @@ from tenpo.kit.auth import Principal, PrincipalKind
 WRITE_SCOPE = "inventory:write"
 READ_SCOPE = "inventory:read"
 RESERVE_SCOPE = "inventory:reserve"
+#: Tuning sourcing (profiles) without the right to move stock.
+SOURCING_SCOPE = "inventory:sourcing"
 
 
 def actor_of(principal: Principal) -> str:
@@ -64,3 +66,18 @@ def may_access(principal: Principal, reservation: d.Reservation) -> bool:
     if principal.kind is PrincipalKind.CUSTOMER:
         return bool(reservation.customer_id) and reservation.customer_id == principal.subject
     return acts_for_any_owner(principal)
+
+
+def require_sourcing_editor(principal: Principal) -> None:
+    """Sourcing profiles are changed by people (merchandising, operations), not services."""
+    principal.require_authenticated()
+    principal.require_any_kind(PrincipalKind.STAFF)
+    if not {SOURCING_SCOPE, WRITE_SCOPE} & principal.scopes:
+        principal.require_scope(SOURCING_SCOPE)
+
+
+def require_sourcing_reader(principal: Principal) -> None:
+    principal.require_authenticated()
+    principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
+    if not {SOURCING_SCOPE, READ_SCOPE, WRITE_SCOPE} & principal.scopes:
+        principal.require_scope(SOURCING_SCOPE)

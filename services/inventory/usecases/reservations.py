@@ -9,6 +9,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import wrappers_pb2
@@ -17,9 +18,12 @@ from services.inventory import convert
 from services.inventory import domain as d
 from services.inventory.domain import sourcing
 from services.inventory.store import (
+    CapacityStore,
+    LocationLimits,
     ReservationStore,
     ReservationWriter,
     StockStore,
+    UsageKey,
     movement_row,
 )
 from services.inventory.usecases.access import (
@@ -30,6 +34,7 @@ from services.inventory.usecases.access import (
 )
 from services.inventory.usecases.batcher import ReservationBatcher
 from services.inventory.usecases.common import Context, announce, atp_of
+from services.inventory.usecases.profiles import ProfileCache
 from tenpo.inventory.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
@@ -48,6 +53,58 @@ def _reservation_not_found(reservation_id: uuid.UUID) -> NotFound:
     )
 
 
+#: Methods whose units use a location's daily capacity.
+CAPACITY_METHODS = frozenset({d.AllocationMethod.SHIP, d.AllocationMethod.SAME_DAY})
+
+
+def _with_limits(
+    cached: Mapping[str, d.Location], limits: Mapping[str, LocationLimits]
+) -> dict[str, d.Location]:
+    """The cached locations with their capacity settings as just read (a location the
+    cache does not know yet gets a stand-in carrying only what capacity needs)."""
+    fresh = {}
+    for location_id, limit in limits.items():
+        base = cached.get(location_id) or d.Location(
+            location_id, location_id, limit.type, d.GeoPoint(0, 0)
+        )
+        fresh[location_id] = replace(
+            base,
+            type=limit.type,
+            time_zone=limit.time_zone,
+            ship_from_store_capacity=limit.ship_from_store_capacity,
+            same_day_capacity=limit.same_day_capacity,
+        )
+    return fresh
+
+
+def _track(
+    days: dict[sourcing.CapacityKey, UsageKey],
+    location: d.Location | None,
+    method: d.AllocationMethod | None,
+    now: datetime,
+) -> None:
+    """Note the daily capacity a line leaving ``location`` by ``method`` would use, when the
+    location limits it (unlimited ones are not counted)."""
+    kind = location.capacity_kind(method) if location else None
+    if location is not None and kind is not None and location.capacity(kind).limited:
+        days[(location.id, kind)] = (location.id, location.local_day(now), kind)
+
+
+def _counted(
+    days: Mapping[sourcing.CapacityKey, UsageKey],
+    locations: Mapping[str, d.Location],
+    line: d.Line,
+) -> dict[str, Any]:
+    """The capacity a placed line counted against, so releasing it can give it back."""
+    location = locations.get(line.location_id)
+    kind = location.capacity_kind(line.method) if location else None
+    day = days.get((line.location_id, kind)) if kind else None
+    return {
+        "capacity_kind": int(kind) if day and kind else None,
+        "capacity_day": day[1] if day else None,
+    }
+
+
 class Reservations:
     def __init__(
         self,
@@ -58,8 +115,10 @@ class Reservations:
         batch_target: int = 1,
         batch_linger: float = 0.0,
         customer_limits: d.CustomerLimits | None = None,
+        profiles: ProfileCache | None = None,
     ) -> None:
         self.context = context
+        self.profiles = profiles or ProfileCache(context.db)
         self.limits = customer_limits or d.CustomerLimits()
         self.db = context.db
         self.clock = context.clock
@@ -137,6 +196,7 @@ class Reservations:
         placed: dict[int, list[d.Line]] = {}
         ids: dict[int, uuid.UUID] = {}
         locations = await self.context.locations.all()
+        default_rules, _ = await self.profiles.default_rules()
         async with self.db.driver_unit_of_work() as uow:
             writer = ReservationWriter(uow.connection)
 
@@ -171,6 +231,37 @@ class Reservations:
                 (requests[i].customer_id for i in todo if requests[i].customer_id), now
             )
             original = await writer.lock(keys)
+            # Then the daily capacities the batch may use (after the levels: the lock order).
+            # Only stores holding a floating SKU can be chosen for it: locking the others'
+            # capacity rows would serialize every "anywhere" batch of the network on them.
+            floating = {ln.sku for i in todo for ln in requests[i].lines if not ln.location_id}
+            stocked = {
+                location_id
+                for (sku, location_id), level in original.items()
+                if sku in floating and level.available_to_promise > 0
+            }
+            involved = {
+                line.location_id
+                for i in todo
+                for line in requests[i].lines
+                if line.location_id and line.method in CAPACITY_METHODS
+            } | {loc.id for loc in anywhere if loc.id in stocked}
+            # The limits as committed now, not as the cache last saw them: a store created or
+            # limited through another replica a moment ago is held to its limit here too.
+            current = dict(locations) | _with_limits(
+                locations, await writer.location_limits(involved)
+            )
+            anywhere = [current.get(loc.id, loc) for loc in anywhere]
+            days: dict[sourcing.CapacityKey, UsageKey] = {}
+            for i in todo:
+                for line in requests[i].lines:
+                    _track(days, current.get(line.location_id), line.method, now)
+            for location in anywhere:
+                if location.id in stocked:
+                    _track(days, location, d.AllocationMethod.SHIP, now)
+            locked_usage = await writer.lock_usage(days.values())
+            original_usage = {key: locked_usage[day] for key, day in days.items()}
+            usage = dict(original_usage)
             working = dict(original)
             for i in todo:
                 customer_id = requests[i].customer_id
@@ -178,7 +269,13 @@ class Reservations:
                     if customer_id and holds.get(customer_id, 0) >= self.limits.max_active:
                         raise d.too_many_active(self.limits.max_active)
                     placed[i] = sourcing.allocate_reservation(
-                        requests[i].lines, working, anywhere, requests[i].near
+                        requests[i].lines,
+                        working,
+                        anywhere,
+                        requests[i].near,
+                        rules=default_rules,
+                        usage=usage,
+                        locations=current,
                     )
                 except DomainError as error:
                     results[i] = error
@@ -220,6 +317,8 @@ class Reservations:
                         "sku": line.sku,
                         "location_id": line.location_id,
                         "quantity": line.quantity,
+                        "method": int(line.method or 0),
+                        **_counted(days, current, line),
                     }
                     for i, lines in placed.items()
                     for n, line in enumerate(lines)
@@ -235,6 +334,11 @@ class Reservations:
                     if requests[i].key
                 ],
                 uow.take_events(),
+                {
+                    days[key]: use
+                    for key, use in usage.items()
+                    if use != original_usage[key] and key in days
+                },
             )
             if recorded:
                 await uow.commit()
@@ -382,6 +486,7 @@ class Reservations:
                 key = (line.sku, line.location_id)
                 working[key] = working[key].release(line.quantity)
         written = await stock.write([v for k, v in working.items() if v != locked[k]])
+        await CapacityStore(uow.session).give_back([r.id for r in found])
         await ReservationStore(uow.session).set_state([r.id for r in found], state)
         announce(uow, locations, atp_of(locked), written.values(), self.clock())
 

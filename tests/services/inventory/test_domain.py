@@ -232,7 +232,8 @@ def test_anywhere_reservation_is_all_or_nothing() -> None:
     placed = sourcing.allocate_reservation(
         [d.Line("B", 1, "x"), d.Line("A", 2)], levels, [NETWORK["dc-kanto"]], None
     )
-    assert placed == [d.Line("B", 1, "x"), d.Line("A", 2, "dc-kanto")]
+    # A line sourced anywhere ships (it may use a store's ship-from-store capacity).
+    assert placed == [d.Line("B", 1, "x"), d.Line("A", 2, "dc-kanto", d.AllocationMethod.SHIP)]
     assert levels[("A", "dc-kanto")].available_to_promise == 0
 
 
