@@ -3,21 +3,30 @@ duration and pool usage — read back through an in-memory metric reader."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import empty_pb2, wrappers_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenpo.devtools.keys import ensure_dev_keys
-from tenpo.kit.db import KIT_METADATA
+from tenpo.kit.db import KIT_METADATA, Database
 from tenpo.kit.metrics import DB_CONNECTIONS_USAGE, DB_OPERATION_DURATION, RPC_SERVER_DURATION
 from tenpo.kit.server import running
-from tests.kit.sample_service import SERVICE, SampleSettings, definition, sample_metadata
+from tests.kit.sample_service import (
+    SERVICE,
+    SampleSettings,
+    definition,
+    notes,
+    sample_metadata,
+)
 
 
 def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
@@ -139,3 +148,50 @@ async def test_queries_and_the_pool_are_measured(keys: Any, database_url: str) -
         assert usage["used"] == 0
         assert usage["idle"] >= 1
     assert rpc_counts(reader)[("CountNotes", "OK")] == 2
+
+
+async def test_statements_straight_on_asyncpg_are_measured_too(database_url: str) -> None:
+    """The hot paths' raw asyncpg statements (DriverUnitOfWork, driver_connection) bypass
+    SQLAlchemy's cursor events: asyncpg's query logger records them, with BEGIN and
+    COMMIT, and a failing one with its error type."""
+    reader = InMemoryMetricReader()
+    db = Database(database_url, meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def operations() -> dict[tuple[str, str], int]:
+        return {
+            (p.attributes["db.operation.name"], p.attributes.get("error.type", "")): p.count
+            for p in points(reader, DB_OPERATION_DURATION)
+        }
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(sample_metadata.create_all)
+        before = operations()
+        async with db.driver_unit_of_work() as uow:
+            await uow.connection.execute("INSERT INTO notes (text) VALUES ($1)", "a")
+            assert await uow.connection.fetchval("SELECT count(*) FROM notes") == 1
+            await uow.commit()
+        async with db.driver_connection() as connection:
+            assert await connection.fetchval("SELECT count(*) FROM notes") == 1
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await connection.fetchval("SELECT count(*) FROM no_such_table")
+        # A statement through SQLAlchemy is counted once, not once per layer.
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.select(sa.func.count()).select_from(notes))
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers on the next loop turn
+        after = operations()
+    finally:
+        await db.dispose()
+
+    def grew(key: tuple[str, str]) -> int:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew(("INSERT", "")) == 1
+    assert grew(("SELECT", "")) == 3  # the unit of work's, the connection's, SQLAlchemy's
+    assert grew(("SELECT", "UndefinedTableError")) == 1
+    assert grew(("BEGIN", "")) == 2  # the driver unit of work's, SQLAlchemy's
+    assert grew(("COMMIT", "")) == 1
+    assert grew(("ROLLBACK", "")) == 1  # the SQLAlchemy unit of work, never committed
+    assert {p.attributes["db.namespace"] for p in points(reader, DB_OPERATION_DURATION)} == {
+        database_url.rsplit("/", 1)[1]
+    }

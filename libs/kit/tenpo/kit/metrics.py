@@ -11,6 +11,7 @@ global provider has no reader and recording costs next to nothing."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -143,7 +144,8 @@ def instrument_engine(
 ) -> None:
     """SQL spans and connection pool usage (``db.client.connections.usage``, idle/used)
     from OpenTelemetry's SQLAlchemy instrumentation, plus ``db.client.operation.duration``
-    per operation (``SELECT``, ``INSERT``, ...; never the statement: it holds values)."""
+    per operation (``SELECT``, ``INSERT``, ``BEGIN``, ...; never the statement: it holds
+    values), whether the statement went through SQLAlchemy or straight to asyncpg."""
     # The instrumentation's engine hooks, used directly: SQLAlchemyInstrumentor is a
     # process-wide singleton that instruments once (a second Database would get nothing),
     # patches create_engine globally, and refuses SQLAlchemy 2.1 by its declared range
@@ -166,21 +168,46 @@ def instrument_engine(
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         conn.info.setdefault("tenpo_started", []).append(time.perf_counter())
 
-    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def after(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         started = conn.info.get("tenpo_started")
         if not started:
             return
-        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        duration.record(
-            time.perf_counter() - started.pop(),
-            {**base, "db.operation.name": operation[:16]},
-        )
+        elapsed = time.perf_counter() - started.pop()
+        if executemany:
+            return  # asyncpg runs it unprepared and its query logger (below) records it
+        duration.record(elapsed, {**base, "db.operation.name": operation_name(statement)})
 
     def failed(context: Any) -> None:
         connection = context.connection
         if connection is not None and connection.info.get("tenpo_started"):
             connection.info["tenpo_started"].pop()
 
+    def driver_statement(record: Any) -> None:
+        attributes = {**base, "db.operation.name": operation_name(record.query)}
+        if record.exception is not None:
+            attributes["error.type"] = type(record.exception).__name__
+        duration.record(record.elapsed, attributes)
+
+    def connected(dbapi_connection: Any, connection_record: Any) -> None:
+        # The statements SQLAlchemy's cursor events never see: those run straight on the
+        # asyncpg connection (Database.driver_connection, DriverUnitOfWork, the outbox
+        # relay) and every transaction's BEGIN and COMMIT. asyncpg logs all its unprepared
+        # executions, never the prepared statements SQLAlchemy runs, so nothing counts twice.
+        dbapi_connection.driver_connection.add_query_logger(driver_statement)
+
     sa.event.listen(engine, "before_cursor_execute", before)
     sa.event.listen(engine, "after_cursor_execute", after)
     sa.event.listen(engine, "handle_error", failed)
+    sa.event.listen(engine, "connect", connected)
+
+
+def operation_name(statement: str) -> str:
+    """The statement's first keyword (``SELECT``, ``WITH``, ``BEGIN``): never its text, which
+    holds values."""
+    keyword = _KEYWORD.match(statement)
+    return keyword.group(1).upper()[:16] if keyword else ""
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z]+)")

@@ -215,7 +215,9 @@ class ServiceHost(Generic[S]):
             relay = OutboxRelay(self._db, self._bus, meter_provider=self.meter_provider)
             self._spawn(relay.run, "outbox-relay")
         for subscription in runtime.subscriptions:
-            consumer = Consumer(runtime.db, runtime.bus, subscription)
+            consumer = Consumer(
+                runtime.db, runtime.bus, subscription, meter_provider=self.meter_provider
+            )
             self._spawn(consumer.run, f"consumer {subscription.durable}")
         for task in runtime.background:
             self._spawn(task, getattr(task, "__name__", "background"))
