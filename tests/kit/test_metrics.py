@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenpo.devtools.keys import ensure_dev_keys
 from tenpo.kit.db import KIT_METADATA, Database
-from tenpo.kit.metrics import DB_CONNECTIONS_USAGE, DB_OPERATION_DURATION, RPC_SERVER_DURATION
+from tenpo.kit.metrics import (
+    DB_CONNECTIONS_USAGE,
+    DB_OPERATION_DURATION,
+    RPC_SERVER_DURATION,
+    RPC_SERVER_ERRORS,
+)
 from tenpo.kit.server import running
 from tests.kit.sample_service import (
     SERVICE,
@@ -105,6 +110,17 @@ async def test_every_rpc_is_measured_with_method_and_status(keys: Any) -> None:
         p for p in points(reader, RPC_SERVER_DURATION) if p.attributes["rpc.method"] == "Echo"
     ]
     assert echo_point.sum > 0
+    # The failures again, by their reason: what the status code alone does not tell.
+    errors = {
+        (p.attributes["rpc.method"], p.attributes["error.type"]): p.value
+        for p in points(reader, RPC_SERVER_ERRORS)
+        if p.attributes["rpc.service"] == SERVICE
+    }
+    assert errors == {
+        ("Fail", "QUANTITY_INVALID"): 1,
+        ("Fail", "NOTE_NOT_FOUND"): 1,
+        ("Boom", "INTERNAL"): 1,
+    }
 
 
 async def test_queries_and_the_pool_are_measured(keys: Any, database_url: str) -> None:

@@ -25,6 +25,7 @@ from opentelemetry.metrics import MeterProvider
 from sqlalchemy.dialects import postgresql as pg
 
 from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
+from tenpo.kit.metrics import SECONDS_BUCKETS
 from tenpo.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,10 @@ class OutboxRelay:
             OUTBOX_PUBLISHED, unit="{event}", description="Events the relay published"
         )
         self._delay = meter.create_histogram(
-            OUTBOX_DELAY, unit="s", description="From an event's commit to its relay"
+            OUTBOX_DELAY,
+            unit="s",
+            description="From an event's commit to its relay",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._backlog = meter.create_gauge(
             OUTBOX_BACKLOG, unit="{event}", description="Events waiting in the outbox"

@@ -33,6 +33,36 @@ HTTP_SERVER_DURATION = "http.server.request.duration"
 DB_CONNECTIONS_USAGE = "db.client.connections.usage"
 #: SQL statements, seconds (db.client.operation.duration).
 DB_OPERATION_DURATION = "db.client.operation.duration"
+#: Calls a server failed, per ``rpc.service``, ``rpc.method`` and ``error.type``: the
+#: error's stable reason (``DATABASE_UNAVAILABLE``, ``INSUFFICIENT_STOCK``) or ``INTERNAL``.
+RPC_SERVER_ERRORS = "tenpo.rpc.server.errors"
+
+#: Bucket bounds of the histograms in seconds (the SDK's default bounds, 0 to 10,000, are
+#: for milliseconds: in seconds every call would land in the first bucket). The HTTP
+#: semantic conventions' bounds, with finer ones below for SQL statements and coarser
+#: ones above for the outbox's delay.
+SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 def _meter(provider: MeterProvider | None) -> metrics.Meter:
@@ -125,7 +155,10 @@ class HttpMetrics:
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._duration = _meter(meter_provider).create_histogram(
-            HTTP_SERVER_DURATION, unit="s", description="Duration of HTTP requests"
+            HTTP_SERVER_DURATION,
+            unit="s",
+            description="Duration of HTTP requests",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -135,6 +168,29 @@ class HttpMetrics:
                 "http.request.method": method,
                 "http.route": route,
                 "http.response.status_code": status,
+            },
+        )
+
+
+class RpcErrors:
+    """``tenpo.rpc.server.errors``: every failed call by its reason, which the status code
+    alone does not tell (UNAVAILABLE is a database outage or another service's). Reasons are
+    the code's own constants, so the series stay few."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._errors = _meter(meter_provider).create_counter(
+            RPC_SERVER_ERRORS, unit="{call}", description="Failed calls by error reason"
+        )
+
+    def record(self, method: str, reason: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._errors.add(
+            1,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": name,
+                "error.type": reason[:64],
             },
         )
 
@@ -161,7 +217,10 @@ def instrument_engine(
     )
     EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)
     duration = meter.create_histogram(
-        DB_OPERATION_DURATION, unit="s", description="Duration of SQL statements"
+        DB_OPERATION_DURATION,
+        unit="s",
+        description="Duration of SQL statements",
+        explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
     )
     base = {"db.system": "postgresql", "db.namespace": database}
 
