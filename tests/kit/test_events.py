@@ -672,3 +672,20 @@ async def test_delivered_but_unacknowledged_messages_are_ack_pending(
 
 async def _lag_is(consumer: Consumer, expected: tuple[int, int]) -> bool:
     return await consumer.measure_lag() == expected
+
+
+async def test_the_bus_takes_a_cluster_as_a_comma_separated_url(
+    nats_url: str, service: str
+) -> None:
+    from tenpo.devtools.stack import free_port
+
+    # A node that is down first: the client moves on to the next one.
+    bus = EventBus(f"nats://127.0.0.1:{free_port()}, {nats_url}")
+    await bus.connect(timeout=20)
+    try:
+        await bus.ensure_stream(service)
+        assert (await bus.js.stream_info(stream_name(service))).config.subjects == [
+            f"tenpo.{service}.>"
+        ]
+    finally:
+        await bus.close()

@@ -100,7 +100,8 @@ class EventBus:
             # With max_reconnect_attempts=-1 the first connect, too, retries until a server
             # answers; every failed attempt goes to the error callback, i.e. the outage log.
             await client.connect(
-                self.url,
+                # Several servers (a cluster's nodes), comma-separated, as NATS tools take them.
+                [server.strip() for server in self.url.split(",") if server.strip()],
                 name=self.name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=self.RETRY_SECONDS,  # type: ignore[arg-type]
