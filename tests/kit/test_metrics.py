@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from typing import Any
 
 import asyncpg
@@ -211,3 +212,47 @@ async def test_statements_straight_on_asyncpg_are_measured_too(database_url: str
     assert {p.attributes["db.namespace"] for p in points(reader, DB_OPERATION_DURATION)} == {
         database_url.rsplit("/", 1)[1]
     }
+
+
+async def test_a_service_measures_the_lag_of_each_of_its_consumers(
+    keys: Any, database_url: str, nats_url: str
+) -> None:
+    """The host hands its meter to the consumers it runs: each durable's lag is recorded as
+    soon as it runs, without anyone asking."""
+    from tenpo.kit.events import CONSUMER_PENDING, Subscription
+    from tenpo.kit.server import Runtime
+
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(KIT_METADATA.create_all)
+    await engine.dispose()
+    durable = f"lag-{uuid.uuid4().hex[:8]}"
+    source = f"src{uuid.uuid4().hex[:8]}"
+
+    async def handle(uow: Any, event: Any) -> None:
+        return None
+
+    async def build(runtime: Runtime[SampleSettings]) -> None:
+        await definition.build(runtime)
+        runtime.subscribe(Subscription(durable, source, {wrappers_pb2.StringValue: handle}))
+
+    reader = InMemoryMetricReader()
+    settings = SampleSettings(
+        service_name="sample",
+        database_url=database_url,
+        nats_url=nats_url,
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer="https://auth.test.tenpo",
+        auth_audience="tenpo",
+    )
+    consuming = dataclasses.replace(definition, uses_database=True, uses_events=True, build=build)
+    async with running(consuming, settings, meter_provider=MeterProvider(metric_readers=[reader])):
+        deadline = asyncio.get_running_loop().time() + 30
+        # Nothing at all is collected until the first measurement: None, not empty.
+        while reader.get_metrics_data() is None or not points(reader, CONSUMER_PENDING):
+            assert asyncio.get_running_loop().time() < deadline, "no lag recorded"
+            await asyncio.sleep(0.1)
+    (point,) = points(reader, CONSUMER_PENDING)
+    assert point.attributes["messaging.consumer.group.name"] == durable
+    assert point.attributes["messaging.destination.name"] == f"TENPO_{source.upper()}"
+    assert point.value == 0
