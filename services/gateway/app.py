@@ -136,17 +136,31 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     app.add_exact("GET", "/docs", docs_handler(assets))
     app.add_prefix("GET", ASSETS_PREFIX, docs_assets_handler(assets))
 
-    async def healthz(request: Request, send: Send) -> int:
-        # Readiness for HTTP load balancers: NOT_SERVING from the start of a drain, like the
-        # gRPC health service, so traffic moves away before the server stops.
-        request.route_label = "GET /healthz"
-        if drain.is_set():
-            await send_json(send, 503, {"status": "NOT_SERVING"})
-            return 503
-        await send_json(send, 200, {"status": "SERVING"})
+    def readiness(label: str) -> Any:
+        async def ready(request: Request, send: Send) -> int:
+            # Readiness for HTTP load balancers and the kubelet: NOT_SERVING from the start of
+            # a drain, like the gRPC health service, so traffic moves away before the server
+            # stops. Not the backends' state: a service that is down is answered UNAVAILABLE
+            # per call, and taking every gateway out of rotation for it would only add a 503.
+            request.route_label = label
+            if drain.is_set():
+                await send_json(send, 503, {"status": "NOT_SERVING"})
+                return 503
+            await send_json(send, 200, {"status": "SERVING"})
+            return 200
+
+        return ready
+
+    async def livez(request: Request, send: Send) -> int:
+        # Liveness: the event loop answers HTTP. Stays 200 during a drain, so the kubelet
+        # never restarts a gateway that is finishing its in-flight requests.
+        request.route_label = "GET /livez"
+        await send_json(send, 200, {"status": "ALIVE"})
         return 200
 
-    app.add_exact("GET", "/healthz", healthz)
+    app.add_exact("GET", "/readyz", readiness("GET /readyz"))
+    app.add_exact("GET", "/healthz", readiness("GET /healthz"))
+    app.add_exact("GET", "/livez", livez)
     log.info("gateway http routes", extra={"http_routes": len(router.routes)})
     return HttpParts(schema, backends, policy, app, document, drain)
 

@@ -25,9 +25,13 @@ KUBERNETES_VERSIONS = ["1.27.0", kubernetes_validate.latest_version()]
 #: Custom resources have no schema in the Kubernetes API: CloudNativePG's CRD is ~10,000
 #: lines of generated OpenAPI (and changes per operator release), so it is not vendored;
 #: tests/deploy/test_data_stores.py checks the fields we rely on instead.
-CUSTOM_RESOURCES = {"postgresql.cnpg.io/v1": {"Cluster", "ScheduledBackup"}}
+CUSTOM_RESOURCES = {
+    "postgresql.cnpg.io/v1": {"Cluster", "ScheduledBackup"},
+    # The Prometheus Operator's; tests/deploy/test_monitoring.py reads its rules.
+    "monitoring.coreos.com/v1": {"PrometheusRule"},
+}
 #: Every component, with the base, in a namespace (as an overlay would put them).
-COMPONENTS = ["otel", "store-network", "postgres", "nats"]
+COMPONENTS = ["otel", "store-network", "postgres", "nats", "monitoring"]
 
 
 @functools.cache

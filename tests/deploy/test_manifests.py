@@ -197,17 +197,35 @@ def test_containers_have_resources(rendered: list[Manifest]) -> None:
             assert "memory" in resources["limits"], where
 
 
+#: The gateway's HTTP probes (services/gateway/app.py): readiness turns 503 on drain,
+#: liveness does not.
+GATEWAY_HTTP_PROBES = {"readinessProbe": "/readyz", "livenessProbe": "/livez"}
+
+
 def test_grpc_probes_on_the_service_port(rendered: list[Manifest]) -> None:
     for name, deployment in deployments(rendered).items():
         container = server(deployment)
         port = PORTS[name]
         assert port in {p["containerPort"] for p in container["ports"]}, name
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if name == "gateway" and probe in GATEWAY_HTTP_PROBES:
+                continue
             assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
         env = environment(rendered, container)
         assert setting(env, name, "GRPC_PORT") == str(port), name
         # The default (127.0.0.1) would be unreachable from the kubelet and other pods.
         assert setting(env, name, "GRPC_HOST") == "0.0.0.0", name
+
+
+def test_the_gateway_is_probed_on_its_http_port(rendered: list[Manifest]) -> None:
+    container = server(deployments(rendered)["gateway"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == 8080
+    for probe, path in GATEWAY_HTTP_PROBES.items():
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    # Its timings still come from pod-defaults (a strategic merge keeps them).
+    assert container["readinessProbe"]["periodSeconds"] == 5
+    assert container["livenessProbe"]["failureThreshold"] == 3
 
 
 def test_services_route_to_the_ports(rendered: list[Manifest]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +16,14 @@ import pytest
 from tenpo.devtools.stack import EmbeddedPostgres, PostgresError, free_port, libpq_url
 from tenpo.devtools.stack.config import (
     ConfigError,
+    StackConfig,
     assign_ports,
     discover_services,
     select_services,
 )
 from tenpo.devtools.stack.net import port_in_use
 from tenpo.devtools.stack.postgres import PASSWORD_FILE
-from tenpo.devtools.stack.runner import READY_BANNER
+from tenpo.devtools.stack.runner import READY_BANNER, DevStack
 from tests.conftest import NatsFactory, scratch_dir
 from tests.stack import Runner, processes_using
 
@@ -185,6 +188,54 @@ def test_ports_are_fixed_and_overridable() -> None:
     assert ports == {"catalog": (6001, None), "gateway": (7000, 9090)}
     with pytest.raises(ConfigError, match="port"):
         assign_ports(["catalog", "cart"], {"CART_GRPC_PORT": "50051"})
+
+
+def test_the_cluster_shape_is_asked_for_by_environment() -> None:
+    light = StackConfig.from_env({"TENPO_SERVICES": "inventory,gateway"})
+    assert light.nats_nodes == 1
+    assert [s.replicas for s in light.services] == [1, 1]
+    assert light.nats_node_dir(0) == light.nats_dir  # one node keeps the old store
+
+    env = {
+        "TENPO_SERVICES": "inventory,gateway",
+        "TENPO_STACK_REPLICAS": "2",
+        "TENPO_STACK_NATS_CLUSTER": "3",
+    }
+    config = StackConfig.from_env(env)
+    inventory, gateway = config.services
+    assert config.nats_nodes == 3
+    assert [config.nats_node_name(n) for n in range(3)] == ["nats", "nats-2", "nats-3"]
+    assert len({config.nats_node_dir(n) for n in range(3)}) == 3
+    assert (inventory.replicas, gateway.replicas) == (2, 1)  # one entry point
+    assert [inventory.process_name(r) for r in range(2)] == ["inventory", "inventory-2"]
+    assert [inventory.replica_port(r) for r in range(2)] == [50052, 50152]
+    assert inventory.target == "ipv4:127.0.0.1:50052,127.0.0.1:50152"
+    assert gateway.target == "127.0.0.1:50050"
+
+    stack = DevStack(config, io.StringIO())
+    assert stack.nats_url == "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224"
+    first, second = stack.service_env(inventory, 0), stack.service_env(inventory, 1)
+    assert (first["INVENTORY_GRPC_PORT"], second["INVENTORY_GRPC_PORT"]) == ("50052", "50152")
+    assert first["TENPO_INVENTORY_TARGET"] == inventory.target
+    assert first["TENPO_NATS_URL"] == stack.nats_url
+    assert first["TENPO_NATS_STREAM_REPLICAS"] == "3"
+    single = DevStack(light, io.StringIO()).service_env(light.services[0])
+    # One node: the stack leaves stream replicas alone (one, the default).
+    assert single.get("TENPO_NATS_STREAM_REPLICAS") == os.environ.get("TENPO_NATS_STREAM_REPLICAS")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TENPO_STACK_REPLICAS", "0"),
+        ("TENPO_STACK_REPLICAS", "9"),
+        ("TENPO_STACK_REPLICAS", "two"),
+        ("TENPO_STACK_NATS_CLUSTER", "2"),  # JetStream needs a majority: 1, 3 or 5
+    ],
+)
+def test_an_impossible_cluster_shape_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        StackConfig.from_env({name: value})
 
 
 # -- the runner -------------------------------------------------------------------------------

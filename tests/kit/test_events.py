@@ -593,3 +593,99 @@ async def test_relay_measures_backlog_delay_and_published_events(
     assert measured[OUTBOX_DELAY].min >= 0
     assert measured[OUTBOX_BACKLOG].value == 0
     await bus.close()
+
+
+async def test_a_consumer_measures_its_lag_as_the_broker_counts_it(
+    db: Database, nats_url: str, service: str
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from tenpo.kit.events import CONSUMER_ACK_PENDING, CONSUMER_PENDING
+
+    reader = InMemoryMetricReader()
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    durable = f"lag-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer(
+        db,
+        bus,
+        recording_subscription(service, durable),
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    await bus.js.add_consumer(stream_name(service), consumer.config())
+
+    def gauges() -> dict[str, tuple[int, dict[str, Any]]]:
+        data = reader.get_metrics_data()
+        assert data is not None
+        return {
+            metric.name: (point.value, dict(point.attributes))
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            for point in metric.data.data_points
+        }
+
+    assert await consumer.measure_lag() == (0, 0)
+    for order_id in ("l-1", "l-2", "l-3"):
+        await place_order(db, order_id, service)
+    assert await OutboxRelay(db, bus).publish_pending() == 3
+    assert await consumer.measure_lag() == (3, 0)
+    value, attributes = gauges()[CONSUMER_PENDING]
+    assert value == 3
+    assert attributes == {
+        "messaging.system": "nats",
+        "messaging.destination.name": stream_name(service),
+        "messaging.consumer.group.name": durable,
+    }
+    assert gauges()[CONSUMER_ACK_PENDING][0] == 0
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["l-1", "l-2", "l-3"]))
+    assert await consumer.measure_lag() == (0, 0)
+    assert gauges()[CONSUMER_PENDING][0] == 0
+    await bus.close()
+
+
+async def test_delivered_but_unacknowledged_messages_are_ack_pending(
+    db: Database, nats_url: str, service: str
+) -> None:
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    consumer = Consumer(db, bus, recording_subscription(service, f"ack-{uuid.uuid4().hex[:8]}"))
+    await bus.js.add_consumer(stream_name(service), consumer.config())
+    for order_id in ("a-1", "a-2"):
+        await place_order(db, order_id, service)
+    assert await OutboxRelay(db, bus).publish_pending() == 2
+    pull = await bus.js.pull_subscribe_bind(
+        durable=consumer.subscription.durable, stream=stream_name(service)
+    )
+    fetched = await pull.fetch(2, timeout=5)
+    assert len(fetched) == 2
+    assert await consumer.measure_lag() == (0, 2)
+    for message in fetched:
+        await message.ack()
+    await eventually(lambda: _lag_is(consumer, (0, 0)))
+    await bus.close()
+
+
+async def _lag_is(consumer: Consumer, expected: tuple[int, int]) -> bool:
+    return await consumer.measure_lag() == expected
+
+
+async def test_the_bus_takes_a_cluster_as_a_comma_separated_url(
+    nats_url: str, service: str
+) -> None:
+    from tenpo.devtools.stack import free_port
+
+    # A node that is down first: the client moves on to the next one.
+    bus = EventBus(f"nats://127.0.0.1:{free_port()}, {nats_url}")
+    await bus.connect(timeout=20)
+    try:
+        await bus.ensure_stream(service)
+        assert (await bus.js.stream_info(stream_name(service))).config.subjects == [
+            f"tenpo.{service}.>"
+        ]
+    finally:
+        await bus.close()

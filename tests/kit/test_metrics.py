@@ -3,21 +3,36 @@ duration and pool usage — read back through an in-memory metric reader."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import uuid
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import empty_pb2, wrappers_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenpo.devtools.keys import ensure_dev_keys
-from tenpo.kit.db import KIT_METADATA
-from tenpo.kit.metrics import DB_CONNECTIONS_USAGE, DB_OPERATION_DURATION, RPC_SERVER_DURATION
+from tenpo.kit.db import KIT_METADATA, Database
+from tenpo.kit.metrics import (
+    DB_CONNECTIONS_USAGE,
+    DB_OPERATION_DURATION,
+    RPC_SERVER_DURATION,
+    RPC_SERVER_ERRORS,
+)
 from tenpo.kit.server import running
-from tests.kit.sample_service import SERVICE, SampleSettings, definition, sample_metadata
+from tests.kit.sample_service import (
+    SERVICE,
+    SampleSettings,
+    definition,
+    notes,
+    sample_metadata,
+)
 
 
 def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
@@ -96,6 +111,17 @@ async def test_every_rpc_is_measured_with_method_and_status(keys: Any) -> None:
         p for p in points(reader, RPC_SERVER_DURATION) if p.attributes["rpc.method"] == "Echo"
     ]
     assert echo_point.sum > 0
+    # The failures again, by their reason: what the status code alone does not tell.
+    errors = {
+        (p.attributes["rpc.method"], p.attributes["error.type"]): p.value
+        for p in points(reader, RPC_SERVER_ERRORS)
+        if p.attributes["rpc.service"] == SERVICE
+    }
+    assert errors == {
+        ("Fail", "QUANTITY_INVALID"): 1,
+        ("Fail", "NOTE_NOT_FOUND"): 1,
+        ("Boom", "INTERNAL"): 1,
+    }
 
 
 async def test_queries_and_the_pool_are_measured(keys: Any, database_url: str) -> None:
@@ -139,3 +165,94 @@ async def test_queries_and_the_pool_are_measured(keys: Any, database_url: str) -
         assert usage["used"] == 0
         assert usage["idle"] >= 1
     assert rpc_counts(reader)[("CountNotes", "OK")] == 2
+
+
+async def test_statements_straight_on_asyncpg_are_measured_too(database_url: str) -> None:
+    """The hot paths' raw asyncpg statements (DriverUnitOfWork, driver_connection) bypass
+    SQLAlchemy's cursor events: asyncpg's query logger records them, with BEGIN and
+    COMMIT, and a failing one with its error type."""
+    reader = InMemoryMetricReader()
+    db = Database(database_url, meter_provider=MeterProvider(metric_readers=[reader]))
+
+    def operations() -> dict[tuple[str, str], int]:
+        return {
+            (p.attributes["db.operation.name"], p.attributes.get("error.type", "")): p.count
+            for p in points(reader, DB_OPERATION_DURATION)
+        }
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(sample_metadata.create_all)
+        before = operations()
+        async with db.driver_unit_of_work() as uow:
+            await uow.connection.execute("INSERT INTO notes (text) VALUES ($1)", "a")
+            assert await uow.connection.fetchval("SELECT count(*) FROM notes") == 1
+            await uow.commit()
+        async with db.driver_connection() as connection:
+            assert await connection.fetchval("SELECT count(*) FROM notes") == 1
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await connection.fetchval("SELECT count(*) FROM no_such_table")
+        # A statement through SQLAlchemy is counted once, not once per layer.
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.select(sa.func.count()).select_from(notes))
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers on the next loop turn
+        after = operations()
+    finally:
+        await db.dispose()
+
+    def grew(key: tuple[str, str]) -> int:
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew(("INSERT", "")) == 1
+    assert grew(("SELECT", "")) == 3  # the unit of work's, the connection's, SQLAlchemy's
+    assert grew(("SELECT", "UndefinedTableError")) == 1
+    assert grew(("BEGIN", "")) == 2  # the driver unit of work's, SQLAlchemy's
+    assert grew(("COMMIT", "")) == 1
+    assert grew(("ROLLBACK", "")) == 1  # the SQLAlchemy unit of work, never committed
+    assert {p.attributes["db.namespace"] for p in points(reader, DB_OPERATION_DURATION)} == {
+        database_url.rsplit("/", 1)[1]
+    }
+
+
+async def test_a_service_measures_the_lag_of_each_of_its_consumers(
+    keys: Any, database_url: str, nats_url: str
+) -> None:
+    """The host hands its meter to the consumers it runs: each durable's lag is recorded as
+    soon as it runs, without anyone asking."""
+    from tenpo.kit.events import CONSUMER_PENDING, Subscription
+    from tenpo.kit.server import Runtime
+
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(KIT_METADATA.create_all)
+    await engine.dispose()
+    durable = f"lag-{uuid.uuid4().hex[:8]}"
+    source = f"src{uuid.uuid4().hex[:8]}"
+
+    async def handle(uow: Any, event: Any) -> None:
+        return None
+
+    async def build(runtime: Runtime[SampleSettings]) -> None:
+        await definition.build(runtime)
+        runtime.subscribe(Subscription(durable, source, {wrappers_pb2.StringValue: handle}))
+
+    reader = InMemoryMetricReader()
+    settings = SampleSettings(
+        service_name="sample",
+        database_url=database_url,
+        nats_url=nats_url,
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer="https://auth.test.tenpo",
+        auth_audience="tenpo",
+    )
+    consuming = dataclasses.replace(definition, uses_database=True, uses_events=True, build=build)
+    async with running(consuming, settings, meter_provider=MeterProvider(metric_readers=[reader])):
+        deadline = asyncio.get_running_loop().time() + 30
+        # Nothing at all is collected until the first measurement: None, not empty.
+        while reader.get_metrics_data() is None or not points(reader, CONSUMER_PENDING):
+            assert asyncio.get_running_loop().time() < deadline, "no lag recorded"
+            await asyncio.sleep(0.1)
+    (point,) = points(reader, CONSUMER_PENDING)
+    assert point.attributes["messaging.consumer.group.name"] == durable
+    assert point.attributes["messaging.destination.name"] == f"TENPO_{source.upper()}"
+    assert point.value == 0

@@ -1,4 +1,4 @@
-"""HTTP details of the ASGI layer: 405 names the allowed methods."""
+"""HTTP details of the ASGI layer: 405 names the allowed methods; the probe endpoints."""
 
 from __future__ import annotations
 
@@ -17,6 +17,22 @@ async def test_405_carries_allow(start_gateway: GatewayFactory) -> None:
     assert docs.headers["allow"] == "GET, OPTIONS"
     assert missing.status_code == 404
     assert "allow" not in missing.headers
+
+
+async def test_probe_endpoints_need_no_key_and_ask_no_backend(
+    start_gateway: GatewayFactory,
+) -> None:
+    # The catalog target answers nothing: readiness is the gateway's own, not its backends'
+    # (draining turns /readyz to 503 and leaves /livez at 200: test_streams.py).
+    async with start_gateway(targets={"catalog": "127.0.0.1:9"}) as gw:
+        answers = {path: await gw.client.get(path) for path in ("/readyz", "/healthz", "/livez")}
+    assert {path: r.status_code for path, r in answers.items()} == {
+        "/readyz": 200,
+        "/healthz": 200,
+        "/livez": 200,
+    }
+    assert answers["/readyz"].json() == {"status": "SERVING"}
+    assert answers["/livez"].json() == {"status": "ALIVE"}
 
 
 def test_render_cache_reuses_json_within_its_byte_budget() -> None:

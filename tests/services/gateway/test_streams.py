@@ -191,6 +191,9 @@ async def test_draining_ends_open_streams_cleanly(
             assert await call.code() is grpc.StatusCode.OK
             health = await gw.client.get("/healthz")
             assert health.status_code == 503
+            assert (await gw.client.get("/readyz")).status_code == 503
+            # Alive while draining: the kubelet must not restart a gateway that drains.
+            assert (await gw.client.get("/livez")).status_code == 200
 
 
 async def test_grpc_ingress_client_streaming_import(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from opentelemetry.metrics import MeterProvider
 from sqlalchemy.dialects import postgresql as pg
 
 from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
+from tenpo.kit.metrics import SECONDS_BUCKETS
 from tenpo.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ class EventBus:
             # With max_reconnect_attempts=-1 the first connect, too, retries until a server
             # answers; every failed attempt goes to the error callback, i.e. the outage log.
             await client.connect(
-                self.url,
+                # Several servers (a cluster's nodes), comma-separated, as NATS tools take them.
+                [server.strip() for server in self.url.split(",") if server.strip()],
                 name=self.name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=self.RETRY_SECONDS,  # type: ignore[arg-type]
@@ -226,6 +229,11 @@ OUTBOX_PUBLISHED = "tenpo.outbox.published"
 OUTBOX_DELAY = "tenpo.outbox.delay"
 OUTBOX_BACKLOG = "tenpo.outbox.backlog"
 OUTBOX_OLDEST_AGE = "tenpo.outbox.oldest_age"
+#: Messages of a durable consumer's subjects the broker has not delivered yet: its lag.
+CONSUMER_PENDING = "tenpo.consumer.pending"
+#: Messages delivered to a durable consumer and not acknowledged yet (being handled, or
+#: waiting for redelivery after a failure).
+CONSUMER_ACK_PENDING = "tenpo.consumer.ack_pending"
 
 
 class OutboxRelay:
@@ -261,7 +269,10 @@ class OutboxRelay:
             OUTBOX_PUBLISHED, unit="{event}", description="Events the relay published"
         )
         self._delay = meter.create_histogram(
-            OUTBOX_DELAY, unit="s", description="From an event's commit to its relay"
+            OUTBOX_DELAY,
+            unit="s",
+            description="From an event's commit to its relay",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
         self._backlog = meter.create_gauge(
             OUTBOX_BACKLOG, unit="{event}", description="Events waiting in the outbox"
@@ -369,6 +380,8 @@ class OutboxRelay:
 
 #: Seconds between two backlog measurements (one count over the pending rows' index).
 BACKLOG_INTERVAL = 15.0
+#: Seconds between two lag measurements of a durable consumer (one request to the broker).
+LAG_INTERVAL = 15.0
 
 
 def _headers(stored: Any) -> dict[str, str]:
@@ -430,20 +443,74 @@ class Consumer:
     into an ack."""
 
     def __init__(
-        self, db: Database, bus: EventBus, subscription: Subscription, *, batch_size: int = 64
+        self,
+        db: Database,
+        bus: EventBus,
+        subscription: Subscription,
+        *,
+        batch_size: int = 64,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
         self.subscription = subscription
         self.batch_size = batch_size
         self.outage = OutageLog(log, f"event consumer {subscription.durable}")
+        meter = (meter_provider or metrics.get_meter_provider()).get_meter("tenpo.kit")
+        self._pending = meter.create_gauge(
+            CONSUMER_PENDING,
+            unit="{message}",
+            description="Messages the broker has not delivered to the durable consumer yet",
+        )
+        self._ack_pending = meter.create_gauge(
+            CONSUMER_ACK_PENDING,
+            unit="{message}",
+            description="Messages delivered to the durable consumer and not acknowledged yet",
+        )
+        self._attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": stream_name(subscription.source_service),
+            "messaging.consumer.group.name": subscription.durable,
+        }
+
+    def config(self) -> ConsumerConfig:
+        """The durable consumer as the broker keeps it (created or updated by ``run``)."""
+        sub = self.subscription
+        return ConsumerConfig(
+            durable_name=sub.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=sub.max_deliver,
+            ack_wait=sub.ack_wait_seconds,
+            filter_subjects=sub.subjects(),
+        )
+
+    async def measure_lag(self) -> tuple[int, int]:
+        """Record how many messages wait for this durable (not delivered yet) and how many
+        are delivered but unacknowledged, as the broker counts them: every replica of a
+        service reports the same durable, so dashboards take the maximum. A lag that grows
+        means the consumers do not keep up (or are failing)."""
+        info = await self.bus.js.consumer_info(
+            stream_name(self.subscription.source_service), self.subscription.durable
+        )
+        pending, ack_pending = int(info.num_pending or 0), int(info.num_ack_pending or 0)
+        self._pending.set(pending, self._attributes)
+        self._ack_pending.set(ack_pending, self._attributes)
+        return pending, ack_pending
 
     async def run(self) -> None:
         sub = self.subscription
         pull = await self._subscribe()
+        loop = asyncio.get_running_loop()
+        last_measure = -math.inf  # measured at once, then every LAG_INTERVAL
         while True:
             if not self.bus.connected:
                 await self.bus.wait_connected()  # the bus logs the outage
+            if loop.time() - last_measure > LAG_INTERVAL:
+                last_measure = loop.time()
+                # One request to the broker; a failure here is the fetch's to report.
+                with contextlib.suppress(Exception):
+                    await self.measure_lag()
             try:
                 messages = await pull.fetch(self.batch_size, timeout=1.0)
             except TimeoutError:
@@ -464,14 +531,7 @@ class Consumer:
         """Create (or update) the durable consumer and bind to it, retrying while the
         broker is away or the producer's stream is being created."""
         sub = self.subscription
-        config = ConsumerConfig(
-            durable_name=sub.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            max_deliver=sub.max_deliver,
-            ack_wait=sub.ack_wait_seconds,
-            filter_subjects=sub.subjects(),
-        )
+        config = self.config()
         delay = 0.5
         while True:
             await self.bus.wait_connected()

@@ -13,12 +13,14 @@ from typing import Any
 import grpc
 from grpc.aio import ServicerContext
 from grpc_status import rpc_status
+from opentelemetry.metrics import MeterProvider
 
 from tenpo.kit import access, auth
 from tenpo.kit.errors import DomainError
 from tenpo.kit.faults import expected_failure
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
+from tenpo.kit.metrics import RpcErrors
 from tenpo.kit.telemetry import current_trace_id
 from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
 
@@ -33,11 +35,15 @@ class CallGuard:
     the call context, maps DomainError to a status with ErrorInfo/BadRequest
     details and anything unexpected to INTERNAL with only a trace id."""
 
-    def __init__(self, verifier: auth.TokenVerifier) -> None:
+    def __init__(
+        self, verifier: auth.TokenVerifier, meter_provider: MeterProvider | None = None
+    ) -> None:
         self._verifier = verifier
+        self._errors = RpcErrors(meter_provider)
 
     async def _fail(self, context: ServicerContext, method: str, error: Exception) -> None:
         error = expected_failure(error) or error
+        self._errors.record(method, error.reason if isinstance(error, DomainError) else "INTERNAL")
         if isinstance(error, DomainError):
             status = to_rpc_status(error)
             log.info(

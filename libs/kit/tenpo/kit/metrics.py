@@ -11,6 +11,7 @@ global provider has no reader and recording costs next to nothing."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +33,36 @@ HTTP_SERVER_DURATION = "http.server.request.duration"
 DB_CONNECTIONS_USAGE = "db.client.connections.usage"
 #: SQL statements, seconds (db.client.operation.duration).
 DB_OPERATION_DURATION = "db.client.operation.duration"
+#: Calls a server failed, per ``rpc.service``, ``rpc.method`` and ``error.type``: the
+#: error's stable reason (``DATABASE_UNAVAILABLE``, ``INSUFFICIENT_STOCK``) or ``INTERNAL``.
+RPC_SERVER_ERRORS = "tenpo.rpc.server.errors"
+
+#: Bucket bounds of the histograms in seconds (the SDK's default bounds, 0 to 10,000, are
+#: for milliseconds: in seconds every call would land in the first bucket). The HTTP
+#: semantic conventions' bounds, with finer ones below for SQL statements and coarser
+#: ones above for the outbox's delay.
+SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 def _meter(provider: MeterProvider | None) -> metrics.Meter:
@@ -124,7 +155,10 @@ class HttpMetrics:
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._duration = _meter(meter_provider).create_histogram(
-            HTTP_SERVER_DURATION, unit="s", description="Duration of HTTP requests"
+            HTTP_SERVER_DURATION,
+            unit="s",
+            description="Duration of HTTP requests",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         )
 
     def record(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -138,12 +172,36 @@ class HttpMetrics:
         )
 
 
+class RpcErrors:
+    """``tenpo.rpc.server.errors``: every failed call by its reason, which the status code
+    alone does not tell (UNAVAILABLE is a database outage or another service's). Reasons are
+    the code's own constants, so the series stay few."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        self._errors = _meter(meter_provider).create_counter(
+            RPC_SERVER_ERRORS, unit="{call}", description="Failed calls by error reason"
+        )
+
+    def record(self, method: str, reason: str) -> None:
+        service, _, name = method.lstrip("/").rpartition("/")
+        self._errors.add(
+            1,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": name,
+                "error.type": reason[:64],
+            },
+        )
+
+
 def instrument_engine(
     engine: sa.engine.Engine, database: str, meter_provider: MeterProvider | None = None
 ) -> None:
     """SQL spans and connection pool usage (``db.client.connections.usage``, idle/used)
     from OpenTelemetry's SQLAlchemy instrumentation, plus ``db.client.operation.duration``
-    per operation (``SELECT``, ``INSERT``, ...; never the statement: it holds values)."""
+    per operation (``SELECT``, ``INSERT``, ``BEGIN``, ...; never the statement: it holds
+    values), whether the statement went through SQLAlchemy or straight to asyncpg."""
     # The instrumentation's engine hooks, used directly: SQLAlchemyInstrumentor is a
     # process-wide singleton that instruments once (a second Database would get nothing),
     # patches create_engine globally, and refuses SQLAlchemy 2.1 by its declared range
@@ -159,28 +217,56 @@ def instrument_engine(
     )
     EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"), engine, usage)
     duration = meter.create_histogram(
-        DB_OPERATION_DURATION, unit="s", description="Duration of SQL statements"
+        DB_OPERATION_DURATION,
+        unit="s",
+        description="Duration of SQL statements",
+        explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
     )
     base = {"db.system": "postgresql", "db.namespace": database}
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         conn.info.setdefault("tenpo_started", []).append(time.perf_counter())
 
-    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def after(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         started = conn.info.get("tenpo_started")
         if not started:
             return
-        operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        duration.record(
-            time.perf_counter() - started.pop(),
-            {**base, "db.operation.name": operation[:16]},
-        )
+        elapsed = time.perf_counter() - started.pop()
+        if executemany:
+            return  # asyncpg runs it unprepared and its query logger (below) records it
+        duration.record(elapsed, {**base, "db.operation.name": operation_name(statement)})
 
     def failed(context: Any) -> None:
         connection = context.connection
         if connection is not None and connection.info.get("tenpo_started"):
             connection.info["tenpo_started"].pop()
 
+    def driver_statement(record: Any) -> None:
+        attributes = {**base, "db.operation.name": operation_name(record.query)}
+        if record.exception is not None:
+            attributes["error.type"] = type(record.exception).__name__
+        duration.record(record.elapsed, attributes)
+
+    def connected(dbapi_connection: Any, connection_record: Any) -> None:
+        # The statements SQLAlchemy's cursor events never see: those run straight on the
+        # asyncpg connection (Database.driver_connection, DriverUnitOfWork, the outbox
+        # relay) and every transaction's BEGIN and COMMIT. asyncpg logs all its unprepared
+        # executions, never the prepared statements SQLAlchemy runs, so nothing counts twice.
+        dbapi_connection.driver_connection.add_query_logger(driver_statement)
+
     sa.event.listen(engine, "before_cursor_execute", before)
     sa.event.listen(engine, "after_cursor_execute", after)
     sa.event.listen(engine, "handle_error", failed)
+    sa.event.listen(engine, "connect", connected)
+
+
+def operation_name(statement: str) -> str:
+    """The statement's first keyword (``SELECT``, ``WITH``, ``BEGIN``): never its text, which
+    holds values."""
+    keyword = _KEYWORD.match(statement)
+    return keyword.group(1).upper()[:16] if keyword else ""
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z]+)")

@@ -49,13 +49,14 @@ class Runtime(Generic[S]):
         db: Database | None,
         bus: EventBus | None,
         verifier: TokenVerifier | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
         self._db = db
         self._bus = bus
         self.verifier = verifier or TokenVerifier.from_settings(settings)
-        self._guarded = GuardedServer(server, CallGuard(self.verifier))
+        self._guarded = GuardedServer(server, CallGuard(self.verifier, meter_provider))
         self.page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value())
         self.service_names: list[str] = []
         self.subscriptions: list[Subscription] = []
@@ -189,7 +190,7 @@ class ServiceHost(Generic[S]):
             ],
         )
         self._server = server
-        runtime = Runtime(settings, server, self._db, self._bus, verifier)
+        runtime = Runtime(settings, server, self._db, self._bus, verifier, self.meter_provider)
         self.runtime = runtime
         await self.definition.build(runtime)
 
@@ -215,7 +216,9 @@ class ServiceHost(Generic[S]):
             relay = OutboxRelay(self._db, self._bus, meter_provider=self.meter_provider)
             self._spawn(relay.run, "outbox-relay")
         for subscription in runtime.subscriptions:
-            consumer = Consumer(runtime.db, runtime.bus, subscription)
+            consumer = Consumer(
+                runtime.db, runtime.bus, subscription, meter_provider=self.meter_provider
+            )
             self._spawn(consumer.run, f"consumer {subscription.durable}")
         for task in runtime.background:
             self._spawn(task, getattr(task, "__name__", "background"))

@@ -53,6 +53,16 @@ Environment variables read by the runner (all optional):
     The gateway's HTTP port (8080).
 ``TENPO_START_TIMEOUT``
     Seconds the services get to report SERVING (120).
+``TENPO_STACK_REPLICAS``
+    Processes per service (1; up to 4), the gateway excepted: replica n listens on its
+    service's port + 100 n and logs to ``logs/<name>-<n+1>.log``; callers get every
+    replica's address (``ipv4:127.0.0.1:50052,127.0.0.1:50152``) and balance round robin.
+``TENPO_STACK_NATS_CLUSTER``
+    Nodes of the embedded NATS (1; 3 or 5 form a JetStream cluster): node n takes the
+    client, monitoring and route ports + n, stores in ``nats/cluster-<n+1>/`` and logs to
+    ``logs/nats-<n+1>.log``; services get every node's URL and streams replicated 3 times.
+``TENPO_NATS_CLUSTER_PORT``
+    Route port of the first cluster node (6222).
 ``TENPO_NATS_URL``
     Use this NATS instead of starting the embedded one.
 ``TENPO_POSTGRES_ADMIN_URL``

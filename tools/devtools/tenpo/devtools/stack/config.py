@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,14 @@ DEFAULT_GATEWAY_HTTP_PORT = 8080
 #: The mail catcher (a real SMTP server) the notification service sends to.
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_START_TIMEOUT = 120.0
+#: Route port of the first node of a NATS cluster (TENPO_STACK_NATS_CLUSTER=3); the others
+#: take the next ports, as they do for the client and monitoring ports.
+DEFAULT_NATS_CLUSTER_PORT = 6222
+#: Replica n (from 0) of a service listens on its port + n × this (50052, 50152, ...).
+REPLICA_PORT_STEP = 100
+#: What the cluster shape may ask for on one machine.
+MAX_REPLICAS = 4
+NATS_CLUSTER_SIZES = (1, 3, 5)
 
 #: gRPC port of each known service, as an offset from the port base (50050).
 PORT_OFFSETS = {
@@ -47,6 +55,24 @@ class ServiceSpec:
     name: str
     grpc_port: int
     http_port: int | None = None
+    #: Processes of this service (TENPO_STACK_REPLICAS); the gateway is always one.
+    replicas: int = 1
+
+    def replica_port(self, replica: int) -> int:
+        return self.grpc_port + replica * REPLICA_PORT_STEP
+
+    def process_name(self, replica: int) -> str:
+        """``inventory`` for the first replica (as with one), ``inventory-2`` and on after."""
+        return self.name if replica == 0 else f"{self.name}-{replica + 1}"
+
+    @property
+    def target(self) -> str:
+        """What its callers dial: one address, or every replica's for gRPC's round robin
+        (the kit's channels balance over every address a target resolves to)."""
+        ports = [self.replica_port(r) for r in range(self.replicas)]
+        if len(ports) == 1:
+            return f"127.0.0.1:{ports[0]}"
+        return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
 
     @property
     def env_prefix(self) -> str:
@@ -78,6 +104,17 @@ class StackConfig:
     database_urls: Mapping[str, str] = field(default_factory=dict)
     start_timeout: float = DEFAULT_START_TIMEOUT
     host: str = "127.0.0.1"
+    #: Nodes of the embedded NATS (TENPO_STACK_NATS_CLUSTER): 1, or a JetStream cluster.
+    nats_nodes: int = 1
+    nats_cluster_port: int = DEFAULT_NATS_CLUSTER_PORT
+
+    def nats_node_dir(self, node: int) -> Path:
+        """One node keeps ``nats/`` as before; a cluster's nodes ``nats/cluster-<n>/``."""
+        return self.nats_dir if self.nats_nodes == 1 else self.nats_dir / f"cluster-{node + 1}"
+
+    @staticmethod
+    def nats_node_name(node: int) -> str:
+        return "nats" if node == 0 else f"nats-{node + 1}"
 
     @property
     def postgres_dir(self) -> Path:
@@ -128,7 +165,9 @@ class StackConfig:
         root_dir = find_root_dir()
         data_dir = Path(env.get("TENPO_DATA_DIR") or root_dir / ".data").absolute()
         names = select_services(discover_services(root_dir / "services"), env.get("TENPO_SERVICES"))
-        services = assign_ports(names, env)
+        replicas = _count(env, "TENPO_STACK_REPLICAS", range(1, MAX_REPLICAS + 1))
+        services = assign_ports(names, env, replicas)
+        nats_nodes = _count(env, "TENPO_STACK_NATS_CLUSTER", NATS_CLUSTER_SIZES)
         monitor_port: int | None = _int(env, "TENPO_NATS_MONITOR_PORT", DEFAULT_NATS_MONITOR_PORT)
         database_urls = {
             s.name: env[f"{s.env_prefix}DATABASE_URL"]
@@ -147,6 +186,8 @@ class StackConfig:
             external_postgres_admin_url=env.get("TENPO_POSTGRES_ADMIN_URL") or None,
             database_urls=database_urls,
             start_timeout=_seconds(env, "TENPO_START_TIMEOUT", DEFAULT_START_TIMEOUT),
+            nats_nodes=nats_nodes,
+            nats_cluster_port=_int(env, "TENPO_NATS_CLUSTER_PORT", DEFAULT_NATS_CLUSTER_PORT),
         )
 
 
@@ -191,9 +232,10 @@ def select_services(discovered: list[str], selection: str | None) -> list[str]:
     return [name for name in discovered if name in wanted]
 
 
-def assign_ports(names: list[str], env: Mapping[str, str]) -> list[ServiceSpec]:
+def assign_ports(names: list[str], env: Mapping[str, str], replicas: int = 1) -> list[ServiceSpec]:
     """Fixed ports from the port base (TENPO_PORT_BASE), each overridable with
-    ``<NAME>_GRPC_PORT``; unknown services take the next free port from base + 10."""
+    ``<NAME>_GRPC_PORT``; unknown services take the next free port from base + 10. With
+    ``replicas``, replica n of each service (not the gateway) listens on port + 100 n."""
     base = _int(env, "TENPO_PORT_BASE", DEFAULT_PORT_BASE)
     ports: dict[str, int] = {}
     for name in names:
@@ -222,6 +264,7 @@ def assign_ports(names: list[str], env: Mapping[str, str]) -> list[ServiceSpec]:
                 if name == "gateway"
                 else None
             ),
+            replicas=1 if name == "gateway" else replicas,
         )
         for name in names
     ]
@@ -238,6 +281,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if not 0 <= value <= 65535:
         raise ConfigError(f"{name} must be between 0 and 65535, not {value}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, allowed: Sequence[int]) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) not in allowed:
+        choices = ", ".join(str(n) for n in allowed)
+        raise ConfigError(f"{name} must be one of {choices}, not {raw!r}")
+    return int(raw)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

