@@ -103,11 +103,14 @@ async function renderStores(productId, sku) {
 // Live: the network-wide stock of the chosen size over SSE; each change refreshes the stores.
 async function watchStock(productId, sku) {
   if (stopStock) stopStock();
+  $("network-stock").textContent = "—";
+  delete $("network-stock").dataset.sku;
   await renderStores(productId, sku);
   stopStock = api.stream("/v1/stream/availability", { skus: sku }, (update) => {
     const node = $("network-stock");
     node.textContent = update.availableToPromise || "0";
     node.dataset.kind = update.kind;
+    node.dataset.sku = update.sku;
     node.classList.add("changed");
     setTimeout(() => node.classList.remove("changed"), 1500);
     if (update.kind !== "AVAILABILITY_UPDATE_KIND_SNAPSHOT") renderStores(productId, sku).catch(fail);

@@ -1,6 +1,7 @@
 """``/docs`` in a real browser: Debian's chromium driven by Playwright, every request to
-anything but the gateway itself refused, the page must render the operations from the gateway's own files under its
-own CSP. `make test` installs chromium when it is missing; without one this test fails."""
+anything but the gateway itself refused, the page must render the operations from the
+gateway's own files under its own CSP. `make test` installs chromium when it is missing;
+without one this test fails."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ inside the examples folder, every page under a same-origin CSP."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,15 @@ def test_the_pages_are_in_the_source_tree() -> None:
         assert (EXAMPLES_DIR / page).is_file(), page
     for page in ("staff/index.html", "inbox/index.html", "lib/api.js"):
         assert (EXAMPLES_DIR / page).is_file(), page
+
+
+def test_the_pages_hold_no_secret() -> None:
+    # Publishable keys only: no client secret, token or demo password in what is served.
+    secrets = re.compile(r"cs_[\w-]{20,}|eyJ[\w-]{20,}|minatoya-demo-\d+|sk_\w+")
+    served = [f for f in EXAMPLES_DIR.rglob("*") if f.suffix in (".html", ".js", ".css")]
+    assert len(served) >= 10
+    for file in served:
+        assert not secrets.search(file.read_text()), file
 
 
 @pytest.fixture
