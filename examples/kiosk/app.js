@@ -88,6 +88,7 @@ async function startHandoff() {
   $("handoff-code").hidden = false;
   const session = await handOff(current().token, {
     onCode: (started) => {
+      drawQr(started.qrPayload).catch(() => $("qr").replaceChildren());
       $("user-code").textContent = started.userCode;
       $("qr-payload").textContent = started.qrPayload;
       $("approve-link").href = `../shop/?code=${encodeURIComponent(started.userCode)}`;
@@ -97,6 +98,16 @@ async function startHandoff() {
   state.set({ ...current(), ...session });
   $("handoff-code").hidden = true;
   await showCustomerCart();
+}
+
+// The QR code of the hand-off payload, drawn by the pinned encoder `make examples` fetches;
+// without it the code is shown as text only.
+async function drawQr(payload) {
+  const { default: qrcode } = await import("../vendor/qrcode.mjs");
+  const code = qrcode(0, "M");
+  code.addData(payload);
+  code.make();
+  $("qr").replaceChildren(el("img", { src: code.createDataURL(6, 4), alt: payload, "data-payload": payload }));
 }
 
 async function showCustomerCart() {

@@ -23,6 +23,7 @@ EXAMPLES_PREFIX = "/examples/"
 CONTENT_TYPES = {
     ".html": b"text/html; charset=utf-8",
     ".js": b"text/javascript; charset=utf-8",
+    ".mjs": b"text/javascript; charset=utf-8",
     ".css": b"text/css; charset=utf-8",
     ".svg": b"image/svg+xml",
     ".png": b"image/png",

@@ -8,6 +8,7 @@ import re
 
 from playwright.async_api import expect
 
+from services.gateway.config import EXAMPLES_DIR
 from tests.touchpoints.conftest import (
     JAN,
     PASSWORD,
@@ -22,6 +23,7 @@ pytestmark = TOUCHPOINT_MARKS
 
 
 async def test_scan_stock_here_live_and_continue_my_cart(stack: Stack, pages: Pages) -> None:
+    assert (EXAMPLES_DIR / "vendor" / "qrcode.mjs").is_file(), "run `make examples` (npm)"
     device = stack.device("KIOSK")
     kiosk = await pages.open("/examples/kiosk/")
     await kiosk.fill("#client-id", device["client_id"])
@@ -69,7 +71,12 @@ async def test_scan_stock_here_live_and_continue_my_cart(stack: Stack, pages: Pa
     await kiosk.click("#handoff")
     code = kiosk.locator("#user-code")
     await expect(code).to_have_text(re.compile(r"^[A-Z]{4}-[A-Z]{4}$"))
-    await expect(kiosk.locator("#qr-payload")).to_contain_text(await code.inner_text())
+    payload = kiosk.locator("#qr-payload")
+    await expect(payload).to_have_text(f"tenpo://handoff?code={await code.inner_text()}")
+    # The QR image of that payload, drawn by the pinned encoder (`make examples` fetches it).
+    qr = kiosk.locator("#qr img")
+    await expect(qr).to_have_attribute("data-payload", await payload.inner_text())
+    assert (await qr.get_attribute("src") or "").startswith("data:image/gif;base64,")
     await pages.screenshot(kiosk, "handoff-code")
     await phone.fill("#user-code", await code.inner_text())
     await phone.click("#approve button")
