@@ -17,7 +17,7 @@ BUF := .tools/node_modules/.bin/buf
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser checkov
+.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser checkov examples
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ setup: $(PROTO_OUT)/.generated ## Install dependencies and generate code
 
 protos: $(PROTO_OUT)/.generated ## Generate Python code and type stubs from protos/
 
-run: setup ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
+run: setup examples ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
 	@$(RUN) python -m tenpo.devtools.stack run
 
 migrate: setup ## Apply every service's migrations (embedded stack, or the URLs in the environment)
@@ -51,18 +51,39 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 	@test -n "$(FILE)" || (echo "usage: make import FILE=path/to/products.csv|.jsonl" && exit 2)
 	@$(RUN) python -m services.catalog import "$(FILE)"
 
-test: setup browser checkov ## Run the whole test suite against real PostgreSQL and NATS
+test: setup browser checkov examples ## Run the whole test suite against real PostgreSQL and NATS
 	@$(RUN) pytest $(PYTEST_ARGS)
 
-# The /docs test drives Debian's chromium (never a browser download). As root with apt-get
-# (CI) it is installed when missing; otherwise the test says what is missing and fails.
-browser: ## Install Debian's chromium for the /docs browser test when missing (as root)
+# The browser tests (/docs, tests/touchpoints) drive Debian's chromium (never a browser
+# download). As root with apt-get (CI) it is installed when missing, with a Japanese font for
+# readable screenshots; otherwise the tests say what is missing and fail.
+browser: ## Install Debian's chromium (and a Japanese font) for the browser tests when missing (as root)
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing chromium with apt-get (for the /docs browser test)"; \
+	    echo "installing chromium with apt-get (for the browser tests)"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-	      || echo "could not install chromium: the /docs browser test will fail"; \
-	  else echo "chromium is missing and this is not root: the /docs browser test will fail"; fi; }
+	      || echo "could not install chromium: the browser tests will fail"; \
+	  else echo "chromium is missing and this is not root: the browser tests will fail"; fi; }
+	@{ command -v fc-list >/dev/null && [ -n "$$(fc-list :lang=ja)" ]; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing fonts-ipafont-gothic with apt-get (Japanese text in screenshots)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic >/dev/null; } \
+	      || echo "could not install a Japanese font: screenshots show boxes for Japanese text"; \
+	  else echo "no Japanese font: screenshots show boxes for Japanese text"; fi; }
+
+# The demo touchpoints' one third-party file, a QR encoder (MIT), pinned and taken from the npm
+# registry's tarball (npm checks its integrity) at setup time, never from a CDN at run time.
+# Without npm the kiosk shows the hand-off code as text only.
+QRCODE_VERSION := 2.0.4
+examples/vendor/qrcode.mjs:
+	@mkdir -p .tools/npm-pack examples/vendor
+	@if command -v npm >/dev/null; then \
+	  npm pack --silent --pack-destination .tools/npm-pack qrcode-generator@$(QRCODE_VERSION) >/dev/null \
+	    && tar -xzf .tools/npm-pack/qrcode-generator-$(QRCODE_VERSION).tgz -O package/dist/qrcode.mjs > $@.tmp \
+	    && mv $@.tmp $@ || { rm -f $@.tmp; echo "could not fetch qrcode-generator: the kiosk shows its code as text"; }; \
+	else echo "npm is missing: the kiosk shows its hand-off code as text (no QR image)"; fi
+
+examples: examples/vendor/qrcode.mjs ## Fetch the demo touchpoints' pinned QR encoder (npm)
 
 $(CHECKOV): | $(UV)
 	@echo "installing checkov $(CHECKOV_VERSION) into .tools/checkov (policy linter for deploy/)"
@@ -92,5 +113,5 @@ bench: setup ## Side-by-side benchmarks; prints ratios and writes bench/results.
 	@$(RUN) python -m bench $(BENCH_ARGS)
 
 clean: ## Remove generated code, virtualenvs, caches and local data
-	@rm -rf .venv .tools $(PROTO_OUT)/tenpo $(PROTO_OUT)/.generated .pytest_cache .mypy_cache .ruff_cache .data bench/results.json
+	@rm -rf .venv .tools examples/vendor .test-output $(PROTO_OUT)/tenpo $(PROTO_OUT)/.generated .pytest_cache .mypy_cache .ruff_cache .data bench/results.json
 	@find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -38,6 +38,7 @@ from services.gateway.docs import (
     storefront_openapi,
     stream_openapi,
 )
+from services.gateway.examples import EXAMPLES_PREFIX, examples_handler, redirect_to_index
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
 from services.gateway.openapi import OpenApiBuilder
@@ -135,6 +136,10 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     assets = DocsAssets.load()
     app.add_exact("GET", "/docs", docs_handler(assets))
     app.add_prefix("GET", ASSETS_PREFIX, docs_assets_handler(assets))
+    if settings.serve_examples:
+        app.add_exact("GET", EXAMPLES_PREFIX.rstrip("/"), redirect_to_index)
+        app.add_prefix("GET", EXAMPLES_PREFIX, examples_handler(settings.examples_dir))
+        log.info("demo touchpoints served", extra={"path": EXAMPLES_PREFIX})
 
     def readiness(label: str) -> Any:
         async def ready(request: Request, send: Send) -> int:

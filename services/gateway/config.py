@@ -18,6 +18,8 @@ DEV_PUBLISHABLE_KEYS = {
     "pk_web_dev_tenpo_0000000000": "WEB",
     "pk_app_dev_tenpo_0000000000": "APP",
 }
+#: ``examples/`` next to ``services/`` in the source tree (absent from the production image).
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 _TARGET_VARIABLE = re.compile(r"^TENPO_([A-Z][A-Z0-9_]*)_TARGET$")
 
 
@@ -92,6 +94,12 @@ class GatewaySettings(ServiceSettings):
     access_log: bool = True
     #: Memory for rendered JSON of hot backend responses (0 turns the cache off).
     render_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    #: The demo touchpoints (web shop, kiosk, mirror, staff, dev inbox) under ``/examples/``.
+    #: Unset: on in development only. They carry the development publishable keys, so they
+    #: are refused outside development.
+    serve_examples: bool | None = None
+    #: Where the demo pages are; default: ``examples/`` of the source tree.
+    examples_dir: Path = Field(default_factory=lambda: EXAMPLES_DIR)
 
     @model_validator(mode="after")
     def _gateway_checks(self) -> Self:
@@ -104,7 +112,11 @@ class GatewaySettings(ServiceSettings):
         for key, channel in self.publishable_keys.items():
             if channel_from_name(channel) is None:
                 raise ValueError(f"publishable key {key[:8]}… names an unknown channel")
+        if self.serve_examples is None:
+            self.serve_examples = self.environment is Environment.DEVELOPMENT
         if self.environment is not Environment.DEVELOPMENT:
+            if self.serve_examples:
+                raise ValueError("serve_examples is refused outside development")
             dev = set(DEV_PUBLISHABLE_KEYS) & set(self.publishable_keys)
             if dev:
                 raise ValueError("development publishable keys are refused outside development")
