@@ -44,6 +44,11 @@ class ProfileCache:
     async def active(self, profile: str) -> p.SourcingProfileVersion:
         found = (await self._value.get()).get(profile)
         if found is None:
+            # A profile activated for the first time through another replica a moment ago:
+            # no need to wait for the refresh to tell it apart from one that does not exist.
+            async with self._db.unit_of_work() as uow:
+                found = await ProfileStore(uow.session).get(profile, 0)
+        if found is None:
             raise p.profile_not_found(profile)
         return found
 
