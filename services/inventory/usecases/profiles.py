@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
+from services.inventory import domain as d
 from services.inventory.domain import profiles as p
 from services.inventory.store import ProfileStore
 from services.inventory.usecases.access import (
@@ -155,7 +156,7 @@ class Profiles:
         require_sourcing_reader(principal)
         p.check_profile_name(profile)
         if version < 0:
-            raise p.invalid("version", "0 (the active one) or a version number", "VERSION_INVALID")
+            raise d.invalid("version", "0 (the active one) or a version number", "VERSION_INVALID")
         async with self.db.unit_of_work() as uow:
             found = await ProfileStore(uow.session).get(profile, version)
         if found is None:
@@ -180,5 +181,5 @@ class Profiles:
 
 def _number(version: int, path: str) -> int:
     if version < 1:
-        raise p.invalid(path, "a version number, 1 or more", "VERSION_INVALID")
+        raise d.invalid(path, "a version number, 1 or more", "VERSION_INVALID")
     return version
