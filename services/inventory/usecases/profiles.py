@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
+from services.inventory import domain as d
 from services.inventory.domain import profiles as p
 from services.inventory.store import ProfileStore
 from services.inventory.usecases.access import (
@@ -43,6 +44,11 @@ class ProfileCache:
 
     async def active(self, profile: str) -> p.SourcingProfileVersion:
         found = (await self._value.get()).get(profile)
+        if found is None:
+            # A profile activated for the first time through another replica a moment ago:
+            # no need to wait for the refresh to tell it apart from one that does not exist.
+            async with self._db.unit_of_work() as uow:
+                found = await ProfileStore(uow.session).get(profile, 0)
         if found is None:
             raise p.profile_not_found(profile)
         return found
@@ -150,7 +156,7 @@ class Profiles:
         require_sourcing_reader(principal)
         p.check_profile_name(profile)
         if version < 0:
-            raise p.invalid("version", "0 (the active one) or a version number", "VERSION_INVALID")
+            raise d.invalid("version", "0 (the active one) or a version number", "VERSION_INVALID")
         async with self.db.unit_of_work() as uow:
             found = await ProfileStore(uow.session).get(profile, version)
         if found is None:
@@ -175,5 +181,5 @@ class Profiles:
 
 def _number(version: int, path: str) -> int:
     if version < 1:
-        raise p.invalid(path, "a version number, 1 or more", "VERSION_INVALID")
+        raise d.invalid(path, "a version number, 1 or more", "VERSION_INVALID")
     return version

@@ -94,9 +94,11 @@ def _counted(
     days: Mapping[sourcing.CapacityKey, UsageKey],
     locations: Mapping[str, d.Location],
     line: d.Line,
+    customer_id: str,
 ) -> dict[str, Any]:
-    """The capacity a placed line counted against, so releasing it can give it back."""
-    location = locations.get(line.location_id)
+    """The capacity a placed line counted against, so releasing it can give it back (none
+    for a customer's own hold)."""
+    location = locations.get(line.location_id) if not customer_id else None
     kind = location.capacity_kind(line.method) if location else None
     day = days.get((line.location_id, kind)) if kind else None
     return {
@@ -274,7 +276,9 @@ class Reservations:
                         anywhere,
                         requests[i].near,
                         rules=default_rules,
-                        usage=usage,
+                        # A customer's own hold (a cart) respects the capacity but uses none:
+                        # otherwise shoppers' holds could use up a store's day.
+                        usage=dict(usage) if customer_id else usage,
                         locations=current,
                     )
                 except DomainError as error:
@@ -318,7 +322,7 @@ class Reservations:
                         "location_id": line.location_id,
                         "quantity": line.quantity,
                         "method": int(line.method or 0),
-                        **_counted(days, current, line),
+                        **_counted(days, current, line, requests[i].customer_id),
                     }
                     for i, lines in placed.items()
                     for n, line in enumerate(lines)

@@ -174,3 +174,82 @@ async def test_permission_comes_before_validation_through_the_gateway(
             assert response.status_code == 400, (path, response.text)
             details = response.json()["error"]["details"]
             assert any(d["@type"].endswith("BadRequest") for d in details), details
+
+
+async def test_sourcing_is_tuned_over_http_without_a_release(
+    inventory_target: str, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """The README's recipe: a DC-first version drafted, activated, and plans follow it; an
+    active version cannot be edited (FAILED_PRECONDITION, 400)."""
+    profile = f"dc-first-{uuid.uuid4().hex[:6]}"
+    sku = f"GW-{uuid.uuid4().hex[:8]}"
+    staff = dict(tokens.staff)
+    plan_body = {
+        "lines": [{"sku": sku, "quantity": "1"}],
+        "deliveryPoint": {"latitude": 35.6812, "longitude": 139.7671},
+        "sourcingProfile": profile,
+    }
+    async with start_gateway(targets={"inventory": inventory_target}) as gw:
+        for location in (STORE, "dc-kanto"):
+            stocked = await gw.client.post(
+                f"/v1/locations/{location}/stockLevels/{sku}:adjust",
+                json={"quantity": "3", "reason": "MOVEMENT_REASON_RECEIPT"},
+                headers=staff,
+            )
+            assert stocked.status_code == 200, stocked.text
+        draft = await gw.client.post(
+            f"/v1/sourcingProfiles/{profile}/versions",
+            json={
+                "description": "DCs first",
+                "criteria": [
+                    "SOURCING_CRITERION_LOCATION_TYPE",
+                    "SOURCING_CRITERION_FEWEST_SHIPMENTS",
+                    "SOURCING_CRITERION_DISTANCE",
+                ],
+                "maxShipments": 2,
+                "allowedLocationTypes": [
+                    {
+                        "method": "FULFILLMENT_METHOD_DELIVERY",
+                        "locationTypes": [
+                            "LOCATION_TYPE_DISTRIBUTION_CENTER",
+                            "LOCATION_TYPE_FULFILLMENT_CENTER",
+                            "LOCATION_TYPE_STORE",
+                        ],
+                    }
+                ],
+                "fallbacks": ["SOURCING_FALLBACK_SPLIT_BEYOND_MAX", "SOURCING_FALLBACK_PARTIAL"],
+            },
+            headers=staff,
+        )
+        assert draft.status_code == 200, draft.text
+        assert draft.json()["state"] == "SOURCING_PROFILE_VERSION_STATE_DRAFT"
+        version = draft.json()["version"]
+        unplanned = await gw.client.post(
+            "/v1/fulfillmentPlans:plan", json=plan_body, headers={"x-api-key": WEB_KEY}
+        )
+        assert unplanned.status_code == 404, unplanned.text  # a draft decides nothing
+        active = await gw.client.post(
+            f"/v1/sourcingProfiles/{profile}/versions/{version}:activate", json={}, headers=staff
+        )
+        assert active.status_code == 200, active.text
+        plan = await gw.client.post(
+            "/v1/fulfillmentPlans:plan", json=plan_body, headers={"x-api-key": WEB_KEY}
+        )
+        assert plan.status_code == 200, plan.text
+        assert [a["locationId"] for a in plan.json()["allocations"]] == ["dc-kanto"]
+        assert plan.json()["sourcingProfileVersion"] == version
+        edit = await gw.client.patch(
+            f"/v1/sourcingProfiles/{profile}/versions/{version}",
+            params={"updateMask": "maxShipments"},
+            json={"maxShipments": 3},
+            headers=staff,
+        )
+        assert edit.status_code == 400, edit.text  # FAILED_PRECONDITION
+        info = next(d for d in edit.json()["error"]["details"] if d["@type"].endswith("ErrorInfo"))
+        assert info["reason"] == "SOURCING_PROFILE_VERSION_NOT_DRAFT"
+        history = await gw.client.get(
+            "/v1/sourcingProfileVersions", params={"profile": profile}, headers=staff
+        )
+        assert [v["state"] for v in history.json()["versions"]] == [
+            "SOURCING_PROFILE_VERSION_STATE_ACTIVE"
+        ]

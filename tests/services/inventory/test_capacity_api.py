@@ -155,11 +155,36 @@ async def test_shipping_reservations_use_capacity_releases_give_it_back_pickups_
     await stub.ReleaseReservation(api.ReleaseReservationRequest(id=first.id), metadata=tokens.staff)
     await stub.CommitReservation(api.CommitReservationRequest(id=second.id), metadata=tokens.staff)
     assert await _used(url, store_id) == {int(SHIP_FROM_STORE): (2, 1)}
+    # A customer's own hold respects the capacity but uses none of it.
+    customer = tokens.customer
+    held = (
+        await stub.ReserveStock(
+            api.ReserveStockRequest(
+                owner="customers/customer-1/carts/c",
+                lines=[pb.StockLine(sku=sku, quantity=1, location_id=store_id, method=SHIP)],
+            ),
+            metadata=customer,
+        )
+    ).reservation
+    assert await _used(url, store_id) == {int(SHIP_FROM_STORE): (2, 1)}
     third = (
         await stub.ReserveStock(_reserve(sku, 3, store_id, SHIP), metadata=tokens.staff)
     ).reservation
     assert await _used(url, store_id) == {int(SHIP_FROM_STORE): (5, 2)}
     assert third.lines[0].location_id == store_id
+    await expect_error(
+        stub.ReserveStock(
+            api.ReserveStockRequest(
+                owner="customers/customer-1/carts/d",
+                lines=[pb.StockLine(sku=sku, quantity=1, location_id=store_id, method=SHIP)],
+            ),
+            metadata=customer,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CAPACITY_EXHAUSTED",
+    )
+    await stub.ReleaseReservation(api.ReleaseReservationRequest(id=held.id), metadata=customer)
+    assert await _used(url, store_id) == {int(SHIP_FROM_STORE): (5, 2)}
 
 
 async def test_sourcing_skips_a_store_whose_capacity_is_used_up(

@@ -324,25 +324,26 @@ async def test_only_staff_with_a_sourcing_scope_change_profiles(
     assert [v.version for v in listed.versions] == [1]
 
 
-async def test_the_profile_cache_serves_active_versions_until_it_is_refreshed(
+async def test_another_replicas_cache_finds_a_new_profile_and_later_its_new_versions(
     shared_inventory: Shared, tokens: Tokens
 ) -> None:
     stub, _, url = shared_inventory
     db = Database(url, pool_size=1, max_overflow=0)
     try:
-        cache = ProfileCache(db, ttl=3600)
+        cache = ProfileCache(db, ttl=3600)  # another replica's, loaded before the writes
         profile = f"cache-{uuid.uuid4().hex[:8]}"
-        await expect_missing(cache, profile)
-        created = await _create(stub, tokens, profile, _version(DC))
-        await _activate(stub, tokens, profile, created.version)
-        await expect_missing(cache, profile)  # cached for its TTL on this "replica"
-        cache.invalidate()
+        with pytest.raises(NotFound) as caught:
+            await cache.active(profile)
+        assert caught.value.reason == "SOURCING_PROFILE_NOT_FOUND"
+        first = await _create(stub, tokens, profile, _version(DC))
+        await _activate(stub, tokens, profile, first.version)
+        assert (await cache.active(profile)).version == 1  # a miss reads the database
+        cache.invalidate()  # its refresh (every 2 s in the service) now holds the profile
         assert (await cache.active(profile)).version == 1
+        second = await _create(stub, tokens, profile, _version(STORE))
+        await _activate(stub, tokens, profile, second.version)
+        assert (await cache.active(profile)).version == 1  # a known profile: until the refresh
+        cache.invalidate()
+        assert (await cache.active(profile)).version == 2
     finally:
         await db.dispose()
-
-
-async def expect_missing(cache: ProfileCache, profile: str) -> None:
-    with pytest.raises(NotFound) as caught:
-        await cache.active(profile)
-    assert caught.value.reason == "SOURCING_PROFILE_NOT_FOUND"

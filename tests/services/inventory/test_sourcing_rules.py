@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.inventory import domain as d
 from services.inventory.domain import sourcing
@@ -277,3 +279,64 @@ def test_anywhere_lines_need_no_method_or_ship() -> None:
     with pytest.raises(InvalidArgument) as conflict:
         d.normalize_lines([d.Line("A", 1, "x", d.AllocationMethod.SHIP), d.Line("A", 1, "x", None)])
     assert conflict.value.reason == "METHOD_CONFLICT"
+
+
+RULES = st.builds(
+    SourcingRules,
+    criteria=st.permutations(
+        [C.FEWEST_SHIPMENTS, C.DISTANCE, C.LOCATION_PRIORITY, C.CAPACITY_LEFT, C.LOCATION_TYPE]
+    ).map(tuple),
+    max_shipments=st.integers(1, 5),
+    allowed_types=st.dictionaries(
+        st.sampled_from(list(FulfillmentMethod)),
+        st.permutations([DC, FC, STORE]).flatmap(
+            lambda types: st.integers(1, 3).map(lambda n: tuple(types[:n]))
+        ),
+    ),
+    fallbacks=st.sampled_from(
+        [(), (F.PARTIAL,), (F.SPLIT_BEYOND_MAX, F.PARTIAL), (F.ANY_LOCATION_TYPE, F.FAIL)]
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rules=RULES,
+    stock=st.dictionaries(
+        st.sampled_from([loc.id for loc in LOCATIONS]),
+        st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(0, 6)),
+    ),
+    caps=st.dictionaries(st.sampled_from([loc.id for loc in LOCATIONS]), st.integers(0, 5)),
+    demand=st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers(1, 8), min_size=1),
+    same_day=st.booleans(),
+)
+def test_no_profile_plans_more_than_stock_or_capacity_allows(
+    rules: SourcingRules,
+    stock: dict[str, dict[str, int]],
+    caps: dict[str, int],
+    demand: dict[str, int],
+    same_day: bool,
+) -> None:
+    rules.validate()
+    candidates = _candidates(TOKYO_STATION, stock, caps)
+    lines = [d.Line(sku, q) for sku, q in demand.items()]
+    plan = sourcing.plan_delivery(lines, candidates, same_day=same_day, rules=rules)
+    by_id = {c.location.id: c for c in candidates}
+    placed: dict[str, int] = {}
+    per_location: dict[str, int] = {}
+    for a in plan.allocations:
+        candidate = by_id[a.location_id]
+        assert sourcing.may_deliver(candidate, same_day=same_day)
+        assert a.quantity <= candidate.available.get(a.sku, 0)
+        placed[a.sku] = placed.get(a.sku, 0) + a.quantity
+        per_location[a.location_id] = per_location.get(a.location_id, 0) + a.quantity
+    for location_id, units in per_location.items():
+        left = by_id[location_id].units_left
+        assert left is None or units <= left
+    missing = {sku: q for sku, q, _ in plan.unfulfillable}
+    for sku, quantity in demand.items():
+        assert placed.get(sku, 0) + missing.get(sku, 0) == quantity
+    if F.SPLIT_BEYOND_MAX not in rules.fallbacks:
+        assert plan.shipment_count <= rules.max_shipments
+    if not ({F.PARTIAL} & set(rules.fallbacks)) and not plan.complete:
+        assert not plan.allocations  # no partial plan without PARTIAL
