@@ -43,14 +43,24 @@ WRITES_BEFORE_POSTGRES_LOSS = 80
 WRITES = 120
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    while True:
-        first = free_port()
-        if first + count < 65000 and not any(
-            port_in_use("127.0.0.1", first + i) for i in range(1, count)
-        ):
-            return first
+def port_ranges(*shapes: tuple[int, ...]) -> list[int]:
+    """For each shape (offsets from a first port), a first port such that every port of
+    every shape is free and no two shapes share one."""
+    taken: set[int] = set()
+    firsts = []
+    for offsets in shapes:
+        while True:
+            first = free_port()
+            wanted = {first + offset for offset in offsets}
+            if (
+                max(wanted) < 65000
+                and not wanted & taken
+                and not any(port_in_use("127.0.0.1", port) for port in wanted)
+            ):
+                break
+        taken |= wanted
+        firsts.append(first)
+    return firsts
 
 
 def round_robin(ports: list[int]) -> grpc.Channel:
@@ -193,12 +203,10 @@ def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
     runner_env: dict[str, str],
 ) -> None:
     data_dir = Path(runner_env["TENPO_DATA_DIR"])
-    base = free_ports(3)
-    while base + REPLICA_PORT_STEP + INVENTORY_OFFSET > 65000 or port_in_use(
-        "127.0.0.1", base + REPLICA_PORT_STEP + INVENTORY_OFFSET
-    ):
-        base = free_ports(3)
-    nats_port, cluster_port, monitor_port = free_ports(3), free_ports(3), free_ports(3)
+    nodes = (0, 1, 2)
+    base, nats_port, cluster_port, monitor_port = port_ranges(
+        (0, INVENTORY_OFFSET, INVENTORY_OFFSET + REPLICA_PORT_STEP), nodes, nodes, nodes
+    )
     env = runner_env | {
         "TENPO_SERVICES": "inventory",
         # No catalog in this stack to announce SKUs: inventory takes any.
