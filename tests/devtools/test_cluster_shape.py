@@ -43,10 +43,11 @@ WRITES_BEFORE_POSTGRES_LOSS = 80
 WRITES = 120
 
 
-def port_ranges(*shapes: tuple[int, ...]) -> list[int]:
+def port_ranges(taken: set[int], *shapes: tuple[int, ...]) -> list[int]:
     """For each shape (offsets from a first port), a first port such that every port of
-    every shape is free and no two shapes share one."""
-    taken: set[int] = set()
+    every shape is free and no two shapes (nor ``taken``, chosen but not bound yet) share
+    one."""
+    taken = set(taken)
     firsts = []
     for offsets in shapes:
         while True:
@@ -204,8 +205,9 @@ def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
 ) -> None:
     data_dir = Path(runner_env["TENPO_DATA_DIR"])
     nodes = (0, 1, 2)
+    chosen = {int(runner_env[key]) for key in ("TENPO_POSTGRES_PORT", "TENPO_SMTP_PORT")}
     base, nats_port, cluster_port, monitor_port = port_ranges(
-        (0, INVENTORY_OFFSET, INVENTORY_OFFSET + REPLICA_PORT_STEP), nodes, nodes, nodes
+        chosen, (0, INVENTORY_OFFSET, INVENTORY_OFFSET + REPLICA_PORT_STEP), nodes, nodes, nodes
     )
     env = runner_env | {
         "TENPO_SERVICES": "inventory",
