@@ -1,8 +1,9 @@
 """The cluster shape on one machine: `make run` with a three-node NATS JetStream cluster and
-two replicas of a service. Under steady writes, one NATS node and then one service replica
-are killed (SIGKILL); afterwards every write that succeeded happened exactly once, callers
-saw only successes and UNAVAILABLE (retried with the same request_id, never INTERNAL), and
-every outbox row reached the stream exactly once."""
+two replicas of a service. Under steady writes, the NATS node leading the stream, then one
+service replica, then PostgreSQL are killed (SIGKILL); the runner starts each again.
+Afterwards every write that succeeded happened exactly once, callers saw only successes and
+UNAVAILABLE (retried with the same request_id, never INTERNAL), and every outbox row reached
+the stream exactly once."""
 
 from __future__ import annotations
 
@@ -35,20 +36,32 @@ from tests.stack import Runner
 pytestmark = pytest.mark.integration
 
 INVENTORY_OFFSET = 2
-#: Writes before the NATS node dies, before the replica dies, and in all.
+#: Writes before the NATS node dies, before the replica dies, before PostgreSQL dies, in all.
 WRITES_BEFORE_NODE_LOSS = 20
 WRITES_BEFORE_REPLICA_LOSS = 50
-WRITES = 90
+WRITES_BEFORE_POSTGRES_LOSS = 80
+WRITES = 120
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports."""
-    while True:
-        first = free_port()
-        if first + count < 65000 and not any(
-            port_in_use("127.0.0.1", first + i) for i in range(1, count)
-        ):
-            return first
+def port_ranges(taken: set[int], *shapes: tuple[int, ...]) -> list[int]:
+    """For each shape (offsets from a first port), a first port such that every port of
+    every shape is free and no two shapes (nor ``taken``, chosen but not bound yet) share
+    one."""
+    taken = set(taken)
+    firsts = []
+    for offsets in shapes:
+        while True:
+            first = free_port()
+            wanted = {first + offset for offset in offsets}
+            if (
+                max(wanted) < 65000
+                and not wanted & taken
+                and not any(port_in_use("127.0.0.1", port) for port in wanted)
+            ):
+                break
+        taken |= wanted
+        firsts.append(first)
+    return firsts
 
 
 def round_robin(ports: list[int]) -> grpc.Channel:
@@ -133,6 +146,18 @@ def replica_process(runner: Runner, port: int) -> psutil.Process:
     raise AssertionError(f"no inventory replica listens on {port}:\n{runner.text}")
 
 
+async def stream_leader(nats_urls: list[str]) -> int:
+    """The cluster node (1-3) that leads inventory's stream, which has three replicas."""
+    client = await nats.connect(nats_urls)
+    try:
+        info = await client.jetstream().stream_info("TENPO_INVENTORY")
+    finally:
+        await client.close()
+    assert info.config.num_replicas == 3
+    assert info.cluster is not None and info.cluster.leader
+    return int(info.cluster.leader.rsplit("-", 1)[1])
+
+
 async def outbox_and_stream(
     data_dir: Path, postgres_port: int, nats_urls: list[str]
 ) -> tuple[set[str], list[str]]:
@@ -179,12 +204,11 @@ def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
     runner_env: dict[str, str],
 ) -> None:
     data_dir = Path(runner_env["TENPO_DATA_DIR"])
-    base = free_ports(3)
-    while base + REPLICA_PORT_STEP + INVENTORY_OFFSET > 65000 or port_in_use(
-        "127.0.0.1", base + REPLICA_PORT_STEP + INVENTORY_OFFSET
-    ):
-        base = free_ports(3)
-    nats_port, cluster_port, monitor_port = free_ports(3), free_ports(3), free_ports(3)
+    nodes = (0, 1, 2)
+    chosen = {int(runner_env[key]) for key in ("TENPO_POSTGRES_PORT", "TENPO_SMTP_PORT")}
+    base, nats_port, cluster_port, monitor_port = port_ranges(
+        chosen, (0, INVENTORY_OFFSET, INVENTORY_OFFSET + REPLICA_PORT_STEP), nodes, nodes, nodes
+    )
     env = runner_env | {
         "TENPO_SERVICES": "inventory",
         # No catalog in this stack to announce SKUs: inventory takes any.
@@ -196,6 +220,7 @@ def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
         "TENPO_NATS_CLUSTER_PORT": str(cluster_port),
         "TENPO_NATS_MONITOR_PORT": str(monitor_port),
     }
+    nats_urls = [f"nats://127.0.0.1:{nats_port + node}" for node in range(3)]
     runner = Runner("run", env)
     runner.wait_for(READY_BANNER, timeout=400)
     assert "nats cluster (3 nodes)" in runner.text
@@ -218,24 +243,27 @@ def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
         writer = Writer(stub, token, sku, location)
         writer.start()
         writer.wait_for(WRITES_BEFORE_NODE_LOSS, timeout=120)
-        node = int((data_dir / "nats" / "cluster-2" / "nats-server.pid").read_text().strip())
+        # The node that leads the service's stream: the hardest one to lose.
+        leader = asyncio.run(stream_leader(nats_urls))
+        node = int((data_dir / "nats" / f"cluster-{leader}" / "nats-server.pid").read_text())
         os.kill(node, signal.SIGKILL)
-        runner.wait_for("nats-2 stopped; restarting it in", timeout=60)
+        name = "nats" if leader == 1 else f"nats-{leader}"
+        runner.wait_for(f"{name} stopped; restarting it in", timeout=60)
 
         writer.wait_for(WRITES_BEFORE_REPLICA_LOSS, timeout=180)
         replica_process(runner, ports[1]).kill()
         runner.wait_for("inventory-2 was killed by SIGKILL; restarting it in", timeout=60)
 
-        writer.wait_for(WRITES, timeout=300)
+        writer.wait_for(WRITES_BEFORE_POSTGRES_LOSS, timeout=300)
+        postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        psutil.Process(postmaster).kill()
+        runner.wait_for("postgres stopped; restarting it in", timeout=60)
+
+        writer.wait_for(WRITES, timeout=400)
         writer.join(timeout=60)
-        runner.wait_for("inventory-2 is serving again", timeout=300)
         after = on_hand(stub, token, location, sku)
         outbox, stream = asyncio.run(
-            outbox_and_stream(
-                data_dir,
-                int(env["TENPO_POSTGRES_PORT"]),
-                [f"nats://127.0.0.1:{nats_port + node}" for node in range(3)],
-            )
+            outbox_and_stream(data_dir, int(env["TENPO_POSTGRES_PORT"]), nats_urls)
         )
     finally:
         if writer is not None:

@@ -23,7 +23,7 @@ from tenpo.devtools.stack.config import (
 )
 from tenpo.devtools.stack.net import port_in_use
 from tenpo.devtools.stack.postgres import PASSWORD_FILE
-from tenpo.devtools.stack.runner import READY_BANNER, DevStack
+from tenpo.devtools.stack.runner import READY_BANNER, DevStack, telemetry_hint
 from tests.conftest import NatsFactory, scratch_dir
 from tests.stack import Runner, processes_using
 
@@ -222,6 +222,13 @@ def test_the_cluster_shape_is_asked_for_by_environment() -> None:
     single = DevStack(light, io.StringIO()).service_env(light.services[0])
     # One node: the stack leaves stream replicas alone (one, the default).
     assert single.get("TENPO_NATS_STREAM_REPLICAS") == os.environ.get("TENPO_NATS_STREAM_REPLICAS")
+
+
+def test_run_says_where_telemetry_goes_or_how_to_send_it() -> None:
+    assert "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317" in telemetry_hint({})
+    sent = telemetry_hint({"TENPO_OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert sent == "Telemetry: traces and metrics go to http://collector:4317 (OTLP/gRPC)."
+    assert "printed" in telemetry_hint({"TENPO_OTEL_CONSOLE": "true"})
 
 
 @pytest.mark.parametrize(

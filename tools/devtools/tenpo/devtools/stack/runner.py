@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -708,6 +708,21 @@ class _NatsMember:
 # -- commands ---------------------------------------------------------------------------------
 
 
+def telemetry_hint(env: Mapping[str, str]) -> str:
+    """Where the services' traces and metrics go, or how to send them somewhere: any
+    OTLP/gRPC receiver (an OpenTelemetry Collector, Jaeger all-in-one on 4317) works."""
+    endpoint = env.get("TENPO_OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint:
+        return f"Telemetry: traces and metrics go to {endpoint} (OTLP/gRPC)."
+    if (env.get("TENPO_OTEL_CONSOLE") or "").lower() in {"1", "true", "yes"}:
+        return "Telemetry: traces and metrics are printed to each service's log."
+    return (
+        "Telemetry: off. To see traces and metrics, start any OTLP/gRPC receiver (an "
+        "OpenTelemetry Collector, Jaeger all-in-one) and run with "
+        "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317, or TENPO_OTEL_CONSOLE=true."
+    )
+
+
 def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
     """Start everything, print where it listens, serve until Ctrl-C/SIGTERM, stop everything."""
     lock = StackLock(config.lock_file)
@@ -753,6 +768,8 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
                     f"also in {_display(config.token_file)}):"
                 )
                 progress.line(f"  {stack.staff_token}")
+            progress.line()
+            progress.line(telemetry_hint(os.environ))
             credentials = config.data_dir / "dev-credentials.json"
             if credentials.exists():
                 progress.line()
