@@ -207,9 +207,25 @@ async function signIn(event) {
   await showAccount();
 }
 
+// Sign-up with the channel's key, then signed in at once (the welcome mail goes out).
+async function register(event) {
+  event.preventDefault();
+  const email = $("register-email").value;
+  const password = $("register-password").value;
+  await api.post("/v1/identity:register", {
+    email, password, name: { familyName: $("register-family").value, givenName: $("register-given").value },
+  });
+  $("email").value = email;
+  $("password").value = password;
+  $("register-password").value = "";
+  $("register-box").open = false;
+  await signIn(event);
+}
+
 async function showAccount() {
   const signedIn = Boolean(account.get());
   $("sign-in").hidden = signedIn;
+  $("register-box").hidden = signedIn;
   $("signed-in").hidden = !signedIn;
   if (stopPoints) stopPoints();
   if (!signedIn) {
@@ -278,6 +294,7 @@ on("search", "submit", search);
 on("add", "click", addToCart);
 on("checkout", "submit", checkout);
 on("sign-in", "submit", signIn);
+on("register", "submit", register);
 on("sign-out", "click", async () => {
   account.clear();
   await showAccount();
