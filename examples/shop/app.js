@@ -122,7 +122,15 @@ async function watchStock(productId, sku) {
 async function currentCart({ create = false } = {}) {
   if (account.get()) return unwrap(await api.get("/v1/carts:active"));
   const guest = guestCart.get();
-  if (guest) return unwrap(await api.get(`/v1/carts/${guest.id}`, { cartToken: guest.token }));
+  if (guest) {
+    try {
+      const cart = unwrap(await api.get(`/v1/carts/${guest.id}`, { cartToken: guest.token }));
+      if (cart.status === "CART_STATUS_ACTIVE") return cart;
+    } catch (error) {
+      if (error.status !== 404 && error.status !== 403) throw error;
+    }
+    guestCart.clear(); // expired, merged or gone: start a new one when needed
+  }
   if (!create) return null;
   const created = await api.post("/v1/carts", { requestId: requestId() });
   guestCart.set({ id: created.cart.id, token: created.cartToken });
