@@ -9,7 +9,11 @@ export class ApiError extends Error {
   constructor(status, body) {
     const error = (body && body.error) || {};
     const info = (error.details || []).find((d) => d.reason) || {};
-    super(`${status} ${info.reason || error.status || ""}: ${error.message || "request failed"}`);
+    // The offending fields, as the AIP-193 BadRequest detail names them.
+    const fields = (error.details || []).flatMap((d) => d.fieldViolations || [])
+      .map((v) => `${v.field}: ${v.description}`);
+    const message = [error.message || "request failed", ...fields].join("; ");
+    super(`${status} ${info.reason || error.status || ""}: ${message}`);
     this.status = status;
     this.reason = info.reason || "";
     this.body = body;

@@ -122,7 +122,15 @@ async function watchStock(productId, sku) {
 async function currentCart({ create = false } = {}) {
   if (account.get()) return unwrap(await api.get("/v1/carts:active"));
   const guest = guestCart.get();
-  if (guest) return unwrap(await api.get(`/v1/carts/${guest.id}`, { cartToken: guest.token }));
+  if (guest) {
+    try {
+      const cart = unwrap(await api.get(`/v1/carts/${guest.id}`, { cartToken: guest.token }));
+      if (cart.status === "CART_STATUS_ACTIVE") return cart;
+    } catch (error) {
+      if (error.status !== 404 && error.status !== 403) throw error;
+    }
+    guestCart.clear(); // expired, merged or gone: start a new one when needed
+  }
   if (!create) return null;
   const created = await api.post("/v1/carts", { requestId: requestId() });
   guestCart.set({ id: created.cart.id, token: created.cartToken });
@@ -207,9 +215,25 @@ async function signIn(event) {
   await showAccount();
 }
 
+// Sign-up with the channel's key, then signed in at once (the welcome mail goes out).
+async function register(event) {
+  event.preventDefault();
+  const email = $("register-email").value;
+  const password = $("register-password").value;
+  await api.post("/v1/identity:register", {
+    email, password, name: { familyName: $("register-family").value, givenName: $("register-given").value },
+  });
+  $("email").value = email;
+  $("password").value = password;
+  $("register-password").value = "";
+  $("register-box").open = false;
+  await signIn(event);
+}
+
 async function showAccount() {
   const signedIn = Boolean(account.get());
   $("sign-in").hidden = signedIn;
+  $("register-box").hidden = signedIn;
   $("signed-in").hidden = !signedIn;
   if (stopPoints) stopPoints();
   if (!signedIn) {
@@ -278,6 +302,7 @@ on("search", "submit", search);
 on("add", "click", addToCart);
 on("checkout", "submit", checkout);
 on("sign-in", "submit", signIn);
+on("register", "submit", register);
 on("sign-out", "click", async () => {
   account.clear();
   await showAccount();

@@ -1,10 +1,11 @@
 """The web shop in a real browser against the whole stack: search in Japanese and English with
 a facet, the product page's nearest stores and a stock change arriving over SSE without a
-reload, the cart total, then sign-in, click & collect checkout, points, export and erasure."""
+reload, the cart total, then sign-up, click & collect checkout, points, export and erasure."""
 
 from __future__ import annotations
 
 import re
+import uuid
 
 from playwright.async_api import expect
 
@@ -68,10 +69,10 @@ async def test_search_product_live_stock_and_cart(stack: Stack, pages: Pages) ->
     await pages.screenshot(page, "cart")
 
 
-async def test_sign_in_click_and_collect_points_export_and_erase(
+async def test_sign_up_click_and_collect_points_export_and_erase(
     stack: Stack, pages: Pages
 ) -> None:
-    email = stack.register()
+    email = f"touch.{uuid.uuid4().hex[:10]}@example.jp"
     page = await pages.open("/examples/shop/")
     # A guest cart first: signing in merges it into hers.
     await page.fill("#query", "スニーカー")
@@ -81,9 +82,17 @@ async def test_sign_in_click_and_collect_points_export_and_erase(
     await page.click("#add")
     await expect(page.locator("#cart-total")).to_have_attribute("data-lines", "1")
 
-    await page.fill("#email", email)
-    await page.fill("#password", PASSWORD)
-    await page.click("#sign-in button")
+    # She registers in the shop: a weak password is refused first, with the reason.
+    await page.click("#register-box summary")
+    await page.fill("#register-family", "試験")
+    await page.fill("#register-given", "花子")
+    await page.fill("#register-email", email)
+    await page.fill("#register-password", "short")
+    await page.click("#register button")
+    await expect(page.locator("#error")).to_contain_text("password: at least 10 characters")
+    pages.expected_problem(r"REGISTRATION_INVALID|status of 400")
+    await page.fill("#register-password", PASSWORD)
+    await page.click("#register button")
     await expect(page.locator("#who")).to_have_text("試験 花子")
     await expect(page.locator("#points")).to_have_text("0 pt")
     await expect(page.locator("#cart-total")).to_have_attribute("data-lines", "1")
