@@ -25,7 +25,7 @@ class FakeIdentity(identity_grpc.IdentityServiceServicer):
     def __init__(self) -> None:
         self.sign_ins = 0
 
-    async def SignInClient(  # noqa: N802 (the generated name)
+    async def SignInClient(
         self, request: identity_api.SignInClientRequest, context: grpc.aio.ServicerContext
     ) -> identity_api.SignInClientResponse:
         if request.client_secret != "right":
