@@ -22,9 +22,10 @@ from services.notification.subscribers.commerce import cart_subscription, order_
 from services.notification.subscribers.customer import customer_subscription
 from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages, Policy, Providers
+from services.notification.usecases.push import PushSubscriptions
 from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
-from services.notification.usecases.tracking import Tracking
+from services.notification.usecases.tracking import Deliveries, Tracking
 from services.notification.wakeup import JOURNEYS, MESSAGES, Listener
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -141,7 +142,14 @@ async def build(
     runtime.add_servicer(
         notification_service_pb2_grpc.add_NotificationServiceServicer_to_server,
         NotificationServicer(
-            templates, messages, recipients, journeys, tracking, runtime.page_tokens
+            templates,
+            messages,
+            recipients,
+            journeys,
+            tracking,
+            runtime.page_tokens,
+            Deliveries(runtime.db),
+            PushSubscriptions(runtime.db),
         ),
         SERVICE_NAME,
     )

@@ -10,6 +10,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from services.notification.domain import journeys as jd
 from services.notification.domain import templates as td
+from services.notification.domain.push import PushSubscription
 from tenpo.kit import wire
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.notification.v1 import resources_pb2 as pb
@@ -201,4 +202,16 @@ def message(row: Any) -> pb.Message:
         open_time=wire.timestamp(row.opened_at),
         click_time=wire.timestamp(row.clicked_at),
         journey_id=str(row.journey_id or ""),
+        delivery_status=row.delivery_status,
+    )
+
+
+def push_subscription(s: PushSubscription) -> pb.PushSubscription:
+    return pb.PushSubscription(
+        id=str(s.id or ""),
+        endpoint=s.endpoint,
+        p256dh=s.p256dh,
+        auth=s.auth,
+        device_label=s.device_label,
+        create_time=wire.timestamp(s.created_at),
     )

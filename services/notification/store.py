@@ -296,6 +296,20 @@ class MessageStore:
             )
         ).one()
 
+    async def by_provider_id(self, channel: Channel, provider_id: str) -> Any | None:
+        """The message a provider knows by ``provider_id``, locked for the report."""
+        return (
+            await self.session.execute(
+                sa.select(m.messages)
+                .where(
+                    m.messages.c.channel == int(channel), m.messages.c.provider_id == provider_id
+                )
+                .order_by(m.messages.c.created_at.desc())
+                .limit(1)
+                .with_for_update()
+            )
+        ).first()
+
     async def get(self, message_id: uuid.UUID, *, for_update: bool = False) -> Any | None:
         query = sa.select(m.messages).where(m.messages.c.id == message_id)
         if for_update:
