@@ -723,6 +723,13 @@ async def test_staff_sign_in_carries_their_scopes(
         "mail:send",
         "promotions:write",
     }
+    gateway = credentials["services"]["gateway"]
+    signed_in = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(
+            client_id=gateway["client_id"], client_secret=gateway["client_secret"]
+        )
+    )
+    assert claims_of(signed_in.tokens.access_token)["scope"] == "notifications:callbacks"
     # Seeding again keeps the customers and rotates the device secrets.
     again = await seed_demo_customers(seeded.host.settings, seeded.db)
     assert [d["client_id"] for d in again["devices"]] == [
