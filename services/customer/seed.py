@@ -48,6 +48,13 @@ SERVICE_CLIENTS = (
         "order-service",
         ("inventory:write", "carts:read", "carts:checkout", "promotions:redeem"),
     ),
+    (
+        "notification",
+        "notification-service",
+        ("customers:read", "mail:send", "promotions:write"),
+    ),
+    # The gateway forwards providers' signed delivery callbacks as itself.
+    ("gateway", "gateway-callbacks", ("notifications:callbacks",)),
 )
 WORDING = "2026-04"
 #: The demo customers' first store purchase, earning them points (1 per 100 yen).

@@ -41,11 +41,18 @@ from services.gateway.docs import (
 from services.gateway.examples import EXAMPLES_PREFIX, examples_handler, redirect_to_index
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
+from services.gateway.notifications import NotificationRoutes
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import StreamEndpoint
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
+from tenpo.kit.service_token import (
+    ClientCredentials,
+    StaticToken,
+    TokenSource,
+    configured_credentials,
+)
 
 log = logging.getLogger("tenpo.gateway")
 
@@ -108,6 +115,25 @@ class HttpParts:
     drain: asyncio.Event
 
 
+def service_tokens(settings: GatewaySettings, backends: Backends) -> TokenSource | None:
+    """The gateway's own token, for the calls it makes as itself: client credentials
+    (configured, or the customer seed's in development), else a fixed token (tests)."""
+    credentials = configured_credentials(
+        "gateway",
+        settings.service_client_id,
+        settings.service_client_secret.get_secret_value(),
+        settings.environment,
+    )
+    if credentials is not None and backends.configured("customer"):
+        return ClientCredentials(
+            backends.channel("customer"),  # connects on first use
+            *credentials,
+            timeout_seconds=settings.backend_timeout_seconds,
+            refresh_seconds=settings.service_token_refresh_seconds,
+        )
+    return StaticToken(settings.service_token.get_secret_value())
+
+
 def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     """The HTTP/JSON side on its own: routes, composed view, streams, documents."""
     schema = load_schema(settings.descriptor_set)
@@ -131,6 +157,9 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         endpoint = StreamEndpoint(path, method, settings, backends, policy, drain)
         app.add_exact("GET", path, endpoint)
         extra_paths.update(stream_openapi(builder, endpoint))
+    NotificationRoutes(
+        settings, schema, backends, policy, service_tokens(settings, backends)
+    ).install(app)
     document = builder.build(router.routes, extra_paths)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
     assets = DocsAssets.load()

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tenpo.kit.auth import channel_from_name
@@ -101,6 +101,20 @@ class GatewaySettings(ServiceSettings):
     #: Where the demo pages are; default: ``examples/`` of the source tree.
     examples_dir: Path = Field(default_factory=lambda: EXAMPLES_DIR)
 
+    #: Hosts a tracked click may redirect to ("shop.example.jp"; ".example.jp" also admits
+    #: its subdomains). Anything else is refused (403 REDIRECT_NOT_ALLOWED).
+    redirect_allowed_hosts: list[str] = ["localhost", "127.0.0.1"]
+    #: Key of the SMS/e-mail providers' delivery callbacks (HMAC-SHA256 of the raw body in
+    #: X-Tenpo-Signature); empty: the callback route is not served. At least 32 characters.
+    provider_callback_secret: SecretStr = SecretStr("")
+    #: The gateway's own client credentials (scope notifications:callbacks), for the calls
+    #: it makes as itself (delivery callbacks); in development from the customer seed.
+    service_client_id: str = ""
+    service_client_secret: SecretStr = SecretStr("")
+    service_token_refresh_seconds: float = Field(default=300.0, gt=0)
+    #: A fixed service token instead (tests); client credentials win when both are set.
+    service_token: SecretStr = SecretStr("")
+
     @model_validator(mode="after")
     def _gateway_checks(self) -> Self:
         targets = dict(self.targets)
@@ -122,6 +136,9 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError("development publishable keys are refused outside development")
             if "*" in self.cors_allowed_origins:
                 raise ValueError("cors_allowed_origins='*' is refused outside development")
+        secret = self.provider_callback_secret.get_secret_value()
+        if secret and len(secret) < 32:
+            raise ValueError("provider_callback_secret must have at least 32 characters")
         return self
 
     def target(self, service: str) -> str | None:

@@ -1,5 +1,5 @@
-"""Notification wiring: providers, use cases, servicer, customer consumers, the sender and
-the journey runner, seed."""
+"""Notification wiring: providers, the service's own token, use cases, servicer, customer,
+cart and order consumers, the sender and the journey runner, seed."""
 
 from __future__ import annotations
 
@@ -7,22 +7,34 @@ import logging
 from datetime import time, timedelta
 from pathlib import Path
 
+import grpc
+
 from services.notification.config import NotificationSettings
 from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
+from services.notification.promotions import GrpcPromotions, PromotionIssuer
 from services.notification.providers.push import PushSink, WebPush
 from services.notification.providers.sms import SmsSink, TwilioSms
 from services.notification.providers.smtp import SmtpSender
 from services.notification.servicer import NotificationServicer
 from services.notification.subscribers import mail_tokens
+from services.notification.subscribers.commerce import cart_subscription, order_subscription
 from services.notification.subscribers.customer import customer_subscription
 from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages, Policy, Providers
+from services.notification.usecases.push import PushSubscriptions
 from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
-from services.notification.usecases.tracking import Tracking
+from services.notification.usecases.tracking import Deliveries, Tracking
 from services.notification.wakeup import JOURNEYS, MESSAGES, Listener
+from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
+from tenpo.kit.service_token import (
+    ClientCredentials,
+    StaticToken,
+    TokenSource,
+    configured_credentials,
+)
 from tenpo.notification.v1 import notification_service_pb2, notification_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -60,6 +72,33 @@ def providers(settings: NotificationSettings) -> Providers:
     return Providers(email=email, sms=sms, push=push)
 
 
+def service_tokens(
+    settings: NotificationSettings, customer: grpc.aio.Channel | None
+) -> TokenSource:
+    """Client credentials when configured (in development: the customer seed's), else the
+    fixed token (tests, a platform-injected one), else none (calls are refused, and the
+    service says why at start-up)."""
+    credentials = configured_credentials(
+        "notification",
+        settings.service_client_id,
+        settings.service_client_secret.get_secret_value(),
+        settings.environment,
+    )
+    if credentials is not None and customer is not None:
+        return ClientCredentials(
+            customer,
+            *credentials,
+            timeout_seconds=settings.outgoing_timeout_seconds,
+            refresh_seconds=settings.service_token_refresh_seconds,
+        )
+    if not settings.customer_token.get_secret_value():
+        log.warning(
+            "no client credentials (NOTIFICATION_SERVICE_CLIENT_ID/SECRET) or token: calls to "
+            "the customer and cart services will be refused"
+        )
+    return StaticToken(settings.customer_token.get_secret_value())
+
+
 def _time(value: str) -> time:
     hours, minutes = value.split(":")
     return time(int(hours), int(minutes))
@@ -70,15 +109,22 @@ async def build(
     *,
     directory: CustomerDirectory | None = None,
     channel_providers: Providers | None = None,
+    promotions: PromotionIssuer | None = None,
 ) -> None:
-    """Wire the service; tests and benchmarks hand in their own customer directory and
-    providers."""
+    """Wire the service; tests and benchmarks hand in their own customer directory,
+    providers and promotion issuer."""
     settings = runtime.settings
-    directory = directory or GrpcCustomerDirectory(
-        settings.customer_target,
-        settings.customer_token.get_secret_value(),
-        settings.outgoing_timeout_seconds,
-    )
+    timeout = settings.outgoing_timeout_seconds
+    trace = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
+    # Channels connect on first use: no I/O at start-up.
+    channels_out = {
+        name: create_channel(target, timeout_seconds=timeout, max_attempts=3, trace=trace)
+        for name, target in (("customer", settings.customer_target), ("cart", settings.cart_target))
+        if target
+    }
+    tokens = service_tokens(settings, channels_out.get("customer"))
+    directory = directory or GrpcCustomerDirectory(channels_out.get("customer"), tokens, timeout)
+    promotions = promotions or GrpcPromotions(channels_out.get("cart"), tokens, timeout)
     recipients = Recipients(runtime.db, directory, settings.default_time_zone)
     policy = Policy(
         quiet_hours=QuietHours(_time(settings.quiet_hours_start), _time(settings.quiet_hours_end)),
@@ -90,17 +136,26 @@ async def build(
     )
     channels = channel_providers or providers(settings)
     messages = Messages(runtime.db, recipients, directory, channels, policy)
-    journeys = Journeys(runtime.db, messages)
+    journeys = Journeys(runtime.db, messages, promotions)
     tracking = Tracking(runtime.db, policy.tracking_secret)
     templates = Templates(runtime.db)
     runtime.add_servicer(
         notification_service_pb2_grpc.add_NotificationServiceServicer_to_server,
         NotificationServicer(
-            templates, messages, recipients, journeys, tracking, runtime.page_tokens
+            templates,
+            messages,
+            recipients,
+            journeys,
+            tracking,
+            runtime.page_tokens,
+            Deliveries(runtime.db),
+            PushSubscriptions(runtime.db),
         ),
         SERVICE_NAME,
     )
     runtime.subscribe(customer_subscription(recipients, journeys, settings.customer_consumer))
+    runtime.subscribe(cart_subscription(journeys, settings.cart_consumer))
+    runtime.subscribe(order_subscription(journeys, settings.order_consumer))
     if mail_tokens.CONTRACT_READY:
         runtime.subscribe(
             mail_tokens.mail_subscription(
@@ -123,8 +178,8 @@ async def build(
     runtime.background.extend([listener.run, deliver, advance_journeys])
 
     async def close() -> None:
-        if isinstance(directory, GrpcCustomerDirectory):
-            await directory.close()
+        for channel in channels_out.values():
+            await channel.close(grace=None)
         if isinstance(channels.email, SmtpSender):
             await channels.email.close()
         if isinstance(channels.sms, TwilioSms):
@@ -140,7 +195,9 @@ async def seed(runtime: Runtime[NotificationSettings]) -> None:
     from services.notification.seed import seed_defaults
 
     await seed_defaults(
-        runtime.db, timedelta(seconds=runtime.settings.welcome_reminder_after_seconds)
+        runtime.db,
+        timedelta(seconds=runtime.settings.welcome_reminder_after_seconds),
+        runtime.settings.abandoned_cart_promotion_id,
     )
 
 

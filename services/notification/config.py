@@ -10,6 +10,8 @@ from pydantic_settings import SettingsConfigDict
 from tenpo.kit.settings import Environment, ServiceSettings
 
 DEV_TRACKING_SECRET = "dev-tracking-secret-not-for-production"  # noqa: S105 (refused in production)
+#: The cart seed's personal-code promotion ("birthday", uuid5 of the cart's demo namespace).
+DEMO_PERSONAL_CODE_PROMOTION = "afcc9b2f-d3cb-5c6b-93c2-32c438b5b713"
 
 
 class NotificationSettings(ServiceSettings):
@@ -17,8 +19,10 @@ class NotificationSettings(ServiceSettings):
 
     service_name: str = "notification"
     grpc_port: int = 50056
-    #: Durable consumer name of the customer events (one per deployment).
+    #: Durable consumer names of the customer, cart and order events (one per deployment).
     customer_consumer: str = "notification-customer"
+    cart_consumer: str = "notification-cart"
+    order_consumer: str = "notification-order"
 
     #: SMTP: host, port, implicit TLS or STARTTLS (None: when the server offers it), auth.
     smtp_host: str = "127.0.0.1"
@@ -48,11 +52,24 @@ class NotificationSettings(ServiceSettings):
     #: Where links in account mails point (the shop's pages take the token).
     shop_base_url: str = "http://localhost:3000"
 
-    #: The customer service (GetCustomer, IssueMailToken), and the service token to call it
-    #: with (customers:read, mail:send).
+    #: The customer service (SignInClient, GetCustomer, IssueMailToken) and the cart service
+    #: (PromotionService.IssuePersonalCode).
     customer_target: str = ""
+    cart_target: str = ""
+    #: This service's own client credentials (a back-office-tool client of the customer
+    #: service, whose tokens are service tokens) with the scopes customers:read, mail:send
+    #: and promotions:write; in development they come from the customer seed.
+    service_client_id: str = ""
+    service_client_secret: SecretStr = SecretStr("")
+    #: The service token is reused this long (below the customer's client-token lifetime).
+    service_token_refresh_seconds: float = Field(default=300.0, gt=0)
+    #: A fixed service token instead of client credentials (tests; a platform that injects
+    #: one). Client credentials win when both are set.
     customer_token: SecretStr = SecretStr("")
     outgoing_timeout_seconds: float = Field(default=3.0, gt=0)
+    #: The code promotion the seeded abandoned-cart journey issues personal codes of (the
+    #: cart demo's personal-code promotion; a real shop names its own).
+    abandoned_cart_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
 
     #: Recipients' time zone when the customer service has none.
     default_time_zone: str = "Asia/Tokyo"
@@ -79,6 +96,11 @@ class NotificationSettings(ServiceSettings):
                 problems.append("public_base_url must be https")
             if not self.customer_target:
                 problems.append("customer_target must be set")
+            if (
+                not (self.service_client_id and self.service_client_secret.get_secret_value())
+                and not self.customer_token.get_secret_value()
+            ):
+                problems.append("service_client_id and service_client_secret must be set")
             if problems:
                 raise ValueError("unsafe notification settings: " + "; ".join(problems))
         return self

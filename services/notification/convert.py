@@ -10,6 +10,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from services.notification.domain import journeys as jd
 from services.notification.domain import templates as td
+from services.notification.domain.push import PushSubscription
 from tenpo.kit import wire
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.notification.v1 import resources_pb2 as pb
@@ -86,7 +87,7 @@ def journey_from_pb(j: pb.Journey) -> jd.Journey:
     for i, s in enumerate(j.steps):
         path = f"journey.steps[{i}]"
         kind = s.WhichOneof("kind")
-        action: jd.Send | jd.Wait | jd.Branch
+        action: jd.Action
         if kind == "send":
             action = jd.Send(
                 s.send.template_key,
@@ -104,12 +105,24 @@ def journey_from_pb(j: pb.Journey) -> jd.Journey:
                 s.branch.if_true,
                 s.branch.if_false,
                 td.Channel(s.branch.channel) if s.branch.channel in (1, 2, 3) else None,
+                s.branch.segment,
+            )
+        elif kind == "issue_code":
+            action = jd.IssueCode(
+                s.issue_code.promotion_id,
+                _duration(s.issue_code.valid_for, f"{path}.issue_code.valid_for")
+                if s.issue_code.HasField("valid_for")
+                else jd.DEFAULT_CODE_VALIDITY,
+            )
+        elif kind == "split":
+            action = jd.Split(
+                tuple(jd.Variant(v.name, v.weight, v.next_step) for v in s.split.variants)
             )
         else:
             raise InvalidArgument(
-                "a step needs send, wait or branch",
+                "a step needs send, wait, branch, issue_code or split",
                 reason="JOURNEY_INVALID",
-                field_violations=[FieldViolation(path, "send, wait or branch")],
+                field_violations=[FieldViolation(path, "send, wait, branch, issue_code or split")],
             )
         steps.append(jd.Step(s.id, action))
     return jd.Journey(
@@ -143,11 +156,18 @@ def journey(j: jd.Journey) -> pb.Journey:
         elif isinstance(a, jd.Wait):
             step.wait.duration.FromTimedelta(a.duration)
             step.wait.until = int(a.until)  # type: ignore[assignment]
+        elif isinstance(a, jd.IssueCode):
+            step.issue_code.promotion_id = a.promotion_id
+            step.issue_code.valid_for.FromTimedelta(a.valid_for)
+        elif isinstance(a, jd.Split):
+            for v in a.variants:
+                step.split.variants.add(name=v.name, weight=v.weight, next_step=v.next_step)
         else:
             step.branch.condition = int(a.condition)  # type: ignore[assignment]
             step.branch.if_true = a.if_true
             step.branch.if_false = a.if_false
             step.branch.channel = int(a.channel) if a.channel else 0  # type: ignore[assignment]
+            step.branch.segment = a.segment
     return out
 
 
@@ -182,4 +202,16 @@ def message(row: Any) -> pb.Message:
         open_time=wire.timestamp(row.opened_at),
         click_time=wire.timestamp(row.clicked_at),
         journey_id=str(row.journey_id or ""),
+        delivery_status=row.delivery_status,
+    )
+
+
+def push_subscription(s: PushSubscription) -> pb.PushSubscription:
+    return pb.PushSubscription(
+        id=str(s.id or ""),
+        endpoint=s.endpoint,
+        p256dh=s.p256dh,
+        auth=s.auth,
+        device_label=s.device_label,
+        create_time=wire.timestamp(s.created_at),
     )

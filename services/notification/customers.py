@@ -1,6 +1,6 @@
-"""Outgoing calls to the customer service: a recipient's contact details (GetCustomer).
-Every call has a deadline; a customer service that does not answer is Unavailable, so the
-event that needed it is redelivered later."""
+"""Outgoing calls to the customer service: a recipient's contact details (GetCustomer), as
+this service with its own token. Every call has a deadline; a customer service that does
+not answer is Unavailable, so the event that needed it is redelivered later."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import grpc
 
 from tenpo.customer.v1 import customer_service_pb2 as customer_api
 from tenpo.customer.v1 import customer_service_pb2_grpc as customer_grpc
-from tenpo.kit.clients import create_channel
 from tenpo.kit.errors import Unavailable
+from tenpo.kit.service_token import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +51,21 @@ class CustomerDirectory(Protocol):
 
 
 class GrpcCustomerDirectory:
-    def __init__(self, target: str, token: str, timeout_seconds: float) -> None:
-        self.target = target
-        self.token = token
+    """``channel`` None: no customer service is configured (every call is Unavailable).
+    Calls carry the service's own token (``tokens``: client credentials)."""
+
+    def __init__(
+        self, channel: grpc.aio.Channel | None, tokens: TokenSource, timeout_seconds: float
+    ) -> None:
+        self._channel = channel
+        self.tokens = tokens
         self.timeout_seconds = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
 
     def _get_channel(self) -> grpc.aio.Channel:
-        if not self.target:
+        if self._channel is None:
             raise Unavailable(
                 "no customer service is configured (customer_target)",
                 reason="CUSTOMER_NOT_CONFIGURED",
-            )
-        if self._channel is None:  # on first use: no I/O at start-up
-            self._channel = create_channel(
-                self.target,
-                timeout_seconds=self.timeout_seconds,
-                max_attempts=3,
-                token_provider=lambda: self.token or None,
             )
         return self._channel
 
@@ -78,11 +75,14 @@ class GrpcCustomerDirectory:
             call = stub.GetCustomer(
                 customer_api.GetCustomerRequest(customer_id=customer_id),
                 timeout=self.timeout_seconds,
+                metadata=await self.tokens.metadata(),
             )
             response = await cast("Awaitable[customer_api.GetCustomerResponse]", call)
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 return None
+            if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+                self.tokens.invalidate()  # expired or rotated: sign in again next time
             log.warning("customer lookup failed", extra={"code": error.code().name})
             raise Unavailable(
                 "the customer service did not answer", reason="CUSTOMER_UNAVAILABLE"
@@ -101,9 +101,6 @@ class GrpcCustomerDirectory:
         # adapter for it lives with the consumers of that contract (subscribers/mail_tokens).
         from services.notification.subscribers.mail_tokens import issue_mail_token
 
-        return await issue_mail_token(self._get_channel(), token_id, self.timeout_seconds)
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-            self._channel = None
+        return await issue_mail_token(
+            self._get_channel(), token_id, self.timeout_seconds, await self.tokens.metadata()
+        )

@@ -114,8 +114,12 @@ messages = sa.Table(
     sa.Column("opened_at", sa.DateTime(timezone=True)),
     sa.Column("clicked_at", sa.DateTime(timezone=True)),
     sa.Column("provider_id", sa.Text, nullable=False, server_default=""),
+    # What the provider reported later (callbacks): DELIVERED, BOUNCED, FAILED ("" none yet).
+    sa.Column("delivery_status", sa.Text, nullable=False, server_default=""),
+    sa.Column("delivery_updated_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.UniqueConstraint("dedupe_key", "template_key", "channel"),
+    sa.Index("ix_messages_provider_id", "channel", "provider_id"),
     sa.Index("ix_messages_due", "scheduled_at", postgresql_where=sa.text("status IN (1, 2)")),
     sa.Index("ix_messages_customer_created", "customer_id", "created_at"),
     sa.Index("ix_messages_created_id", "created_at", "id"),
@@ -172,6 +176,11 @@ journey_runs = sa.Table(
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
     # The trace of the event that caused it (W3C headers), continued when it is handled.
     sa.Column("trace", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # Variables of the run's messages: the trigger event's fields, an issued code, and the
+    # A/B variants it was sent down ({"variants": {step id: name}}).
+    sa.Column("data", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # Failed attempts of the current step (an issue-code step whose cart did not answer).
+    sa.Column("attempts", sa.SmallInteger, nullable=False, server_default="0"),
     *_times(),
     sa.UniqueConstraint("journey_id", "trigger_event_id"),
     sa.Index("ix_journey_runs_due", "due_at", postgresql_where=sa.text("status = 'active'")),
@@ -185,4 +194,29 @@ journey_exits = sa.Table(
     sa.Column("customer_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("event_type", sa.Text, primary_key=True),
     sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# What the order events this service has seen say about a customer (segments, "bought
+# since?"); one row per customer, each order counted once (the consumer's inbox).
+customer_orders = sa.Table(
+    "customer_orders",
+    metadata,
+    sa.Column("customer_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("orders", sa.Integer, nullable=False),
+    sa.Column("first_order_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_order_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A customer's Web Push subscriptions, one per browser or app install (bounded per customer).
+push_subscriptions = sa.Table(
+    "push_subscriptions",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("customer_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("p256dh", sa.Text, nullable=False),
+    sa.Column("auth", sa.Text, nullable=False),
+    sa.Column("device_label", sa.Text, nullable=False, server_default=""),
+    *_times(),
+    sa.UniqueConstraint("customer_id", "endpoint"),
 )

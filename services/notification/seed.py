@@ -1,5 +1,6 @@
 """Default templates and journeys: the account mails, the welcome journey (welcome mail;
-an SMS reminder when it stays unopened), a demo offer. Seeding twice changes nothing."""
+an SMS reminder when it stays unopened), the abandoned-cart mail with a personal code, the
+order confirmation and ready-for-pickup SMS, a demo offer. Seeding twice changes nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from services.notification import models as m
+from services.notification.config import DEMO_PERSONAL_CODE_PROMOTION
 from services.notification.domain import journeys as jd
 from services.notification.domain.templates import CapPolicy, Category, Channel, Template
 from services.notification.store import JourneyStore, TemplateStore
@@ -71,6 +73,7 @@ def default_templates() -> list[Template]:
             "</body></html>",
             sample_data={"shop_url": "https://shop.example"},
         ),
+        # Order SMS fit in one segment: Japanese is UCS-2 (70 characters), English GSM-7 (160).
         Template(
             "order_confirmation",
             S,
@@ -78,7 +81,76 @@ def default_templates() -> list[Template]:
             T,
             text_body="Tenpo: ご注文{{ order_number }}を承りました。",
             segment_budget=1,
-            sample_data={"order_number": "A-1001"},
+            sample_data={"order_number": "T-000123"},
+        ),
+        Template(
+            "order_confirmation",
+            S,
+            "en",
+            T,
+            text_body="Tenpo: we received your order {{ order_number }}. Thank you!",
+            segment_budget=1,
+            sample_data={"order_number": "T-000123"},
+        ),
+        Template(
+            "ready_for_pickup",
+            S,
+            "ja",
+            T,
+            text_body="Tenpo: ご注文{{ order_number }}の商品をご用意しました。"
+            "店頭でお受け取りください。",
+            segment_budget=1,
+            sample_data={"order_number": "T-000123"},
+        ),
+        Template(
+            "ready_for_pickup",
+            S,
+            "en",
+            T,
+            text_body="Tenpo: your order {{ order_number }} is ready for pickup at the store.",
+            segment_budget=1,
+            sample_data={"order_number": "T-000123"},
+        ),
+        Template(
+            "cart_abandoned",
+            E,
+            "ja",
+            M,
+            subject="{{ name or 'お客様' }}、お買い物かごに商品が残っています",
+            text_body="お買い物かごの商品をお取り置きしています。\n"
+            "特別クーポン {{ code }} を{{ code_expire_time[:10] }}まで"
+            "どのチャネルでもご利用いただけます。\n"
+            "{{ shop_url }}/cart",
+            html_body="<html><body><p>お買い物かごの商品をお取り置きしています。</p>"
+            "<p>特別クーポン <strong>{{ code }}</strong>"
+            "（{{ code_expire_time[:10] }}まで、どのチャネルでも）</p>"
+            '<p><a href="{{ shop_url }}/cart">お買い物を続ける</a></p></body></html>',
+            sample_data={
+                "name": "花子",
+                "code": "ABCD2345EFGH",
+                "code_expire_time": "2026-12-02T10:00:00+00:00",
+                "shop_url": "https://shop.example",
+            },
+        ),
+        Template(
+            "cart_abandoned",
+            E,
+            "en",
+            M,
+            subject="{{ name or 'Hello' }}, your cart is waiting",
+            text_body="Your cart is waiting for you.\n"
+            "Your personal code {{ code }} is valid until {{ code_expire_time[:10] }} on "
+            "every channel.\n{{ shop_url }}/cart",
+            html_body="<html><body><p>Your cart is waiting for you.</p>"
+            "<p>Your personal code <strong>{{ code }}</strong> is valid until "
+            "{{ code_expire_time[:10] }} on every channel.</p>"
+            '<p><a href="{{ shop_url }}/cart">Back to your cart</a></p></body></html>',
+            sample_data={
+                "name": "Hanako",
+                "code": "ABCD2345EFGH",
+                "code_expire_time": "2026-12-02T10:00:00+00:00",
+                "shop_url": "https://shop.example",
+            },
         ),
     ]
     for key, path, ja, en in (
@@ -124,16 +196,51 @@ def welcome_journey(reminder_after: timedelta) -> jd.Journey:
     )
 
 
-async def seed_defaults(db: Database, reminder_after: timedelta) -> None:
+ORDER_PLACED = "tenpo.order.v1.OrderPlaced"
+
+
+def commerce_journeys(promotion_id: str) -> list[jd.Journey]:
+    """The cart and order journeys: an abandoned cart gets a mail with a personal code
+    (valid 48 hours on any channel) unless she orders first; an order gets a confirmation
+    SMS; a click & collect order ready at the store gets an SMS."""
+    return [
+        jd.Journey(
+            display_name="Abandoned cart",
+            trigger_event="tenpo.cart.v1.CartAbandoned",
+            steps=(
+                jd.Step("personal-code", jd.IssueCode(promotion_id, timedelta(hours=48))),
+                jd.Step("cart-mail", jd.Send("cart_abandoned", Channel.EMAIL)),
+            ),
+            exit_events=(ORDER_PLACED,),
+        ),
+        jd.Journey(
+            display_name="Order confirmation",
+            trigger_event=ORDER_PLACED,
+            steps=(jd.Step("confirmation-sms", jd.Send("order_confirmation", Channel.SMS)),),
+        ),
+        jd.Journey(
+            display_name="Ready for pickup",
+            trigger_event="tenpo.order.v1.ReadyForPickup",
+            steps=(jd.Step("pickup-sms", jd.Send("ready_for_pickup", Channel.SMS)),),
+        ),
+    ]
+
+
+async def seed_defaults(
+    db: Database, reminder_after: timedelta, promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
+) -> None:
     async with db.unit_of_work() as uow:
         store = TemplateStore(uow.session)
         for template in default_templates():
             await store.insert(template)
-        exists = (
-            await uow.session.execute(
-                sa.select(m.journeys.c.id).where(m.journeys.c.display_name == "Welcome")
-            )
-        ).first()
-        if exists is None:
-            await JourneyStore(uow.session).insert(jd.validate(welcome_journey(reminder_after)))
+        for journey in [welcome_journey(reminder_after), *commerce_journeys(promotion_id)]:
+            exists = (
+                await uow.session.execute(
+                    sa.select(m.journeys.c.id).where(
+                        m.journeys.c.display_name == journey.display_name
+                    )
+                )
+            ).first()
+            if exists is None:
+                await JourneyStore(uow.session).insert(jd.validate(journey))
         await uow.commit()

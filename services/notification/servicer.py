@@ -6,13 +6,16 @@ from grpc.aio import ServicerContext
 
 from services.notification import convert
 from services.notification.domain import journeys as jd
+from services.notification.domain.push import PushSubscription
 from services.notification.usecases import journeys as journey_usecases
 from services.notification.usecases import templates as template_usecases
 from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages
+from services.notification.usecases.push import PushSubscriptions
+from services.notification.usecases.push import owner as push_owner
 from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
-from services.notification.usecases.tracking import Tracking
+from services.notification.usecases.tracking import Deliveries, Tracking
 from tenpo.kit import wire
 from tenpo.kit.auth import current_principal
 from tenpo.kit.fieldmask import update_paths
@@ -34,6 +37,8 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         journeys: Journeys,
         tracking: Tracking,
         page_tokens: PageTokenCodec,
+        deliveries: Deliveries,
+        push: PushSubscriptions,
     ) -> None:
         self.templates = templates
         self.messages = messages
@@ -41,6 +46,8 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
         self.journeys = journeys
         self.tracking = tracking
         self.page_tokens = page_tokens
+        self.deliveries = deliveries
+        self.push = push
 
     # -- templates ------------------------------------------------------------------
 
@@ -266,6 +273,44 @@ class NotificationServicer(api_grpc.NotificationServiceServicer):
     ) -> api.UnsubscribeResponse:
         await self.tracking.unsubscribe(request.token)
         return api.UnsubscribeResponse()
+
+    # -- provider reports (the gateway, as a service, after checking the signature) -----
+
+    async def RecordDeliveryStatus(
+        self, request: api.RecordDeliveryStatusRequest, context: ServicerContext
+    ) -> api.RecordDeliveryStatusResponse:
+        message_id, suppressed = await self.deliveries.record(
+            request.channel, request.provider_message_id, request.status
+        )
+        return api.RecordDeliveryStatusResponse(message_id=str(message_id), suppressed=suppressed)
+
+    # -- push subscriptions (the customer herself) -------------------------------------
+
+    async def CreatePushSubscription(
+        self, request: api.CreatePushSubscriptionRequest, context: ServicerContext
+    ) -> api.CreatePushSubscriptionResponse:
+        customer_id = push_owner(current_principal(), request.customer_id)
+        s = request.subscription
+        saved = await self.push.register(
+            customer_id, PushSubscription(s.endpoint, s.p256dh, s.auth, s.device_label)
+        )
+        return api.CreatePushSubscriptionResponse(subscription=convert.push_subscription(saved))
+
+    async def ListPushSubscriptions(
+        self, request: api.ListPushSubscriptionsRequest, context: ServicerContext
+    ) -> api.ListPushSubscriptionsResponse:
+        customer_id = push_owner(current_principal(), request.customer_id)
+        found = await self.push.list(customer_id)
+        return api.ListPushSubscriptionsResponse(
+            subscriptions=[convert.push_subscription(x) for x in found]
+        )
+
+    async def DeletePushSubscription(
+        self, request: api.DeletePushSubscriptionRequest, context: ServicerContext
+    ) -> api.DeletePushSubscriptionResponse:
+        customer_id = push_owner(current_principal(), request.customer_id)
+        await self.push.delete(customer_id, request.id)
+        return api.DeletePushSubscriptionResponse()
 
 
 def _with_channel(template: pb.Template) -> pb.Template:

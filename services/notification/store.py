@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -296,6 +296,20 @@ class MessageStore:
             )
         ).one()
 
+    async def by_provider_id(self, channel: Channel, provider_id: str) -> Any | None:
+        """The message a provider knows by ``provider_id``, locked for the report."""
+        return (
+            await self.session.execute(
+                sa.select(m.messages)
+                .where(
+                    m.messages.c.channel == int(channel), m.messages.c.provider_id == provider_id
+                )
+                .order_by(m.messages.c.created_at.desc())
+                .limit(1)
+                .with_for_update()
+            )
+        ).first()
+
     async def get(self, message_id: uuid.UUID, *, for_update: bool = False) -> Any | None:
         query = sa.select(m.messages).where(m.messages.c.id == message_id)
         if for_update:
@@ -425,6 +439,21 @@ def step_to_json(step: jd.Step) -> dict[str, Any]:
             "id": step.id,
             "wait": {"seconds": a.duration.total_seconds(), "until": int(a.until)},
         }
+    if isinstance(a, jd.IssueCode):
+        return {
+            "id": step.id,
+            "issue_code": {
+                "promotion_id": a.promotion_id,
+                "seconds": a.valid_for.total_seconds(),
+            },
+        }
+    if isinstance(a, jd.Split):
+        return {
+            "id": step.id,
+            "split": [
+                {"name": v.name, "weight": v.weight, "next": v.next_step} for v in a.variants
+            ],
+        }
     return {
         "id": step.id,
         "branch": {
@@ -432,6 +461,7 @@ def step_to_json(step: jd.Step) -> dict[str, Any]:
             "if_true": a.if_true,
             "if_false": a.if_false,
             "channel": int(a.channel) if a.channel else 0,
+            "segment": a.segment,
         },
     }
 
@@ -445,6 +475,14 @@ def step_from_json(raw: dict[str, Any]) -> jd.Step:
         return jd.Step(
             raw["id"], jd.Wait(timedelta(seconds=w["seconds"]), jd.Condition(w["until"]))
         )
+    if "issue_code" in raw:
+        c = raw["issue_code"]
+        return jd.Step(raw["id"], jd.IssueCode(c["promotion_id"], timedelta(seconds=c["seconds"])))
+    if "split" in raw:
+        return jd.Step(
+            raw["id"],
+            jd.Split(tuple(jd.Variant(v["name"], v["weight"], v["next"]) for v in raw["split"])),
+        )
     b = raw["branch"]
     return jd.Step(
         raw["id"],
@@ -453,6 +491,7 @@ def step_from_json(raw: dict[str, Any]) -> jd.Step:
             b["if_true"],
             b["if_false"],
             Channel(b["channel"]) if b["channel"] else None,
+            b.get("segment", ""),
         ),
     )
 
@@ -481,6 +520,8 @@ class Run:
     last_message_id: uuid.UUID | None
     created_at: datetime
     trace: dict[str, str]
+    data: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
 
 
 class JourneyStore:
@@ -540,6 +581,7 @@ class JourneyStore:
         customer_id: uuid.UUID,
         trigger_event_id: str,
         trace: dict[str, str] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> bool:
         """False when this event already started this journey (dedupe)."""
         row = (
@@ -554,6 +596,7 @@ class JourneyStore:
                     status="active",
                     due_at=sa.func.now(),
                     trace=trace,
+                    data=data or {},
                 )
                 .on_conflict_do_nothing()
                 .returning(m.journey_runs.c.id)
@@ -583,6 +626,8 @@ class JourneyStore:
                 r.last_message_id,
                 r.created_at,
                 dict(r.trace),
+                dict(r.data),
+                r.attempts,
             )
             for r in rows.all()
         ]
@@ -639,3 +684,40 @@ class JourneyStore:
             )
         ).first()
         return row is not None
+
+
+class OrderStore:
+    """The order projection: how many orders a customer placed, first and last."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def record_order(self, customer_id: uuid.UUID, at: datetime) -> None:
+        table = m.customer_orders
+        await self.session.execute(
+            pg.insert(table)
+            .values(customer_id=customer_id, orders=1, first_order_at=at, last_order_at=at)
+            .on_conflict_do_update(
+                index_elements=[table.c.customer_id],
+                set_={
+                    "orders": table.c.orders + 1,
+                    "first_order_at": sa.func.least(table.c.first_order_at, at),
+                    "last_order_at": sa.func.greatest(table.c.last_order_at, at),
+                },
+            )
+        )
+
+    async def history(self, customer_id: uuid.UUID) -> tuple[int, datetime | None]:
+        row = (
+            await self.session.execute(
+                sa.select(m.customer_orders.c.orders, m.customer_orders.c.last_order_at).where(
+                    m.customer_orders.c.customer_id == customer_id
+                )
+            )
+        ).first()
+        return (row.orders, row.last_order_at) if row else (0, None)
+
+    async def erase(self, customer_id: uuid.UUID) -> None:
+        await self.session.execute(
+            sa.delete(m.customer_orders).where(m.customer_orders.c.customer_id == customer_id)
+        )

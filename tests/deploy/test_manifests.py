@@ -50,6 +50,7 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
         ("order", "catalog"),
         ("customer", "inventory"),
         ("notification", "customer"),
+        ("notification", "cart"),
     ]
     if caller in PORTS and callee in PORTS
 }

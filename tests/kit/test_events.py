@@ -689,3 +689,42 @@ async def test_the_bus_takes_a_cluster_as_a_comma_separated_url(
         ]
     finally:
         await bus.close()
+
+
+async def test_named_handlers_receive_events_a_build_has_no_proto_for(
+    db: Database, nats_url: str, service: str
+) -> None:
+    """A consumer can listen for an event type by its full name alone (a producer's proto
+    not merged yet): it subscribes to that subject and the handler gets the raw payload."""
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+
+    async def record(uow: UnitOfWork, event: Event) -> None:
+        await uow.session.execute(
+            sa.insert(received).values(order_id=f"{event.event_type}:{event.payload.decode()}")
+        )
+
+    subscription = Subscription(
+        durable="named",
+        source_service=service,
+        handlers={},
+        named_handlers={"tenpo.later.v1.ReadyForPickup": record},
+    )
+    assert subscription.subjects() == [f"tenpo.{service}.ready_for_pickup"]
+    for event_type, subject in (
+        ("tenpo.later.v1.ReadyForPickup", f"tenpo.{service}.ready_for_pickup"),
+        ("tenpo.later.v1.Other", f"tenpo.{service}.ready_for_pickup"),  # same subject, no handler
+    ):
+        event_id = str(uuid.uuid4())
+        await bus.publish(
+            subject,
+            b"o-7",
+            {EVENT_ID_HEADER: event_id, EVENT_TYPE_HEADER: event_type},
+            msg_id=event_id,
+        )
+    consumer = Consumer(db, bus, subscription)
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["tenpo.later.v1.ReadyForPickup:o-7"]))
+    assert await received_ids(db) == ["tenpo.later.v1.ReadyForPickup:o-7"]
+    await bus.close()

@@ -1,13 +1,15 @@
-"""Journeys as data: a trigger event, steps (send, wait, branch) addressed by id, and the
-events that end a running journey. Steps go in order unless a branch names another;
-"exit" leaves."""
+"""Journeys as data: a trigger event, steps (send, wait, branch, issue code, A/B split)
+addressed by id, and the events that end a running journey. Steps go in order unless a
+branch or a split names another; "exit" leaves."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from services.notification.domain.templates import Channel
 from tenpo.kit.errors import FieldViolation, InvalidArgument
@@ -15,6 +17,10 @@ from tenpo.kit.errors import FieldViolation, InvalidArgument
 EXIT = "exit"
 MAX_STEPS = 50
 MAX_WAIT = timedelta(days=366)
+DEFAULT_CODE_VALIDITY = timedelta(hours=48)
+MAX_VARIANTS = 10
+LAPSED_AFTER = timedelta(days=180)
+_VARIANT_NAME = re.compile(r"^[a-z0-9_-]{1,30}$")
 
 
 class JourneyState(IntEnum):
@@ -31,6 +37,28 @@ class Condition(IntEnum):
     LAST_MESSAGE_OPENED = 1
     LAST_MESSAGE_CLICKED = 2
     CONSENTED = 3
+    BOUGHT_SINCE_ENTRY = 4
+    IN_SEGMENT = 5
+
+
+class Segment(StrEnum):
+    """What the order events this service has seen say about a customer."""
+
+    NEVER_BOUGHT = "NEVER_BOUGHT"
+    FIRST_TIME = "FIRST_TIME"
+    REPEAT = "REPEAT"
+    LAPSED = "LAPSED"
+
+
+def segments_of(orders: int, last_order_at: datetime | None, now: datetime) -> set[Segment]:
+    """A customer's segments: by order count, and lapsed when her last order is older than
+    180 days (a lapsed customer is also first-time or repeat)."""
+    if orders <= 0 or last_order_at is None:
+        return {Segment.NEVER_BOUGHT}
+    out = {Segment.FIRST_TIME if orders == 1 else Segment.REPEAT}
+    if now - last_order_at > LAPSED_AFTER:
+        out.add(Segment.LAPSED)
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,12 +80,45 @@ class Branch:
     if_true: str = ""
     if_false: str = ""
     channel: Channel | None = None
+    segment: str = ""
+
+
+@dataclass(frozen=True)
+class IssueCode:
+    promotion_id: str
+    valid_for: timedelta = DEFAULT_CODE_VALIDITY
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    weight: int = 1
+    next_step: str = ""
+
+
+@dataclass(frozen=True)
+class Split:
+    variants: tuple[Variant, ...]
+
+    def choose(self, journey_id: uuid.UUID, step_id: str, customer_id: uuid.UUID) -> Variant:
+        """The same variant for the same recipient every time: a hash of journey, step and
+        customer picks a point on the weights' line (no randomness to record or replay)."""
+        digest = hashlib.sha256(f"{journey_id}:{step_id}:{customer_id}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") % sum(v.weight for v in self.variants)
+        for variant in self.variants:
+            if point < variant.weight:
+                return variant
+            point -= variant.weight
+        return self.variants[-1]  # unreachable: the weights add up to the modulus
+
+
+Action = Send | Wait | Branch | IssueCode | Split
 
 
 @dataclass(frozen=True)
 class Step:
     id: str
-    action: Send | Wait | Branch
+    action: Action
 
 
 @dataclass(frozen=True)
@@ -122,4 +183,29 @@ def validate(journey: Journey) -> Journey:
                     raise _bad(f"{path}.branch.{name}", f"no step {target!r}")
             if action.condition is Condition.CONSENTED and action.channel is None:
                 raise _bad(f"{path}.branch.channel", "required for CONSENTED")
+            if action.condition is Condition.IN_SEGMENT and action.segment not in set(Segment):
+                raise _bad(f"{path}.branch.segment", "one of " + ", ".join(Segment))
+        if isinstance(action, IssueCode):
+            try:
+                uuid.UUID(action.promotion_id)
+            except ValueError:
+                raise _bad(f"{path}.issue_code.promotion_id", "a promotion's UUID") from None
+            if not timedelta(0) < action.valid_for <= MAX_WAIT:
+                raise _bad(f"{path}.issue_code.valid_for", "above zero, at most 366 days")
+        if isinstance(action, Split):
+            _check_split(action, path, ids)
     return journey
+
+
+def _check_split(split: Split, path: str, ids: list[str]) -> None:
+    if not 2 <= len(split.variants) <= MAX_VARIANTS:
+        raise _bad(f"{path}.split.variants", f"2 to {MAX_VARIANTS} variants")
+    names = [v.name for v in split.variants]
+    for j, variant in enumerate(split.variants):
+        at = f"{path}.split.variants[{j}]"
+        if not _VARIANT_NAME.match(variant.name) or names.count(variant.name) > 1:
+            raise _bad(f"{at}.name", "unique, 1-30 of a-z, 0-9, _ and -")
+        if not 1 <= variant.weight <= 100:
+            raise _bad(f"{at}.weight", "1 to 100")
+        if variant.next_step and variant.next_step != EXIT and variant.next_step not in ids:
+            raise _bad(f"{at}.next_step", f"no step {variant.next_step!r}")

@@ -51,16 +51,18 @@ ANNOUNCEMENTS: dict[str, type[Any]] = {
 
 
 async def issue_mail_token(
-    channel: grpc.aio.Channel, token_id: str, timeout_seconds: float
+    channel: grpc.aio.Channel,
+    token_id: str,
+    timeout_seconds: float,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> MailToken | None:
     """IssueMailToken with a deadline: None when the mail can no longer be sent,
     Unavailable when the customer service does not answer (the send is retried)."""
     stub: Any = identity_grpc.IdentityServiceStub(channel)
     request: Any = getattr(identity_api, "IssueMailTokenRequest")(token_id=token_id)  # noqa: B009
     try:
-        response: Any = await cast(
-            "Awaitable[Any]", stub.IssueMailToken(request, timeout=timeout_seconds)
-        )
+        call = stub.IssueMailToken(request, timeout=timeout_seconds, metadata=metadata)
+        response: Any = await cast("Awaitable[Any]", call)
     except grpc.aio.AioRpcError as error:
         if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
             return None

@@ -11,17 +11,26 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from services.notification.domain import journeys as jd
-from services.notification.store import SKIPPED, JourneyStore, MessageStore, RecipientStore, Run
+from services.notification.promotions import CodeRefused, PromotionIssuer
+from services.notification.store import (
+    SKIPPED,
+    JourneyStore,
+    MessageStore,
+    OrderStore,
+    RecipientStore,
+    Run,
+)
 from services.notification.tracing import continued_trace, current_trace
 from services.notification.usecases.messages import Messages
 from services.notification.wakeup import JOURNEYS, notify
 from tenpo.kit.db import Database, UnitOfWork
-from tenpo.kit.errors import NotFound
+from tenpo.kit.errors import NotFound, Unavailable
 from tenpo.kit.idempotency import idempotent
 
 log = logging.getLogger(__name__)
@@ -29,6 +38,14 @@ UPDATABLE = ("display_name", "trigger_event", "steps", "exit_events")
 #: Steps one run may take in one round (send, branch, ...) before it yields.
 MAX_STEPS_PER_ROUND = 20
 PAUSED_RECHECK = timedelta(seconds=30)
+#: An issue-code step whose cart service did not answer is tried again after this, doubled
+#: per attempt up to CODE_RETRY_MAX; the run is never given up for it.
+CODE_RETRY_FIRST = timedelta(seconds=2)
+CODE_RETRY_MAX = timedelta(minutes=5)
+
+
+def code_retry_delay(attempts: int) -> timedelta:
+    return min(CODE_RETRY_FIRST * 2 ** min(attempts, 16), CODE_RETRY_MAX)
 
 
 def _not_found() -> NotFound:
@@ -36,9 +53,12 @@ def _not_found() -> NotFound:
 
 
 class Journeys:
-    def __init__(self, db: Database, messages: Messages) -> None:
+    def __init__(
+        self, db: Database, messages: Messages, promotions: PromotionIssuer | None = None
+    ) -> None:
         self.db = db
         self.messages = messages
+        self.promotions = promotions
         self.due = asyncio.Event()
 
     async def create(
@@ -114,17 +134,27 @@ class Journeys:
         customer_id: uuid.UUID,
         event_id: str,
         occurred_at: datetime | None,
+        data: dict[str, Any] | None = None,
     ) -> None:
-        """An event of a customer: it may end running journeys and start new ones."""
+        """An event of a customer: it may end running journeys and start new ones. ``data``
+        (the event's fields) become variables of the started runs' messages."""
         store = JourneyStore(uow.session)
         await store.record_exit(customer_id, event_type, occurred_at or datetime.now(UTC))
         for journey in await store.triggered_by(event_type):
-            if await store.start_run(journey, customer_id, event_id, current_trace()):
+            if await store.start_run(journey, customer_id, event_id, current_trace(), data):
                 await notify(uow.session, JOURNEYS)
 
+    async def order_placed(
+        self, uow: UnitOfWork, customer_id: uuid.UUID, occurred_at: datetime | None
+    ) -> None:
+        """The order projection behind segments and "bought since?" (the consumer's inbox
+        makes each order count once)."""
+        await OrderStore(uow.session).record_order(customer_id, occurred_at or datetime.now(UTC))
+
     async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
-        """An erased customer leaves every journey."""
+        """An erased customer leaves every journey and her order projection goes."""
         await JourneyStore(uow.session).end_runs_of(customer_id)
+        await OrderStore(uow.session).erase(customer_id)
 
     async def advance_due(self, limit: int) -> int:
         async with self.db.unit_of_work() as uow:
@@ -148,12 +178,18 @@ class Journeys:
             await store.save_run(run.id, due_at=datetime.now(UTC) + PAUSED_RECHECK)
             return
         step_id, last_message_id, waiting = run.step_id, run.last_message_id, run.waiting
+        data = dict(run.data)
         for _ in range(MAX_STEPS_PER_ROUND):
             # Exit conditions are re-checked before every step.
             if step_id == jd.EXIT or await store.exited_since(
                 run.customer_id, journey.exit_events, run.created_at
             ):
-                await store.save_run(run.id, status="exited" if step_id != jd.EXIT else "completed")
+                await store.save_run(
+                    run.id,
+                    status="exited" if step_id != jd.EXIT else "completed",
+                    last_message_id=last_message_id,
+                    data=data,
+                )
                 return
             index = journey.index_of(step_id)
             if index is None:  # the journey was edited and the step is gone
@@ -168,6 +204,7 @@ class Journeys:
                         waiting=True,
                         waiting_for=int(action.until),
                         last_message_id=last_message_id,
+                        data=data,
                         due_at=datetime.now(UTC) + action.duration,
                     )
                     return
@@ -179,7 +216,7 @@ class Journeys:
                     customer_id=run.customer_id,
                     template_key=action.template_key,
                     channel=action.channel,
-                    data={},
+                    data={k: v for k, v in data.items() if k != "variants"},
                     dedupe_key=f"journey:{run.id}:{step_id}",
                     journey_id=journey.id,
                 )
@@ -194,27 +231,79 @@ class Journeys:
                     if unreachable and action.exit_if_unreachable
                     else journey.after(step_id)
                 )
+            elif isinstance(action, jd.IssueCode):
+                try:
+                    data.update(await self._issue_code(journey, run, step_id, action))
+                except Unavailable:
+                    # The cart service is away: stay on this step and try again later; the
+                    # request id makes the retry answer the same code.
+                    await store.save_run(
+                        run.id,
+                        step_id=step_id,
+                        waiting=False,
+                        last_message_id=last_message_id,
+                        data=data,
+                        attempts=run.attempts + 1,
+                        due_at=datetime.now(UTC) + code_retry_delay(run.attempts),
+                    )
+                    return
+                except CodeRefused as refused:
+                    log.warning(
+                        "personal code refused; the run leaves the journey",
+                        extra={"run_id": str(run.id), "reason": refused.reason},
+                    )
+                    await store.save_run(run.id, status="exited", data=data)
+                    return
+                step_id = journey.after(step_id)
+            elif isinstance(action, jd.Split):
+                variant = action.choose(journey.id, step_id, run.customer_id)
+                data["variants"] = {**data.get("variants", {}), step_id: variant.name}
+                step_id = journey.after(step_id, variant.next_step)
             else:
-                holds = await self._holds(uow, action, run.customer_id, last_message_id)
+                holds = await self._holds(uow, action, run, last_message_id)
                 step_id = journey.after(step_id, action.if_true if holds else action.if_false)
         await store.save_run(
             run.id,
             step_id=step_id,
             waiting=False,
             last_message_id=last_message_id,
+            data=data,
+            attempts=0,
             due_at=datetime.now(UTC),
         )
+
+    async def _issue_code(
+        self, journey: jd.Journey, run: Run, step_id: str, action: jd.IssueCode
+    ) -> dict[str, Any]:
+        if self.promotions is None:
+            raise Unavailable("no cart service is configured", reason="CART_NOT_CONFIGURED")
+        issued = await self.promotions.issue(
+            action.promotion_id,
+            run.customer_id,
+            action.valid_for,
+            request_id=f"journey:{run.id}:{step_id}",
+        )
+        return {"code": issued.code, "code_expire_time": issued.expire_time.isoformat()}
 
     async def _holds(
         self,
         uow: UnitOfWork,
         branch: jd.Branch,
-        customer_id: uuid.UUID,
+        run: Run,
         last_message_id: uuid.UUID | None,
     ) -> bool:
         if branch.condition is jd.Condition.CONSENTED:
             assert branch.channel is not None
-            return await RecipientStore(uow.session).marketing_consent(customer_id, branch.channel)
+            return await RecipientStore(uow.session).marketing_consent(
+                run.customer_id, branch.channel
+            )
+        if branch.condition is jd.Condition.BOUGHT_SINCE_ENTRY:
+            _, last_order_at = await OrderStore(uow.session).history(run.customer_id)
+            return last_order_at is not None and last_order_at >= run.created_at
+        if branch.condition is jd.Condition.IN_SEGMENT:
+            orders, last_order_at = await OrderStore(uow.session).history(run.customer_id)
+            segments = jd.segments_of(orders, last_order_at, datetime.now(UTC))
+            return jd.Segment(branch.segment) in segments
         if last_message_id is None:
             return False
         message = await MessageStore(uow.session).get(last_message_id)

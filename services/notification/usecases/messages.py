@@ -26,6 +26,7 @@ from services.notification.providers.ports import (
     PushSender,
     SmsSender,
 )
+from services.notification.push_store import PushStore
 from services.notification.store import (
     DEFERRED,
     FAILED,
@@ -48,6 +49,9 @@ from tenpo.notification.v1 import events_pb2 as events
 log = logging.getLogger(__name__)
 REDACTED = "[redacted]"
 MAX_ATTEMPTS = 8
+#: The address a push message records: it goes to every subscription of the customer.
+PUSH_ADDRESS = "push"
+MAX_PROVIDER_IDS = 1000
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class _Outgoing:
     headers: dict[str, str]
     #: Columns to store once sent (the redacted rendering of a mail with a secret).
     updates: dict[str, Any]
+    #: Push: the customer's subscriptions, each sent the message.
+    push_targets: tuple[dict[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,10 @@ class Messages:
         address = ""
         if mail_token_id:
             address = "(issued at send time)"
+        elif channel is td.Channel.PUSH:
+            # Push reaches her browsers and apps, not an address.
+            subscribed = await PushStore(uow.session).of_customer(customer_id)
+            address = PUSH_ADDRESS if subscribed else ""
         elif contact is not None:
             address = {td.Channel.EMAIL: contact.email, td.Channel.SMS: contact.phone}.get(
                 channel, ""
@@ -318,8 +328,12 @@ class Messages:
                     status_reason="SUPPRESSED" if suppressed else "NO_CONSENT",
                 )
                 return None
+        push_targets: tuple[dict[str, object], ...] = ()
         if channel is td.Channel.PUSH:
-            raise DomainError("no push subscription is known", reason="UNREACHABLE")
+            found = await PushStore(uow.session).of_customer(row.customer_id)
+            if not found:
+                raise DomainError("no push subscription is known", reason="UNREACHABLE")
+            push_targets = tuple(x.as_provider_info() for x in found)
         updates: dict[str, Any] = {}
         subject, text, html, to = row.subject, row.text_body, row.html_body, row.to_address
         if row.mail_token_id:
@@ -329,7 +343,7 @@ class Messages:
             token = tracking.sign(self.policy.tracking_secret, tracking.UNSUBSCRIBE, row.id.bytes)
             headers["List-Unsubscribe"] = f"<{self.policy.public_base_url}/v1/t/u/{token}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        return _Outgoing(row, channel, to, subject, text, html, headers, updates)
+        return _Outgoing(row, channel, to, subject, text, html, headers, updates, push_targets)
 
     async def _hand_over(self, o: _Outgoing) -> str:
         # The trace of the event that caused the message continues into the provider call.
@@ -340,7 +354,22 @@ class Messages:
                         to=o.to, subject=o.subject, text=o.text, html=o.html, headers=o.headers
                     )
                 )
+            if o.channel is td.Channel.PUSH:
+                return await self._push(o)
             return await self.providers.sms.send(o.to, o.text)
+
+    async def _push(self, o: _Outgoing) -> str:
+        """Every subscribed browser gets it; sent when one accepted it."""
+        outcomes = await asyncio.gather(
+            *(self.providers.push.send(t, o.subject, o.text) for t in o.push_targets),
+            return_exceptions=True,
+        )
+        accepted = [x for x in outcomes if isinstance(x, str)]
+        if accepted:
+            return ",".join(accepted)[:MAX_PROVIDER_IDS]
+        failure = outcomes[0]
+        assert isinstance(failure, BaseException)
+        raise failure
 
     async def _record_sent(
         self, uow: UnitOfWork, store: MessageStore, o: _Outgoing, provider_id: str

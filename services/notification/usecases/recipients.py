@@ -9,6 +9,7 @@ from typing import Any
 
 from services.notification.customers import CustomerDirectory
 from services.notification.domain.templates import Channel
+from services.notification.push_store import PushStore
 from services.notification.store import ContactRow, MessageStore, RecipientStore
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
@@ -59,9 +60,11 @@ class Recipients:
         await RecipientStore(uow.session).set_consent(customer_id, purpose, channel, status, at)
 
     async def erase(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
-        """CustomerErased: the contact copy and every message body and address go."""
+        """CustomerErased: the contact copy, every message body and address, and her push
+        subscriptions go."""
         await RecipientStore(uow.session).forget_contact(customer_id)
         await MessageStore(uow.session).erase_customer(customer_id)
+        await PushStore(uow.session).erase_customer(customer_id)
 
     async def suppress(
         self, channel: Channel, address: str, reason: str, marketing_only: bool

@@ -1,9 +1,11 @@
 """Tracking use cases: opens, clicks (only to the URL recorded at send time) and one-click
-unsubscribes, from signed tokens."""
+unsubscribes, from signed tokens; providers' delivery reports."""
 
 from __future__ import annotations
 
 import uuid
+
+import sqlalchemy as sa
 
 from services.notification.domain import tracking
 from services.notification.domain.journeys import Condition
@@ -100,3 +102,48 @@ class Tracking:
                 )
             )
             await uow.commit()
+
+
+#: DeliveryStatus (tenpo.notification.v1) → what is recorded on the message.
+DELIVERY_STATUSES = {1: "DELIVERED", 2: "BOUNCED", 3: "FAILED"}
+MAX_PROVIDER_ID = 200
+
+
+class Deliveries:
+    """Provider delivery reports (the gateway verified their signature)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, channel: int, provider_id: str, status: int) -> tuple[uuid.UUID, bool]:
+        """Record the report on the message; a bounce suppresses its address on the channel
+        for every message. A bounce is final: a later DELIVERED for it changes nothing."""
+        violations = []
+        if channel not in (int(Channel.EMAIL), int(Channel.SMS)):
+            violations.append(FieldViolation("channel", "EMAIL or SMS"))
+        if not 0 < len(provider_id) <= MAX_PROVIDER_ID:
+            violations.append(FieldViolation("provider_message_id", "1-200 characters"))
+        if status not in DELIVERY_STATUSES:
+            violations.append(FieldViolation("status", "DELIVERED, BOUNCED or FAILED"))
+        if violations:
+            raise InvalidArgument(
+                "the delivery report is invalid",
+                reason="DELIVERY_REPORT_INVALID",
+                field_violations=violations,
+            )
+        name = DELIVERY_STATUSES[status]
+        async with self.db.unit_of_work() as uow:
+            store = MessageStore(uow.session)
+            row = await store.by_provider_id(Channel(channel), provider_id)
+            if row is None:
+                raise NotFound("no message has this provider id", reason="MESSAGE_NOT_FOUND")
+            suppressed = False
+            if row.delivery_status != "BOUNCED":
+                await store.update(row.id, delivery_status=name, delivery_updated_at=sa.func.now())
+                if name == "BOUNCED" and row.to_address:
+                    await RecipientStore(uow.session).suppress(
+                        Channel(channel), row.to_address, "HARD_BOUNCE", False
+                    )
+                    suppressed = True
+            await uow.commit()
+        return row.id, suppressed

@@ -711,6 +711,25 @@ async def test_staff_sign_in_carries_their_scopes(
         "carts:checkout",
         "promotions:redeem",
     }
+    # So does the notification service's (contacts, mail tokens, personal codes).
+    notification = credentials["services"]["notification"]
+    signed_in = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(
+            client_id=notification["client_id"], client_secret=notification["client_secret"]
+        )
+    )
+    assert set(claims_of(signed_in.tokens.access_token)["scope"].split()) == {
+        "customers:read",
+        "mail:send",
+        "promotions:write",
+    }
+    gateway = credentials["services"]["gateway"]
+    signed_in = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(
+            client_id=gateway["client_id"], client_secret=gateway["client_secret"]
+        )
+    )
+    assert claims_of(signed_in.tokens.access_token)["scope"] == "notifications:callbacks"
     # Seeding again keeps the customers and rotates the device secrets.
     again = await seed_demo_customers(seeded.host.settings, seeded.db)
     assert [d["client_id"] for d in again["devices"]] == [

@@ -96,14 +96,15 @@ async def _event(host: ServiceHost[NotificationSettings], event_type: str, custo
     journeys.due.set()
 
 
-async def _status(host: ServiceHost[NotificationSettings], customer: str) -> str:
+async def _status(host: ServiceHost[NotificationSettings], customer: str, journey: str) -> str:
     assert host.runtime is not None
     async with host.runtime.db.unit_of_work() as uow:
         return str(
             (
                 await uow.session.execute(
                     sa.select(m.journey_runs.c.status).where(
-                        m.journey_runs.c.customer_id == uuid.UUID(customer)
+                        m.journey_runs.c.customer_id == uuid.UUID(customer),
+                        m.journey_runs.c.journey_id == uuid.UUID(journey),
                     )
                 )
             ).scalar_one()
@@ -114,17 +115,18 @@ async def test_an_exit_event_ends_the_journey_before_its_next_step(
     harness: Harness, service: Service, tokens: Tokens
 ) -> None:
     host, stub = service
-    await stub.CreateJourney(
+    created = await stub.CreateJourney(
         api.CreateJourneyRequest(journey=abandoned_cart_journey()), metadata=staff(tokens)
     )
+    journey = created.journey.id
     stays, buys = harness.directory.add(), harness.directory.add()
     await _event(host, TRIGGER, stays)
     await _event(host, TRIGGER, buys)
     await _event(host, ORDER_PLACED, buys)
 
     async def both_done() -> None:
-        assert await _status(host, stays) == "completed"
-        assert await _status(host, buys) == "exited"
+        assert await _status(host, stays, journey) == "completed"
+        assert await _status(host, buys, journey) == "exited"
 
     await eventually(both_done)
     assert len(harness.catcher.to(harness.directory.contacts[stays].email)) == 1

@@ -412,8 +412,10 @@ Handler = Callable[[UnitOfWork, Event], Awaitable[None]]
 class Subscription:
     """What one durable consumer listens to: a producer's stream and handlers by event type.
 
-    ``handlers`` maps proto message types to coroutines; events of other types on the same
-    subjects are acknowledged and skipped.
+    ``handlers`` maps proto message types to coroutines; ``named_handlers`` maps events'
+    full names to coroutines, for events a build may not carry the proto of yet (the
+    handler parses the payload itself, by name, when it can). Events of other types on the
+    same subjects are acknowledged and skipped.
     """
 
     durable: str
@@ -425,15 +427,18 @@ class Subscription:
     #: consumer holding a slow batch keeps it with in-progress acks (``Consumer``), so a
     #: slow handler is not mistaken for a dead one.
     ack_wait_seconds: float = 5.0
+    named_handlers: Mapping[str, Handler] = field(default_factory=dict)
 
     def subjects(self) -> list[str]:
-        return [subject_for(t.DESCRIPTOR.full_name, self.source_service) for t in self.handlers]
+        names = [t.DESCRIPTOR.full_name for t in self.handlers]
+        names += [n for n in self.named_handlers if n not in names]
+        return [subject_for(name, self.source_service) for name in names]
 
     def handler_for(self, event_type: str) -> Handler | None:
         for message_type, handler in self.handlers.items():
             if message_type.DESCRIPTOR.full_name == event_type:
                 return handler
-        return None
+        return self.named_handlers.get(event_type)
 
 
 class Consumer:

@@ -51,7 +51,6 @@ STAFF_TOKEN_SCOPES = (
     "loyalty:write",
 )
 #: What the notification service may ask of the customer service (contacts, mail secrets).
-NOTIFICATION_TOKEN_SCOPES = ("customers:read", "mail:send")
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
 SERVICE_STOP_GRACE = 15.0
@@ -337,22 +336,6 @@ class DevStack:
                 ttl=STAFF_TOKEN_TTL,
             )
             _write_private(self.config.token_file, self.staff_token + "\n")
-            if any(s.name == "notification" for s in self.services):
-                # A service token of the notification service for the customer service:
-                # in production it signs in with client credentials instead.
-                notification_token = devkeys.mint_token(
-                    keys.private_key_pem,
-                    keys.kid,
-                    subject="notification",
-                    kind="service",
-                    issuer=self.issuer,
-                    audience=self.audience,
-                    scopes=NOTIFICATION_TOKEN_SCOPES,
-                    ttl=STAFF_TOKEN_TTL,
-                )
-                self.extra_env.setdefault("notification", {})["NOTIFICATION_CUSTOMER_TOKEN"] = (
-                    notification_token
-                )
             outcome.status = "done"
             outcome.detail = _display(self.config.keys_dir)
 
