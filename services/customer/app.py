@@ -15,6 +15,7 @@ from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
+from services.customer.subscribers import order_subscription
 from services.customer.usecases.bundle import build_use_cases
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
@@ -71,6 +72,7 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         InteractionServicer(cases.timeline, runtime.page_tokens),
         INTERACTION_SERVICE,
     )
+    runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)

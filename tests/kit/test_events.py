@@ -593,3 +593,17 @@ async def test_relay_measures_backlog_delay_and_published_events(
     assert measured[OUTBOX_DELAY].min >= 0
     assert measured[OUTBOX_BACKLOG].value == 0
     await bus.close()
+
+
+def test_a_handler_may_be_keyed_by_an_event_type_name_the_code_does_not_have_yet() -> None:
+    async def handler(uow: UnitOfWork, event: Event) -> None:
+        return None
+
+    subscription = Subscription(
+        durable="d",
+        source_service="order",
+        handlers={"tenpo.order.v1.ReturnReceived": handler, wrappers_pb2.StringValue: handler},
+    )
+    assert subscription.subjects() == ["tenpo.order.return_received", "tenpo.order.string_value"]
+    assert subscription.handler_for("tenpo.order.v1.ReturnReceived") is handler
+    assert subscription.handler_for("tenpo.order.v1.RefundIssued") is None

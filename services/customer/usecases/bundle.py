@@ -7,12 +7,14 @@ from datetime import timedelta
 
 from services.customer.config import CustomerSettings
 from services.customer.domain import loyalty as ld
+from services.customer.domain import tiers
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
 from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
+from services.customer.usecases.earning import Earning, EarningPolicy
 from services.customer.usecases.handoff import Handoff
 from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
@@ -38,6 +40,7 @@ class CustomerUseCases:
     consents: Consents
     privacy: Privacy
     loyalty: Loyalty
+    earning: Earning
     timeline: Timeline
 
 
@@ -50,6 +53,16 @@ def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
         ),
         reservation_ttl=timedelta(seconds=settings.loyalty_reservation_ttl_seconds),
         watch_max_seconds=settings.loyalty_watch_max_seconds,
+    )
+
+
+def earning_policy(settings: CustomerSettings) -> EarningPolicy:
+    return EarningPolicy(
+        return_window=timedelta(days=settings.loyalty_return_window_days),
+        tiers=tiers.TierRules(
+            thresholds=tiers.parse_thresholds(settings.loyalty_tier_thresholds),
+            period_months=settings.loyalty_tier_period_months,
+        ),
     )
 
 
@@ -72,6 +85,7 @@ def build_use_cases(
     )
     context = Context(db, keys, passwords, Policy.from_settings(settings))
     mail = MailTokens(context)
+    loyalty = Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db))
     return CustomerUseCases(
         context=context,
         sessions=Sessions(context, mail),
@@ -87,6 +101,7 @@ def build_use_cases(
         addresses=Addresses(context),
         consents=Consents(context, mail),
         privacy=Privacy(context),
-        loyalty=Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db)),
+        loyalty=loyalty,
+        earning=Earning(context, loyalty, earning_policy(settings)),
         timeline=Timeline(context),
     )

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import sqlalchemy as sa
 from google.type import date_pb2, money_pb2
 
+from services.customer.domain import earning as ed
 from services.customer.models import metadata as customer_metadata
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import customer_service_pb2 as api
@@ -201,6 +203,7 @@ async def rich_customer(
             ),
             metadata=order,
         )
+    await project_an_order(service, customer_id, tag)
     return {
         "id": customer_id,
         "auth": auth,
@@ -223,6 +226,39 @@ async def rich_customer(
             label,
         ],
     }
+
+
+async def project_an_order(service: Service, customer_id: str, tag: str) -> None:
+    """An order and a return as the order service's events bring them (the use case the
+    consumer calls; test_earning.py goes through NATS)."""
+    cases = service.host.runtime.parts["use_cases"]
+    order_id = f"order-{tag}-{uuid.uuid4().hex[:6]}"
+    async with service.host.runtime.db.unit_of_work() as uow:
+        await cases.earning.order_placed(
+            uow,
+            ed.OrderFacts(
+                order_id=order_id,
+                order_number="N-1",
+                customer_id=uuid.UUID(customer_id),
+                channel=common_pb2.CHANNEL_POS,
+                store_id="tokyo-ginza",
+                total_yen=8_000,
+                units=2,
+                placed_at=datetime.now(UTC),
+            ),
+        )
+        await cases.earning.return_received(
+            uow,
+            ed.ReturnFacts(
+                return_id=f"{order_id}-r",
+                order_id=order_id,
+                customer_id=uuid.UUID(customer_id),
+                refund_yen=4_000,
+                units=1,
+                received_at=datetime.now(UTC),
+            ),
+        )
+        await uow.commit()
 
 
 async def tables_referring_to_customers(service: Service) -> set[str]:

@@ -400,12 +400,14 @@ class Subscription:
     """What one durable consumer listens to: a producer's stream and handlers by event type.
 
     ``handlers`` maps proto message types to coroutines; events of other types on the same
-    subjects are acknowledged and skipped.
+    subjects are acknowledged and skipped. A key may also be an event type's full name
+    (``"tenpo.order.v1.ReturnReceived"``): a consumer can then be wired, and tested with
+    events it publishes itself, before the producer's message is in the generated code.
     """
 
     durable: str
     source_service: str
-    handlers: Mapping[type[Message], Handler]
+    handlers: Mapping[type[Message] | str, Handler]
     max_deliver: int = 20
     #: How long the broker waits for an ack before it redelivers: after a consumer crashed,
     #: the time its events wait for another replica (or its restart). Short, because a live
@@ -414,13 +416,17 @@ class Subscription:
     ack_wait_seconds: float = 5.0
 
     def subjects(self) -> list[str]:
-        return [subject_for(t.DESCRIPTOR.full_name, self.source_service) for t in self.handlers]
+        return [subject_for(_type_name(t), self.source_service) for t in self.handlers]
 
     def handler_for(self, event_type: str) -> Handler | None:
         for message_type, handler in self.handlers.items():
-            if message_type.DESCRIPTOR.full_name == event_type:
+            if _type_name(message_type) == event_type:
                 return handler
         return None
+
+
+def _type_name(message_type: type[Message] | str) -> str:
+    return message_type if isinstance(message_type, str) else message_type.DESCRIPTOR.full_name
 
 
 class Consumer:
