@@ -325,3 +325,28 @@ async def test_bad_customer_reads_are_refused(shop: Shop) -> None:
         shop.stub.GetBalance(api.GetBalanceRequest(customer_id="x"), metadata=shop.order),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+async def test_tiers_follow_twelve_month_spend_with_a_grace_period_and_multiply_earning(
+    shop: Shop,
+) -> None:
+    customer_id, _, own = await shop.service.register("tier")
+    await shop.place(customer_id, 60_000)  # STANDARD x1: 600 points; then SILVER
+    silver = await shop.until(customer_id, lambda b: b.tier == "SILVER")
+    assert silver.pending == 600
+    keep = silver.tier_keep_time.ToDatetime(tzinfo=UTC)
+    assert keep > datetime.now(UTC) + timedelta(days=365)  # through the next period
+    # The customer sees her tier too.
+    mine = await shop.stub.GetBalance(api.GetBalanceRequest(customer_id="me"), metadata=own)
+    assert (mine.balance.tier, mine.balance.twelve_month_spend.units) == ("SILVER", 60_000)
+    await shop.place(customer_id, 10_000)  # SILVER x1.5
+    await shop.until(customer_id, lambda b: b.pending == 750)
+    # A year on, the orders have left the twelve months: the tier stays for the grace ...
+    await shop.later(365 + 1 / 24, shop.cases.loyalty.sweep)
+    grace = await shop.balance(customer_id)
+    assert (grace.tier, grace.twelve_month_spend.units) == ("SILVER", 0)
+    # ... and goes when it ends.
+    days_to_keep = (keep - datetime.now(UTC)) / timedelta(days=1)
+    await shop.later(days_to_keep + 1, shop.cases.loyalty.sweep)
+    after = await shop.balance(customer_id)
+    assert (after.tier, after.tier_keep_time.seconds) == ("STANDARD", 0)
