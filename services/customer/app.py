@@ -13,12 +13,15 @@ from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
+from services.customer.servicers.campaigns import CampaignServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
 from services.customer.subscribers import order_subscription
 from services.customer.usecases.bundle import build_use_cases
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
+    campaign_service_pb2,
+    campaign_service_pb2_grpc,
     customer_service_pb2,
     customer_service_pb2_grpc,
     identity_service_pb2,
@@ -40,6 +43,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
 LOYALTY_SERVICE = loyalty_service_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
+CAMPAIGN_SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
 INTERACTION_SERVICE = interaction_service_pb2.DESCRIPTOR.services_by_name[
     "InteractionService"
 ].full_name
@@ -71,6 +75,11 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         interaction_service_pb2_grpc.add_InteractionServiceServicer_to_server,
         InteractionServicer(cases.timeline, runtime.page_tokens),
         INTERACTION_SERVICE,
+    )
+    runtime.add_servicer(
+        campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server,
+        CampaignServicer(cases.campaigns, runtime.page_tokens),
+        CAMPAIGN_SERVICE,
     )
     runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance

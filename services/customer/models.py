@@ -351,6 +351,50 @@ loyalty_earnings = sa.Table(
     sa.Index("ix_loyalty_earnings_pending", "available_at", postgresql_where=sa.text("state = 1")),
 )
 
+# ------------------------------------------------------------------------------ campaigns
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("start_at", _time, nullable=False),
+    sa.Column("end_at", _time, nullable=False),
+    sa.Column("audience", sa.SmallInteger, nullable=False),
+    sa.Column("min_tier", sa.Text, nullable=False, server_default=""),
+    sa.Column("lapsed_days", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("channels", pg.ARRAY(sa.SmallInteger), nullable=False, server_default="{}"),
+    sa.Column("multiplier", sa.Float, nullable=False, server_default="1"),
+    sa.Column("bonus_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("per_member_limit", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("budget_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("given_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", _time, nullable=False),
+    # The budget holds in the database too: no statement can give more than it.
+    sa.CheckConstraint("budget_points = 0 OR given_points <= budget_points", name="within_budget"),
+    sa.Index("ix_campaigns_running", "end_at", "start_at"),
+)
+
+# What a campaign gave to which order: the per-member count and the export's participation.
+campaign_awards = sa.Table(
+    "campaign_awards",
+    metadata,
+    sa.Column(
+        "campaign_id",
+        _uuid,
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("awarded_at", _time, nullable=False),
+    sa.Index("ix_campaign_awards_member", "campaign_id", "customer_id"),
+    sa.Index("ix_campaign_awards_customer", "customer_id"),
+)
+
 # ------------------------------------------------------------------------------ timeline
 
 interactions = sa.Table(
@@ -385,6 +429,7 @@ CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "customer_orders": customer_orders.c.customer_id,
     "order_returns": order_returns.c.customer_id,
     "loyalty_earnings": loyalty_earnings.c.customer_id,
+    "campaign_awards": campaign_awards.c.customer_id,
 }
 #: Columns never exported: credentials, even hashed.
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

@@ -157,6 +157,17 @@ class OrderStore:
         ).one()
         return int(row.spend), row.oldest
 
+    async def history(self, customer_id: uuid.UUID) -> tuple[int, datetime | None]:
+        """Orders (not cancelled) the customer placed so far and when the last one was."""
+        row = (
+            await self.session.execute(
+                sa.select(
+                    sa.func.count().label("n"), sa.func.max(_O.placed_at).label("last")
+                ).where(_O.customer_id == customer_id, ~_O.cancelled)
+            )
+        ).one()
+        return int(row.n), row.last
+
     async def recent(self, customer_id: uuid.UUID, limit: int) -> list[ed.OrderRecord]:
         rows = await self.session.execute(
             sa.select(customer_orders)

@@ -11,6 +11,7 @@ from services.customer.domain import tiers
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
+from services.customer.usecases.campaigns import Campaigns
 from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
@@ -24,6 +25,7 @@ from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
 from services.customer.usecases.timeline import Timeline
 from services.customer.watch import BalanceHub
+from tenpo.common.v1 import common_pb2
 from tenpo.kit.db import Database
 
 
@@ -41,6 +43,7 @@ class CustomerUseCases:
     privacy: Privacy
     loyalty: Loyalty
     earning: Earning
+    campaigns: Campaigns
     timeline: Timeline
 
 
@@ -86,6 +89,10 @@ def build_use_cases(
     context = Context(db, keys, passwords, Policy.from_settings(settings))
     mail = MailTokens(context)
     loyalty = Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db))
+    earning = earning_policy(settings)
+    campaigns = Campaigns(
+        context, earning.tiers, [int(v) for v in common_pb2.Channel.values() if v]
+    )
     return CustomerUseCases(
         context=context,
         sessions=Sessions(context, mail),
@@ -102,6 +109,7 @@ def build_use_cases(
         consents=Consents(context, mail),
         privacy=Privacy(context),
         loyalty=loyalty,
-        earning=Earning(context, loyalty, earning_policy(settings)),
+        earning=Earning(context, loyalty, earning, campaigns),
+        campaigns=campaigns,
         timeline=Timeline(context),
     )

@@ -14,12 +14,14 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from services.customer.domain import campaigns as cd
 from services.customer.domain import earning as ed
 from services.customer.domain import loyalty as ld
 from services.customer.domain import tiers as tier_rules
 from services.customer.store.customers import CustomerStore
 from services.customer.store.loyalty import LoyaltyStore
 from services.customer.store.orders import OrderStore
+from services.customer.usecases.campaigns import Campaigns
 from services.customer.usecases.common import Context, UseCase
 from services.customer.usecases.loyalty import Loyalty
 from tenpo.kit.db import UnitOfWork
@@ -34,10 +36,17 @@ class EarningPolicy:
 
 
 class Earning(UseCase):
-    def __init__(self, context: Context, loyalty: Loyalty, policy: EarningPolicy) -> None:
+    def __init__(
+        self,
+        context: Context,
+        loyalty: Loyalty,
+        policy: EarningPolicy,
+        campaigns: Campaigns | None = None,
+    ) -> None:
         super().__init__(context)
         self.points = loyalty
         self.earning = policy
+        self.campaigns = campaigns
         loyalty.sweep_steps.append(self._sweep_step)
 
     # --------------------------------------------------------------------------- events
@@ -47,13 +56,26 @@ class Earning(UseCase):
         if store is None:
             return
         orders = OrderStore(uow.session)
+        previous, last_order_at = await orders.history(facts.customer_id)
         if not await orders.record_order(facts):
             return  # the order is known: it earned already
         account = await store.lock(facts.customer_id)
         now = self.clock()
         # The tier the customer had when she ordered multiplies; this order counts for the
-        # next one.
+        # next one. Campaigns add to what the rules give.
         points = self.points.loyalty.rules.points_for(facts.total_yen, account.tier)
+        bonus = 0
+        if self.campaigns is not None and points > 0:
+            bonus = await self.campaigns.bonus(
+                uow,
+                order_id=facts.order_id,
+                customer_id=facts.customer_id,
+                channel=facts.channel,
+                placed_at=facts.placed_at,
+                base_points=points,
+                shopper=cd.Shopper(self.earning.tiers.rank(account.tier), previous, last_order_at),
+            )
+        points += bonus
         if points > 0:
             await orders.insert_earning(
                 ed.Earning(
@@ -61,7 +83,7 @@ class Earning(UseCase):
                     customer_id=facts.customer_id,
                     state=ed.EarningState.PENDING,
                     points=points,
-                    bonus_points=0,
+                    bonus_points=bonus,
                     reversed=0,
                     channel=facts.channel,
                     store_id=facts.store_id,
