@@ -16,6 +16,7 @@ from services.customer.servicer import CustomerServicer, IdentityServicer
 from services.customer.servicers.campaigns import CampaignServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
+from services.customer.servicers.store_card import StoreCardServicer
 from services.customer.subscribers import order_subscription
 from services.customer.usecases.bundle import build_use_cases
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
@@ -30,6 +31,8 @@ from tenpo.customer.v1 import (
     interaction_service_pb2_grpc,
     loyalty_service_pb2,
     loyalty_service_pb2_grpc,
+    store_card_service_pb2,
+    store_card_service_pb2_grpc,
 )
 from tenpo.kit.auth import StaticJwks
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -44,6 +47,9 @@ IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentitySer
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
 LOYALTY_SERVICE = loyalty_service_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
 CAMPAIGN_SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+STORE_CARD_SERVICE = store_card_service_pb2.DESCRIPTOR.services_by_name[
+    "StoreCardService"
+].full_name
 INTERACTION_SERVICE = interaction_service_pb2.DESCRIPTOR.services_by_name[
     "InteractionService"
 ].full_name
@@ -81,6 +87,11 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         CampaignServicer(cases.campaigns, runtime.page_tokens),
         CAMPAIGN_SERVICE,
     )
+    runtime.add_servicer(
+        store_card_service_pb2_grpc.add_StoreCardServiceServicer_to_server,
+        StoreCardServicer(cases.store_cards, runtime.page_tokens),
+        STORE_CARD_SERVICE,
+    )
     runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
@@ -116,6 +127,9 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
                 changed = await cases.loyalty.sweep()
                 if changed:
                     log.info("loyalty accounts swept", extra={"accounts": changed})
+                cards = await cases.store_cards.sweep()
+                if cards:
+                    log.info("store card holds swept", extra={"cards": cards})
             except Exception:
                 log.exception("loyalty sweep failed; retrying at the next interval")
             await asyncio.sleep(runtime.settings.loyalty_sweep_interval_seconds)

@@ -63,6 +63,10 @@ class CustomerSettings(ServiceSettings):
     loyalty_tier_thresholds: dict[str, int] = {"SILVER": 50_000, "GOLD": 200_000}
     #: Length of a tier period in months, calendar-aligned (12: calendar years).
     loyalty_tier_period_months: Literal[1, 2, 3, 4, 6, 12] = 12
+    #: The most a prepaid store card may hold (JPY); a top-up beyond it is refused.
+    store_card_max_balance_yen: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: An uncommitted store card payment hold is released by itself after this long.
+    store_card_hold_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
     #: Durable consumer of the order service's events (one per deployment).
     order_consumer: str = "customer-order"
     #: Longest a WatchBalance stream stays open; clients reconnect.

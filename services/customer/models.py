@@ -395,6 +395,68 @@ campaign_awards = sa.Table(
     sa.Index("ix_campaign_awards_customer", "customer_id"),
 )
 
+# ------------------------------------------------------------------------------ store card
+
+# The prepaid card, like the points' account: every change locks this row first. The ledger
+# sum is held by a deferred trigger as for points (migration 0006).
+store_cards = sa.Table(
+    "store_cards",
+    metadata,
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    sa.CheckConstraint("reserved >= 0 AND reserved <= balance", name="reserved_within_balance"),
+)
+
+store_card_entries = sa.Table(
+    "store_card_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("id", _uuid, nullable=False, unique=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("reference", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _time, nullable=False),
+    sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
+    sa.Index("ix_store_card_entries_customer", "customer_id", sa.text("seq DESC")),
+)
+
+store_card_holds = sa.Table(
+    "store_card_holds",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("reference", sa.Text, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("entry_id", _uuid),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.Index("ix_store_card_holds_held", "expires_at", postgresql_where=sa.text("state = 1")),
+)
+
 # ------------------------------------------------------------------------------ timeline
 
 interactions = sa.Table(
@@ -430,6 +492,9 @@ CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "order_returns": order_returns.c.customer_id,
     "loyalty_earnings": loyalty_earnings.c.customer_id,
     "campaign_awards": campaign_awards.c.customer_id,
+    "store_cards": store_cards.c.customer_id,
+    "store_card_entries": store_card_entries.c.customer_id,
+    "store_card_holds": store_card_holds.c.customer_id,
 }
 #: Columns never exported: credentials, even hashed.
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

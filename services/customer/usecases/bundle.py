@@ -23,6 +23,7 @@ from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
 from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
+from services.customer.usecases.store_card import StoreCardPolicy, StoreCards
 from services.customer.usecases.timeline import Timeline
 from services.customer.watch import BalanceHub
 from tenpo.common.v1 import common_pb2
@@ -44,6 +45,7 @@ class CustomerUseCases:
     loyalty: Loyalty
     earning: Earning
     campaigns: Campaigns
+    store_cards: StoreCards
     timeline: Timeline
 
 
@@ -111,5 +113,12 @@ def build_use_cases(
         loyalty=loyalty,
         earning=Earning(context, loyalty, earning, campaigns),
         campaigns=campaigns,
+        store_cards=StoreCards(
+            context,
+            StoreCardPolicy(
+                max_balance_yen=settings.store_card_max_balance_yen,
+                hold_ttl=timedelta(seconds=settings.store_card_hold_ttl_seconds),
+            ),
+        ),
         timeline=Timeline(context),
     )

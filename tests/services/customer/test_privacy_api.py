@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -16,15 +16,20 @@ from google.type import date_pb2, money_pb2
 from services.customer.domain import earning as ed
 from services.customer.models import metadata as customer_metadata
 from tenpo.common.v1 import common_pb2
+from tenpo.customer.v1 import campaign_service_pb2 as campaign_api
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import interaction_service_pb2 as timeline_api
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.customer.v1 import store_card_service_pb2 as card_api
+from tenpo.customer.v1.campaign_service_pb2_grpc import CampaignServiceStub
 from tenpo.customer.v1.interaction_service_pb2_grpc import InteractionServiceStub
 from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
+from tenpo.customer.v1.store_card_service_pb2_grpc import StoreCardServiceStub
 from tenpo.kit.events import Consumer, EventBus, Subscription
+from tenpo.kit.wire import timestamp
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
 
@@ -202,6 +207,50 @@ async def rich_customer(
                 customer_id=customer_id, points=5, reason=f"{family}様へのお詫び"
             ),
             metadata=order,
+        )
+        # A prepaid store card topped up at a POS, with a payment held; and a campaign
+        # the order below takes part in.
+        card = StoreCardServiceStub(channel)
+        cashier = tokens.metadata(
+            tokens.mint(
+                subject="pos",
+                kind="device",
+                scopes=["storecard:write"],
+                channel="POS",
+                store_id="tokyo-ginza",
+            )
+        )
+        await card.TopUpStoreCard(
+            card_api.TopUpStoreCardRequest(
+                customer_id=customer_id,
+                amount=money_pb2.Money(currency_code="JPY", units=3000),
+                reference="receipt-1",
+            ),
+            metadata=cashier,
+        )
+        await card.ReserveStoreCardPayment(
+            card_api.ReserveStoreCardPaymentRequest(
+                customer_id=customer_id,
+                amount=money_pb2.Money(currency_code="JPY", units=1000),
+                reference="sale-1",
+            ),
+            metadata=cashier,
+        )
+        now = datetime.now(UTC)
+        await CampaignServiceStub(channel).CreateCampaign(
+            campaign_api.CreateCampaignRequest(
+                campaign=campaign_api.Campaign(
+                    display_name=f"pos {tag}",
+                    start_time=timestamp(now - timedelta(hours=1)),
+                    end_time=timestamp(now + timedelta(days=1)),
+                    audience=campaign_api.CampaignAudience(everyone=True),
+                    channels=[common_pb2.CHANNEL_POS],
+                    bonus_points=3,
+                )
+            ),
+            metadata=tokens.metadata(
+                tokens.mint(subject="staff-camp", kind="staff", scopes=["loyalty:write"])
+            ),
         )
     await project_an_order(service, customer_id, tag)
     return {
