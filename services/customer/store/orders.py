@@ -204,6 +204,14 @@ class OrderStore:
         ).first()
         return _earning(row) if row else None
 
+    async def earnings_of(self, order_ids: list[str]) -> dict[str, ed.Earning]:
+        if not order_ids:
+            return {}
+        rows = await self.session.execute(
+            sa.select(loyalty_earnings).where(_G.order_id.in_(order_ids))
+        )
+        return {row.order_id: _earning(row) for row in rows}
+
     async def earning_of_entry(self, entry_id: uuid.UUID) -> ed.Earning | None:
         row = (
             await self.session.execute(

@@ -19,6 +19,7 @@ from services.customer.usecases.earning import Earning, EarningPolicy
 from services.customer.usecases.handoff import Handoff
 from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
+from services.customer.usecases.overview import Overviews
 from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
 from services.customer.usecases.sessions import Sessions
@@ -46,6 +47,7 @@ class CustomerUseCases:
     earning: Earning
     campaigns: Campaigns
     store_cards: StoreCards
+    overviews: Overviews
     timeline: Timeline
 
 
@@ -121,4 +123,5 @@ def build_use_cases(
             ),
         ),
         timeline=Timeline(context),
+        overviews=Overviews(context),
     )

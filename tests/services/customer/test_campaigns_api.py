@@ -81,11 +81,13 @@ class Desk:
             await uow.commit()
         return order_id
 
-    async def pending(self, customer_id: str) -> int:
+    async def earned(self, customer_id: str) -> int:
+        """Pending and available points: the sweep may make an old order's points available
+        meanwhile."""
         response = await self.loyalty.GetBalance(
             loyalty_api.GetBalanceRequest(customer_id=customer_id), metadata=self.notifier
         )
-        return response.balance.pending
+        return response.balance.pending + response.balance.balance
 
     async def campaign(self, campaign_id: str) -> api.Campaign:
         response = await self.stub.GetCampaign(
@@ -207,12 +209,12 @@ async def test_a_first_time_campaign_on_one_channel_multiplies_the_first_order_o
     )
     newcomer, _, _ = await desk.service.register("first")
     await desk.order(newcomer, 1_000, channel=common_pb2.CHANNEL_APP)  # 10 x3 + 7
-    assert await desk.pending(newcomer) == 37
+    assert await desk.earned(newcomer) == 37
     await desk.order(newcomer, 1_000, channel=common_pb2.CHANNEL_APP)  # not her first
-    assert await desk.pending(newcomer) == 47
+    assert await desk.earned(newcomer) == 47
     web, _, _ = await desk.service.register("first-web")
     await desk.order(web, 1_000, channel=common_pb2.CHANNEL_WEB)  # another channel
-    assert await desk.pending(web) == 10
+    assert await desk.earned(web) == 10
     assert (await desk.campaign(campaign.id)).given_points == 27
     await desk.stub.EndCampaign(
         api.EndCampaignRequest(campaign_id=campaign.id), metadata=desk.staff
@@ -228,7 +230,7 @@ async def test_a_budget_is_never_exceeded_by_concurrent_orders(desk: Desk) -> No
     )
     customers = [(await desk.service.register("budget"))[0] for _ in range(12)]
     await asyncio.gather(*(desk.order(c, 100, channel=common_pb2.CHANNEL_KIOSK) for c in customers))
-    pendings = [await desk.pending(c) for c in customers]
+    pendings = [await desk.earned(c) for c in customers]
     assert sorted(pendings) == [1] * 7 + [11] * 5
     assert (await desk.campaign(campaign.id)).given_points == 50
     await desk.stub.EndCampaign(
@@ -247,7 +249,7 @@ async def test_a_member_limit_holds_under_concurrent_orders(desk: Desk) -> None:
     await asyncio.gather(
         *(desk.order(customer_id, 100, channel=common_pb2.CHANNEL_CALL_CENTER) for _ in range(8))
     )
-    assert await desk.pending(customer_id) == 8 * 1 + 2 * 5
+    assert await desk.earned(customer_id) == 8 * 1 + 2 * 5
     assert (await desk.campaign(campaign.id)).given_points == 10
     await desk.stub.EndCampaign(
         api.EndCampaignRequest(campaign_id=campaign.id), metadata=desk.staff
@@ -287,9 +289,9 @@ async def test_lapsed_customers_are_listed_for_notification_and_earn_the_offer(
     assert recent not in seen and never not in seen
     assert seen == sorted(seen)
     await desk.order(lapsed[0], 1_000, channel=common_pb2.CHANNEL_SMART_MIRROR)
-    assert await desk.pending(lapsed[0]) == 10 + 10 + 100
+    assert await desk.earned(lapsed[0]) == 10 + 10 + 100
     await desk.order(recent, 1_000, channel=common_pb2.CHANNEL_SMART_MIRROR)
-    assert await desk.pending(recent) == 30
+    assert await desk.earned(recent) == 30
     # Only a running lapsed campaign has such an audience.
     other = await desk.create(display_name="not lapsed", bonus_points=1)
     await expect_error(
