@@ -362,6 +362,20 @@ async def test_export_holds_every_tables_rows_and_no_credentials(
     tables = document["tables"]
     assert await tables_referring_to_customers(service) <= set(tables)
     assert set(tables) <= set(await all_tables(service))
+    # Engagement data too: points, pending earnings, tier, orders, store card, campaigns.
+    assert {
+        "loyalty_accounts",
+        "loyalty_entries",
+        "loyalty_earnings",
+        "customer_orders",
+        "order_returns",
+        "store_cards",
+        "store_card_entries",
+        "store_card_holds",
+        "campaign_awards",
+    } <= set(tables)
+    assert tables["loyalty_accounts"][0]["tier"] == "STANDARD"
+    assert tables["campaign_awards"][0]["points"] == 3
     for name, rows in tables.items():
         assert rows, f"{name} exported no rows"
     # Every row anywhere in the database that names the customer is in the export.
@@ -461,6 +475,51 @@ async def test_erasure_leaves_no_personal_data_in_any_table(
             {"c": uuid.UUID(erased["id"])},
         )
         assert sorted(ledger.all()) == [(5, ""), (50, "order-1")]
+        # Campaign participation goes; orders, earnings (with the bonus), the tier and the
+        # store card's ledger stay as ids and amounts.
+        counts = {}
+        for table in (
+            "campaign_awards",
+            "customer_orders",
+            "order_returns",
+            "loyalty_earnings",
+            "store_card_entries",
+        ):
+            counted = await conn.execute(
+                sa.text(f"SELECT count(*) FROM {table} WHERE customer_id = :c"),  # noqa: S608
+                {"c": uuid.UUID(erased["id"])},
+            )
+            counts[table] = counted.scalar_one()
+        assert counts == {
+            "campaign_awards": 0,
+            "customer_orders": 1,
+            "order_returns": 1,
+            "loyalty_earnings": 1,
+            "store_card_entries": 1,
+        }
+    # Nothing changes for her any more: no top-up, and a late order event earns nothing.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.host.port}") as channel:
+        await expect_error(
+            StoreCardServiceStub(channel).TopUpStoreCard(
+                card_api.TopUpStoreCardRequest(
+                    customer_id=erased["id"],
+                    amount=money_pb2.Money(currency_code="JPY", units=100),
+                    reference="r",
+                ),
+                metadata=tokens.metadata(
+                    tokens.mint(subject="staff-c", kind="staff", scopes=["storecard:write"])
+                ),
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "CUSTOMER_NOT_FOUND",
+        )
+    await project_an_order(service, erased["id"], "late")
+    async with service.db.engine.connect() as conn:
+        late = await conn.execute(
+            sa.text("SELECT count(*) FROM customer_orders WHERE customer_id = :c"),
+            {"c": uuid.UUID(erased["id"])},
+        )
+        assert late.scalar_one() == 1
     # The address is free again.
     await service.register(email=erased["email"])
 
