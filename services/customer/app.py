@@ -13,11 +13,16 @@ from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
 from services.customer.servicer import CustomerServicer, IdentityServicer
+from services.customer.servicers.campaigns import CampaignServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
+from services.customer.servicers.store_card import StoreCardServicer
+from services.customer.subscribers import order_subscription
 from services.customer.usecases.bundle import build_use_cases
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
+    campaign_service_pb2,
+    campaign_service_pb2_grpc,
     customer_service_pb2,
     customer_service_pb2_grpc,
     identity_service_pb2,
@@ -26,6 +31,8 @@ from tenpo.customer.v1 import (
     interaction_service_pb2_grpc,
     loyalty_service_pb2,
     loyalty_service_pb2_grpc,
+    store_card_service_pb2,
+    store_card_service_pb2_grpc,
 )
 from tenpo.kit.auth import StaticJwks
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -39,6 +46,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 IDENTITY_SERVICE = identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 CUSTOMER_SERVICE = customer_service_pb2.DESCRIPTOR.services_by_name["CustomerService"].full_name
 LOYALTY_SERVICE = loyalty_service_pb2.DESCRIPTOR.services_by_name["LoyaltyService"].full_name
+CAMPAIGN_SERVICE = campaign_service_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name
+STORE_CARD_SERVICE = store_card_service_pb2.DESCRIPTOR.services_by_name[
+    "StoreCardService"
+].full_name
 INTERACTION_SERVICE = interaction_service_pb2.DESCRIPTOR.services_by_name[
     "InteractionService"
 ].full_name
@@ -71,6 +82,17 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         InteractionServicer(cases.timeline, runtime.page_tokens),
         INTERACTION_SERVICE,
     )
+    runtime.add_servicer(
+        campaign_service_pb2_grpc.add_CampaignServiceServicer_to_server,
+        CampaignServicer(cases.campaigns, runtime.page_tokens),
+        CAMPAIGN_SERVICE,
+    )
+    runtime.add_servicer(
+        store_card_service_pb2_grpc.add_StoreCardServiceServicer_to_server,
+        StoreCardServicer(cases.store_cards, runtime.page_tokens),
+        STORE_CARD_SERVICE,
+    )
+    runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)
@@ -105,6 +127,9 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
                 changed = await cases.loyalty.sweep()
                 if changed:
                     log.info("loyalty accounts swept", extra={"accounts": changed})
+                cards = await cases.store_cards.sweep()
+                if cards:
+                    log.info("store card holds swept", extra={"cards": cards})
             except Exception:
                 log.exception("loyalty sweep failed; retrying at the next interval")
             await asyncio.sleep(runtime.settings.loyalty_sweep_interval_seconds)

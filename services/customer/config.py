@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -55,6 +55,20 @@ class CustomerSettings(ServiceSettings):
     loyalty_reservation_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
     #: How often each replica sweeps expired points and holds (SKIP LOCKED: they share it).
     loyalty_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=24 * 3600)
+    #: Points an order earns are pending this long after it was placed (returns lower
+    #: them), then available. The sweep makes them available.
+    loyalty_return_window_days: float = Field(default=30.0, ge=0, le=365)
+    #: Tiers by twelve-month spend (JPY, orders less returns): a tier is reached at its
+    #: threshold and kept until the end of the period after the last one it was reached in.
+    loyalty_tier_thresholds: dict[str, int] = {"SILVER": 50_000, "GOLD": 200_000}
+    #: Length of a tier period in months, calendar-aligned (12: calendar years).
+    loyalty_tier_period_months: Literal[1, 2, 3, 4, 6, 12] = 12
+    #: The most a prepaid store card may hold (JPY); a top-up beyond it is refused.
+    store_card_max_balance_yen: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: An uncommitted store card payment hold is released by itself after this long.
+    store_card_hold_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    #: Durable consumer of the order service's events (one per deployment).
+    order_consumer: str = "customer-order"
     #: Longest a WatchBalance stream stays open; clients reconnect.
     loyalty_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from google.type import date_pb2
+from google.type import date_pb2, money_pb2
 
 from services.customer import domain as d
 from services.customer.domain import loyalty as ld
@@ -171,6 +171,10 @@ def loyalty_balance(account: ld.Account) -> lpb.LoyaltyBalance:
         available=account.available,
         version=account.version,
         update_time=timestamp(account.updated_at),
+        pending=account.pending,
+        tier=account.tier,
+        tier_keep_time=timestamp(account.tier_keep_until),
+        twelve_month_spend=money_pb2.Money(currency_code="JPY", units=account.twelve_month_spend),
     )
 
 

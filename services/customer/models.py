@@ -210,7 +210,18 @@ loyalty_accounts = sa.Table(
     sa.Column("tier", sa.Text, nullable=False, server_default="STANDARD"),
     sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    # Points of orders still in their return window (loyalty_earnings in state PENDING,
+    # less what returns took): shown, not spendable, not part of the balance.
+    sa.Column("pending", sa.BigInteger, nullable=False, server_default="0"),
+    # The tier is kept until then even when the spend falls below it (grace period).
+    sa.Column("tier_keep_until", _time),
+    # When time alone may change the tier (an order leaving the twelve months, the grace
+    # period ending): the sweep recomputes it then.
+    sa.Column("tier_review_at", _time),
+    sa.Column("twelve_month_spend", sa.BigInteger, nullable=False, server_default="0"),
     sa.CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+    sa.CheckConstraint("pending >= 0", name="pending_not_negative"),
+    sa.Index("ix_loyalty_accounts_tier_review", "tier_review_at"),
 )
 
 loyalty_entries = sa.Table(
@@ -271,6 +282,181 @@ loyalty_reservations = sa.Table(
     sa.Index("ix_loyalty_reservations_held", "expires_at", postgresql_where=sa.text("state = 1")),
 )
 
+# ------------------------------------------------------------------------------ orders
+
+# A projection of the order service's events: what segments, tiers and the 360 view need
+# (no personal data: ids, channel, store, amounts).
+customer_orders = sa.Table(
+    "customer_orders",
+    metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("order_number", sa.Text, nullable=False, server_default=""),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("total_yen", sa.BigInteger, nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    sa.Column("returned_yen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("returned_units", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cancelled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("placed_at", _time, nullable=False),
+    sa.CheckConstraint("total_yen >= 0", name="total_not_negative"),
+    sa.Index("ix_customer_orders_customer", "customer_id", sa.text("placed_at DESC")),
+)
+
+# Returns seen, one row per return id: a redelivered or repeated return reverses once.
+order_returns = sa.Table(
+    "order_returns",
+    metadata,
+    sa.Column("return_id", sa.Text, primary_key=True),
+    sa.Column("order_id", sa.Text, nullable=False, index=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("refund_yen", sa.BigInteger, nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    sa.Column("points_reversed", sa.BigInteger, nullable=False),
+    sa.Column("received_at", _time, nullable=False),
+)
+
+# What an order earns: pending during the return window, then an EARN entry of the ledger.
+loyalty_earnings = sa.Table(
+    "loyalty_earnings",
+    metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("loyalty_accounts.customer_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    # Everything the order earned (rules x tier, plus campaign bonuses) ...
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("bonus_points", sa.BigInteger, nullable=False, server_default="0"),
+    # ... and how much of it returns and cancellation took back, pending or from the ledger.
+    sa.Column("reversed", sa.BigInteger, nullable=False, server_default="0"),
+    # The EARN entry once available, and its points (points - reversed at that moment).
+    sa.Column("entry_id", _uuid),
+    sa.Column("entry_points", sa.BigInteger),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("tier", sa.Text, nullable=False),
+    sa.Column("available_at", _time, nullable=False),
+    sa.Column("created_at", _time, nullable=False),
+    sa.CheckConstraint("reversed >= 0 AND reversed <= points", name="reversed_within_points"),
+    sa.Index("ix_loyalty_earnings_pending", "available_at", postgresql_where=sa.text("state = 1")),
+)
+
+# ------------------------------------------------------------------------------ campaigns
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("start_at", _time, nullable=False),
+    sa.Column("end_at", _time, nullable=False),
+    sa.Column("audience", sa.SmallInteger, nullable=False),
+    sa.Column("min_tier", sa.Text, nullable=False, server_default=""),
+    sa.Column("lapsed_days", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("channels", pg.ARRAY(sa.SmallInteger), nullable=False, server_default="{}"),
+    sa.Column("multiplier", sa.Float, nullable=False, server_default="1"),
+    sa.Column("bonus_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("per_member_limit", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("budget_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("given_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", _time, nullable=False),
+    # The budget holds in the database too: no statement can give more than it.
+    sa.CheckConstraint("budget_points = 0 OR given_points <= budget_points", name="within_budget"),
+    sa.Index("ix_campaigns_running", "end_at", "start_at"),
+)
+
+# What a campaign gave to which order: the per-member count and the export's participation.
+campaign_awards = sa.Table(
+    "campaign_awards",
+    metadata,
+    sa.Column(
+        "campaign_id",
+        _uuid,
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("awarded_at", _time, nullable=False),
+    sa.Index("ix_campaign_awards_member", "campaign_id", "customer_id"),
+    sa.Index("ix_campaign_awards_customer", "customer_id"),
+)
+
+# ------------------------------------------------------------------------------ store card
+
+# The prepaid card, like the points' account: every change locks this row first. The ledger
+# sum is held by a deferred trigger as for points (migration 0006).
+store_cards = sa.Table(
+    "store_cards",
+    metadata,
+    sa.Column(
+        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", _time, nullable=False, server_default=_now),
+    sa.CheckConstraint("reserved >= 0 AND reserved <= balance", name="reserved_within_balance"),
+)
+
+store_card_entries = sa.Table(
+    "store_card_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("id", _uuid, nullable=False, unique=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("reference", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _time, nullable=False),
+    sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
+    sa.Index("ix_store_card_entries_customer", "customer_id", sa.text("seq DESC")),
+)
+
+store_card_holds = sa.Table(
+    "store_card_holds",
+    metadata,
+    sa.Column("id", _uuid, primary_key=True),
+    sa.Column(
+        "customer_id",
+        _uuid,
+        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("reference", sa.Text, nullable=False),
+    sa.Column("channel", sa.SmallInteger, nullable=False),
+    sa.Column("store_id", sa.Text),
+    sa.Column("entry_id", _uuid),
+    sa.Column("created_at", _time, nullable=False),
+    sa.Column("expires_at", _time, nullable=False),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.Index("ix_store_card_holds_held", "expires_at", postgresql_where=sa.text("state = 1")),
+)
+
 # ------------------------------------------------------------------------------ timeline
 
 interactions = sa.Table(
@@ -302,6 +488,13 @@ CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "loyalty_entries": loyalty_entries.c.customer_id,
     "loyalty_reservations": loyalty_reservations.c.customer_id,
     "interactions": interactions.c.customer_id,
+    "customer_orders": customer_orders.c.customer_id,
+    "order_returns": order_returns.c.customer_id,
+    "loyalty_earnings": loyalty_earnings.c.customer_id,
+    "campaign_awards": campaign_awards.c.customer_id,
+    "store_cards": store_cards.c.customer_id,
+    "store_card_entries": store_card_entries.c.customer_id,
+    "store_card_holds": store_card_holds.c.customer_id,
 }
 #: Columns never exported: credentials, even hashed.
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

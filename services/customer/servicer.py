@@ -8,6 +8,7 @@ from grpc.aio import ServicerContext
 
 from services.customer import convert
 from services.customer import domain as d
+from services.customer.servicers.overview import overview_response
 from services.customer.usecases.addresses import ADDRESS_MASK
 from services.customer.usecases.bundle import CustomerUseCases
 from services.customer.usecases.common import IssuedTokens
@@ -233,6 +234,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self.addresses = cases.addresses
         self.consents = cases.consents
         self.privacy = cases.privacy
+        self.overviews = cases.overviews
         self.page_tokens = page_tokens
 
     async def GetCustomer(
@@ -424,6 +426,14 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
                 {"s": found[size - 1][0]}, query=shape
             )
         return response
+
+    async def GetCustomer360(
+        self, request: api.GetCustomer360Request, context: ServicerContext
+    ) -> api.GetCustomer360Response:
+        overview = await self.overviews.get(
+            current_principal(), request.customer_id, request.recent_limit
+        )
+        return overview_response(overview)
 
     async def ExportCustomerData(
         self, request: api.ExportCustomerDataRequest, context: ServicerContext

@@ -708,8 +708,7 @@ async def test_named_handlers_receive_events_a_build_has_no_proto_for(
     subscription = Subscription(
         durable="named",
         source_service=service,
-        handlers={},
-        named_handlers={"tenpo.later.v1.ReadyForPickup": record},
+        handlers={"tenpo.later.v1.ReadyForPickup": record},
     )
     assert subscription.subjects() == [f"tenpo.{service}.ready_for_pickup"]
     for event_type, subject in (
@@ -728,3 +727,17 @@ async def test_named_handlers_receive_events_a_build_has_no_proto_for(
         await eventually(lambda: _has(db, ["tenpo.later.v1.ReadyForPickup:o-7"]))
     assert await received_ids(db) == ["tenpo.later.v1.ReadyForPickup:o-7"]
     await bus.close()
+
+
+def test_a_handler_may_be_keyed_by_an_event_type_name_the_code_does_not_have_yet() -> None:
+    async def handler(uow: UnitOfWork, event: Event) -> None:
+        return None
+
+    subscription = Subscription(
+        durable="d",
+        source_service="order",
+        handlers={"tenpo.order.v1.ReturnReceived": handler, wrappers_pb2.StringValue: handler},
+    )
+    assert subscription.subjects() == ["tenpo.order.return_received", "tenpo.order.string_value"]
+    assert subscription.handler_for("tenpo.order.v1.ReturnReceived") is handler
+    assert subscription.handler_for("tenpo.order.v1.RefundIssued") is None

@@ -23,6 +23,7 @@ from tenpo.customer.v1 import identity_service_pb2 as identity_api
 from tenpo.customer.v1 import interaction_service_pb2 as interaction_api
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as customer_pb
+from tenpo.customer.v1 import store_card_service_pb2 as store_card_api
 from tenpo.inventory.v1 import events_pb2 as inventory_events
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
 from tenpo.inventory.v1 import resources_pb2 as inventory_pb
@@ -36,6 +37,7 @@ CONTRACTS: dict[str, tuple[FileDescriptor, ...]] = {
         identity_api.DESCRIPTOR,
         loyalty_api.DESCRIPTOR,
         interaction_api.DESCRIPTOR,
+        store_card_api.DESCRIPTOR,
     ),
     "order": (order_pb.DESCRIPTOR,),
 }
@@ -44,6 +46,8 @@ OWN_ENUMS = {
     "customer": {
         "TokenPurpose": "what a mailed single-use token is for; never on the wire",
         "SubjectKind": "whose session a refresh token continues; stored, never sent",
+        "AudienceKind": "which CampaignAudience oneof field is set; the oneof is on the wire",
+        "EarningState": "an order earning's state, stored; the wire shows it as pending points",
     },
     "inventory": {
         "StockSignal": "which stock event a change announces; the event types are the wire form",
@@ -83,6 +87,8 @@ EXPECTED = {
         "LedgerEntryKind",
         "ReservationState",
         "InteractionKind",
+        "StoreCardEntryKind",
+        "StoreCardHoldState",
     },
     "order": {"OrderStatus", "PaymentMethod", "PaymentState", "FulfillmentMethod"},
 }

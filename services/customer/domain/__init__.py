@@ -49,6 +49,8 @@ STAFF_SCOPES = (
     "orders:read",
     "orders:write",
     "loyalty:write",
+    "storecard:write",
+    "customers:overview",
     CLIENTS_SCOPE,
 )
 #: Scopes any machine client may be given without the creator holding them: reads of public

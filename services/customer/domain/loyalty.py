@@ -63,6 +63,9 @@ class Account:
     tier: str
     version: int
     updated_at: datetime | None
+    pending: int = 0
+    tier_keep_until: datetime | None = None
+    twelve_month_spend: int = 0
 
     @property
     def available(self) -> int:
@@ -214,6 +217,12 @@ def check_reversible(entry: Entry) -> None:
             "only earned or positively adjusted points can be reversed",
             reason="ENTRY_NOT_REVERSIBLE",
         )
+
+
+def reversed_by_returns() -> FailedPrecondition:
+    return FailedPrecondition(
+        "returns already reversed these points", reason="ENTRY_NOT_REVERSIBLE"
+    )
 
 
 def check_reservation_open(reservation: Reservation, now: datetime) -> None:

@@ -18,14 +18,27 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.customer.domain import loyalty as ld
-from services.customer.models import loyalty_accounts, loyalty_entries, loyalty_reservations
+from services.customer.models import (
+    loyalty_accounts,
+    loyalty_earnings,
+    loyalty_entries,
+    loyalty_reservations,
+)
 
 _A, _E, _R = loyalty_accounts.c, loyalty_entries.c, loyalty_reservations.c
 
 
-def _account(row: Any) -> ld.Account:
+def account_from_row(row: Any) -> ld.Account:
     return ld.Account(
-        row.customer_id, row.balance, row.reserved, row.tier, row.version, row.updated_at
+        row.customer_id,
+        row.balance,
+        row.reserved,
+        row.tier,
+        row.version,
+        row.updated_at,
+        pending=row.pending,
+        tier_keep_until=row.tier_keep_until,
+        twelve_month_spend=row.twelve_month_spend,
     )
 
 
@@ -73,7 +86,14 @@ class LoyaltyStore:
                 sa.select(loyalty_accounts).where(_A.customer_id == customer_id)
             )
         ).first()
-        return _account(row) if row else None
+        return account_from_row(row) if row else None
+
+    async def tier_review_at(self, customer_id: uuid.UUID) -> datetime | None:
+        return (
+            await self.session.execute(
+                sa.select(_A.tier_review_at).where(_A.customer_id == customer_id)
+            )
+        ).scalar_one_or_none()
 
     async def lock(self, customer_id: uuid.UUID) -> ld.Account:
         """The account, created empty on first use, locked until the transaction ends."""
@@ -87,7 +107,7 @@ class LoyaltyStore:
                 sa.select(loyalty_accounts).where(_A.customer_id == customer_id).with_for_update()
             )
         ).one()
-        return _account(row)
+        return account_from_row(row)
 
     async def reserve(
         self, customer_id: uuid.UUID, points: int, now: datetime
@@ -103,7 +123,7 @@ class LoyaltyStore:
                 .returning(*loyalty_accounts.c)
             )
         ).first()
-        return _account(row) if row else None
+        return account_from_row(row) if row else None
 
     async def change_reserved(
         self, customer_id: uuid.UUID, delta: int, now: datetime
@@ -116,7 +136,7 @@ class LoyaltyStore:
                 .returning(*loyalty_accounts.c)
             )
         ).one()
-        return _account(row)
+        return account_from_row(row)
 
     # ---------------------------------------------------------------------------- ledger
 
@@ -157,7 +177,7 @@ class LoyaltyStore:
             .returning(*loyalty_accounts.c)
             .add_cte(inserted)
         )
-        return _account((await self.session.execute(statement)).one())
+        return account_from_row((await self.session.execute(statement)).one())
 
     async def entry(self, customer_id: uuid.UUID, entry_id: uuid.UUID) -> ld.Entry | None:
         row = (
@@ -210,8 +230,10 @@ class LoyaltyStore:
     async def accounts_to_sweep(
         self, now: datetime, limit: int, after: uuid.UUID | None = None
     ) -> list[uuid.UUID]:
-        """Accounts with an expired lot or an expired hold, locked; SKIP LOCKED, so replicas
-        sweep different accounts and a checkout holding one is never waited for."""
+        """Accounts with an expired lot or hold, an order earning past its return window, or
+        a tier due for review, locked: SKIP LOCKED is the sweep's lease, so replicas sweep
+        different accounts, a checkout holding one is never waited for, and what a crashed
+        sweep left is found again by the next (the state is in the rows, not in memory)."""
         expired_lot = sa.exists().where(
             _E.customer_id == _A.customer_id, _E.remaining > 0, _E.expires_at <= now
         )
@@ -220,7 +242,15 @@ class LoyaltyStore:
             _R.state == int(ld.ReservationState.HELD),
             _R.expires_at <= now,
         )
-        query = sa.select(_A.customer_id).where(sa.or_(expired_lot, expired_hold))
+        due_earning = sa.exists().where(
+            loyalty_earnings.c.customer_id == _A.customer_id,
+            loyalty_earnings.c.state == 1,  # EarningState.PENDING
+            loyalty_earnings.c.available_at <= now,
+        )
+        tier_review = sa.and_(_A.tier_review_at.is_not(None), _A.tier_review_at <= now)
+        query = sa.select(_A.customer_id).where(
+            sa.or_(expired_lot, expired_hold, due_earning, tier_review)
+        )
         if after is not None:
             query = query.where(_A.customer_id > after)
         rows = await self.session.execute(

@@ -15,6 +15,7 @@ from services.customer.models import (
     CUSTOMER_TABLES,
     SECRET_COLUMNS,
     addresses,
+    campaign_awards,
     device_sessions,
     one_time_tokens,
     password_reset_requests,
@@ -150,6 +151,13 @@ class PrivacyStore:
         # the pseudonymous id), without its one free text, staff's adjustment reasons.
         await TimelineStore(self.session).erase(customer_id)
         await LoyaltyStore(self.session).blank_adjust_reasons(customer_id)
+        # Which campaigns she took part in is marketing data about her: it goes (the points
+        # stay in the ledger and earnings, the campaign's budget stays spent). The order
+        # projection, earnings, tier and the store card's ledger hold ids and amounts only
+        # and stay as the accounting record, like the points ledger.
+        await self.session.execute(
+            sa.delete(campaign_awards).where(campaign_awards.c.customer_id == customer_id)
+        )
         # Idempotency records keep whole responses (addresses, profiles).
         await self.session.execute(
             sa.delete(idempotency_table).where(self._idempotency_of(customer_id))

@@ -7,21 +7,27 @@ from datetime import timedelta
 
 from services.customer.config import CustomerSettings
 from services.customer.domain import loyalty as ld
+from services.customer.domain import tiers
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
+from services.customer.usecases.campaigns import Campaigns
 from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
+from services.customer.usecases.earning import Earning, EarningPolicy
 from services.customer.usecases.handoff import Handoff
 from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
+from services.customer.usecases.overview import Overviews
 from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
 from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
+from services.customer.usecases.store_card import StoreCardPolicy, StoreCards
 from services.customer.usecases.timeline import Timeline
 from services.customer.watch import BalanceHub
+from tenpo.common.v1 import common_pb2
 from tenpo.kit.db import Database
 
 
@@ -38,6 +44,10 @@ class CustomerUseCases:
     consents: Consents
     privacy: Privacy
     loyalty: Loyalty
+    earning: Earning
+    campaigns: Campaigns
+    store_cards: StoreCards
+    overviews: Overviews
     timeline: Timeline
 
 
@@ -50,6 +60,16 @@ def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
         ),
         reservation_ttl=timedelta(seconds=settings.loyalty_reservation_ttl_seconds),
         watch_max_seconds=settings.loyalty_watch_max_seconds,
+    )
+
+
+def earning_policy(settings: CustomerSettings) -> EarningPolicy:
+    return EarningPolicy(
+        return_window=timedelta(days=settings.loyalty_return_window_days),
+        tiers=tiers.TierRules(
+            thresholds=tiers.parse_thresholds(settings.loyalty_tier_thresholds),
+            period_months=settings.loyalty_tier_period_months,
+        ),
     )
 
 
@@ -72,6 +92,11 @@ def build_use_cases(
     )
     context = Context(db, keys, passwords, Policy.from_settings(settings))
     mail = MailTokens(context)
+    loyalty = Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db))
+    earning = earning_policy(settings)
+    campaigns = Campaigns(
+        context, earning.tiers, [int(v) for v in common_pb2.Channel.values() if v]
+    )
     return CustomerUseCases(
         context=context,
         sessions=Sessions(context, mail),
@@ -87,6 +112,16 @@ def build_use_cases(
         addresses=Addresses(context),
         consents=Consents(context, mail),
         privacy=Privacy(context),
-        loyalty=Loyalty(context, loyalty_policy(settings), hub or BalanceHub(db)),
+        loyalty=loyalty,
+        earning=Earning(context, loyalty, earning, campaigns),
+        campaigns=campaigns,
+        store_cards=StoreCards(
+            context,
+            StoreCardPolicy(
+                max_balance_yen=settings.store_card_max_balance_yen,
+                hold_ttl=timedelta(seconds=settings.store_card_hold_ttl_seconds),
+            ),
+        ),
         timeline=Timeline(context),
+        overviews=Overviews(context),
     )

@@ -21,6 +21,7 @@ from services.customer import domain as d
 from services.customer.domain import loyalty as ld
 from services.customer.domain import timeline as td
 from services.customer.store.loyalty import LoyaltyStore
+from services.customer.store.orders import OrderStore
 from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import Context, UseCase, acting_for, load_customer
 from services.customer.watch import BalanceHub, BalanceUpdate
@@ -31,6 +32,8 @@ from tenpo.kit.idempotency import idempotent
 
 #: One change of a locked account; answers the new entry's id ("" for none).
 _Action = Callable[[UnitOfWork, "LoyaltyStore", ld.Account], Awaitable[str]]
+#: A step of the sweep on one locked account.
+SweepStep = Callable[[UnitOfWork, "LoyaltyStore", uuid.UUID, datetime], Awaitable[None]]
 #: Accounts one sweep transaction handles; the sweep loops until none is left.
 SWEEP_BATCH = 100
 
@@ -62,6 +65,8 @@ class Loyalty(UseCase):
         super().__init__(context)
         self.loyalty = policy
         self.hub = hub
+        #: More work of the sweep on each locked account (order earnings, tiers).
+        self.sweep_steps: list[SweepStep] = []
 
     # ----------------------------------------------------------------------------- reads
 
@@ -111,11 +116,11 @@ class Loyalty(UseCase):
             if points <= 0:
                 return ""
             now = self.clock()
-            entry = self._entry(
+            entry = self.new_entry(
                 customer_id, ld.LedgerEntryKind.EARN, points, origin, request_id, reference, now
             )
             entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
-            await self._append(uow, store, entry, remaining=points)
+            await self.append_entry(uow, store, entry, remaining=points)
             return str(entry.id)
 
         return await self._change("EarnPoints", customer_id, principal, request_id, request, action)
@@ -137,17 +142,17 @@ class Loyalty(UseCase):
 
         async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
             now = self.clock()
-            entry = self._entry(
+            entry = self.new_entry(
                 customer_id, ld.LedgerEntryKind.ADJUST, points, origin, request_id, reason, now
             )
             if points > 0:
                 entry = _with_expiry(entry, now + self.loyalty.rules.points_ttl)
-                await self._append(uow, store, entry, remaining=points)
+                await self.append_entry(uow, store, entry, remaining=points)
             else:
                 if account.available < -points:
                     raise ld.insufficient_points(-points, account.available)
                 await self._spend(store, customer_id, -points)
-                await self._append(uow, store, entry)
+                await self.append_entry(uow, store, entry)
             return str(entry.id)
 
         return await self._change(
@@ -175,11 +180,21 @@ class Loyalty(UseCase):
             done = await store.reversal_of(entry_id)
             if done is not None:
                 return str(done.id)  # reversing twice takes nothing twice
+            points = original.points
+            # An order's EARN entry may have lost points to returns already: only the rest
+            # goes now, and the order's earning is then fully reversed.
+            orders = OrderStore(uow.session)
+            earning = await orders.earning_of_entry(original.id)
+            if earning is not None:
+                points -= earning.reversed_in_ledger
+                if points <= 0:
+                    raise ld.reversed_by_returns()
+                await orders.update_earning(earning.order_id, reversed=earning.points)
             now = self.clock()
-            entry = self._entry(
+            entry = self.new_entry(
                 customer_id,
                 ld.LedgerEntryKind.REVERSE,
-                -original.points,
+                -points,
                 origin,
                 request_id,
                 str(original.id),
@@ -187,14 +202,7 @@ class Loyalty(UseCase):
             )
             entry = replace(entry, reverses=original.id)
             # The whole lot goes, spent or not: a balance turning negative is recorded.
-            await store.take_from_lots([(original.id, original.remaining)])
-            after = await self._append(uow, store, entry)
-            # Points of the lot that were spent are now owed by the other lots: keep what
-            # the lots hold within the balance, so no later earning expires in their place.
-            lots = await store.open_lots(customer_id)
-            excess = sum(lot.remaining for lot in lots) - max(after.balance, 0)
-            if excess > 0:
-                await store.take_from_lots(ld.spend_oldest_first(lots, excess))
+            await self.take_back(uow, store, entry, original.id, original.remaining)
             return str(entry.id)
 
         return await self._change(
@@ -239,7 +247,7 @@ class Loyalty(UseCase):
                     expires_at=now + self.loyalty.reservation_ttl,
                 )
                 await store.insert_reservation(reservation)
-                self._announce(uow, account)
+                self.announce(uow, account)
                 return wrappers_pb2.StringValue(value=str(reservation.id))
 
             held = await idempotent(
@@ -274,7 +282,7 @@ class Loyalty(UseCase):
             now = self.clock()
             ld.check_reservation_open(reservation, now)
             if reservation.state is ld.ReservationState.HELD:
-                entry = self._entry(
+                entry = self.new_entry(
                     customer_id,
                     ld.LedgerEntryKind.REDEEM,
                     -reservation.points,
@@ -284,7 +292,7 @@ class Loyalty(UseCase):
                     now,
                 )
                 await self._spend(store, customer_id, reservation.points)
-                await self._append(uow, store, entry, reserved_delta=-reservation.points)
+                await self.append_entry(uow, store, entry, reserved_delta=-reservation.points)
                 await store.set_reservation_state(
                     reservation.id, ld.ReservationState.COMMITTED, entry.id
                 )
@@ -336,9 +344,32 @@ class Loyalty(UseCase):
 
     # ---------------------------------------------------------------------------- helpers
 
+    async def take_back(
+        self,
+        uow: UnitOfWork,
+        store: LoyaltyStore,
+        entry: ld.Entry,
+        lot_id: uuid.UUID,
+        from_lot: int,
+    ) -> ld.Account:
+        """Append a negative ``entry`` that takes ``from_lot`` points from its lot and the
+        rest from the balance, even into the negative (recorded, not hidden)."""
+        if from_lot > 0:
+            await store.take_from_lots([(lot_id, from_lot)])
+        after = await self.append_entry(uow, store, entry)
+        # Points of the lot that were spent are now owed by the other lots: keep what
+        # the lots hold within the balance, so no later earning expires in their place.
+        lots = await store.open_lots(entry.customer_id)
+        excess = sum(lot.remaining for lot in lots) - max(after.balance, 0)
+        if excess > 0:
+            await store.take_from_lots(ld.spend_oldest_first(lots, excess))
+        return after
+
     async def _sweep_account(
         self, uow: UnitOfWork, store: LoyaltyStore, customer_id: uuid.UUID, now: datetime
     ) -> None:
+        for extra in self.sweep_steps:
+            await extra(uow, store, customer_id, now)
         for reservation in await store.expired_holds(customer_id, now):
             await self._release(uow, store, reservation)
         account = await store.lock(customer_id)
@@ -349,7 +380,7 @@ class Loyalty(UseCase):
                 await store.take_from_lots([(lot.entry_id, lot.remaining - kept)])
             if points <= 0:
                 continue
-            entry = self._entry(
+            entry = self.new_entry(
                 customer_id,
                 ld.LedgerEntryKind.EXPIRE,
                 -points,
@@ -358,7 +389,7 @@ class Loyalty(UseCase):
                 str(lot.entry_id),
                 now,
             )
-            account = await self._append(uow, store, entry)
+            account = await self.append_entry(uow, store, entry)
 
     async def _release(
         self, uow: UnitOfWork, store: LoyaltyStore, reservation: ld.Reservation
@@ -367,13 +398,13 @@ class Loyalty(UseCase):
         account = await store.change_reserved(
             reservation.customer_id, -reservation.points, self.clock()
         )
-        self._announce(uow, account)
+        self.announce(uow, account)
 
     async def _spend(self, store: LoyaltyStore, customer_id: uuid.UUID, points: int) -> None:
         lots = await store.open_lots(customer_id)
         await store.take_from_lots(ld.spend_oldest_first(lots, points))
 
-    async def _append(
+    async def append_entry(
         self,
         uow: UnitOfWork,
         store: LoyaltyStore,
@@ -383,7 +414,7 @@ class Loyalty(UseCase):
         reserved_delta: int = 0,
     ) -> ld.Account:
         account = await store.append(entry, remaining=remaining, reserved_delta=reserved_delta)
-        self._announce(uow, account)
+        self.announce(uow, account)
         # The timeline shows points too: projected in the same transaction, never lost.
         await TimelineStore(uow.session).insert(
             td.Interaction(
@@ -402,7 +433,7 @@ class Loyalty(UseCase):
         return account
 
     @staticmethod
-    def _announce(uow: UnitOfWork, account: ld.Account) -> None:
+    def announce(uow: UnitOfWork, account: ld.Account) -> None:
         uow.add_event(
             events_pb2.LoyaltyBalanceChanged(
                 customer_id=str(account.customer_id),
@@ -410,11 +441,12 @@ class Loyalty(UseCase):
                 reserved=account.reserved,
                 version=account.version,
                 change_time=convert.timestamp(account.updated_at),
+                pending=account.pending,
             )
         )
 
     @staticmethod
-    def _entry(
+    def new_entry(
         customer_id: uuid.UUID,
         kind: ld.LedgerEntryKind,
         points: int,

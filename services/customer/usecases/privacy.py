@@ -38,6 +38,7 @@ EVENT_CLASSES: dict[str, type[Message]] = {
         events_pb2.PasswordResetRequested,
         events_pb2.ConsentConfirmationRequested,
         events_pb2.LoyaltyBalanceChanged,
+        events_pb2.StoreCardBalanceChanged,
     )
 }
 EVENT_TYPES = tuple(EVENT_CLASSES)

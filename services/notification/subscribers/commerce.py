@@ -112,6 +112,5 @@ def order_subscription(
     return Subscription(
         durable=durable,
         source_service="order",
-        handlers={},
-        named_handlers=dict.fromkeys(event_types, order_event),
+        handlers=dict.fromkeys(event_types, order_event),
     )

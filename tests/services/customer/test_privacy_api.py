@@ -6,23 +6,30 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
 import sqlalchemy as sa
 from google.type import date_pb2, money_pb2
 
+from services.customer.domain import earning as ed
 from services.customer.models import metadata as customer_metadata
 from tenpo.common.v1 import common_pb2
+from tenpo.customer.v1 import campaign_service_pb2 as campaign_api
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import interaction_service_pb2 as timeline_api
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.customer.v1 import store_card_service_pb2 as card_api
+from tenpo.customer.v1.campaign_service_pb2_grpc import CampaignServiceStub
 from tenpo.customer.v1.interaction_service_pb2_grpc import InteractionServiceStub
 from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
+from tenpo.customer.v1.store_card_service_pb2_grpc import StoreCardServiceStub
 from tenpo.kit.events import Consumer, EventBus, Subscription
+from tenpo.kit.wire import timestamp
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import PASSWORD, Service, bearer, expect_error
 
@@ -201,6 +208,51 @@ async def rich_customer(
             ),
             metadata=order,
         )
+        # A prepaid store card topped up at a POS, with a payment held; and a campaign
+        # the order below takes part in.
+        card = StoreCardServiceStub(channel)
+        cashier = tokens.metadata(
+            tokens.mint(
+                subject="pos",
+                kind="device",
+                scopes=["storecard:write"],
+                channel="POS",
+                store_id="tokyo-ginza",
+            )
+        )
+        await card.TopUpStoreCard(
+            card_api.TopUpStoreCardRequest(
+                customer_id=customer_id,
+                amount=money_pb2.Money(currency_code="JPY", units=3000),
+                reference="receipt-1",
+            ),
+            metadata=cashier,
+        )
+        await card.ReserveStoreCardPayment(
+            card_api.ReserveStoreCardPaymentRequest(
+                customer_id=customer_id,
+                amount=money_pb2.Money(currency_code="JPY", units=1000),
+                reference="sale-1",
+            ),
+            metadata=cashier,
+        )
+        now = datetime.now(UTC)
+        await CampaignServiceStub(channel).CreateCampaign(
+            campaign_api.CreateCampaignRequest(
+                campaign=campaign_api.Campaign(
+                    display_name=f"pos {tag}",
+                    start_time=timestamp(now - timedelta(hours=1)),
+                    end_time=timestamp(now + timedelta(days=1)),
+                    audience=campaign_api.CampaignAudience(everyone=True),
+                    channels=[common_pb2.CHANNEL_POS],
+                    bonus_points=3,
+                )
+            ),
+            metadata=tokens.metadata(
+                tokens.mint(subject="staff-camp", kind="staff", scopes=["loyalty:write"])
+            ),
+        )
+    await project_an_order(service, customer_id, tag)
     return {
         "id": customer_id,
         "auth": auth,
@@ -223,6 +275,39 @@ async def rich_customer(
             label,
         ],
     }
+
+
+async def project_an_order(service: Service, customer_id: str, tag: str) -> None:
+    """An order and a return as the order service's events bring them (the use case the
+    consumer calls; test_earning.py goes through NATS)."""
+    cases = service.host.runtime.parts["use_cases"]
+    order_id = f"order-{tag}-{uuid.uuid4().hex[:6]}"
+    async with service.host.runtime.db.unit_of_work() as uow:
+        await cases.earning.order_placed(
+            uow,
+            ed.OrderFacts(
+                order_id=order_id,
+                order_number="N-1",
+                customer_id=uuid.UUID(customer_id),
+                channel=common_pb2.CHANNEL_POS,
+                store_id="tokyo-ginza",
+                total_yen=8_000,
+                units=2,
+                placed_at=datetime.now(UTC),
+            ),
+        )
+        await cases.earning.return_received(
+            uow,
+            ed.ReturnFacts(
+                return_id=f"{order_id}-r",
+                order_id=order_id,
+                customer_id=uuid.UUID(customer_id),
+                refund_yen=4_000,
+                units=1,
+                received_at=datetime.now(UTC),
+            ),
+        )
+        await uow.commit()
 
 
 async def tables_referring_to_customers(service: Service) -> set[str]:
@@ -277,6 +362,20 @@ async def test_export_holds_every_tables_rows_and_no_credentials(
     tables = document["tables"]
     assert await tables_referring_to_customers(service) <= set(tables)
     assert set(tables) <= set(await all_tables(service))
+    # Engagement data too: points, pending earnings, tier, orders, store card, campaigns.
+    assert {
+        "loyalty_accounts",
+        "loyalty_entries",
+        "loyalty_earnings",
+        "customer_orders",
+        "order_returns",
+        "store_cards",
+        "store_card_entries",
+        "store_card_holds",
+        "campaign_awards",
+    } <= set(tables)
+    assert tables["loyalty_accounts"][0]["tier"] == "STANDARD"
+    assert tables["campaign_awards"][0]["points"] == 3
     for name, rows in tables.items():
         assert rows, f"{name} exported no rows"
     # Every row anywhere in the database that names the customer is in the export.
@@ -376,6 +475,51 @@ async def test_erasure_leaves_no_personal_data_in_any_table(
             {"c": uuid.UUID(erased["id"])},
         )
         assert sorted(ledger.all()) == [(5, ""), (50, "order-1")]
+        # Campaign participation goes; orders, earnings (with the bonus), the tier and the
+        # store card's ledger stay as ids and amounts.
+        counts = {}
+        for table in (
+            "campaign_awards",
+            "customer_orders",
+            "order_returns",
+            "loyalty_earnings",
+            "store_card_entries",
+        ):
+            counted = await conn.execute(
+                sa.text(f"SELECT count(*) FROM {table} WHERE customer_id = :c"),  # noqa: S608
+                {"c": uuid.UUID(erased["id"])},
+            )
+            counts[table] = counted.scalar_one()
+        assert counts == {
+            "campaign_awards": 0,
+            "customer_orders": 1,
+            "order_returns": 1,
+            "loyalty_earnings": 1,
+            "store_card_entries": 1,
+        }
+    # Nothing changes for her any more: no top-up, and a late order event earns nothing.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.host.port}") as channel:
+        await expect_error(
+            StoreCardServiceStub(channel).TopUpStoreCard(
+                card_api.TopUpStoreCardRequest(
+                    customer_id=erased["id"],
+                    amount=money_pb2.Money(currency_code="JPY", units=100),
+                    reference="r",
+                ),
+                metadata=tokens.metadata(
+                    tokens.mint(subject="staff-c", kind="staff", scopes=["storecard:write"])
+                ),
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "CUSTOMER_NOT_FOUND",
+        )
+    await project_an_order(service, erased["id"], "late")
+    async with service.db.engine.connect() as conn:
+        late = await conn.execute(
+            sa.text("SELECT count(*) FROM customer_orders WHERE customer_id = :c"),
+            {"c": uuid.UUID(erased["id"])},
+        )
+        assert late.scalar_one() == 1
     # The address is free again.
     await service.register(email=erased["email"])
 

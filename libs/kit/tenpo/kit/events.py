@@ -412,33 +412,35 @@ Handler = Callable[[UnitOfWork, Event], Awaitable[None]]
 class Subscription:
     """What one durable consumer listens to: a producer's stream and handlers by event type.
 
-    ``handlers`` maps proto message types to coroutines; ``named_handlers`` maps events'
-    full names to coroutines, for events a build may not carry the proto of yet (the
-    handler parses the payload itself, by name, when it can). Events of other types on the
-    same subjects are acknowledged and skipped.
+    ``handlers`` maps proto message types to coroutines; events of other types on the same
+    subjects are acknowledged and skipped. A key may also be an event type's full name
+    (``"tenpo.order.v1.ReturnReceived"``): a consumer can then be wired, and tested with
+    events it publishes itself, before the producer's message is in the generated code.
     """
 
     durable: str
     source_service: str
-    handlers: Mapping[type[Message], Handler]
+    handlers: Mapping[type[Message] | str, Handler]
     max_deliver: int = 20
     #: How long the broker waits for an ack before it redelivers: after a consumer crashed,
     #: the time its events wait for another replica (or its restart). Short, because a live
     #: consumer holding a slow batch keeps it with in-progress acks (``Consumer``), so a
     #: slow handler is not mistaken for a dead one.
     ack_wait_seconds: float = 5.0
-    named_handlers: Mapping[str, Handler] = field(default_factory=dict)
 
     def subjects(self) -> list[str]:
-        names = [t.DESCRIPTOR.full_name for t in self.handlers]
-        names += [n for n in self.named_handlers if n not in names]
-        return [subject_for(name, self.source_service) for name in names]
+        subjects = (subject_for(_type_name(t), self.source_service) for t in self.handlers)
+        return list(dict.fromkeys(subjects))
 
     def handler_for(self, event_type: str) -> Handler | None:
         for message_type, handler in self.handlers.items():
-            if message_type.DESCRIPTOR.full_name == event_type:
+            if _type_name(message_type) == event_type:
                 return handler
-        return self.named_handlers.get(event_type)
+        return None
+
+
+def _type_name(message_type: type[Message] | str) -> str:
+    return message_type if isinstance(message_type, str) else message_type.DESCRIPTOR.full_name
 
 
 class Consumer:

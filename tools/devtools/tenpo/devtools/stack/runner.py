@@ -49,6 +49,8 @@ STAFF_TOKEN_SCOPES = (
     "notifications:write",
     "notifications:send",
     "loyalty:write",
+    "storecard:write",
+    "customers:overview",
 )
 #: What the notification service may ask of the customer service (contacts, mail secrets).
 STAFF_TOKEN_TTL = timedelta(hours=12)
