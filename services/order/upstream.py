@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.json_format import MessageToDict
 
+from services.order.domain.geo import delivery_point
 from services.order.domain.orders import (
     FrozenCart,
     Fulfillment,
@@ -256,6 +257,11 @@ class InventoryClient:
         if method.in_store and cart.fulfillment.store_id:
             request.pickup_location_id = cart.fulfillment.store_id
         request.same_day = method is FulfillmentMethod.SAME_DAY
+        if not method.in_store:
+            # Inventory measures delivery sources from a point (see domain.geo).
+            latitude, longitude = delivery_point(cart.fulfillment.address)
+            request.delivery_point.latitude = latitude
+            request.delivery_point.longitude = longitude
         response = await _call(
             SagaStep.PLAN_FULFILLMENT,
             "INVENTORY",
@@ -332,6 +338,27 @@ class InventoryClient:
             reason=inventory_pb.MOVEMENT_REASON_RETURN,
             note=f"order {order_id} cancelled",
             request_id=f"{order_id}:restock:{sku}:{location_id}",
+        )
+        await _call(
+            SagaStep.COMMIT_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.AdjustStock(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def return_stock(
+        self, request_id: str, sku: str, location_id: str, quantity: int, note: str
+    ) -> None:
+        """Put units back on hand at a location (a RETURN movement): an expired pickup's
+        goods, or a customer's return at the store that received it."""
+        request = inventory_api.AdjustStockRequest(
+            sku=sku,
+            location_id=location_id,
+            quantity=quantity,
+            reason=inventory_pb.MOVEMENT_REASON_RETURN,
+            note=note,
+            request_id=request_id,
         )
         await _call(
             SagaStep.COMMIT_STOCK,

@@ -1,0 +1,82 @@
+"""The fulfilment rpcs of OrderService over gRPC (a mixin of the order servicer, which the
+one proto service needs): proto ⇄ use-case translation only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from grpc.aio import ServicerContext
+
+from services.order.convert_fulfilments import delivery_status, view_to
+from services.order.domain.orders import Order
+from services.order.usecases.fulfilments import Fulfilments
+from tenpo.kit.auth import Principal, current_principal
+from tenpo.kit.wire import parse_id
+from tenpo.order.v1 import order_service_pb2 as api
+from tenpo.order.v1 import resources_pb2 as pb
+
+
+class FulfilmentRpcs:
+    fulfilments: Fulfilments
+
+    async def shown(self, principal: Principal, order: Order) -> pb.Order:
+        """An order as callers see it: with its fulfilments."""
+        return view_to(await self.fulfilments.view(principal, order))
+
+    async def all_shown(self, principal: Principal, orders: Sequence[Order]) -> list[pb.Order]:
+        return [view_to(v) for v in await self.fulfilments.views(principal, orders)]
+
+    async def MarkReadyForPickup(
+        self, request: api.MarkReadyForPickupRequest, context: ServicerContext
+    ) -> api.MarkReadyForPickupResponse:
+        view = await self.fulfilments.mark_ready(
+            current_principal(),
+            parse_id(request.order_id, "order_id"),
+            parse_id(request.fulfillment_id, "fulfillment_id"),
+            request.request_id,
+        )
+        return api.MarkReadyForPickupResponse(order=view_to(view))
+
+    async def ConfirmPickup(
+        self, request: api.ConfirmPickupRequest, context: ServicerContext
+    ) -> api.ConfirmPickupResponse:
+        view = await self.fulfilments.confirm_pickup(
+            current_principal(),
+            parse_id(request.order_id, "order_id"),
+            parse_id(request.fulfillment_id, "fulfillment_id"),
+            request.pickup_code,
+            request.request_id,
+        )
+        return api.ConfirmPickupResponse(order=view_to(view))
+
+    async def ShipFulfillment(
+        self, request: api.ShipFulfillmentRequest, context: ServicerContext
+    ) -> api.ShipFulfillmentResponse:
+        view = await self.fulfilments.ship(
+            current_principal(),
+            parse_id(request.order_id, "order_id"),
+            parse_id(request.fulfillment_id, "fulfillment_id"),
+            request.carrier,
+            request.tracking_number,
+            request.request_id,
+        )
+        return api.ShipFulfillmentResponse(order=view_to(view))
+
+    async def UpdateDeliveryStatus(
+        self, request: api.UpdateDeliveryStatusRequest, context: ServicerContext
+    ) -> api.UpdateDeliveryStatusResponse:
+        view = await self.fulfilments.update_delivery(
+            current_principal(),
+            parse_id(request.order_id, "order_id"),
+            parse_id(request.fulfillment_id, "fulfillment_id"),
+            delivery_status(request.status),
+            request.request_id,
+        )
+        return api.UpdateDeliveryStatusResponse(order=view_to(view))
+
+    async def WatchOrder(
+        self, request: api.WatchOrderRequest, context: ServicerContext
+    ) -> AsyncIterator[api.WatchOrderResponse]:
+        order_id = parse_id(request.order_id, "order_id")
+        async for view in self.fulfilments.watch(current_principal(), order_id):
+            yield api.WatchOrderResponse(order=view_to(view))
