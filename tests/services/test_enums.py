@@ -80,7 +80,15 @@ EXPECTED = {
         "ReservationState",
         "InteractionKind",
     },
-    "order": {"OrderStatus", "PaymentMethod", "PaymentState", "FulfillmentMethod"},
+    "order": {
+        "OrderStatus",
+        "PaymentMethod",
+        "PaymentState",
+        "FulfillmentMethod",
+        "FulfillmentType",
+        "FulfillmentStatus",
+        "CaptureState",
+    },
 }
 
 
