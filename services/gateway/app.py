@@ -52,6 +52,7 @@ log = logging.getLogger("tenpo.gateway")
 STREAM_ROUTES = {
     "/v1/stream/availability": "tenpo.inventory.v1.InventoryService.WatchAvailability",
     "/v1/stream/loyalty-balance": "tenpo.customer.v1.LoyaltyService.WatchBalance",
+    "/v1/stream/order": "tenpo.order.v1.OrderService.WatchOrder",
 }
 API_VERSION = "v1"
 
