@@ -43,6 +43,7 @@ from services.gateway.ingress import IngressHandler
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import StreamEndpoint
+from services.gateway.webhooks import CARRIER_METHOD, CARRIER_PATH, CarrierWebhook
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
 
@@ -131,6 +132,14 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         endpoint = StreamEndpoint(path, method, settings, backends, policy, drain)
         app.add_exact("GET", path, endpoint)
         extra_paths.update(stream_openapi(builder, endpoint))
+    carrier = schema.method(CARRIER_METHOD)
+    if (
+        carrier is not None
+        and backends.configured(carrier.owner)
+        and settings.carrier_webhook_secret.get_secret_value()
+        and settings.carrier_service_token.get_secret_value()
+    ):
+        app.add_exact("POST", CARRIER_PATH, CarrierWebhook(settings, backends, carrier))
     document = builder.build(router.routes, extra_paths)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
     assets = DocsAssets.load()

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tenpo.kit.auth import channel_from_name
@@ -92,6 +92,11 @@ class GatewaySettings(ServiceSettings):
     access_log: bool = True
     #: Memory for rendered JSON of hot backend responses (0 turns the cache off).
     render_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    #: The carrier webhook (POST /v1/webhooks/carrier): the secret carriers sign request
+    #: bodies with (HMAC-SHA256), and the service token the gateway calls the order service
+    #: with (scope orders:write). Either empty: the route is not served.
+    carrier_webhook_secret: SecretStr = SecretStr("")
+    carrier_service_token: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _gateway_checks(self) -> Self:

@@ -52,6 +52,10 @@ STAFF_TOKEN_SCOPES = (
 )
 #: What the notification service may ask of the customer service (contacts, mail secrets).
 NOTIFICATION_TOKEN_SCOPES = ("customers:read", "mail:send")
+#: The gateway's carrier webhook: the development signing secret (printed in the order
+#: README) and the scope of the service token it calls the order service with.
+DEV_CARRIER_WEBHOOK_SECRET = "dev-carrier-webhook-secret"  # noqa: S105 - development only
+CARRIER_TOKEN_SCOPES = ("orders:write",)
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
 SERVICE_STOP_GRACE = 15.0
@@ -328,6 +332,22 @@ class DevStack:
                 )
                 self.extra_env.setdefault("notification", {})["NOTIFICATION_CUSTOMER_TOKEN"] = (
                     notification_token
+                )
+            if any(s.name == "gateway" for s in self.services):
+                # The carrier webhook's service token (the platform injects one in production).
+                carrier_token = devkeys.mint_token(
+                    keys.private_key_pem,
+                    keys.kid,
+                    subject="gateway",
+                    kind="service",
+                    issuer=self.issuer,
+                    audience=self.audience,
+                    scopes=CARRIER_TOKEN_SCOPES,
+                    ttl=STAFF_TOKEN_TTL,
+                )
+                self.extra_env.setdefault("gateway", {}).update(
+                    GATEWAY_CARRIER_SERVICE_TOKEN=carrier_token,
+                    GATEWAY_CARRIER_WEBHOOK_SECRET=DEV_CARRIER_WEBHOOK_SECRET,
                 )
             outcome.status = "done"
             outcome.detail = _display(self.config.keys_dir)
