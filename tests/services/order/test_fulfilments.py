@@ -5,20 +5,25 @@ captures when goods leave, carry-out, store devices kept to their own store."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 
 import grpc
 import pytest
 import sqlalchemy as sa
 
+from services.order.upstream import InventoryClient, StaticToken
 from services.order.usecases.fulfilments import Fulfilments
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.common.v1 import common_pb2
+from tenpo.devtools.keys import DevKeys
+from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.order.v1 import events_pb2 as ev
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
-from tests.services.order.conftest import OK_CARD, STORE, Metadata, Stack
+from tests.services.inventory.conftest import start_inventory
+from tests.services.order.conftest import OK_CARD, SERVICE_SCOPES, STORE, Metadata, Stack
 from tests.services.order.test_checkout import expect_error
 
 pytestmark = pytest.mark.integration
@@ -470,8 +475,11 @@ async def test_watch_order_sends_the_order_then_each_change(stack: Stack) -> Non
     assert await stream.read() == grpc.aio.EOF
 
 
-async def test_pickup_expiry_waits_when_inventory_is_down(stack: Stack) -> None:
-    """Inventory unreachable: the sweeper changes nothing and tries again after its lease."""
+async def test_pickup_expiry_waits_while_inventory_is_down(
+    stack: Stack, postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+) -> None:
+    """The sweeper's inventory is a real server that stops: nothing changes, and after the
+    claim's lease the next sweep (inventory answering again) finishes the expiry."""
     sku = await stack.stock(2)
     customer = f"c-{uuid.uuid4().hex[:8]}"
     order = await place(stack, customer, cart_pb.FULFILLMENT_METHOD_PICKUP, (sku, 1))
@@ -479,42 +487,48 @@ async def test_pickup_expiry_waits_when_inventory_is_down(stack: Stack) -> None:
     await stack.orders.MarkReadyForPickup(
         api.MarkReadyForPickupRequest(order_id=order.id, fulfillment_id=fid), metadata=device(stack)
     )
+    await expire_hold(stack, fid)
+    sweeper = fulfilments_of(stack)
+    real = sweeper.inventory
+    name = f"test_inv_down_{uuid.uuid4().hex[:10]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    hosts = start_inventory(url, nats_url, dev_keys)
+    host = await hosts.__anext__()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    token = stack.tokens.mint(subject="order-service", kind="service", scopes=SERVICE_SCOPES)
+    await hosts.aclose()  # the inventory server stops
+    try:
+        sweeper.inventory = InventoryClient(channel, StaticToken(token), 1.0)
+        assert await sweeper.sweep_once() >= 1
+    finally:
+        sweeper.inventory = real
+        await channel.close()
+        drop_database(postgres_admin_url, name)
+    got = (
+        await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
+    ).order
+    assert got.fulfillments[0].status == pb.FULFILLMENT_STATUS_READY_FOR_PICKUP
+    assert got.status == pb.ORDER_STATUS_PLACED
+    assert await stack.sandbox_state(order.id) == "approved"  # not voided either
+
+    await expire_hold(stack, fid)  # as if the claim's lease ran out
+    await sweeper.sweep_once()
+
+    got = (
+        await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
+    ).order
+    assert got.fulfillments[0].status == pb.FULFILLMENT_STATUS_CANCELLED
+    assert await stack.sandbox_state(order.id) == "voided"
+
+
+async def expire_hold(stack: Stack, fulfilment_id: str) -> None:
+    """The hold ran out (and the sweeper may look now)."""
     async with stack.order_db.unit_of_work() as uow:
         await uow.session.execute(
             sa.text(
                 "UPDATE fulfillments SET hold_until = now() - interval '1 minute', "
                 "action_at = now() - interval '1 minute' WHERE id = :id"
             ),
-            {"id": fid},
+            {"id": fulfilment_id},
         )
         await uow.commit()
-    sweeper = fulfilments_of(stack)
-    real = sweeper.inventory
-
-    class Down:
-        async def return_stock(self, *args: object) -> None:
-            from services.order.domain.saga import StepUnavailable
-
-            raise StepUnavailable("INVENTORY_UNAVAILABLE")
-
-    sweeper.inventory = Down()  # type: ignore[assignment]
-    try:
-        assert await sweeper.sweep_once() >= 1
-    finally:
-        sweeper.inventory = real
-    got = (
-        await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
-    ).order
-    assert got.fulfillments[0].status == pb.FULFILLMENT_STATUS_READY_FOR_PICKUP
-    assert got.status == pb.ORDER_STATUS_PLACED
-    # After the claim's lease, the next sweep finishes it.
-    async with stack.order_db.unit_of_work() as uow:
-        await uow.session.execute(
-            sa.text("UPDATE fulfillments SET action_at = now() WHERE id = :id"), {"id": fid}
-        )
-        await uow.commit()
-    await sweeper.sweep_once()
-    got = (
-        await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
-    ).order
-    assert got.fulfillments[0].status == pb.FULFILLMENT_STATUS_CANCELLED
