@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from services.order.convert import order_to
-from services.order.domain.fulfilments import FulfillmentStatus, Fulfilment, qr_payload
+from services.order.domain.fulfilments import (
+    FulfillmentLine,
+    FulfillmentStatus,
+    Fulfilment,
+    qr_payload,
+)
 from services.order.events import money
 from services.order.usecases.fulfilments import OrderView
 from tenpo.kit.wire import optional_enum, timestamp
@@ -13,12 +20,17 @@ from tenpo.order.v1 import resources_pb2 as pb
 def view_to(view: OrderView) -> pb.Order:
     message = order_to(view.order)
     message.fulfillments.extend(
-        fulfilment_to(f, view.order.currency, owner_view=view.owner_view) for f in view.fulfilments
+        fulfilment_to(
+            f, view.order.currency, owner_view=view.owner_view, order_number=view.order.number
+        )
+        for f in view.fulfilments
     )
     return message
 
 
-def fulfilment_to(f: Fulfilment, currency: str, *, owner_view: bool) -> pb.OrderFulfillment:
+def fulfilment_to(
+    f: Fulfilment, currency: str, *, owner_view: bool, order_number: str
+) -> pb.OrderFulfillment:
     message = pb.OrderFulfillment(
         id=str(f.id),
         number=f.number,
@@ -30,6 +42,8 @@ def fulfilment_to(f: Fulfilment, currency: str, *, owner_view: bool) -> pb.Order
         amount=money(f.amount, currency),
         capture_state=int(f.capture_state),  # type: ignore[arg-type]
         cancel_reason=f.cancel_reason,
+        order_id=str(f.order_id),
+        order_number=order_number,
     )
     _set_time(message.due_time, f.due_at)
     _set_time(message.update_time, f.updated_at)
@@ -58,3 +72,7 @@ def _set_time(target: object, value: object) -> None:
     stamp = timestamp(value)  # type: ignore[arg-type]
     if stamp is not None:
         target.CopyFrom(stamp)  # type: ignore[attr-defined]
+
+
+def missing_lines(lines: Iterable[pb.FulfillmentLine]) -> list[FulfillmentLine]:
+    return [FulfillmentLine(line.sku, line.quantity) for line in lines]

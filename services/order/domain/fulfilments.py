@@ -51,6 +51,8 @@ class FulfillmentStatus(IntEnum):
     DELIVERED = 6
     HANDED_OVER = 7
     CANCELLED = 8
+    PICKED = 9
+    PACKED = 10
 
 
 class CaptureState(IntEnum):
@@ -70,12 +72,18 @@ _S = FulfillmentStatus
 #: The forward moves of each type (CANCELLED is reachable from any state before the goods
 #: left, see ``Fulfilment.cancel``).
 _NEXT: Mapping[FulfillmentType, Mapping[FulfillmentStatus, frozenset[FulfillmentStatus]]] = {
+    # Picking and packing are optional steps: a store that does not record them marks a
+    # fulfilment ready or shipped straight away.
     FulfillmentType.CLICK_AND_COLLECT: {
-        _S.PREPARING: frozenset({_S.READY_FOR_PICKUP}),
+        _S.PREPARING: frozenset({_S.PICKED, _S.READY_FOR_PICKUP}),
+        _S.PICKED: frozenset({_S.PACKED, _S.READY_FOR_PICKUP}),
+        _S.PACKED: frozenset({_S.READY_FOR_PICKUP}),
         _S.READY_FOR_PICKUP: frozenset({_S.PICKED_UP}),
     },
     FulfillmentType.DELIVERY: {
-        _S.PREPARING: frozenset({_S.SHIPPED}),
+        _S.PREPARING: frozenset({_S.PICKED, _S.SHIPPED}),
+        _S.PICKED: frozenset({_S.PACKED, _S.SHIPPED}),
+        _S.PACKED: frozenset({_S.SHIPPED}),
         _S.SHIPPED: frozenset({_S.OUT_FOR_DELIVERY, _S.DELIVERED}),
         _S.OUT_FOR_DELIVERY: frozenset({_S.DELIVERED}),
     },
@@ -83,6 +91,8 @@ _NEXT: Mapping[FulfillmentType, Mapping[FulfillmentStatus, frozenset[Fulfillment
 }
 _NEXT = {**_NEXT, FulfillmentType.SAME_DAY: _NEXT[FulfillmentType.DELIVERY]}
 _LEFT = frozenset({_S.PICKED_UP, _S.SHIPPED, _S.OUT_FOR_DELIVERY, _S.DELIVERED, _S.HANDED_OVER})
+#: What a store still has to work on.
+OPEN_STATUSES = frozenset({_S.PREPARING, _S.PICKED, _S.PACKED, _S.READY_FOR_PICKUP})
 _DONE = frozenset({_S.PICKED_UP, _S.DELIVERED, _S.HANDED_OVER, _S.CANCELLED})
 
 
@@ -210,6 +220,64 @@ class Fulfilment:
             capture_state=CaptureState.RELEASED,
         )
 
+    def picked(self, kept: tuple[FulfillmentLine, ...], amount: int) -> Fulfilment:
+        """Picked with ``kept``, the units found (the others were split off)."""
+        if self.status is _S.PICKED and kept == self.lines:
+            return self
+        self._move(_S.PICKED)
+        return replace(self, status=_S.PICKED, lines=kept, amount=amount)
+
+    def not_found(self, nowhere: tuple[FulfillmentLine, ...], amount: int) -> Fulfilment:
+        """Nothing of it was on the shelf: cancelled, keeping the units found nowhere else
+        (the others were re-sourced into fulfilments of their own)."""
+        reason = "NOT_FOUND_ANYWHERE" if nowhere else "RESOURCED"
+        return replace(self.cancel(reason), lines=nowhere, amount=amount)
+
+    def packed(self) -> Fulfilment:
+        if self.status is _S.PACKED:
+            return self
+        self._move(_S.PACKED)
+        return replace(self, status=_S.PACKED)
+
+    def derived(
+        self,
+        seq: int,
+        order_number: str,
+        location: str,
+        lines: tuple[FulfillmentLine, ...],
+        amount: int,
+        *,
+        cancelled: bool = False,
+    ) -> Fulfilment:
+        """Units split off this fulfilment: re-sourced at ``location`` (a new fulfilment to
+        prepare), or cancelled (found nowhere)."""
+        store = self.store_id
+        if self.type not in (FulfillmentType.CLICK_AND_COLLECT, FulfillmentType.CARRY_OUT):
+            store = location
+        fresh = replace(
+            self,
+            id=uuid.uuid4(),
+            number=f"{order_number}-{seq}",
+            status=_S.PREPARING,
+            location_id=location,
+            store_id=store,
+            lines=lines,
+            amount=amount,
+            capture_state=CaptureState.NOT_DUE,
+            pickup_code=None,
+            hold_until=None,
+            ready_at=None,
+            updated_at=None,
+        )
+        if cancelled:
+            return replace(
+                fresh,
+                status=_S.CANCELLED,
+                cancel_reason="NOT_FOUND_ANYWHERE",
+                capture_state=CaptureState.RELEASED,
+            )
+        return fresh
+
     def captured(self) -> Fulfilment:
         return replace(self, capture_state=CaptureState.CAPTURED)
 
@@ -299,16 +367,7 @@ def split(
             by_location.setdefault(location, []).append(FulfillmentLine(sku, int(units)))
     # Weights: each location's share of the line totals (a line split over locations
     # counts by units); the order total (shipping, order discounts) follows them.
-    unit_totals = {line.sku: (line.total, max(line.quantity, 1)) for line in order.lines}
-    weights = [
-        sum(
-            unit_totals.get(item.sku, (0, 1))[0]
-            * item.quantity
-            // unit_totals.get(item.sku, (0, 1))[1]
-            for item in items
-        )
-        for items in by_location.values()
-    ]
+    weights = [line_weight(order, items) for items in by_location.values()]
     amounts = allocate(order.totals.total, weights)
     fulfilments = []
     for seq, ((location, items), amount) in enumerate(
@@ -397,7 +456,9 @@ def order_after(order: Order, fulfilments: Iterable[Fulfilment]) -> Order:
     if order.status is OrderStatus.PLACED and all(f.done for f in items):
         if kept:
             return replace(updated, status=OrderStatus.COMPLETED)
-        return replace(updated, status=OrderStatus.CANCELLED, failure_reason="PICKUP_EXPIRED")
+        reasons = {f.cancel_reason for f in items}
+        reason = reasons.pop() if len(reasons) == 1 else "FULFILLMENTS_CANCELLED"
+        return replace(updated, status=OrderStatus.CANCELLED, failure_reason=reason)
     return updated
 
 
@@ -411,3 +472,44 @@ def require_cancellable(fulfilments: Iterable[Fulfilment]) -> None:
             reason="ORDER_NOT_CANCELLABLE",
             metadata={"fulfillment_status": done[0].status.name},
         )
+
+
+def check_missing(
+    fulfilment: Fulfilment, missing: Iterable[FulfillmentLine]
+) -> tuple[tuple[FulfillmentLine, ...], tuple[FulfillmentLine, ...]]:
+    """(kept, missing) units of a pick: the missing must be units of the fulfilment."""
+    have = {line.sku: line.quantity for line in fulfilment.lines}
+    wanted: dict[str, int] = {}
+    for index, line in enumerate(missing):
+        if line.quantity <= 0 or line.sku not in have:
+            raise InvalidArgument(
+                "a missing line must be units of the fulfilment",
+                reason="MISSING_LINE_INVALID",
+                field_violations=[
+                    FieldViolation(f"missing_lines[{index}]", "a SKU of it, 1 unit or more")
+                ],
+            )
+        wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+        if wanted[line.sku] > have[line.sku]:
+            raise InvalidArgument(
+                "more units missing than the fulfilment has",
+                reason="MISSING_LINE_INVALID",
+                field_violations=[
+                    FieldViolation(f"missing_lines[{index}].quantity", "at most the units in it")
+                ],
+            )
+    kept = tuple(
+        FulfillmentLine(line.sku, line.quantity - wanted.get(line.sku, 0))
+        for line in fulfilment.lines
+        if line.quantity > wanted.get(line.sku, 0)
+    )
+    return kept, tuple(FulfillmentLine(sku, units) for sku, units in wanted.items())
+
+
+def line_weight(order: Order, lines: Iterable[FulfillmentLine]) -> int:
+    """What units are worth in the order (their share of the line totals)."""
+    unit_totals = {line.sku: (line.total, max(line.quantity, 1)) for line in order.lines}
+    return sum(
+        unit_totals.get(item.sku, (0, 1))[0] * item.quantity // unit_totals.get(item.sku, (0, 1))[1]
+        for item in lines
+    )

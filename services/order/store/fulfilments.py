@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.domain.fulfilments import (
+    OPEN_STATUSES,
     CaptureState,
     FulfillmentLine,
     FulfillmentStatus,
@@ -35,6 +36,7 @@ def _values(fulfilment: Fulfilment, now: datetime) -> dict[str, Any]:
     window = fulfilment.window
     return {
         "status": int(fulfilment.status),
+        "amount": fulfilment.amount,
         "capture_state": int(fulfilment.capture_state),
         "lines": [asdict(line) for line in fulfilment.lines],
         "due_at": fulfilment.due_at,
@@ -98,7 +100,6 @@ class FulfilmentStore:
                     "type": int(f.type),
                     "location_id": f.location_id,
                     "store_id": f.store_id,
-                    "amount": f.amount,
                     **_values(f, now),
                 }
                 for f in items
@@ -129,6 +130,29 @@ class FulfilmentStore:
         for row in rows:
             found.setdefault(row.order_id, []).append(_fulfilment(row))
         return found
+
+    async def open_at_store(
+        self, store_id: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[tuple[Fulfilment, str, str]]:
+        """A store's open fulfilments (with their order's number and currency), earliest
+        due first."""
+        query = (
+            sa.select(fulfillments, orders.c.number.label("order_number"), orders.c.currency)
+            .join(orders, orders.c.id == fulfillments.c.order_id)
+            .where(
+                fulfillments.c.store_id == store_id,
+                fulfillments.c.status.in_([int(s) for s in OPEN_STATUSES]),
+            )
+        )
+        if after is not None:
+            query = query.where(
+                sa.tuple_(fulfillments.c.due_at, fulfillments.c.id) > sa.tuple_(*after)
+            )
+        query = query.order_by(fulfillments.c.due_at, fulfillments.c.id).limit(limit)
+        return [
+            (_fulfilment(row), row.order_number, row.currency)
+            for row in await self.session.execute(query)
+        ]
 
     async def save(self, fulfilment: Fulfilment, now: datetime) -> None:
         await self.session.execute(
@@ -174,6 +198,7 @@ class FulfilmentStore:
                 status=int(order.status),
                 payment_state=int(order.payment_state),
                 failure_reason=order.failure_reason,
+                refs=order.refs,
                 updated_at=sa.func.now(),
             )
         )

@@ -14,6 +14,7 @@ doubled. The same sweeper expires pickups whose hold ran out.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
@@ -27,16 +28,21 @@ from google.protobuf.message import Message
 from services.order import fulfilment_events as events
 from services.order.domain.fulfilments import (
     CaptureState,
+    FulfillmentLine,
     FulfillmentPolicy,
     FulfillmentStatus,
     FulfillmentType,
     Fulfilment,
+    allocate,
     check_delivery_status,
+    check_missing,
     check_pickup_code,
     check_shipment,
+    line_weight,
     order_after,
     split,
 )
+from services.order.domain.geo import delivery_point
 from services.order.domain.orders import (
     WRITE_SCOPE,
     Order,
@@ -53,9 +59,13 @@ from services.order.usecases.orders import may_read
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
+    Aborted,
     DomainError,
     FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -115,6 +125,9 @@ class Fulfilments:
         self.payment_timeout_seconds = payment_timeout_seconds
         self.lease = lease
         self.watch_poll_seconds = watch_poll_seconds
+        #: Re-sourced units are reserved and committed at once; the hold only has to
+        #: outlive those two calls.
+        self.resource_hold = timedelta(minutes=5)
 
     # ------------------------------------------------------------------ placement
 
@@ -267,6 +280,181 @@ class Fulfilments:
 
         return await self._change(principal, order_id, fulfilment_id, change, event, service=True)
 
+    async def list_for_store(
+        self,
+        principal: Principal,
+        store_id: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[tuple[Fulfilment, str, str]]:
+        """A store's work list: its devices see their own store only (another store's is
+        FULFILLMENT_NOT_FOUND-like: empty is not enough, a device must not probe others)."""
+        if not store_id:
+            raise InvalidArgument(
+                "name the store",
+                reason="STORE_ID_REQUIRED",
+                field_violations=[FieldViolation("store_id", "required")],
+            )
+        if principal.kind is PrincipalKind.DEVICE and principal.store_id != store_id:
+            raise PermissionDenied(
+                "a store's devices see only their own store's fulfilments",
+                reason="STORE_MISMATCH",
+            )
+        async with self.db.unit_of_work() as uow:
+            return await FulfilmentStore(uow.session).open_at_store(store_id, after, limit)
+
+    async def pack(
+        self, principal: Principal, order_id: uuid.UUID, fulfilment_id: uuid.UUID, request_id: str
+    ) -> OrderView:
+        check_request_id(request_id)
+        return await self._change(
+            principal, order_id, fulfilment_id, lambda f, now: f.packed(), lambda o, f: None
+        )
+
+    async def pick(
+        self,
+        principal: Principal,
+        order_id: uuid.UUID,
+        fulfilment_id: uuid.UUID,
+        missing: list[FulfillmentLine],
+        request_id: str,
+    ) -> OrderView:
+        """Picked, with the units not found re-sourced: inventory plans them again, units
+        planned at another location are reserved and committed there (a new fulfilment),
+        units found nowhere are cancelled (a cancelled fulfilment, never captured). The
+        inventory calls come first (keyed by the fulfilment and the plan, so a retry repeats
+        them harmlessly); if inventory does not answer, nothing changes (UNAVAILABLE)."""
+        check_request_id(request_id)
+        async with self.db.unit_of_work() as uow:
+            saga = await OrderStore(uow.session).get(order_id)
+            fulfilment = await FulfilmentStore(uow.session).get(fulfilment_id)
+        if saga is None or fulfilment is None or fulfilment.order_id != order_id:
+            raise order_not_found() if saga is None else fulfilment_not_found()
+        if not may_work_on(principal, fulfilment):
+            raise fulfilment_not_found()
+        kept, lost = check_missing(fulfilment, missing)
+        if fulfilment.status is FulfillmentStatus.PICKED and not lost:
+            return await self._load_view(principal, order_id)
+        if fulfilment.status is not FulfillmentStatus.PREPARING:
+            fulfilment.picked(kept, fulfilment.amount)  # refuses with the state conflict
+        moved: dict[str, list[tuple[str, int]]] = {}
+        if lost:
+            moved = await self._resource(saga.order, fulfilment, lost)
+        order = saga.order
+        resourced = {
+            location: tuple(FulfillmentLine(sku, units) for sku, units in parts)
+            for location, parts in _by_location(moved).items()
+        }
+        placed_units = {sku: sum(u for _, u in parts) for sku, parts in moved.items()}
+        nowhere = tuple(
+            FulfillmentLine(line.sku, line.quantity - placed_units.get(line.sku, 0))
+            for line in lost
+            if line.quantity > placed_units.get(line.sku, 0)
+        )
+        groups = [kept, *resourced.values(), nowhere]
+        amounts = allocate(fulfilment.amount, [line_weight(order, g) for g in groups])
+        async with self.db.unit_of_work() as uow:
+            items = await FulfilmentStore(uow.session).of_order(order_id)
+        others = [f for f in items if f.id != fulfilment.id]
+        if (
+            not kept
+            and not resourced
+            and all(f.status is FulfillmentStatus.CANCELLED for f in others)
+        ):
+            # Nothing of the order is left to capture: release the whole hold first.
+            await self._void(order)
+        async with self.db.unit_of_work() as uow:
+            store = FulfilmentStore(uow.session)
+            await store.lock_order(order_id)
+            current = await store.get(fulfilment_id)
+            saga = await OrderStore(uow.session).get(order_id)
+            assert current is not None
+            assert saga is not None
+            if current != fulfilment:
+                raise Aborted(
+                    "the fulfilment changed meanwhile; look again", reason="FULFILLMENT_CHANGED"
+                )
+            now = _now()
+            items = await store.of_order(order_id)
+            seq = len(items)
+            derived = []
+            for (location, lines), amount in zip(resourced.items(), amounts[1:-1], strict=True):
+                seq += 1
+                derived.append(fulfilment.derived(seq, order.number, location, lines, amount))
+            if kept:
+                changed = fulfilment.picked(kept, amounts[0])
+                if nowhere:
+                    seq += 1
+                    derived.append(
+                        fulfilment.derived(
+                            seq,
+                            order.number,
+                            fulfilment.location_id,
+                            nowhere,
+                            amounts[-1],
+                            cancelled=True,
+                        )
+                    )
+            else:
+                changed = fulfilment.not_found(nowhere, amounts[0] + amounts[-1])
+            await store.save(changed, now)
+            await store.insert(derived, now)
+            # The plan follows the stock: a later cancellation restocks where the units
+            # really were taken from.
+            plan = _moved_plan(saga.order, fulfilment, lost, moved)
+            progressed = order_after(
+                saga.order.with_ref("plan", json.dumps(plan)),
+                [changed if f.id == changed.id else f for f in items] + derived,
+            )
+            await store.save_order_progress(progressed)
+            for event in events.order_progress(saga.order, progressed):
+                uow.add_event(event)
+            await uow.commit()
+        return await self._load_view(principal, order_id)
+
+    async def _resource(
+        self, order: Order, fulfilment: Fulfilment, lost: tuple[FulfillmentLine, ...]
+    ) -> dict[str, list[tuple[str, int]]]:
+        """SKU → [(location, units)] of the lost units placed elsewhere (reserved and
+        committed there); what is missing from it was found nowhere."""
+        pickup = (
+            fulfilment.store_id if fulfilment.type is FulfillmentType.CLICK_AND_COLLECT else None
+        )
+        address = order.fulfillment.address if order.fulfillment else None
+        try:
+            plan = await self.inventory.plan_lines(
+                [(line.sku, line.quantity) for line in lost],
+                pickup_location_id=pickup,
+                delivery_point=delivery_point(address),
+                same_day=fulfilment.type is FulfillmentType.SAME_DAY,
+            )
+            # Never the shelf the units were just not found on.
+            elsewhere = {
+                sku: [(loc, units) for loc, units in parts if loc != fulfilment.location_id]
+                for sku, parts in plan.items()
+            }
+            elsewhere = {sku: parts for sku, parts in elsewhere.items() if parts}
+            if elsewhere:
+                parts = [
+                    (sku, loc, units) for sku, items in elsewhere.items() for loc, units in items
+                ]
+                digest = hashlib.sha256(json.dumps(sorted(parts)).encode()).hexdigest()[:16]
+                await self.inventory.reserve_and_commit(
+                    f"{fulfilment.id}:resource:{digest}",
+                    order.owner,
+                    parts,
+                    self.resource_hold,
+                )
+        except StepUnavailable:
+            raise Unavailable(
+                "inventory did not answer; the pick was not recorded, try again",
+                reason="INVENTORY_UNAVAILABLE",
+            ) from None
+        except StepFailure:
+            # Taken by someone else between the plan and the reservation: found nowhere.
+            return {}
+        return elsewhere
+
     async def _change(
         self,
         principal: Principal,
@@ -364,6 +552,18 @@ class Fulfilments:
             )
             await uow.commit()
 
+    async def _void(self, order: Order) -> None:
+        """Release the order's whole authorization (keyed like CancelOrder's void)."""
+        try:
+            async with asyncio.timeout(self.payment_timeout_seconds):
+                await self.payments[order.payment_method].void(
+                    f"{order.id}:void", authorization_key=f"{order.id}:authorize"
+                )
+        except (PaymentUnavailable, TimeoutError):
+            raise Unavailable(
+                "the payment provider did not answer; try again", reason="PAYMENT_UNAVAILABLE"
+            ) from None
+
     async def _capture_quietly(self, fulfilment_id: uuid.UUID) -> None:
         try:
             await self.capture(fulfilment_id)
@@ -412,10 +612,7 @@ class Fulfilments:
         rest = [f for f in others if f.id != fulfilment.id]
         if all(f.status is FulfillmentStatus.CANCELLED for f in rest):
             # Nothing of the order will ever be captured: release the whole hold.
-            async with asyncio.timeout(self.payment_timeout_seconds):
-                await self.payments[order.payment_method].void(
-                    f"{order.id}:void", authorization_key=f"{order.id}:authorize"
-                )
+            await self._void(order)
         async with self.db.unit_of_work() as uow:
             store = FulfilmentStore(uow.session)
             await store.lock_order(order.id)
@@ -474,3 +671,37 @@ def _require_type(fulfilment: Fulfilment, *types: FulfillmentType) -> None:
             reason="FULFILLMENT_TYPE_MISMATCH",
             metadata={"type": fulfilment.type.name},
         )
+
+
+def _by_location(plan: Mapping[str, list[tuple[str, int]]]) -> dict[str, list[tuple[str, int]]]:
+    found: dict[str, list[tuple[str, int]]] = {}
+    for sku, parts in plan.items():
+        for location, units in parts:
+            found.setdefault(location, []).append((sku, units))
+    return found
+
+
+def _moved_plan(
+    order: Order,
+    fulfilment: Fulfilment,
+    lost: tuple[FulfillmentLine, ...],
+    moved: Mapping[str, list[tuple[str, int]]],
+) -> dict[str, list[tuple[str, int]]]:
+    """The order's plan after lost units left ``fulfilment``'s location (for ``moved``
+    elsewhere, or nowhere)."""
+    plan: dict[str, list[tuple[str, int]]] = {
+        sku: [(loc, units) for loc, units in parts]
+        for sku, parts in json.loads(order.refs.get("plan", "{}")).items()
+    }
+    for line in lost:
+        remaining = line.quantity
+        parts = []
+        for loc, units in plan.get(line.sku, []):
+            if loc == fulfilment.location_id and remaining:
+                taken = min(units, remaining)
+                remaining -= taken
+                units -= taken
+            if units:
+                parts.append((loc, units))
+        plan[line.sku] = parts + list(moved.get(line.sku, []))
+    return plan

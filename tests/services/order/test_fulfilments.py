@@ -5,8 +5,10 @@ captures when goods leave, carry-out, store devices kept to their own store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -489,21 +491,8 @@ async def test_pickup_expiry_waits_while_inventory_is_down(
     )
     await expire_hold(stack, fid)
     sweeper = fulfilments_of(stack)
-    real = sweeper.inventory
-    name = f"test_inv_down_{uuid.uuid4().hex[:10]}"
-    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
-    hosts = start_inventory(url, nats_url, dev_keys)
-    host = await hosts.__anext__()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
-    token = stack.tokens.mint(subject="order-service", kind="service", scopes=SERVICE_SCOPES)
-    await hosts.aclose()  # the inventory server stops
-    try:
-        sweeper.inventory = InventoryClient(channel, StaticToken(token), 1.0)
+    async with inventory_stopped(stack, postgres_admin_url, nats_url, dev_keys):
         assert await sweeper.sweep_once() >= 1
-    finally:
-        sweeper.inventory = real
-        await channel.close()
-        drop_database(postgres_admin_url, name)
     got = (
         await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
     ).order
@@ -532,3 +521,27 @@ async def expire_hold(stack: Stack, fulfilment_id: str) -> None:
             {"id": fulfilment_id},
         )
         await uow.commit()
+
+
+@contextlib.asynccontextmanager
+async def inventory_stopped(
+    stack: Stack, postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+) -> AsyncIterator[None]:
+    """The order service's fulfilment calls go to a real inventory server that was started
+    and then stopped (the shared one keeps serving the other tests)."""
+    fulfilments = fulfilments_of(stack)
+    real = fulfilments.inventory
+    name = f"test_inv_down_{uuid.uuid4().hex[:10]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    hosts = start_inventory(url, nats_url, dev_keys)
+    host = await hosts.__anext__()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    token = stack.tokens.mint(subject="order-service", kind="service", scopes=SERVICE_SCOPES)
+    await hosts.aclose()  # the inventory server stops
+    try:
+        fulfilments.inventory = InventoryClient(channel, StaticToken(token), 1.0)
+        yield
+    finally:
+        fulfilments.inventory = real
+        await channel.close()
+        drop_database(postgres_admin_url, name)
