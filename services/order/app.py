@@ -17,6 +17,7 @@ from services.order.upstream import CartClient, ClientCredentials, InventoryClie
 from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
+from services.order.usecases.returns import Returns
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.order.v1 import order_service_pb2, order_service_pb2_grpc
@@ -82,9 +83,16 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         watch_poll_seconds=settings.watch_poll_seconds,
     )
     checkout.on_placed = fulfilments.on_placed
+    returns = Returns(
+        runtime.db,
+        inventory,
+        payments,
+        window=timedelta(days=settings.return_window_days),
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+    )
     runtime.add_servicer(
         order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-        OrderServicer(checkout, orders, runtime.page_tokens, fulfilments),
+        OrderServicer(checkout, orders, runtime.page_tokens, fulfilments, returns),
         ORDER_SERVICE,
     )
 
@@ -101,7 +109,13 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
             await channel.close(None)
 
     runtime.on_stop.append(close_channels)
-    runtime.parts.update(checkout=checkout, orders=orders, sandbox=sandbox, fulfilments=fulfilments)
+    runtime.parts.update(
+        checkout=checkout,
+        orders=orders,
+        sandbox=sandbox,
+        fulfilments=fulfilments,
+        returns=returns,
+    )
 
 
 definition = ServiceDefinition(

@@ -11,6 +11,7 @@ from services.order.domain.fulfilments import (
     Fulfilment,
     qr_payload,
 )
+from services.order.domain.returns import OrderReturn
 from services.order.events import money
 from services.order.usecases.fulfilments import OrderView
 from tenpo.kit.wire import optional_enum, timestamp
@@ -76,3 +77,16 @@ def _set_time(target: object, value: object) -> None:
 
 def missing_lines(lines: Iterable[pb.FulfillmentLine]) -> list[FulfillmentLine]:
     return [FulfillmentLine(line.sku, line.quantity) for line in lines]
+
+
+def return_to(value: OrderReturn, currency: str) -> pb.OrderReturn:
+    message = pb.OrderReturn(
+        id=str(value.id),
+        order_id=str(value.order_id),
+        store_id=value.store_id,
+        lines=[pb.FulfillmentLine(sku=line.sku, quantity=line.quantity) for line in value.lines],
+        refund=money(value.refund, currency),
+        status=int(value.status),  # type: ignore[arg-type]
+    )
+    _set_time(message.create_time, value.created_at)
+    return message

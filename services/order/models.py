@@ -117,3 +117,19 @@ fulfillments = sa.Table(
         "ix_fulfillments_action", "action_at", postgresql_where=sa.text("action_at IS NOT NULL")
     ),
 )
+
+#: Units of an order brought back to a store (domain.returns): recorded first, keyed by the
+#: caller's request_id, so a retry never refunds twice; restock and refund follow.
+order_returns = sa.Table(
+    "order_returns",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("order_id", pg.UUID(as_uuid=True), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("request_key", sa.Text, nullable=False, unique=True),
+    sa.Column("store_id", sa.Text, nullable=False),
+    sa.Column("lines", pg.JSONB, nullable=False),
+    sa.Column("refund", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
+    sa.Index("ix_order_returns_order", "order_id"),
+)

@@ -12,10 +12,12 @@ from services.order.convert_fulfilments import (
     delivery_status,
     fulfilment_to,
     missing_lines,
+    return_to,
     view_to,
 )
 from services.order.domain.orders import Order
 from services.order.usecases.fulfilments import Fulfilments
+from services.order.usecases.returns import Returns
 from tenpo.kit.auth import Principal, current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -25,6 +27,7 @@ from tenpo.order.v1 import resources_pb2 as pb
 
 class FulfilmentRpcs:
     fulfilments: Fulfilments
+    returns: Returns
     page_tokens: PageTokenCodec
 
     async def shown(self, principal: Principal, order: Order) -> pb.Order:
@@ -126,6 +129,18 @@ class FulfilmentRpcs:
             request.request_id,
         )
         return api.PackFulfillmentResponse(order=view_to(view))
+
+    async def ReturnOrderLines(
+        self, request: api.ReturnOrderLinesRequest, context: ServicerContext
+    ) -> api.ReturnOrderLinesResponse:
+        value, currency = await self.returns.return_lines(
+            current_principal(),
+            parse_id(request.order_id, "order_id"),
+            request.store_id,
+            missing_lines(request.lines),
+            request.request_id,
+        )
+        return api.ReturnOrderLinesResponse(order_return=return_to(value, currency))
 
     async def WatchOrder(
         self, request: api.WatchOrderRequest, context: ServicerContext

@@ -11,6 +11,7 @@ from services.order.servicers.fulfilments import FulfilmentRpcs
 from services.order.usecases.checkout import Checkout
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
+from services.order.usecases.returns import Returns
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -25,11 +26,13 @@ class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
         orders: Orders,
         page_tokens: PageTokenCodec,
         fulfilments: Fulfilments,
+        returns: Returns,
     ) -> None:
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens
         self.fulfilments = fulfilments
+        self.returns = returns
 
     async def PlaceOrder(
         self, request: api.PlaceOrderRequest, context: ServicerContext

@@ -1,4 +1,4 @@
-"""fulfillments
+"""fulfillments and returns
 
 Revision ID: 0002
 Revises: 0001
@@ -62,6 +62,25 @@ def upgrade() -> None:
         postgresql_where=sa.text("action_at IS NOT NULL"),
     )
 
+    op.create_table(
+        "order_returns",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("order_id", sa.UUID(), nullable=False),
+        sa.Column("request_key", sa.Text(), nullable=False),
+        sa.Column("store_id", sa.Text(), nullable=False),
+        sa.Column("lines", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("refund", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.SmallInteger(), nullable=False),
+        sa.Column("created_at", _ts, server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_order_returns_order_id_orders")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_order_returns")),
+        sa.UniqueConstraint("request_key", name=op.f("uq_order_returns_request_key")),
+    )
+    op.create_index("ix_order_returns_order", "order_returns", ["order_id"])
+
 
 def downgrade() -> None:
+    op.drop_table("order_returns")
     op.drop_table("fulfillments")
