@@ -3,6 +3,7 @@ pick with units not found re-sourced elsewhere or cancelled, pack."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import grpc
@@ -12,6 +13,7 @@ from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.devtools.keys import DevKeys
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
 from tenpo.inventory.v1 import resources_pb2 as inventory_pb
+from tenpo.order.v1 import events_pb2 as ev
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.order.conftest import STORE, Stack
@@ -197,3 +199,49 @@ async def test_a_pick_waits_while_inventory_is_down(
     assert [(f.status, f.lines[0].quantity) for f in got.fulfillments] == [
         (pb.FULFILLMENT_STATUS_PREPARING, 2)
     ]
+
+
+async def test_two_deliveries_arriving_at_once_complete_the_order_once(stack: Stack) -> None:
+    first = await stack.stock(1, price=1000)
+    second = await stack.stock(0, price=2000)
+    await stock_at(stack, second, "osaka-umeda", 1)  # ships from another store
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    order = await place(
+        stack, customer, cart_pb.FULFILLMENT_METHOD_DELIVERY, (first, 1), (second, 1)
+    )
+    assert sorted(f.location_id for f in order.fulfillments) == ["osaka-umeda", STORE]
+    assert sum(f.amount.units for f in order.fulfillments) == order.totals.total.units
+    for fulfilment in order.fulfillments:
+        await stack.orders.ShipFulfillment(
+            api.ShipFulfillmentRequest(
+                order_id=order.id,
+                fulfillment_id=fulfilment.id,
+                carrier="yamato",
+                tracking_number=fulfilment.number,
+            ),
+            metadata=stack.staff,
+        )
+
+    await asyncio.gather(
+        *(
+            stack.orders.UpdateDeliveryStatus(
+                api.UpdateDeliveryStatusRequest(
+                    order_id=order.id,
+                    fulfillment_id=f.id,
+                    status=pb.FULFILLMENT_STATUS_DELIVERED,
+                ),
+                metadata=stack.staff,
+            )
+            for f in order.fulfillments
+        )
+    )
+
+    got = (
+        await stack.orders.GetOrder(api.GetOrderRequest(order_id=order.id), metadata=stack.staff)
+    ).order
+    assert got.status == pb.ORDER_STATUS_COMPLETED
+    assert got.payment_state == pb.PAYMENT_STATE_CAPTURED
+    completed = [
+        ev.OrderCompleted.FromString(p) for p in await stack.outbox_events("OrderCompleted")
+    ]
+    assert [e.order_id for e in completed].count(order.id) == 1
