@@ -53,8 +53,9 @@ SERVICE_CLIENTS = (
         "notification-service",
         ("customers:read", "mail:send", "promotions:write"),
     ),
-    # The gateway forwards providers' signed delivery callbacks as itself.
-    ("gateway", "gateway-callbacks", ("notifications:callbacks",)),
+    # The gateway forwards providers' signed delivery callbacks and carriers' signed
+    # delivery updates as itself.
+    ("gateway", "gateway-callbacks", ("notifications:callbacks", "orders:write")),
 )
 WORDING = "2026-04"
 #: The demo customers' first store purchase, earning them points (1 per 100 yen).

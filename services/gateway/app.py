@@ -45,6 +45,7 @@ from services.gateway.notifications import NotificationRoutes
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import StreamEndpoint
+from services.gateway.webhooks import CARRIER_METHOD, CARRIER_PATH, CarrierWebhook
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.kit.service_token import (
@@ -60,6 +61,7 @@ log = logging.getLogger("tenpo.gateway")
 STREAM_ROUTES = {
     "/v1/stream/availability": "tenpo.inventory.v1.InventoryService.WatchAvailability",
     "/v1/stream/loyalty-balance": "tenpo.customer.v1.LoyaltyService.WatchBalance",
+    "/v1/stream/order": "tenpo.order.v1.OrderService.WatchOrder",
 }
 API_VERSION = "v1"
 
@@ -157,9 +159,16 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         endpoint = StreamEndpoint(path, method, settings, backends, policy, drain)
         app.add_exact("GET", path, endpoint)
         extra_paths.update(stream_openapi(builder, endpoint))
-    NotificationRoutes(
-        settings, schema, backends, policy, service_tokens(settings, backends)
-    ).install(app)
+    tokens = service_tokens(settings, backends)
+    NotificationRoutes(settings, schema, backends, policy, tokens).install(app)
+    carrier = schema.method(CARRIER_METHOD)
+    if (
+        carrier is not None
+        and tokens is not None
+        and backends.configured(carrier.owner)
+        and settings.carrier_webhook_secret.get_secret_value()
+    ):
+        app.add_exact("POST", CARRIER_PATH, CarrierWebhook(settings, backends, carrier, tokens))
     document = builder.build(router.routes, extra_paths)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
     assets = DocsAssets.load()

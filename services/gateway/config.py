@@ -114,6 +114,10 @@ class GatewaySettings(ServiceSettings):
     service_token_refresh_seconds: float = Field(default=300.0, gt=0)
     #: A fixed service token instead (tests); client credentials win when both are set.
     service_token: SecretStr = SecretStr("")
+    #: The carrier webhook (POST /v1/webhooks/carrier): the secret carriers sign request
+    #: bodies with (HMAC-SHA256); empty: the route is not served. At least 32 characters.
+    #: The gateway calls the order service as itself (service credentials above).
+    carrier_webhook_secret: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _gateway_checks(self) -> Self:
@@ -136,9 +140,10 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError("development publishable keys are refused outside development")
             if "*" in self.cors_allowed_origins:
                 raise ValueError("cors_allowed_origins='*' is refused outside development")
-        secret = self.provider_callback_secret.get_secret_value()
-        if secret and len(secret) < 32:
-            raise ValueError("provider_callback_secret must have at least 32 characters")
+        for name in ("provider_callback_secret", "carrier_webhook_secret"):
+            secret = getattr(self, name).get_secret_value()
+            if secret and len(secret) < 32:
+                raise ValueError(f"{name} must have at least 32 characters")
         return self
 
     def target(self, service: str) -> str | None:

@@ -8,13 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from services.order.config import OrderSettings
+from services.order.domain.fulfilments import FulfillmentPolicy
 from services.order.domain.orders import PaymentMethod
 from services.order.domain.payments import PaymentProvider
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
 from services.order.servicers.orders import OrderServicer
 from services.order.upstream import CartClient, ClientCredentials, InventoryClient, TokenSource
 from services.order.usecases.checkout import Checkout, SagaPolicy
+from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
+from services.order.usecases.returns import Returns
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.order.v1 import order_service_pb2, order_service_pb2_grpc
@@ -70,23 +73,49 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     orders = Orders(
         runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
     )
+    fulfilments = Fulfilments(
+        runtime.db,
+        inventory,
+        payments,
+        FulfillmentPolicy(pickup_hold=timedelta(days=settings.pickup_hold_days)),
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+        lease=timedelta(seconds=settings.saga_lease_seconds),
+        watch_poll_seconds=settings.watch_poll_seconds,
+    )
+    checkout.on_placed = fulfilments.on_placed
+    returns = Returns(
+        runtime.db,
+        inventory,
+        payments,
+        window=timedelta(days=settings.return_window_days),
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+    )
     runtime.add_servicer(
         order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-        OrderServicer(checkout, orders, runtime.page_tokens),
+        OrderServicer(checkout, orders, runtime.page_tokens, fulfilments, returns),
         ORDER_SERVICE,
     )
 
     async def sweep() -> None:
         await checkout.sweep(settings.sweep_interval_seconds)
 
-    runtime.background.append(sweep)
+    async def sweep_fulfilments() -> None:
+        await fulfilments.sweep(settings.sweep_interval_seconds)
+
+    runtime.background.extend([sweep, sweep_fulfilments])
 
     async def close_channels() -> None:
         for channel in channels.values():
             await channel.close(None)
 
     runtime.on_stop.append(close_channels)
-    runtime.parts.update(checkout=checkout, orders=orders, sandbox=sandbox)
+    runtime.parts.update(
+        checkout=checkout,
+        orders=orders,
+        sandbox=sandbox,
+        fulfilments=fulfilments,
+        returns=returns,
+    )
 
 
 definition = ServiceDefinition(

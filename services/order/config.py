@@ -46,6 +46,12 @@ class OrderSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
     #: How long stock and redemptions are held for a running checkout.
     hold_seconds: int = Field(default=900, ge=60, le=3600)
+    #: How long ready click & collect goods wait at the store before the hold expires.
+    pickup_hold_days: int = Field(default=7, ge=1, le=60)
+    #: Units are taken back within this many days of the purchase.
+    return_window_days: int = Field(default=30, ge=1, le=365)
+    #: How often a WatchOrder stream looks for a change (a one-row index lookup).
+    watch_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     @model_validator(mode="after")
     def _refuse_missing_credentials(self) -> Self:

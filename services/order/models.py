@@ -75,3 +75,61 @@ sandbox_payments = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
 )
+
+#: One fulfilment per source location of a placed order's plan (domain.fulfilments).
+fulfillments = sa.Table(
+    "fulfillments",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("order_id", pg.UUID(as_uuid=True), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("number", sa.Text, nullable=False, unique=True),
+    sa.Column("type", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("location_id", sa.Text, nullable=False),
+    sa.Column("store_id", sa.Text, nullable=False),
+    sa.Column("lines", pg.JSONB, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("capture_state", sa.SmallInteger, nullable=False),
+    sa.Column("due_at", _ts, nullable=False),
+    sa.Column("window_start", _ts),
+    sa.Column("window_end", _ts),
+    # Shown to the order's customer only; compared in constant time.
+    sa.Column("pickup_code", sa.Text),
+    sa.Column("hold_until", _ts),
+    sa.Column("ready_at", _ts),
+    sa.Column("carrier", sa.Text, nullable=False, server_default=""),
+    sa.Column("tracking_number", sa.Text, nullable=False, server_default=""),
+    sa.Column("shipped_at", _ts),
+    sa.Column("cancel_reason", sa.Text, nullable=False, server_default=""),
+    # Wrong pickup codes in a row, and until when codes are refused after too many.
+    sa.Column("code_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("code_locked_until", _ts),
+    # The sweeper's work: when this fulfilment next needs it (a capture owed, a pickup hold
+    # running out) and, while a sweeper works on it, its lease (the same column, pushed
+    # forward when claimed: a dead sweeper's claim runs out and another takes it).
+    sa.Column("action_at", _ts),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
+    sa.Column("updated_at", _ts, nullable=False, server_default=_now),
+    sa.Index("ix_fulfillments_order", "order_id"),
+    # A store's open fulfilments by due time.
+    sa.Index("ix_fulfillments_store_due", "store_id", "due_at"),
+    sa.Index(
+        "ix_fulfillments_action", "action_at", postgresql_where=sa.text("action_at IS NOT NULL")
+    ),
+)
+
+#: Units of an order brought back to a store (domain.returns): recorded first, keyed by the
+#: caller's request_id, so a retry never refunds twice; restock and refund follow.
+order_returns = sa.Table(
+    "order_returns",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("order_id", pg.UUID(as_uuid=True), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("request_key", sa.Text, nullable=False, unique=True),
+    sa.Column("store_id", sa.Text, nullable=False),
+    sa.Column("lines", pg.JSONB, nullable=False),
+    sa.Column("refund", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
+    sa.Index("ix_order_returns_order", "order_id"),
+)

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.protobuf.json_format import MessageToDict
 
+from services.order.domain.geo import delivery_point
 from services.order.domain.orders import (
     FrozenCart,
     Fulfillment,
@@ -256,6 +257,11 @@ class InventoryClient:
         if method.in_store and cart.fulfillment.store_id:
             request.pickup_location_id = cart.fulfillment.store_id
         request.same_day = method is FulfillmentMethod.SAME_DAY
+        if not method.in_store:
+            # Inventory measures delivery sources from a point (see domain.geo).
+            latitude, longitude = delivery_point(cart.fulfillment.address)
+            request.delivery_point.latitude = latitude
+            request.delivery_point.longitude = longitude
         response = await _call(
             SagaStep.PLAN_FULFILLMENT,
             "INVENTORY",
@@ -332,6 +338,90 @@ class InventoryClient:
             reason=inventory_pb.MOVEMENT_REASON_RETURN,
             note=f"order {order_id} cancelled",
             request_id=f"{order_id}:restock:{sku}:{location_id}",
+        )
+        await _call(
+            SagaStep.COMMIT_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.AdjustStock(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def plan_lines(
+        self,
+        lines: list[tuple[str, int]],
+        *,
+        pickup_location_id: str | None,
+        delivery_point: tuple[float, float],
+        same_day: bool,
+    ) -> dict[str, list[tuple[str, int]]]:
+        """SKU → [(location, units)] of the plan inventory proposes (complete or not)."""
+        request = inventory_api.PlanFulfillmentRequest(
+            lines=[inventory_pb.StockLine(sku=sku, quantity=units) for sku, units in lines],
+            same_day=same_day,
+        )
+        if pickup_location_id:
+            request.pickup_location_id = pickup_location_id
+        else:
+            request.delivery_point.latitude, request.delivery_point.longitude = delivery_point
+        response = await _call(
+            SagaStep.PLAN_FULFILLMENT,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.PlanFulfillment(request, metadata=md, timeout=self._timeout),
+        )
+        plan: dict[str, list[tuple[str, int]]] = {}
+        for allocation in response.plan.allocations:
+            plan.setdefault(allocation.sku, []).append(
+                (allocation.location_id, int(allocation.quantity))
+            )
+        return plan
+
+    async def reserve_and_commit(
+        self, key: str, owner: str, parts: list[tuple[str, str, int]], ttl: timedelta
+    ) -> None:
+        """Reserve (sku, location, units) and commit the reservation at once, both keyed by
+        ``key`` (a retry repeats them harmlessly)."""
+        request = inventory_api.ReserveStockRequest(
+            owner=owner,
+            lines=[
+                inventory_pb.StockLine(sku=sku, quantity=units, location_id=location)
+                for sku, location, units in parts
+            ],
+            ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),
+            request_id=f"{key}:reserve",
+        )
+        response = await _call(
+            SagaStep.RESERVE_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.ReserveStock(request, metadata=md, timeout=self._timeout),
+        )
+        commit = inventory_api.CommitReservationRequest(
+            id=response.reservation.id, request_id=f"{key}:commit"
+        )
+        await _call(
+            SagaStep.COMMIT_STOCK,
+            "INVENTORY",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.CommitReservation(commit, metadata=md, timeout=self._timeout),
+        )
+
+    async def return_stock(
+        self, request_id: str, sku: str, location_id: str, quantity: int, note: str
+    ) -> None:
+        """Put units back on hand at a location (a RETURN movement): an expired pickup's
+        goods, or a customer's return at the store that received it."""
+        request = inventory_api.AdjustStockRequest(
+            sku=sku,
+            location_id=location_id,
+            quantity=quantity,
+            reason=inventory_pb.MOVEMENT_REASON_RETURN,
+            note=note,
+            request_id=request_id,
         )
         await _call(
             SagaStep.COMMIT_STOCK,

@@ -90,7 +90,15 @@ EXPECTED = {
         "StoreCardEntryKind",
         "StoreCardHoldState",
     },
-    "order": {"OrderStatus", "PaymentMethod", "PaymentState", "FulfillmentMethod"},
+    "order": {
+        "OrderStatus",
+        "PaymentMethod",
+        "PaymentState",
+        "FulfillmentMethod",
+        "FulfillmentType",
+        "FulfillmentStatus",
+        "CaptureState",
+    },
 }
 
 

@@ -29,6 +29,8 @@ class OrderStatus(IntEnum):
     PLACED = 3
     CANCELLED = 4
     FAILED = 5
+    #: Every fulfilment done (see domain.fulfilments).
+    COMPLETED = 6
 
 
 class PaymentMethod(IntEnum):
@@ -42,6 +44,8 @@ class PaymentState(IntEnum):
     DUE_AT_STORE = 3
     VOIDED = 4
     CAPTURED = 5
+    #: Some fulfilments' goods left and were captured, others not yet.
+    PARTIALLY_CAPTURED = 6
 
 
 class FulfillmentMethod(IntEnum):

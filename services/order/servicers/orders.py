@@ -7,8 +7,11 @@ import uuid
 from grpc.aio import ServicerContext
 
 from services.order import convert
+from services.order.servicers.fulfilments import FulfilmentRpcs
 from services.order.usecases.checkout import Checkout
+from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
+from services.order.usecases.returns import Returns
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -16,17 +19,27 @@ from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import order_service_pb2_grpc as api_grpc
 
 
-class OrderServicer(api_grpc.OrderServiceServicer):
-    def __init__(self, checkout: Checkout, orders: Orders, page_tokens: PageTokenCodec) -> None:
+class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
+    def __init__(
+        self,
+        checkout: Checkout,
+        orders: Orders,
+        page_tokens: PageTokenCodec,
+        fulfilments: Fulfilments,
+        returns: Returns,
+    ) -> None:
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens
+        self.fulfilments = fulfilments
+        self.returns = returns
 
     async def PlaceOrder(
         self, request: api.PlaceOrderRequest, context: ServicerContext
     ) -> api.PlaceOrderResponse:
+        principal = current_principal()
         order = await self.checkout.place(
-            current_principal(),
+            principal,
             cart_id=request.cart_id,
             cart_etag=request.cart_etag,
             method=convert.payment_method(request.payment.method),
@@ -34,13 +47,14 @@ class OrderServicer(api_grpc.OrderServiceServicer):
             request_id=request.request_id,
             request=request,
         )
-        return api.PlaceOrderResponse(order=convert.order_to(order))
+        return api.PlaceOrderResponse(order=await self.shown(principal, order))
 
     async def GetOrder(
         self, request: api.GetOrderRequest, context: ServicerContext
     ) -> api.GetOrderResponse:
-        order = await self.orders.get(current_principal(), parse_id(request.order_id, "order_id"))
-        return api.GetOrderResponse(order=convert.order_to(order))
+        principal = current_principal()
+        order = await self.orders.get(principal, parse_id(request.order_id, "order_id"))
+        return api.GetOrderResponse(order=await self.shown(principal, order))
 
     async def ListOrders(
         self, request: api.ListOrdersRequest, context: ServicerContext
@@ -65,13 +79,14 @@ class OrderServicer(api_grpc.OrderServiceServicer):
             fetched, size, lambda o: (o.created_at, o.id), query=query
         )
         return api.ListOrdersResponse(
-            orders=[convert.order_to(o) for o in page], next_page_token=token
+            orders=await self.all_shown(principal, page), next_page_token=token
         )
 
     async def CancelOrder(
         self, request: api.CancelOrderRequest, context: ServicerContext
     ) -> api.CancelOrderResponse:
+        principal = current_principal()
         order = await self.orders.cancel(
-            current_principal(), parse_id(request.order_id, "order_id"), request.reason
+            principal, parse_id(request.order_id, "order_id"), request.reason
         )
-        return api.CancelOrderResponse(order=convert.order_to(order))
+        return api.CancelOrderResponse(order=await self.shown(principal, order))

@@ -53,7 +53,7 @@ from services.order.events import placed_event
 from services.order.store.orders import OrderStore, Saga
 from services.order.upstream import CartClient, InventoryClient
 from tenpo.kit.auth import Principal, PrincipalKind
-from tenpo.kit.db import Database
+from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
     Aborted,
     DomainError,
@@ -76,6 +76,9 @@ log = logging.getLogger(__name__)
 #: Test hooks: awaited before each step is taken and after it was taken but before that is
 #: written down; raising there stands for a crash at that point.
 StepHook = Callable[[uuid.UUID, SagaStep], Awaitable[None]]
+#: Called in the transaction that makes an order PLACED (fulfilment: creates the order's
+#: fulfilments from its plan, so no placed order lacks them).
+PlacedHook = Callable[[UnitOfWork, Order], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ class Checkout:
         self.instance = f"order-{secrets.token_hex(6)}"
         #: Sagas run on behalf of callers (held so they are not garbage-collected).
         self._running: set[asyncio.Future[Saga]] = set()
+        self.on_placed: PlacedHook | None = None
 
     # ------------------------------------------------------------------ PlaceOrder
 
@@ -285,6 +289,8 @@ class Checkout:
                 raise LeaseLost
             if event is not None:
                 uow.add_event(event)
+            if self.on_placed is not None and order.status is OrderStatus.PLACED:
+                await self.on_placed(uow, order)
             await uow.commit()
         return Saga(
             order=order,

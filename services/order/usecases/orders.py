@@ -6,8 +6,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from services.order.domain.fulfilments import require_cancellable
 from services.order.domain.orders import (
     MAX_CANCEL_REASON,
     READ_SCOPE,
@@ -21,6 +22,7 @@ from services.order.domain.orders import (
 from services.order.domain.payments import PaymentProvider, PaymentUnavailable
 from services.order.domain.saga import StepUnavailable
 from services.order.events import cancelled_event
+from services.order.store.fulfilments import FulfilmentStore
 from services.order.store.orders import OrderStore
 from services.order.upstream import InventoryClient
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -101,6 +103,8 @@ class Orders:
         if order.status is OrderStatus.CANCELLED:
             return order
         order.cancel("CANCELLED_BY_CUSTOMER")  # refuses before anything is undone
+        async with self.db.unit_of_work() as uow:
+            require_cancellable(await FulfilmentStore(uow.session).of_order(order_id))
         # The undoing calls are idempotent (keyed by the order): a retry after a failure
         # here repeats them harmlessly; the state changes only once all succeeded.
         try:
@@ -138,5 +142,9 @@ class Orders:
                 keep_card=False,
             )
             uow.add_event(cancelled_event(cancelled))
+            fulfilments = FulfilmentStore(uow.session)
+            now = datetime.now(UTC)
+            for fulfilment in await fulfilments.of_order(order_id):
+                await fulfilments.save(fulfilment.cancel(cancelled.failure_reason), now)
             await uow.commit()
         return await self.get(principal, order_id)  # as stored, update time included

@@ -53,6 +53,9 @@ STAFF_TOKEN_SCOPES = (
     "customers:overview",
 )
 #: What the notification service may ask of the customer service (contacts, mail secrets).
+#: The gateway's carrier webhook: the development signing secret (printed in the order
+#: README); the gateway calls the order service with its own client credentials.
+DEV_CARRIER_WEBHOOK_SECRET = "dev-carrier-webhook-secret-not-for-production"  # noqa: S105
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
 SERVICE_STOP_GRACE = 15.0
@@ -338,6 +341,10 @@ class DevStack:
                 ttl=STAFF_TOKEN_TTL,
             )
             _write_private(self.config.token_file, self.staff_token + "\n")
+            if any(s.name == "gateway" for s in self.services):
+                self.extra_env.setdefault("gateway", {})["GATEWAY_CARRIER_WEBHOOK_SECRET"] = (
+                    DEV_CARRIER_WEBHOOK_SECRET
+                )
             outcome.status = "done"
             outcome.detail = _display(self.config.keys_dir)
 

@@ -1,0 +1,110 @@
+"""Returns domain: which units of an order may come back, within which window, and what is
+refunded for them. No I/O.
+
+Invariants:
+- Only units whose goods left (shipped, delivered, picked up, handed over) come back, and
+  each unit at most once: the units of every return recorded so far, pending ones included,
+  are no longer returnable.
+- A refund is the returned units' share of what was paid (their line totals, discounts
+  included), never more than what was captured and not yet refunded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from services.order.domain.fulfilments import (
+    CaptureState,
+    FulfillmentLine,
+    Fulfilment,
+    line_weight,
+)
+from services.order.domain.orders import Order, OrderStatus
+from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
+
+MAX_RETURN_LINES = 100
+
+
+class ReturnStatus(IntEnum):
+    PENDING = 1
+    COMPLETED = 2
+
+
+@dataclass(frozen=True)
+class OrderReturn:
+    id: uuid.UUID
+    order_id: uuid.UUID
+    store_id: str
+    lines: tuple[FulfillmentLine, ...]
+    refund: int
+    status: ReturnStatus
+    created_at: datetime | None = None
+
+
+def returnable(fulfilments: Iterable[Fulfilment], returns: Iterable[OrderReturn]) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for fulfilment in fulfilments:
+        if fulfilment.left:
+            for line in fulfilment.lines:
+                units[line.sku] = units.get(line.sku, 0) + line.quantity
+    for previous in returns:
+        for line in previous.lines:
+            units[line.sku] = units.get(line.sku, 0) - line.quantity
+    return {sku: n for sku, n in units.items() if n > 0}
+
+
+def check_return_lines(lines: Sequence[FulfillmentLine]) -> tuple[FulfillmentLine, ...]:
+    """The units asked for, merged per SKU; malformed input refused before any lookup."""
+    if not lines or len(lines) > MAX_RETURN_LINES:
+        raise InvalidArgument(
+            "name the units brought back",
+            reason="RETURN_LINES_INVALID",
+            field_violations=[FieldViolation("lines", f"1-{MAX_RETURN_LINES} lines")],
+        )
+    merged: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        if not line.sku or len(line.sku) > 64 or not 0 < line.quantity <= 10_000:
+            raise InvalidArgument(
+                "a return line is a SKU and 1 unit or more",
+                reason="RETURN_LINES_INVALID",
+                field_violations=[FieldViolation(f"lines[{index}]", "a SKU, 1-10000 units")],
+            )
+        merged[line.sku] = merged.get(line.sku, 0) + line.quantity
+    return tuple(FulfillmentLine(sku, units) for sku, units in sorted(merged.items()))
+
+
+def plan_return(
+    order: Order,
+    fulfilments: Sequence[Fulfilment],
+    previous: Sequence[OrderReturn],
+    lines: tuple[FulfillmentLine, ...],
+    now: datetime,
+    window: timedelta,
+) -> int:
+    """The refund of a return of ``lines`` now, or why it cannot be."""
+    if order.status not in (OrderStatus.PLACED, OrderStatus.COMPLETED):
+        raise FailedPrecondition(
+            f"a {order.status.name.lower()} order has nothing to return",
+            reason="ORDER_NOT_RETURNABLE",
+            metadata={"status": order.status.name},
+        )
+    if order.created_at is not None and now > order.created_at + window:
+        raise FailedPrecondition(
+            f"returns are accepted within {window.days} days of the purchase",
+            reason="RETURN_WINDOW_EXPIRED",
+        )
+    open_units = returnable(fulfilments, previous)
+    for line in lines:
+        if line.quantity > open_units.get(line.sku, 0):
+            raise FailedPrecondition(
+                "more units than were handed over and not returned yet",
+                reason="NOT_RETURNABLE",
+                metadata={"sku": line.sku, "returnable": str(open_units.get(line.sku, 0))},
+            )
+    captured = sum(f.amount for f in fulfilments if f.capture_state is CaptureState.CAPTURED)
+    refunded = sum(r.refund for r in previous)
+    return max(0, min(line_weight(order, lines), captured - refunded))

@@ -1,0 +1,175 @@
+"""Return use cases: units of an order brought back to any store, restocked there and
+refunded to the original payment.
+
+Never refunded twice: the return is recorded first (keyed by the order and the caller's
+request_id, under the order's lock, so concurrent returns cannot take the same units), then
+the restock and the refund are asked for with keys of that return. A dependency that does
+not answer leaves the return PENDING and the caller gets UNAVAILABLE; the same request_id
+again takes those idempotent calls again and completes it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from services.order.domain.fulfilments import FulfillmentLine
+from services.order.domain.orders import Order, PaymentMethod, order_not_found
+from services.order.domain.payments import PaymentProvider, PaymentUnavailable
+from services.order.domain.returns import (
+    OrderReturn,
+    ReturnStatus,
+    check_return_lines,
+    plan_return,
+)
+from services.order.domain.saga import StepFailure, StepUnavailable
+from services.order.events import money
+from services.order.store.fulfilments import FulfilmentStore
+from services.order.store.orders import OrderStore
+from services.order.store.returns import ReturnStore
+from services.order.upstream import InventoryClient
+from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.db import Database
+from tenpo.kit.errors import FieldViolation, InvalidArgument, PermissionDenied, Unavailable
+from tenpo.kit.idempotency import check_request_id, request_id_reused
+from tenpo.order.v1 import events_pb2 as ev
+
+
+class Returns:
+    def __init__(
+        self,
+        db: Database,
+        inventory: InventoryClient,
+        payments: Mapping[PaymentMethod, PaymentProvider],
+        *,
+        window: timedelta,
+        payment_timeout_seconds: float,
+    ) -> None:
+        self.db = db
+        self.inventory = inventory
+        self.payments = payments
+        self.window = window
+        self.payment_timeout_seconds = payment_timeout_seconds
+
+    async def return_lines(
+        self,
+        principal: Principal,
+        order_id: uuid.UUID,
+        store_id: str,
+        lines: Sequence[FulfillmentLine],
+        request_id: str,
+    ) -> tuple[OrderReturn, str]:
+        """The return, COMPLETED, and the order's currency."""
+        violations = []
+        if not store_id or len(store_id) > 64:
+            violations.append(FieldViolation("store_id", "the receiving store, 1-64 characters"))
+        if not request_id:
+            violations.append(FieldViolation("request_id", "required: a refund is never repeated"))
+        if violations:
+            raise InvalidArgument(
+                "invalid return", reason="RETURN_INVALID", field_violations=violations
+            )
+        check_request_id(request_id)
+        wanted = check_return_lines(lines)
+        if principal.kind is PrincipalKind.DEVICE and principal.store_id != store_id:
+            raise PermissionDenied(
+                "a store's devices take returns for their own store only", reason="STORE_MISMATCH"
+            )
+        key = f"{order_id}:{request_id}"
+        async with self.db.unit_of_work() as uow:
+            fulfilments = FulfilmentStore(uow.session)
+            await fulfilments.lock_order(order_id)
+            saga = await OrderStore(uow.session).get(order_id)
+            if saga is None:
+                raise order_not_found()
+            order = saga.order
+            returns = ReturnStore(uow.session)
+            recorded = await returns.by_key(key)
+            if recorded is not None:
+                if (recorded.store_id, recorded.lines) != (store_id, wanted):
+                    raise request_id_reused()
+            else:
+                refund = plan_return(
+                    order,
+                    await fulfilments.of_order(order_id),
+                    await returns.of_order(order_id),
+                    wanted,
+                    datetime.now(UTC),
+                    self.window,
+                )
+                recorded = OrderReturn(
+                    uuid.uuid4(), order_id, store_id, wanted, refund, ReturnStatus.PENDING
+                )
+                await returns.insert(recorded, key)
+                await uow.commit()
+        if recorded.status is ReturnStatus.PENDING:
+            await self._restock_and_refund(order, recorded)
+            async with self.db.unit_of_work() as uow:
+                completed = await ReturnStore(uow.session).complete(recorded.id)
+                if completed is not None:
+                    uow.add_event(_received(order, completed))
+                    if completed.refund:
+                        uow.add_event(_refunded(order, completed))
+                await uow.commit()
+        async with self.db.unit_of_work() as uow:
+            final = await ReturnStore(uow.session).by_key(key)
+        assert final is not None
+        return final, order.currency
+
+    async def _restock_and_refund(self, order: Order, value: OrderReturn) -> None:
+        try:
+            for line in value.lines:
+                await self.inventory.return_stock(
+                    f"{value.id}:restock:{line.sku}",
+                    line.sku,
+                    value.store_id,
+                    line.quantity,
+                    f"return of order {order.number}",
+                )
+        except (StepUnavailable, StepFailure):
+            raise Unavailable(
+                "inventory did not take the returned units; retry with the same request_id",
+                reason="INVENTORY_UNAVAILABLE",
+            ) from None
+        if not value.refund:
+            return
+        try:
+            async with asyncio.timeout(self.payment_timeout_seconds):
+                await self.payments[order.payment_method].refund(
+                    f"{value.id}:refund",
+                    authorization_key=f"{order.id}:authorize",
+                    amount=value.refund,
+                )
+        except (PaymentUnavailable, TimeoutError):
+            raise Unavailable(
+                "the payment provider did not answer; retry with the same request_id",
+                reason="PAYMENT_UNAVAILABLE",
+            ) from None
+
+
+def _received(order: Order, value: OrderReturn) -> ev.ReturnReceived:
+    return ev.ReturnReceived(
+        order_id=str(order.id),
+        order_number=order.number,
+        customer_id=order.customer_id,
+        channel=order.channel,  # type: ignore[arg-type]
+        store_id=value.store_id,
+        return_id=str(value.id),
+        lines=[
+            ev.OrderEventLine(sku=line.sku, quantity=line.quantity, location_id=value.store_id)
+            for line in value.lines
+        ],
+    )
+
+
+def _refunded(order: Order, value: OrderReturn) -> ev.RefundIssued:
+    return ev.RefundIssued(
+        order_id=str(order.id),
+        order_number=order.number,
+        customer_id=order.customer_id,
+        channel=order.channel,  # type: ignore[arg-type]
+        store_id=value.store_id,
+        return_id=str(value.id),
+        amount=money(value.refund, order.currency),
+    )
