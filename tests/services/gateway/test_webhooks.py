@@ -18,7 +18,7 @@ from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.conftest import Tokens, auth_settings
 from tests.services.gateway.conftest import GatewayFactory
 
-SECRET = "carrier-test-secret-0123456789"
+SECRET = "carrier-test-secret-0123456789abcdef"
 
 
 class FakeOrders(api_grpc.OrderServiceServicer):
