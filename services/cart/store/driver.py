@@ -26,7 +26,7 @@ from typing import Any
 from services.cart.domain.carts import Cart, LineItem
 from services.cart.models import cart_lines, carts
 from services.cart.store.carts import _cart, _fulfillment_json, _line
-from tenpo.kit.cache import bounded_cache
+from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys
 
 _CART_COLUMNS = [column.name for column in carts.c]
@@ -142,7 +142,7 @@ class KnownLines:
     meanwhile moved it past the one known here."""
 
     def __init__(self, max_lines: int) -> None:
-        self._carts = (
+        self._carts: LRUCache[uuid.UUID, tuple[int, tuple[LineItem, ...]]] | None = (
             bounded_cache(max_lines, getsizeof=lambda known: len(known[1]) + 1)
             if max_lines
             else None
