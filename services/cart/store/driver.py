@@ -148,21 +148,17 @@ class KnownLines:
             else None
         )
 
-    def version(self, cart_id: uuid.UUID) -> int:
-        """The version whose lines are known, 0 (no cart has it) when none are."""
+    def get(self, cart_id: uuid.UUID) -> tuple[int, tuple[LineItem, ...]]:
+        """(version, lines) known for the cart; version 0 (no cart has it) when none are."""
         known = self._carts.get(cart_id) if self._carts is not None else None
-        return known[0] if known is not None else 0
-
-    def lines(self, cart_id: uuid.UUID, version: int) -> tuple[LineItem, ...] | None:
-        known = self._carts.get(cart_id) if self._carts is not None else None
-        return known[1] if known is not None and known[0] == version else None
+        return known if known is not None else (0, ())
 
     def remember(self, cart: Cart) -> None:
         """Keep ``cart``'s lines: call it only with a cart as committed (a cart remembered
         from a write that was rolled back could hide another writer's lines at that
         version)."""
-        if self._carts is None:
-            return
+        if self._carts is None or self.get(cart.id)[0] > cart.version:
+            return  # a newer version is known already (a read that raced a write)
         try:
             self._carts[cart.id] = (cart.version, cart.lines)
         except ValueError:  # more lines than the whole cache holds: not kept
@@ -203,13 +199,16 @@ class DriverCartStore:
     async def read(self, cart_id: uuid.UUID, scope: str, key: str | None) -> Read:
         """The cart with its lines and the stored answer of ``key``, in one statement; the
         lines come from ``known`` when the cart is still at the version known there."""
-        known_version = self.known.version(cart_id)
+        # Taken before the statement: another change may remember a newer version meanwhile,
+        # and the statement left out the lines of exactly this one.
+        known_version, known_lines = self.known.get(cart_id)
         rows = await self.connection.fetch(_READ, cart_id, scope, key or "", known_version)
         if not rows:
             return Read(None, None)
         first = rows[0]
-        lines = self.known.lines(cart_id, first["version"])
-        if lines is None:
+        if first["version"] == known_version:
+            lines = known_lines
+        else:
             lines = tuple(_line(_Fields(row, "l_")) for row in rows if row["l_id"] is not None)
         cart = _cart(_Fields(first), lines)
         self.known.remember(cart)
