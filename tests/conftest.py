@@ -1,4 +1,9 @@
-"""Test fixtures: real PostgreSQL and NATS, once per session; a fresh database per test."""
+"""Test fixtures: real PostgreSQL and NATS, once per session; a fresh database per test.
+
+`make test` runs the suite in several processes (pytest-xdist); each worker is a session of
+its own, so it starts its own PostgreSQL and NATS (own data directory, free ports) and
+nothing is shared between workers but an external server named in the environment, where
+the unique database, stream and consumer names keep tests apart."""
 
 from __future__ import annotations
 
@@ -42,13 +47,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+def worker_name() -> str:
+    """The pytest-xdist worker running this process (``gw0``, ...), or ``main`` without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 @contextlib.contextmanager
 def scratch_dir(prefix: str) -> Iterator[Path]:
-    """A private directory under the system temp dir, removed afterwards.
+    """A private directory under the system temp dir, removed afterwards; its name tells
+    which worker made it (for a look at what a crashed run left behind).
 
     Not pytest's tmp_path: its root is 0700 and the embedded PostgreSQL, which runs as
     another user when the tests run as root, could not reach a data directory in it."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{worker_name()}-"))
     try:
         yield path
     finally:

@@ -68,6 +68,7 @@ async def build(runtime: Runtime[CartSettings]) -> None:
         availability_recheck_seconds=settings.availability_recheck_seconds,
         code_attempts=settings.code_attempts,
         code_attempt_window_seconds=settings.code_attempt_window_seconds,
+        known_lines=settings.known_lines,
     )
     promotions = Promotions(runtime.db, on_change=carts.automatic.invalidate)
     redemptions = Redemptions(runtime.db, carts)

@@ -29,6 +29,10 @@ class CartSettings(ServiceSettings):
     #: A change asks inventory about the lines it adds or resizes; about every line when
     #: the last such answer is older than this (or the fulfilment changed).
     availability_recheck_seconds: float = Field(default=30.0, ge=0)
+    #: Lines of recently changed carts kept in memory at their version (at most this many
+    #: lines in all, about 1 KiB each), so a change reads the lines from the database only
+    #: when another replica or process moved the cart on; 0 turns it off.
+    known_lines: int = Field(default=50_000, ge=0, le=10_000_000)
     #: A cart read after this long is repriced (price events reprice sooner).
     reprice_after_seconds: float = Field(default=300.0, gt=0)
     max_quantity_per_line: int = Field(default=10, ge=1, le=999)

@@ -5,13 +5,18 @@ The cart asks the catalog as an anonymous caller of the cart's channel (``x-tenp
 proof the gateway would send, signed with the shared ``channel_assertion_secret``):
 the catalog then answers exactly what a shopper on that channel may buy — published products
 of the channel's assortment at the channel's prices — so "not offered on this channel" is
-the catalog's own rule, not a copy of it here."""
+the catalog's own rule, not a copy of it here.
+
+Both clients coalesce: a lookup of a key that a call in flight already covers waits for that
+call instead of making another. Many carts adding the same SKU at once (a sale, a campaign
+link) then cost the catalog and inventory one call, not one per cart."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 import grpc
 
@@ -39,6 +44,66 @@ _RETRYABLE = frozenset(
 )
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class InFlight(Generic[K, V]):
+    """Calls in flight, by the keys they look up: ``lookup`` starts one call for the keys no
+    call covers yet and waits for the calls that cover the others. A call runs as a task of
+    its own, so a caller that gives up (its deadline, a cancelled RPC) does not cancel it for
+    the others; every waiter gets the call's answer or its error. An answer of None (the
+    other side did not answer) makes the whole lookup None."""
+
+    def __init__(self) -> None:
+        self._calls: dict[K, asyncio.Task[Mapping[K, V] | None]] = {}
+
+    def forget(self, matches: Callable[[K], bool]) -> None:
+        """Lookups from now on start a new call for the keys that match (the answer of a
+        call in flight may predate a change)."""
+        for key in [key for key in self._calls if matches(key)]:
+            del self._calls[key]
+
+    async def lookup(
+        self, keys: Sequence[K], fetch: Callable[[list[K]], Awaitable[Mapping[K, V] | None]]
+    ) -> dict[K, V] | None:
+        """The answers for ``keys``; a key the answer leaves out is absent."""
+        calls: dict[asyncio.Task[Mapping[K, V] | None], list[K]] = {}
+        missing = []
+        for key in dict.fromkeys(keys):
+            running = self._calls.get(key)
+            if running is None:
+                missing.append(key)
+            else:
+                calls.setdefault(running, []).append(key)
+        if missing:
+            call = asyncio.ensure_future(fetch(missing))
+            call.add_done_callback(_retrieve)
+            for key in missing:
+                self._calls[key] = call
+            call.add_done_callback(lambda done: self._finished(missing, done))
+            calls[call] = missing
+        answer: dict[K, V] = {}
+        for call, wanted in calls.items():
+            fetched = await asyncio.shield(call)
+            if fetched is None:
+                return None
+            answer.update((key, fetched[key]) for key in wanted if key in fetched)
+        return answer
+
+    def _finished(self, keys: list[K], call: asyncio.Task[Mapping[K, V] | None]) -> None:
+        for key in keys:
+            if self._calls.get(key) is call:
+                del self._calls[key]
+
+
+def _retrieve(call: asyncio.Future[Any]) -> None:
+    """Every waiter may have given up on a call that then failed: its error was theirs to
+    see, not worth an "exception never retrieved" warning."""
+    if not call.cancelled():
+        call.exception()
+
+
 def channel_name(channel: int) -> str:
     return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_")  # type: ignore[arg-type]
 
@@ -63,33 +128,52 @@ class CatalogClient:
         self._cache: TTLCache[tuple[int, str], CatalogItem | None] = ttl_cache(
             cache_size, max(cache_seconds, 0.001)
         )
+        self._in_flight: InFlight[tuple[int, str], CatalogItem] = InFlight()
+        #: Bumped by ``forget``: an answer from a call begun before must not be cached.
+        self._generation = 0
 
     def forget(self, skus: Sequence[str]) -> None:
         """Drop cached entries of ``skus`` on every channel (a price or product changed)."""
         wanted = set(skus)
         for key in [k for k in list(self._cache.keys()) if k[1] in wanted]:
             self._cache.pop(key, None)
+        self._in_flight.forget(lambda key: key[1] in wanted)
+        self._generation += 1
 
     async def items(self, skus: Sequence[str], channel: int) -> dict[str, CatalogItem | None]:
         """Every SKU asked for: its item, or None when not offered on ``channel``. Raises
         Unavailable CATALOG_UNAVAILABLE when the catalog does not answer in time."""
         result: dict[str, CatalogItem | None] = {}
-        missing: list[str] = []
+        missing: list[tuple[int, str]] = []
         for sku in dict.fromkeys(skus):
             key = (channel, sku)
             if self._cache_seconds and key in self._cache:
                 result[sku] = self._cache[key]
             else:
-                missing.append(sku)
-        for start in range(0, len(missing), CATALOG_BATCH):
-            batch = missing[start : start + CATALOG_BATCH]
-            fetched = await self._fetch(batch, channel)
-            for sku in batch:
-                item = fetched.get(sku)
-                result[sku] = item
-                if self._cache_seconds:
-                    self._cache[(channel, sku)] = item
+                missing.append(key)
+        if not missing:
+            return result
+        generation = self._generation
+        fetched = await self._in_flight.lookup(missing, self._fetch_keys)
+        assert fetched is not None  # the catalog raises rather than answer nothing
+        cache = self._cache_seconds and generation == self._generation
+        for key in missing:
+            item = fetched.get(key)
+            result[key[1]] = item
+            if cache:
+                self._cache[key] = item
         return result
+
+    async def _fetch_keys(self, keys: list[tuple[int, str]]) -> dict[tuple[int, str], CatalogItem]:
+        """One coalesced call's worth: keys of one channel (a lookup asks for one), in the
+        catalog's batches."""
+        found: dict[tuple[int, str], CatalogItem] = {}
+        channel = keys[0][0]
+        skus = [sku for _, sku in keys]
+        for start in range(0, len(skus), CATALOG_BATCH):
+            fetched = await self._fetch(skus[start : start + CATALOG_BATCH], channel)
+            found.update(((channel, sku), item) for sku, item in fetched.items())
+        return found
 
     async def _fetch(self, skus: list[str], channel: int) -> dict[str, CatalogItem]:
         # The catalog honours the channel only with the proof the gateway would send.
@@ -155,14 +239,27 @@ class InventoryClient:
     def __init__(self, channel: grpc.aio.Channel, *, timeout_seconds: float) -> None:
         self._stub = inventory_grpc.InventoryServiceStub(channel)
         self._timeout = timeout_seconds
+        self._in_flight: InFlight[tuple[str | None, str], int] = InFlight()
 
     async def available(
         self, skus: Sequence[str], location_id: str | None
     ) -> dict[str, int] | None:
+        """Available-to-promise per SKU (0 for a SKU inventory does not know), from a call
+        made now or one in flight (never an answer kept from an earlier call)."""
         if not skus:
             return {}
+        keys = [(location_id, sku) for sku in skus]
+        found = await self._in_flight.lookup(keys, self._fetch)
+        if found is None:
+            return None
+        return {sku: found.get((location_id, sku), 0) for sku in skus}
+
+    async def _fetch(
+        self, keys: list[tuple[str | None, str]]
+    ) -> dict[tuple[str | None, str], int] | None:
+        location_id = keys[0][0]  # a lookup asks about one location
         request = inventory_api.GetAvailabilityRequest(
-            skus=list(dict.fromkeys(skus)), location_ids=[location_id] if location_id else []
+            skus=[sku for _, sku in keys], location_ids=[location_id] if location_id else []
         )
         try:
             async with asyncio.timeout(self._timeout):
@@ -171,7 +268,9 @@ class InventoryClient:
             code = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "TIMEOUT"
             log.warning("availability unknown: inventory did not answer", extra={"code": code})
             return None
-        return {a.sku: a.network_available_to_promise for a in response.availabilities}
+        return {
+            (location_id, a.sku): a.network_available_to_promise for a in response.availabilities
+        }
 
 
 def _unavailable(service: str) -> Unavailable:

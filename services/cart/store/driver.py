@@ -6,7 +6,12 @@ compare-and-set on the version the read saw: it locks the cart row, and only if 
 has not moved does it claim the request_id, update the cart and write the lines that
 changed; otherwise it changes nothing and the caller reads again. SQLAlchemy's per-statement
 cost and the BEGIN/COMMIT round trips are what this path saves (see the README's
-"Performance")."""
+"Performance").
+
+The lines of a cart at one version never change (every change bumps the version, the etag),
+so this process keeps the lines it last read or wrote per cart (``KnownLines``): a read
+names the version it knows, and the statement sends (and this side decodes) the lines only
+when the cart has moved past it."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from typing import Any
 from services.cart.domain.carts import Cart, LineItem
 from services.cart.models import cart_lines, carts
 from services.cart.store.carts import _cart, _fulfillment_json, _line
+from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.idempotency import KeyClaim, StoredAnswer, claim_keys
 
 _CART_COLUMNS = [column.name for column in carts.c]
@@ -31,7 +37,7 @@ SELECT {", ".join(f"c.{name}" for name in _CART_COLUMNS)},
        {", ".join(f"l.{name} AS l_{name}" for name in _LINE_COLUMNS)},
        k.request_hash AS key_hash, k.response AS key_response
 FROM carts c
-LEFT JOIN cart_lines l ON l.cart_id = c.id
+LEFT JOIN cart_lines l ON l.cart_id = c.id AND c.version <> $4
 LEFT JOIN idempotency_keys k ON k.scope = $2 AND k.request_id = $3
 WHERE c.id = $1
 ORDER BY l.position
@@ -128,6 +134,41 @@ class WritePlan:
     claim: tuple[str, KeyClaim] | None
 
 
+class KnownLines:
+    """The lines of carts as this process last read or wrote them, each at its cart's
+    version; bounded by the total number of lines held (least recently used carts leave
+    first). Sound because a cart's lines at one version never change: every write of lines
+    (a change, a reprice, a merge, a checkout) bumps the version, and replicas that wrote
+    meanwhile moved it past the one known here."""
+
+    def __init__(self, max_lines: int) -> None:
+        self._carts: LRUCache[uuid.UUID, tuple[int, tuple[LineItem, ...]]] | None = (
+            bounded_cache(max_lines, getsizeof=lambda known: len(known[1]) + 1)
+            if max_lines
+            else None
+        )
+
+    def get(self, cart_id: uuid.UUID) -> tuple[int, tuple[LineItem, ...]]:
+        """(version, lines) known for the cart; version 0 (no cart has it) when none are."""
+        known = self._carts.get(cart_id) if self._carts is not None else None
+        return known if known is not None else (0, ())
+
+    def remember(self, cart: Cart) -> None:
+        """Keep ``cart``'s lines: call it only with a cart as committed (a cart remembered
+        from a write that was rolled back could hide another writer's lines at that
+        version)."""
+        if self._carts is None or self.get(cart.id)[0] > cart.version:
+            return  # a newer version is known already (a read that raced a write)
+        try:
+            self._carts[cart.id] = (cart.version, cart.lines)
+        except ValueError:  # more lines than the whole cache holds: not kept
+            self._carts.pop(cart.id, None)
+
+
+#: A store without a cache of lines (every read sends and decodes them).
+NO_KNOWN_LINES = KnownLines(0)
+
+
 class _Fields:
     """An asyncpg record's columns as attributes (optionally under a prefix), for the
     row ⇄ domain functions the SQLAlchemy store uses too."""
@@ -146,8 +187,9 @@ class _Fields:
 
 
 class DriverCartStore:
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, known: KnownLines = NO_KNOWN_LINES) -> None:
         self.connection = connection  # asyncpg.Connection
+        self.known = known
 
     async def lock(self, cart_id: uuid.UUID) -> None:
         """Lock the cart row for the rest of the transaction (the fallback after lost races;
@@ -155,16 +197,25 @@ class DriverCartStore:
         await self.connection.fetchval(_LOCK, cart_id)
 
     async def read(self, cart_id: uuid.UUID, scope: str, key: str | None) -> Read:
-        """The cart with its lines and the stored answer of ``key``, in one statement."""
-        rows = await self.connection.fetch(_READ, cart_id, scope, key or "")
+        """The cart with its lines and the stored answer of ``key``, in one statement; the
+        lines come from ``known`` when the cart is still at the version known there."""
+        # Taken before the statement: another change may remember a newer version meanwhile,
+        # and the statement left out the lines of exactly this one.
+        known_version, known_lines = self.known.get(cart_id)
+        rows = await self.connection.fetch(_READ, cart_id, scope, key or "", known_version)
         if not rows:
             return Read(None, None)
         first = rows[0]
-        lines = [_line(_Fields(row, "l_")) for row in rows if row["l_id"] is not None]
+        if first["version"] == known_version:
+            lines = known_lines
+        else:
+            lines = tuple(_line(_Fields(row, "l_")) for row in rows if row["l_id"] is not None)
+        cart = _cart(_Fields(first), lines)
+        self.known.remember(cart)
         stored = None
         if first["key_hash"] is not None:
             stored = StoredAnswer(first["key_hash"], first["key_response"] or b"")
-        return Read(_cart(_Fields(first), lines), stored)
+        return Read(cart, stored)
 
     async def write(self, plan: WritePlan) -> Written:
         """Write ``plan.cart`` if the stored cart is still at ``plan.seen``'s version: the

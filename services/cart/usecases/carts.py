@@ -34,7 +34,13 @@ from services.cart.domain.promotions import (
 )
 from services.cart.events import checked_out_event
 from services.cart.store.carts import CartStore
-from services.cart.store.driver import DriverCartStore, Read, WritePlan, Written
+from services.cart.store.driver import (
+    DriverCartStore,
+    KnownLines,
+    Read,
+    WritePlan,
+    Written,
+)
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -131,6 +137,7 @@ class Carts:
         availability_recheck_seconds: float = 30.0,
         code_attempts: int = 10,
         code_attempt_window_seconds: float = 900.0,
+        known_lines: int = 0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
@@ -142,6 +149,8 @@ class Carts:
         self.reprice_after = reprice_after_seconds
         self.availability_recheck = availability_recheck_seconds
         self.clock = clock
+        #: Lines of the carts this replica changed or read last, at their version.
+        self.known_lines = KnownLines(known_lines)
         self.automatic = RefreshingValue(self._load_automatic, AUTOMATIC_PROMOTIONS_TTL)
         self._code_attempts = code_attempts
         # Per replica: N replicas allow N × the attempts, still far too few to guess a code.
@@ -334,15 +343,17 @@ class Carts:
             if attempt < CHANGE_ATTEMPTS:
                 # No connection is held while the catalog and inventory are asked.
                 async with self.db.driver_connection() as connection:
-                    read = await DriverCartStore(connection).read(cart_id, scope, key)
+                    read = await DriverCartStore(connection, self.known_lines).read(
+                        cart_id, scope, key
+                    )
                 planned = await plan(read, may_ask=True)
                 if isinstance(planned, CartView):
                     return planned
                 async with self.db.driver_connection() as connection:
-                    written = await DriverCartStore(connection).write(planned)
+                    written = await DriverCartStore(connection, self.known_lines).write(planned)
             else:
                 async with self.db.driver_unit_of_work() as uow:
-                    store = DriverCartStore(uow.connection)
+                    store = DriverCartStore(uow.connection, self.known_lines)
                     await store.lock(cart_id)
                     planned = await plan(await store.read(cart_id, scope, key), may_ask=False)
                     if isinstance(planned, CartView):
@@ -353,6 +364,7 @@ class Carts:
             if written is Written.GONE:
                 raise access.cart_not_found()
             if written is Written.WRITTEN:
+                self.known_lines.remember(planned.cart)  # committed: by itself, or above
                 return await self._view_now(planned.cart)
         # The locked attempt cannot lose its race; this only guards the loop's end.
         raise Aborted("the cart kept changing; retry", reason="CART_CONTENDED")

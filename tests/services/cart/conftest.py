@@ -4,6 +4,7 @@ and error handling are what runs), and tokens for every kind of caller."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class FakeCatalog(catalog_grpc.CatalogServiceServicer):
 
     products: dict[str, Product] = field(default_factory=dict)
     calls: int = 0
+    #: While set and not open, calls wait for it (to hold calls in flight).
+    gate: asyncio.Event | None = None
 
     def add(self, sku: str, price: int, **kwargs: Any) -> Product:
         self.products[sku] = Product(sku, price, **kwargs)
@@ -74,6 +77,8 @@ class FakeCatalog(catalog_grpc.CatalogServiceServicer):
 
     async def BatchGetVariants(self, request: Any, context: Any) -> Any:
         self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
         return catalog_api.BatchGetVariantsResponse(
             variants=[
                 catalog_pb.Variant(sku=p.sku, product_id=p.product_id)
@@ -114,8 +119,13 @@ class FakeCatalog(catalog_grpc.CatalogServiceServicer):
 class FakeInventory(inventory_grpc.InventoryServiceServicer):
     stock: dict[str, int] = field(default_factory=dict)
     down: bool = False
+    calls: int = 0
+    gate: asyncio.Event | None = None
 
     async def GetAvailability(self, request: Any, context: Any) -> Any:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "inventory is down")
         return inventory_api.GetAvailabilityResponse(
