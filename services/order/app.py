@@ -10,9 +10,16 @@ from pathlib import Path
 from services.order.config import OrderSettings
 from services.order.domain.orders import PaymentMethod
 from services.order.domain.payments import PaymentProvider
+from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
 from services.order.servicers.orders import OrderServicer
-from services.order.upstream import CartClient, ClientCredentials, InventoryClient, TokenSource
+from services.order.upstream import (
+    CartClient,
+    ClientCredentials,
+    InventoryClient,
+    LoyaltyClient,
+    TokenSource,
+)
 from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.orders import Orders
 from tenpo.kit.clients import create_channel
@@ -30,6 +37,8 @@ def policy_of(settings: OrderSettings) -> SagaPolicy:
         hold=timedelta(seconds=settings.hold_seconds),
         payment_timeout_seconds=settings.payment_timeout_seconds,
         max_attempts=settings.saga_max_attempts,
+        max_concurrent=settings.max_concurrent_checkouts,
+        konbini_window=timedelta(hours=settings.konbini_payment_hours),
     )
 
 
@@ -62,11 +71,14 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     cart = CartClient(channels["cart"], tokens, timeout)
     inventory = InventoryClient(channels["inventory"], tokens, timeout)
     sandbox = SandboxPayments(runtime.db)
+    konbini = KonbiniPayments(runtime.db, timedelta(hours=settings.konbini_payment_hours))
     payments: Mapping[PaymentMethod, PaymentProvider] = {
         PaymentMethod.CARD: sandbox,
         PaymentMethod.PAY_AT_STORE: PayAtStore(),
+        PaymentMethod.KONBINI: konbini,
     }
-    checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings))
+    loyalty = LoyaltyClient(channels["customer"], tokens, timeout)
+    checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings), loyalty=loyalty)
     orders = Orders(
         runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
     )
@@ -86,7 +98,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
             await channel.close(None)
 
     runtime.on_stop.append(close_channels)
-    runtime.parts.update(checkout=checkout, orders=orders, sandbox=sandbox)
+    runtime.parts.update(checkout=checkout, orders=orders, sandbox=sandbox, konbini=konbini)
 
 
 definition = ServiceDefinition(

@@ -44,6 +44,12 @@ class OrderSettings(ServiceSettings):
     #: Sweeper runs of a saga waiting for the cart's checkout before giving it up.
     saga_max_attempts: int = Field(default=20, ge=1)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    #: How long a konbini payment number is accepted (stock is held as long; inventory
+    #: holds at most 14 days).
+    konbini_payment_hours: float = Field(default=72.0, gt=0, le=13 * 24)
+    #: Checkouts one process runs at once (more wait their turn, holding no connection);
+    #: keep it below the database pool size.
+    max_concurrent_checkouts: int = Field(default=16, ge=1, le=1000)
     #: How long stock and redemptions are held for a running checkout.
     hold_seconds: int = Field(default=900, ge=60, le=3600)
 

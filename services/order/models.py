@@ -59,6 +59,15 @@ orders = sa.Table(
     sa.Index(
         "ix_orders_open_sagas", "lease_until", postgresql_where=sa.text("saga_phase <> 'done'")
     ),
+    # One running checkout per cart: a second PlaceOrder of a cart (another request_id, a
+    # double click on two devices) is refused while the first saga runs, so that doomed
+    # duplicates never hold stock another customer could have had.
+    sa.Index(
+        "ux_orders_cart_open_saga",
+        "cart_id",
+        unique=True,
+        postgresql_where=sa.text("saga_phase <> 'done'"),
+    ),
 )
 
 #: The sandbox payment provider's own ledger (it plays an external PSP: its state outlives
@@ -73,5 +82,22 @@ sandbox_payments = sa.Table(
     sa.Column("currency", sa.Text, nullable=False, server_default="JPY"),
     # approved / declined:<reason>
     sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
+)
+
+#: The sandbox konbini network's ledger: payment numbers issued for orders, keyed by the
+#: authorization's idempotency key, and whether the money came before the deadline. Like
+#: the card sandbox it plays an outside party, so its state outlives an order-service crash.
+konbini_payments = sa.Table(
+    "konbini_payments",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("number", sa.Text, nullable=False, unique=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False, server_default="JPY"),
+    sa.Column("deadline", _ts, nullable=False),
+    # issued / paid / voided
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("paid_at", _ts),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
 )

@@ -29,11 +29,14 @@ class OrderStatus(IntEnum):
     PLACED = 3
     CANCELLED = 4
     FAILED = 5
+    #: Konbini: confirmed, waiting for the money (stock held until the deadline).
+    AWAITING_PAYMENT = 6
 
 
 class PaymentMethod(IntEnum):
     CARD = 1
     PAY_AT_STORE = 2
+    KONBINI = 3
 
 
 class PaymentState(IntEnum):
@@ -42,6 +45,7 @@ class PaymentState(IntEnum):
     DUE_AT_STORE = 3
     VOIDED = 4
     CAPTURED = 5
+    AWAITING_PAYMENT = 6
 
 
 class FulfillmentMethod(IntEnum):
@@ -82,6 +86,13 @@ class Totals:
     discount: int
     shipping: int
     total: int
+    #: Loyalty points redeemed (1 point = 1 yen), at most ``total``.
+    loyalty_points: int = 0
+
+    @property
+    def amount_due(self) -> int:
+        """What the payment covers: the total less the points."""
+        return self.total - min(self.loyalty_points, self.total)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,33 @@ class Order:
         self._require(OrderStatus.CONFIRMED, OrderStatus.PLACED)
         return replace(self, status=OrderStatus.PLACED)
 
+    def await_payment(self) -> Order:
+        """Konbini: confirmed, but placed only once the money comes."""
+        self._require(OrderStatus.CONFIRMED, OrderStatus.AWAITING_PAYMENT)
+        return replace(self, status=OrderStatus.AWAITING_PAYMENT)
+
+    def paid(self) -> Order:
+        """Konbini: the money came; the order goes on to be placed."""
+        self._require(OrderStatus.AWAITING_PAYMENT, OrderStatus.CONFIRMED)
+        return replace(self, status=OrderStatus.CONFIRMED, payment_state=PaymentState.CAPTURED)
+
+    def expire(self) -> Order:
+        """Konbini: the deadline passed unpaid."""
+        self._require(OrderStatus.AWAITING_PAYMENT, OrderStatus.CANCELLED)
+        return replace(
+            self,
+            status=OrderStatus.CANCELLED,
+            payment_state=PaymentState.VOIDED,
+            failure_reason="KONBINI_PAYMENT_EXPIRED",
+        )
+
+    @property
+    def awaits_konbini_payment(self) -> bool:
+        return (
+            self.payment_method is PaymentMethod.KONBINI
+            and self.payment_state is not PaymentState.CAPTURED
+        )
+
     def fail(self, reason: str) -> Order:
         self._require(OrderStatus.PENDING, OrderStatus.FAILED)
         return replace(self, status=OrderStatus.FAILED, failure_reason=reason)
@@ -208,7 +246,7 @@ def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMetho
         raise InvalidArgument(
             "payment.method is required",
             reason="PAYMENT_METHOD_REQUIRED",
-            field_violations=[_violation("payment.method", "CARD or PAY_AT_STORE")],
+            field_violations=[_violation("payment.method", "CARD, PAY_AT_STORE or KONBINI")],
         )
     if method is PaymentMethod.CARD and not 0 < len(card_token) <= 64:
         raise InvalidArgument(
@@ -216,9 +254,9 @@ def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMetho
             reason="CARD_TOKEN_REQUIRED",
             field_violations=[_violation("payment.card_token", "1-64 characters")],
         )
-    if method is PaymentMethod.PAY_AT_STORE and card_token:
+    if method is not PaymentMethod.CARD and card_token:
         raise InvalidArgument(
-            "paying at the store takes no card",
+            "only card payments take a card",
             reason="CARD_TOKEN_UNEXPECTED",
             field_violations=[_violation("payment.card_token", "must be empty")],
         )

@@ -75,3 +75,11 @@ class OrderServicer(api_grpc.OrderServiceServicer):
             current_principal(), parse_id(request.order_id, "order_id"), request.reason
         )
         return api.CancelOrderResponse(order=convert.order_to(order))
+
+    async def RecordKonbiniPayment(
+        self, request: api.RecordKonbiniPaymentRequest, context: ServicerContext
+    ) -> api.RecordKonbiniPaymentResponse:
+        order = await self.checkout.record_konbini_payment(
+            current_principal(), request.payment_number
+        )
+        return api.RecordKonbiniPaymentResponse(order=convert.order_to(order))

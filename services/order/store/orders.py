@@ -124,7 +124,8 @@ class OrderStore:
         lease: timedelta,
     ) -> bool:
         """Record a new saga, leased to ``lease_owner``; False when ``request_key`` already
-        has one (a concurrent insert of the same key waits for the first to commit)."""
+        has one, or the cart has a saga still running (a concurrent insert of the same key
+        or cart waits for the first to commit)."""
         number = sa.func.concat(
             "T-", sa.func.lpad(sa.cast(order_numbers.next_value(), sa.Text), 6, "0")
         )
@@ -147,7 +148,7 @@ class OrderStore:
                 lease_owner=lease_owner,
                 lease_until=sa.func.now() + lease,
             )
-            .on_conflict_do_nothing(index_elements=["request_key"])
+            .on_conflict_do_nothing()
             .returning(orders.c.id)
         )
         return inserted.first() is not None
@@ -196,6 +197,15 @@ class OrderStore:
             query = query.where(orders.c.lease_owner == lease_owner)
         result = await self.session.execute(query.returning(orders.c.id))
         return result.first() is not None
+
+    async def lease_to(self, order_id: uuid.UUID, owner: str, lease: timedelta) -> None:
+        """Hand the saga to ``owner`` (its caller holds the row lock): a runner that had it
+        loses it at its next write."""
+        await self.session.execute(
+            sa.update(orders)
+            .where(orders.c.id == order_id)
+            .values(lease_owner=owner, lease_until=sa.func.now() + lease)
+        )
 
     async def claim_stale(self, owner: str, lease: timedelta, limit: int) -> list[uuid.UUID]:
         """Lease up to ``limit`` sagas whose runner's lease ran out (a crash, a lost
