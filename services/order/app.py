@@ -13,6 +13,7 @@ from services.order.domain.payments import PaymentProvider
 from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
 from services.order.servicers.orders import OrderServicer
+from services.order.subscribers import customer_subscription
 from services.order.upstream import (
     CartClient,
     ClientCredentials,
@@ -92,6 +93,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         await checkout.sweep(settings.sweep_interval_seconds)
 
     runtime.background.append(sweep)
+    runtime.subscribe(customer_subscription(settings.customer_consumer))
 
     async def close_channels() -> None:
         for channel in channels.values():

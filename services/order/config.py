@@ -44,6 +44,9 @@ class OrderSettings(ServiceSettings):
     #: Sweeper runs of a saga waiting for the cart's checkout before giving it up.
     saga_max_attempts: int = Field(default=20, ge=1)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    #: Durable consumer of the customer service's events (CustomerErased), one per
+    #: deployment.
+    customer_consumer: str = "order-customer"
     #: How long a konbini payment number is accepted (stock is held as long; inventory
     #: holds at most 14 days).
     konbini_payment_hours: float = Field(default=72.0, gt=0, le=13 * 24)

@@ -72,6 +72,8 @@ def order_to(order: Order) -> pb.Order:
         ),
         payment_method=int(order.payment_method),  # type: ignore[arg-type]
         payment_state=int(order.payment_state),  # type: ignore[arg-type]
+        contact_email=order.contact_email or "",
+        contact_phone=order.contact_phone or "",
     )
     if order.fulfillment is not None:
         message.fulfillment.method = int(order.fulfillment.method)  # type: ignore[assignment]

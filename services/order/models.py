@@ -53,6 +53,13 @@ orders = sa.Table(
     sa.Column("lease_until", _ts),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Column("updated_at", _ts, nullable=False, server_default=_now),
+    # Personal data for service and staff search (lower-case e-mail, phone digits), gone
+    # when the customer is erased (erased_at): the accounting record stays.
+    sa.Column("contact_email", sa.Text),
+    sa.Column("contact_phone", sa.Text),
+    sa.Column("erased_at", _ts),
+    sa.Index("ix_orders_contact_email", "contact_email"),
+    sa.Index("ix_orders_contact_phone", "contact_phone"),
     # A customer's orders, newest first.
     sa.Index("ix_orders_customer", "customer_id", sa.text("created_at DESC"), "id"),
     # The sweeper looks only at sagas not done.

@@ -461,4 +461,5 @@ def frozen_cart(cart: cart_pb.Cart) -> FrozenCart:
         ),
         has_price_changes=cart.has_price_changes,
         all_offered=all(li.offered for li in cart.line_items),
+        contact_email=cart.contact_email or None,
     )

@@ -111,6 +111,7 @@ class FrozenCart:
     totals: Totals
     has_price_changes: bool
     all_offered: bool
+    contact_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ class Order:
     updated_at: datetime | None = None
     #: Provider references (authorization id, reservation id): never shown to callers.
     refs: dict[str, str] = field(default_factory=dict)
+    #: Personal data, kept for service and staff search until the customer is erased.
+    contact_email: str | None = None
+    #: Digits only (E.164 without "+"), for search.
+    contact_phone: str | None = None
 
     @property
     def owner(self) -> str:
@@ -148,6 +153,8 @@ class Order:
             lines=cart.lines,
             fulfillment=cart.fulfillment,
             totals=cart.totals,
+            contact_email=normal_email(cart.contact_email),
+            contact_phone=normal_phone(_address_phone(cart.fulfillment)),
         )
 
     def confirm(self) -> Order:
@@ -230,6 +237,35 @@ class Order:
                 reason="ORDER_STATE_CONFLICT",
                 metadata={"status": self.status.name},
             )
+
+
+#: What an erased customer's address keeps: enough for the tax record (where the sale
+#: was delivered, by prefecture), nothing that names or reaches a person.
+KEPT_ADDRESS_FIELDS = ("regionCode", "administrativeArea")
+
+
+def pseudonymized_address(address: dict[str, object] | None) -> dict[str, object] | None:
+    if address is None:
+        return None
+    return {k: v for k, v in address.items() if k in KEPT_ADDRESS_FIELDS}
+
+
+def normal_email(value: str | None) -> str | None:
+    value = (value or "").strip().lower()
+    return value or None
+
+
+def normal_phone(value: str | None) -> str | None:
+    """Digits only: "+81 3-1234-5678" and "+81312345678" search alike."""
+    digits = "".join(c for c in (value or "") if c.isascii() and c.isdigit())
+    return digits or None
+
+
+def _address_phone(fulfillment: Fulfillment | None) -> str | None:
+    if fulfillment is None or not fulfillment.address:
+        return None
+    phone = fulfillment.address.get("phoneNumber")
+    return phone if isinstance(phone, str) else None
 
 
 def order_not_found() -> NotFound:

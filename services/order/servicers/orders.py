@@ -9,6 +9,7 @@ from grpc.aio import ServicerContext
 from services.order import convert
 from services.order.usecases.checkout import Checkout
 from services.order.usecases.orders import Orders
+from services.order.usecases.search import OrderSearch
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -17,10 +18,17 @@ from tenpo.order.v1 import order_service_pb2_grpc as api_grpc
 
 
 class OrderServicer(api_grpc.OrderServiceServicer):
-    def __init__(self, checkout: Checkout, orders: Orders, page_tokens: PageTokenCodec) -> None:
+    def __init__(
+        self,
+        checkout: Checkout,
+        orders: Orders,
+        page_tokens: PageTokenCodec,
+        search: OrderSearch | None = None,
+    ) -> None:
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens
+        self.search = search or OrderSearch(checkout.db)
 
     async def PlaceOrder(
         self, request: api.PlaceOrderRequest, context: ServicerContext
@@ -83,3 +91,25 @@ class OrderServicer(api_grpc.OrderServiceServicer):
             current_principal(), request.payment_number
         )
         return api.RecordKonbiniPaymentResponse(order=convert.order_to(order))
+
+    async def SearchOrders(
+        self, request: api.SearchOrdersRequest, context: ServicerContext
+    ) -> api.SearchOrdersResponse:
+        size = page_size(request.page_size, default=20, maximum=100)
+        query = {"n": request.order_number, "e": request.email, "p": request.phone}
+        after = self.page_tokens.decode_keyset(request.page_token, query=query)
+        position = (after[0], uuid.UUID(after[1])) if after else None
+        fetched = await self.search.search(
+            current_principal(),
+            order_number=request.order_number,
+            email=request.email,
+            phone=request.phone,
+            after=position,
+            limit=size + 1,
+        )
+        page, token = self.page_tokens.keyset_page(
+            fetched, size, lambda o: (o.created_at, o.id), query=query
+        )
+        return api.SearchOrdersResponse(
+            orders=[convert.order_to(o) for o in page], next_page_token=token
+        )

@@ -298,6 +298,7 @@ async def start_order(
         # Tests run the sweeper themselves (sweep_once), at the moment they choose.
         "sweep_interval_seconds": 3600,
         "shutdown_grace_seconds": 1.0,
+        "customer_consumer": f"order-customer-{uuid.uuid4().hex[:8]}",
         **auth_settings(dev_keys),
     }
     settings = OrderSettings(**(values | overrides))

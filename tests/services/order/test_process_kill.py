@@ -109,6 +109,7 @@ async def test_a_killed_order_process_leaves_every_order_placed_or_released(
             "ORDER_SAGA_RETRY_SECONDS": "1",
             "ORDER_SWEEP_INTERVAL_SECONDS": "0.5",
             "ORDER_LOG_LEVEL": "WARNING",
+            "ORDER_CUSTOMER_CONSUMER": f"order-customer-{uuid.uuid4().hex[:8]}",
             **{f"ORDER_{k.upper()}": str(v) for k, v in auth_settings(dev_keys).items()},
         }
         sku = await stack.stock(UNITS)

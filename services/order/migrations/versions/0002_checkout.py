@@ -1,4 +1,5 @@
-"""checkout: one running saga per cart, the sandbox konbini ledger
+"""checkout: one running saga per cart, the sandbox konbini ledger, contact data for
+staff search (pseudonymized on erasure)
 
 Revision ID: 0002_checkout
 Revises: 0001
@@ -17,6 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column("orders", sa.Column("contact_email", sa.Text(), nullable=True))
+    op.add_column("orders", sa.Column("contact_phone", sa.Text(), nullable=True))
+    op.add_column("orders", sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_orders_contact_email", "orders", ["contact_email"], unique=False)
+    op.create_index("ix_orders_contact_phone", "orders", ["contact_phone"], unique=False)
     op.create_table(
         "konbini_payments",
         sa.Column("key", sa.Text(), nullable=False),
@@ -45,6 +51,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_orders_contact_phone", table_name="orders")
+    op.drop_index("ix_orders_contact_email", table_name="orders")
+    op.drop_column("orders", "erased_at")
+    op.drop_column("orders", "contact_phone")
+    op.drop_column("orders", "contact_email")
     op.drop_table("konbini_payments")
     op.drop_index(
         "ux_orders_cart_open_saga",
