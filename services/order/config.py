@@ -28,7 +28,7 @@ class OrderSettings(ServiceSettings):
     payment_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     #: The order service's own client credentials (a back-office-tool client of the
     #: customer service, whose tokens are service tokens), with the scopes
-    #: inventory:write, carts:read, carts:checkout and promotions:redeem.
+    #: inventory:write, carts:read, carts:checkout, promotions:redeem and loyalty:write.
     service_client_id: str = ""
     service_client_secret: SecretStr = SecretStr("")
     #: The service token is reused this long (below the customer's client-token lifetime).
