@@ -46,7 +46,13 @@ SERVICE_CLIENTS = (
     (
         "order",
         "order-service",
-        ("inventory:write", "carts:read", "carts:checkout", "promotions:redeem"),
+        (
+            "inventory:write",
+            "carts:read",
+            "carts:checkout",
+            "promotions:redeem",
+            "loyalty:write",
+        ),
     ),
     (
         "notification",

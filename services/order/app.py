@@ -11,9 +11,17 @@ from services.order.config import OrderSettings
 from services.order.domain.fulfilments import FulfillmentPolicy
 from services.order.domain.orders import PaymentMethod
 from services.order.domain.payments import PaymentProvider
+from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
 from services.order.servicers.orders import OrderServicer
-from services.order.upstream import CartClient, ClientCredentials, InventoryClient, TokenSource
+from services.order.subscribers import customer_subscription
+from services.order.upstream import (
+    CartClient,
+    ClientCredentials,
+    InventoryClient,
+    LoyaltyClient,
+    TokenSource,
+)
 from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
@@ -33,6 +41,8 @@ def policy_of(settings: OrderSettings) -> SagaPolicy:
         hold=timedelta(seconds=settings.hold_seconds),
         payment_timeout_seconds=settings.payment_timeout_seconds,
         max_attempts=settings.saga_max_attempts,
+        max_concurrent=settings.max_concurrent_checkouts,
+        konbini_window=timedelta(hours=settings.konbini_payment_hours),
     )
 
 
@@ -65,11 +75,14 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     cart = CartClient(channels["cart"], tokens, timeout)
     inventory = InventoryClient(channels["inventory"], tokens, timeout)
     sandbox = SandboxPayments(runtime.db)
+    konbini = KonbiniPayments(runtime.db, timedelta(hours=settings.konbini_payment_hours))
     payments: Mapping[PaymentMethod, PaymentProvider] = {
         PaymentMethod.CARD: sandbox,
         PaymentMethod.PAY_AT_STORE: PayAtStore(),
+        PaymentMethod.KONBINI: konbini,
     }
-    checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings))
+    loyalty = LoyaltyClient(channels["customer"], tokens, timeout)
+    checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings), loyalty=loyalty)
     orders = Orders(
         runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
     )
@@ -103,6 +116,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         await fulfilments.sweep(settings.sweep_interval_seconds)
 
     runtime.background.extend([sweep, sweep_fulfilments])
+    runtime.subscribe(customer_subscription(settings.customer_consumer))
 
     async def close_channels() -> None:
         for channel in channels.values():
@@ -115,6 +129,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         sandbox=sandbox,
         fulfilments=fulfilments,
         returns=returns,
+        konbini=konbini,
     )
 
 

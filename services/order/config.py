@@ -28,7 +28,7 @@ class OrderSettings(ServiceSettings):
     payment_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     #: The order service's own client credentials (a back-office-tool client of the
     #: customer service, whose tokens are service tokens), with the scopes
-    #: inventory:write, carts:read, carts:checkout and promotions:redeem.
+    #: inventory:write, carts:read, carts:checkout, promotions:redeem and loyalty:write.
     service_client_id: str = ""
     service_client_secret: SecretStr = SecretStr("")
     #: The service token is reused this long (below the customer's client-token lifetime).
@@ -44,6 +44,15 @@ class OrderSettings(ServiceSettings):
     #: Sweeper runs of a saga waiting for the cart's checkout before giving it up.
     saga_max_attempts: int = Field(default=20, ge=1)
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    #: Durable consumer of the customer service's events (CustomerErased), one per
+    #: deployment.
+    customer_consumer: str = "order-customer"
+    #: How long a konbini payment number is accepted (stock is held as long; inventory
+    #: holds at most 14 days).
+    konbini_payment_hours: float = Field(default=72.0, gt=0, le=13 * 24)
+    #: Checkouts one process runs at once (more wait their turn, holding no connection);
+    #: keep it below the database pool size.
+    max_concurrent_checkouts: int = Field(default=16, ge=1, le=1000)
     #: How long stock and redemptions are held for a running checkout.
     hold_seconds: int = Field(default=900, ge=60, le=3600)
     #: How long ready click & collect goods wait at the store before the hold expires.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from google.protobuf.json_format import ParseDict
 
 from services.order.domain.orders import Order, OrderStatus, PaymentMethod
@@ -21,7 +23,7 @@ def payment_method(value: int) -> PaymentMethod | None:
         raise InvalidArgument(
             "unknown payment method",
             reason="PAYMENT_METHOD_INVALID",
-            field_violations=[FieldViolation("payment.method", "CARD or PAY_AT_STORE")],
+            field_violations=[FieldViolation("payment.method", "CARD, PAY_AT_STORE or KONBINI")],
         ) from None
 
 
@@ -65,9 +67,13 @@ def order_to(order: Order) -> pb.Order:
             discount=money(order.totals.discount, currency),
             shipping=money(order.totals.shipping, currency),
             total=money(order.totals.total, currency),
+            loyalty_points=order.totals.loyalty_points,
+            amount_due=money(order.totals.amount_due, currency),
         ),
         payment_method=int(order.payment_method),  # type: ignore[arg-type]
         payment_state=int(order.payment_state),  # type: ignore[arg-type]
+        contact_email=order.contact_email or "",
+        contact_phone=order.contact_phone or "",
     )
     if order.fulfillment is not None:
         message.fulfillment.method = int(order.fulfillment.method)  # type: ignore[assignment]
@@ -78,6 +84,12 @@ def order_to(order: Order) -> pb.Order:
                 message.fulfillment.address,
                 ignore_unknown_fields=True,
             )
+    number = order.refs.get("konbini_number")
+    if number:
+        message.konbini.payment_number = number
+        deadline = timestamp(datetime.fromisoformat(order.refs["konbini_deadline"]))
+        if deadline is not None:
+            message.konbini.deadline.CopyFrom(deadline)
     created, updated = timestamp(order.created_at), timestamp(order.updated_at)
     if created is not None:
         message.create_time.CopyFrom(created)

@@ -53,11 +53,27 @@ orders = sa.Table(
     sa.Column("lease_until", _ts),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Column("updated_at", _ts, nullable=False, server_default=_now),
+    # Personal data for service and staff search (lower-case e-mail, phone digits), gone
+    # when the customer is erased (erased_at): the accounting record stays.
+    sa.Column("contact_email", sa.Text),
+    sa.Column("contact_phone", sa.Text),
+    sa.Column("erased_at", _ts),
+    sa.Index("ix_orders_contact_email", "contact_email"),
+    sa.Index("ix_orders_contact_phone", "contact_phone"),
     # A customer's orders, newest first.
     sa.Index("ix_orders_customer", "customer_id", sa.text("created_at DESC"), "id"),
     # The sweeper looks only at sagas not done.
     sa.Index(
         "ix_orders_open_sagas", "lease_until", postgresql_where=sa.text("saga_phase <> 'done'")
+    ),
+    # One running checkout per cart: a second PlaceOrder of a cart (another request_id, a
+    # double click on two devices) is refused while the first saga runs, so that doomed
+    # duplicates never hold stock another customer could have had.
+    sa.Index(
+        "ux_orders_cart_open_saga",
+        "cart_id",
+        unique=True,
+        postgresql_where=sa.text("saga_phase <> 'done'"),
     ),
 )
 
@@ -132,4 +148,21 @@ order_returns = sa.Table(
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Index("ix_order_returns_order", "order_id"),
+)
+
+#: The sandbox konbini network's ledger: payment numbers issued for orders, keyed by the
+#: authorization's idempotency key, and whether the money came before the deadline. Like
+#: the card sandbox it plays an outside party, so its state outlives an order-service crash.
+konbini_payments = sa.Table(
+    "konbini_payments",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("number", sa.Text, nullable=False, unique=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False, server_default="JPY"),
+    sa.Column("deadline", _ts, nullable=False),
+    # issued / paid / voided
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("paid_at", _ts),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
 )

@@ -1,6 +1,6 @@
 """Outgoing calls of the saga: the cart (read, redemptions, checkout), inventory (plan,
 reserve, commit, release, restock) and the customer service (the order service's own
-token), each with a deadline, translated into saga outcomes.
+token, loyalty points), each with a deadline, translated into saga outcomes.
 
 The order service calls as a SERVICE principal: it signs in to the customer service with
 its client credentials (a back-office-tool client, whose tokens are service tokens) and
@@ -38,6 +38,8 @@ from tenpo.cart.v1 import promotion_service_pb2_grpc as promo_grpc
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.customer.v1 import identity_service_pb2 as identity_api
 from tenpo.customer.v1 import identity_service_pb2_grpc as identity_grpc
+from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
+from tenpo.customer.v1 import loyalty_service_pb2_grpc as loyalty_grpc
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from tenpo.inventory.v1 import resources_pb2 as inventory_pb
@@ -432,6 +434,82 @@ class InventoryClient:
         )
 
 
+class LoyaltyClient:
+    """The customer service's loyalty ledger, as the order service (scope loyalty:write):
+    points held for a checkout, redeemed at its confirmation, given back on compensation."""
+
+    def __init__(self, channel: grpc.aio.Channel, tokens: TokenSource, timeout: float) -> None:
+        self._stub = loyalty_grpc.LoyaltyServiceStub(channel)
+        self._tokens = tokens
+        self._timeout = timeout
+
+    async def reserve(
+        self, customer_id: str, order_id: str, points: int, channel: int, store_id: str | None
+    ) -> str:
+        """Hold ``points`` for the order (INSUFFICIENT_POINTS rather than overdraw); the same
+        order asking again gets the same hold."""
+        request = loyalty_api.ReservePointsRequest(
+            customer_id=customer_id,
+            points=points,
+            reference=f"orders/{order_id}",
+            channel=channel,  # type: ignore[arg-type]
+            store_id=store_id or "",
+            request_id=f"{order_id}:points",
+        )
+        response = await _call(
+            SagaStep.RESERVE_LOYALTY,
+            "CUSTOMER",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.ReservePoints(request, metadata=md, timeout=self._timeout),
+        )
+        return str(response.reservation.id)
+
+    async def commit(self, customer_id: str, order_id: str, reservation_id: str) -> None:
+        request = loyalty_api.CommitReservationRequest(
+            customer_id=customer_id,
+            reservation_id=reservation_id,
+            request_id=f"{order_id}:points-commit",
+        )
+        await _call(
+            SagaStep.COMMIT_REDEMPTIONS,
+            "CUSTOMER",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.CommitReservation(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def credit(self, customer_id: str, order_id: str, points: int, reason: str) -> None:
+        """Give redeemed points back (an order cancelled after its points were redeemed):
+        an adjustment, once per order."""
+        request = loyalty_api.AdjustPointsRequest(
+            customer_id=customer_id,
+            points=points,
+            reason=reason,
+            request_id=f"{order_id}:points-return",
+        )
+        await _call(
+            SagaStep.FINISH,
+            "CUSTOMER",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.AdjustPoints(request, metadata=md, timeout=self._timeout),
+        )
+
+    async def release(self, customer_id: str, reservation_id: str) -> None:
+        """Give the held points back (releasing twice is a no-op)."""
+        request = loyalty_api.ReleaseReservationRequest(
+            customer_id=customer_id, reservation_id=reservation_id
+        )
+        await _call(
+            SagaStep.RESERVE_LOYALTY,
+            "CUSTOMER",
+            self._timeout,
+            self._tokens,
+            lambda md: self._stub.ReleaseReservation(request, metadata=md, timeout=self._timeout),
+        )
+
+
 def frozen_cart(cart: cart_pb.Cart) -> FrozenCart:
     fulfillment = None
     if cart.fulfillment.method:
@@ -469,7 +547,9 @@ def frozen_cart(cart: cart_pb.Cart) -> FrozenCart:
             discount=_money(cart.totals.discount),
             shipping=_money(cart.totals.shipping),
             total=_money(cart.totals.total),
+            loyalty_points=int(cart.totals.loyalty_points),
         ),
         has_price_changes=cart.has_price_changes,
         all_offered=all(li.offered for li in cart.line_items),
+        contact_email=cart.contact_email or None,
     )

@@ -31,11 +31,14 @@ class OrderStatus(IntEnum):
     FAILED = 5
     #: Every fulfilment done (see domain.fulfilments).
     COMPLETED = 6
+    #: Konbini: confirmed, waiting for the money (stock held until the deadline).
+    AWAITING_PAYMENT = 7
 
 
 class PaymentMethod(IntEnum):
     CARD = 1
     PAY_AT_STORE = 2
+    KONBINI = 3
 
 
 class PaymentState(IntEnum):
@@ -46,6 +49,7 @@ class PaymentState(IntEnum):
     CAPTURED = 5
     #: Some fulfilments' goods left and were captured, others not yet.
     PARTIALLY_CAPTURED = 6
+    AWAITING_PAYMENT = 7
 
 
 class FulfillmentMethod(IntEnum):
@@ -86,6 +90,13 @@ class Totals:
     discount: int
     shipping: int
     total: int
+    #: Loyalty points redeemed (1 point = 1 yen), at most ``total``.
+    loyalty_points: int = 0
+
+    @property
+    def amount_due(self) -> int:
+        """What the payment covers: the total less the points."""
+        return self.total - min(self.loyalty_points, self.total)
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ class FrozenCart:
     totals: Totals
     has_price_changes: bool
     all_offered: bool
+    contact_email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,10 @@ class Order:
     updated_at: datetime | None = None
     #: Provider references (authorization id, reservation id): never shown to callers.
     refs: dict[str, str] = field(default_factory=dict)
+    #: Personal data, kept for service and staff search until the customer is erased.
+    contact_email: str | None = None
+    #: Digits only (E.164 without "+"), for search.
+    contact_phone: str | None = None
 
     @property
     def owner(self) -> str:
@@ -141,6 +157,8 @@ class Order:
             lines=cart.lines,
             fulfillment=cart.fulfillment,
             totals=cart.totals,
+            contact_email=normal_email(cart.contact_email),
+            contact_phone=normal_phone(_address_phone(cart.fulfillment)),
         )
 
     def confirm(self) -> Order:
@@ -150,6 +168,33 @@ class Order:
     def place(self) -> Order:
         self._require(OrderStatus.CONFIRMED, OrderStatus.PLACED)
         return replace(self, status=OrderStatus.PLACED)
+
+    def await_payment(self) -> Order:
+        """Konbini: confirmed, but placed only once the money comes."""
+        self._require(OrderStatus.CONFIRMED, OrderStatus.AWAITING_PAYMENT)
+        return replace(self, status=OrderStatus.AWAITING_PAYMENT)
+
+    def paid(self) -> Order:
+        """Konbini: the money came; the order goes on to be placed."""
+        self._require(OrderStatus.AWAITING_PAYMENT, OrderStatus.CONFIRMED)
+        return replace(self, status=OrderStatus.CONFIRMED, payment_state=PaymentState.CAPTURED)
+
+    def expire(self) -> Order:
+        """Konbini: the deadline passed unpaid."""
+        self._require(OrderStatus.AWAITING_PAYMENT, OrderStatus.CANCELLED)
+        return replace(
+            self,
+            status=OrderStatus.CANCELLED,
+            payment_state=PaymentState.VOIDED,
+            failure_reason="KONBINI_PAYMENT_EXPIRED",
+        )
+
+    @property
+    def awaits_konbini_payment(self) -> bool:
+        return (
+            self.payment_method is PaymentMethod.KONBINI
+            and self.payment_state is not PaymentState.CAPTURED
+        )
 
     def fail(self, reason: str) -> Order:
         self._require(OrderStatus.PENDING, OrderStatus.FAILED)
@@ -198,6 +243,35 @@ class Order:
             )
 
 
+#: What an erased customer's address keeps: enough for the tax record (where the sale
+#: was delivered, by prefecture), nothing that names or reaches a person.
+KEPT_ADDRESS_FIELDS = ("regionCode", "administrativeArea")
+
+
+def pseudonymized_address(address: dict[str, object] | None) -> dict[str, object] | None:
+    if address is None:
+        return None
+    return {k: v for k, v in address.items() if k in KEPT_ADDRESS_FIELDS}
+
+
+def normal_email(value: str | None) -> str | None:
+    value = (value or "").strip().lower()
+    return value or None
+
+
+def normal_phone(value: str | None) -> str | None:
+    """Digits only: "+81 3-1234-5678" and "+81312345678" search alike."""
+    digits = "".join(c for c in (value or "") if c.isascii() and c.isdigit())
+    return digits or None
+
+
+def _address_phone(fulfillment: Fulfillment | None) -> str | None:
+    if fulfillment is None or not fulfillment.address:
+        return None
+    phone = fulfillment.address.get("phoneNumber")
+    return phone if isinstance(phone, str) else None
+
+
 def order_not_found() -> NotFound:
     return NotFound("no such order", reason="ORDER_NOT_FOUND")
 
@@ -212,7 +286,7 @@ def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMetho
         raise InvalidArgument(
             "payment.method is required",
             reason="PAYMENT_METHOD_REQUIRED",
-            field_violations=[_violation("payment.method", "CARD or PAY_AT_STORE")],
+            field_violations=[_violation("payment.method", "CARD, PAY_AT_STORE or KONBINI")],
         )
     if method is PaymentMethod.CARD and not 0 < len(card_token) <= 64:
         raise InvalidArgument(
@@ -220,9 +294,9 @@ def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMetho
             reason="CARD_TOKEN_REQUIRED",
             field_violations=[_violation("payment.card_token", "1-64 characters")],
         )
-    if method is PaymentMethod.PAY_AT_STORE and card_token:
+    if method is not PaymentMethod.CARD and card_token:
         raise InvalidArgument(
-            "paying at the store takes no card",
+            "only card payments take a card",
             reason="CARD_TOKEN_UNEXPECTED",
             field_violations=[_violation("payment.card_token", "must be empty")],
         )

@@ -8,6 +8,7 @@ authorization's key works even when the authorize answer was lost."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -16,6 +17,8 @@ class Authorization:
     id: str
     amount: int
     currency: str
+    #: Konbini: until when the payment number is accepted (None for cards).
+    expires_at: datetime | None = None
 
 
 class PaymentDeclined(Exception):

@@ -21,16 +21,20 @@ class SagaStep(IntEnum):
     PLAN_FULFILLMENT = 2
     RESERVE_STOCK = 3
     RESERVE_REDEMPTIONS = 4
-    #: Reserving loyalty points: a no-op until the loyalty ledger exists (kept as a step so
-    #: its place in the order and its compensation are already decided).
+    #: Holding the cart's points to redeem on the customer service's ledger (nothing to
+    #: redeem: nothing held).
     RESERVE_LOYALTY = 5
     AUTHORIZE_PAYMENT = 6
     #: Close the cart at the priced version: the confirmation. Once it succeeded the order
     #: is CONFIRMED and the saga only goes forwards.
     CHECKOUT_CART = 7
+    #: Commit the stock (a konbini order's stays reserved until it is paid: see FINISH).
     COMMIT_STOCK = 8
+    #: Commit the promotion redemptions, then the loyalty points.
     COMMIT_REDEMPTIONS = 9
-    #: Everything committed: PLACED and OrderPlaced, in one transaction.
+    #: Everything committed: PLACED and OrderPlaced, in one transaction. An unpaid konbini
+    #: order is parked here (AWAITING_PAYMENT, leased until its deadline); once paid, its
+    #: held stock is committed here.
     FINISH = 10
 
 

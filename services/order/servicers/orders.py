@@ -12,6 +12,7 @@ from services.order.usecases.checkout import Checkout
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
+from services.order.usecases.search import OrderSearch
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -27,12 +28,14 @@ class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
         page_tokens: PageTokenCodec,
         fulfilments: Fulfilments,
         returns: Returns,
+        search: OrderSearch | None = None,
     ) -> None:
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens
         self.fulfilments = fulfilments
         self.returns = returns
+        self.search = search or OrderSearch(checkout.db)
 
     async def PlaceOrder(
         self, request: api.PlaceOrderRequest, context: ServicerContext
@@ -90,3 +93,33 @@ class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
             principal, parse_id(request.order_id, "order_id"), request.reason
         )
         return api.CancelOrderResponse(order=await self.shown(principal, order))
+
+    async def RecordKonbiniPayment(
+        self, request: api.RecordKonbiniPaymentRequest, context: ServicerContext
+    ) -> api.RecordKonbiniPaymentResponse:
+        principal = current_principal()
+        order = await self.checkout.record_konbini_payment(principal, request.payment_number)
+        return api.RecordKonbiniPaymentResponse(order=await self.shown(principal, order))
+
+    async def SearchOrders(
+        self, request: api.SearchOrdersRequest, context: ServicerContext
+    ) -> api.SearchOrdersResponse:
+        size = page_size(request.page_size, default=20, maximum=100)
+        query = {"n": request.order_number, "e": request.email, "p": request.phone}
+        after = self.page_tokens.decode_keyset(request.page_token, query=query)
+        position = (after[0], uuid.UUID(after[1])) if after else None
+        principal = current_principal()
+        fetched = await self.search.search(
+            principal,
+            order_number=request.order_number,
+            email=request.email,
+            phone=request.phone,
+            after=position,
+            limit=size + 1,
+        )
+        page, token = self.page_tokens.keyset_page(
+            fetched, size, lambda o: (o.created_at, o.id), query=query
+        )
+        return api.SearchOrdersResponse(
+            orders=await self.all_shown(principal, page), next_page_token=token
+        )

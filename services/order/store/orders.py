@@ -22,6 +22,7 @@ from services.order.domain.orders import (
     PaymentState,
     Totals,
     format_number,
+    pseudonymized_address,
 )
 from services.order.domain.saga import SagaPhase, SagaStep
 from services.order.models import order_numbers, orders
@@ -59,6 +60,8 @@ def _order_values(order: Order) -> dict[str, Any]:
         "fulfillment": _fulfillment_json(order.fulfillment),
         "totals": asdict(order.totals),
         "refs": order.refs,
+        "contact_email": order.contact_email,
+        "contact_phone": order.contact_phone,
     }
 
 
@@ -89,6 +92,8 @@ def _order(row: Any) -> Order:
         created_at=row.created_at,
         updated_at=row.updated_at,
         refs=dict(row.refs),
+        contact_email=row.contact_email,
+        contact_phone=row.contact_phone,
     )
 
 
@@ -124,7 +129,8 @@ class OrderStore:
         lease: timedelta,
     ) -> bool:
         """Record a new saga, leased to ``lease_owner``; False when ``request_key`` already
-        has one (a concurrent insert of the same key waits for the first to commit)."""
+        has one, or the cart has a saga still running (a concurrent insert of the same key
+        or cart waits for the first to commit)."""
         number = sa.func.concat(
             "T-", sa.func.lpad(sa.cast(order_numbers.next_value(), sa.Text), 6, "0")
         )
@@ -147,7 +153,7 @@ class OrderStore:
                 lease_owner=lease_owner,
                 lease_until=sa.func.now() + lease,
             )
-            .on_conflict_do_nothing(index_elements=["request_key"])
+            .on_conflict_do_nothing()
             .returning(orders.c.id)
         )
         return inserted.first() is not None
@@ -184,6 +190,17 @@ class OrderStore:
             "lease_until": sa.func.now() + lease,
             "updated_at": sa.func.now(),
         }
+        # An erasure that happened while the saga ran wins over the saga's copy.
+        values["contact_email"] = sa.case(
+            (orders.c.erased_at.is_(None), values["contact_email"]), else_=None
+        )
+        values["contact_phone"] = sa.case(
+            (orders.c.erased_at.is_(None), values["contact_phone"]), else_=None
+        )
+        values["fulfillment"] = sa.case(
+            (orders.c.erased_at.is_(None), sa.cast(values["fulfillment"], pg.JSONB)),
+            else_=orders.c.fulfillment,
+        )
         if not keep_card:
             values["card_token"] = None
         if failure is not None:
@@ -196,6 +213,15 @@ class OrderStore:
             query = query.where(orders.c.lease_owner == lease_owner)
         result = await self.session.execute(query.returning(orders.c.id))
         return result.first() is not None
+
+    async def lease_to(self, order_id: uuid.UUID, owner: str, lease: timedelta) -> None:
+        """Hand the saga to ``owner`` (its caller holds the row lock): a runner that had it
+        loses it at its next write."""
+        await self.session.execute(
+            sa.update(orders)
+            .where(orders.c.id == order_id)
+            .values(lease_owner=owner, lease_until=sa.func.now() + lease)
+        )
 
     async def claim_stale(self, owner: str, lease: timedelta, limit: int) -> list[uuid.UUID]:
         """Lease up to ``limit`` sagas whose runner's lease ran out (a crash, a lost
@@ -221,6 +247,58 @@ class OrderStore:
             .returning(orders.c.id)
         )
         return [row.id for row in rows]
+
+    async def search(
+        self,
+        *,
+        number: str | None,
+        email: str | None,
+        phone: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[Order]:
+        """Placed-or-later orders (never running or failed checkouts) by one criterion,
+        newest first."""
+        query = sa.select(orders).where(
+            orders.c.status.notin_([int(OrderStatus.PENDING), int(OrderStatus.FAILED)])
+        )
+        if number is not None:
+            query = query.where(orders.c.number == number)
+        if email is not None:
+            query = query.where(orders.c.contact_email == email)
+        if phone is not None:
+            query = query.where(orders.c.contact_phone == phone)
+        if after is not None:
+            query = query.where(sa.tuple_(orders.c.created_at, orders.c.id) < sa.tuple_(*after))
+        query = query.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit)
+        return [_order(row) for row in await self.session.execute(query)]
+
+    async def pseudonymize_customer(self, customer_id: str) -> int:
+        """An erased customer's orders lose their personal data (contact, address beyond
+        the prefecture); amounts, tax, lines, dates and numbers stay. The number changed."""
+        rows = (
+            await self.session.execute(
+                sa.select(orders.c.id, orders.c.fulfillment)
+                .where(orders.c.customer_id == customer_id, orders.c.erased_at.is_(None))
+                .with_for_update()
+            )
+        ).all()
+        for row in rows:
+            fulfillment = dict(row.fulfillment) if row.fulfillment else None
+            if fulfillment is not None:
+                fulfillment["address"] = pseudonymized_address(fulfillment.get("address"))
+            await self.session.execute(
+                sa.update(orders)
+                .where(orders.c.id == row.id)
+                .values(
+                    contact_email=None,
+                    contact_phone=None,
+                    card_token=None,
+                    fulfillment=fulfillment,
+                    erased_at=sa.func.now(),
+                )
+            )
+        return len(rows)
 
     async def list_for_customer(
         self,

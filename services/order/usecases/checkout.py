@@ -17,13 +17,14 @@ How it stays crash-safe:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
 
@@ -49,9 +50,13 @@ from services.order.domain.saga import (
     confirmed_after,
     next_step,
 )
-from services.order.events import placed_event
+from services.order.events import cancelled_event, placed_event
+from services.order.payments.konbini import NUMBER_DIGITS as KONBINI_DIGITS
+from services.order.payments.konbini import PAID as KONBINI_PAID
+from services.order.payments.konbini import VOIDED as KONBINI_VOIDED
+from services.order.payments.konbini import KonbiniPayments
 from services.order.store.orders import OrderStore, Saga
-from services.order.upstream import CartClient, InventoryClient
+from services.order.upstream import CartClient, InventoryClient, LoyaltyClient
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
@@ -98,6 +103,12 @@ class SagaPolicy:
     #: Runs of a saga waiting on an unavailable step before its checkout is given up
     #: (before the confirmation only; after it, a saga never gives up).
     max_attempts: int = 20
+    #: Checkouts this process runs at once; more wait their turn before touching the
+    #: database. Without it a burst (1,000 at once) queues every saga step behind every
+    #: new request at the connection pool, and steps starve past the pool's timeout.
+    max_concurrent: int = 16
+    #: How long a konbini payment number is accepted.
+    konbini_window: timedelta = timedelta(days=3)
 
 
 class LeaseLost(Exception):
@@ -137,6 +148,7 @@ class Checkout:
         payments: Mapping[PaymentMethod, PaymentProvider],
         policy: SagaPolicy,
         *,
+        loyalty: LoyaltyClient | None = None,
         before_step: StepHook | None = None,
         after_step: StepHook | None = None,
     ) -> None:
@@ -145,12 +157,17 @@ class Checkout:
         self.inventory = inventory
         self.payments = payments
         self.policy = policy
+        #: None: no loyalty ledger to call (a cart with points to redeem is refused).
+        self.loyalty = loyalty
         self.before_step = before_step
         self.after_step = after_step
         #: This process's runner name on the leases it takes.
         self.instance = f"order-{secrets.token_hex(6)}"
-        #: Sagas run on behalf of callers (held so they are not garbage-collected).
-        self._running: set[asyncio.Future[Saga]] = set()
+        #: Sagas run on behalf of callers, by order id (held so they are not
+        #: garbage-collected, and so that a retry in this process awaits the run rather
+        #: than polling the database).
+        self._running: dict[uuid.UUID, asyncio.Future[Saga]] = {}
+        self._admission = asyncio.Semaphore(policy.max_concurrent)
         self.on_placed: PlacedHook | None = None
 
     # ------------------------------------------------------------------ PlaceOrder
@@ -181,6 +198,28 @@ class Checkout:
         key = idempotency_key(check_request_id(request_id), principal)
         fingerprint = request_fingerprint(request)
         order_id = uuid.uuid4()
+        async with self._admission:
+            placed = await self._place(
+                principal, cart_id, cart_etag, method, card_token, key, fingerprint, order_id
+            )
+        if placed is not None:
+            return placed
+        # Not inserted: a retry of a known request_id, answered without holding a turn.
+        return await self._answer_existing(key, fingerprint)
+
+    async def _place(
+        self,
+        principal: Principal,
+        cart_id: str,
+        cart_etag: str,
+        method: PaymentMethod,
+        card_token: str,
+        key: str,
+        fingerprint: bytes,
+        order_id: uuid.UUID,
+    ) -> Order | None:
+        """Record the saga and run it; None when the request_id (or the cart) already had
+        one."""
         async with self.db.unit_of_work() as uow:
             inserted = await OrderStore(uow.session).insert_pending(
                 order_id=order_id,
@@ -196,12 +235,12 @@ class Checkout:
             )
             await uow.commit()
         if not inserted:
-            return await self._answer_existing(key, fingerprint)
+            return None
         # A caller that gives up (its deadline, a closed connection) cancels this call, not
         # the saga: it runs on to a consistent end, and a retry learns the outcome.
         task = asyncio.ensure_future(self.run(order_id))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[order_id] = task
+        task.add_done_callback(lambda _: self._running.pop(order_id, None))
         saga = await asyncio.shield(task)
         return self._answer(saga)
 
@@ -213,16 +252,33 @@ class Checkout:
         while True:
             async with self.db.unit_of_work() as uow:
                 saga = await OrderStore(uow.session).by_request_key(key)
-            assert saga is not None  # inserted by the first request, never deleted
+            if saga is None:
+                # Not this request's row: the cart's checkout under another request_id.
+                raise Aborted(
+                    "this cart is being checked out already; look at its orders, or retry "
+                    "once that checkout is over",
+                    reason="CHECKOUT_IN_PROGRESS",
+                )
             if saga.request_hash != fingerprint:
                 raise request_id_reused()
             if saga.phase is SagaPhase.DONE or loop.time() >= deadline:
                 return self._answer(saga)
-            await asyncio.sleep(self.policy.poll_seconds)
+            running = self._running.get(saga.order.id)
+            if running is None:
+                # Run by another replica (or the sweeper): its row tells when it is done.
+                await asyncio.sleep(self.policy.poll_seconds)
+                continue
+            # However the run ends (done, waiting, or a bug logged by its owner), the row is
+            # read again: the answer is always the stored one.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                    await asyncio.shield(running)
 
     def _answer(self, saga: Saga) -> Order:
         order = saga.order
-        if order.status is OrderStatus.FAILED:
+        if order.status is OrderStatus.FAILED or saga.phase is SagaPhase.COMPENSATING:
+            # Compensating: the failure is decided; what is still held is released in the
+            # background (and expires on its own meanwhile).
             raise failure_error(order.failure_reason, saga.failure_kind, saga.failure_message)
         if order.status is OrderStatus.PENDING:
             # Still running (waiting for a dependency): the sweeper finishes it; the caller
@@ -241,6 +297,8 @@ class Checkout:
         """Run the saga leased to this instance until it is done or must wait."""
         saga = await self._load(order_id)
         try:
+            if saga.order.status is OrderStatus.AWAITING_PAYMENT:
+                saga = await self._settle_konbini(saga)
             while saga.phase is not SagaPhase.DONE:
                 if saga.phase is SagaPhase.FORWARD:
                     saga = await self._forward(saga)
@@ -289,7 +347,10 @@ class Checkout:
                 raise LeaseLost
             if event is not None:
                 uow.add_event(event)
-            if self.on_placed is not None and order.status is OrderStatus.PLACED:
+            placing = event is not None and order.status is OrderStatus.PLACED
+            if self.on_placed is not None and placing:
+                # The transition to PLACED (card, pay at store, or a konbini payment that
+                # came): its fulfilments are written with OrderPlaced, in one transaction.
                 await self.on_placed(uow, order)
             await uow.commit()
         return Saga(
@@ -305,6 +366,8 @@ class Checkout:
 
     async def _forward(self, saga: Saga) -> Saga:
         step = saga.step
+        if step is SagaStep.FINISH and saga.order.awaits_konbini_payment:
+            await self._park(saga)
         if self.before_step is not None:
             await self.before_step(saga.order.id, step)
         try:
@@ -389,7 +452,7 @@ class Checkout:
                     sku: [(location, units) for location, units in parts]
                     for sku, parts in json.loads(order.refs["plan"]).items()
                 }
-                reservation = await self.inventory.reserve(str(order.id), plan, policy.hold)
+                reservation = await self.inventory.reserve(str(order.id), plan, self._hold(order))
                 return order.with_ref("reservation_id", reservation)
             case SagaStep.RESERVE_REDEMPTIONS:
                 await self.cart.reserve_redemptions(
@@ -397,29 +460,56 @@ class Checkout:
                 )
                 return order
             case SagaStep.RESERVE_LOYALTY:
-                return order  # no loyalty ledger yet: nothing to hold
+                points = order.totals.loyalty_points
+                if not points:
+                    return order  # nothing to redeem: nothing to hold
+                reservation = await self._loyalty().reserve(
+                    order.customer_id, str(order.id), points, order.channel, order.store_id
+                )
+                return order.with_ref("points_reservation_id", reservation)
             case SagaStep.AUTHORIZE_PAYMENT:
                 return await self._authorize(order, saga.card_token or "")
             case SagaStep.CHECKOUT_CART:
                 await self.cart.checkout(order.cart_id, order.cart_etag, str(order.id))
                 return order.confirm()
             case SagaStep.COMMIT_STOCK:
+                if order.awaits_konbini_payment:
+                    return order  # held (not sold) until the money comes: see FINISH
                 await self.inventory.commit(str(order.id), order.refs["reservation_id"])
                 return order
             case SagaStep.COMMIT_REDEMPTIONS:
+                # The promotion redemptions, then the loyalty points (each idempotent).
                 await self.cart.commit_redemptions(str(order.id))
+                points_reservation = order.refs.get("points_reservation_id")
+                if points_reservation:
+                    await self._loyalty().commit(
+                        order.customer_id, str(order.id), points_reservation
+                    )
                 return order
             case SagaStep.FINISH:
+                if order.payment_method is PaymentMethod.KONBINI:
+                    # Paid (an unpaid one is parked before this): the held stock is sold.
+                    await self.inventory.commit(str(order.id), order.refs["reservation_id"])
                 return order.place()
         raise AssertionError(step)
+
+    def _loyalty(self) -> LoyaltyClient:
+        if self.loyalty is None:
+            raise StepFailure(
+                SagaStep.RESERVE_LOYALTY,
+                FailureKind.REJECTED,
+                "LOYALTY_NOT_AVAILABLE",
+                "loyalty points cannot be redeemed here",
+            )
+        return self.loyalty
 
     async def _authorize(self, order: Order, card_token: str) -> Order:
         provider = self.payments[order.payment_method]
         try:
             async with asyncio.timeout(self.policy.payment_timeout_seconds):
-                await provider.authorize(
+                authorization = await provider.authorize(
                     _authorization_key(order),
-                    amount=order.totals.total,
+                    amount=order.totals.amount_due,
                     currency=order.currency,
                     card_token=card_token,
                 )
@@ -429,6 +519,13 @@ class Checkout:
             ) from None
         except (TimeoutError, PaymentUnavailable):
             raise StepUnavailable("PAYMENT_UNAVAILABLE") from None
+        if order.payment_method is PaymentMethod.KONBINI:
+            assert authorization.expires_at is not None
+            return (
+                order.with_payment(PaymentState.AWAITING_PAYMENT)
+                .with_ref("konbini_number", authorization.id)
+                .with_ref("konbini_deadline", authorization.expires_at.isoformat())
+            )
         state = (
             PaymentState.DUE_AT_STORE
             if order.payment_method is PaymentMethod.PAY_AT_STORE
@@ -436,14 +533,112 @@ class Checkout:
         )
         return order.with_payment(state)
 
+    def _hold(self, order: Order) -> timedelta:
+        """How long stock is held: the saga's run, or for konbini until its deadline."""
+        if order.payment_method is PaymentMethod.KONBINI:
+            return self.policy.hold + self.policy.konbini_window
+        return self.policy.hold
+
+    # ------------------------------------------------------------------ konbini
+
+    async def _park(self, saga: Saga) -> None:
+        """A konbini order waits for its money: AWAITING_PAYMENT, leased until the
+        deadline, when a sweeper takes it (to cancel it, or to finish it if paid)."""
+        order = saga.order
+        if order.status is OrderStatus.CONFIRMED:
+            order = order.await_payment()
+        deadline = datetime.fromisoformat(order.refs["konbini_deadline"])
+        left = max(deadline - datetime.now(UTC), timedelta(0))
+        await self._save(saga, order, SagaStep.FINISH, SagaPhase.FORWARD, lease=left)
+        raise _Wait("KONBINI_AWAITING_PAYMENT")
+
+    async def _settle_konbini(self, saga: Saga) -> Saga:
+        """A parked konbini order taken by the sweeper: paid → on to PLACED; deadline
+        passed → cancelled with everything given back; else parked again."""
+        konbini = self._konbini()
+        key = _authorization_key(saga.order)
+        state = await konbini.expire(key)
+        if state == KONBINI_PAID:
+            return await self._save(saga, saga.order.paid(), SagaStep.FINISH, SagaPhase.FORWARD)
+        if state != KONBINI_VOIDED:
+            await self._park(saga)  # not due yet (another runner's lease ran out early)
+        order = saga.order
+        try:
+            await self.inventory.release(order.refs["reservation_id"])
+            points = order.totals.loyalty_points
+            if order.refs.get("points_reservation_id") and points:
+                # Redeemed at the confirmation: given back as a credit.
+                await self._loyalty().credit(
+                    order.customer_id, str(order.id), points, "KONBINI_PAYMENT_EXPIRED"
+                )
+        except StepUnavailable as unavailable:
+            await self._wait(saga, unavailable.reason)
+        expired = order.expire()
+        log.info("konbini payment expired", extra={"order_id": str(order.id)})
+        return await self._save(
+            saga, expired, SagaStep.FINISH, SagaPhase.DONE, event=cancelled_event(expired)
+        )
+
+    def _konbini(self) -> KonbiniPayments:
+        provider = self.payments.get(PaymentMethod.KONBINI)
+        assert isinstance(provider, KonbiniPayments), "konbini orders need the konbini adapter"
+        return provider
+
+    async def record_konbini_payment(self, principal: Principal, number: str) -> Order:
+        """The konbini network says the money came: the order waiting for it goes on to
+        PLACED (again for the same number: the same order)."""
+        principal.require_any_kind(PrincipalKind.STAFF, PrincipalKind.SERVICE)
+        if not (len(number) == KONBINI_DIGITS and number.isascii() and number.isdigit()):
+            raise InvalidArgument(
+                "a konbini payment number is 12 digits",
+                reason="PAYMENT_NUMBER_INVALID",
+                field_violations=[FieldViolation("payment_number", "12 digits")],
+            )
+        payment = await self._konbini().pay(number)
+        if payment is None:
+            raise NotFound("no such payment number", reason="PAYMENT_NUMBER_NOT_FOUND")
+        if payment.state != KONBINI_PAID:
+            raise FailedPrecondition(
+                "the payment deadline has passed; the order was cancelled",
+                reason="KONBINI_PAYMENT_EXPIRED",
+            )
+        order_id = uuid.UUID(payment.order_id)
+        async with self.db.unit_of_work() as uow:
+            store = OrderStore(uow.session)
+            saga = await store.get(order_id, for_update=True)
+            assert saga is not None
+            taken = saga.order.status is OrderStatus.AWAITING_PAYMENT
+            if taken:
+                await store.save(
+                    saga.order.paid(),
+                    step=SagaStep.FINISH,
+                    phase=SagaPhase.FORWARD,
+                    lease_owner=None,
+                    lease=self.policy.lease,
+                )
+                await store.lease_to(order_id, self.instance, self.policy.lease)
+            await uow.commit()
+        if taken:
+            task = asyncio.ensure_future(self.run(order_id))
+            self._running[order_id] = task
+            task.add_done_callback(lambda _: self._running.pop(order_id, None))
+            saga = await asyncio.shield(task)
+        return self._answer(saga)
+
     async def _compensate(self, saga: Saga) -> Saga:
         order = saga.order
+        unavailable: str | None = None
         for compensation in compensations(saga.step):
+            # Every compensation is tried even when one cannot be made now (its service
+            # is down): the others release what they can at once; the saga then waits
+            # and the sweeper takes them all again (each is idempotent).
             try:
                 order = await self._undo(compensation, order)
             except (StepUnavailable, PaymentUnavailable, TimeoutError) as error:
-                await self._wait(saga, getattr(error, "reason", "PAYMENT_UNAVAILABLE"))
-        if order.payment_state is PaymentState.AUTHORIZED:
+                unavailable = unavailable or getattr(error, "reason", "PAYMENT_UNAVAILABLE")
+        if unavailable is not None:
+            await self._wait(saga, unavailable)
+        if order.payment_state in (PaymentState.AUTHORIZED, PaymentState.AWAITING_PAYMENT):
             order = order.with_payment(PaymentState.VOIDED)
         order = order.fail(order.failure_reason or "CHECKOUT_FAILED")
         return await self._save(saga, order, saga.step, SagaPhase.DONE, keep_card=False)
@@ -461,7 +656,7 @@ class Checkout:
                     }
                     try:
                         reservation = await self.inventory.reserve(
-                            str(order.id), plan, self.policy.hold
+                            str(order.id), plan, self._hold(order)
                         )
                     except StepFailure:
                         reservation = None
@@ -474,7 +669,19 @@ class Checkout:
                     # Nothing was reserved for the order: nothing to release.
                     log.info("no redemptions to release", extra={"reason": failure.reason})
             case Compensation.RELEASE_LOYALTY:
-                pass
+                points = order.totals.loyalty_points
+                reservation = order.refs.get("points_reservation_id")
+                if reservation is None and points:
+                    # As for stock: the hold may have been taken before a crash; asking
+                    # again with its request_id finds it (or fails: nothing was held).
+                    try:
+                        reservation = await self._loyalty().reserve(
+                            order.customer_id, str(order.id), points, order.channel, order.store_id
+                        )
+                    except StepFailure:
+                        reservation = None
+                if reservation is not None:
+                    await self._loyalty().release(order.customer_id, reservation)
             case Compensation.VOID_PAYMENT:
                 provider = self.payments[order.payment_method]
                 async with asyncio.timeout(self.policy.payment_timeout_seconds):

@@ -4,6 +4,7 @@ them with a service token — so reservations, redemptions and checkouts are the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import secrets
@@ -13,9 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
+from services.customer.app import definition as customer_definition
+from services.customer.config import CustomerSettings
 from services.order.app import build, definition
 from services.order.config import OrderSettings
 from services.order.upstream import StaticToken
@@ -23,6 +27,7 @@ from services.order.usecases.checkout import Checkout
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import cart_service_pb2_grpc
 from tenpo.cart.v1 import resources_pb2 as cart_pb
+from tenpo.customer.v1 import loyalty_service_pb2_grpc
 from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.stack import drop_database, ensure_database
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
@@ -37,12 +42,19 @@ from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.cart.conftest import FakeCatalog, start_cart
 from tests.services.cart.conftest import Upstreams as CartUpstreams
 from tests.services.conftest import Tokens, auth_settings
+from tests.services.customer.conftest import customer_settings
 from tests.services.inventory.conftest import start_inventory
 
 Metadata = tuple[tuple[str, str], ...]
 STORE = "tokyo-shibuya"
 #: What the order service's client is given (see the service README).
-SERVICE_SCOPES = ["inventory:write", "carts:read", "carts:checkout", "promotions:redeem"]
+SERVICE_SCOPES = [
+    "inventory:write",
+    "carts:read",
+    "carts:checkout",
+    "promotions:redeem",
+    "loyalty:write",
+]
 OK_CARD = "4242424242424242"
 
 
@@ -55,6 +67,11 @@ class Stack:
     orders: order_service_pb2_grpc.OrderServiceStub
     order_host: ServiceHost[OrderSettings]
     order_db: Database
+    loyalty: loyalty_service_pb2_grpc.LoyaltyServiceStub
+    customer_host: ServiceHost[CustomerSettings]
+    #: Where the order service's dependencies listen (cart, inventory, customer).
+    targets: dict[str, str]
+    order_database_url: str
 
     @property
     def checkout(self) -> Checkout:
@@ -161,14 +178,22 @@ async def _database(admin_url: str, label: str) -> tuple[str, str]:
     return name, ensure_database(admin_url, name, secrets.token_urlsafe(18))
 
 
+@pytest.fixture(scope="module")
+def order_overrides() -> dict[str, Any]:
+    """Order settings of a module's stack (a module overrides this fixture to change them)."""
+    return {}
+
+
 @pytest_asyncio.fixture(scope="module")
-async def stack(postgres_admin_url: str, nats_url: str, dev_keys: DevKeys) -> AsyncIterator[Stack]:
-    """One inventory, cart and order service per test module (tests use their own SKUs and
-    customers)."""
+async def stack(
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, order_overrides: dict[str, Any]
+) -> AsyncIterator[Stack]:
+    """One inventory, customer, cart and order service per test module (tests use their own
+    SKUs and customers)."""
     tokens = Tokens(dev_keys)
     names = {}
     urls = {}
-    for label in ("inventory", "cart", "order"):
+    for label in ("inventory", "customer", "cart", "order"):
         names[label], urls[label] = await _database(postgres_admin_url, label)
     catalog = FakeCatalog()
     catalog_server = grpc.aio.server()
@@ -179,43 +204,81 @@ async def stack(postgres_admin_url: str, nats_url: str, dev_keys: DevKeys) -> As
     await catalog_server.start()
     service_token = tokens.mint(subject="order-service", kind="service", scopes=SERVICE_SCOPES)
     try:
-        async for inventory_host in start_inventory(urls["inventory"], nats_url, dev_keys):
+        async with contextlib.AsyncExitStack() as exits:
+            inventory_host = await exits.enter_async_context(
+                contextlib.asynccontextmanager(start_inventory)(
+                    urls["inventory"], nats_url, dev_keys
+                )
+            )
             inventory_target = f"127.0.0.1:{inventory_host.port}"
+            await migrations.upgrade(
+                customer_definition.migrations,  # type: ignore[arg-type]
+                urls["customer"],
+            )
+            customer_host = await exits.enter_async_context(
+                running(
+                    customer_definition,
+                    customer_settings(
+                        urls["customer"],
+                        nats_url,
+                        dev_keys,
+                        inventory_target=inventory_target,
+                        shutdown_grace_seconds=1.0,
+                    ),
+                )
+            )
+            customer_target = f"127.0.0.1:{customer_host.port}"
             upstreams = CartUpstreams(
                 catalog,
                 None,
                 f"127.0.0.1:{catalog_port}",
                 inventory_target,  # type: ignore[arg-type]
             )
-            async for cart_host in start_cart(urls["cart"], nats_url, dev_keys, upstreams):
-                async for order_host in start_order(
+            cart_host = await exits.enter_async_context(
+                contextlib.asynccontextmanager(start_cart)(
+                    urls["cart"], nats_url, dev_keys, upstreams
+                )
+            )
+            cart_target = f"127.0.0.1:{cart_host.port}"
+            order_host = await exits.enter_async_context(
+                contextlib.asynccontextmanager(start_order)(
                     urls["order"],
                     nats_url,
                     dev_keys,
                     StaticToken(service_token),
-                    cart_target=f"127.0.0.1:{cart_host.port}",
+                    cart_target=cart_target,
                     inventory_target=inventory_target,
-                ):
-                    async with (
-                        grpc.aio.insecure_channel(inventory_target) as inventory_channel,
-                        grpc.aio.insecure_channel(f"127.0.0.1:{cart_host.port}") as cart_channel,
-                        grpc.aio.insecure_channel(f"127.0.0.1:{order_host.port}") as order_channel,
-                    ):
-                        order_db = Database(urls["order"], pool_size=2, max_overflow=0)
-                        try:
-                            yield Stack(
-                                tokens=tokens,
-                                catalog=catalog,
-                                inventory=inventory_service_pb2_grpc.InventoryServiceStub(
-                                    inventory_channel
-                                ),
-                                carts=cart_service_pb2_grpc.CartServiceStub(cart_channel),
-                                orders=order_service_pb2_grpc.OrderServiceStub(order_channel),
-                                order_host=order_host,
-                                order_db=order_db,
-                            )
-                        finally:
-                            await order_db.dispose()
+                    customer_target=customer_target,
+                    **order_overrides,
+                )
+            )
+
+            def channel(target: str) -> grpc.aio.Channel:
+                return grpc.aio.insecure_channel(target)
+
+            inventory_channel = await exits.enter_async_context(channel(inventory_target))
+            customer_channel = await exits.enter_async_context(channel(customer_target))
+            cart_channel = await exits.enter_async_context(channel(cart_target))
+            order_channel = await exits.enter_async_context(channel(f"127.0.0.1:{order_host.port}"))
+            order_db = Database(urls["order"], pool_size=2, max_overflow=0)
+            exits.push_async_callback(order_db.dispose)
+            yield Stack(
+                tokens=tokens,
+                catalog=catalog,
+                inventory=inventory_service_pb2_grpc.InventoryServiceStub(inventory_channel),
+                carts=cart_service_pb2_grpc.CartServiceStub(cart_channel),
+                orders=order_service_pb2_grpc.OrderServiceStub(order_channel),
+                loyalty=loyalty_service_pb2_grpc.LoyaltyServiceStub(customer_channel),
+                order_host=order_host,
+                order_db=order_db,
+                customer_host=customer_host,
+                targets={
+                    "inventory": inventory_target,
+                    "customer": customer_target,
+                    "cart": cart_target,
+                },
+                order_database_url=urls["order"],
+            )
     finally:
         await catalog_server.stop(None)
         for name in names.values():
@@ -235,6 +298,7 @@ async def start_order(
         # Tests run the sweeper themselves (sweep_once), at the moment they choose.
         "sweep_interval_seconds": 3600,
         "shutdown_grace_seconds": 1.0,
+        "customer_consumer": f"order-customer-{uuid.uuid4().hex[:8]}",
         **auth_settings(dev_keys),
     }
     settings = OrderSettings(**(values | overrides))

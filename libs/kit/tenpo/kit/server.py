@@ -187,6 +187,10 @@ class ServiceHost(Generic[S]):
                     "grpc.max_connection_idle_ms",
                     int(settings.grpc_max_connection_idle_seconds * 1000),
                 ),
+                (
+                    "grpc.server_max_unrequested_time_in_server",
+                    max(1, int(settings.grpc_max_unrequested_seconds)),
+                ),
             ],
         )
         self._server = server

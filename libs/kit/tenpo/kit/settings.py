@@ -45,6 +45,10 @@ class ServiceSettings(BaseSettings):
     #: (grpcio's default: never); clients reconnect on their next call.
     grpc_handshake_timeout_seconds: float = Field(default=10.0, gt=0)
     grpc_max_connection_idle_seconds: float = Field(default=300.0, gt=0)
+    #: A call the server has not picked up within this (its event loop too busy to accept
+    #: it) is cancelled by gRPC — the caller sees CANCELLED. grpcio's default, 30 s; tests
+    #: that run several services and a thousand calls in one event loop raise it.
+    grpc_max_unrequested_seconds: float = Field(default=30.0, gt=0)
 
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
