@@ -60,6 +60,9 @@ class Journeys:
         self.messages = messages
         self.promotions = promotions
         self.due = asyncio.Event()
+        #: Set when the cart service failed in this round: the round's other issue-code
+        #: steps are rescheduled without waiting out a deadline each.
+        self._cart_failed = False
 
     async def create(
         self, caller: str, journey: jd.Journey, *, request_id: str, request: Message
@@ -157,6 +160,7 @@ class Journeys:
         await OrderStore(uow.session).erase(customer_id)
 
     async def advance_due(self, limit: int) -> int:
+        self._cart_failed = False
         async with self.db.unit_of_work() as uow:
             store = JourneyStore(uow.session)
             runs = await store.claim_due(limit)
@@ -277,12 +281,18 @@ class Journeys:
     ) -> dict[str, Any]:
         if self.promotions is None:
             raise Unavailable("no cart service is configured", reason="CART_NOT_CONFIGURED")
-        issued = await self.promotions.issue(
-            action.promotion_id,
-            run.customer_id,
-            action.valid_for,
-            request_id=f"journey:{run.id}:{step_id}",
-        )
+        if self._cart_failed:
+            raise Unavailable("the cart service failed in this round", reason="CART_UNAVAILABLE")
+        try:
+            issued = await self.promotions.issue(
+                action.promotion_id,
+                run.customer_id,
+                action.valid_for,
+                request_id=f"journey:{run.id}:{step_id}",
+            )
+        except Unavailable:
+            self._cart_failed = True
+            raise
         return {"code": issued.code, "code_expire_time": issued.expire_time.isoformat()}
 
     async def _holds(

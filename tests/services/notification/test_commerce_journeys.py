@@ -5,11 +5,13 @@ order gets a one-segment confirmation SMS; order events are subscribed by name."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -292,3 +294,55 @@ async def test_a_journey_on_a_new_order_event_needs_only_its_name(
             metadata=staff(tokens),
         )
     assert created.journey.trigger_event == "tenpo.order.v1.FulfillmentShipped"
+
+
+async def test_a_round_asks_a_failing_cart_once_and_reschedules_every_code_step(
+    database_url: str,
+) -> None:
+    """With the cart down, one round does not wait out a deadline per run: the first
+    failure reschedules the round's other issue-code steps at once."""
+    from services.notification.domain import journeys as jd
+    from services.notification.store import JourneyStore
+    from tenpo.kit.db import Database
+    from tenpo.kit.errors import Unavailable
+    from tests.services.notification.conftest import prepare_database
+
+    calls: list[str] = []
+
+    class DownCart:
+        async def issue(
+            self, promotion_id: str, customer_id: Any, valid_for: Any, request_id: str
+        ) -> Any:
+            calls.append(request_id)
+            raise Unavailable("down", reason="CART_UNAVAILABLE")
+
+    await prepare_database(database_url)
+    db = Database(database_url)
+    try:
+        no_messages = SimpleNamespace(queued=asyncio.Event())  # no send step here
+        journeys = Journeys(db, no_messages, DownCart())  # type: ignore[arg-type]
+        event = f"tenpo.test.v1.Trigger{uuid.uuid4().hex[:8]}"
+        async with db.unit_of_work() as uow:
+            await JourneyStore(uow.session).insert(
+                jd.Journey(
+                    "Codes",
+                    event,
+                    (jd.Step("code", jd.IssueCode(str(uuid.uuid4()))),),
+                )
+            )
+            for _ in range(5):
+                await journeys.on_event(uow, event, uuid.uuid4(), str(uuid.uuid4()), None)
+            await uow.commit()
+        assert await journeys.advance_due(50) == 5
+        assert len(calls) == 1
+        async with db.unit_of_work() as uow:
+            rows = (
+                await uow.session.execute(
+                    sa.select(
+                        m.journey_runs.c.status, m.journey_runs.c.attempts, m.journey_runs.c.step_id
+                    )
+                )
+            ).all()
+        assert sorted(tuple(r) for r in rows) == [("active", 1, "code")] * 5
+    finally:
+        await db.dispose()
