@@ -15,19 +15,14 @@ from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
 from services.order.servicers.orders import OrderServicer
 from services.order.subscribers import customer_subscription
-from services.order.upstream import (
-    CartClient,
-    ClientCredentials,
-    InventoryClient,
-    LoyaltyClient,
-    TokenSource,
-)
+from services.order.upstream import CartClient, InventoryClient, LoyaltyClient
 from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
+from tenpo.kit.service_token import ClientCredentials, TokenSource
 from tenpo.order.v1 import order_service_pb2, order_service_pb2_grpc
 
 MIGRATIONS = Path(__file__).with_name("migrations")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
@@ -36,16 +36,14 @@ from tenpo.cart.v1 import cart_service_pb2_grpc as cart_grpc
 from tenpo.cart.v1 import promotion_service_pb2 as promo_api
 from tenpo.cart.v1 import promotion_service_pb2_grpc as promo_grpc
 from tenpo.cart.v1 import resources_pb2 as cart_pb
-from tenpo.customer.v1 import identity_service_pb2 as identity_api
-from tenpo.customer.v1 import identity_service_pb2_grpc as identity_grpc
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import loyalty_service_pb2_grpc as loyalty_grpc
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc as inventory_grpc
 from tenpo.inventory.v1 import resources_pb2 as inventory_pb
-from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.errors import Unavailable
 from tenpo.kit.grpc_errors import decode_error
+from tenpo.kit.service_token import TokenSource
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -66,65 +64,6 @@ _KIND_BY_CODE = {
 }
 
 
-class TokenSource(Protocol):
-    async def metadata(self) -> Metadata: ...
-
-    def invalidate(self) -> None: ...
-
-
-class ClientCredentials:
-    """The service token from the customer service's SignInClient, reused for
-    ``refresh_seconds`` (below the token lifetime), fetched again after an UNAUTHENTICATED."""
-
-    def __init__(
-        self,
-        channel: grpc.aio.Channel,
-        client_id: str,
-        client_secret: str,
-        *,
-        timeout_seconds: float,
-        refresh_seconds: float,
-    ) -> None:
-        self._stub = identity_grpc.IdentityServiceStub(channel)
-        self._request = identity_api.SignInClientRequest(
-            client_id=client_id, client_secret=client_secret
-        )
-        self._timeout = timeout_seconds
-        self._token: RefreshingValue[str] = RefreshingValue(self._sign_in, refresh_seconds)
-
-    async def _sign_in(self) -> str:
-        try:
-            response = await self._stub.SignInClient(self._request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            if error.code() in _RETRYABLE:
-                raise StepUnavailable("CUSTOMER_UNAVAILABLE") from None
-            # Wrong or revoked credentials: a configuration error the operator must see.
-            raise Unavailable(
-                "the order service cannot sign in to call other services",
-                reason="SERVICE_CREDENTIALS_REJECTED",
-            ) from None
-        return response.tokens.access_token
-
-    async def metadata(self) -> Metadata:
-        return (("authorization", f"Bearer {await self._token.get()}"),)
-
-    def invalidate(self) -> None:
-        self._token.invalidate()
-
-
-class StaticToken:
-    """A fixed token (tests, or a token injected by the platform)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    async def metadata(self) -> Metadata:
-        return (("authorization", f"Bearer {self._token}"),)
-
-    def invalidate(self) -> None:
-        return None
-
-
 async def _call(
     step: SagaStep,
     service: str,
@@ -137,6 +76,12 @@ async def _call(
         try:
             async with asyncio.timeout(deadline):
                 return await call(await tokens.metadata())
+        except Unavailable as error:
+            if error.reason == "CUSTOMER_UNAVAILABLE":
+                # No token now (the customer service did not answer the sign-in): like any
+                # other dependency that does not answer, the step may be retried.
+                raise StepUnavailable(error.reason) from None
+            raise  # credentials refused: a configuration error the operator must see
         except TimeoutError:
             raise StepUnavailable(f"{service}_UNAVAILABLE") from None
         except grpc.aio.AioRpcError as error:

@@ -29,7 +29,6 @@ from google.protobuf.message import Message
 
 import tenpo
 from services.customer.app import definition as customer_definition
-from services.order.upstream import StaticToken
 from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack import drop_database, ensure_database
@@ -37,6 +36,7 @@ from tenpo.devtools.stack.net import free_port
 from tenpo.kit import access, migrations
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import running
+from tenpo.kit.service_token import StaticToken
 from tests.services.cart.conftest import FakeCatalog, FakeInventory, Upstreams, start_cart
 from tests.services.catalog.conftest import _start as start_catalog
 from tests.services.conftest import Tokens

@@ -22,7 +22,6 @@ from services.customer.app import definition as customer_definition
 from services.customer.config import CustomerSettings
 from services.order.app import build, definition
 from services.order.config import OrderSettings
-from services.order.upstream import StaticToken
 from services.order.usecases.checkout import Checkout
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import cart_service_pb2_grpc
@@ -36,6 +35,7 @@ from tenpo.inventory.v1 import resources_pb2 as inventory_pb
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
 from tenpo.kit.server import ServiceHost, running
+from tenpo.kit.service_token import StaticToken
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import order_service_pb2_grpc
 from tenpo.order.v1 import resources_pb2 as pb

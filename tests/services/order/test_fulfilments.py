@@ -14,13 +14,14 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from services.order.upstream import InventoryClient, StaticToken
+from services.order.upstream import InventoryClient
 from services.order.usecases.fulfilments import Fulfilments
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.common.v1 import common_pb2
 from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.stack import drop_database, ensure_database
+from tenpo.kit.service_token import StaticToken
 from tenpo.order.v1 import events_pb2 as ev
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from services.customer.app import definition as customer_definition
 from services.order.domain.orders import PaymentMethod
-from services.order.upstream import LoyaltyClient, StaticToken
+from services.order.upstream import LoyaltyClient
 from services.order.usecases.checkout import Checkout
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
@@ -22,6 +22,7 @@ from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.errors import Unavailable
 from tenpo.kit.server import running
+from tenpo.kit.service_token import StaticToken
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.conftest import gateway_channel
