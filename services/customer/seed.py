@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from google.protobuf import empty_pb2
 
 from services.customer import domain as d
 from services.customer.config import CustomerSettings
+from services.customer.domain import campaigns as cd
 from services.customer.domain.loyalty import LOYALTY_WRITE_SCOPE
+from services.customer.domain.store_card import WRITE_SCOPE as STORE_CARD_SCOPE
 from services.customer.store.customers import CustomerStore
 from services.customer.usecases.bundle import build_use_cases
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -66,6 +70,8 @@ SERVICE_CLIENTS = (
 WORDING = "2026-04"
 #: The demo customers' first store purchase, earning them points (1 per 100 yen).
 DEMO_PURCHASE_YEN = 12_800
+#: What the demo customers' store cards hold.
+DEMO_STORE_CARD_YEN = 5_000
 
 # (email, family, given, family kana, given kana, phone, birthday, store, address, consents)
 CUSTOMERS: list[dict[str, Any]] = [
@@ -124,7 +130,7 @@ def _admin(customer_id: str) -> Principal:
     return Principal(
         kind=PrincipalKind.SERVICE,
         subject="customer-seed",
-        scopes=frozenset({d.READ_SCOPE, d.WRITE_SCOPE, LOYALTY_WRITE_SCOPE}),
+        scopes=frozenset({d.READ_SCOPE, d.WRITE_SCOPE, LOYALTY_WRITE_SCOPE, STORE_CARD_SCOPE}),
         channel=d.CHANNEL_WEB,
     )
 
@@ -199,6 +205,43 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 request_id="",
                 request=empty_pb2.Empty(),
             )
+            # Her prepaid store card, topped up at the same POS.
+            await cases.store_cards.top_up(
+                admin,
+                str(customer.id),
+                yen=DEMO_STORE_CARD_YEN,
+                reference="demo-pos-top-up",
+                channel=d.CHANNEL_POS,
+                store_id=entry["store"] or "",
+                request_id="",
+                request=empty_pb2.Empty(),
+            )
+        # A campaign to see at work: a first order in the app earns double plus 100 points.
+        now = cases.context.clock()
+        await cases.campaigns.create(
+            Principal(
+                kind=PrincipalKind.STAFF,
+                subject="customer-seed",
+                scopes=frozenset({LOYALTY_WRITE_SCOPE}),
+                channel=d.CHANNEL_BACK_OFFICE,
+            ),
+            cd.Campaign(
+                id=uuid.uuid4(),
+                display_name="アプリで初めてのお買い物 ポイント2倍",
+                start_at=now,
+                end_at=now + timedelta(days=90),
+                audience=cd.Audience(cd.AudienceKind.FIRST_TIME),
+                channels=(d.CHANNEL_APP,),
+                multiplier=2.0,
+                bonus_points=100,
+                per_member_limit=1,
+                budget_points=1_000_000,
+                given_points=0,
+                created_at=now,
+            ),
+            "",
+            empty_pb2.Empty(),
+        )
     await cases.staff.ensure_staff(
         STAFF_EMAIL, "みなと屋 本部スタッフ", DEMO_PASSWORD, STAFF_SCOPES
     )

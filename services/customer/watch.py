@@ -50,7 +50,17 @@ class BalanceHub:
         except ValueError:
             return
         at = event.change_time.ToDatetime(tzinfo=UTC) if event.HasField("change_time") else None
-        self.apply(ld.Account(customer_id, event.balance, event.reserved, "", event.version, at))
+        self.apply(
+            ld.Account(
+                customer_id,
+                event.balance,
+                event.reserved,
+                event.tier or ld.DEFAULT_TIER,
+                event.version,
+                at,
+                pending=event.pending,
+            )
+        )
 
     def apply(self, account: ld.Account) -> None:
         for watcher in self._watchers.get(account.customer_id, ()):

@@ -442,6 +442,7 @@ class Loyalty(UseCase):
                 version=account.version,
                 change_time=convert.timestamp(account.updated_at),
                 pending=account.pending,
+                tier=account.tier,
             )
         )
 

@@ -350,3 +350,20 @@ async def test_tiers_follow_twelve_month_spend_with_a_grace_period_and_multiply_
     await shop.later(days_to_keep + 1, shop.cases.loyalty.sweep)
     after = await shop.balance(customer_id)
     assert (after.tier, after.tier_keep_time.seconds) == ("STANDARD", 0)
+
+
+async def test_the_balance_stream_shows_pending_points_and_the_tier_an_order_brings(
+    shop: Shop,
+) -> None:
+    customer_id, _, own = await shop.service.register("stream")
+    stream = shop.stub.WatchBalance(api.WatchBalanceRequest(customer_id="me"), metadata=own)
+    first = await asyncio.wait_for(stream.read(), 10)
+    assert first.snapshot and (first.balance.pending, first.balance.tier) == (0, "STANDARD")
+    await shop.place(customer_id, 70_000)
+    async with asyncio.timeout(30):
+        while True:
+            update = await stream.read()
+            if update.balance.tier == "SILVER":
+                break
+    assert update.balance.pending == 700
+    stream.cancel()

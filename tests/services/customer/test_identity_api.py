@@ -17,12 +17,16 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
+from tenpo.customer.v1 import campaign_service_pb2 as campaign_api
 from tenpo.customer.v1 import customer_service_pb2 as api
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import resources_pb2 as pb
+from tenpo.customer.v1 import store_card_service_pb2 as card_api
+from tenpo.customer.v1.campaign_service_pb2_grpc import CampaignServiceStub
 from tenpo.customer.v1.loyalty_service_pb2_grpc import LoyaltyServiceStub
+from tenpo.customer.v1.store_card_service_pb2_grpc import StoreCardServiceStub
 from tenpo.devtools.keys import DevKeys, generate_key
 from tenpo.kit.auth import StaticJwks, TokenVerifier
 from tenpo.kit.errors import Unauthenticated
@@ -692,6 +696,17 @@ async def test_staff_sign_in_carries_their_scopes(
             metadata=bearer(customer.tokens.access_token),
         )
     assert balance.balance.balance == 128
+    # Her store card holds the demo top-up, and the app's first-order campaign runs.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{seeded.host.port}") as channel:
+        card = await StoreCardServiceStub(channel).GetStoreCard(
+            card_api.GetStoreCardRequest(customer_id="me"),
+            metadata=bearer(customer.tokens.access_token),
+        )
+        campaigns = await CampaignServiceStub(channel).ListCampaigns(
+            campaign_api.ListCampaignsRequest(), metadata=bearer(staff.tokens.access_token)
+        )
+    assert card.card.balance.units == 5_000
+    assert [c.audience.first_time for c in campaigns.campaigns] == [True]
     mirror = next(dev for dev in credentials["devices"] if dev["kind"] == "SMART_MIRROR")
     await seeded.identity.SignInClient(
         ids.SignInClientRequest(
