@@ -741,3 +741,49 @@ def test_a_handler_may_be_keyed_by_an_event_type_name_the_code_does_not_have_yet
     assert subscription.subjects() == ["tenpo.order.return_received", "tenpo.order.string_value"]
     assert subscription.handler_for("tenpo.order.v1.ReturnReceived") is handler
     assert subscription.handler_for("tenpo.order.v1.RefundIssued") is None
+
+
+async def test_a_malformed_event_is_skipped_once_and_does_not_hold_up_the_next(
+    db: Database, nats_url: str, service: str
+) -> None:
+    """A handler that finds the event malformed (InvalidArgument, or a payload that does not
+    parse) can never succeed: its writes roll back, it is not redelivered, and the events
+    behind it are applied."""
+    from tenpo.kit.errors import InvalidArgument
+
+    bus = EventBus(nats_url)
+    await bus.connect()
+    await bus.ensure_stream(service)
+    attempts: dict[str, int] = {}
+
+    async def strict(uow: UnitOfWork, event: Event) -> None:
+        payload = event.payload.decode()
+        attempts[payload] = attempts.get(payload, 0) + 1
+        await uow.session.execute(sa.insert(received).values(order_id=payload))
+        if payload.startswith("bad"):
+            raise InvalidArgument("not an id", reason="ID_INVALID")
+
+    subscription = Subscription(
+        durable=f"strict-{uuid.uuid4().hex[:8]}",
+        source_service=service,
+        handlers={"tenpo.strict.v1.Thing": strict},
+    )
+    for payload in (b"bad-1", b"good-1", b"good-2"):
+        event_id = str(uuid.uuid4())
+        await bus.publish(
+            f"tenpo.{service}.thing",
+            payload,
+            {EVENT_ID_HEADER: event_id, EVENT_TYPE_HEADER: "tenpo.strict.v1.Thing"},
+            msg_id=event_id,
+        )
+    consumer = Consumer(db, bus, subscription)
+    async with background(consumer.run()):
+        await eventually(lambda: _has(db, ["good-1", "good-2"]))
+        # Tried in its batch, then alone (the batch's fallback); never again after that.
+        tried = attempts["bad-1"]
+        assert 1 <= tried <= 2
+        await asyncio.sleep(1.5)  # a redelivery (backoff 0.2 s, 0.4 s, ...) would come by now
+        assert attempts["bad-1"] == tried
+        assert await consumer.measure_lag() == (0, 0)  # nothing pending, nothing unacknowledged
+    assert sorted(await received_ids(db)) == ["good-1", "good-2"]  # bad-1's write rolled back
+    await bus.close()

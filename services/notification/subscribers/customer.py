@@ -1,9 +1,9 @@
 """Customer events that read the same on either customer contract: the consent
-projection and erasure."""
+projection and erasure. An event with a malformed customer id is InvalidArgument, which the
+kit's consumer logs and skips (it could never succeed)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from services.notification.usecases.journeys import Journeys
@@ -11,6 +11,7 @@ from services.notification.usecases.recipients import Recipients
 from tenpo.customer.v1 import events_pb2 as customer_events
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.events import Event, Subscription
+from tenpo.kit.wire import parse_id
 
 
 def customer_subscription(
@@ -24,7 +25,7 @@ def customer_subscription(
             if changed.seconds
             else event.occurred_at or datetime.now(UTC)
         )
-        customer_id = uuid.UUID(message.customer_id)
+        customer_id = parse_id(message.customer_id, "customer_id")
         await recipients.consent_changed(
             uow,
             customer_id,
@@ -39,7 +40,7 @@ def customer_subscription(
 
     async def erased(uow: UnitOfWork, event: Event) -> None:
         message = event.parse(customer_events.CustomerErased)
-        customer_id = uuid.UUID(message.customer_id)
+        customer_id = parse_id(message.customer_id, "customer_id")
         await recipients.erase(uow, customer_id)
         await journeys.customer_erased(uow, customer_id)
 

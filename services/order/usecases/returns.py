@@ -160,6 +160,7 @@ def _received(order: Order, value: OrderReturn) -> ev.ReturnReceived:
             ev.OrderEventLine(sku=line.sku, quantity=line.quantity, location_id=value.store_id)
             for line in value.lines
         ],
+        refund=money(value.refund, order.currency),
     )
 
 

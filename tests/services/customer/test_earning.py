@@ -18,7 +18,6 @@ from google.protobuf.message import Message
 from google.type import money_pb2
 
 from services.customer.domain import earning as ed
-from services.customer.order_events import return_received_type
 from services.customer.usecases.bundle import CustomerUseCases
 from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import loyalty_service_pb2 as api
@@ -73,11 +72,11 @@ class Shop:
         return order_id
 
     async def give_back(self, customer_id: str, order_id: str, yen: int, return_id: str) -> None:
-        message = return_received_type()(
+        message = order_events.ReturnReceived(
             return_id=return_id,
             order_id=order_id,
             customer_id=customer_id,
-            refund={"currency_code": "JPY", "units": yen},  # the message's own Money class
+            refund=money_pb2.Money(currency_code="JPY", units=yen),
         )
         await self.publish(message)
 

@@ -725,6 +725,7 @@ async def test_staff_sign_in_carries_their_scopes(
         "carts:read",
         "carts:checkout",
         "promotions:redeem",
+        "loyalty:write",
     }
     # So does the notification service's (contacts, mail tokens, personal codes).
     notification = credentials["services"]["notification"]

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import nats
 import sqlalchemy as sa
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -25,6 +25,7 @@ from opentelemetry.metrics import MeterProvider
 from sqlalchemy.dialects import postgresql as pg
 
 from tenpo.kit.db import Database, UnitOfWork, inbox_table, outbox_table, subject_for
+from tenpo.kit.errors import InvalidArgument
 from tenpo.kit.metrics import SECONDS_BUCKETS
 from tenpo.kit.outage import OutageLog
 
@@ -654,6 +655,21 @@ class Consumer:
         with self._span(event):
             try:
                 await self._apply(handler, event)
+            except (InvalidArgument, DecodeError) as error:
+                # A malformed event can never succeed: redelivering it would only hold up
+                # the ones behind it. Its writes were rolled back; it is logged (ids only)
+                # and never delivered again.
+                log.warning(
+                    "malformed event skipped",
+                    extra={
+                        "durable": self.subscription.durable,
+                        "event_id": str(event.id),
+                        "type": event.event_type,
+                        "reason": getattr(error, "reason", "DECODE_ERROR"),
+                    },
+                )
+                await message.term()
+                return
             except Exception as error:
                 # A database outage is one WARNING per outage; a failing handler is a bug.
                 self.outage.background_failure(
