@@ -3,13 +3,11 @@ from orders, returns and tiers."""
 
 from __future__ import annotations
 
-
 from services.customer import order_events
 from services.customer.usecases.earning import Earning
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.events import Event, Subscription
 from tenpo.order.v1 import events_pb2 as order_pb
-
 
 
 def order_subscription(earning: Earning, durable: str = "customer-order") -> Subscription:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format
@@ -72,14 +73,21 @@ def template(t: td.Template) -> pb.Template:
     )
 
 
+#: The longest wait or code validity a journey step may have.
+MAX_STEP_DURATION = timedelta(days=366)
+
+
 def _duration(d: Duration, path: str) -> Any:
-    if d.seconds < 0 or not 0 <= d.nanos < 1_000_000_000:
+    """A step's wait or validity: a Duration (the kit's check), not negative, at most a year
+    (a journey's timers are dates: a longer one would only overflow them)."""
+    value = wire.from_duration(d, path)
+    if not timedelta(0) <= value <= MAX_STEP_DURATION:
         raise InvalidArgument(
             f"{path} is invalid",
             reason="FIELD_INVALID",
-            field_violations=[FieldViolation(path, "a positive duration")],
+            field_violations=[FieldViolation(path, "between 0 and 366 days")],
         )
-    return d.ToTimedelta()
+    return value
 
 
 def journey_from_pb(j: pb.Journey) -> jd.Journey:

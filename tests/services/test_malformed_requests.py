@@ -320,7 +320,18 @@ def principals(tokens: Tokens) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
     return [
         ("anonymous", ()),
         ("customer", tokens.metadata(tokens.mint(subject=SOME_ID, kind="customer", channel="APP"))),
-        ("device", tokens.device("KIOSK")),
+        (
+            "device",
+            tokens.metadata(
+                tokens.mint(
+                    subject="device-fuzz",
+                    kind="device",
+                    channel="KIOSK",
+                    store_id="shibuya",
+                    scopes=every_scope,
+                )
+            ),
+        ),
         (
             "staff",
             tokens.metadata(

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from services.gateway.config import DEV_PUBLISHABLE_KEYS
 from tenpo.devtools.stack import free_port
@@ -26,6 +26,10 @@ from tenpo.devtools.stack.runner import READY_BANNER
 from tests.conftest import scratch_dir
 from tests.services.gateway.test_docs import _chromium
 from tests.stack import Runner, processes_using
+
+# Live updates (server-sent events) and whole checkouts cross several services: on a
+# machine busy with other test workers they take longer than Playwright's 5 s default.
+expect.set_options(timeout=20_000)
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_KEY = next(k for k, v in DEV_PUBLISHABLE_KEYS.items() if v == "WEB")
