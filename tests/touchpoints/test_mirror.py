@@ -46,7 +46,11 @@ async def test_try_on_suggestions_and_buy_on_the_spot(stack: Stack, pages: Pages
     for sku, units in here.items():
         expected = f"{units} here" if units > 0 else "not here"
         await expect(mirror.locator(f"#sizes li[data-sku='{sku}']")).to_contain_text(expected)
-    await expect(mirror.locator("#suggestions li").first).to_contain_text("sizes here")
+    # Suggestions (the catalog's related products) say which sizes this store has; which
+    # of them have stock here depends on how far the demo stocking has got.
+    await expect(mirror.locator("#suggestions li").first).to_contain_text(
+        re.compile("sizes here: |none here")
+    )
     await pages.screenshot(mirror, "recognised")
 
     # She hands her session to the mirror from her phone; the next try-on is hers.
