@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -24,7 +25,6 @@ import psutil
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from tenpo.devtools.stack import free_port
 from tenpo.devtools.stack.config import REPLICA_PORT_STEP
 from tenpo.devtools.stack.net import port_in_use
 from tenpo.devtools.stack.runner import READY_BANNER
@@ -51,10 +51,14 @@ def port_ranges(taken: set[int], *shapes: tuple[int, ...]) -> list[int]:
     firsts = []
     for offsets in shapes:
         while True:
-            first = free_port()
+            # Below the kernel's ephemeral range (32768 and up): between being chosen here
+            # and bound by the stack, a port there can be taken as the source port of any
+            # outgoing connection of the other test workers (a NATS route port taken so kept
+            # the cluster from forming once).
+            first = random.randrange(20_000, 31_000)
             wanted = {first + offset for offset in offsets}
             if (
-                max(wanted) < 65000
+                max(wanted) < 32_768
                 and not wanted & taken
                 and not any(port_in_use("127.0.0.1", port) for port in wanted)
             ):
