@@ -16,12 +16,35 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tenpo.devtools.stack import free_port
+from tenpo.devtools.stack.net import port_in_use
 from tests.conftest import scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Whole stacks take their ports below the kernel's ephemeral range (32768 and up): there, a
+#: port chosen now can be taken before the stack binds it, as the source port of any outgoing
+#: connection of the other test workers (it happened: a service failed to bind). Each xdist
+#: worker has a band of its own, so two workers never pick the same port.
+_FIRST_PORT = 20_000
+_BAND = 1_500
+_cursor: dict[int, int] = {}
 #: Runners started by the current test; its fixture stops any a failed test left running.
 _started: list[Runner] = []
+
+
+def quiet_ports(size: int = 1) -> int:
+    """The first of ``size`` consecutive ports nothing listens on, in this worker's band below
+    the ephemeral range (see above)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    low = _FIRST_PORT + (int(worker) % 8 if worker.isdigit() else 0) * _BAND
+    start = _cursor.get(low, low)
+    for _ in range(_BAND):
+        if start + size > low + _BAND:
+            start = low
+        if not any(port_in_use("127.0.0.1", port) for port in range(start, start + size)):
+            _cursor[low] = start + size
+            return start
+        start += 1
+    raise RuntimeError(f"no {size} free ports in {low}..{low + _BAND}")
 
 
 class Runner:
@@ -104,11 +127,11 @@ def runner_env() -> Iterator[dict[str, str]]:
         env |= {
             "TENPO_DATA_DIR": str(data_dir),
             "TENPO_SERVICES": "none",
-            "TENPO_POSTGRES_PORT": str(free_port()),
-            "TENPO_NATS_PORT": str(free_port()),
-            "TENPO_NATS_MONITOR_PORT": str(free_port()),
+            "TENPO_POSTGRES_PORT": str(quiet_ports()),
+            "TENPO_NATS_PORT": str(quiet_ports()),
+            "TENPO_NATS_MONITOR_PORT": str(quiet_ports()),
             # The mail catcher of the notification service, off the default 1025.
-            "TENPO_SMTP_PORT": str(free_port()),
+            "TENPO_SMTP_PORT": str(quiet_ports()),
         }
         yield env
         # A test that failed half-way (an assertion, a timeout) leaves its runner running:

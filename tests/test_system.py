@@ -16,12 +16,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tenpo.devtools.stack import free_port
 from tenpo.devtools.stack.config import discover_services
 from tenpo.devtools.stack.runner import READY_BANNER
 from tenpo.kit.auth import ChannelAssertion
 from tenpo.kit.settings import DEV_CHANNEL_ASSERTION_SECRET
-from tests.stack import Runner
+from tests.stack import Runner, quiet_ports
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +58,8 @@ class ReflectionClient:
 def system_env(runner_env: dict[str, str]) -> dict[str, str]:
     env = dict(runner_env)
     env.pop("TENPO_SERVICES")  # every service that exists
-    base = free_port()
-    while base > 60000:
-        base = free_port()
-    env["TENPO_PORT_BASE"] = str(base)
-    env["GATEWAY_HTTP_PORT"] = str(free_port())
+    env["TENPO_PORT_BASE"] = str(quiet_ports(120))
+    env["GATEWAY_HTTP_PORT"] = str(quiet_ports())
     return env
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import threading
 import time
@@ -31,7 +30,7 @@ from tenpo.devtools.stack.runner import READY_BANNER
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc, resources_pb2
 from tenpo.kit.events import EVENT_ID_HEADER
-from tests.stack import Runner
+from tests.stack import Runner, quiet_ports
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +50,10 @@ def port_ranges(taken: set[int], *shapes: tuple[int, ...]) -> list[int]:
     firsts = []
     for offsets in shapes:
         while True:
-            # Below the kernel's ephemeral range (32768 and up): between being chosen here
-            # and bound by the stack, a port there can be taken as the source port of any
-            # outgoing connection of the other test workers (a NATS route port taken so kept
-            # the cluster from forming once).
-            first = random.randrange(20_000, 31_000)
+            # Below the kernel's ephemeral range, in this worker's band (tests.stack): a
+            # NATS route port taken as another worker's source port once kept the cluster
+            # from forming.
+            first = quiet_ports(max(offsets) + 1)
             wanted = {first + offset for offset in offsets}
             if (
                 max(wanted) < 32_768

@@ -14,12 +14,11 @@ import grpc
 import psutil
 import pytest
 
-from tenpo.devtools.stack import free_port
 from tenpo.devtools.stack.runner import READY_BANNER
 from tenpo.devtools.stack.supervisor import Backoff, Phase, Watchdog
 from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.inventory.v1 import inventory_service_pb2_grpc
-from tests.stack import Runner
+from tests.stack import Runner, quiet_ports
 
 T = TypeVar("T")
 
@@ -198,9 +197,7 @@ def _eventually(call: Callable[[], T], timeout: float) -> T:
 @pytest.mark.timeout(900)
 def test_run_restarts_a_killed_service_and_a_killed_postgres(runner_env: dict[str, str]) -> None:
     data_dir = Path(runner_env["TENPO_DATA_DIR"])
-    base = free_port()
-    while base > 60000:
-        base = free_port()
+    base = quiet_ports(120)
     env = runner_env | {"TENPO_SERVICES": "inventory", "TENPO_PORT_BASE": str(base)}
     runner = Runner("run", env)
     runner.wait_for(READY_BANNER, timeout=300)

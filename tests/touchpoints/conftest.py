@@ -21,11 +21,10 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from services.gateway.config import DEV_PUBLISHABLE_KEYS
-from tenpo.devtools.stack import free_port
 from tenpo.devtools.stack.runner import READY_BANNER
 from tests.conftest import scratch_dir
 from tests.services.gateway.test_docs import _chromium
-from tests.stack import Runner, processes_using
+from tests.stack import Runner, processes_using, quiet_ports
 
 # Live updates (server-sent events) and whole checkouts cross several services: on a
 # machine busy with other test workers they take longer than Playwright's 5 s default.
@@ -107,16 +106,14 @@ def stack() -> Iterator[Stack]:
             if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL", "TENPO_SERVICES")
             and not key.endswith("_DATABASE_URL")
         }
-        base = free_port()
-        while base > 60000:
-            base = free_port()
-        http_port = free_port()
+        base = quiet_ports(120)
+        http_port = quiet_ports()
         env |= {
             "TENPO_DATA_DIR": str(data_dir),
-            "TENPO_POSTGRES_PORT": str(free_port()),
-            "TENPO_NATS_PORT": str(free_port()),
+            "TENPO_POSTGRES_PORT": str(quiet_ports()),
+            "TENPO_NATS_PORT": str(quiet_ports()),
             "TENPO_NATS_MONITOR_PORT": "0",
-            "TENPO_SMTP_PORT": str(free_port()),
+            "TENPO_SMTP_PORT": str(quiet_ports()),
             "TENPO_PORT_BASE": str(base),
             "GATEWAY_HTTP_PORT": str(http_port),
             "TENPO_START_TIMEOUT": "300",
