@@ -283,7 +283,10 @@ async def test_several_workers_share_one_port_and_stop_together() -> None:
     )
     try:
         pids: set[int] = set()
-        for _ in range(40):  # the kernel spreads new connections over the listeners
+        # The kernel spreads new connections over the listeners once both listen; on a busy
+        # machine the second worker may start well after the first answers.
+        deadline = asyncio.get_running_loop().time() + 120
+        while asyncio.get_running_loop().time() < deadline:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 # Generous: on a loaded two-core machine starting two workers takes a while.
                 await health_pb2_grpc.HealthStub(channel).Check(
@@ -293,6 +296,7 @@ async def test_several_workers_share_one_port_and_stop_together() -> None:
                 pids.add(pid.value)
             if len(pids) == 2:
                 break
+            await asyncio.sleep(0.1)
         assert len(pids) == 2
         assert process.pid not in pids  # workers serve, the parent supervises
         process.send_signal(signal.SIGTERM)
