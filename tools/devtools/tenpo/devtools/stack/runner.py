@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -14,10 +13,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import IO, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenpo.devtools import keys as devkeys
 from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.config import ConfigError, ServiceSpec, StackConfig
+from tenpo.devtools.stack.control import Progress, StackLock, _ShutdownSignals
 from tenpo.devtools.stack.nats import EmbeddedNats, NatsCluster, NatsError
 from tenpo.devtools.stack.net import port_in_use, url_host
 from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
@@ -72,100 +70,6 @@ _EXPECTED_ERRORS = (StackError, PostgresError, NatsError, ConfigError)
 
 
 # -- small pieces -----------------------------------------------------------------------------
-
-
-@dataclass
-class _Outcome:
-    status: str = "ready"
-    detail: str = ""
-
-
-class Progress:
-    """One line per step: its name, then how it went and how long it took."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def line(self, text: str = "") -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
-
-    @contextlib.contextmanager
-    def step(self, label: str) -> Iterator[_Outcome]:
-        self.out.write(f"  {label:<24} ")
-        self.out.flush()
-        started = time.monotonic()
-        outcome = _Outcome()
-        try:
-            yield outcome
-        except BaseException:
-            self.line(f"failed ({time.monotonic() - started:.1f} s)")
-            raise
-        detail = f"  {outcome.detail}" if outcome.detail else ""
-        self.line(f"{outcome.status} ({time.monotonic() - started:.1f} s){detail}")
-
-
-class StackLock:
-    """One devstack process per data directory. An flock, so a crashed runner never leaves
-    a stale lock behind; the file's text says who holds it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] | None = None
-
-    def acquire(self, purpose: str) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        file = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            return False
-        file.seek(0)
-        file.truncate()
-        file.write(f"{os.getpid()} {purpose}\n")
-        file.flush()
-        self._file = file
-        return True
-
-    def holder(self) -> str:
-        try:
-            pid, purpose = self.path.read_text(encoding="utf-8").split()[:2]
-        except (OSError, ValueError):
-            return "unknown process"
-        return f"`{purpose}`, pid {pid}"
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.truncate(0)
-            self._file.close()
-            self._file = None
-
-
-class _ShutdownSignals:
-    """SIGINT and SIGTERM both end the stack cleanly: the first one interrupts whatever is
-    going on; once stopping has begun, further ones are ignored so the shutdown completes
-    in order instead of leaving servers behind."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-
-    def __enter__(self) -> _ShutdownSignals:
-        self._previous = {
-            signum: signal.signal(signum, self._handle)
-            for signum in (signal.SIGINT, signal.SIGTERM)
-        }
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        raise KeyboardInterrupt
 
 
 def load_database_passwords(path: Path, names: Sequence[str]) -> dict[str, str]:
