@@ -11,10 +11,13 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -25,6 +28,7 @@ from tenpo.devtools.stack import (
     ensure_database,
     free_port,
 )
+from tenpo.devtools.stack.postgres import run_admin_sql
 
 #: Fixtures for whole-stack tests (the dev-stack runner in a subprocess).
 pytest_plugins = ["tests.stack"]
@@ -37,6 +41,7 @@ FAST_POSTGRES_ARGS = (
 )
 
 NatsFactory = Callable[[], EmbeddedNats]
+T = TypeVar("T")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -113,11 +118,39 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
     """A fresh database, owned by its own non-superuser role, with pg_trgm installed, as a
     ``postgresql+asyncpg://`` URL; dropped (with its role) after the test."""
     name = f"test_{uuid.uuid4().hex[:16]}"
-    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    password = secrets.token_urlsafe(18)
+    url = _patiently(
+        postgres_admin_url, lambda: ensure_database(postgres_admin_url, name, password)
+    )
     try:
         yield url
     finally:
-        drop_database(postgres_admin_url, name)
+        _patiently(postgres_admin_url, lambda: drop_database(postgres_admin_url, name))
+
+
+#: What the server is doing, printed when an administrative script has not finished in time.
+_ACTIVITY = """
+SELECT a.pid, a.datname, a.state, a.wait_event_type, a.wait_event,
+       now() - a.query_start AS running_for, left(a.query, 100) AS query,
+       (SELECT string_agg(l.locktype || ' ' || l.mode, ', ')
+          FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) AS waiting_for
+  FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
+"""
+
+
+def _patiently(admin_url: str, step: Callable[[], T]) -> T:
+    """Run an idempotent administrative step; if it does not finish within its timeout (a
+    CI machine under load once took more than 60 s for CREATE DATABASE), print what the
+    server was doing and try once more."""
+    try:
+        return step()
+    except subprocess.TimeoutExpired:
+        try:
+            activity = run_admin_sql(admin_url, _ACTIVITY, timeout=20)
+        except Exception as error:  # diagnostics must not hide the retry
+            activity = f"(no activity: {error!r})"
+        print(f"administrative SQL timed out; server activity:\n{activity}", file=sys.stderr)
+        return step()
 
 
 @pytest.fixture(scope="session")

@@ -394,3 +394,39 @@ async def test_connections_that_never_finish_the_handshake_or_sit_idle_are_close
         async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == 1
+
+
+async def test_stop_ends_a_background_loop_that_swallows_a_cancellation(keys: Any) -> None:
+    """Python 3.11's ``asyncio.wait_for`` can lose a cancellation; a loop that then goes
+    round again must still end with the service, not keep running in the event loop."""
+    rounds = 0
+
+    async def stubborn() -> None:
+        nonlocal rounds
+        swallowed = False
+        while True:
+            rounds += 1
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed = True  # what the lost cancellation looks like to the loop
+
+    async def build(runtime: Any) -> None:
+        await definition.build(runtime)
+        runtime.background.append(stubborn)
+
+    settings = SampleSettings(
+        service_name="sample",
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer=ISSUER,
+        auth_audience="tenpo",
+    )
+    async with running(dataclasses.replace(definition, build=build), settings) as host:
+        await asyncio.sleep(0.1)
+        tasks = list(host._tasks)
+    assert all(task.done() for task in tasks)
+    after_stop = rounds
+    await asyncio.sleep(0.1)
+    assert rounds == after_stop

@@ -271,10 +271,8 @@ class ServiceHost(Generic[S]):
         if self._server is not None:
             grace = self.settings.shutdown_grace_seconds
             await _bounded("server stop", self._server.stop(grace), grace + STEP_TIMEOUT)
-        for task in self._tasks:
-            task.cancel()
         if self._tasks:
-            await _bounded("background tasks", asyncio.wait(self._tasks))
+            await _bounded("background tasks", _cancel_all(self._tasks))
         if runtime is not None:
             for callback in runtime.on_stop:
                 await _bounded("stop callback", callback())
@@ -288,6 +286,20 @@ class ServiceHost(Generic[S]):
 STEP_TIMEOUT = 5.0
 #: Seconds a starting service waits for the event bus before it serves without it.
 BUS_GRACE_SECONDS = 5.0
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again any that is still running.
+
+    One ``cancel()`` is not always enough: on Python 3.11 ``asyncio.wait_for`` loses a
+    cancellation that arrives as its inner await completes, and a loop that then goes round
+    again would outlive the service (a leaked journey loop kept polling a dropped test
+    database)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
 
 
 async def _bounded(step: str, awaitable: Awaitable[Any], seconds: float = STEP_TIMEOUT) -> None:
