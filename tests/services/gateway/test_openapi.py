@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from openapi_spec_validator import validate
 
 from tests.services.conftest import Tokens
@@ -77,6 +78,8 @@ def _schemathesis() -> str:
     return str(found) if found.exists() else (shutil.which("schemathesis") or "schemathesis")
 
 
+# A few hundred generated requests through every backend: minutes on a busy 2-core machine.
+@pytest.mark.timeout(900)
 async def test_schemathesis_finds_no_server_errors(
     seeded_catalog: SeededCatalog, start_gateway: GatewayFactory, tokens: Tokens, tmp_path: Path
 ) -> None:

@@ -41,15 +41,29 @@ def order_overrides() -> dict[str, Any]:
     }
 
 
+#: What a client retries with the same request_id: the service was overloaded or away.
+TRANSIENT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+
+
 async def _outcome(stack: Stack, customer: str, request: object) -> str:
-    try:
-        placed = await stack.orders.PlaceOrder(
-            request,  # type: ignore[arg-type]
-            metadata=stack.customer(customer),
-        )
-    except grpc.aio.AioRpcError as error:
-        return decode_error(error).reason or error.code().name
-    return pb.OrderStatus.Name(placed.order.status)
+    """One shopper's answer, retrying transient failures with the same request_id as a real
+    client does (on a busy CI machine a thousand concurrent checkouts can outlast the
+    server's per-call limit)."""
+    for attempt in range(5):
+        try:
+            placed = await stack.orders.PlaceOrder(
+                request,  # type: ignore[arg-type]
+                metadata=stack.customer(customer),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in TRANSIENT and attempt < 4:
+                await asyncio.sleep(1.0 + attempt)
+                continue
+            return decode_error(error).reason or error.code().name
+        return pb.OrderStatus.Name(placed.order.status)
+    raise AssertionError("unreachable")
 
 
 async def _carts(stack: Stack, customers: list[str], sku: str) -> list[cart_pb.Cart]:
@@ -80,12 +94,14 @@ async def test_a_thousand_checkouts_of_two_hundred_carts_for_a_hundred_units(
     )
 
     assert outcomes["ORDER_STATUS_PLACED"] == UNITS, outcomes
-    # Losers: no stock left, the cart's checkout already running or already done.
+    # Losers: no stock left, the cart's checkout already running or already done, or the
+    # cart's version moved when a losing attempt of another device released it.
     assert set(outcomes) <= {
         "ORDER_STATUS_PLACED",
         "INSUFFICIENT_STOCK",
         "CHECKOUT_IN_PROGRESS",
         "CART_NOT_ACTIVE",
+        "CART_CHANGED",
     }, outcomes
     level = await stack.level(sku)
     assert (level.on_hand, level.reserved, level.available_to_promise) == (0, 0, 0)
