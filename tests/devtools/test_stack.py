@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from tenpo.devtools.stack import EmbeddedPostgres, PostgresError, free_port, libpq_url
 from tenpo.devtools.stack.config import (
     ConfigError,
+    ServiceSpec,
     StackConfig,
     assign_ports,
     discover_services,
@@ -23,7 +25,13 @@ from tenpo.devtools.stack.config import (
 )
 from tenpo.devtools.stack.net import port_in_use
 from tenpo.devtools.stack.postgres import PASSWORD_FILE
-from tenpo.devtools.stack.runner import READY_BANNER, DevStack, telemetry_hint
+from tenpo.devtools.stack.runner import (
+    PARALLEL_MIGRATIONS,
+    READY_BANNER,
+    DevStack,
+    StackError,
+    telemetry_hint,
+)
 from tests.conftest import NatsFactory, scratch_dir
 from tests.stack import Runner, processes_using
 
@@ -243,6 +251,32 @@ def test_run_says_where_telemetry_goes_or_how_to_send_it() -> None:
 def test_an_impossible_cluster_shape_is_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         StackConfig.from_env({name: value})
+
+
+def test_migrations_run_side_by_side_and_a_failure_is_reported_after_the_others_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = StackConfig.from_env({"TENPO_SERVICES": "catalog,inventory,customer,cart"})
+    out = io.StringIO()
+    stack = DevStack(config, out)
+    first = {spec.name for spec in config.services[:PARALLEL_MIGRATIONS]}
+    gate = threading.Barrier(len(first), timeout=10)  # all at once, or this waits and fails
+    ran: list[str] = []
+
+    def command(spec: ServiceSpec, command: str) -> None:
+        if spec.name in first:
+            gate.wait()
+        ran.append(spec.name)
+        if spec.name == "inventory":
+            raise StackError("inventory's migration failed")
+
+    monkeypatch.setattr(stack, "_service_command", command)
+    with pytest.raises(StackError, match="inventory"):
+        stack.migrate_all(config.services)
+    assert sorted(ran) == ["cart", "catalog", "customer", "inventory"]
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4
+    assert [line.split()[1] for line in lines if "failed" in line] == ["inventory"]
 
 
 # -- the runner -------------------------------------------------------------------------------

@@ -31,6 +31,10 @@ class Progress:
         self.out.write(text + "\n")
         self.out.flush()
 
+    def finished(self, label: str, status: str, started: float) -> None:
+        """A step that ran beside others, reported whole when it ends."""
+        self.line(f"  {label:<24} {status} ({time.monotonic() - started:.1f} s)")
+
     @contextlib.contextmanager
     def step(self, label: str) -> Iterator[_Outcome]:
         self.out.write(f"  {label:<24} ")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal, TextIO
@@ -57,6 +58,8 @@ DEV_CARRIER_WEBHOOK_SECRET = "dev-carrier-webhook-secret-not-for-production"  # 
 STAFF_TOKEN_TTL = timedelta(hours=12)
 #: How long services get to finish in-flight calls after SIGTERM before they are killed.
 SERVICE_STOP_GRACE = 15.0
+#: Migrations that run at once (each a process of its own, on its own database).
+PARALLEL_MIGRATIONS = 3
 #: Upper bound for one service's ``migrate`` or ``seed`` run.
 SERVICE_COMMAND_TIMEOUT = 600.0
 READY_BANNER = "Press Ctrl-C to stop."
@@ -270,31 +273,53 @@ class DevStack:
 
     def run_service_command(self, spec: ServiceSpec, command: str) -> None:
         """``python -m services.<name> <command>`` to completion, output to its log."""
-        log_file = self.config.log_file(spec.name)
         with self.progress.step(f"{command} {spec.name}") as outcome:
-            with self._open_log(log_file, command) as log_output:
-                try:
-                    result = subprocess.run(  # noqa: S603
-                        [sys.executable, "-m", spec.module, command],
-                        env=self.service_env(spec),
-                        cwd=self.config.root_dir,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_output,
-                        stderr=subprocess.STDOUT,
-                        timeout=SERVICE_COMMAND_TIMEOUT,
-                        check=False,
-                    )
-                except subprocess.TimeoutExpired:
-                    raise StackError(
-                        f"`python -m {spec.module} {command}` still running after "
-                        f"{SERVICE_COMMAND_TIMEOUT:.0f} s; see {_display(log_file)}"
-                    ) from None
-            if result.returncode != 0:
-                raise StackError(
-                    f"`python -m {spec.module} {command}` failed with exit code "
-                    f"{result.returncode}; see {_display(log_file)}\n{_log_tail(log_file)}"
-                )
+            self._service_command(spec, command)
             outcome.status = "done"
+
+    def migrate_all(self, specs: Sequence[ServiceSpec]) -> None:
+        """Migrate every database at once: each service has its own, and most of a migration
+        run is a Python process starting, which two cores do side by side. One line per
+        service as it finishes; the first failure is raised after the others have ended."""
+        failures: list[StackError] = []
+        with ThreadPoolExecutor(max_workers=PARALLEL_MIGRATIONS) as pool:
+            started = time.monotonic()
+            running = {pool.submit(self._service_command, spec, "migrate"): spec for spec in specs}
+            for future in as_completed(running):
+                label = f"migrate {running[future].name}"
+                error = future.exception()
+                if isinstance(error, StackError):
+                    failures.append(error)
+                elif error is not None:
+                    raise error
+                self.progress.finished(label, "failed" if error else "done", started)
+        if failures:
+            raise failures[0]
+
+    def _service_command(self, spec: ServiceSpec, command: str) -> None:
+        log_file = self.config.log_file(spec.name)
+        with self._open_log(log_file, command) as log_output:
+            try:
+                result = subprocess.run(  # noqa: S603
+                    [sys.executable, "-m", spec.module, command],
+                    env=self.service_env(spec),
+                    cwd=self.config.root_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_output,
+                    stderr=subprocess.STDOUT,
+                    timeout=SERVICE_COMMAND_TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise StackError(
+                    f"`python -m {spec.module} {command}` still running after "
+                    f"{SERVICE_COMMAND_TIMEOUT:.0f} s; see {_display(log_file)}"
+                ) from None
+        if result.returncode != 0:
+            raise StackError(
+                f"`python -m {spec.module} {command}` failed with exit code "
+                f"{result.returncode}; see {_display(log_file)}\n{_log_tail(log_file)}"
+            )
 
     def start_services(self) -> None:
         busy = [
@@ -640,9 +665,9 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
             stack.start_nats()
             stack.ensure_keys()
             stack.start_mail_catcher()
-            for spec in stack.services:
-                if spec.has_database:
-                    stack.run_service_command(spec, "migrate")
+            stack.migrate_all([spec for spec in stack.services if spec.has_database])
+            # Seeds one after another: the customer seed leaves the development credentials
+            # that later services' settings read.
             for spec in stack.services:
                 if spec.has_database:
                     stack.run_service_command(spec, "seed")
@@ -708,8 +733,7 @@ def migrate(config: StackConfig, out: TextIO = sys.stdout) -> int:
             # Without the lock a `run` owns the servers: use its PostgreSQL, never stop it.
             stack.start_postgres("if_started" if owns_servers else "never")
             stack.ensure_databases()
-            for spec in with_database:
-                stack.run_service_command(spec, "migrate")
+            stack.migrate_all(with_database)
         except KeyboardInterrupt:
             code = 130
         except _EXPECTED_ERRORS as error:
