@@ -92,7 +92,9 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         StoreCardServicer(cases.store_cards, runtime.page_tokens),
         STORE_CARD_SERVICE,
     )
-    runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
+    runtime.subscribe(
+        order_subscription(cases.earning, runtime.settings.order_consumer, cases.segments)
+    )
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)
@@ -134,7 +136,22 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
                 log.exception("loyalty sweep failed; retrying at the next interval")
             await asyncio.sleep(runtime.settings.loyalty_sweep_interval_seconds)
 
-    runtime.background.extend([housekeeping, reset_mailer, loyalty_sweeper])
+    async def engagement_sweeper() -> None:
+        # Every replica sweeps: due segment reviews are taken with SKIP LOCKED, and a
+        # birthday is announced once per customer and year by its row's primary key.
+        while True:
+            try:
+                changed = await cases.segments.sweep()
+                if changed:
+                    log.info("segment memberships changed by time", extra={"changes": changed})
+                born = await cases.segments.announce_birthdays()
+                if born:
+                    log.info("birthdays announced", extra={"customers": born})
+            except Exception:
+                log.exception("engagement sweep failed; retrying at the next interval")
+            await asyncio.sleep(runtime.settings.engagement_sweep_interval_seconds)
+
+    runtime.background.extend([housekeeping, reset_mailer, loyalty_sweeper, engagement_sweeper])
     runtime.parts.update(balance_hub=hub, use_cases=cases)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -71,6 +71,20 @@ class CustomerSettings(ServiceSettings):
     order_consumer: str = "customer-order"
     #: Longest a WatchBalance stream stays open; clients reconnect.
     loyalty_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+
+    #: Computed segments: a customer is "lapsed" this long after her last order.
+    segment_lapsed_after_days: float = Field(default=183.0, gt=0, le=3650)
+    #: "loyal" from this many orders (cancelled ones not counted)...
+    segment_loyal_min_orders: int = Field(default=5, ge=1, le=10_000)
+    #: ...or from this tier on (empty: by orders only).
+    segment_loyal_min_tier: str = "GOLD"
+    #: Custom segments as data, JSON: {"big_spender": {"min_twelve_month_spend_yen": 100000}};
+    #: conditions: min_orders, max_orders, min_twelve_month_spend_yen, min_channels,
+    #: channels_any (channel numbers), ordered_within_days, min_tier. All given must hold.
+    segment_rules: dict[str, dict[str, Any]] = {}
+    #: How often each replica looks for segments time has changed and for today's
+    #: birthdays (both are leased in rows, so replicas share the work).
+    engagement_sweep_interval_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
 
     password_reset_ttl_seconds: int = Field(default=1800, ge=60)
     email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)

@@ -235,6 +235,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self.consents = cases.consents
         self.privacy = cases.privacy
         self.overviews = cases.overviews
+        self.segments = cases.segments
         self.page_tokens = page_tokens
 
     async def GetCustomer(
@@ -446,3 +447,25 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     ) -> api.EraseCustomerResponse:
         customer = await self.privacy.erase(current_principal(), request.customer_id)
         return api.EraseCustomerResponse(customer=convert.customer(customer))
+
+    async def ListSegmentMembers(
+        self, request: api.ListSegmentMembersRequest, context: ServicerContext
+    ) -> api.ListSegmentMembersResponse:
+        size = page_size(request.page_size, default=100, maximum=1000)
+        shape = {"s": request.segment}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = convert.parse_id(str(cursor["a"]), "page_token") if cursor else None
+        found = await self.segments.members(current_principal(), request.segment, after, size + 1)
+        page, more = found[:size], len(found) > size
+        token = self.page_tokens.encode({"a": str(page[-1][0])}, query=shape) if more else ""
+        return api.ListSegmentMembersResponse(
+            members=[
+                api.SegmentMembership(
+                    segment=request.segment.strip(),
+                    customer_id=str(customer_id),
+                    enter_time=convert.timestamp(entered_at),
+                )
+                for customer_id, entered_at in page
+            ],
+            next_page_token=token,
+        )

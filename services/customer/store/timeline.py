@@ -27,6 +27,7 @@ def _interaction(row: Any) -> td.Interaction:
         device_id=row.device_id,
         summary=row.summary,
         created_at=row.created_at,
+        reference=row.reference,
     )
 
 
@@ -47,6 +48,7 @@ class TimelineStore:
                 device_id=item.device_id,
                 summary=item.summary,
                 created_at=item.created_at,
+                reference=item.reference,
             )
         )
 

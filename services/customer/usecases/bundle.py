@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from services.customer.config import CustomerSettings
 from services.customer.domain import loyalty as ld
+from services.customer.domain import segments as sd
 from services.customer.domain import tiers
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
@@ -22,6 +23,7 @@ from services.customer.usecases.mail_tokens import MailTokens
 from services.customer.usecases.overview import Overviews
 from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
+from services.customer.usecases.segments import Segments
 from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
 from services.customer.usecases.store_card import StoreCardPolicy, StoreCards
@@ -49,6 +51,7 @@ class CustomerUseCases:
     store_cards: StoreCards
     overviews: Overviews
     timeline: Timeline
+    segments: Segments
 
 
 def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
@@ -70,6 +73,19 @@ def earning_policy(settings: CustomerSettings) -> EarningPolicy:
             thresholds=tiers.parse_thresholds(settings.loyalty_tier_thresholds),
             period_months=settings.loyalty_tier_period_months,
         ),
+    )
+
+
+def segment_rules(settings: CustomerSettings, rules: tiers.TierRules) -> sd.SegmentRules:
+    ranks = {tier: rules.rank(tier) for tier in (ld.DEFAULT_TIER, *rules.thresholds)}
+    min_tier = settings.segment_loyal_min_tier.strip().upper()
+    if min_tier and min_tier not in ranks:
+        raise ValueError(f"segment_loyal_min_tier must be one of {sorted(ranks)} or empty")
+    return sd.SegmentRules(
+        lapsed_after=timedelta(days=settings.segment_lapsed_after_days),
+        loyal_min_orders=settings.segment_loyal_min_orders,
+        loyal_min_tier_rank=ranks[min_tier] if min_tier else None,
+        custom=sd.parse_custom(settings.segment_rules, ranks),
     )
 
 
@@ -124,4 +140,5 @@ def build_use_cases(
         ),
         timeline=Timeline(context),
         overviews=Overviews(context),
+        segments=Segments(context, segment_rules(settings, earning.tiers), earning.tiers, loyalty),
     )

@@ -39,6 +39,9 @@ EVENT_CLASSES: dict[str, type[Message]] = {
         events_pb2.ConsentConfirmationRequested,
         events_pb2.LoyaltyBalanceChanged,
         events_pb2.StoreCardBalanceChanged,
+        events_pb2.SegmentEntered,
+        events_pb2.SegmentExited,
+        events_pb2.BirthdayReached,
     )
 }
 EVENT_TYPES = tuple(EVENT_CLASSES)
