@@ -17,7 +17,11 @@ from services.customer.servicers.campaigns import CampaignServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
 from services.customer.servicers.store_card import StoreCardServicer
-from services.customer.subscribers import order_subscription
+from services.customer.subscribers import (
+    cart_subscription,
+    notification_subscription,
+    order_subscription,
+)
 from services.customer.usecases.bundle import build_use_cases
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
@@ -92,9 +96,12 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         StoreCardServicer(cases.store_cards, runtime.page_tokens),
         STORE_CARD_SERVICE,
     )
+    settings = runtime.settings
     runtime.subscribe(
-        order_subscription(cases.earning, runtime.settings.order_consumer, cases.segments)
+        order_subscription(cases.earning, settings.order_consumer, cases.segments, cases.timeline)
     )
+    runtime.subscribe(cart_subscription(cases.timeline, settings.cart_consumer))
+    runtime.subscribe(notification_subscription(cases.timeline, settings.notification_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)

@@ -69,6 +69,9 @@ class CustomerSettings(ServiceSettings):
     store_card_hold_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
     #: Durable consumer of the order service's events (one per deployment).
     order_consumer: str = "customer-order"
+    #: Durable consumers of the cart and notification services' events (the timeline).
+    cart_consumer: str = "customer-cart"
+    notification_consumer: str = "customer-notification"
     #: Longest a WatchBalance stream stays open; clients reconnect.
     loyalty_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
 
