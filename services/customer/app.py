@@ -22,7 +22,7 @@ from services.customer.subscribers import (
     notification_subscription,
     order_subscription,
 )
-from services.customer.usecases.bundle import build_use_cases
+from services.customer.usecases.bundle import build_use_cases, service_exports
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
     campaign_service_pb2,
@@ -65,7 +65,9 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
     )
     runtime.on_stop.append(inventory.close)
     hub = BalanceHub(runtime.db)
-    cases = build_use_cases(runtime.settings, runtime.db, inventory, hub)
+    exports = service_exports(runtime.settings)
+    runtime.on_stop.append(exports.close)
+    cases = build_use_cases(runtime.settings, runtime.db, inventory, hub, exports)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(cases, runtime.page_tokens),

@@ -45,6 +45,15 @@ class CustomerSettings(ServiceSettings):
     #: Deadline of that call (retries of an unavailable inventory included).
     inventory_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
+    #: The services whose data ExportCustomerData gathers (host:port; the dev stack sets
+    #: ``TENPO_<SERVICE>_TARGET``). One left empty shows in the export as UNAVAILABLE
+    #: (``<SERVICE>_NOT_CONFIGURED``).
+    order_target: str = ""
+    cart_target: str = ""
+    notification_target: str = ""
+    #: Deadline of each of those calls; a service slower than this is UNAVAILABLE in it.
+    export_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     #: Loyalty earn rules: one point per this many yen paid, times the customer's tier
     #: multiplier (tiers without an entry earn as STANDARD), rounded down.
     loyalty_yen_per_point: int = Field(default=100, ge=1, le=100_000)

@@ -439,8 +439,17 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def ExportCustomerData(
         self, request: api.ExportCustomerDataRequest, context: ServicerContext
     ) -> api.ExportCustomerDataResponse:
-        document = await self.privacy.export(current_principal(), request.customer_id)
-        return api.ExportCustomerDataResponse(json=document, content_type="application/json")
+        # The caller's own credentials go along to the other services' exports: each
+        # decides for itself whether this caller may have this customer's data.
+        forward = tuple(
+            (key, value)
+            for key, value in context.invocation_metadata() or ()
+            if key == "authorization" and isinstance(value, str)
+        )
+        found = await self.privacy.export(current_principal(), request.customer_id, forward)
+        return api.ExportCustomerDataResponse(
+            json=found.json, content_type="application/json", unavailable_services=found.unavailable
+        )
 
     async def EraseCustomer(
         self, request: api.EraseCustomerRequest, context: ServicerContext

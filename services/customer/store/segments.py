@@ -37,9 +37,12 @@ class SegmentStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def known(self, customer_id: uuid.UUID) -> bool:
-        found = await self.session.execute(sa.select(_C.id).where(_C.id == customer_id))
-        return found.first() is not None
+    async def alive(self, customer_id: uuid.UUID) -> bool:
+        """Known here and not erased."""
+        state = (
+            await self.session.execute(sa.select(_C.state).where(_C.id == customer_id))
+        ).scalar_one_or_none()
+        return state is not None and state != int(d.CustomerState.ERASED)
 
     async def lock(self, customer_id: uuid.UUID, now: datetime) -> None:
         """The customer's review row, created on first use, locked until the transaction

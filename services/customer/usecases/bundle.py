@@ -9,6 +9,7 @@ from services.customer.config import CustomerSettings
 from services.customer.domain import loyalty as ld
 from services.customer.domain import segments as sd
 from services.customer.domain import tiers
+from services.customer.exports import ServiceExports
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
@@ -89,11 +90,23 @@ def segment_rules(settings: CustomerSettings, rules: tiers.TierRules) -> sd.Segm
     )
 
 
+def service_exports(settings: CustomerSettings) -> ServiceExports:
+    return ServiceExports(
+        {
+            "order": settings.order_target,
+            "cart": settings.cart_target,
+            "notification": settings.notification_target,
+        },
+        settings.export_timeout_seconds,
+    )
+
+
 def build_use_cases(
     settings: CustomerSettings,
     db: Database,
     stores: StoreDirectory | None = None,
     hub: BalanceHub | None = None,
+    exports: ServiceExports | None = None,
 ) -> CustomerUseCases:
     """The use cases from settings; refuses to run without signing keys. Store ids are
     checked with inventory unless ``stores`` says otherwise."""
@@ -127,7 +140,7 @@ def build_use_cases(
         profiles=Profiles(context, mail),
         addresses=Addresses(context),
         consents=Consents(context, mail),
-        privacy=Privacy(context),
+        privacy=Privacy(context, exports or service_exports(settings)),
         loyalty=loyalty,
         earning=Earning(context, loyalty, earning, campaigns),
         campaigns=campaigns,

@@ -60,16 +60,16 @@ class Segments(UseCase):
         change. Returns (entered, exited). Runs in the caller's transaction."""
         store = SegmentStore(uow.session)
         now = self.clock()
-        if not await store.known(customer_id):
-            return 0, 0  # an order event of a customer this service does not know
+        if not await store.alive(customer_id):
+            return 0, 0  # unknown here, or erased: nothing is computed for her again
         await store.lock(customer_id, now)
         found = await store.facts(customer_id, now)
         if found is None:
             return 0, 0
         facts, tier, erased = found
         if erased:
-            # Erasure deleted her memberships; nothing is computed for her again.
-            await store.set_review(customer_id, None, now)
+            # Erased while this waited for her lock: leave nothing about her behind.
+            await store.erase(customer_id)
             return 0, 0
         facts = replace(facts, tier_rank=self.tiers.rank(tier) if tier else -1)
         decision = sd.decide(facts, self.rules, now)
