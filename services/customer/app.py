@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.customer.cli import bootstrap_staff
 from services.customer.config import CustomerSettings
+from services.customer.greetings import CHECKED_IN_SUBJECT
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
@@ -85,7 +86,7 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
     )
     runtime.add_servicer(
         interaction_service_pb2_grpc.add_InteractionServiceServicer_to_server,
-        InteractionServicer(cases.timeline, runtime.page_tokens),
+        InteractionServicer(cases.timeline, runtime.page_tokens, cases.greetings),
         INTERACTION_SERVICE,
     )
     runtime.add_servicer(
@@ -107,9 +108,12 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)
+    # Check-ins too: a banner streaming from any replica greets a check-in made on another.
+    await runtime.bus.broadcast(CHECKED_IN_SUBJECT, cases.greetings.hub.on_event)
 
     async def end_streams() -> None:
         hub.close()  # open WatchBalance streams end with OK while the server drains
+        cases.greetings.hub.close()
 
     runtime.on_drain.append(end_streams)
 

@@ -98,6 +98,13 @@ class CustomerSettings(ServiceSettings):
     #: birthdays (both are leased in rows, so replicas share the work).
     engagement_sweep_interval_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
 
+    #: Store welcome banners: a greeting is shown this long, a banner's stream stays open
+    #: this long (devices reconnect), and a second check-in at the same store within the
+    #: repeat time is not greeted again.
+    greeting_display_seconds: int = Field(default=20, ge=1, le=600)
+    greeting_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    greeting_repeat_after_seconds: float = Field(default=600.0, ge=0, le=24 * 3600)
+
     password_reset_ttl_seconds: int = Field(default=1800, ge=60)
     email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)
     consent_confirmation_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)

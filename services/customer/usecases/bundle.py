@@ -18,6 +18,7 @@ from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
 from services.customer.usecases.earning import Earning, EarningPolicy
+from services.customer.usecases.greetings import GreetingPolicy, Greetings
 from services.customer.usecases.handoff import Handoff
 from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
@@ -53,6 +54,7 @@ class CustomerUseCases:
     overviews: Overviews
     timeline: Timeline
     segments: Segments
+    greetings: Greetings
 
 
 def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
@@ -154,4 +156,12 @@ def build_use_cases(
         timeline=Timeline(context),
         overviews=Overviews(context),
         segments=Segments(context, segment_rules(settings, earning.tiers), earning.tiers, loyalty),
+        greetings=Greetings(
+            context,
+            GreetingPolicy(
+                display_seconds=settings.greeting_display_seconds,
+                watch_max_seconds=settings.greeting_watch_max_seconds,
+                repeat_after=timedelta(seconds=settings.greeting_repeat_after_seconds),
+            ),
+        ),
     )
