@@ -54,8 +54,10 @@ ID_MAY_REMAIN = {
     "order": {"orders", "outbox"},
     # cart: closed carts and redemptions keep the id of whom they were for (no contact).
     "cart": {"carts", "redemptions", "outbox"},
-    # notification: message records keep the id, never the address or the body.
-    "notification": {"messages", "journey_runs", "outbox"},
+    # notification: message records keep the id, never the address or the body; the
+    # journey exits seen for her (event type and time under the id) stay too, which its
+    # README does not say yet (reported to the notification work).
+    "notification": {"messages", "journey_runs", "journey_exits", "outbox"},
 }
 
 
@@ -124,7 +126,9 @@ class Shopper:
         assert response.status_code == 200, (method, path, response.text)
         return response.json()  # type: ignore[no-any-return]
 
-    async def order_for_pickup(self) -> dict[str, Any]:
+    async def order_for_pickup(self, contact: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Click & collect paid at the store; ``contact``: the cart's contact e-mail and the
+        fulfilment's address (name, phone), which the order copies."""
         created = await self.call("POST", "/v1/carts", json={"requestId": str(uuid.uuid4())})
         cart = created["cart"]
         await self.call(
@@ -132,12 +136,17 @@ class Shopper:
             f"/v1/carts/{cart['id']}/lineItems",
             json={"sku": SKU, "quantity": 1, "requestId": str(uuid.uuid4())},
         )
+        fulfillment: dict[str, Any] = {"method": "FULFILLMENT_METHOD_PICKUP", "storeId": STORE}
+        changes: dict[str, Any] = {"fulfillment": fulfillment}
+        if contact is not None:
+            fulfillment["address"] = contact["address"]
+            changes["contactEmail"] = contact["email"]
         updated = await self.call(
             "PATCH",
             f"/v1/carts/{cart['id']}",
             json={
-                "cart": {"fulfillment": {"method": "FULFILLMENT_METHOD_PICKUP", "storeId": STORE}},
-                "updateMask": "fulfillment",
+                "cart": changes,
+                "updateMask": ",".join(sorted(changes)),
                 "requestId": str(uuid.uuid4()),
             },
         )
@@ -231,23 +240,21 @@ async def test_an_erased_customer_leaves_nothing_personal_in_any_database(stack:
             params={"updateMask": "phoneNumber"},
             json={"phoneNumber": f"+81{national}"},
         )
+        postal = {
+            "regionCode": "JP",
+            "postalCode": "150-0041",
+            "administrativeArea": "東京都",
+            "locality": "渋谷区",
+            "addressLines": [address_line],
+            "recipient": f"{family} {given}",
+            "phoneNumber": f"0{national}",
+        }
         await web.call(
             "POST",
             "/v1/customers/me/addresses",
-            json={
-                "label": "自宅",
-                "postalAddress": {
-                    "regionCode": "JP",
-                    "postalCode": "150-0041",
-                    "administrativeArea": "東京都",
-                    "locality": "渋谷区",
-                    "addressLines": [address_line],
-                    "recipient": f"{family} {given}",
-                    "phoneNumber": f"0{national}",
-                },
-            },
+            json={"label": "自宅", "postalAddress": postal},
         )
-        web_order = await web.order_for_pickup()
+        web_order = await web.order_for_pickup({"email": email, "address": postal})
         app_order = await app.order_for_pickup()
         assert web_order["channel"] == "CHANNEL_WEB" and app_order["channel"] == "CHANNEL_APP"
         await _kiosk_visit(stack, web)
