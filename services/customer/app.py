@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.customer.cli import bootstrap_staff
 from services.customer.config import CustomerSettings
+from services.customer.greetings import CHECKED_IN_SUBJECT
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing
 from services.customer.seed import seed_demo_customers
@@ -17,8 +18,12 @@ from services.customer.servicers.campaigns import CampaignServicer
 from services.customer.servicers.interactions import InteractionServicer
 from services.customer.servicers.loyalty import LoyaltyServicer
 from services.customer.servicers.store_card import StoreCardServicer
-from services.customer.subscribers import order_subscription
-from services.customer.usecases.bundle import build_use_cases
+from services.customer.subscribers import (
+    cart_subscription,
+    notification_subscription,
+    order_subscription,
+)
+from services.customer.usecases.bundle import build_use_cases, service_exports
 from services.customer.watch import BALANCE_SUBJECT, BalanceHub
 from tenpo.customer.v1 import (
     campaign_service_pb2,
@@ -61,7 +66,9 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
     )
     runtime.on_stop.append(inventory.close)
     hub = BalanceHub(runtime.db)
-    cases = build_use_cases(runtime.settings, runtime.db, inventory, hub)
+    exports = service_exports(runtime.settings)
+    runtime.on_stop.append(exports.close)
+    cases = build_use_cases(runtime.settings, runtime.db, inventory, hub, exports)
     runtime.add_servicer(
         identity_service_pb2_grpc.add_IdentityServiceServicer_to_server,
         IdentityServicer(cases, runtime.page_tokens),
@@ -79,7 +86,7 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
     )
     runtime.add_servicer(
         interaction_service_pb2_grpc.add_InteractionServiceServicer_to_server,
-        InteractionServicer(cases.timeline, runtime.page_tokens),
+        InteractionServicer(cases.timeline, runtime.page_tokens, cases.greetings),
         INTERACTION_SERVICE,
     )
     runtime.add_servicer(
@@ -92,13 +99,21 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
         StoreCardServicer(cases.store_cards, runtime.page_tokens),
         STORE_CARD_SERVICE,
     )
-    runtime.subscribe(order_subscription(cases.earning, runtime.settings.order_consumer))
+    settings = runtime.settings
+    runtime.subscribe(
+        order_subscription(cases.earning, settings.order_consumer, cases.segments, cases.timeline)
+    )
+    runtime.subscribe(cart_subscription(cases.timeline, settings.cart_consumer))
+    runtime.subscribe(notification_subscription(cases.timeline, settings.notification_consumer))
     # Every replica hears every balance change (not a durable consumer): WatchBalance
     # streams on any replica see a change made on another within the relay's latency.
     await runtime.bus.broadcast(BALANCE_SUBJECT, hub.on_event)
+    # Check-ins too: a banner streaming from any replica greets a check-in made on another.
+    await runtime.bus.broadcast(CHECKED_IN_SUBJECT, cases.greetings.hub.on_event)
 
     async def end_streams() -> None:
         hub.close()  # open WatchBalance streams end with OK while the server drains
+        cases.greetings.hub.close()
 
     runtime.on_drain.append(end_streams)
 
@@ -134,7 +149,22 @@ async def build(runtime: Runtime[CustomerSettings]) -> None:
                 log.exception("loyalty sweep failed; retrying at the next interval")
             await asyncio.sleep(runtime.settings.loyalty_sweep_interval_seconds)
 
-    runtime.background.extend([housekeeping, reset_mailer, loyalty_sweeper])
+    async def engagement_sweeper() -> None:
+        # Every replica sweeps: due segment reviews are taken with SKIP LOCKED, and a
+        # birthday is announced once per customer and year by its row's primary key.
+        while True:
+            try:
+                changed = await cases.segments.sweep()
+                if changed:
+                    log.info("segment memberships changed by time", extra={"changes": changed})
+                born = await cases.segments.announce_birthdays()
+                if born:
+                    log.info("birthdays announced", extra={"customers": born})
+            except Exception:
+                log.exception("engagement sweep failed; retrying at the next interval")
+            await asyncio.sleep(runtime.settings.engagement_sweep_interval_seconds)
+
+    runtime.background.extend([housekeeping, reset_mailer, loyalty_sweeper, engagement_sweeper])
     runtime.parts.update(balance_hub=hub, use_cases=cases)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -45,6 +45,15 @@ class CustomerSettings(ServiceSettings):
     #: Deadline of that call (retries of an unavailable inventory included).
     inventory_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
+    #: The services whose data ExportCustomerData gathers (host:port; the dev stack sets
+    #: ``TENPO_<SERVICE>_TARGET``). One left empty shows in the export as UNAVAILABLE
+    #: (``<SERVICE>_NOT_CONFIGURED``).
+    order_target: str = ""
+    cart_target: str = ""
+    notification_target: str = ""
+    #: Deadline of each of those calls; a service slower than this is UNAVAILABLE in it.
+    export_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     #: Loyalty earn rules: one point per this many yen paid, times the customer's tier
     #: multiplier (tiers without an entry earn as STANDARD), rounded down.
     loyalty_yen_per_point: int = Field(default=100, ge=1, le=100_000)
@@ -69,8 +78,32 @@ class CustomerSettings(ServiceSettings):
     store_card_hold_ttl_seconds: int = Field(default=900, ge=10, le=7 * 24 * 3600)
     #: Durable consumer of the order service's events (one per deployment).
     order_consumer: str = "customer-order"
+    #: Durable consumers of the cart and notification services' events (the timeline).
+    cart_consumer: str = "customer-cart"
+    notification_consumer: str = "customer-notification"
     #: Longest a WatchBalance stream stays open; clients reconnect.
     loyalty_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+
+    #: Computed segments: a customer is "lapsed" this long after her last order.
+    segment_lapsed_after_days: float = Field(default=183.0, gt=0, le=3650)
+    #: "loyal" from this many orders (cancelled ones not counted)...
+    segment_loyal_min_orders: int = Field(default=5, ge=1, le=10_000)
+    #: ...or from this tier on (empty: by orders only).
+    segment_loyal_min_tier: str = "GOLD"
+    #: Custom segments as data, JSON: {"big_spender": {"min_twelve_month_spend_yen": 100000}};
+    #: conditions: min_orders, max_orders, min_twelve_month_spend_yen, min_channels,
+    #: channels_any (channel numbers), ordered_within_days, min_tier. All given must hold.
+    segment_rules: dict[str, dict[str, Any]] = {}
+    #: How often each replica looks for segments time has changed and for today's
+    #: birthdays (both are leased in rows, so replicas share the work).
+    engagement_sweep_interval_seconds: float = Field(default=600.0, gt=0, le=24 * 3600)
+
+    #: Store welcome banners: a greeting is shown this long, a banner's stream stays open
+    #: this long (devices reconnect), and a second check-in at the same store within the
+    #: repeat time is not greeted again.
+    greeting_display_seconds: int = Field(default=20, ge=1, le=600)
+    greeting_watch_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    greeting_repeat_after_seconds: float = Field(default=600.0, ge=0, le=24 * 3600)
 
     password_reset_ttl_seconds: int = Field(default=1800, ge=60)
     email_verification_ttl_seconds: int = Field(default=48 * 3600, ge=60)

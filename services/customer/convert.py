@@ -217,4 +217,5 @@ def interaction(value: td.Interaction) -> ipb.Interaction:
         device_id=value.device_id or "",
         summary=value.summary,
         create_time=timestamp(value.created_at),
+        reference=value.reference,
     )

@@ -473,7 +473,49 @@ interactions = sa.Table(
     sa.Column("device_id", sa.Text),
     sa.Column("summary", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", _time, nullable=False),
+    # What a projected entry is about: an order, cart or message id (empty for devices).
+    sa.Column("reference", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_interactions_customer", "customer_id", sa.text("created_at DESC"), "id"),
+)
+
+# ------------------------------------------------------------------------------ segments
+
+# No foreign key to customers on purpose: an insert here would take a KEY SHARE lock on the
+# customer row, and the loyalty sweep (which recomputes segments on the accounts it holds)
+# would then wait for an order handler that holds the customer row and waits for the account:
+# a deadlock. Customers are never deleted (erasure keeps the row), and erasure deletes these.
+customer_segments = sa.Table(
+    "customer_segments",
+    metadata,
+    sa.Column("customer_id", _uuid, primary_key=True),
+    sa.Column("segment", sa.Text, primary_key=True),
+    sa.Column("entered_at", _time, nullable=False),
+    # ListSegmentMembers pages a segment by customer id.
+    sa.Index("ix_customer_segments_segment", "segment", "customer_id"),
+)
+
+# One row per customer whose segments were computed: its lock serialises every recompute of
+# that customer (order events, the loyalty sweep, the segment sweep), and ``review_at`` is
+# when time alone may change her segments (lapsed, birthday month, the spend window).
+segment_reviews = sa.Table(
+    "segment_reviews",
+    metadata,
+    sa.Column("customer_id", _uuid, primary_key=True),
+    sa.Column("review_at", _time),
+    sa.Column("computed_at", _time, nullable=False),
+    sa.Index(
+        "ix_segment_reviews_due", "review_at", postgresql_where=sa.text("review_at IS NOT NULL")
+    ),
+)
+
+# BirthdayReached announced, one row per customer and year: the primary key makes "once a
+# year" hold with any number of sweeping replicas.
+birthday_announcements = sa.Table(
+    "birthday_announcements",
+    metadata,
+    sa.Column("customer_id", _uuid, primary_key=True),
+    sa.Column("year", sa.SmallInteger, primary_key=True),
+    sa.Column("announced_at", _time, nullable=False),
 )
 
 #: Tables holding rows about one customer, and the column naming them: what export covers.
@@ -495,6 +537,9 @@ CUSTOMER_TABLES: dict[str, sa.Column[object]] = {
     "store_cards": store_cards.c.customer_id,
     "store_card_entries": store_card_entries.c.customer_id,
     "store_card_holds": store_card_holds.c.customer_id,
+    "customer_segments": customer_segments.c.customer_id,
+    "segment_reviews": segment_reviews.c.customer_id,
+    "birthday_announcements": birthday_announcements.c.customer_id,
 }
 #: Columns never exported: credentials, even hashed.
 SECRET_COLUMNS = frozenset({"password_hash", "token_hash", "secret_hash", "device_code_hash"})

@@ -36,7 +36,8 @@ DEVICES = (
     (
         d.ClientKind.KIOSK,
         "kiosk",
-        ("catalog:read", "inventory:read", "carts:write", "interactions:write"),
+        # The kiosk at the door shows the welcome banner too (greetings:read).
+        ("catalog:read", "inventory:read", "carts:write", "interactions:write", "greetings:read"),
     ),
     (
         d.ClientKind.SMART_MIRROR,

@@ -235,6 +235,7 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
         self.consents = cases.consents
         self.privacy = cases.privacy
         self.overviews = cases.overviews
+        self.segments = cases.segments
         self.page_tokens = page_tokens
 
     async def GetCustomer(
@@ -438,11 +439,42 @@ class CustomerServicer(api_grpc.CustomerServiceServicer):
     async def ExportCustomerData(
         self, request: api.ExportCustomerDataRequest, context: ServicerContext
     ) -> api.ExportCustomerDataResponse:
-        document = await self.privacy.export(current_principal(), request.customer_id)
-        return api.ExportCustomerDataResponse(json=document, content_type="application/json")
+        # The caller's own credentials go along to the other services' exports: each
+        # decides for itself whether this caller may have this customer's data.
+        forward = tuple(
+            (key, value)
+            for key, value in context.invocation_metadata() or ()
+            if key == "authorization" and isinstance(value, str)
+        )
+        found = await self.privacy.export(current_principal(), request.customer_id, forward)
+        return api.ExportCustomerDataResponse(
+            json=found.json, content_type="application/json", unavailable_services=found.unavailable
+        )
 
     async def EraseCustomer(
         self, request: api.EraseCustomerRequest, context: ServicerContext
     ) -> api.EraseCustomerResponse:
         customer = await self.privacy.erase(current_principal(), request.customer_id)
         return api.EraseCustomerResponse(customer=convert.customer(customer))
+
+    async def ListSegmentMembers(
+        self, request: api.ListSegmentMembersRequest, context: ServicerContext
+    ) -> api.ListSegmentMembersResponse:
+        size = page_size(request.page_size, default=100, maximum=1000)
+        shape = {"s": request.segment}
+        cursor = self.page_tokens.decode(request.page_token, query=shape)
+        after = convert.parse_id(str(cursor["a"]), "page_token") if cursor else None
+        found = await self.segments.members(current_principal(), request.segment, after, size + 1)
+        page, more = found[:size], len(found) > size
+        token = self.page_tokens.encode({"a": str(page[-1][0])}, query=shape) if more else ""
+        return api.ListSegmentMembersResponse(
+            members=[
+                api.SegmentMembership(
+                    segment=request.segment.strip(),
+                    customer_id=str(customer_id),
+                    enter_time=convert.timestamp(entered_at),
+                )
+                for customer_id, entered_at in page
+            ],
+            next_page_token=token,
+        )

@@ -7,6 +7,7 @@ from grpc.aio import ServicerContext
 from services.notification import convert
 from services.notification.domain import journeys as jd
 from services.notification.domain.push import PushSubscription
+from services.notification.servicers_export import ExportRpcs
 from services.notification.usecases import journeys as journey_usecases
 from services.notification.usecases import templates as template_usecases
 from services.notification.usecases.journeys import Journeys
@@ -28,7 +29,7 @@ from tenpo.notification.v1 import resources_pb2 as pb
 # by the kit's call guard before a method here runs.
 
 
-class NotificationServicer(api_grpc.NotificationServiceServicer):
+class NotificationServicer(ExportRpcs, api_grpc.NotificationServiceServicer):
     def __init__(
         self,
         templates: Templates,

@@ -87,6 +87,7 @@ EXPECTED = {
         "LedgerEntryKind",
         "ReservationState",
         "InteractionKind",
+        "SuggestionReason",
         "StoreCardEntryKind",
         "StoreCardHoldState",
     },

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grpc.aio import ServicerContext
 
 from services.cart import convert
+from services.cart.servicers.export import ExportRpcs
 from services.cart.usecases.carts import CartChanges, Carts
 from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.cart.v1 import cart_service_pb2_grpc as api_grpc
@@ -16,7 +17,7 @@ CART_UPDATABLE = ("fulfillment", "loyalty_points_to_redeem", "contact_email")
 LINE_UPDATABLE = ("quantity",)
 
 
-class CartServicer(api_grpc.CartServiceServicer):
+class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
     def __init__(self, carts: Carts) -> None:
         self.carts = carts
 

@@ -56,7 +56,7 @@ STAFF_SCOPES = (
 #: Scopes any machine client may be given without the creator holding them: reads of public
 #: data and the carts a device fills for its shoppers.
 DEVICE_BASE_SCOPES = frozenset(
-    {"catalog:read", "inventory:read", "carts:write", "interactions:write"}
+    {"catalog:read", "inventory:read", "carts:write", "interactions:write", "greetings:read"}
 )
 #: Never delegated to a machine: minting credentials stays with people.
 UNDELEGABLE_SCOPES = frozenset({CLIENTS_SCOPE})

@@ -23,6 +23,9 @@ class InteractionKind(IntEnum):
     MIRROR_TRY_ON = 2
     KIOSK_SESSION = 3
     LOYALTY = 4
+    ORDER = 5
+    CART = 6
+    MESSAGE = 7
 
 
 #: What devices may record; LOYALTY entries are projected by this service only.
@@ -43,6 +46,8 @@ class Interaction:
     device_id: str | None
     summary: str
     created_at: datetime
+    #: What a projected entry is about (order, cart or message id); empty for devices.
+    reference: str = ""
 
 
 def check_device_interaction(kind: InteractionKind, sku: str, size: str) -> tuple[str, str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 from grpc.aio import ServicerContext
 
 from services.customer import convert
 from services.customer.domain import timeline as td
+from services.customer.usecases.greetings import Greetings
 from services.customer.usecases.timeline import Timeline
 from tenpo.customer.v1 import interaction_service_pb2 as api
 from tenpo.customer.v1 import interaction_service_pb2_grpc as api_grpc
@@ -16,9 +18,12 @@ from tenpo.kit.pagination import PageTokenCodec, page_size
 
 
 class InteractionServicer(api_grpc.InteractionServiceServicer):
-    def __init__(self, timeline: Timeline, page_tokens: PageTokenCodec) -> None:
+    def __init__(
+        self, timeline: Timeline, page_tokens: PageTokenCodec, greetings: Greetings
+    ) -> None:
         self.timeline = timeline
         self.page_tokens = page_tokens
+        self.greetings = greetings
 
     async def RecordInteraction(
         self, request: api.RecordInteractionRequest, context: ServicerContext
@@ -48,3 +53,21 @@ class InteractionServicer(api_grpc.InteractionServiceServicer):
         return api.ListInteractionsResponse(
             interactions=[convert.interaction(i) for i in page], next_page_token=next_token
         )
+
+    async def CheckIn(
+        self, request: api.CheckInRequest, context: ServicerContext
+    ) -> api.CheckInResponse:
+        at = await self.greetings.check_in(current_principal(), request.store_id)
+        return api.CheckInResponse(check_in_time=convert.timestamp(at))
+
+    async def WatchGreetings(
+        self, request: api.WatchGreetingsRequest, context: ServicerContext
+    ) -> AsyncIterator[api.WatchGreetingsResponse]:
+        async for greeting in self.greetings.watch(current_principal()):
+            yield api.WatchGreetingsResponse(
+                given_name=greeting.given_name,
+                suggestion_reason=int(greeting.reason),  # type: ignore[arg-type]
+                suggested_sku=greeting.sku,
+                check_in_time=convert.timestamp(greeting.checked_in_at),
+                display_seconds=greeting.display_seconds,
+            )

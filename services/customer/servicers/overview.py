@@ -38,4 +38,12 @@ def overview_response(overview: Overview) -> api.GetCustomer360Response:
         store_card=card_message(overview.card),
         recent_interactions=[convert.interaction(i) for i in overview.interactions],
         recent_orders=[order_summary(o, e) for o, e in overview.orders],
+        segments=[
+            api.SegmentMembership(
+                segment=key,
+                customer_id=str(overview.customer.id),
+                enter_time=convert.timestamp(entered_at),
+            )
+            for key, entered_at in sorted(overview.segments.items())
+        ],
     )

@@ -23,6 +23,7 @@ from services.customer.models import (
     sign_in_attempts,
 )
 from services.customer.store.loyalty import LoyaltyStore
+from services.customer.store.segments import SegmentStore
 from services.customer.store.throttle import ThrottleStore
 from services.customer.store.timeline import TimelineStore
 from services.customer.store.tokens import TokenStore
@@ -150,6 +151,12 @@ class PrivacyStore:
         # What she did in stores goes; the points ledger stays (an accounting record under
         # the pseudonymous id), without its one free text, staff's adjustment reasons.
         await TimelineStore(self.session).erase(customer_id)
+        # Her segments and birthday announcements profile her: they go. The review lock
+        # first, so a sweep recomputing her right now finishes before (and a later one
+        # finds her erased).
+        segments = SegmentStore(self.session)
+        await segments.lock(customer_id, now)
+        await segments.erase(customer_id)
         await LoyaltyStore(self.session).blank_adjust_reasons(customer_id)
         # Which campaigns she took part in is marketing data about her: it goes (the points
         # stay in the ledger and earnings, the campaign's budget stays spent). The order

@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.customer import domain as d
 from services.customer.domain import timeline as td
-from services.customer.models import interactions
+from services.customer.models import customers, interactions
 
 _I = interactions.c
 
@@ -27,6 +29,7 @@ def _interaction(row: Any) -> td.Interaction:
         device_id=row.device_id,
         summary=row.summary,
         created_at=row.created_at,
+        reference=row.reference,
     )
 
 
@@ -47,8 +50,41 @@ class TimelineStore:
                 device_id=item.device_id,
                 summary=item.summary,
                 created_at=item.created_at,
+                reference=item.reference,
             )
         )
+
+    async def customer_alive(self, customer_id: uuid.UUID) -> bool:
+        """Known and not erased, the row share-locked: an erasure running now (it holds the
+        row for update) is waited for and then seen, so no entry is added after it."""
+        state = (
+            await self.session.execute(
+                sa.select(customers.c.state)
+                .where(customers.c.id == customer_id)
+                .with_for_update(read=True, key_share=True)
+            )
+        ).scalar_one_or_none()
+        return state is not None and state != int(d.CustomerState.ERASED)
+
+    async def insert_projected(self, item: td.Interaction) -> bool:
+        """An entry projected from an event; its id comes from the event id, so a second
+        delivery inserts nothing. False if it was there already."""
+        inserted = await self.session.execute(
+            pg.insert(interactions)
+            .values(
+                id=item.id,
+                customer_id=item.customer_id,
+                kind=int(item.kind),
+                channel=item.channel,
+                store_id=item.store_id,
+                summary=item.summary,
+                created_at=item.created_at,
+                reference=item.reference,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(_I.id)
+        )
+        return inserted.first() is not None
 
     async def get(self, interaction_id: uuid.UUID) -> td.Interaction | None:
         row = (

@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from services.customer.config import CustomerSettings
 from services.customer.domain import loyalty as ld
+from services.customer.domain import segments as sd
 from services.customer.domain import tiers
+from services.customer.exports import ServiceExports
 from services.customer.inventory import InventoryLocations
 from services.customer.security import KeyRing, Passwords
 from services.customer.usecases.addresses import Addresses
@@ -16,12 +18,14 @@ from services.customer.usecases.clients import Clients, StoreDirectory
 from services.customer.usecases.common import Context, Policy
 from services.customer.usecases.consent import Consents
 from services.customer.usecases.earning import Earning, EarningPolicy
+from services.customer.usecases.greetings import GreetingPolicy, Greetings
 from services.customer.usecases.handoff import Handoff
 from services.customer.usecases.loyalty import Loyalty, LoyaltyPolicy
 from services.customer.usecases.mail_tokens import MailTokens
 from services.customer.usecases.overview import Overviews
 from services.customer.usecases.privacy import Privacy
 from services.customer.usecases.profiles import Profiles
+from services.customer.usecases.segments import Segments
 from services.customer.usecases.sessions import Sessions
 from services.customer.usecases.staff import Staff
 from services.customer.usecases.store_card import StoreCardPolicy, StoreCards
@@ -49,6 +53,8 @@ class CustomerUseCases:
     store_cards: StoreCards
     overviews: Overviews
     timeline: Timeline
+    segments: Segments
+    greetings: Greetings
 
 
 def loyalty_policy(settings: CustomerSettings) -> LoyaltyPolicy:
@@ -73,11 +79,36 @@ def earning_policy(settings: CustomerSettings) -> EarningPolicy:
     )
 
 
+def segment_rules(settings: CustomerSettings, rules: tiers.TierRules) -> sd.SegmentRules:
+    ranks = {tier: rules.rank(tier) for tier in (ld.DEFAULT_TIER, *rules.thresholds)}
+    min_tier = settings.segment_loyal_min_tier.strip().upper()
+    if min_tier and min_tier not in ranks:
+        raise ValueError(f"segment_loyal_min_tier must be one of {sorted(ranks)} or empty")
+    return sd.SegmentRules(
+        lapsed_after=timedelta(days=settings.segment_lapsed_after_days),
+        loyal_min_orders=settings.segment_loyal_min_orders,
+        loyal_min_tier_rank=ranks[min_tier] if min_tier else None,
+        custom=sd.parse_custom(settings.segment_rules, ranks),
+    )
+
+
+def service_exports(settings: CustomerSettings) -> ServiceExports:
+    return ServiceExports(
+        {
+            "order": settings.order_target,
+            "cart": settings.cart_target,
+            "notification": settings.notification_target,
+        },
+        settings.export_timeout_seconds,
+    )
+
+
 def build_use_cases(
     settings: CustomerSettings,
     db: Database,
     stores: StoreDirectory | None = None,
     hub: BalanceHub | None = None,
+    exports: ServiceExports | None = None,
 ) -> CustomerUseCases:
     """The use cases from settings; refuses to run without signing keys. Store ids are
     checked with inventory unless ``stores`` says otherwise."""
@@ -111,7 +142,7 @@ def build_use_cases(
         profiles=Profiles(context, mail),
         addresses=Addresses(context),
         consents=Consents(context, mail),
-        privacy=Privacy(context),
+        privacy=Privacy(context, exports or service_exports(settings)),
         loyalty=loyalty,
         earning=Earning(context, loyalty, earning, campaigns),
         campaigns=campaigns,
@@ -124,4 +155,13 @@ def build_use_cases(
         ),
         timeline=Timeline(context),
         overviews=Overviews(context),
+        segments=Segments(context, segment_rules(settings, earning.tiers), earning.tiers, loyalty),
+        greetings=Greetings(
+            context,
+            GreetingPolicy(
+                display_seconds=settings.greeting_display_seconds,
+                watch_max_seconds=settings.greeting_watch_max_seconds,
+                repeat_after=timedelta(seconds=settings.greeting_repeat_after_seconds),
+            ),
+        ),
     )

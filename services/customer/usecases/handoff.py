@@ -18,6 +18,7 @@ from services.customer.usecases.common import (
     customer_not_found,
     require_full_customer_session,
 )
+from services.customer.usecases.greetings import checked_in
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import (
@@ -128,6 +129,9 @@ class Handoff(UseCase):
             if customer is None or customer.is_erased:
                 raise FailedPrecondition("the customer is gone", reason="DEVICE_SESSION_EXPIRED")
             await store.consume(session.id, now)
+            if client.kind is d.ClientKind.KIOSK and session.store_id:
+                # Handing her session to a store's kiosk is checking in at that store.
+                checked_in(uow, customer.id, session.store_id, now)
             access = self.keys.sign(
                 subject=str(customer.id),
                 kind=PrincipalKind.CUSTOMER.value,

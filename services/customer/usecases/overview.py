@@ -4,6 +4,7 @@ service holds about a customer, for one screen)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from services.customer import convert
 from services.customer import domain as d
@@ -14,6 +15,7 @@ from services.customer.domain import timeline as td
 from services.customer.store.consents import ConsentStore
 from services.customer.store.loyalty import LoyaltyStore
 from services.customer.store.orders import OrderStore
+from services.customer.store.segments import SegmentStore
 from services.customer.store.store_card import StoreCardStore
 from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import UseCase, load_customer
@@ -31,6 +33,8 @@ class Overview:
     card: sd.Card
     interactions: list[td.Interaction]
     orders: list[tuple[ed.OrderRecord, ed.Earning | None]]
+    #: Segment key → when she entered it.
+    segments: dict[str, datetime]
 
 
 class Overviews(UseCase):
@@ -53,6 +57,7 @@ class Overviews(UseCase):
             orders = OrderStore(uow.session)
             recent_orders = await orders.recent(customer_id, limit)
             earnings = await orders.earnings_of([o.order_id for o in recent_orders])
+            segments = await SegmentStore(uow.session).memberships(customer_id)
         return Overview(
             customer=customer,
             consents=sorted(consents, key=lambda s: (int(s.purpose), int(s.channel))),
@@ -60,4 +65,5 @@ class Overviews(UseCase):
             card=card or sd.empty_card(customer_id),
             interactions=interactions,
             orders=[(o, earnings.get(o.order_id)) for o in recent_orders],
+            segments=segments,
         )

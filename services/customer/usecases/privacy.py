@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
@@ -10,9 +11,11 @@ from google.protobuf.message import Message
 
 from services.customer import convert
 from services.customer import domain as d
+from services.customer.exports import Metadata, ServiceExports
 from services.customer.store.customers import CustomerStore
 from services.customer.store.privacy import PrivacyStore
 from services.customer.usecases.common import (
+    Context,
     UseCase,
     acting_for,
     customer_not_found,
@@ -39,6 +42,9 @@ EVENT_CLASSES: dict[str, type[Message]] = {
         events_pb2.ConsentConfirmationRequested,
         events_pb2.LoyaltyBalanceChanged,
         events_pb2.StoreCardBalanceChanged,
+        events_pb2.SegmentEntered,
+        events_pb2.SegmentExited,
+        events_pb2.BirthdayReached,
     )
 }
 EVENT_TYPES = tuple(EVENT_CLASSES)
@@ -52,10 +58,28 @@ def _event_as_json(event_type: str, payload: bytes) -> dict[str, Any]:
     return json_format.MessageToDict(message_type.FromString(payload))
 
 
+@dataclass(frozen=True)
+class Export:
+    """The export document (JSON) and the services whose part is missing from it."""
+
+    json: str
+    unavailable: list[str]
+
+
 class Privacy(UseCase):
     """GDPR: export and erasure."""
 
-    async def export(self, principal: Principal, customer_ref: str) -> str:
+    def __init__(self, context: Context, others: ServiceExports | None = None) -> None:
+        super().__init__(context)
+        self.others = others
+
+    async def export(
+        self, principal: Principal, customer_ref: str, forward: Metadata = ()
+    ) -> Export:
+        """Everything this service holds about the customer and, when the other services
+        are configured, what each of them holds (asked with the caller's credentials,
+        ``forward``): a service that does not answer leaves its part UNAVAILABLE and is
+        named, the export itself still succeeds."""
         # A device-bound session may read a profile but never carry away all of it.
         customer_id = acting_for(principal, customer_ref, customer_scope="profile:write")
         async with self.db.unit_of_work() as uow:
@@ -64,13 +88,21 @@ class Privacy(UseCase):
             tables = await PrivacyStore(uow.session).export(customer_id, key, EVENT_TYPES)
         for row in tables["outbox"]:
             row["payload"] = _event_as_json(row["event_type"], row["payload"])
-        document = {
+        document: dict[str, Any] = {
             "customer_id": str(customer_id),
             "exported_at": self.clock().isoformat(),
             "service": "customer",
             "tables": tables,
         }
-        return json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True)
+        unavailable: list[str] = []
+        if self.others is not None:
+            parts = await self.others.gather(str(customer_id), forward)
+            document["services"] = {part.service: part.as_json() for part in parts}
+            unavailable = [part.service for part in parts if part.status != "OK"]
+            document["complete"] = not unavailable
+        return Export(
+            json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True), unavailable
+        )
 
     async def erase(self, principal: Principal, customer_ref: str) -> d.Customer:
         customer_id = acting_for(

@@ -8,10 +8,12 @@ from datetime import datetime
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
+from services.customer import projections
 from services.customer.domain import timeline as td
 from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import UseCase, acting_for, load_customer, subject_id
 from tenpo.kit.auth import Principal, PrincipalKind
+from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import PermissionDenied
 from tenpo.kit.idempotency import idempotent
 
@@ -90,3 +92,30 @@ class Timeline(UseCase):
         async with self.db.unit_of_work() as uow:
             await load_customer(uow, customer_id, principal)
             return await TimelineStore(uow.session).page(customer_id, after, limit)
+
+    async def project(self, uow: UnitOfWork, entry: projections.Projected) -> bool:
+        """Another service's event as an entry of her timeline, in the consumer's
+        transaction. Guests (no customer id), unknown and erased customers get nothing.
+        Returns whether an entry was added."""
+        try:
+            customer_id = uuid.UUID(entry.customer_ref)
+        except ValueError:
+            return False
+        store = TimelineStore(uow.session)
+        if not await store.customer_alive(customer_id):
+            return False
+        return await store.insert_projected(
+            td.Interaction(
+                id=entry.entry_id,
+                customer_id=customer_id,
+                kind=entry.kind,
+                sku="",
+                size="",
+                channel=entry.channel,
+                store_id=entry.store_id,
+                device_id=None,
+                summary=entry.summary,
+                created_at=entry.at,
+                reference=entry.reference,
+            )
+        )

@@ -7,6 +7,7 @@ import uuid
 from grpc.aio import ServicerContext
 
 from services.order import convert
+from services.order.servicers.export import ExportRpcs
 from services.order.servicers.fulfilments import FulfilmentRpcs
 from services.order.usecases.checkout import Checkout
 from services.order.usecases.fulfilments import Fulfilments
@@ -20,7 +21,7 @@ from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import order_service_pb2_grpc as api_grpc
 
 
-class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
+class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
     def __init__(
         self,
         checkout: Checkout,

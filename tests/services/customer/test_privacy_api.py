@@ -253,6 +253,7 @@ async def rich_customer(
             ),
         )
     await project_an_order(service, customer_id, tag)
+    await announce_birthday(service, month=3, day=3)
     return {
         "id": customer_id,
         "auth": auth,
@@ -275,6 +276,18 @@ async def rich_customer(
             label,
         ],
     }
+
+
+async def announce_birthday(service: Service, month: int, day: int) -> None:
+    """The daily sweep on her birthday (noon in Tokyo) this year."""
+    cases = service.host.runtime.parts["use_cases"]
+    context = cases.context
+    real = context.clock
+    context.clock = lambda: datetime(real().year, month, day, 3, 0, tzinfo=UTC)
+    try:
+        await cases.segments.announce_birthdays()
+    finally:
+        context.clock = real
 
 
 async def project_an_order(service: Service, customer_id: str, tag: str) -> None:
@@ -307,6 +320,8 @@ async def project_an_order(service: Service, customer_id: str, tag: str) -> None
                 received_at=datetime.now(UTC),
             ),
         )
+        # The consumer recomputes her segments in the same transaction.
+        await cases.segments.recompute(uow, uuid.UUID(customer_id))
         await uow.commit()
 
 
