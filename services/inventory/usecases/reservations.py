@@ -41,6 +41,7 @@ from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import Aborted, DomainError, InvalidArgument, NotFound
 from tenpo.kit.idempotency import KeyClaim, check_request_id, idempotency_key
+from tenpo.kit.metrics import RESERVATIONS_REFUSED
 from tenpo.kit.outage import OutageLog
 from tenpo.kit.telemetry import resumed_trace
 
@@ -287,6 +288,7 @@ class Reservations:
             original_usage = {key: locked_usage[day] for key, day in days.items()}
             usage = dict(original_usage)
             working = dict(original)
+            refused: list[int] = []
             for i in todo:
                 customer_id = requests[i].customer_id
                 try:
@@ -305,6 +307,7 @@ class Reservations:
                     )
                 except DomainError as error:
                     results[i] = error
+                    refused.append(i)
                 else:
                     if customer_id:
                         holds[customer_id] = holds.get(customer_id, 0) + 1
@@ -312,6 +315,9 @@ class Reservations:
                 # A retry of an earlier success must get that reservation back, not a
                 # refusal because the stock has gone meanwhile.
                 await look_up(i for i in todo if i not in placed and requests[i].key)
+            for error in (results[i] for i in refused if i not in replays):
+                if isinstance(error, DomainError):
+                    uow.count(RESERVATIONS_REFUSED, reason=error.reason)
             ids = {i: uuid.uuid4() for i in placed}
             # We hold these rows, so what the write will leave is known exactly now, and the
             # events travel in the same statement as the rows.

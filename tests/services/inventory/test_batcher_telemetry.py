@@ -1,6 +1,6 @@
-"""The reservation batcher and trace context, against real PostgreSQL: every reservation's
-events carry the trace of the call that caused them, whichever worker task decided it and
-whichever caller started that task."""
+"""The reservation batcher's telemetry, against real PostgreSQL: every reservation's events
+carry the trace of the call that caused them, whichever worker task decided it and whichever
+caller started that task; a refusal for stock is counted."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 import pytest_asyncio
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +27,8 @@ from tenpo.inventory.v1 import inventory_service_pb2 as api
 from tenpo.kit import migrations
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
+from tenpo.kit.errors import FailedPrecondition
+from tenpo.kit.metrics import RESERVATIONS_REFUSED
 from tests.services.inventory.conftest import add_demo_locations, new_sku
 
 STORE = "tokyo-shibuya"
@@ -192,3 +197,36 @@ async def test_a_lone_request_is_decided_in_its_callers_trace(
     # No batch span: the work is simply part of the caller's trace.
     assert [s.name for s in exporter.get_finished_spans()] == ["lone caller"]
     assert caller != "0" * 32
+
+
+async def test_a_reservation_refused_for_stock_is_counted_once_committed(
+    database_url: str,
+) -> None:
+    await migrations.upgrade(definition.migrations, database_url)  # type: ignore[arg-type]
+    await add_demo_locations(database_url)
+    reader = InMemoryMetricReader()
+    db = Database(database_url, pool_size=4, max_overflow=0, meter_provider=MeterProvider([reader]))
+    inventory = Inventory(db, require_known_skus=False)
+    try:
+        sku = new_sku("TR")
+        await stock(inventory, sku, 1)
+        batcher = ReservationBatcher(inventory.reservations, workers=1, max_batch=500)
+        try:
+            await batcher.submit(request(sku))
+            with pytest.raises(FailedPrecondition):
+                await batcher.submit(request(sku))
+        finally:
+            await batcher.close()
+    finally:
+        await db.dispose()
+    data = reader.get_metrics_data()
+    assert data is not None
+    refused = [
+        (dict(point.attributes), point.value)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == RESERVATIONS_REFUSED.name
+        for point in metric.data.data_points
+    ]
+    assert refused == [({"reason": "INSUFFICIENT_STOCK"}, 1)]
