@@ -185,7 +185,7 @@ async def _compare(
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     await health_pb2_grpc.HealthStub(channel).Check(
-        health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+        health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=300
     )
     await _wait_http(gateway_http)
     stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)

@@ -30,12 +30,12 @@ def test_spans_from_two_services_make_one_trace(tmp_path: Path) -> None:
     try:
         gateway = provider("tenpo-gateway", sink.endpoint)
         order = provider("tenpo-order", sink.endpoint)
-        with gateway.get_tracer("t").start_as_current_span("POST /v1/orders") as root:
-            # The order service continues the gateway's trace (as gRPC metadata carries it).
-            with order.get_tracer("t").start_as_current_span(
-                "PlaceOrder", kind=trace.SpanKind.SERVER
-            ):
-                pass
+        # The order service continues the gateway's trace (as gRPC metadata carries it).
+        with (
+            gateway.get_tracer("t").start_as_current_span("POST /v1/orders") as root,
+            order.get_tracer("t").start_as_current_span("PlaceOrder", kind=trace.SpanKind.SERVER),
+        ):
+            pass
         trace_id = format(root.get_span_context().trace_id, "032x")
         gateway.shutdown()
         order.shutdown()
