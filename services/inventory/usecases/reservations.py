@@ -315,9 +315,9 @@ class Reservations:
                 # A retry of an earlier success must get that reservation back, not a
                 # refusal because the stock has gone meanwhile.
                 await look_up(i for i in todo if i not in placed and requests[i].key)
-            for error in (results[i] for i in refused if i not in replays):
-                if isinstance(error, DomainError):
-                    uow.count(RESERVATIONS_REFUSED, reason=error.reason)
+            for refusal in (results[i] for i in refused if i not in replays):
+                if isinstance(refusal, DomainError):
+                    uow.count(RESERVATIONS_REFUSED, reason=refusal.reason)
             ids = {i: uuid.uuid4() for i in placed}
             # We hold these rows, so what the write will leave is known exactly now, and the
             # events travel in the same statement as the rows.
