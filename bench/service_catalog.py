@@ -211,7 +211,7 @@ async def run(report: Report, duration: float) -> None:
             with subprocess_server(["-m", "services.catalog", "serve"], env):
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                     await health_pb2_grpc.HealthStub(channel).Check(
-                        check, wait_for_ready=True, timeout=60
+                        check, wait_for_ready=True, timeout=300
                     )
                     stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
                     metadata = (("x-tenpo-channel", "WEB"),)
