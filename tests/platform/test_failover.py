@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psutil
 import pytest
 
@@ -193,21 +194,32 @@ def register_shoppers(customer_ports: list[int]) -> list[str]:
 
 
 def stock_up(inventory_ports: list[int], staff_token: str, skus: list[str]) -> None:
+    """Receive stock for the shoppers' SKUs, once inventory has heard of them: its projection
+    of the catalog's products may still be catching up with the seed's events."""
     channel = round_robin(inventory_ports)
     stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
+    deadline = time.monotonic() + 600
     try:
         for sku in skus:
-            stub.AdjustStock(
-                inventory_api.AdjustStockRequest(
-                    sku=sku,
-                    location_id=STORE,
-                    quantity=10_000,
-                    reason=inventory_pb.MOVEMENT_REASON_RECEIPT,
-                    request_id=f"failover-{sku}",
-                ),
-                metadata=[("authorization", f"Bearer {staff_token}")],
-                timeout=60,
-            )
+            while True:
+                try:
+                    stub.AdjustStock(
+                        inventory_api.AdjustStockRequest(
+                            sku=sku,
+                            location_id=STORE,
+                            quantity=10_000,
+                            reason=inventory_pb.MOVEMENT_REASON_RECEIPT,
+                            request_id=f"failover-{sku}",
+                        ),
+                        metadata=[("authorization", f"Bearer {staff_token}")],
+                        timeout=60,
+                    )
+                    break
+                except grpc.RpcError as error:
+                    unknown = error.code() is grpc.StatusCode.FAILED_PRECONDITION
+                    if not unknown or time.monotonic() > deadline:
+                        raise
+                    time.sleep(2)
     finally:
         channel.close()
 
