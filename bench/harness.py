@@ -161,8 +161,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc): CPU per call stays
+    comparable on a machine busy with other work, where throughput ratios do not."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def subprocess_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[None]:
+def subprocess_server(
+    args: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server in its own process, so client and server don't share one event loop."""
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -171,7 +180,7 @@ def subprocess_server(args: list[str], env: dict[str, str] | None = None) -> Ite
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield
+        yield process
     finally:
         process.terminate()
         try:

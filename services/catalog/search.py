@@ -61,13 +61,13 @@ async def search(
         .correlate(variants)
         .scalar_subquery()
     )
-    from_price = (
+    lowest_price = (
         sa.select(sa.func.min(best_per_sku))
         .where(variants.c.product_id == products.c.id)
         .correlate(products)
         .scalar_subquery()
-        .label("from_price")
     )
+    from_price = lowest_price.label("from_price")
     conditions: list[sa.ColumnElement[bool]] = [products.c.status.in_(query.statuses)]
     if query.channel is not None:
         conditions.append(sa.literal(query.channel) == sa.any_(products.c.channels))
@@ -121,7 +121,6 @@ async def search(
     else:
         base = matched.cte("matched")
 
-    total, facets = await _total_and_facets(session, base, facet_attributes)
     if query.sort is d.SearchSort.PRICE_ASCENDING:
         order = [base.c.from_price.asc().nulls_last(), base.c.id]
     elif query.sort is d.SearchSort.PRICE_DESCENDING:
@@ -130,54 +129,67 @@ async def search(
         order = [base.c.published_at.desc().nulls_last(), base.c.created_at.desc(), base.c.id]
     else:
         order = [base.c.score.desc(), base.c.published_at.desc().nulls_last(), base.c.id]
-    page_columns = [base.c.id, base.c.from_price] if needs_price else [base.c.id]
-    rows = (
-        await session.execute(
-            sa.select(*page_columns).order_by(*order).offset(query.offset).limit(query.limit)
+    # The page travels in the same statement as the count and the facets: the matching runs
+    # once (PostgreSQL materializes a CTE read by several branches) and it is one round trip.
+    page = (
+        sa.select(
+            base.c.id,
+            (base.c.from_price if needs_price else sa.null()).label("price"),
+            sa.func.row_number().over(order_by=order).label("rank"),
         )
+        .order_by(*order)
+        .offset(query.offset)
+        .limit(query.limit)
+        .subquery("page")
+    )
+    # Without a price filter or sort, the from-price is computed for the page's rows alone.
+    hits_branch = sa.select(
+        sa.literal("hit").label("field"),
+        sa.cast(page.c.id, sa.Text).label("value"),
+        page.c.rank.label("n"),
+        sa.cast(page.c.price if needs_price else lowest_price, sa.Numeric).label("price"),
+    ).select_from(page.join(products, products.c.id == page.c.id))
+    rows = (
+        await session.execute(sa.union_all(hits_branch, *_facet_branches(base, facet_attributes)))
     ).all()
-    if needs_price:
-        hits = [(r.id, r.from_price) for r in rows]
-    else:
-        ids = [r.id for r in rows]
-        priced: dict[uuid.UUID, Decimal | None] = {}
-        if ids:
-            result = await session.execute(
-                sa.select(products.c.id, from_price).where(products.c.id.in_(ids))
-            )
-            priced = {product_id: price for product_id, price in result.all()}
-        hits = [(i, priced.get(i)) for i in ids]
+    ranked = sorted((r for r in rows if r[0] == "hit"), key=lambda r: r[2])
+    hits: list[tuple[uuid.UUID, Decimal | None]] = [(uuid.UUID(r[1]), r[3]) for r in ranked]
+    total, facets = _total_and_facets([r for r in rows if r[0] != "hit"])
     return SearchPage(hits=hits, total=total, facets=facets)
 
 
-async def _total_and_facets(
-    session: AsyncSession, base: sa.CTE, facet_attributes: Sequence[str]
-) -> tuple[int, list[FacetCount]]:
-    """The match count and every facet in one statement, so the matching runs once."""
-    count = sa.func.count(sa.distinct(base.c.id))
-    branches = [
-        sa.select(sa.literal("total").label("field"), sa.literal("").label("value"), count),
-        sa.select(sa.literal("category"), sa.cast(product_categories.c.category_id, sa.Text), count)
+def _facet_branches(base: sa.CTE, facet_attributes: Sequence[str]) -> list[sa.Select[Any]]:
+    """The match count and every facet, as branches of the search statement: (field, value,
+    count, NULL). A product is one row of ``base`` and its facet tokens are distinct, so
+    plain counts are exact (no DISTINCT sort)."""
+    count = sa.func.count()
+    none = sa.cast(sa.null(), sa.Numeric)
+    branches: list[sa.Select[Any]] = [
+        sa.select(sa.literal("total"), sa.literal(""), count, none).select_from(base),
+        sa.select(
+            sa.literal("category"), sa.cast(product_categories.c.category_id, sa.Text), count, none
+        )
         .join(base, base.c.id == product_categories.c.product_id)
         .group_by(product_categories.c.category_id),
-        sa.select(sa.literal("brand"), base.c.brand, count)
+        sa.select(sa.literal("brand"), base.c.brand, count, none)
         .where(base.c.brand != "")
         .group_by(base.c.brand),
     ]
     if facet_attributes:
         token = sa.func.unnest(base.c.facet_tokens).label("token")
-        tokens = sa.select(base.c.id, token).subquery("tokens")
+        tokens = sa.select(token).subquery("tokens")
         branches.append(
-            sa.select(
-                sa.literal("attribute"), tokens.c.token, sa.func.count(sa.distinct(tokens.c.id))
-            )
+            sa.select(sa.literal("attribute"), tokens.c.token, count, none)
             .where(sa.func.split_part(tokens.c.token, "=", 1).in_(facet_attributes))
             .group_by(tokens.c.token)
         )
-    rows = (await session.execute(sa.union_all(*branches))).all()
+    return branches
+
+
+def _total_and_facets(rows: Sequence[Any]) -> tuple[int, list[FacetCount]]:
     total = 0
     counts: list[FacetCount] = []
-    for field_name, value, n in sorted(rows, key=lambda r: -r[2]):
+    for field_name, value, n, _ in sorted(rows, key=lambda r: -r[2]):
         if field_name == "total":
             total = n
         elif field_name == "attribute":

@@ -218,6 +218,10 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
     runtime.on_drain.append(start_drain)
     ingress = IngressHandler(settings, schema, backends, policy, drain)
     # Guarded by the kit like any servicer: tokens verified, DomainError mapped to a status.
+    # Every known method is registered by name (routed in gRPC's core); the generic handler
+    # stays behind them for what is not (UNIMPLEMENTED).
+    for service, handlers in ingress.method_handlers().items():
+        runtime.add_method_handlers(service, handlers)
     runtime.add_generic_handler(ingress, None)
     served = sorted({m.service for m in schema.methods.values() if backends.configured(m.owner)})
     runtime.service_names.extend(served)

@@ -28,11 +28,20 @@ class Backends:
         self._callables: dict[tuple[str, bool], Any] = {}
         self._trace = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
 
+    @property
+    def traced(self) -> bool:
+        """Whether calls are traced (an exporter is configured)."""
+        return self._trace
+
     def configured(self, owner: str) -> bool:
         return self._settings.target(owner) is not None
 
-    def channel(self, owner: str) -> grpc.aio.Channel:
-        channel = self._channels.get(owner)
+    def channel(self, owner: str, *, raw: bool = False) -> grpc.aio.Channel:
+        """The channel to ``owner``. The raw one (gRPC ingress) has no interceptor: the
+        ingress sets each call's deadline and metadata (trace context included) itself,
+        and an intercepted grpc.aio call costs extra Python tasks per call."""
+        key = f"{owner}\0raw" if raw else owner
+        channel = self._channels.get(key)
         if channel is None:
             target = self._settings.target(owner)
             if target is None:
@@ -42,9 +51,10 @@ class Backends:
             channel = create_channel(
                 target,
                 timeout_seconds=self._settings.backend_timeout_seconds,
-                trace=self._trace,
+                trace=self._trace and not raw,
+                call_defaults=not raw,
             )
-            self._channels[owner] = channel
+            self._channels[key] = channel
         return channel
 
     def _callable(self, method: Method, raw: bool) -> Any:
@@ -53,7 +63,7 @@ class Backends:
         found = self._callables.get(key)
         if found is not None:
             return found
-        channel = self.channel(method.owner)
+        channel = self.channel(method.owner, raw=raw)
         serialize: Serializer = None
         deserialize: Callable[[bytes], Any] | None = None
         if not raw:

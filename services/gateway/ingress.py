@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from grpc.aio import ServicerContext
 from grpc_status import rpc_status
+from opentelemetry import propagate
 
 from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
 from services.gateway.backends import Backends
@@ -72,6 +73,12 @@ async def _abort_rate_limited(context: ServicerContext, error: errors.ResourceEx
     )
 
 
+class _CallDetails(grpc.HandlerCallDetails):
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
 class IngressHandler(grpc.GenericRpcHandler):
     def __init__(
         self,
@@ -87,6 +94,7 @@ class IngressHandler(grpc.GenericRpcHandler):
         self._backends = backends
         self._policy = policy
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._traced = backends.traced
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -101,6 +109,17 @@ class IngressHandler(grpc.GenericRpcHandler):
         handler = _logged(method, self._build(method), self._settings.access_log)
         self._handlers[path] = handler
         return handler
+
+    def method_handlers(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
+        """Every proxied method's handler, by service and method name, to register with
+        the server up front: gRPC then routes each call in its core instead of asking
+        this generic handler in Python (the schema knows every method at start-up)."""
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for path, method in self._schema.methods.items():
+            handler = self.service(_CallDetails(path))
+            if handler is not None:
+                by_service.setdefault(method.service, {})[method.name] = handler
+        return by_service
 
     async def _admit(self, method: Method, context: ServicerContext) -> list[tuple[str, Any]]:
         """Authorize and rate-limit the call; the metadata to send to the backend."""
@@ -121,6 +140,13 @@ class IngressHandler(grpc.GenericRpcHandler):
             self._policy.limit(method.full_name, caller)
         except errors.ResourceExhausted as error:
             await _abort_rate_limited(context, error)
+        if self._traced:
+            # The raw channel has no tracing interceptor: the backend continues this hop's
+            # span instead of the caller's (whose trace context arrived in the metadata).
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            forwarded = [(k, v) for k, v in forwarded if k not in carrier]
+            forwarded.extend(carrier.items())
         return [*caller.backend_metadata(), *forwarded]
 
     def _timeout(self, context: ServicerContext, streaming: bool) -> float:

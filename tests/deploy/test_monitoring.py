@@ -24,9 +24,10 @@ from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, Su
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenpo.devtools.keys import ensure_dev_keys
+from tenpo.kit import metrics as metrics_module
 from tenpo.kit.db import KIT_METADATA, Database
 from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription, stream_name
-from tenpo.kit.metrics import HttpMetrics
+from tenpo.kit.metrics import BUSINESS_COUNTERS, HttpMetrics
 from tenpo.kit.server import running
 from tests.deploy.test_manifests import DEPLOY, ROOT, Manifest, of_kind, render
 from tests.kit.sample_service import SERVICE, SampleSettings, definition, sample_metadata
@@ -231,6 +232,10 @@ async def test_every_queried_metric_and_label_is_exported(
         await bus.ensure_stream(service)
         async with db.unit_of_work() as uow:
             uow.add_event(wrappers_pb2.StringValue(value="x"), service=service)
+            # The business counters, as the services' use cases count them: through a
+            # unit of work, at commit.
+            for counter in BUSINESS_COUNTERS:
+                uow.count(counter, 2, channel="WEB", reason="INSUFFICIENT_STOCK")
             await uow.commit()
         relay = OutboxRelay(db, bus, meter_provider=provider)
         await relay.measure_backlog()
@@ -263,6 +268,10 @@ async def test_every_queried_metric_and_label_is_exported(
     assert not unknown, (
         f"queried but never exported: {sorted(unknown)}; exported: {sorted(exported)}"
     )
+    # Every business counter is on the dashboard.
+    for counter in BUSINESS_COUNTERS:
+        (series,) = {n for n in exported if n.startswith(counter.name.replace(".", "_"))}
+        assert series in queried, f"{counter.name} ({series}) is on no dashboard panel"
     # The kube-state-metrics allowance is used, not a loophole left open.
     assert queried >= KUBE_STATE_METRICS
     unknown_labels = set().union(*(label_names(q) for q in queries)) - labels - KUBE_LABELS
@@ -271,3 +280,25 @@ async def test_every_queried_metric_and_label_is_exported(
 
 async def _noop(uow: Any, event: Any) -> None:
     return None
+
+
+def test_every_business_counter_is_counted_by_a_use_case() -> None:
+    """Each counter the dashboard shows is counted somewhere in a service's use case layer
+    (where the decision is taken and committed), not in a servicer or store."""
+    sources = {
+        path: path.read_text(encoding="utf-8")
+        for path in (ROOT / "services").glob("*/usecases/*.py")
+    }
+    names = {
+        "ORDERS_PLACED": "order",
+        "CHECKOUTS_FAILED": "order",
+        "RESERVATIONS_REFUSED": "inventory",
+        "MESSAGES_SENT": "notification",
+        "POINTS_EARNED": "customer",
+    }
+    assert set(names) == {
+        name for name, value in vars(metrics_module).items() if value in BUSINESS_COUNTERS
+    }
+    for name, service in names.items():
+        users = {p.parts[-3] for p, text in sources.items() if f"uow.count({name}" in text}
+        assert users == {service}, (name, users)

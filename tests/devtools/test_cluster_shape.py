@@ -138,21 +138,24 @@ def on_hand(stub: inventory_service_pb2_grpc.InventoryServiceStub, token: str,
     return sum(int(level.on_hand) for level in levels if level.sku == sku)
 
 
-def replica_process(runner: Runner, port: int) -> psutil.Process:
+def replica_process(runner: Runner, port: int, service: str = "inventory") -> psutil.Process:
     for child in psutil.Process(runner.process.pid).children():
-        if child.cmdline()[-2:] == ["-m", "services.inventory"] and any(
-            c.laddr.port == port and c.status == psutil.CONN_LISTEN
-            for c in child.net_connections("tcp")
-        ):
-            return child
-    raise AssertionError(f"no inventory replica listens on {port}:\n{runner.text}")
+        try:
+            if child.cmdline()[-2:] == ["-m", f"services.{service}"] and any(
+                c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                for c in child.net_connections("tcp")
+            ):
+                return child
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue  # a process killed a moment ago, not reaped yet
+    raise AssertionError(f"no {service} replica listens on {port}:\n{runner.text}")
 
 
-async def stream_leader(nats_urls: list[str]) -> int:
-    """The cluster node (1-3) that leads inventory's stream, which has three replicas."""
+async def stream_leader(nats_urls: list[str], service: str = "inventory") -> int:
+    """The cluster node (1-3) that leads a service's stream, which has three replicas."""
     client = await nats.connect(nats_urls)
     try:
-        info = await client.jetstream().stream_info("TENPO_INVENTORY")
+        info = await client.jetstream().stream_info(f"TENPO_{service.upper()}")
     finally:
         await client.close()
     assert info.config.num_replicas == 3
@@ -160,20 +163,21 @@ async def stream_leader(nats_urls: list[str]) -> int:
     return int(info.cluster.leader.rsplit("-", 1)[1])
 
 
-async def outbox_and_stream(
-    data_dir: Path, postgres_port: int, nats_urls: list[str]
-) -> tuple[set[str], list[str]]:
-    """Every event id in inventory's outbox once nothing waits, and every event id in its
-    stream (a list: duplicates would show)."""
+async def connect(data_dir: Path, postgres_port: int, service: str) -> asyncpg.Connection:
+    """A connection to a service's own database in the stack, as the service itself."""
     secrets = json.loads((data_dir / "secrets.json").read_text())
-    password = secrets["database_passwords"]["inventory"]
-    connection = await asyncpg.connect(
-        host="127.0.0.1",
-        port=postgres_port,
-        user="inventory",
-        password=password,
-        database="inventory",
+    password = secrets["database_passwords"][service]
+    return await asyncpg.connect(
+        host="127.0.0.1", port=postgres_port, user=service, password=password, database=service
     )
+
+
+async def outbox_and_stream(
+    data_dir: Path, postgres_port: int, nats_urls: list[str], service: str = "inventory"
+) -> tuple[set[str], list[str]]:
+    """Every event id in a service's outbox once nothing waits, and every event id in its
+    stream (a list: duplicates would show)."""
+    connection = await connect(data_dir, postgres_port, service)
     try:
         deadline = time.monotonic() + 120
         while await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"):
@@ -185,10 +189,11 @@ async def outbox_and_stream(
     client = await nats.connect(nats_urls)
     try:
         js = client.jetstream()
-        total = (await js.stream_info("TENPO_INVENTORY")).state.messages
+        stream = f"TENPO_{service.upper()}"
+        total = (await js.stream_info(stream)).state.messages
         pull = await js.pull_subscribe(
-            "tenpo.inventory.>",
-            stream="TENPO_INVENTORY",
+            f"tenpo.{service}.>",
+            stream=stream,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
         ids: list[str] = []

@@ -29,6 +29,7 @@ from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.idempotency import idempotent
+from tenpo.kit.metrics import POINTS_EARNED, touchpoint
 
 #: One change of a locked account; answers the new entry's id ("" for none).
 _Action = Callable[[UnitOfWork, "LoyaltyStore", ld.Account], Awaitable[str]]
@@ -415,6 +416,8 @@ class Loyalty(UseCase):
     ) -> ld.Account:
         account = await store.append(entry, remaining=remaining, reserved_delta=reserved_delta)
         self.announce(uow, account)
+        if entry.kind is ld.LedgerEntryKind.EARN:
+            uow.count(POINTS_EARNED, entry.points, channel=touchpoint(entry.channel))
         # The timeline shows points too: projected in the same transaction, never lost.
         await TimelineStore(uow.session).insert(
             td.Interaction(

@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from services.inventory import domain as d
 from tenpo.kit.errors import DomainError, Unavailable
 from tenpo.kit.faults import expected_failure
+from tenpo.kit.telemetry import captured_trace, resumed_trace
 
 log = logging.getLogger(__name__)
 
 
 class BatchDecider(Protocol):
-    """Decides a batch in one transaction: one reservation or error per request, in order."""
+    """Decides a batch in one transaction: one reservation or error per request, in order.
+    ``traces`` holds each request's caller trace context, in the same order: what the
+    decider writes on behalf of one request (its events) belongs to that caller's trace."""
 
     async def reserve_batch(
-        self, requests: Sequence[d.ReservationRequest]
+        self,
+        requests: Sequence[d.ReservationRequest],
+        traces: Sequence[otel_context.Context] | None = None,
     ) -> Sequence[d.Reservation | Exception]: ...
 
 
@@ -32,6 +41,9 @@ class BatchDecider(Protocol):
 class _Pending:
     request: d.ReservationRequest
     future: asyncio.Future[d.Reservation]
+    #: The caller's trace context at submission; the worker deciding the request runs in
+    #: another task, which must not lend it the trace of whoever started that task.
+    trace: otel_context.Context
     #: What the request's transaction needs to itself: its SKUs, and its idempotency key
     #: (NUL-prefixed; a SKU never holds a NUL).
     claims: frozenset[str] = field(init=False)
@@ -63,8 +75,10 @@ class ReservationBatcher:
         max_batch: int,
         target: int = 1,
         linger: float = 0.0,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._decider = decider
+        self._tracer = tracer or trace.get_tracer(__name__)
         self._worker_count = workers
         self._max_batch = max_batch
         self._target = min(target, max_batch)
@@ -80,12 +94,16 @@ class ReservationBatcher:
         if self._closed:
             raise Unavailable("the service is shutting down", reason="SHUTTING_DOWN")
         if not self._workers:
+            # An empty context: a task copies its creator's, and the first caller's trace
+            # (and anything else it set) must not leak into every later batch.
             self._workers = [
-                asyncio.create_task(self._work(i), name=f"reservation-batcher-{i}")
+                asyncio.create_task(
+                    self._work(i), name=f"reservation-batcher-{i}", context=contextvars.Context()
+                )
                 for i in range(self._worker_count)
             ]
         future: asyncio.Future[d.Reservation] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(request, future))
+        self._queue.append(_Pending(request, future, captured_trace()))
         self._wake.set()
         if len(self._queue) >= self._target:
             self._full.set()
@@ -133,7 +151,7 @@ class ReservationBatcher:
                 continue
             self._busy[worker] = frozenset().union(*(p.claims for p in batch))
             try:
-                results = await self._decider.reserve_batch([p.request for p in batch])
+                results = await self._decide(batch)
             except Exception as error:  # a database failure fails the whole batch
                 results = [batch_failure(error, len(batch))] * len(batch)
             finally:
@@ -148,6 +166,28 @@ class ReservationBatcher:
                     pending.future.set_exception(result)
                 else:
                     pending.future.set_result(result)
+
+    async def _decide(self, batch: list[_Pending]) -> Sequence[d.Reservation | Exception]:
+        """A lone request is decided in its caller's trace, SQL spans included. A batch
+        serves several traces: it gets a span of its own, linked to each caller's span, and
+        the decider puts each request's events in that request's trace."""
+        requests = [p.request for p in batch]
+        traces = [p.trace for p in batch]
+        if len(batch) == 1:
+            with resumed_trace(traces[0]):
+                return await self._decider.reserve_batch(requests, traces)
+        links = [
+            trace.Link(context)
+            for context in (trace.get_current_span(t).get_span_context() for t in traces)
+            if context.is_valid
+        ]
+        with self._tracer.start_as_current_span(
+            "reservation batch",
+            context=otel_context.Context(),
+            links=links,
+            attributes={"tenpo.reservation.batch_size": len(batch)},
+        ):
+            return await self._decider.reserve_batch(requests, traces)
 
     async def close(self) -> None:
         self._closed = True

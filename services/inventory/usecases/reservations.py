@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf import wrappers_pb2
+from opentelemetry import context as otel_context
 
 from services.inventory import convert
 from services.inventory import domain as d
@@ -40,7 +41,9 @@ from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.errors import Aborted, DomainError, InvalidArgument, NotFound
 from tenpo.kit.idempotency import KeyClaim, check_request_id, idempotency_key
+from tenpo.kit.metrics import RESERVATIONS_REFUSED
 from tenpo.kit.outage import OutageLog
+from tenpo.kit.telemetry import resumed_trace
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,16 @@ def _counted(
     }
 
 
+def _grouped(
+    levels: Iterable[d.StockLevel], cause: Mapping[d.Key, int]
+) -> dict[int, list[d.StockLevel]]:
+    """Changed levels by the index of the request that changed each last, in request order."""
+    groups: dict[int, list[d.StockLevel]] = {}
+    for level in levels:
+        groups.setdefault(cause.get(level.key, -1), []).append(level)
+    return dict(sorted(groups.items()))
+
+
 class Reservations:
     def __init__(
         self,
@@ -164,7 +177,11 @@ class Reservations:
         return await self.batcher.submit(request)
 
     async def reserve_batch(
-        self, requests: Sequence[d.ReservationRequest], *, attempt: int = 1
+        self,
+        requests: Sequence[d.ReservationRequest],
+        traces: Sequence[otel_context.Context] | None = None,
+        *,
+        attempt: int = 1,
     ) -> list[d.Reservation | Exception]:
         """Decide a batch of reservations in one transaction; one result per request.
 
@@ -174,7 +191,11 @@ class Reservations:
         claim fail (the whole batch then retries, looking every key up first), a replay
         that could not be placed is looked up before the batch answers. The kit's meaning
         holds: the same key and body get the stored reservation, another body
-        REQUEST_ID_REUSED, and a request that fails claims nothing."""
+        REQUEST_ID_REUSED, and a request that fails claims nothing.
+
+        ``traces`` (the batcher's, one per request): a level's events go out in the trace
+        of the request that changed it last in the batch, so a consumer continues the trace
+        of the call that caused what it hears."""
         first_of_key: dict[str, int] = {}
         later: list[int] = []
         for i, request in enumerate(requests):
@@ -188,7 +209,9 @@ class Reservations:
             first = [i for i in range(len(requests)) if i not in set(later)]
             decided: dict[int, d.Reservation | Exception] = {}
             for part in (first, later):
-                answers = await self.reserve_batch([requests[i] for i in part])
+                answers = await self.reserve_batch(
+                    [requests[i] for i in part], [traces[i] for i in part] if traces else None
+                )
                 decided.update(zip(part, answers, strict=True))
             return [decided[i] for i in range(len(requests))]
         now = self.clock()
@@ -265,6 +288,7 @@ class Reservations:
             original_usage = {key: locked_usage[day] for key, day in days.items()}
             usage = dict(original_usage)
             working = dict(original)
+            refused: list[int] = []
             for i in todo:
                 customer_id = requests[i].customer_id
                 try:
@@ -283,6 +307,7 @@ class Reservations:
                     )
                 except DomainError as error:
                     results[i] = error
+                    refused.append(i)
                 else:
                     if customer_id:
                         holds[customer_id] = holds.get(customer_id, 0) + 1
@@ -290,6 +315,9 @@ class Reservations:
                 # A retry of an earlier success must get that reservation back, not a
                 # refusal because the stock has gone meanwhile.
                 await look_up(i for i in todo if i not in placed and requests[i].key)
+            for refusal in (results[i] for i in refused if i not in replays):
+                if isinstance(refusal, DomainError):
+                    uow.count(RESERVATIONS_REFUSED, reason=refusal.reason)
             ids = {i: uuid.uuid4() for i in placed}
             # We hold these rows, so what the write will leave is known exactly now, and the
             # events travel in the same statement as the rows.
@@ -298,7 +326,13 @@ class Reservations:
                 for key, level in working.items()
                 if level != original.get(key)
             ]
-            announce(uow, locations, atp_of(original), changed, now)
+            cause = {
+                (line.sku, line.location_id): i for i, lines in placed.items() for line in lines
+            }
+            before = atp_of(original)
+            for i, levels in _grouped(changed, cause).items():
+                with resumed_trace(traces[i] if traces and i >= 0 else None):
+                    announce(uow, locations, before, levels, now)
             recorded = await writer.record(
                 [
                     {
@@ -356,7 +390,7 @@ class Reservations:
             # through several replicas gets this far.
             if attempt >= 5:
                 raise Aborted("reservation raced a retry; try again", reason="RESERVATION_RETRY")
-            return await self.reserve_batch(requests, attempt=attempt + 1)
+            return await self.reserve_batch(requests, traces, attempt=attempt + 1)
         for i, lines in placed.items():
             results[i] = d.Reservation(
                 id=ids[i],

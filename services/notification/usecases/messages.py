@@ -44,6 +44,7 @@ from tenpo.kit import wire
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import DomainError, NotFound, Unavailable
 from tenpo.kit.idempotency import idempotent
+from tenpo.kit.metrics import MESSAGES_SENT
 from tenpo.notification.v1 import events_pb2 as events
 
 log = logging.getLogger(__name__)
@@ -393,6 +394,7 @@ class Messages:
                 send_time=wire.timestamp(sent.sent_at),
             )
         )
+        uow.count(MESSAGES_SENT, channel=o.channel.name)
 
     async def _record_failure(self, store: MessageStore, row: Any, error: BaseException) -> None:
         if isinstance(error, ProviderRejected):

@@ -74,6 +74,7 @@ from tenpo.kit.idempotency import (
     request_fingerprint,
     request_id_reused,
 )
+from tenpo.kit.metrics import CHECKOUTS_FAILED, ORDERS_PLACED, touchpoint
 from tenpo.kit.wire import parse_id
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,10 @@ class Checkout:
                 # The transition to PLACED (card, pay at store, or a konbini payment that
                 # came): its fulfilments are written with OrderPlaced, in one transaction.
                 await self.on_placed(uow, order)
+            if placing:
+                uow.count(ORDERS_PLACED, channel=touchpoint(order.channel))
+            if order.status is OrderStatus.FAILED and saga.order.status is not OrderStatus.FAILED:
+                uow.count(CHECKOUTS_FAILED, reason=order.failure_reason or "CHECKOUT_FAILED")
             await uow.commit()
         return Saga(
             order=order,

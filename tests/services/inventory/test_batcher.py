@@ -35,7 +35,9 @@ class RecordingInventory:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def reserve_batch(self, requests: Sequence[d.ReservationRequest]) -> list[Any]:
+    async def reserve_batch(
+        self, requests: Sequence[d.ReservationRequest], traces: Any = None
+    ) -> list[Any]:
         self.batches.append([r.owner for r in requests])
         self.started.set()
         if len(self.batches) == 1:

@@ -88,16 +88,23 @@ def create_channel(
     token_provider: Callable[[], str | None] | None = None,
     extra_interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     trace: bool = True,
+    call_defaults: bool = True,
 ) -> grpc.aio.Channel:
     """An insecure (in-cluster, mesh-encrypted) channel to ``target`` (``host:port``).
 
     Every call gets ``timeout_seconds`` unless the caller sets a shorter deadline; calls that
     fail with UNAVAILABLE are retried up to ``max_attempts`` with exponential backoff.
+
+    ``call_defaults=False`` (with ``trace=False`` and no token provider) gives a channel with
+    no interceptor at all, for a caller that sets every call's deadline and metadata itself
+    (the gateway's raw proxy): grpc.aio runs an intercepted call through extra Python tasks
+    and objects, which on a proxy's hot path costs more than the forwarding itself.
     """
     interceptors: list[Any] = []
     if trace:
         interceptors.extend(aio_client_interceptors())
-    interceptors.append(_CallDefaults(timeout_seconds, token_provider))
+    if call_defaults or token_provider is not None:
+        interceptors.append(_CallDefaults(timeout_seconds, token_provider))
     interceptors.extend(extra_interceptors)
     options = [
         ("grpc.service_config", _service_config(max_attempts)),

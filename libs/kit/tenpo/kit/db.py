@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from tenpo.kit.metrics import BusinessCounter
 
 
 def service_metadata() -> sa.MetaData:
@@ -199,6 +202,8 @@ class Database:
             name = self.engine.url.database or ""
             instrument_engine(self.engine.sync_engine, name, meter_provider)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Where business counters counted by units of work go (None: the global provider).
+        self.meter_provider = meter_provider
         #: Set when a unit of work commits events, so the relay publishes at once.
         self.outbox_signal = asyncio.Event()
 
@@ -235,9 +240,21 @@ def _replace_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -
 
 
 class OutboxEvents:
-    """Events a unit of work writes to the outbox at commit."""
+    """Events a unit of work writes to the outbox at commit, and business counters it adds
+    once committed."""
 
     _events: list[dict[str, Any]]
+    _counts: list[tuple[BusinessCounter, int, dict[str, str]]]
+    _db: Database
+
+    def count(self, counter: BusinessCounter, amount: int = 1, **attributes: str) -> None:
+        """Add to a business counter when (and only if) this transaction commits."""
+        self._counts.append((counter, amount, attributes))
+
+    def _counted(self) -> None:
+        counts, self._counts = self._counts, []
+        for counter, amount, attributes in counts:
+            counter.add(amount, attributes, meter_provider=self._db.meter_provider)
 
     def add_event(self, message: Message, *, service: str | None = None) -> uuid.UUID:
         """Queue an event; it is stored with the transaction's other writes at commit."""
@@ -260,6 +277,7 @@ class UnitOfWork(OutboxEvents):
     def __init__(self, db: Database) -> None:
         self._db = db
         self._events: list[dict[str, Any]] = []
+        self._counts = []
         self._committed = False
 
     async def __aenter__(self) -> Self:
@@ -285,6 +303,7 @@ class UnitOfWork(OutboxEvents):
             await connection.exec_driver_sql(OUTBOX_INSERT, outbox_arrays(self._events))
         await self.session.commit()
         self._committed = True
+        self._counted()
         if self._events:
             self._db.outbox_signal.set()
             self._events = []
@@ -292,6 +311,7 @@ class UnitOfWork(OutboxEvents):
     async def rollback(self) -> None:
         await self.session.rollback()
         self._events = []
+        self._counts = []
 
 
 class DriverUnitOfWork(OutboxEvents):
@@ -307,6 +327,7 @@ class DriverUnitOfWork(OutboxEvents):
     def __init__(self, db: Database) -> None:
         self._db = db
         self._events: list[dict[str, Any]] = []
+        self._counts = []
         self._taken = False
         self._committed = False
         self._pooled: AsyncConnection | None = None
@@ -370,6 +391,7 @@ class DriverUnitOfWork(OutboxEvents):
             await self.connection.execute(OUTBOX_INSERT, *outbox_arrays(self._events))
         await self._transaction.commit()
         self._committed = True
+        self._counted()
         if self._events or self._taken:
             self._db.outbox_signal.set()
             self._events = []

@@ -195,6 +195,72 @@ class RpcErrors:
         )
 
 
+class BusinessCounter:
+    """A counter of something the business cares about (orders placed, messages sent),
+    declared once here so its name, unit and meaning are the same in every service and on
+    the dashboard. Use cases count through their unit of work, ``uow.count(ORDERS_PLACED,
+    channel="WEB")``, which adds at commit: a rolled-back transaction counts nothing.
+    Attribute values must come from small fixed sets (enum names, reasons), never ids."""
+
+    def __init__(self, name: str, unit: str, description: str) -> None:
+        self.name = name
+        self.unit = unit
+        self.description = description
+        self._instruments: dict[int, metrics.Counter] = {}
+
+    def add(
+        self,
+        amount: int = 1,
+        attributes: dict[str, str] | None = None,
+        *,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
+        provider = meter_provider or metrics.get_meter_provider()
+        counter = self._instruments.get(id(provider))
+        if counter is None:
+            # One instrument per provider (the global one, or a test's in-memory one),
+            # created on first use: nothing happens at import time.
+            counter = _meter(provider).create_counter(
+                self.name, unit=self.unit, description=self.description
+            )
+            self._instruments[id(provider)] = counter
+        counter.add(amount, {k: v[:64] for k, v in (attributes or {}).items()})
+
+    def __repr__(self) -> str:
+        return f"BusinessCounter({self.name!r})"
+
+
+#: Orders that reached PLACED, by ``channel`` (the touchpoint, e.g. ``WEB``, ``KIOSK``).
+ORDERS_PLACED = BusinessCounter("tenpo.orders.placed", "{order}", "Orders placed")
+#: Checkouts that ended failed (compensated), by ``reason`` (``INSUFFICIENT_STOCK``, ...).
+CHECKOUTS_FAILED = BusinessCounter("tenpo.checkouts.failed", "{checkout}", "Checkouts failed")
+#: Reservations refused because the stock was not there, by ``reason``.
+RESERVATIONS_REFUSED = BusinessCounter(
+    "tenpo.reservations.refused", "{reservation}", "Reservations refused for stock"
+)
+#: Messages handed to a provider, by ``channel`` (``EMAIL``, ``SMS``, ``PUSH``).
+MESSAGES_SENT = BusinessCounter("tenpo.messages.sent", "{message}", "Messages sent")
+#: Loyalty points credited to customers' balances (EARN entries), by ``channel``.
+POINTS_EARNED = BusinessCounter("tenpo.loyalty.points_earned", "{point}", "Points earned")
+BUSINESS_COUNTERS = (
+    ORDERS_PLACED,
+    CHECKOUTS_FAILED,
+    RESERVATIONS_REFUSED,
+    MESSAGES_SENT,
+    POINTS_EARNED,
+)
+
+
+def touchpoint(channel: int) -> str:
+    """A touchpoint channel as a counter attribute: ``WEB``, ``KIOSK``, ``UNSPECIFIED``."""
+    from tenpo.common.v1 import common_pb2
+
+    try:
+        return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_")  # type: ignore[arg-type]
+    except ValueError:
+        return "UNKNOWN"
+
+
 def instrument_engine(
     engine: sa.engine.Engine, database: str, meter_provider: MeterProvider | None = None
 ) -> None:

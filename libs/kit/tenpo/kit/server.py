@@ -89,6 +89,12 @@ class Runtime(Generic[S]):
         add_to_server(servicer, self._guarded)  # type: ignore[arg-type]
         self.service_names.append(full_name)
 
+    def add_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        """Register hand-built handlers of one service by method name (guarded likewise);
+        the caller names the service for health and reflection. gRPC matches registered
+        methods in its core, where a generic handler is asked in Python on every call."""
+        self._guarded.add_registered_method_handlers(service, handlers)
+
     def add_generic_handler(self, handler: grpc.GenericRpcHandler, full_name: str | None) -> None:
         """Register a generic handler (hand-built handlers, proxies), guarded likewise."""
         self._guarded.add_generic_rpc_handlers((handler,))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -55,3 +59,24 @@ def current_trace_id() -> str:
     import secrets
 
     return secrets.token_hex(16)
+
+
+def captured_trace() -> otel_context.Context:
+    """The caller's trace context, to be resumed by work done later on its behalf in another
+    task (a batch worker, a coalesced call): a task keeps the context it was created in, so
+    without this the work would carry whichever caller started the task."""
+    return otel_context.get_current()
+
+
+@contextmanager
+def resumed_trace(captured: otel_context.Context | None) -> Iterator[None]:
+    """Run a block in a ``captured_trace`` (spans, logs and outbox events made in it belong
+    to that caller's trace); ``None`` leaves the current context as it is."""
+    if captured is None:
+        yield
+        return
+    token = otel_context.attach(captured)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)

@@ -19,6 +19,8 @@ DEFAULT_GATEWAY_HTTP_PORT = 8080
 #: The mail catcher (a real SMTP server) the notification service sends to.
 DEFAULT_SMTP_PORT = 1025
 DEFAULT_START_TIMEOUT = 120.0
+#: The local trace sink's OTLP/gRPC port (TENPO_STACK_TRACES=1), the Collector's usual one.
+DEFAULT_OTLP_PORT = 4317
 #: Route port of the first node of a NATS cluster (TENPO_STACK_NATS_CLUSTER=3); the others
 #: take the next ports, as they do for the client and monitoring ports.
 DEFAULT_NATS_CLUSTER_PORT = 6222
@@ -107,6 +109,9 @@ class StackConfig:
     #: Nodes of the embedded NATS (TENPO_STACK_NATS_CLUSTER): 1, or a JetStream cluster.
     nats_nodes: int = 1
     nats_cluster_port: int = DEFAULT_NATS_CLUSTER_PORT
+    #: Start the local trace sink (TENPO_STACK_TRACES) unless an OTLP endpoint is set.
+    traces: bool = False
+    otlp_port: int = DEFAULT_OTLP_PORT
 
     def nats_node_dir(self, node: int) -> Path:
         """One node keeps ``nats/`` as before; a cluster's nodes ``nats/cluster-<n>/``."""
@@ -127,6 +132,10 @@ class StackConfig:
     @property
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.data_dir / "traces"
 
     @property
     def logs_dir(self) -> Path:
@@ -188,6 +197,9 @@ class StackConfig:
             start_timeout=_seconds(env, "TENPO_START_TIMEOUT", DEFAULT_START_TIMEOUT),
             nats_nodes=nats_nodes,
             nats_cluster_port=_int(env, "TENPO_NATS_CLUSTER_PORT", DEFAULT_NATS_CLUSTER_PORT),
+            traces=(env.get("TENPO_STACK_TRACES") or "").lower() in {"1", "true", "yes"}
+            and not env.get("TENPO_OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_port=_int(env, "TENPO_OTLP_PORT", DEFAULT_OTLP_PORT),
         )
 
 

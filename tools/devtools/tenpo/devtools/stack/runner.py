@@ -31,6 +31,7 @@ from tenpo.devtools.stack.net import port_in_use, url_host
 from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
 from tenpo.devtools.stack.process import parent_death_preexec, stop_all
 from tenpo.devtools.stack.supervisor import Member, Watchdog
+from tenpo.devtools.tracesink import TraceSink
 from tenpo.kit.settings import ServiceSettings
 
 STAFF_TOKEN_SCOPES = (
@@ -148,6 +149,7 @@ class DevStack:
         #: Extra environment per service (the notification service's token and SMTP port).
         self.extra_env: dict[str, dict[str, str]] = {}
         self.mail_catcher: MailCatcher | None = None
+        self.trace_sink: TraceSink | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.issuer = os.environ.get("TENPO_AUTH_ISSUER") or str(
             ServiceSettings.model_fields["auth_issuer"].default
@@ -270,6 +272,26 @@ class DevStack:
             self.mail_catcher.start()
             outcome.detail = f"smtp {cfg.host}:{cfg.smtp_port} -> {_display(cfg.mail_dir)}"
         self.extra_env.setdefault("notification", {})["NOTIFICATION_SMTP_PORT"] = str(cfg.smtp_port)
+
+    def start_trace_sink(self) -> None:
+        """With TENPO_STACK_TRACES=1: a local OTLP receiver keeping every span in
+        ``.data/traces/`` (``python -m tenpo.devtools.tracesink``), and every service
+        exporting to it."""
+        cfg = self.config
+        if not cfg.traces:
+            return
+        with self.progress.step("trace sink") as outcome:
+            if port_in_use(cfg.host, cfg.otlp_port):
+                raise StackError(
+                    f"port {cfg.otlp_port} (trace sink) is in use; set TENPO_OTLP_PORT"
+                )
+            self.trace_sink = TraceSink(cfg.host, cfg.otlp_port, cfg.traces_dir)
+            self.trace_sink.start()
+            outcome.detail = f"otlp {self.trace_sink.endpoint} -> {_display(cfg.traces_dir)}"
+        for spec in self.services:
+            self.extra_env.setdefault(spec.name, {})["TENPO_OTEL_EXPORTER_OTLP_ENDPOINT"] = (
+                self.trace_sink.endpoint
+            )
 
     def run_service_command(self, spec: ServiceSpec, command: str) -> None:
         """``python -m services.<name> <command>`` to completion, output to its log."""
@@ -471,6 +493,10 @@ class DevStack:
             rows.append((cfg.nats_node_name(node), address, _display(server.log_file)))
         if not self.nats_nodes:
             rows.append(("nats", _redact(self.nats_url), "(external)"))
+        if self.trace_sink is not None:
+            rows.append(
+                ("trace sink", f"otlp {self.trace_sink.endpoint}", _display(cfg.traces_dir))
+            )
         if self.mail_catcher is not None:
             address = f"smtp {cfg.host}:{cfg.smtp_port}"
             rows.append(("mail catcher", address, _display(cfg.mail_dir) + "/*.eml"))
@@ -521,6 +547,10 @@ class DevStack:
             with self._best_effort("stop services"):
                 stop_all(list(self.processes.values()), SERVICE_STOP_GRACE)
                 self.processes.clear()
+        if self.trace_sink is not None:
+            with self._best_effort("stop trace sink"):
+                self.trace_sink.stop()
+                self.trace_sink = None
         if self.mail_catcher is not None:
             with self._best_effort("stop mail catcher"):
                 self.mail_catcher.stop()
@@ -629,9 +659,15 @@ class _NatsMember:
 # -- commands ---------------------------------------------------------------------------------
 
 
-def telemetry_hint(env: Mapping[str, str]) -> str:
+def telemetry_hint(env: Mapping[str, str], sink: TraceSink | None = None) -> str:
     """Where the services' traces and metrics go, or how to send them somewhere: any
     OTLP/gRPC receiver (an OpenTelemetry Collector, Jaeger all-in-one on 4317) works."""
+    if sink is not None:
+        return (
+            f"Telemetry: every service sends its spans to the local trace sink ({sink.endpoint}); "
+            "`python -m tenpo.devtools.tracesink list` lists the latest traces, "
+            "`... show <trace id>` prints one across services (docs/operations.md)."
+        )
     endpoint = env.get("TENPO_OTEL_EXPORTER_OTLP_ENDPOINT")
     if endpoint:
         return f"Telemetry: traces and metrics go to {endpoint} (OTLP/gRPC)."
@@ -640,7 +676,8 @@ def telemetry_hint(env: Mapping[str, str]) -> str:
     return (
         "Telemetry: off. To see traces and metrics, start any OTLP/gRPC receiver (an "
         "OpenTelemetry Collector, Jaeger all-in-one) and run with "
-        "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317, or TENPO_OTEL_CONSOLE=true."
+        "TENPO_OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317, or TENPO_OTEL_CONSOLE=true; "
+        "or TENPO_STACK_TRACES=1 for a local sink (`python -m tenpo.devtools.tracesink`)."
     )
 
 
@@ -665,6 +702,7 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
             stack.start_nats()
             stack.ensure_keys()
             stack.start_mail_catcher()
+            stack.start_trace_sink()
             stack.migrate_all([spec for spec in stack.services if spec.has_database])
             # Seeds one after another: the customer seed leaves the development credentials
             # that later services' settings read.
@@ -690,7 +728,7 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
                 )
                 progress.line(f"  {stack.staff_token}")
             progress.line()
-            progress.line(telemetry_hint(os.environ))
+            progress.line(telemetry_hint(os.environ, stack.trace_sink))
             credentials = config.data_dir / "dev-credentials.json"
             if credentials.exists():
                 progress.line()
