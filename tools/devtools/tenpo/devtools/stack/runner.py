@@ -30,7 +30,13 @@ from tenpo.devtools.stack.nats import EmbeddedNats, NatsCluster, NatsError
 from tenpo.devtools.stack.net import port_in_use, url_host
 from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError, ensure_database
 from tenpo.devtools.stack.process import parent_death_preexec, stop_all
-from tenpo.devtools.stack.supervisor import Member, Watchdog
+from tenpo.devtools.stack.supervisor import (
+    Member,
+    NatsMember,
+    PostgresMember,
+    Watchdog,
+    describe_exit,
+)
 from tenpo.devtools.tracesink import TraceSink
 from tenpo.kit.settings import ServiceSettings
 
@@ -518,9 +524,9 @@ class DevStack:
         """Block until interrupted, restarting whatever dies meanwhile (see supervisor)."""
         members: list[Member] = []
         if self.postgres is not None and self.stop_postgres:
-            members.append(_PostgresMember(self.postgres))
+            members.append(PostgresMember(self.postgres))
         members += [
-            _NatsMember(server, self.config.nats_node_name(node))
+            NatsMember(server, self.config.nats_node_name(node))
             for node, server in enumerate(self.nats_nodes)
         ]
         services = [
@@ -576,13 +582,6 @@ class DevStack:
 # -- supervised members -----------------------------------------------------------------------
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"was killed by {signal.Signals(-code).name}"
-    return f"exited with code {code}"
-
-
 class _ServiceMember:
     """A service process: restarted as it was started, ready when its health check says so."""
 
@@ -596,7 +595,7 @@ class _ServiceMember:
 
     def exited(self) -> str | None:
         code = self.stack.processes[self.name].poll()
-        return None if code is None else _describe_exit(code)
+        return None if code is None else describe_exit(code)
 
     def restart(self, attempt: int) -> None:
         # Worker processes the dead one forked may still hold the port: its group goes too.
@@ -613,47 +612,6 @@ class _ServiceMember:
     def close(self) -> None:
         if self._channel is not None:
             self._channel.close()
-
-
-class _PostgresMember:
-    """The embedded PostgreSQL: started again on the same data directory and port."""
-
-    name = "postgres"
-
-    def __init__(self, server: EmbeddedPostgres) -> None:
-        self.server = server
-        self.log_file = server.log_file
-
-    def exited(self) -> str | None:
-        try:
-            return None if self.server.is_running() else "stopped"
-        except PostgresError:
-            # A postmaster.pid that stays half-written: a server stuck starting is not running.
-            return "is stuck starting"
-
-    def restart(self, attempt: int) -> None:
-        self.server.start()
-
-    def ready(self) -> bool:
-        return True  # start() returns once the server accepts connections
-
-
-class _NatsMember:
-    """The embedded NATS: started again on the same store directory and port."""
-
-    def __init__(self, server: EmbeddedNats, name: str = "nats") -> None:
-        self.server = server
-        self.name = name
-        self.log_file = server.log_file
-
-    def exited(self) -> str | None:
-        return None if self.server.is_running() else "stopped"
-
-    def restart(self, attempt: int) -> None:
-        self.server.start()
-
-    def ready(self) -> bool:
-        return True  # start() returns once JetStream is up
 
 
 # -- commands ---------------------------------------------------------------------------------

@@ -10,12 +10,17 @@ at once. Every exit, restart and recovery is reported, with the log to read.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from tenpo.devtools.stack.nats import EmbeddedNats
+from tenpo.devtools.stack.postgres import EmbeddedPostgres, PostgresError
 
 #: First restart delay, its ceiling, and how long a run must last to forgive earlier crashes.
 INITIAL_DELAY = 1.0
@@ -149,3 +154,51 @@ class Watchdog:
             return
         state.phase = Phase.STARTING
         state.started_at = now
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+class PostgresMember:
+    """The embedded PostgreSQL: started again on the same data directory and port."""
+
+    name = "postgres"
+
+    def __init__(self, server: EmbeddedPostgres) -> None:
+        self.server = server
+        self.log_file = server.log_file
+
+    def exited(self) -> str | None:
+        try:
+            return None if self.server.is_running() else "stopped"
+        except PostgresError:
+            # A postmaster.pid that stays half-written: a server stuck starting is not running.
+            return "is stuck starting"
+
+    def restart(self, attempt: int) -> None:
+        self.server.start()
+
+    def ready(self) -> bool:
+        return True  # start() returns once the server accepts connections
+
+
+class NatsMember:
+    """The embedded NATS: started again on the same store directory and port."""
+
+    def __init__(self, server: EmbeddedNats, name: str = "nats") -> None:
+        self.server = server
+        self.name = name
+        self.log_file = server.log_file
+
+    def exited(self) -> str | None:
+        return None if self.server.is_running() else "stopped"
+
+    def restart(self, attempt: int) -> None:
+        self.server.start()
+
+    def ready(self) -> bool:
+        return True  # start() returns once JetStream is up
