@@ -37,6 +37,8 @@ orders = sa.Table(
     # request_id gets the same answer.
     sa.Column("failure_kind", sa.Text),
     sa.Column("failure_message", sa.Text),
+    # The failure's ErrorInfo metadata (e.g. the location whose capacity was used up).
+    sa.Column("failure_metadata", pg.JSONB),
     sa.Column("channel", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("store_id", sa.Text),
     sa.Column("currency", sa.Text, nullable=False, server_default="JPY"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,8 @@ class Saga:
     card_token: str | None
     failure_kind: str | None
     failure_message: str | None
+    #: ErrorInfo metadata of the failure's answer (e.g. the location out of capacity).
+    failure_metadata: dict[str, str] = field(default_factory=dict)
 
 
 def _fulfillment_json(value: Fulfillment | None) -> dict[str, Any] | None:
@@ -107,6 +109,7 @@ def _saga(row: Any) -> Saga:
         card_token=row.card_token,
         failure_kind=row.failure_kind,
         failure_message=row.failure_message,
+        failure_metadata=dict(row.failure_metadata or {}),
     )
 
 
@@ -181,6 +184,7 @@ class OrderStore:
         lease: timedelta,
         keep_card: bool = True,
         failure: tuple[str, str] | None = None,
+        failure_metadata: Mapping[str, str] | None = None,
     ) -> bool:
         """Persist the order and its saga position, renewing the lease; False when the
         lease was lost to another runner (this one must stop)."""
@@ -205,6 +209,7 @@ class OrderStore:
             values["card_token"] = None
         if failure is not None:
             values["failure_kind"], values["failure_message"] = failure
+            values["failure_metadata"] = dict(failure_metadata) if failure_metadata else None
         if phase is SagaPhase.DONE:
             values["lease_owner"] = None
             values["lease_until"] = None

@@ -123,10 +123,15 @@ _ERRORS: Mapping[FailureKind, type[DomainError]] = {
 }
 
 
-def failure_error(reason: str, kind: str | None, message: str | None) -> DomainError:
+def failure_error(
+    reason: str,
+    kind: str | None,
+    message: str | None,
+    metadata: Mapping[str, str] | None = None,
+) -> DomainError:
     """The answer of a failed checkout; the same for every retry of its request_id."""
     error_type = _ERRORS.get(FailureKind(kind or FailureKind.REJECTED), FailedPrecondition)
-    return error_type(message or "the checkout failed", reason=reason)
+    return error_type(message or "the checkout failed", reason=reason, metadata=metadata)
 
 
 def _failure_of(step: SagaStep, error: DomainError) -> StepFailure:
@@ -279,7 +284,12 @@ class Checkout:
         if order.status is OrderStatus.FAILED or saga.phase is SagaPhase.COMPENSATING:
             # Compensating: the failure is decided; what is still held is released in the
             # background (and expires on its own meanwhile).
-            raise failure_error(order.failure_reason, saga.failure_kind, saga.failure_message)
+            raise failure_error(
+                order.failure_reason,
+                saga.failure_kind,
+                saga.failure_message,
+                saga.failure_metadata,
+            )
         if order.status is OrderStatus.PENDING:
             # Still running (waiting for a dependency): the sweeper finishes it; the caller
             # retries with the same request_id to learn how.
@@ -330,6 +340,7 @@ class Checkout:
         *,
         keep_card: bool = True,
         failure: tuple[str, str] | None = None,
+        failure_metadata: Mapping[str, str] | None = None,
         lease: timedelta | None = None,
         event: Message | None = None,
     ) -> Saga:
@@ -342,6 +353,7 @@ class Checkout:
                 lease=lease or self.policy.lease,
                 keep_card=keep_card,
                 failure=failure,
+                failure_metadata=failure_metadata,
             )
             if not saved:
                 raise LeaseLost
@@ -362,6 +374,7 @@ class Checkout:
             card_token=saga.card_token if keep_card else None,
             failure_kind=failure[0] if failure else saga.failure_kind,
             failure_message=failure[1] if failure else saga.failure_message,
+            failure_metadata=(dict(failure_metadata or {}) if failure else saga.failure_metadata),
         )
 
     async def _forward(self, saga: Saga) -> Saga:
@@ -382,7 +395,7 @@ class Checkout:
                 )
                 await self._wait(saga, failure.reason)
             return await self._start_compensation(
-                saga, failure.reason, failure.kind, failure.message
+                saga, failure.reason, failure.kind, failure.message, failure.metadata
             )
         except StepUnavailable as unavailable:
             if step >= CONFIRMATION:
@@ -420,11 +433,21 @@ class Checkout:
         raise _Wait(reason)
 
     async def _start_compensation(
-        self, saga: Saga, reason: str, kind: FailureKind, message: str
+        self,
+        saga: Saga,
+        reason: str,
+        kind: FailureKind,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Saga:
         order = replace(saga.order, failure_reason=reason)
         return await self._save(
-            saga, order, saga.step, SagaPhase.COMPENSATING, failure=(kind.value, message)
+            saga,
+            order,
+            saga.step,
+            SagaPhase.COMPENSATING,
+            failure=(kind.value, message),
+            failure_metadata=metadata,
         )
 
     async def _take(self, step: SagaStep, saga: Saga) -> Order:
@@ -444,15 +467,15 @@ class Checkout:
                     raise _failure_of(step, error) from None
                 return order.frozen_from(cart)
             case SagaStep.PLAN_FULFILLMENT:
-                plan = await self.inventory.plan(_cart_of(order))
+                plan, methods = await self.inventory.plan(_cart_of(order))
                 first = {sku: parts[0][0] for sku, parts in plan.items() if parts}
-                return order.with_locations(first).with_ref("plan", json.dumps(plan))
+                return (
+                    order.with_locations(first)
+                    .with_ref("plan", json.dumps(plan))
+                    .with_ref("plan_methods", json.dumps(methods))
+                )
             case SagaStep.RESERVE_STOCK:
-                plan = {
-                    sku: [(location, units) for location, units in parts]
-                    for sku, parts in json.loads(order.refs["plan"]).items()
-                }
-                reservation = await self.inventory.reserve(str(order.id), plan, self._hold(order))
+                reservation = await self._reserve(order)
                 return order.with_ref("reservation_id", reservation)
             case SagaStep.RESERVE_REDEMPTIONS:
                 await self.cart.reserve_redemptions(
@@ -532,6 +555,17 @@ class Checkout:
             else PaymentState.AUTHORIZED
         )
         return order.with_payment(state)
+
+    async def _reserve(self, order: Order) -> str:
+        """The stock of the recorded plan, each line with its allocation method (the same
+        request whenever it is asked again)."""
+        plan = {
+            sku: [(location, units) for location, units in parts]
+            for sku, parts in json.loads(order.refs["plan"]).items()
+        }
+        recorded = order.refs.get("plan_methods")
+        methods = json.loads(recorded) if recorded else None
+        return await self.inventory.reserve(str(order.id), plan, self._hold(order), methods)
 
     def _hold(self, order: Order) -> timedelta:
         """How long stock is held: the saga's run, or for konbini until its deadline."""
@@ -650,14 +684,8 @@ class Checkout:
                 if reservation is None and "plan" in order.refs:
                     # The reserve may have happened before a crash: asking again with its
                     # request_id returns that reservation (or fails: nothing was held).
-                    plan = {
-                        sku: [(loc, units) for loc, units in parts]
-                        for sku, parts in json.loads(order.refs["plan"]).items()
-                    }
                     try:
-                        reservation = await self.inventory.reserve(
-                            str(order.id), plan, self._hold(order)
-                        )
+                        reservation = await self._reserve(order)
                     except StepFailure:
                         reservation = None
                 if reservation is not None:
