@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from services.order.config import OrderSettings
-from services.order.domain.fulfilments import FulfillmentPolicy
+from services.order.domain.fulfilments import FulfillmentPolicy, PickupCodes
 from services.order.domain.orders import PaymentMethod
 from services.order.domain.payments import PaymentProvider
 from services.order.payments.konbini import KonbiniPayments
@@ -87,9 +87,12 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         payments,
         FulfillmentPolicy(pickup_hold=timedelta(days=settings.pickup_hold_days)),
         payment_timeout_seconds=settings.payment_timeout_seconds,
+        codes=PickupCodes(settings.pickup_code_secret.get_secret_value().encode()),
         lease=timedelta(seconds=settings.saga_lease_seconds),
         watch_poll_seconds=settings.watch_poll_seconds,
     )
+    # Before serving: codes issued in plain text by an older release become digests.
+    await fulfilments.rekey_legacy_codes()
     checkout.on_placed = fulfilments.on_placed
     returns = Returns(
         runtime.db,

@@ -111,8 +111,13 @@ fulfillments = sa.Table(
     sa.Column("due_at", _ts, nullable=False),
     sa.Column("window_start", _ts),
     sa.Column("window_end", _ts),
-    # Shown to the order's customer only; compared in constant time.
-    sa.Column("pickup_code", sa.Text),
+    # The pickup code is never stored: a nonce it is derived from with the service's key
+    # (shown to the order's customer only), and its keyed digest, compared in constant time.
+    sa.Column("pickup_nonce", sa.Text),
+    sa.Column("pickup_code_digest", sa.LargeBinary),
+    # Codes issued in plain text before 0005: replaced by their digests when the service
+    # starts (usecases.fulfilments.rekey_legacy_codes); the column goes in a later release.
+    sa.Column("legacy_pickup_code", sa.Text),
     sa.Column("hold_until", _ts),
     sa.Column("ready_at", _ts),
     sa.Column("carrier", sa.Text, nullable=False, server_default=""),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +42,8 @@ def _values(fulfilment: Fulfilment, now: datetime) -> dict[str, Any]:
         "due_at": fulfilment.due_at,
         "window_start": window[0] if window else None,
         "window_end": window[1] if window else None,
-        "pickup_code": fulfilment.pickup_code,
+        "pickup_nonce": fulfilment.pickup_nonce,
+        "pickup_code_digest": fulfilment.pickup_code_digest,
         "hold_until": fulfilment.hold_until,
         "ready_at": fulfilment.ready_at,
         "carrier": fulfilment.carrier,
@@ -70,7 +71,8 @@ def _fulfilment(row: Any) -> Fulfilment:
         capture_state=CaptureState(row.capture_state),
         due_at=row.due_at,
         window=window,
-        pickup_code=row.pickup_code,
+        pickup_nonce=row.pickup_nonce,
+        pickup_code_digest=row.pickup_code_digest,
         hold_until=row.hold_until,
         ready_at=row.ready_at,
         carrier=row.carrier,
@@ -86,6 +88,26 @@ def _fulfilment(row: Any) -> Fulfilment:
 class FulfilmentStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def rekey_legacy_codes(self, digest: Callable[[uuid.UUID, str], bytes]) -> int:
+        """Replace plain-text pickup codes by their keyed digests; the number replaced."""
+        rows = (
+            await self.session.execute(
+                sa.select(fulfillments.c.id, fulfillments.c.legacy_pickup_code)
+                .where(fulfillments.c.legacy_pickup_code.is_not(None))
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in rows:
+            await self.session.execute(
+                sa.update(fulfillments)
+                .where(fulfillments.c.id == row.id)
+                .values(
+                    pickup_code_digest=digest(row.id, row.legacy_pickup_code),
+                    legacy_pickup_code=None,
+                )
+            )
+        return len(rows)
 
     async def insert(self, items: Sequence[Fulfilment], now: datetime) -> None:
         if not items:

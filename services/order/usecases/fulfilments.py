@@ -20,7 +20,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -33,6 +33,7 @@ from services.order.domain.fulfilments import (
     FulfillmentStatus,
     FulfillmentType,
     Fulfilment,
+    PickupCodes,
     allocate,
     check_delivery_status,
     check_missing,
@@ -84,6 +85,8 @@ class OrderView:
     order: Order
     fulfilments: tuple[Fulfilment, ...]
     owner_view: bool = False
+    #: Fulfilment → its pickup code, in the owner's view only.
+    pickup_codes: Mapping[uuid.UUID, str] = field(default_factory=dict)
 
 
 def fulfilment_not_found() -> NotFound:
@@ -115,10 +118,12 @@ class Fulfilments:
         policy: FulfillmentPolicy,
         *,
         payment_timeout_seconds: float,
+        codes: PickupCodes,
         lease: timedelta = timedelta(seconds=30),
         watch_poll_seconds: float = 1.0,
     ) -> None:
         self.db = db
+        self.codes = codes
         self.inventory = inventory
         self.payments = payments
         self.policy = policy
@@ -158,10 +163,26 @@ class Fulfilments:
             found = await FulfilmentStore(uow.session).of_orders(o.id for o in orders)
         return [self._view(principal, o, found.get(o.id, [])) for o in orders]
 
-    @staticmethod
-    def _view(principal: Principal, order: Order, items: list[Fulfilment]) -> OrderView:
+    def _view(self, principal: Principal, order: Order, items: list[Fulfilment]) -> OrderView:
         owner = principal.kind is PrincipalKind.CUSTOMER and principal.subject == order.customer_id
-        return OrderView(order, tuple(items), owner_view=owner)
+        codes: dict[uuid.UUID, str] = {}
+        if owner:
+            for f in items:
+                code = (
+                    self.codes.shown(f) if f.status is FulfillmentStatus.READY_FOR_PICKUP else None
+                )
+                if code is not None:
+                    codes[f.id] = code
+        return OrderView(order, tuple(items), owner_view=owner, pickup_codes=codes)
+
+    async def rekey_legacy_codes(self) -> int:
+        """Pickup codes stored in plain text before they were keyed (migration 0005 kept
+        them aside): each becomes its keyed digest and the plain text goes. Run at start,
+        before serving; idempotent, safe with replicas starting together."""
+        async with self.db.unit_of_work() as uow:
+            changed = await FulfilmentStore(uow.session).rekey_legacy_codes(self.codes.digest)
+            await uow.commit()
+        return changed
 
     async def watch(self, principal: Principal, order_id: uuid.UUID) -> AsyncIterator[OrderView]:
         """The order now, then at every change. Polls a one-row watermark (the order's and
@@ -199,7 +220,7 @@ class Fulfilments:
 
         def change(f: Fulfilment, now: datetime) -> Fulfilment:
             _require_type(f, FulfillmentType.CLICK_AND_COLLECT)
-            return f.mark_ready(now, hold)
+            return f.mark_ready(now, hold, self.codes)
 
         return await self._change(principal, order_id, fulfilment_id, change, events.ready)
 
@@ -225,7 +246,7 @@ class Fulfilments:
                 )
             if f.status not in (FulfillmentStatus.READY_FOR_PICKUP, FulfillmentStatus.PICKED_UP):
                 return f.pick_up()  # refuses with the state conflict
-            if not f.code_matches(code):
+            if not f.code_matches(code, self.codes):
                 # Counted in the same transaction, under the order's lock, as the check
                 # of the lock above: concurrent guesses cannot slip past the limit.
                 wrong = True

@@ -16,6 +16,7 @@ from services.order.domain.fulfilments import (
     FulfillmentPolicy,
     FulfillmentStatus,
     FulfillmentType,
+    PickupCodes,
     allocate,
     check_pickup_code,
     order_after,
@@ -37,6 +38,7 @@ from tenpo.kit.errors import FailedPrecondition, InvalidArgument
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 POLICY = FulfillmentPolicy()
+CODES = PickupCodes(b"test-pickup-code-key-0123456789")
 
 
 def order(method: FulfillmentMethod, store: str | None = None) -> Order:
@@ -109,13 +111,14 @@ def test_the_lifecycle_moves_forwards_only_and_repeats_are_no_ops() -> None:
     with pytest.raises(FailedPrecondition) as caught:
         f.pick_up()
     assert caught.value.reason == "FULFILLMENT_STATE_CONFLICT"
-    ready = f.mark_ready(NOW, timedelta(days=7))
+    ready = f.mark_ready(NOW, timedelta(days=7), CODES)
     assert ready.hold_until == NOW + timedelta(days=7)
-    assert ready.mark_ready(NOW + timedelta(hours=1), timedelta(days=7)) == ready
-    assert ready.pickup_code is not None
-    assert set(ready.pickup_code) <= set(PICKUP_CODE_ALPHABET)
-    assert ready.code_matches(ready.pickup_code.lower())
-    assert not ready.code_matches("BBBBBBBB" if ready.pickup_code != "BBBBBBBB" else "CCCCCCCC")
+    assert ready.mark_ready(NOW + timedelta(hours=1), timedelta(days=7), CODES) == ready
+    code = CODES.shown(ready)
+    assert code is not None
+    assert len(code) == 8 and set(code) <= set(PICKUP_CODE_ALPHABET)
+    assert ready.code_matches(code.lower(), CODES)
+    assert not ready.code_matches("BBBBBBBB" if code != "BBBBBBBB" else "CCCCCCCC", CODES)
     picked = ready.pick_up()
     assert picked.capture_state is CaptureState.DUE
     with pytest.raises(FailedPrecondition) as left:
@@ -166,9 +169,36 @@ def test_the_order_completes_when_every_fulfilment_is_done_and_is_paid_as_captur
 def test_an_order_whose_every_fulfilment_is_cancelled_is_cancelled() -> None:
     placed = order(FulfillmentMethod.PICKUP, "s")
     [f] = split(placed, {"A": [("s", 3)]}, NOW, POLICY)
-    expired = replace(f.mark_ready(NOW, timedelta(days=1)).cancel("PICKUP_EXPIRED"))
+    expired = replace(f.mark_ready(NOW, timedelta(days=1), CODES).cancel("PICKUP_EXPIRED"))
     after = order_after(placed, [expired])
     assert (after.status, after.failure_reason) == (OrderStatus.CANCELLED, "PICKUP_EXPIRED")
+
+
+def test_a_pickup_code_is_kept_only_as_a_nonce_and_a_keyed_digest() -> None:
+    [f] = split(order(FulfillmentMethod.PICKUP, "s"), {"A": [("s", 1)]}, NOW, POLICY)
+    ready = f.mark_ready(NOW, timedelta(days=7), CODES)
+    code = CODES.shown(ready)
+    assert code is not None
+    stored = repr(ready)
+    assert code not in stored  # nothing the store writes holds the code
+    assert ready.pickup_nonce is not None and ready.pickup_code_digest is not None
+    # The same code for the customer every time; another key derives and checks otherwise.
+    assert CODES.shown(ready) == code
+    other_key = PickupCodes(b"another-key-of-at-least-16-bytes")
+    assert other_key.shown(ready) != code
+    assert not ready.code_matches(code, other_key)
+    # Another fulfilment with the same nonce gets another code.
+    twin = replace(ready, id=uuid.uuid4())
+    assert CODES.shown(twin) != code
+    # Codes spread over the whole alphabet (no letter unused in a few hundred draws).
+    drawn = {
+        letter
+        for _ in range(300)
+        for letter in CODES.shown(f.mark_ready(NOW, timedelta(days=1), CODES)) or ""
+    }
+    assert drawn == set(PICKUP_CODE_ALPHABET)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        PickupCodes(b"short")
 
 
 def test_a_delivery_point_comes_from_the_prefecture() -> None:
