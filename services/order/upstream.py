@@ -179,6 +179,22 @@ class CartClient:
             ),
         )
 
+    async def return_redemptions(self, order_id: str, reason: str) -> None:
+        """Give back the order's committed uses (an order cancelled unpaid): the code is
+        usable again. Idempotent by state and keyed by the order."""
+        request = promo_api.ReturnRedemptionsRequest(
+            order_id=order_id, reason=reason, request_id=f"{order_id}:redeem-return"
+        )
+        await _call(
+            SagaStep.FINISH,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._promotions.ReturnRedemptions(
+                request, metadata=md, timeout=self._timeout
+            ),
+        )
+
     async def checkout(self, cart_id: str, etag: str, order_id: str) -> None:
         request = cart_api.CheckoutCartRequest(
             cart_id=cart_id, etag=etag, order_id=order_id, request_id=f"{order_id}:checkout"

@@ -605,6 +605,9 @@ class Checkout:
                 await self._loyalty().credit(
                     order.customer_id, str(order.id), points, "KONBINI_PAYMENT_EXPIRED"
                 )
+            # Its promotion uses were committed at the confirmation: given back, so a
+            # personal code can be used for the next order.
+            await self.cart.return_redemptions(str(order.id), "KONBINI_PAYMENT_EXPIRED")
         except StepUnavailable as unavailable:
             await self._wait(saga, unavailable.reason)
         expired = order.expire()
