@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.order.config import OrderSettings
 from services.order.domain.fulfilments import FulfillmentPolicy, PickupCodes
-from services.order.domain.orders import PaymentMethod
+from services.order.domain.orders import OrderTokens, PaymentMethod
 from services.order.domain.payments import PaymentProvider
 from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
@@ -78,8 +78,13 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     }
     loyalty = LoyaltyClient(channels["customer"], tokens, timeout)
     checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings), loyalty=loyalty)
+    key = settings.capability_secret.get_secret_value().encode()
     orders = Orders(
-        runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
+        runtime.db,
+        inventory,
+        payments,
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+        tokens=OrderTokens(key),
     )
     fulfilments = Fulfilments(
         runtime.db,
@@ -87,7 +92,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         payments,
         FulfillmentPolicy(pickup_hold=timedelta(days=settings.pickup_hold_days)),
         payment_timeout_seconds=settings.payment_timeout_seconds,
-        codes=PickupCodes(settings.pickup_code_secret.get_secret_value().encode()),
+        codes=PickupCodes(key),
         lease=timedelta(seconds=settings.saga_lease_seconds),
         watch_poll_seconds=settings.watch_poll_seconds,
     )

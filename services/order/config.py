@@ -12,8 +12,8 @@ from pydantic_settings import SettingsConfigDict
 
 from tenpo.kit.settings import Environment, ServiceSettings
 
-#: Development only (refused in production): the key pickup codes are derived with.
-DEV_PICKUP_CODE_SECRET = "dev-pickup-code-secret-not-for-production"  # noqa: S105 - refused in production
+#: Development only (refused in production): the key of pickup codes and guest order tokens.
+DEV_CAPABILITY_SECRET = "dev-capability-secret-not-for-production"  # noqa: S105 - refused in production
 
 
 class OrderSettings(ServiceSettings):
@@ -64,9 +64,10 @@ class OrderSettings(ServiceSettings):
     return_window_days: int = Field(default=30, ge=1, le=365)
     #: How often a WatchOrder stream looks for a change (a one-row index lookup).
     watch_poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    #: The key pickup codes are derived from and checked with (domain.fulfilments
-    #: PickupCodes): the database keeps no code. At least 32 characters in production.
-    pickup_code_secret: SecretStr = SecretStr(DEV_PICKUP_CODE_SECRET)
+    #: The key pickup codes (domain.fulfilments.PickupCodes) and guest order tokens
+    #: (domain.orders.OrderTokens) are derived from, each under its own label: the database
+    #: keeps neither. At least 32 characters in production.
+    capability_secret: SecretStr = SecretStr(DEV_CAPABILITY_SECRET)
 
     @model_validator(mode="after")
     def _refuse_missing_credentials(self) -> Self:
@@ -77,16 +78,16 @@ class OrderSettings(ServiceSettings):
                 "unsafe settings for production: service_client_id and "
                 "service_client_secret must be set"
             )
-        pickup = self.pickup_code_secret.get_secret_value()
+        key = self.capability_secret.get_secret_value()
         if self.environment is Environment.PRODUCTION and (
-            pickup == DEV_PICKUP_CODE_SECRET or len(pickup) < 32
+            key == DEV_CAPABILITY_SECRET or len(key) < 32
         ):
             raise ValueError(
-                "unsafe settings for production: pickup_code_secret must be set (at least "
+                "unsafe settings for production: capability_secret must be set (at least "
                 "32 characters, not the development default)"
             )
-        if len(pickup.encode()) < 16:
-            raise ValueError("pickup_code_secret must be at least 16 bytes")
+        if len(key.encode()) < 16:
+            raise ValueError("capability_secret must be at least 16 bytes")
         return self
 
     def client_credentials(self) -> tuple[str, str] | None:

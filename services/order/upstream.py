@@ -133,6 +133,25 @@ class CartClient:
         )
         return frozen_cart(response.cart)
 
+    async def holds_guest_cart(self, cart_id: str, cart_token: str) -> bool:
+        """Whether ``cart_token`` is the token of the guest cart ``cart_id`` (the cart
+        service checks it: only it has the key); StepUnavailable when it does not answer."""
+        try:
+            response = await _call(
+                SagaStep.FREEZE_CART,
+                "CART",
+                self._timeout,
+                self._tokens,
+                lambda md: self._carts.GetCart(
+                    cart_api.GetCartRequest(cart_id=cart_id, cart_token=cart_token),
+                    metadata=md,
+                    timeout=self._timeout,
+                ),
+            )
+        except StepFailure:
+            return False
+        return not response.cart.customer_id
+
     async def reserve_redemptions(
         self, cart_id: str, etag: str, order_id: str, ttl: timedelta
     ) -> None:

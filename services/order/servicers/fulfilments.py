@@ -30,9 +30,9 @@ class FulfilmentRpcs:
     returns: Returns
     page_tokens: PageTokenCodec
 
-    async def shown(self, principal: Principal, order: Order) -> pb.Order:
-        """An order as callers see it: with its fulfilments."""
-        return view_to(await self.fulfilments.view(principal, order))
+    async def shown(self, principal: Principal, order: Order, *, guest: bool = False) -> pb.Order:
+        """An order as callers see it: with its fulfilments (``guest``: as its guest)."""
+        return view_to(await self.fulfilments.view(principal, order, guest=guest))
 
     async def all_shown(self, principal: Principal, orders: Sequence[Order]) -> list[pb.Order]:
         return [view_to(v) for v in await self.fulfilments.views(principal, orders)]

@@ -130,8 +130,10 @@ class OrderStore:
         request_hash: bytes,
         lease_owner: str,
         lease: timedelta,
+        contact: tuple[str | None, str | None] | None = None,
     ) -> bool:
-        """Record a new saga, leased to ``lease_owner``; False when ``request_key`` already
+        """Record a new saga, leased to ``lease_owner`` (a guest's ``contact``: e-mail and
+        phone, as normalized); False when ``request_key`` already
         has one, or the cart has a saga still running (a concurrent insert of the same key
         or cart waits for the first to commit)."""
         number = sa.func.concat(
@@ -155,6 +157,8 @@ class OrderStore:
                 saga_phase=SagaPhase.FORWARD.value,
                 lease_owner=lease_owner,
                 lease_until=sa.func.now() + lease,
+                contact_email=contact[0] if contact else None,
+                contact_phone=contact[1] if contact else None,
             )
             .on_conflict_do_nothing()
             .returning(orders.c.id)

@@ -35,6 +35,7 @@ from services.order.domain.orders import (
     PaymentMethod,
     PaymentState,
     check_cart,
+    check_guest_contact,
     check_payment,
 )
 from services.order.domain.payments import PaymentDeclined, PaymentProvider, PaymentUnavailable
@@ -187,25 +188,50 @@ class Checkout:
         card_token: str,
         request_id: str,
         request: Message,
+        cart_token: str = "",
+        contact_email: str = "",
+        contact_phone: str = "",
     ) -> Order:
-        principal.require_any_kind(PrincipalKind.CUSTOMER)
+        """A customer's order of her cart, or a guest's (an anonymous caller, or a store
+        device on its own credentials) of a guest cart whose token she shows."""
+        guest = principal.kind in (PrincipalKind.ANONYMOUS, PrincipalKind.DEVICE)
+        if not guest:
+            principal.require_any_kind(PrincipalKind.CUSTOMER)
         parse_id(cart_id, "cart_id")
         violations = []
         if not cart_etag or len(cart_etag) > 128:
             violations.append(FieldViolation("cart_etag", "the cart's etag, 1-128 characters"))
         if not request_id:
             violations.append(FieldViolation("request_id", "required: a checkout is retried"))
+        if guest and not cart_token:
+            violations.append(FieldViolation("cart_token", "required for a guest cart"))
+        if guest and len(cart_token) > 128:
+            violations.append(FieldViolation("cart_token", "at most 128 characters"))
         if violations:
             raise InvalidArgument(
                 "invalid order request", reason="ORDER_INVALID", field_violations=violations
             )
         method = check_payment(method, card_token)
         key = idempotency_key(check_request_id(request_id), principal)
+        contact: tuple[str | None, str | None] = (None, None)
+        if guest:
+            contact = check_guest_contact(contact_email, contact_phone)
+            # Anonymous callers cannot be told apart: the cart is part of the key.
+            key = f"{key}:{cart_id}"
+            await self._require_guest_cart(cart_id, cart_token)
         fingerprint = request_fingerprint(request)
         order_id = uuid.uuid4()
         async with self._admission:
             placed = await self._place(
-                principal, cart_id, cart_etag, method, card_token, key, fingerprint, order_id
+                principal,
+                cart_id,
+                cart_etag,
+                method,
+                card_token,
+                key,
+                fingerprint,
+                order_id,
+                contact if guest else None,
             )
         if placed is not None:
             return placed
@@ -222,13 +248,15 @@ class Checkout:
         key: str,
         fingerprint: bytes,
         order_id: uuid.UUID,
+        guest_contact: tuple[str | None, str | None] | None,
     ) -> Order | None:
         """Record the saga and run it; None when the request_id (or the cart) already had
-        one."""
+        one. A guest's order has no customer ("") and her contact from the start."""
         async with self.db.unit_of_work() as uow:
             inserted = await OrderStore(uow.session).insert_pending(
                 order_id=order_id,
-                customer_id=principal.subject,
+                customer_id="" if guest_contact is not None else principal.subject,
+                contact=guest_contact,
                 cart_id=cart_id,
                 cart_etag=cart_etag,
                 payment_method=method,
@@ -248,6 +276,18 @@ class Checkout:
         task.add_done_callback(lambda _: self._running.pop(order_id, None))
         saga = await asyncio.shield(task)
         return self._answer(saga)
+
+    async def _require_guest_cart(self, cart_id: str, cart_token: str) -> None:
+        """The guest holds the cart: its token opens it (checked by the cart service)."""
+        try:
+            held = await self.cart.holds_guest_cart(cart_id, cart_token)
+        except StepUnavailable:
+            raise Unavailable(
+                "the cart service did not answer; nothing was ordered, try again shortly",
+                reason="CART_UNAVAILABLE",
+            ) from None
+        if not held:
+            raise NotFound("no such cart", reason="CART_NOT_FOUND")
 
     async def _answer_existing(self, key: str, fingerprint: bytes) -> Order:
         """A retry (maybe concurrent) of a request_id: the first request's answer, once

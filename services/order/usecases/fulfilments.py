@@ -153,18 +153,23 @@ class Fulfilments:
 
     # ------------------------------------------------------------------ reading
 
-    async def view(self, principal: Principal, order: Order) -> OrderView:
+    async def view(self, principal: Principal, order: Order, *, guest: bool = False) -> OrderView:
+        """``guest``: shown to the guest who placed it (her token was checked)."""
         async with self.db.unit_of_work() as uow:
             items = await FulfilmentStore(uow.session).of_order(order.id)
-        return self._view(principal, order, items)
+        return self._view(principal, order, items, guest=guest)
 
     async def views(self, principal: Principal, orders: Sequence[Order]) -> list[OrderView]:
         async with self.db.unit_of_work() as uow:
             found = await FulfilmentStore(uow.session).of_orders(o.id for o in orders)
         return [self._view(principal, o, found.get(o.id, [])) for o in orders]
 
-    def _view(self, principal: Principal, order: Order, items: list[Fulfilment]) -> OrderView:
-        owner = principal.kind is PrincipalKind.CUSTOMER and principal.subject == order.customer_id
+    def _view(
+        self, principal: Principal, order: Order, items: list[Fulfilment], *, guest: bool = False
+    ) -> OrderView:
+        owner = (guest and order.is_guest) or (
+            principal.kind is PrincipalKind.CUSTOMER and principal.subject == order.customer_id
+        )
         codes: dict[uuid.UUID, str] = {}
         if owner:
             for f in items:
