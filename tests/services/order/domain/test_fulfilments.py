@@ -23,7 +23,7 @@ from services.order.domain.fulfilments import (
     require_cancellable,
     split,
 )
-from services.order.domain.geo import delivery_point
+from services.order.domain.geo import PREFECTURE_POINTS, delivery_point, distance_km
 from services.order.domain.orders import (
     Fulfillment,
     FulfillmentMethod,
@@ -34,6 +34,7 @@ from services.order.domain.orders import (
     PaymentState,
     Totals,
 )
+from services.order.domain.postal_points import POSTAL_PREFIX_POINTS
 from tenpo.kit.errors import FailedPrecondition, InvalidArgument
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -199,6 +200,40 @@ def test_a_pickup_code_is_kept_only_as_a_nonce_and_a_keyed_digest() -> None:
     assert drawn == set(PICKUP_CODE_ALPHABET)
     with pytest.raises(ValueError, match="at least 16 bytes"):
         PickupCodes(b"short")
+
+
+def test_a_delivery_point_comes_from_the_postal_district_where_the_table_knows_it() -> None:
+    shibuya = {"administrativeArea": "東京都", "postalCode": "150-0002"}
+    assert delivery_point(shibuya) == (35.658, 139.702)
+    # Any notation of the same code: full-width digits and dash, none.
+    assert delivery_point({**shibuya, "postalCode": "１５０−０００２"}) == (35.658, 139.702)
+    assert delivery_point({**shibuya, "postalCode": "1500002"}) == (35.658, 139.702)
+    # Hachioji is ~35 km from Shibuya: a 20 km same-day radius around a Shibuya store
+    # reaches the prefecture's office but not Hachioji, which only the postal code tells.
+    hachioji = delivery_point({"administrativeArea": "東京都", "postalCode": "192-0082"})
+    office = delivery_point({"administrativeArea": "東京都"})
+    store = (35.6595, 139.7005)
+    assert distance_km(store, office) < 20 < distance_km(store, hachioji)
+    # Unknown districts, malformed codes and codes contradicting the prefecture fall back.
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "999-9999"}) == (
+        34.686,
+        135.520,
+    )
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "53"}) == (34.686, 135.520)
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "150-0002"}) == (
+        34.686,
+        135.520,
+    )
+    # A known district without a prefecture is still better than Tokyo.
+    assert delivery_point({"postalCode": "530-0001"}) == (34.705, 135.498)
+
+
+def test_every_bundled_postal_district_lies_in_japan_near_a_prefecture_office() -> None:
+    for prefix, point in POSTAL_PREFIX_POINTS.items():
+        assert len(prefix) == 3 and prefix.isdigit()
+        assert 24 < point[0] < 46 and 122 < point[1] < 146, prefix
+        nearest = min(distance_km(point, office) for office in PREFECTURE_POINTS.values())
+        assert nearest < 60, prefix
 
 
 def test_a_delivery_point_comes_from_the_prefecture() -> None:
