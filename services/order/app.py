@@ -136,9 +136,16 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     )
 
 
+async def seed(runtime: Runtime[OrderSettings]) -> None:
+    from services.order.seed import seed_demo_orders
+
+    await seed_demo_orders(runtime.settings, runtime.db)
+
+
 definition = ServiceDefinition(
     name="order",
     settings_type=OrderSettings,
     build=build,
     migrations=MIGRATIONS,
+    seed=seed,
 )

@@ -25,7 +25,7 @@ from services.order.domain.orders import (
     pseudonymized_address,
 )
 from services.order.domain.saga import SagaPhase, SagaStep
-from services.order.models import order_numbers, orders
+from services.order.models import fulfillments, order_numbers, orders
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,17 @@ class OrderStore:
             query = query.where(orders.c.lease_owner == lease_owner)
         result = await self.session.execute(query.returning(orders.c.id))
         return result.first() is not None
+
+    async def backdate(self, order_id: uuid.UUID, at: datetime) -> None:
+        """Date an order and its fulfilments ``at`` (demo history written after the fact)."""
+        await self.session.execute(
+            sa.update(orders).where(orders.c.id == order_id).values(created_at=at, updated_at=at)
+        )
+        await self.session.execute(
+            sa.update(fulfillments)
+            .where(fulfillments.c.order_id == order_id)
+            .values(created_at=at, updated_at=at)
+        )
 
     async def lease_to(self, order_id: uuid.UUID, owner: str, lease: timedelta) -> None:
         """Hand the saga to ``owner`` (its caller holds the row lock): a runner that had it
