@@ -370,8 +370,8 @@ class InventoryClient:
         pickup_location_id: str | None,
         delivery_point: tuple[float, float],
         same_day: bool,
-    ) -> dict[str, list[tuple[str, int]]]:
-        """SKU → [(location, units)] of the plan inventory proposes (complete or not)."""
+    ) -> tuple[Plan, PlanMethods]:
+        """The plan inventory proposes (complete or not) and its allocation methods."""
         request = inventory_api.PlanFulfillmentRequest(
             lines=[inventory_pb.StockLine(sku=sku, quantity=units) for sku, units in lines],
             same_day=same_day,
@@ -387,22 +387,35 @@ class InventoryClient:
             self._tokens,
             lambda md: self._stub.PlanFulfillment(request, metadata=md, timeout=self._timeout),
         )
-        plan: dict[str, list[tuple[str, int]]] = {}
+        plan: Plan = {}
+        methods: PlanMethods = {}
         for allocation in response.plan.allocations:
             plan.setdefault(allocation.sku, []).append(
                 (allocation.location_id, int(allocation.quantity))
             )
-        return plan
+            methods.setdefault(allocation.sku, {})[allocation.location_id] = int(allocation.method)
+        return plan, methods
 
     async def reserve_and_commit(
-        self, key: str, owner: str, parts: list[tuple[str, str, int]], ttl: timedelta
+        self,
+        key: str,
+        owner: str,
+        parts: list[tuple[str, str, int]],
+        ttl: timedelta,
+        methods: PlanMethods | None = None,
     ) -> None:
         """Reserve (sku, location, units) and commit the reservation at once, both keyed by
-        ``key`` (a retry repeats them harmlessly)."""
+        ``key`` (a retry repeats them harmlessly); each line with its allocation method, so
+        a store's daily capacity counts re-sourced parcels too."""
         request = inventory_api.ReserveStockRequest(
             owner=owner,
             lines=[
-                inventory_pb.StockLine(sku=sku, quantity=units, location_id=location)
+                inventory_pb.StockLine(
+                    sku=sku,
+                    quantity=units,
+                    location_id=location,
+                    method=(methods or {}).get(sku, {}).get(location, 0),  # type: ignore[arg-type]
+                )
                 for sku, location, units in parts
             ],
             ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),

@@ -448,7 +448,7 @@ class Fulfilments:
         )
         address = order.fulfillment.address if order.fulfillment else None
         try:
-            plan = await self.inventory.plan_lines(
+            plan, methods = await self.inventory.plan_lines(
                 [(line.sku, line.quantity) for line in lost],
                 pickup_location_id=pickup,
                 delivery_point=delivery_point(address),
@@ -470,6 +470,7 @@ class Fulfilments:
                     order.owner,
                     parts,
                     self.resource_hold,
+                    methods,
                 )
         except StepUnavailable:
             raise Unavailable(
@@ -477,7 +478,8 @@ class Fulfilments:
                 reason="INVENTORY_UNAVAILABLE",
             ) from None
         except StepFailure:
-            # Taken by someone else between the plan and the reservation: found nowhere.
+            # Taken by someone else between the plan and the reservation (stock, or the
+            # store's daily capacity): found nowhere.
             return {}
         return elsewhere
 

@@ -20,6 +20,7 @@ from tenpo.kit.grpc_errors import decode_error
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.order.conftest import Stack
+from tests.services.order.test_fulfilments import device
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ SAPPORO = common_pb2.GeoPoint(latitude=43.0687, longitude=141.3508)
 FC = "fc-chiba"
 
 
-async def new_store(stack: Stack, orders_per_day: int) -> str:
+async def new_store(stack: Stack, orders_per_day: int, where: common_pb2.GeoPoint = SAPPORO) -> str:
     store_id = f"test-{uuid.uuid4().hex[:10]}"
     await stack.inventory.CreateLocation(
         inventory_api.CreateLocationRequest(
@@ -38,7 +39,7 @@ async def new_store(stack: Stack, orders_per_day: int) -> str:
                 id=store_id,
                 display_name="テスト札幌店",
                 type=inventory_pb.LOCATION_TYPE_STORE,
-                geo_point=SAPPORO,
+                geo_point=where,
                 priority=50,
                 capabilities=[
                     inventory_pb.CAPABILITY_CLICK_AND_COLLECT,
@@ -188,3 +189,44 @@ async def test_capacity_used_up_before_the_reservation_fails_the_checkout_with_t
         await stack.orders.PlaceOrder(request, metadata=stack.customer(customer))
     assert again.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert decode_error(again.value).metadata == {"location_id": store}
+
+
+async def test_units_re_sourced_from_a_store_use_its_daily_capacity(stack: Stack) -> None:
+    near = await new_store(stack, orders_per_day=0)
+    # A little further out, one parcel a day.
+    limited = await new_store(
+        stack, orders_per_day=1, where=common_pb2.GeoPoint(latitude=43.10, longitude=141.35)
+    )
+    sku = await stack.stock(0, price=2000)
+    await receive(stack, sku, near, 1)
+    await receive(stack, sku, limited, 5)
+    await receive(stack, sku, FC, 5)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    cart = await delivery_cart(stack, customer, sku, 1)
+    order = (
+        await stack.orders.PlaceOrder(stack.place_request(cart), metadata=stack.customer(customer))
+    ).order
+    [original] = order.fulfillments
+    assert original.location_id == near
+
+    # Not on the shelf at the nearest store: re-sourced at the limited one, as a parcel.
+    picked = await stack.orders.PickFulfillment(
+        api.PickFulfillmentRequest(
+            order_id=order.id,
+            fulfillment_id=original.id,
+            missing_lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+            request_id=uuid.uuid4().hex,
+        ),
+        metadata=device(stack, store=near),
+    )
+    assert [f.location_id for f in picked.order.fulfillments][1:] == [limited]
+
+    # That parcel used the store's day: the next delivery comes from the centre.
+    other = f"c-{uuid.uuid4().hex[:8]}"
+    second = (
+        await stack.orders.PlaceOrder(
+            stack.place_request(await delivery_cart(stack, other, sku, 1)),
+            metadata=stack.customer(other),
+        )
+    ).order
+    assert [li.location_id for li in second.lines] == [FC]
