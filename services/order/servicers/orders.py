@@ -13,6 +13,7 @@ from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from services.order.usecases.search import OrderSearch
+from services.order.usecases.waves import PickWaves
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -30,6 +31,7 @@ class OrderServicer(FulfilmentRpcs, api_grpc.OrderServiceServicer):
         returns: Returns,
         search: OrderSearch | None = None,
     ) -> None:
+        self.waves = PickWaves(fulfilments)
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens

@@ -154,16 +154,21 @@ class FulfilmentStore:
         return found
 
     async def open_at_store(
-        self, store_id: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+        self,
+        store_id: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        *,
+        statuses: Iterable[FulfillmentStatus] = OPEN_STATUSES,
     ) -> list[tuple[Fulfilment, str, str]]:
-        """A store's open fulfilments (with their order's number and currency), earliest
-        due first."""
+        """A store's open fulfilments (or those in ``statuses``), with their order's number
+        and currency, earliest due first."""
         query = (
             sa.select(fulfillments, orders.c.number.label("order_number"), orders.c.currency)
             .join(orders, orders.c.id == fulfillments.c.order_id)
             .where(
                 fulfillments.c.store_id == store_id,
-                fulfillments.c.status.in_([int(s) for s in OPEN_STATUSES]),
+                fulfillments.c.status.in_([int(s) for s in statuses]),
             )
         )
         if after is not None:

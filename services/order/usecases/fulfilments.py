@@ -315,6 +315,14 @@ class Fulfilments:
     ) -> list[tuple[Fulfilment, str, str]]:
         """A store's work list: its devices see their own store only (another store's is
         FULFILLMENT_NOT_FOUND-like: empty is not enough, a device must not probe others)."""
+        self.require_store_reader(principal, store_id)
+        async with self.db.unit_of_work() as uow:
+            return await FulfilmentStore(uow.session).open_at_store(store_id, after, limit)
+
+    @staticmethod
+    def require_store_reader(principal: Principal, store_id: str) -> None:
+        """A store's work is read by its own devices and staff (the access rule admitted
+        only those kinds, with the scopes)."""
         if not store_id:
             raise InvalidArgument(
                 "name the store",
@@ -326,8 +334,6 @@ class Fulfilments:
                 "a store's devices see only their own store's fulfilments",
                 reason="STORE_MISMATCH",
             )
-        async with self.db.unit_of_work() as uow:
-            return await FulfilmentStore(uow.session).open_at_store(store_id, after, limit)
 
     async def pack(
         self, principal: Principal, order_id: uuid.UUID, fulfilment_id: uuid.UUID, request_id: str
