@@ -134,6 +134,12 @@ fulfillments = sa.Table(
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Column("updated_at", _ts, nullable=False, server_default=_now),
     sa.Index("ix_fulfillments_order", "order_id"),
+    # Start-up finds the plain-text codes left to rekey without reading the whole table.
+    sa.Index(
+        "ix_fulfillments_legacy_codes",
+        "id",
+        postgresql_where=sa.text("legacy_pickup_code IS NOT NULL"),
+    ),
     # A store's open fulfilments by due time.
     sa.Index("ix_fulfillments_store_due", "store_id", "due_at"),
     sa.Index(

@@ -23,11 +23,23 @@ def upgrade() -> None:
     op.alter_column("fulfillments", "pickup_code", new_column_name="legacy_pickup_code")
     op.add_column("fulfillments", sa.Column("pickup_nonce", sa.Text(), nullable=True))
     op.add_column("fulfillments", sa.Column("pickup_code_digest", sa.LargeBinary(), nullable=True))
+    op.create_index(
+        "ix_fulfillments_legacy_codes",
+        "fulfillments",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text("legacy_pickup_code IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
     # Codes issued since the upgrade exist only as digests: such pickups lose their code
     # (staff hand them over after checking the customer otherwise).
+    op.drop_index(
+        "ix_fulfillments_legacy_codes",
+        table_name="fulfillments",
+        postgresql_where=sa.text("legacy_pickup_code IS NOT NULL"),
+    )
     op.drop_column("fulfillments", "pickup_code_digest")
     op.drop_column("fulfillments", "pickup_nonce")
     op.alter_column("fulfillments", "legacy_pickup_code", new_column_name="pickup_code")
