@@ -20,6 +20,7 @@ from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
+from services.order.usecases.search import forget_guests_every
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.kit.service_token import ClientCredentials, TokenSource
@@ -118,7 +119,13 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     async def sweep_fulfilments() -> None:
         await fulfilments.sweep(settings.sweep_interval_seconds)
 
-    runtime.background.extend([sweep, sweep_fulfilments])
+    async def forget_old_guests() -> None:
+        # Hourly is plenty for a retention counted in days.
+        await forget_guests_every(
+            runtime.db, timedelta(days=settings.guest_data_retention_days), 3600
+        )
+
+    runtime.background.extend([sweep, sweep_fulfilments, forget_old_guests])
     runtime.subscribe(customer_subscription(settings.customer_consumer))
 
     async def close_channels() -> None:

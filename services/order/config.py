@@ -64,6 +64,9 @@ class OrderSettings(ServiceSettings):
     return_window_days: int = Field(default=30, ge=1, le=365)
     #: How often a WatchOrder stream looks for a change (a one-row index lookup).
     watch_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: A finished guest order keeps its contact and address this long after it was placed
+    #: (returns, questions), then loses them as an erased customer's order does.
+    guest_data_retention_days: int = Field(default=180, ge=1, le=3650)
     #: The key pickup codes (domain.fulfilments.PickupCodes) and guest order tokens
     #: (domain.orders.OrderTokens) are derived from, each under its own label: the database
     #: keeps neither. At least 32 characters in production.

@@ -296,13 +296,30 @@ class OrderStore:
     async def pseudonymize_customer(self, customer_id: str) -> int:
         """An erased customer's orders lose their personal data (contact, address beyond
         the prefecture); amounts, tax, lines, dates and numbers stay. The number changed."""
-        rows = (
-            await self.session.execute(
-                sa.select(orders.c.id, orders.c.fulfillment)
-                .where(orders.c.customer_id == customer_id, orders.c.erased_at.is_(None))
-                .with_for_update()
+        return await self._pseudonymize(
+            sa.select(orders.c.id, orders.c.fulfillment)
+            .where(orders.c.customer_id == customer_id, orders.c.erased_at.is_(None))
+            .with_for_update()
+        )
+
+    async def pseudonymize_guest_orders(self, placed_before: datetime, limit: int) -> int:
+        """Finished guest orders placed before ``placed_before`` lose their personal data,
+        as an erased customer's do; running ones keep it. The number changed."""
+        done = [int(OrderStatus.COMPLETED), int(OrderStatus.CANCELLED), int(OrderStatus.FAILED)]
+        return await self._pseudonymize(
+            sa.select(orders.c.id, orders.c.fulfillment)
+            .where(
+                orders.c.customer_id == "",
+                orders.c.erased_at.is_(None),
+                orders.c.created_at < placed_before,
+                orders.c.status.in_(done),
             )
-        ).all()
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+
+    async def _pseudonymize(self, query: Any) -> int:
+        rows = (await self.session.execute(query)).all()
         for row in rows:
             fulfillment = dict(row.fulfillment) if row.fulfillment else None
             if fulfillment is not None:

@@ -5,10 +5,13 @@ the order token PlaceOrder gave her; nobody gets at it by its id alone."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
+from services.order.usecases.search import forget_guests
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.kit.grpc_errors import decode_error
@@ -166,3 +169,63 @@ async def test_a_guest_must_hold_the_cart_and_leave_a_contact(stack: Stack) -> N
     )
     # Nothing was held or ordered by the refusals: the stock is all there.
     assert await stack.atp(sku) == 2
+
+
+async def test_a_finished_guest_order_forgets_its_guest_after_the_retention(
+    stack: Stack,
+) -> None:
+    sku = await stack.stock(4)
+    orders = []
+    for _ in range(2):
+        cart, token = await guest_cart(stack, sku, 1)
+        placed = await stack.orders.PlaceOrder(
+            guest_request(cart, token, phone="03-1234-5678"), metadata=guest()
+        )
+        orders.append(placed)
+    old, recent = orders
+    # Both handed over at the store (finished); the first placed long ago.
+    for placed in orders:
+        fid = placed.order.fulfillments[0].id
+        await stack.orders.MarkReadyForPickup(
+            api.MarkReadyForPickupRequest(order_id=placed.order.id, fulfillment_id=fid),
+            metadata=device(stack),
+        )
+        code = (
+            (
+                await stack.orders.GetOrder(
+                    api.GetOrderRequest(order_id=placed.order.id, order_token=placed.order_token),
+                    metadata=guest(),
+                )
+            )
+            .order.fulfillments[0]
+            .pickup.pickup_code
+        )
+        await stack.orders.ConfirmPickup(
+            api.ConfirmPickupRequest(
+                order_id=placed.order.id, fulfillment_id=fid, pickup_code=code
+            ),
+            metadata=device(stack),
+        )
+    async with stack.order_db.unit_of_work() as uow:
+        await uow.session.execute(
+            sa.text("UPDATE orders SET created_at = now() - interval '200 days' WHERE id = :i"),
+            {"i": old.order.id},
+        )
+        await uow.commit()
+
+    assert await forget_guests(stack.order_db, timedelta(days=180)) >= 1
+
+    async def read(placed: api.PlaceOrderResponse) -> pb.Order:
+        got = await stack.orders.GetOrder(
+            api.GetOrderRequest(order_id=placed.order.id, order_token=placed.order_token),
+            metadata=guest(),
+        )
+        return got.order
+
+    forgotten = await read(old)
+    assert (forgotten.contact_email, forgotten.contact_phone) == ("", "")
+    assert forgotten.status == pb.ORDER_STATUS_COMPLETED  # the accounting record stays
+    assert forgotten.totals.total.units == old.order.totals.total.units
+    kept = await read(recent)
+    assert kept.contact_email == "hanako.guest@example.jp"
+    assert await forget_guests(stack.order_db, timedelta(days=180)) == 0  # done once
