@@ -141,6 +141,27 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:80]}"
 
 
+async def _stock(admin: Http, sku: str, staff_token: str, wait_seconds: float = 300) -> None:
+    """Stock a demo SKU deeply at the store. Inventory learns the catalog's SKUs from its
+    events: on a busy machine the projection may not have this one yet right after start
+    (SKU_UNKNOWN), so it is asked again until it has (at most ``wait_seconds``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            await admin.call(
+                "POST",
+                f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
+                {"quantity": 1_000_000, "reason": "MOVEMENT_REASON_RECEIPT"},
+                staff_token,
+            )
+            return
+        except RuntimeError as error:
+            if "SKU_UNKNOWN" not in str(error) or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def _prepare(
     port: int, data_dir: Path, customer_target: str
 ) -> tuple[list[Shopper], list[str]]:
@@ -155,12 +176,7 @@ async def _prepare(
     listed = await admin.call("GET", "/v1/products?pageSize=20")
     skus = [p["variants"][0]["sku"] for p in listed["products"] if p.get("variants")][:2]
     for sku in skus:
-        await admin.call(
-            "POST",
-            f"/v1/locations/{STORE}/stockLevels/{sku}:adjust",
-            {"quantity": 1_000_000, "reason": "MOVEMENT_REASON_RECEIPT"},
-            staff_token,
-        )
+        await _stock(admin, sku, staff_token)
     # Shoppers register straight at the customer service: the gateway rightly limits
     # registrations and sign-ins per address, and this is set-up, not what is measured.
     shoppers = []

@@ -273,9 +273,19 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
         keep=[device["client_id"] for device in devices]
         + [entry["client_id"] for entry in services.values()]
     )
+    # Their ids too: the order seed writes the demo customers' order history under them.
+    customers = []
+    async with db.unit_of_work() as uow:
+        store = CustomerStore(uow.session)
+        for c in CUSTOMERS:
+            found = await store.credentials_by_email(d.normalize_email(c["email"]).key)
+            entry = {"email": c["email"], "password": DEMO_PASSWORD}
+            if found is not None:
+                entry["id"] = str(found.id)
+            customers.append(entry)
     credentials = {
         "note": "development credentials of the demo data; device secrets rotate on every seed",
-        "customers": [{"email": c["email"], "password": DEMO_PASSWORD} for c in CUSTOMERS],
+        "customers": customers,
         "staff": {"email": STAFF_EMAIL, "password": DEMO_PASSWORD, "scopes": list(STAFF_SCOPES)},
         "devices": devices,
         "services": services,

@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from services.order.config import OrderSettings
-from services.order.domain.fulfilments import FulfillmentPolicy
-from services.order.domain.orders import PaymentMethod
+from services.order.domain.fulfilments import FulfillmentPolicy, PickupCodes
+from services.order.domain.orders import OrderTokens, PaymentMethod
 from services.order.domain.payments import PaymentProvider
 from services.order.payments.konbini import KonbiniPayments
 from services.order.payments.sandbox import PayAtStore, SandboxPayments
@@ -20,6 +20,7 @@ from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
+from services.order.usecases.search import forget_guests_every
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.kit.service_token import ClientCredentials, TokenSource
@@ -78,8 +79,13 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     }
     loyalty = LoyaltyClient(channels["customer"], tokens, timeout)
     checkout = Checkout(runtime.db, cart, inventory, payments, policy_of(settings), loyalty=loyalty)
+    key = settings.capability_secret.get_secret_value().encode()
     orders = Orders(
-        runtime.db, inventory, payments, payment_timeout_seconds=settings.payment_timeout_seconds
+        runtime.db,
+        inventory,
+        payments,
+        payment_timeout_seconds=settings.payment_timeout_seconds,
+        tokens=OrderTokens(key),
     )
     fulfilments = Fulfilments(
         runtime.db,
@@ -87,9 +93,12 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         payments,
         FulfillmentPolicy(pickup_hold=timedelta(days=settings.pickup_hold_days)),
         payment_timeout_seconds=settings.payment_timeout_seconds,
+        codes=PickupCodes(key),
         lease=timedelta(seconds=settings.saga_lease_seconds),
         watch_poll_seconds=settings.watch_poll_seconds,
     )
+    # Before serving: codes issued in plain text by an older release become digests.
+    await fulfilments.rekey_legacy_codes()
     checkout.on_placed = fulfilments.on_placed
     returns = Returns(
         runtime.db,
@@ -110,7 +119,13 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     async def sweep_fulfilments() -> None:
         await fulfilments.sweep(settings.sweep_interval_seconds)
 
-    runtime.background.extend([sweep, sweep_fulfilments])
+    async def forget_old_guests() -> None:
+        # Hourly is plenty for a retention counted in days.
+        await forget_guests_every(
+            runtime.db, timedelta(days=settings.guest_data_retention_days), 3600
+        )
+
+    runtime.background.extend([sweep, sweep_fulfilments, forget_old_guests])
     runtime.subscribe(customer_subscription(settings.customer_consumer))
 
     async def close_channels() -> None:
@@ -128,9 +143,16 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
     )
 
 
+async def seed(runtime: Runtime[OrderSettings]) -> None:
+    from services.order.seed import seed_demo_orders
+
+    await seed_demo_orders(runtime.settings, runtime.db)
+
+
 definition = ServiceDefinition(
     name="order",
     settings_type=OrderSettings,
     build=build,
     migrations=MIGRATIONS,
+    seed=seed,
 )

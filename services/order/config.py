@@ -12,6 +12,9 @@ from pydantic_settings import SettingsConfigDict
 
 from tenpo.kit.settings import Environment, ServiceSettings
 
+#: Development only (refused in production): the key of pickup codes and guest order tokens.
+DEV_CAPABILITY_SECRET = "dev-capability-secret-not-for-production"  # noqa: S105 - refused in production
+
 
 class OrderSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ORDER_")
@@ -61,6 +64,13 @@ class OrderSettings(ServiceSettings):
     return_window_days: int = Field(default=30, ge=1, le=365)
     #: How often a WatchOrder stream looks for a change (a one-row index lookup).
     watch_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: A finished guest order keeps its contact and address this long after it was placed
+    #: (returns, questions), then loses them as an erased customer's order does.
+    guest_data_retention_days: int = Field(default=180, ge=1, le=3650)
+    #: The key pickup codes (domain.fulfilments.PickupCodes) and guest order tokens
+    #: (domain.orders.OrderTokens) are derived from, each under its own label: the database
+    #: keeps neither. At least 32 characters in production.
+    capability_secret: SecretStr = SecretStr(DEV_CAPABILITY_SECRET)
 
     @model_validator(mode="after")
     def _refuse_missing_credentials(self) -> Self:
@@ -71,6 +81,16 @@ class OrderSettings(ServiceSettings):
                 "unsafe settings for production: service_client_id and "
                 "service_client_secret must be set"
             )
+        key = self.capability_secret.get_secret_value()
+        if self.environment is Environment.PRODUCTION and (
+            key == DEV_CAPABILITY_SECRET or len(key) < 32
+        ):
+            raise ValueError(
+                "unsafe settings for production: capability_secret must be set (at least "
+                "32 characters, not the development default)"
+            )
+        if len(key.encode()) < 16:
+            raise ValueError("capability_secret must be at least 16 bytes")
         return self
 
     def client_credentials(self) -> tuple[str, str] | None:

@@ -22,7 +22,11 @@ def view_to(view: OrderView) -> pb.Order:
     message = order_to(view.order)
     message.fulfillments.extend(
         fulfilment_to(
-            f, view.order.currency, owner_view=view.owner_view, order_number=view.order.number
+            f,
+            view.order.currency,
+            owner_view=view.owner_view,
+            order_number=view.order.number,
+            pickup_code=view.pickup_codes.get(f.id),
         )
         for f in view.fulfilments
     )
@@ -30,7 +34,12 @@ def view_to(view: OrderView) -> pb.Order:
 
 
 def fulfilment_to(
-    f: Fulfilment, currency: str, *, owner_view: bool, order_number: str
+    f: Fulfilment,
+    currency: str,
+    *,
+    owner_view: bool,
+    order_number: str,
+    pickup_code: str | None = None,
 ) -> pb.OrderFulfillment:
     message = pb.OrderFulfillment(
         id=str(f.id),
@@ -54,10 +63,10 @@ def fulfilment_to(
     if f.ready_at is not None:
         _set_time(message.pickup.ready_time, f.ready_at)
         _set_time(message.pickup.hold_until, f.hold_until)
-        if owner_view and f.status is FulfillmentStatus.READY_FOR_PICKUP:
+        if owner_view and pickup_code and f.status is FulfillmentStatus.READY_FOR_PICKUP:
             # Only the customer sees the code: staff and store devices verify it.
-            message.pickup.pickup_code = f.pickup_code or ""
-            message.pickup.qr_payload = qr_payload(f)
+            message.pickup.pickup_code = pickup_code
+            message.pickup.qr_payload = qr_payload(f, pickup_code)
     if f.carrier:
         message.shipment.carrier = f.carrier
         message.shipment.tracking_number = f.tracking_number

@@ -37,6 +37,8 @@ orders = sa.Table(
     # request_id gets the same answer.
     sa.Column("failure_kind", sa.Text),
     sa.Column("failure_message", sa.Text),
+    # The failure's ErrorInfo metadata (e.g. the location whose capacity was used up).
+    sa.Column("failure_metadata", pg.JSONB),
     sa.Column("channel", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Column("store_id", sa.Text),
     sa.Column("currency", sa.Text, nullable=False, server_default="JPY"),
@@ -109,8 +111,13 @@ fulfillments = sa.Table(
     sa.Column("due_at", _ts, nullable=False),
     sa.Column("window_start", _ts),
     sa.Column("window_end", _ts),
-    # Shown to the order's customer only; compared in constant time.
-    sa.Column("pickup_code", sa.Text),
+    # The pickup code is never stored: a nonce it is derived from with the service's key
+    # (shown to the order's customer only), and its keyed digest, compared in constant time.
+    sa.Column("pickup_nonce", sa.Text),
+    sa.Column("pickup_code_digest", sa.LargeBinary),
+    # Codes issued in plain text before 0005: replaced by their digests when the service
+    # starts (usecases.fulfilments.rekey_legacy_codes); the column goes in a later release.
+    sa.Column("legacy_pickup_code", sa.Text),
     sa.Column("hold_until", _ts),
     sa.Column("ready_at", _ts),
     sa.Column("carrier", sa.Text, nullable=False, server_default=""),
@@ -127,6 +134,12 @@ fulfillments = sa.Table(
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
     sa.Column("updated_at", _ts, nullable=False, server_default=_now),
     sa.Index("ix_fulfillments_order", "order_id"),
+    # Start-up finds the plain-text codes left to rekey without reading the whole table.
+    sa.Index(
+        "ix_fulfillments_legacy_codes",
+        "id",
+        postgresql_where=sa.text("legacy_pickup_code IS NOT NULL"),
+    ),
     # A store's open fulfilments by due time.
     sa.Index("ix_fulfillments_store_due", "store_id", "due_at"),
     sa.Index(

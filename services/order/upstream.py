@@ -47,6 +47,11 @@ from tenpo.kit.service_token import TokenSource
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
+#: SKU → [(location, units)]: where inventory placed a checkout's units.
+Plan = dict[str, list[tuple[str, int]]]
+#: SKU → location → inventory ``AllocationMethod`` (how those units reach the customer:
+#: pickup, transfer to the pickup store, ship, same day), as the plan said.
+PlanMethods = dict[str, dict[str, int]]
 
 _RETRYABLE = frozenset(
     {
@@ -97,6 +102,7 @@ async def _call(
                 _KIND_BY_CODE.get(code, FailureKind.REJECTED),
                 details.reason or f"{service}_{code.name}",
                 details.message,
+                dict(details.metadata),
             ) from None
     raise StepUnavailable(f"{service}_UNAVAILABLE")
 
@@ -126,6 +132,25 @@ class CartClient:
             ),
         )
         return frozen_cart(response.cart)
+
+    async def holds_guest_cart(self, cart_id: str, cart_token: str) -> bool:
+        """Whether ``cart_token`` is the token of the guest cart ``cart_id`` (the cart
+        service checks it: only it has the key); StepUnavailable when it does not answer."""
+        try:
+            response = await _call(
+                SagaStep.FREEZE_CART,
+                "CART",
+                self._timeout,
+                self._tokens,
+                lambda md: self._carts.GetCart(
+                    cart_api.GetCartRequest(cart_id=cart_id, cart_token=cart_token),
+                    metadata=md,
+                    timeout=self._timeout,
+                ),
+            )
+        except StepFailure:
+            return False
+        return not response.cart.customer_id
 
     async def reserve_redemptions(
         self, cart_id: str, etag: str, order_id: str, ttl: timedelta
@@ -173,6 +198,22 @@ class CartClient:
             ),
         )
 
+    async def return_redemptions(self, order_id: str, reason: str) -> None:
+        """Give back the order's committed uses (an order cancelled unpaid): the code is
+        usable again. Idempotent by state and keyed by the order."""
+        request = promo_api.ReturnRedemptionsRequest(
+            order_id=order_id, reason=reason, request_id=f"{order_id}:redeem-return"
+        )
+        await _call(
+            SagaStep.FINISH,
+            "CART",
+            self._timeout,
+            self._tokens,
+            lambda md: self._promotions.ReturnRedemptions(
+                request, metadata=md, timeout=self._timeout
+            ),
+        )
+
     async def checkout(self, cart_id: str, etag: str, order_id: str) -> None:
         request = cart_api.CheckoutCartRequest(
             cart_id=cart_id, etag=etag, order_id=order_id, request_id=f"{order_id}:checkout"
@@ -195,8 +236,9 @@ class InventoryClient:
         self._tokens = tokens
         self._timeout = timeout
 
-    async def plan(self, cart: FrozenCart) -> dict[str, list[tuple[str, int]]]:
-        """SKU → [(location, units)] of a complete plan; INSUFFICIENT_STOCK otherwise."""
+    async def plan(self, cart: FrozenCart) -> tuple[Plan, PlanMethods]:
+        """The plan of a complete fulfilment (INSUFFICIENT_STOCK otherwise) and how each
+        allocation reaches the customer."""
         assert cart.fulfillment is not None
         lines = [inventory_pb.StockLine(sku=li.sku, quantity=li.quantity) for li in cart.lines]
         request = inventory_api.PlanFulfillmentRequest(lines=lines)
@@ -224,18 +266,30 @@ class InventoryClient:
                 "INSUFFICIENT_STOCK",
                 f"not enough stock for {missing or 'a line'}",
             )
-        plan: dict[str, list[tuple[str, int]]] = {}
+        plan: Plan = {}
+        methods: PlanMethods = {}
         for allocation in response.plan.allocations:
             plan.setdefault(allocation.sku, []).append(
                 (allocation.location_id, int(allocation.quantity))
             )
-        return plan
+            methods.setdefault(allocation.sku, {})[allocation.location_id] = int(allocation.method)
+        return plan, methods
 
     async def reserve(
-        self, order_id: str, plan: dict[str, list[tuple[str, int]]], ttl: timedelta
+        self, order_id: str, plan: Plan, ttl: timedelta, methods: PlanMethods | None = None
     ) -> str:
+        """Reserve the plan's units where it placed them, each line with its allocation
+        method, so that parcels from a store and same-day deliveries use the location's
+        daily capacity (a saga recorded before methods were kept reserves without them,
+        as it first did: the retry of its request_id must be the same request).
+        Capacity used up meanwhile is FULFILLMENT_CAPACITY_EXHAUSTED with the location."""
         lines = [
-            inventory_pb.StockLine(sku=sku, quantity=units, location_id=location)
+            inventory_pb.StockLine(
+                sku=sku,
+                quantity=units,
+                location_id=location,
+                method=(methods or {}).get(sku, {}).get(location, 0),  # type: ignore[arg-type]
+            )
             for sku, parts in plan.items()
             for location, units in parts
         ]
@@ -245,13 +299,28 @@ class InventoryClient:
             ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),
             request_id=f"{order_id}:reserve",
         )
-        response = await _call(
-            SagaStep.RESERVE_STOCK,
-            "INVENTORY",
-            self._timeout,
-            self._tokens,
-            lambda md: self._stub.ReserveStock(request, metadata=md, timeout=self._timeout),
-        )
+        try:
+            response = await _call(
+                SagaStep.RESERVE_STOCK,
+                "INVENTORY",
+                self._timeout,
+                self._tokens,
+                lambda md: self._stub.ReserveStock(request, metadata=md, timeout=self._timeout),
+            )
+        except StepFailure as failure:
+            if failure.reason != "CAPACITY_EXHAUSTED":
+                raise
+            # The plan saw capacity left, but other orders used it up before this one
+            # reserved: the shopper may simply try again (a new plan skips the store).
+            location = failure.metadata.get("location_id", "")
+            raise StepFailure(
+                SagaStep.RESERVE_STOCK,
+                FailureKind.REJECTED,
+                "FULFILLMENT_CAPACITY_EXHAUSTED",
+                f"{location or 'the planned location'} cannot send more orders today; "
+                "nothing was charged, place the order again for another source",
+                {"location_id": location} if location else {},
+            ) from None
         return str(response.reservation.id)
 
     async def commit(self, order_id: str, reservation_id: str) -> None:
@@ -301,8 +370,8 @@ class InventoryClient:
         pickup_location_id: str | None,
         delivery_point: tuple[float, float],
         same_day: bool,
-    ) -> dict[str, list[tuple[str, int]]]:
-        """SKU → [(location, units)] of the plan inventory proposes (complete or not)."""
+    ) -> tuple[Plan, PlanMethods]:
+        """The plan inventory proposes (complete or not) and its allocation methods."""
         request = inventory_api.PlanFulfillmentRequest(
             lines=[inventory_pb.StockLine(sku=sku, quantity=units) for sku, units in lines],
             same_day=same_day,
@@ -318,22 +387,35 @@ class InventoryClient:
             self._tokens,
             lambda md: self._stub.PlanFulfillment(request, metadata=md, timeout=self._timeout),
         )
-        plan: dict[str, list[tuple[str, int]]] = {}
+        plan: Plan = {}
+        methods: PlanMethods = {}
         for allocation in response.plan.allocations:
             plan.setdefault(allocation.sku, []).append(
                 (allocation.location_id, int(allocation.quantity))
             )
-        return plan
+            methods.setdefault(allocation.sku, {})[allocation.location_id] = int(allocation.method)
+        return plan, methods
 
     async def reserve_and_commit(
-        self, key: str, owner: str, parts: list[tuple[str, str, int]], ttl: timedelta
+        self,
+        key: str,
+        owner: str,
+        parts: list[tuple[str, str, int]],
+        ttl: timedelta,
+        methods: PlanMethods | None = None,
     ) -> None:
         """Reserve (sku, location, units) and commit the reservation at once, both keyed by
-        ``key`` (a retry repeats them harmlessly)."""
+        ``key`` (a retry repeats them harmlessly); each line with its allocation method, so
+        a store's daily capacity counts re-sourced parcels too."""
         request = inventory_api.ReserveStockRequest(
             owner=owner,
             lines=[
-                inventory_pb.StockLine(sku=sku, quantity=units, location_id=location)
+                inventory_pb.StockLine(
+                    sku=sku,
+                    quantity=units,
+                    location_id=location,
+                    method=(methods or {}).get(sku, {}).get(location, 0),  # type: ignore[arg-type]
+                )
                 for sku, location, units in parts
             ],
             ttl=duration_pb2.Duration(seconds=int(ttl.total_seconds())),

@@ -53,6 +53,8 @@ class RedemptionState(IntEnum):
     RESERVED = 1
     COMMITTED = 2
     RELEASED = 3
+    #: Committed, then given back (an order cancelled unpaid): counts no more.
+    RETURNED = 4
 
 
 def normalize_code(raw: str, path: str = "code") -> str:

@@ -135,3 +135,11 @@ class PromotionServicer(api_grpc.PromotionServiceServicer):
     ) -> api.ReleaseRedemptionsResponse:
         found = await self.redemptions.release(current_principal(), request.order_id)
         return api.ReleaseRedemptionsResponse(redemptions=[convert.redemption_to(r) for r in found])
+
+    async def ReturnRedemptions(
+        self, request: api.ReturnRedemptionsRequest, context: ServicerContext
+    ) -> api.ReturnRedemptionsResponse:
+        found = await self.redemptions.return_(
+            current_principal(), request.order_id, request.reason, request.request_id, request
+        )
+        return api.ReturnRedemptionsResponse(redemptions=[convert.redemption_to(r) for r in found])

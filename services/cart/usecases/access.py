@@ -35,6 +35,10 @@ def cart_not_found() -> NotFound:
 
 def may_open(principal: Principal, cart: Cart, token: str, *, write: bool) -> bool:
     if principal.kind in (PrincipalKind.STAFF, PrincipalKind.SERVICE):
+        if token and not (cart.customer_id is None and cart.opens_with(token)):
+            # A service relaying a guest (the order service placing a guest's order) shows
+            # the guest's token: it must open the cart, or the guest is not its holder.
+            return False
         return principal.has_scope(WRITE_SCOPE) or (not write and principal.has_scope(READ_SCOPE))
     if cart.customer_id is not None:
         return principal.kind is PrincipalKind.CUSTOMER and principal.subject == cart.customer_id

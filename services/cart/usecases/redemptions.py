@@ -8,6 +8,7 @@ TTL stops counting, so a crashed saga never strands a code."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,6 +40,7 @@ from tenpo.kit.idempotency import idempotent
 
 DEFAULT_TTL = timedelta(minutes=15)
 MAX_TTL = timedelta(hours=1)
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 def require_redeemer(principal: Principal) -> None:
@@ -201,5 +203,42 @@ class Redemptions:
                 )
             pending = [r.id for r in found if r.state is RedemptionState.RESERVED]
             await store.set_state(pending, RedemptionState.RELEASED)
+            await uow.commit()
+        return await self.for_order(order_id)
+
+    async def return_(
+        self, principal: Principal, order_id: str, reason: str, request_id: str, request: Message
+    ) -> list[Redemption]:
+        """Give the order's committed uses back (an order cancelled unpaid) and release
+        reserved ones: none counts against limits or budgets any more, a personal code is
+        usable again. Again: no change (the states say it is done), so a retry with any
+        request_id is safe; the request_id makes a reused one with another order an error."""
+        require_redeemer(principal)
+        _check_order_id(order_id)
+        if reason and not _REASON.fullmatch(reason):
+            raise InvalidArgument(
+                "reason is UPPER_SNAKE_CASE, at most 64 characters",
+                reason="REASON_INVALID",
+                field_violations=[FieldViolation("reason", "UPPER_SNAKE_CASE, ≤ 64")],
+            )
+
+        async def give_back() -> wrappers_pb2.StringValue:
+            store = PromotionStore(uow.session)
+            found = await store.for_order(order_id, lock=True)
+            committed = [r.id for r in found if r.state is RedemptionState.COMMITTED]
+            reserved = [r.id for r in found if r.state is RedemptionState.RESERVED]
+            await store.set_state(committed, RedemptionState.RETURNED)
+            await store.set_state(reserved, RedemptionState.RELEASED)
+            return wrappers_pb2.StringValue(value=order_id)
+
+        async with self.db.unit_of_work() as uow:
+            await idempotent(
+                uow,
+                scope="ReturnRedemptions",
+                request_id=request_id,
+                request=request,
+                response_type=wrappers_pb2.StringValue,
+                action=give_back,
+            )
             await uow.commit()
         return await self.for_order(order_id)

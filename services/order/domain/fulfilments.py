@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import uuid
@@ -129,7 +130,11 @@ class Fulfilment:
     capture_state: CaptureState
     due_at: datetime
     window: tuple[datetime, datetime] | None = None
-    pickup_code: str | None = None
+    #: The pickup code is never stored: it is derived from this random nonce with the
+    #: service's key (``PickupCodes``), so a reader of the database alone learns nothing.
+    pickup_nonce: str | None = None
+    #: The keyed digest the code given at the POS is compared with.
+    pickup_code_digest: bytes | None = None
     hold_until: datetime | None = None
     ready_at: datetime | None = None
     carrier: str = ""
@@ -149,14 +154,16 @@ class Fulfilment:
         """The goods left the store or warehouse: money is owed."""
         return self.status in _LEFT
 
-    def mark_ready(self, now: datetime, hold: timedelta) -> Fulfilment:
+    def mark_ready(self, now: datetime, hold: timedelta, codes: PickupCodes) -> Fulfilment:
         if self.status is _S.READY_FOR_PICKUP:
             return self
         self._move(_S.READY_FOR_PICKUP)
+        nonce = secrets.token_hex(16)
         return replace(
             self,
             status=_S.READY_FOR_PICKUP,
-            pickup_code=new_pickup_code(),
+            pickup_nonce=nonce,
+            pickup_code_digest=codes.digest(self.id, codes.code(self.id, nonce)),
             ready_at=now,
             hold_until=now + hold,
         )
@@ -164,10 +171,12 @@ class Fulfilment:
     def code_locked(self, now: datetime) -> bool:
         return self.code_locked_until is not None and now < self.code_locked_until
 
-    def code_matches(self, code: str) -> bool:
-        """Constant time: the comparison takes as long for a near miss as for a far one."""
-        expected = (self.pickup_code or "").encode()
-        return bool(expected) and hmac.compare_digest(expected, normalize_code(code).encode())
+    def code_matches(self, code: str, codes: PickupCodes) -> bool:
+        """Compares keyed digests in constant time: as long for a near miss as for a far
+        one, and the code itself is never kept."""
+        expected = self.pickup_code_digest
+        given = codes.digest(self.id, normalize_code(code))
+        return bool(expected) and hmac.compare_digest(expected or b"", given)
 
     def code_refused(self, now: datetime) -> Fulfilment:
         """One more wrong code; the last one allowed locks codes out for a while."""
@@ -264,7 +273,8 @@ class Fulfilment:
             lines=lines,
             amount=amount,
             capture_state=CaptureState.NOT_DUE,
-            pickup_code=None,
+            pickup_nonce=None,
+            pickup_code_digest=None,
             hold_until=None,
             ready_at=None,
             updated_at=None,
@@ -291,8 +301,46 @@ class Fulfilment:
             )
 
 
-def new_pickup_code() -> str:
-    return "".join(secrets.choice(PICKUP_CODE_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
+@dataclass(frozen=True)
+class PickupCodes:
+    """Pickup codes under the service's secret key.
+
+    A code is ``HMAC(key, "code:<fulfilment>:<nonce>")`` spelled in the code alphabet: the
+    database holds only the random nonce and ``HMAC(key, "digest:<fulfilment>:<code>")``,
+    so neither a copy of the database nor a backup reveals a code, while the service can
+    show the customer her code again (the app, ``WatchOrder``) without storing it. Who has
+    the key *and* the database can compute codes — as with any keyed hash of a short code
+    (2.6·10¹⁰ codes are quickly tried offline); keep the key in the secret store.
+    Rotating the key changes the codes of pickups that are ready: rotate between waves,
+    or accept that customers see new codes (their apps refresh)."""
+
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.key) < 16:
+            raise ValueError("a pickup-code key has at least 16 bytes")
+
+    def code(self, fulfilment_id: uuid.UUID, nonce: str) -> str:
+        mac = hmac.new(self.key, f"code:{fulfilment_id}:{nonce}".encode(), hashlib.sha256)
+        # 64 bits reduced to 20^8 ≈ 2^34.6: the bias is below 2^-29, far under a guess.
+        value = int.from_bytes(mac.digest()[:8], "big")
+        letters = []
+        for _ in range(PICKUP_CODE_LENGTH):
+            value, digit = divmod(value, len(PICKUP_CODE_ALPHABET))
+            letters.append(PICKUP_CODE_ALPHABET[digit])
+        return "".join(letters)
+
+    def digest(self, fulfilment_id: uuid.UUID, code: str) -> bytes:
+        return hmac.new(
+            self.key, f"digest:{fulfilment_id}:{code}".encode(), hashlib.sha256
+        ).digest()
+
+    def shown(self, fulfilment: Fulfilment) -> str | None:
+        """The code the fulfilment's customer is shown (None: none issued, or issued
+        before codes were derived — that code was shown then and still verifies)."""
+        if fulfilment.pickup_nonce is None:
+            return None
+        return self.code(fulfilment.id, fulfilment.pickup_nonce)
 
 
 def normalize_code(code: str) -> str:
@@ -300,9 +348,9 @@ def normalize_code(code: str) -> str:
     return code.upper().replace("-", "").replace(" ", "")
 
 
-def qr_payload(fulfilment: Fulfilment) -> str:
+def qr_payload(fulfilment: Fulfilment, code: str) -> str:
     """What the customer's phone shows and the store's POS or kiosk scans."""
-    return f"tenpo:pickup:{fulfilment.order_id}:{fulfilment.id}:{fulfilment.pickup_code}"
+    return f"tenpo:pickup:{fulfilment.order_id}:{fulfilment.id}:{code}"
 
 
 def check_pickup_code(code: str) -> str:

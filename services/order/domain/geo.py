@@ -1,15 +1,25 @@
 """Where a delivery goes, as inventory's sourcing needs it (a point to measure distances
-from). No I/O.
+from, and to decide whether a same-day store's radius reaches it). No I/O.
 
-Carts hold postal addresses, not coordinates, and no geocoder is wired in yet, so the point
-is the prefectural office of the address's prefecture: precise enough to rank DCs and stores
-by distance (which is all sourcing does with it), never used to route a van. An address
-whose prefecture is unknown is measured from Tokyo.
+Carts hold postal addresses, not coordinates, and no geocoder is wired in, so the point
+comes from bundled data, the best that applies:
+1. the postal code's first three digits, for the major cities (``postal_points``: the
+   district's centre, about 2–3 km off at worst);
+2. else the prefectural office of the address's prefecture (tens of kilometres off in a
+   large prefecture);
+3. else Tokyo.
+A postal code that contradicts the prefecture (its district more than ``MAX_MISMATCH_KM``
+from the prefecture's office: a typo) is ignored. Precise enough to rank DCs and stores by
+distance and to decide a same-day radius in a city; never used to route a van.
 """
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from collections.abc import Mapping
+
+from services.order.domain.postal_points import POSTAL_PREFIX_POINTS
 
 #: Prefecture (as written in addresses, with or without its suffix) → (latitude, longitude).
 PREFECTURE_POINTS: Mapping[str, tuple[float, float]] = {
@@ -64,10 +74,43 @@ PREFECTURE_POINTS: Mapping[str, tuple[float, float]] = {
 _TOKYO = PREFECTURE_POINTS["東京"]
 
 
+#: A postal district this far from the address's prefectural office contradicts it.
+MAX_MISMATCH_KM = 150.0
+
+
 def delivery_point(address: Mapping[str, object] | None) -> tuple[float, float]:
+    prefecture = _prefecture_point(address)
+    postal = _postal_point(address)
+    if postal is not None and (
+        prefecture is None or distance_km(postal, prefecture) <= MAX_MISMATCH_KM
+    ):
+        return postal
+    return prefecture or _TOKYO
+
+
+def _prefecture_point(address: Mapping[str, object] | None) -> tuple[float, float] | None:
     area = str((address or {}).get("administrativeArea") or "").strip()
     for suffix in ("都", "道", "府", "県"):
         if area.endswith(suffix) and area != "北海道":
             area = area[: -len(suffix)]
             break
-    return PREFECTURE_POINTS.get(area, _TOKYO)
+    return PREFECTURE_POINTS.get(area)
+
+
+def _postal_point(address: Mapping[str, object] | None) -> tuple[float, float] | None:
+    """The district of a 7-digit postal code ("150-0002", "１５０−０００２", "1500002")."""
+    raw = unicodedata.normalize("NFKC", str((address or {}).get("postalCode") or ""))
+    digits = "".join(c for c in raw if c.isascii() and c.isdigit())
+    if len(digits) != 7:
+        return None
+    return POSTAL_PREFIX_POINTS.get(digits[:3])
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (haversine, mean Earth radius)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371.0 * math.asin(math.sqrt(h))

@@ -10,6 +10,9 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -148,6 +151,11 @@ class Order:
     def owner(self) -> str:
         return f"orders/{self.id}"
 
+    @property
+    def is_guest(self) -> bool:
+        """A guest's order: no customer (its guest reads it with its order token)."""
+        return not self.customer_id
+
     def frozen_from(self, cart: FrozenCart) -> Order:
         return replace(
             self,
@@ -157,8 +165,10 @@ class Order:
             lines=cart.lines,
             fulfillment=cart.fulfillment,
             totals=cart.totals,
-            contact_email=normal_email(cart.contact_email),
-            contact_phone=normal_phone(_address_phone(cart.fulfillment)),
+            # A guest gave her contact with the order (kept from the start); a customer's
+            # comes from her cart and delivery address.
+            contact_email=self.contact_email or normal_email(cart.contact_email),
+            contact_phone=self.contact_phone or normal_phone(_address_phone(cart.fulfillment)),
         )
 
     def confirm(self) -> Order:
@@ -272,6 +282,55 @@ def _address_phone(fulfillment: Fulfillment | None) -> str | None:
     return phone if isinstance(phone, str) else None
 
 
+MAX_EMAIL = 254
+
+
+def check_guest_contact(email: str, phone: str) -> tuple[str | None, str | None]:
+    """A guest's contact as stored (lower-case e-mail, phone digits); at least one."""
+    violations = []
+    normal_mail = normal_email(email)
+    if normal_mail is not None and (
+        len(normal_mail) > MAX_EMAIL
+        or normal_mail.count("@") != 1
+        or not all(normal_mail.split("@"))
+        or any(c.isspace() for c in normal_mail)
+    ):
+        violations.append(FieldViolation("contact_email", "an e-mail address"))
+    digits = normal_phone(phone)
+    if phone and (digits is None or not 10 <= len(digits) <= 15 or len(phone) > 32):
+        violations.append(FieldViolation("contact_phone", "a phone number of 10-15 digits"))
+    if violations:
+        raise InvalidArgument(
+            "invalid guest contact", reason="CONTACT_INVALID", field_violations=violations
+        )
+    if normal_mail is None and digits is None:
+        raise InvalidArgument(
+            "a guest's order needs an e-mail address or a phone number",
+            reason="CONTACT_REQUIRED",
+            field_violations=[FieldViolation("contact_email", "or contact_phone: required")],
+        )
+    return normal_mail, digits
+
+
+@dataclass(frozen=True)
+class OrderTokens:
+    """A guest's capability for her order: ``HMAC-SHA256(key, "order-token:<order id>")``
+    in base64url (256 bits, unguessable; order ids are never enough). Derived, so it is
+    stored nowhere and a retried PlaceOrder hands out the same one; it opens only a guest
+    order (a customer's is hers through her sign-in)."""
+
+    key: bytes
+
+    def token(self, order_id: uuid.UUID) -> str:
+        mac = hmac.new(self.key, f"order-token:{order_id}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    def opens(self, order: Order, token: str) -> bool:
+        if not order.is_guest or not token or len(token) > 64:
+            return False
+        return hmac.compare_digest(self.token(order.id).encode(), token.encode())
+
+
 def order_not_found() -> NotFound:
     return NotFound("no such order", reason="ORDER_NOT_FOUND")
 
@@ -306,7 +365,8 @@ def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMetho
 def check_cart(cart: FrozenCart, *, customer_id: str, etag: str, method: PaymentMethod) -> None:
     """Whether this cart version may become an order of this customer. A cart of someone
     else answers exactly like a missing one."""
-    if cart.customer_id != customer_id:
+    # A guest order ("" customer) takes only a guest cart, a customer's only her own.
+    if (cart.customer_id or "") != customer_id:
         raise NotFound("no such cart", reason="CART_NOT_FOUND")
     if not cart.active:
         raise FailedPrecondition(

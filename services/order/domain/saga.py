@@ -10,7 +10,8 @@ the saga goes on — forwards, or backwards through the compensations of every s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 
@@ -102,6 +103,9 @@ class StepFailure(Exception):
     kind: FailureKind
     reason: str
     message: str
+    #: What the caller needs to act on it (e.g. the ``location_id`` whose capacity is
+    #: used up); kept with the failure, so a retry gets the same answer.
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.step.name}: {self.reason}"

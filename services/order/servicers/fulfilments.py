@@ -18,9 +18,10 @@ from services.order.convert_fulfilments import (
 from services.order.domain.orders import Order
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.returns import Returns
+from services.order.usecases.waves import PickWaves
 from tenpo.kit.auth import Principal, current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
-from tenpo.kit.wire import parse_id
+from tenpo.kit.wire import parse_id, timestamp
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
 
@@ -29,10 +30,11 @@ class FulfilmentRpcs:
     fulfilments: Fulfilments
     returns: Returns
     page_tokens: PageTokenCodec
+    waves: PickWaves
 
-    async def shown(self, principal: Principal, order: Order) -> pb.Order:
-        """An order as callers see it: with its fulfilments."""
-        return view_to(await self.fulfilments.view(principal, order))
+    async def shown(self, principal: Principal, order: Order, *, guest: bool = False) -> pb.Order:
+        """An order as callers see it: with its fulfilments (``guest``: as its guest)."""
+        return view_to(await self.fulfilments.view(principal, order, guest=guest))
 
     async def all_shown(self, principal: Principal, orders: Sequence[Order]) -> list[pb.Order]:
         return [view_to(v) for v in await self.fulfilments.views(principal, orders)]
@@ -148,3 +150,26 @@ class FulfilmentRpcs:
         order_id = parse_id(request.order_id, "order_id")
         async for view in self.fulfilments.watch(current_principal(), order_id):
             yield api.WatchOrderResponse(order=view_to(view))
+
+    async def ListPickWaves(
+        self, request: api.ListPickWavesRequest, context: ServicerContext
+    ) -> api.ListPickWavesResponse:
+        waves, truncated = await self.waves.list(
+            current_principal(), request.store_id, request.wave_minutes, request.max_fulfillments
+        )
+        return api.ListPickWavesResponse(
+            waves=[
+                api.PickWave(
+                    number=wave.number,
+                    due_from=timestamp(wave.due_from),
+                    due_until=timestamp(wave.due_until),
+                    fulfillment_ids=[str(f.id) for f in wave.fulfilments],
+                    pick_lines=[
+                        pb.FulfillmentLine(sku=sku, quantity=units)
+                        for sku, units in wave.pick_lines
+                    ],
+                )
+                for wave in waves
+            ],
+            truncated=truncated,
+        )

@@ -14,6 +14,7 @@ from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from services.order.usecases.search import OrderSearch
+from services.order.usecases.waves import PickWaves
 from tenpo.kit.auth import current_principal
 from tenpo.kit.pagination import PageTokenCodec, page_size
 from tenpo.kit.wire import parse_id
@@ -31,6 +32,7 @@ class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
         returns: Returns,
         search: OrderSearch | None = None,
     ) -> None:
+        self.waves = PickWaves(fulfilments)
         self.checkout = checkout
         self.orders = orders
         self.page_tokens = page_tokens
@@ -50,15 +52,24 @@ class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
             card_token=request.payment.card_token,
             request_id=request.request_id,
             request=request,
+            cart_token=request.cart_token,
+            contact_email=request.contact_email,
+            contact_phone=request.contact_phone,
         )
-        return api.PlaceOrderResponse(order=await self.shown(principal, order))
+        return api.PlaceOrderResponse(
+            order=await self.shown(principal, order, guest=order.is_guest),
+            order_token=self.orders.token_of(order),
+        )
 
     async def GetOrder(
         self, request: api.GetOrderRequest, context: ServicerContext
     ) -> api.GetOrderResponse:
         principal = current_principal()
-        order = await self.orders.get(principal, parse_id(request.order_id, "order_id"))
-        return api.GetOrderResponse(order=await self.shown(principal, order))
+        order = await self.orders.get(
+            principal, parse_id(request.order_id, "order_id"), request.order_token
+        )
+        shown = await self.shown(principal, order, guest=bool(request.order_token))
+        return api.GetOrderResponse(order=shown)
 
     async def ListOrders(
         self, request: api.ListOrdersRequest, context: ServicerContext

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +42,8 @@ def _values(fulfilment: Fulfilment, now: datetime) -> dict[str, Any]:
         "due_at": fulfilment.due_at,
         "window_start": window[0] if window else None,
         "window_end": window[1] if window else None,
-        "pickup_code": fulfilment.pickup_code,
+        "pickup_nonce": fulfilment.pickup_nonce,
+        "pickup_code_digest": fulfilment.pickup_code_digest,
         "hold_until": fulfilment.hold_until,
         "ready_at": fulfilment.ready_at,
         "carrier": fulfilment.carrier,
@@ -70,7 +71,8 @@ def _fulfilment(row: Any) -> Fulfilment:
         capture_state=CaptureState(row.capture_state),
         due_at=row.due_at,
         window=window,
-        pickup_code=row.pickup_code,
+        pickup_nonce=row.pickup_nonce,
+        pickup_code_digest=row.pickup_code_digest,
         hold_until=row.hold_until,
         ready_at=row.ready_at,
         carrier=row.carrier,
@@ -86,6 +88,26 @@ def _fulfilment(row: Any) -> Fulfilment:
 class FulfilmentStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def rekey_legacy_codes(self, digest: Callable[[uuid.UUID, str], bytes]) -> int:
+        """Replace plain-text pickup codes by their keyed digests; the number replaced."""
+        rows = (
+            await self.session.execute(
+                sa.select(fulfillments.c.id, fulfillments.c.legacy_pickup_code)
+                .where(fulfillments.c.legacy_pickup_code.is_not(None))
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in rows:
+            await self.session.execute(
+                sa.update(fulfillments)
+                .where(fulfillments.c.id == row.id)
+                .values(
+                    pickup_code_digest=digest(row.id, row.legacy_pickup_code),
+                    legacy_pickup_code=None,
+                )
+            )
+        return len(rows)
 
     async def insert(self, items: Sequence[Fulfilment], now: datetime) -> None:
         if not items:
@@ -132,16 +154,21 @@ class FulfilmentStore:
         return found
 
     async def open_at_store(
-        self, store_id: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+        self,
+        store_id: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        *,
+        statuses: Iterable[FulfillmentStatus] = OPEN_STATUSES,
     ) -> list[tuple[Fulfilment, str, str]]:
-        """A store's open fulfilments (with their order's number and currency), earliest
-        due first."""
+        """A store's open fulfilments (or those in ``statuses``), with their order's number
+        and currency, earliest due first."""
         query = (
             sa.select(fulfillments, orders.c.number.label("order_number"), orders.c.currency)
             .join(orders, orders.c.id == fulfillments.c.order_id)
             .where(
                 fulfillments.c.store_id == store_id,
-                fulfillments.c.status.in_([int(s) for s in OPEN_STATUSES]),
+                fulfillments.c.status.in_([int(s) for s in statuses]),
             )
         )
         if after is not None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from services.order.domain.orders import (
     pseudonymized_address,
 )
 from services.order.domain.saga import SagaPhase, SagaStep
-from services.order.models import order_numbers, orders
+from services.order.models import fulfillments, order_numbers, orders
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Saga:
     card_token: str | None
     failure_kind: str | None
     failure_message: str | None
+    #: ErrorInfo metadata of the failure's answer (e.g. the location out of capacity).
+    failure_metadata: dict[str, str] = field(default_factory=dict)
 
 
 def _fulfillment_json(value: Fulfillment | None) -> dict[str, Any] | None:
@@ -107,6 +109,7 @@ def _saga(row: Any) -> Saga:
         card_token=row.card_token,
         failure_kind=row.failure_kind,
         failure_message=row.failure_message,
+        failure_metadata=dict(row.failure_metadata or {}),
     )
 
 
@@ -127,8 +130,10 @@ class OrderStore:
         request_hash: bytes,
         lease_owner: str,
         lease: timedelta,
+        contact: tuple[str | None, str | None] | None = None,
     ) -> bool:
-        """Record a new saga, leased to ``lease_owner``; False when ``request_key`` already
+        """Record a new saga, leased to ``lease_owner`` (a guest's ``contact``: e-mail and
+        phone, as normalized); False when ``request_key`` already
         has one, or the cart has a saga still running (a concurrent insert of the same key
         or cart waits for the first to commit)."""
         number = sa.func.concat(
@@ -152,6 +157,8 @@ class OrderStore:
                 saga_phase=SagaPhase.FORWARD.value,
                 lease_owner=lease_owner,
                 lease_until=sa.func.now() + lease,
+                contact_email=contact[0] if contact else None,
+                contact_phone=contact[1] if contact else None,
             )
             .on_conflict_do_nothing()
             .returning(orders.c.id)
@@ -181,6 +188,7 @@ class OrderStore:
         lease: timedelta,
         keep_card: bool = True,
         failure: tuple[str, str] | None = None,
+        failure_metadata: Mapping[str, str] | None = None,
     ) -> bool:
         """Persist the order and its saga position, renewing the lease; False when the
         lease was lost to another runner (this one must stop)."""
@@ -205,6 +213,7 @@ class OrderStore:
             values["card_token"] = None
         if failure is not None:
             values["failure_kind"], values["failure_message"] = failure
+            values["failure_metadata"] = dict(failure_metadata) if failure_metadata else None
         if phase is SagaPhase.DONE:
             values["lease_owner"] = None
             values["lease_until"] = None
@@ -213,6 +222,17 @@ class OrderStore:
             query = query.where(orders.c.lease_owner == lease_owner)
         result = await self.session.execute(query.returning(orders.c.id))
         return result.first() is not None
+
+    async def backdate(self, order_id: uuid.UUID, at: datetime) -> None:
+        """Date an order and its fulfilments ``at`` (demo history written after the fact)."""
+        await self.session.execute(
+            sa.update(orders).where(orders.c.id == order_id).values(created_at=at, updated_at=at)
+        )
+        await self.session.execute(
+            sa.update(fulfillments)
+            .where(fulfillments.c.order_id == order_id)
+            .values(created_at=at, updated_at=at)
+        )
 
     async def lease_to(self, order_id: uuid.UUID, owner: str, lease: timedelta) -> None:
         """Hand the saga to ``owner`` (its caller holds the row lock): a runner that had it
@@ -276,13 +296,30 @@ class OrderStore:
     async def pseudonymize_customer(self, customer_id: str) -> int:
         """An erased customer's orders lose their personal data (contact, address beyond
         the prefecture); amounts, tax, lines, dates and numbers stay. The number changed."""
-        rows = (
-            await self.session.execute(
-                sa.select(orders.c.id, orders.c.fulfillment)
-                .where(orders.c.customer_id == customer_id, orders.c.erased_at.is_(None))
-                .with_for_update()
+        return await self._pseudonymize(
+            sa.select(orders.c.id, orders.c.fulfillment)
+            .where(orders.c.customer_id == customer_id, orders.c.erased_at.is_(None))
+            .with_for_update()
+        )
+
+    async def pseudonymize_guest_orders(self, placed_before: datetime, limit: int) -> int:
+        """Finished guest orders placed before ``placed_before`` lose their personal data,
+        as an erased customer's do; running ones keep it. The number changed."""
+        done = [int(OrderStatus.COMPLETED), int(OrderStatus.CANCELLED), int(OrderStatus.FAILED)]
+        return await self._pseudonymize(
+            sa.select(orders.c.id, orders.c.fulfillment)
+            .where(
+                orders.c.customer_id == "",
+                orders.c.erased_at.is_(None),
+                orders.c.created_at < placed_before,
+                orders.c.status.in_(done),
             )
-        ).all()
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+
+    async def _pseudonymize(self, query: Any) -> int:
+        rows = (await self.session.execute(query)).all()
         for row in rows:
             fulfillment = dict(row.fulfillment) if row.fulfillment else None
             if fulfillment is not None:

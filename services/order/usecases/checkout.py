@@ -35,6 +35,7 @@ from services.order.domain.orders import (
     PaymentMethod,
     PaymentState,
     check_cart,
+    check_guest_contact,
     check_payment,
 )
 from services.order.domain.payments import PaymentDeclined, PaymentProvider, PaymentUnavailable
@@ -124,10 +125,15 @@ _ERRORS: Mapping[FailureKind, type[DomainError]] = {
 }
 
 
-def failure_error(reason: str, kind: str | None, message: str | None) -> DomainError:
+def failure_error(
+    reason: str,
+    kind: str | None,
+    message: str | None,
+    metadata: Mapping[str, str] | None = None,
+) -> DomainError:
     """The answer of a failed checkout; the same for every retry of its request_id."""
     error_type = _ERRORS.get(FailureKind(kind or FailureKind.REJECTED), FailedPrecondition)
-    return error_type(message or "the checkout failed", reason=reason)
+    return error_type(message or "the checkout failed", reason=reason, metadata=metadata)
 
 
 def _failure_of(step: SagaStep, error: DomainError) -> StepFailure:
@@ -183,25 +189,50 @@ class Checkout:
         card_token: str,
         request_id: str,
         request: Message,
+        cart_token: str = "",
+        contact_email: str = "",
+        contact_phone: str = "",
     ) -> Order:
-        principal.require_any_kind(PrincipalKind.CUSTOMER)
+        """A customer's order of her cart, or a guest's (an anonymous caller, or a store
+        device on its own credentials) of a guest cart whose token she shows."""
+        guest = principal.kind in (PrincipalKind.ANONYMOUS, PrincipalKind.DEVICE)
+        if not guest:
+            principal.require_any_kind(PrincipalKind.CUSTOMER)
         parse_id(cart_id, "cart_id")
         violations = []
         if not cart_etag or len(cart_etag) > 128:
             violations.append(FieldViolation("cart_etag", "the cart's etag, 1-128 characters"))
         if not request_id:
             violations.append(FieldViolation("request_id", "required: a checkout is retried"))
+        if guest and not cart_token:
+            violations.append(FieldViolation("cart_token", "required for a guest cart"))
+        if guest and len(cart_token) > 128:
+            violations.append(FieldViolation("cart_token", "at most 128 characters"))
         if violations:
             raise InvalidArgument(
                 "invalid order request", reason="ORDER_INVALID", field_violations=violations
             )
         method = check_payment(method, card_token)
         key = idempotency_key(check_request_id(request_id), principal)
+        contact: tuple[str | None, str | None] = (None, None)
+        if guest:
+            contact = check_guest_contact(contact_email, contact_phone)
+            # Anonymous callers cannot be told apart: the cart is part of the key.
+            key = f"{key}:{cart_id}"
+            await self._require_guest_cart(cart_id, cart_token)
         fingerprint = request_fingerprint(request)
         order_id = uuid.uuid4()
         async with self._admission:
             placed = await self._place(
-                principal, cart_id, cart_etag, method, card_token, key, fingerprint, order_id
+                principal,
+                cart_id,
+                cart_etag,
+                method,
+                card_token,
+                key,
+                fingerprint,
+                order_id,
+                contact if guest else None,
             )
         if placed is not None:
             return placed
@@ -218,13 +249,15 @@ class Checkout:
         key: str,
         fingerprint: bytes,
         order_id: uuid.UUID,
+        guest_contact: tuple[str | None, str | None] | None,
     ) -> Order | None:
         """Record the saga and run it; None when the request_id (or the cart) already had
-        one."""
+        one. A guest's order has no customer ("") and her contact from the start."""
         async with self.db.unit_of_work() as uow:
             inserted = await OrderStore(uow.session).insert_pending(
                 order_id=order_id,
-                customer_id=principal.subject,
+                customer_id="" if guest_contact is not None else principal.subject,
+                contact=guest_contact,
                 cart_id=cart_id,
                 cart_etag=cart_etag,
                 payment_method=method,
@@ -244,6 +277,18 @@ class Checkout:
         task.add_done_callback(lambda _: self._running.pop(order_id, None))
         saga = await asyncio.shield(task)
         return self._answer(saga)
+
+    async def _require_guest_cart(self, cart_id: str, cart_token: str) -> None:
+        """The guest holds the cart: its token opens it (checked by the cart service)."""
+        try:
+            held = await self.cart.holds_guest_cart(cart_id, cart_token)
+        except StepUnavailable:
+            raise Unavailable(
+                "the cart service did not answer; nothing was ordered, try again shortly",
+                reason="CART_UNAVAILABLE",
+            ) from None
+        if not held:
+            raise NotFound("no such cart", reason="CART_NOT_FOUND")
 
     async def _answer_existing(self, key: str, fingerprint: bytes) -> Order:
         """A retry (maybe concurrent) of a request_id: the first request's answer, once
@@ -280,7 +325,12 @@ class Checkout:
         if order.status is OrderStatus.FAILED or saga.phase is SagaPhase.COMPENSATING:
             # Compensating: the failure is decided; what is still held is released in the
             # background (and expires on its own meanwhile).
-            raise failure_error(order.failure_reason, saga.failure_kind, saga.failure_message)
+            raise failure_error(
+                order.failure_reason,
+                saga.failure_kind,
+                saga.failure_message,
+                saga.failure_metadata,
+            )
         if order.status is OrderStatus.PENDING:
             # Still running (waiting for a dependency): the sweeper finishes it; the caller
             # retries with the same request_id to learn how.
@@ -331,6 +381,7 @@ class Checkout:
         *,
         keep_card: bool = True,
         failure: tuple[str, str] | None = None,
+        failure_metadata: Mapping[str, str] | None = None,
         lease: timedelta | None = None,
         event: Message | None = None,
     ) -> Saga:
@@ -343,6 +394,7 @@ class Checkout:
                 lease=lease or self.policy.lease,
                 keep_card=keep_card,
                 failure=failure,
+                failure_metadata=failure_metadata,
             )
             if not saved:
                 raise LeaseLost
@@ -367,6 +419,7 @@ class Checkout:
             card_token=saga.card_token if keep_card else None,
             failure_kind=failure[0] if failure else saga.failure_kind,
             failure_message=failure[1] if failure else saga.failure_message,
+            failure_metadata=(dict(failure_metadata or {}) if failure else saga.failure_metadata),
         )
 
     async def _forward(self, saga: Saga) -> Saga:
@@ -387,7 +440,7 @@ class Checkout:
                 )
                 await self._wait(saga, failure.reason)
             return await self._start_compensation(
-                saga, failure.reason, failure.kind, failure.message
+                saga, failure.reason, failure.kind, failure.message, failure.metadata
             )
         except StepUnavailable as unavailable:
             if step >= CONFIRMATION:
@@ -425,11 +478,21 @@ class Checkout:
         raise _Wait(reason)
 
     async def _start_compensation(
-        self, saga: Saga, reason: str, kind: FailureKind, message: str
+        self,
+        saga: Saga,
+        reason: str,
+        kind: FailureKind,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> Saga:
         order = replace(saga.order, failure_reason=reason)
         return await self._save(
-            saga, order, saga.step, SagaPhase.COMPENSATING, failure=(kind.value, message)
+            saga,
+            order,
+            saga.step,
+            SagaPhase.COMPENSATING,
+            failure=(kind.value, message),
+            failure_metadata=metadata,
         )
 
     async def _take(self, step: SagaStep, saga: Saga) -> Order:
@@ -449,15 +512,15 @@ class Checkout:
                     raise _failure_of(step, error) from None
                 return order.frozen_from(cart)
             case SagaStep.PLAN_FULFILLMENT:
-                plan = await self.inventory.plan(_cart_of(order))
+                plan, methods = await self.inventory.plan(_cart_of(order))
                 first = {sku: parts[0][0] for sku, parts in plan.items() if parts}
-                return order.with_locations(first).with_ref("plan", json.dumps(plan))
+                return (
+                    order.with_locations(first)
+                    .with_ref("plan", json.dumps(plan))
+                    .with_ref("plan_methods", json.dumps(methods))
+                )
             case SagaStep.RESERVE_STOCK:
-                plan = {
-                    sku: [(location, units) for location, units in parts]
-                    for sku, parts in json.loads(order.refs["plan"]).items()
-                }
-                reservation = await self.inventory.reserve(str(order.id), plan, self._hold(order))
+                reservation = await self._reserve(order)
                 return order.with_ref("reservation_id", reservation)
             case SagaStep.RESERVE_REDEMPTIONS:
                 await self.cart.reserve_redemptions(
@@ -538,6 +601,17 @@ class Checkout:
         )
         return order.with_payment(state)
 
+    async def _reserve(self, order: Order) -> str:
+        """The stock of the recorded plan, each line with its allocation method (the same
+        request whenever it is asked again)."""
+        plan = {
+            sku: [(location, units) for location, units in parts]
+            for sku, parts in json.loads(order.refs["plan"]).items()
+        }
+        recorded = order.refs.get("plan_methods")
+        methods = json.loads(recorded) if recorded else None
+        return await self.inventory.reserve(str(order.id), plan, self._hold(order), methods)
+
     def _hold(self, order: Order) -> timedelta:
         """How long stock is held: the saga's run, or for konbini until its deadline."""
         if order.payment_method is PaymentMethod.KONBINI:
@@ -576,6 +650,9 @@ class Checkout:
                 await self._loyalty().credit(
                     order.customer_id, str(order.id), points, "KONBINI_PAYMENT_EXPIRED"
                 )
+            # Its promotion uses were committed at the confirmation: given back, so a
+            # personal code can be used for the next order.
+            await self.cart.return_redemptions(str(order.id), "KONBINI_PAYMENT_EXPIRED")
         except StepUnavailable as unavailable:
             await self._wait(saga, unavailable.reason)
         expired = order.expire()
@@ -655,14 +732,8 @@ class Checkout:
                 if reservation is None and "plan" in order.refs:
                     # The reserve may have happened before a crash: asking again with its
                     # request_id returns that reservation (or fails: nothing was held).
-                    plan = {
-                        sku: [(loc, units) for loc, units in parts]
-                        for sku, parts in json.loads(order.refs["plan"]).items()
-                    }
                     try:
-                        reservation = await self.inventory.reserve(
-                            str(order.id), plan, self._hold(order)
-                        )
+                        reservation = await self._reserve(order)
                     except StepFailure:
                         reservation = None
                 if reservation is not None:

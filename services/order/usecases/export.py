@@ -11,11 +11,11 @@ from tenpo.kit import export
 from tenpo.kit.auth import Principal
 from tenpo.kit.db import Database
 
-#: Withheld: the card token and the pickup code are credentials; the request fingerprint and
-#: the saga's lease say nothing about her.
+#: Withheld: the card token and what a pickup code is derived from or checked against are
+#: credentials; the request fingerprint and the saga's lease say nothing about her.
 LEFT_OUT = {
     "orders": ("card_token", "request_key", "request_hash", "lease_owner", "lease_until"),
-    "fulfillments": ("pickup_code",),
+    "fulfillments": ("pickup_nonce", "pickup_code_digest", "legacy_pickup_code"),
     "order_returns": ("request_key",),
 }
 

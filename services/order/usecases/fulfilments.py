@@ -20,7 +20,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -33,6 +33,7 @@ from services.order.domain.fulfilments import (
     FulfillmentStatus,
     FulfillmentType,
     Fulfilment,
+    PickupCodes,
     allocate,
     check_delivery_status,
     check_missing,
@@ -84,6 +85,8 @@ class OrderView:
     order: Order
     fulfilments: tuple[Fulfilment, ...]
     owner_view: bool = False
+    #: Fulfilment → its pickup code, in the owner's view only.
+    pickup_codes: Mapping[uuid.UUID, str] = field(default_factory=dict)
 
 
 def fulfilment_not_found() -> NotFound:
@@ -115,10 +118,12 @@ class Fulfilments:
         policy: FulfillmentPolicy,
         *,
         payment_timeout_seconds: float,
+        codes: PickupCodes,
         lease: timedelta = timedelta(seconds=30),
         watch_poll_seconds: float = 1.0,
     ) -> None:
         self.db = db
+        self.codes = codes
         self.inventory = inventory
         self.payments = payments
         self.policy = policy
@@ -148,20 +153,41 @@ class Fulfilments:
 
     # ------------------------------------------------------------------ reading
 
-    async def view(self, principal: Principal, order: Order) -> OrderView:
+    async def view(self, principal: Principal, order: Order, *, guest: bool = False) -> OrderView:
+        """``guest``: shown to the guest who placed it (her token was checked)."""
         async with self.db.unit_of_work() as uow:
             items = await FulfilmentStore(uow.session).of_order(order.id)
-        return self._view(principal, order, items)
+        return self._view(principal, order, items, guest=guest)
 
     async def views(self, principal: Principal, orders: Sequence[Order]) -> list[OrderView]:
         async with self.db.unit_of_work() as uow:
             found = await FulfilmentStore(uow.session).of_orders(o.id for o in orders)
         return [self._view(principal, o, found.get(o.id, [])) for o in orders]
 
-    @staticmethod
-    def _view(principal: Principal, order: Order, items: list[Fulfilment]) -> OrderView:
-        owner = principal.kind is PrincipalKind.CUSTOMER and principal.subject == order.customer_id
-        return OrderView(order, tuple(items), owner_view=owner)
+    def _view(
+        self, principal: Principal, order: Order, items: list[Fulfilment], *, guest: bool = False
+    ) -> OrderView:
+        owner = (guest and order.is_guest) or (
+            principal.kind is PrincipalKind.CUSTOMER and principal.subject == order.customer_id
+        )
+        codes: dict[uuid.UUID, str] = {}
+        if owner:
+            for f in items:
+                code = (
+                    self.codes.shown(f) if f.status is FulfillmentStatus.READY_FOR_PICKUP else None
+                )
+                if code is not None:
+                    codes[f.id] = code
+        return OrderView(order, tuple(items), owner_view=owner, pickup_codes=codes)
+
+    async def rekey_legacy_codes(self) -> int:
+        """Pickup codes stored in plain text before they were keyed (migration 0005 kept
+        them aside): each becomes its keyed digest and the plain text goes. Run at start,
+        before serving; idempotent, safe with replicas starting together."""
+        async with self.db.unit_of_work() as uow:
+            changed = await FulfilmentStore(uow.session).rekey_legacy_codes(self.codes.digest)
+            await uow.commit()
+        return changed
 
     async def watch(self, principal: Principal, order_id: uuid.UUID) -> AsyncIterator[OrderView]:
         """The order now, then at every change. Polls a one-row watermark (the order's and
@@ -199,7 +225,7 @@ class Fulfilments:
 
         def change(f: Fulfilment, now: datetime) -> Fulfilment:
             _require_type(f, FulfillmentType.CLICK_AND_COLLECT)
-            return f.mark_ready(now, hold)
+            return f.mark_ready(now, hold, self.codes)
 
         return await self._change(principal, order_id, fulfilment_id, change, events.ready)
 
@@ -225,7 +251,7 @@ class Fulfilments:
                 )
             if f.status not in (FulfillmentStatus.READY_FOR_PICKUP, FulfillmentStatus.PICKED_UP):
                 return f.pick_up()  # refuses with the state conflict
-            if not f.code_matches(code):
+            if not f.code_matches(code, self.codes):
                 # Counted in the same transaction, under the order's lock, as the check
                 # of the lock above: concurrent guesses cannot slip past the limit.
                 wrong = True
@@ -289,6 +315,14 @@ class Fulfilments:
     ) -> list[tuple[Fulfilment, str, str]]:
         """A store's work list: its devices see their own store only (another store's is
         FULFILLMENT_NOT_FOUND-like: empty is not enough, a device must not probe others)."""
+        self.require_store_reader(principal, store_id)
+        async with self.db.unit_of_work() as uow:
+            return await FulfilmentStore(uow.session).open_at_store(store_id, after, limit)
+
+    @staticmethod
+    def require_store_reader(principal: Principal, store_id: str) -> None:
+        """A store's work is read by its own devices and staff (the access rule admitted
+        only those kinds, with the scopes)."""
         if not store_id:
             raise InvalidArgument(
                 "name the store",
@@ -300,8 +334,6 @@ class Fulfilments:
                 "a store's devices see only their own store's fulfilments",
                 reason="STORE_MISMATCH",
             )
-        async with self.db.unit_of_work() as uow:
-            return await FulfilmentStore(uow.session).open_at_store(store_id, after, limit)
 
     async def pack(
         self, principal: Principal, order_id: uuid.UUID, fulfilment_id: uuid.UUID, request_id: str
@@ -422,7 +454,7 @@ class Fulfilments:
         )
         address = order.fulfillment.address if order.fulfillment else None
         try:
-            plan = await self.inventory.plan_lines(
+            plan, methods = await self.inventory.plan_lines(
                 [(line.sku, line.quantity) for line in lost],
                 pickup_location_id=pickup,
                 delivery_point=delivery_point(address),
@@ -444,6 +476,7 @@ class Fulfilments:
                     order.owner,
                     parts,
                     self.resource_hold,
+                    methods,
                 )
         except StepUnavailable:
             raise Unavailable(
@@ -451,7 +484,8 @@ class Fulfilments:
                 reason="INVENTORY_UNAVAILABLE",
             ) from None
         except StepFailure:
-            # Taken by someone else between the plan and the reservation: found nowhere.
+            # Taken by someone else between the plan and the reservation (stock, or the
+            # store's daily capacity): found nowhere.
             return {}
         return elsewhere
 

@@ -15,6 +15,7 @@ from services.order.domain.orders import (
     WRITE_SCOPE,
     Order,
     OrderStatus,
+    OrderTokens,
     PaymentMethod,
     PaymentState,
     order_not_found,
@@ -52,19 +53,32 @@ class Orders:
         payments: Mapping[PaymentMethod, PaymentProvider],
         *,
         payment_timeout_seconds: float,
+        tokens: OrderTokens,
     ) -> None:
         self.db = db
         self.inventory = inventory
         self.payments = payments
         self.payment_timeout_seconds = payment_timeout_seconds
+        self.tokens = tokens
 
-    async def get(self, principal: Principal, order_id: uuid.UUID) -> Order:
+    async def get(self, principal: Principal, order_id: uuid.UUID, order_token: str = "") -> Order:
+        """The order for its reader; with ``order_token``, a guest's order for its guest
+        (whoever calls: the token is the proof)."""
         async with self.db.unit_of_work() as uow:
             saga = await OrderStore(uow.session).get(order_id)
-        # Someone else's order answers exactly like a missing one.
-        if saga is None or not may_read(principal, saga.order):
+        # Someone else's order answers exactly like a missing one, a wrong token too.
+        if saga is None:
+            raise order_not_found()
+        if order_token:
+            if not self.tokens.opens(saga.order, order_token):
+                raise order_not_found()
+        elif not may_read(principal, saga.order):
             raise order_not_found()
         return saga.order
+
+    def token_of(self, order: Order) -> str:
+        """A guest order's capability (empty for a customer's order)."""
+        return self.tokens.token(order.id) if order.is_guest else ""
 
     async def list(
         self,

@@ -7,20 +7,24 @@ channel and store, lines, prices, discounts, tax-inclusive totals, payment metho
 state, and the prefecture delivered to — and lose what names or reaches the person: the
 contact e-mail and phone, and the address beyond region and prefecture. The customer id
 stays: an opaque id whose customer record is gone, which links a later return to its
-sale without saying who made it."""
+sale without saying who made it. A guest's order (no customer) is pseudonymized the same
+way once it is finished and older than ORDER_GUEST_DATA_RETENTION_DAYS."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from services.order.domain.orders import Order, normal_email, normal_phone
 from services.order.store.orders import OrderStore
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
-from tenpo.kit.errors import FieldViolation, InvalidArgument
+from tenpo.kit.errors import DomainError, FieldViolation, InvalidArgument
 
+log = logging.getLogger(__name__)
 _NUMBER = re.compile(r"T-\d{6,12}")
 MAX_EMAIL = 254
 
@@ -75,6 +79,32 @@ class OrderSearch:
         """Pseudonymize the customer's orders (the rule above), in the consumer's
         transaction: the event is marked handled with the change."""
         await OrderStore(uow.session).pseudonymize_customer(customer_id)
+
+
+async def forget_guests(db: Database, retention: timedelta, batch: int = 200) -> int:
+    """Guest orders finished and placed longer than ``retention`` ago are pseudonymized by
+    the rule above: a guest has no account to erase, so her contact and address go once the
+    order no longer needs them (returns and questions are over); the accounting record
+    stays. Batches, each its own transaction (SKIP LOCKED: replicas share the work)."""
+    total = 0
+    while True:
+        async with db.unit_of_work() as uow:
+            changed = await OrderStore(uow.session).pseudonymize_guest_orders(
+                datetime.now(UTC) - retention, batch
+            )
+            await uow.commit()
+        total += changed
+        if changed < batch:
+            return total
+
+
+async def forget_guests_every(db: Database, retention: timedelta, interval_seconds: float) -> None:
+    while True:
+        try:
+            await forget_guests(db, retention)
+        except (DomainError, OSError) as error:
+            log.warning("guest data sweep skipped", extra={"error": type(error).__name__})
+        await asyncio.sleep(interval_seconds)
 
 
 def _invalid(field: str, description: str) -> InvalidArgument:

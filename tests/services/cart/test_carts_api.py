@@ -57,6 +57,20 @@ async def test_guest_cart_is_reachable_only_with_its_token(
         api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=anonymous_web()
     )
     assert got.cart.id == mine.id and not got.cart.customer_id
+    # A service relaying a guest (the order service) shows her token: checked like hers.
+    reader = service(tokens, "carts:read")
+    await expect_error(
+        cart.carts.GetCart(
+            api.GetCartRequest(cart_id=mine.id, cart_token=other_token), metadata=reader
+        ),
+        grpc.StatusCode.NOT_FOUND,
+        "CART_NOT_FOUND",
+    )
+    relayed = await cart.carts.GetCart(
+        api.GetCartRequest(cart_id=mine.id, cart_token=token), metadata=reader
+    )
+    assert relayed.cart.id == mine.id
+    assert (await cart.carts.GetCart(api.GetCartRequest(cart_id=mine.id), metadata=reader)).cart
 
 
 async def test_lines_take_title_image_and_price_from_the_catalog_and_totals_are_computed(

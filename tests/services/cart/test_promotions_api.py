@@ -410,3 +410,82 @@ async def test_update_takes_a_mask_and_an_etag_and_list_pages(
         if not token:
             break
     assert seen == ["Auto 5 %", "P0", "P1", "P2"]  # by priority, across pages
+
+
+async def test_a_committed_personal_code_returned_for_an_unpaid_order_can_be_used_again(
+    cart: Clients, upstreams: Upstreams, tokens: Tokens
+) -> None:
+    sku = new_sku()
+    upstreams.catalog.add(sku, 5000, channels=frozenset({common_pb2.CHANNEL_APP}))
+    promotion = await create(
+        cart,
+        tokens,
+        pb.Promotion(
+            title="Welcome 10 %",
+            trigger=pb.PROMOTION_TRIGGER_CODE,
+            kind=pb.DISCOUNT_KIND_PERCENT,
+            percent_off=10,
+        ),
+    )
+    issued = await cart.promotions.IssuePersonalCode(
+        papi.IssuePersonalCodeRequest(promotion_id=promotion.id, customer_id="cust-konbini"),
+        metadata=service(tokens, "promotions:write"),
+    )
+    app = customer(tokens, "cust-konbini", "APP")
+    mine = (await cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=app)).cart
+    await cart.carts.AddLineItem(api.AddLineItemRequest(cart_id=mine.id, sku=sku), metadata=app)
+    etag = (
+        await cart.carts.ApplyPromotionCode(
+            api.ApplyPromotionCodeRequest(cart_id=mine.id, code=issued.code), metadata=app
+        )
+    ).cart.etag
+    order = service(tokens, "promotions:redeem")
+    await cart.promotions.ReserveRedemptions(
+        papi.ReserveRedemptionsRequest(cart_id=mine.id, etag=etag, order_id="konbini-1"),
+        metadata=order,
+    )
+    await cart.promotions.CommitRedemptions(
+        papi.CommitRedemptionsRequest(order_id="konbini-1"), metadata=order
+    )
+    request = papi.ReturnRedemptionsRequest(
+        order_id="konbini-1", reason="KONBINI_PAYMENT_EXPIRED", request_id="return-konbini-1"
+    )
+    # Only the order's saga (a service) or staff give uses back; a reason is a reason.
+    await expect_error(
+        cart.promotions.ReturnRedemptions(request, metadata=app), grpc.StatusCode.PERMISSION_DENIED
+    )
+    error = await expect_error(
+        cart.promotions.ReturnRedemptions(
+            papi.ReturnRedemptionsRequest(order_id="konbini-1", reason="expired!"),
+            metadata=order,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REASON_INVALID",
+    )
+    assert [v.field for v in error.field_violations] == ["reason"]
+
+    returned = await cart.promotions.ReturnRedemptions(request, metadata=order)
+    assert [r.state for r in returned.redemptions] == [pb.REDEMPTION_STATE_RETURNED]
+    again = await cart.promotions.ReturnRedemptions(request, metadata=order)
+    assert again == returned
+    # The same request_id for another order is refused, not applied.
+    await expect_error(
+        cart.promotions.ReturnRedemptions(
+            papi.ReturnRedemptionsRequest(
+                order_id="konbini-2",
+                reason="KONBINI_PAYMENT_EXPIRED",
+                request_id=request.request_id,
+            ),
+            metadata=order,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
+    # The code counts as unused again: the next order of the same cart may redeem it.
+    reserved = await cart.promotions.ReserveRedemptions(
+        papi.ReserveRedemptionsRequest(cart_id=mine.id, etag=etag, order_id="konbini-2"),
+        metadata=order,
+    )
+    assert [(r.code, r.state) for r in reserved.redemptions] == [
+        (issued.code, pb.REDEMPTION_STATE_RESERVED)
+    ]

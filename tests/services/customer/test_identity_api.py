@@ -689,6 +689,8 @@ async def test_staff_sign_in_carries_their_scopes(
         ids.SignInRequest(email=credentials["customers"][0]["email"], password=DEMO_PASSWORD)
     )
     assert customer.tokens.access_token
+    # Her id is in the credentials (the order seed writes her order history under it).
+    assert claims_of(customer.tokens.access_token)["sub"] == credentials["customers"][0]["id"]
     # Her demo store purchase earned points she can spend in the app.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{seeded.host.port}") as channel:
         balance = await LoyaltyServiceStub(channel).GetBalance(

@@ -1,6 +1,7 @@
 """Konbini payments: the order waits for the money with a payment number and a deadline,
 its stock held; paid → PLACED (stock sold, OrderPlaced); deadline passed → the sweeper
-cancels it, releasing the stock and giving the points back, with OrderCancelled."""
+cancels it, releasing the stock and giving the points and the promotion code back, with
+OrderCancelled."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
+from tenpo.cart.v1 import promotion_service_pb2 as promo_api
+from tenpo.cart.v1 import promotion_service_pb2_grpc
+from tenpo.cart.v1 import resources_pb2 as cart_pb
+from tenpo.kit.grpc_errors import decode_error
 from tenpo.order.v1 import events_pb2 as ev
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
@@ -163,3 +169,83 @@ async def test_konbini_requests_are_checked(stack: Stack) -> None:
         )
     assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
     assert (await stack.level(sku)).reserved == 0
+
+
+async def _with_code(stack: Stack, customer: str, cart_id: str, code: str) -> cart_pb.Cart:
+    applied = await stack.carts.ApplyPromotionCode(
+        cart_api.ApplyPromotionCodeRequest(cart_id=cart_id, code=code),
+        metadata=stack.customer(customer),
+    )
+    return applied.cart
+
+
+async def test_an_expired_konbini_order_gives_its_personal_code_back(stack: Stack) -> None:
+    sku = await stack.stock(3, price=4000)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    async with grpc.aio.insecure_channel(stack.targets["cart"]) as channel:
+        promotions = promotion_service_pb2_grpc.PromotionServiceStub(channel)
+        writer = stack.tokens.metadata(
+            stack.tokens.mint(subject="journeys", kind="service", scopes=["promotions:write"])
+        )
+        promotion = (
+            await promotions.CreatePromotion(
+                promo_api.CreatePromotionRequest(
+                    promotion=cart_pb.Promotion(
+                        title="Welcome 10 %",
+                        trigger=cart_pb.PROMOTION_TRIGGER_CODE,
+                        kind=cart_pb.DISCOUNT_KIND_PERCENT,
+                        percent_off=10,
+                        active=True,
+                    )
+                ),
+                metadata=stack.tokens.metadata(
+                    stack.tokens.mint(subject="merch", kind="staff", scopes=["promotions:write"])
+                ),
+            )
+        ).promotion
+        code = (
+            await promotions.IssuePersonalCode(
+                promo_api.IssuePersonalCodeRequest(promotion_id=promotion.id, customer_id=customer),
+                metadata=writer,
+            )
+        ).code
+    cart = await stack.cart(customer, (sku, 1))
+    cart = await _with_code(stack, customer, cart.id, code)
+    assert cart.totals.discount.units == 400
+    waiting = (
+        await stack.orders.PlaceOrder(
+            _konbini(stack.place_request(cart, card="")), metadata=stack.customer(customer)
+        )
+    ).order
+    assert waiting.status == pb.ORDER_STATUS_AWAITING_PAYMENT
+    # Used by the waiting order: a second cart cannot take it.
+    second = await stack.cart(customer, (sku, 1))
+    with pytest.raises(grpc.aio.AioRpcError) as used:
+        await _with_code(stack, customer, second.id, code)
+    assert decode_error(used.value).reason == "CODE_ALREADY_USED"
+
+    async with stack.order_db.unit_of_work() as uow:
+        await uow.session.execute(
+            sa.text(
+                "UPDATE konbini_payments SET deadline = now() - interval '1 second'"
+                " WHERE number = :n"
+            ),
+            {"n": waiting.konbini.payment_number},
+        )
+        await uow.session.execute(
+            sa.text("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = :i"),
+            {"i": waiting.id},
+        )
+        await uow.commit()
+    assert await stack.checkout.sweep_once() >= 1
+
+    # Cancelled unpaid: the code is hers again, and the next order redeems it.
+    second = await _with_code(stack, customer, second.id, code)
+    assert second.totals.discount.units == 400
+    placed = (
+        await stack.orders.PlaceOrder(
+            stack.place_request(second), metadata=stack.customer(customer)
+        )
+    ).order
+    assert placed.status == pb.ORDER_STATUS_PLACED
+    assert placed.totals.discount.units == 400

@@ -9,6 +9,7 @@ import uuid
 import grpc
 import pytest
 
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.devtools.keys import DevKeys
 from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
@@ -245,3 +246,79 @@ async def test_two_deliveries_arriving_at_once_complete_the_order_once(stack: St
         ev.OrderCompleted.FromString(p) for p in await stack.outbox_events("OrderCompleted")
     ]
     assert [e.order_id for e in completed].count(order.id) == 1
+
+
+async def test_a_store_sees_its_work_to_pick_in_waves(stack: Stack) -> None:
+    store = f"test-{uuid.uuid4().hex[:10]}"
+    await stack.inventory.CreateLocation(
+        inventory_api.CreateLocationRequest(
+            location=inventory_pb.Location(
+                id=store,
+                display_name="テスト店",
+                type=inventory_pb.LOCATION_TYPE_STORE,
+                capabilities=[inventory_pb.CAPABILITY_CLICK_AND_COLLECT],
+            )
+        ),
+        metadata=stack.staff,
+    )
+    sku, other = await stack.stock(0), await stack.stock(0)
+    for item in (sku, other):
+        await stack.inventory.AdjustStock(
+            inventory_api.AdjustStockRequest(
+                sku=item,
+                location_id=store,
+                quantity=10,
+                reason=inventory_pb.MOVEMENT_REASON_RECEIPT,
+            ),
+            metadata=stack.staff,
+        )
+    placed = []
+    for lines in (((sku, 1), (other, 2)), ((sku, 2),), ((other, 1),)):
+        customer = f"c-{uuid.uuid4().hex[:8]}"
+        md = stack.customer(customer)
+        cart = await stack.cart(customer, *lines)
+        update = cart_api.UpdateCartRequest(
+            cart=cart_pb.Cart(
+                id=cart.id,
+                etag=cart.etag,
+                fulfillment=cart_pb.Fulfillment(
+                    method=cart_pb.FULFILLMENT_METHOD_PICKUP, store_id=store
+                ),
+            )
+        )
+        update.update_mask.paths.append("fulfillment")
+        cart = (await stack.carts.UpdateCart(update, metadata=md)).cart
+        placed.append((await stack.orders.PlaceOrder(stack.place_request(cart), metadata=md)).order)
+    ids = [o.fulfillments[0].id for o in placed]
+
+    waves = (
+        await stack.orders.ListPickWaves(
+            api.ListPickWavesRequest(store_id=store, max_fulfillments=2),
+            metadata=device(stack, store=store),
+        )
+    ).waves
+    assert [list(w.fulfillment_ids) for w in waves] == [ids[:2], ids[2:]]
+    assert [(li.sku, li.quantity) for li in waves[0].pick_lines] == sorted([(sku, 3), (other, 2)])
+    # Picked: no longer to pick.
+    await stack.orders.PickFulfillment(
+        api.PickFulfillmentRequest(order_id=placed[0].id, fulfillment_id=ids[0]),
+        metadata=device(stack, store=store),
+    )
+    again = await stack.orders.ListPickWaves(
+        api.ListPickWavesRequest(store_id=store), metadata=stack.staff
+    )
+    assert [list(w.fulfillment_ids) for w in again.waves] == [ids[1:]]
+    await expect_error(
+        stack.orders.ListPickWaves(
+            api.ListPickWavesRequest(store_id=store), metadata=device(stack)
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "STORE_MISMATCH",
+    )
+    await expect_error(
+        stack.orders.ListPickWaves(
+            api.ListPickWavesRequest(store_id=store, wave_minutes=5), metadata=stack.staff
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "WAVE_INVALID",
+    )

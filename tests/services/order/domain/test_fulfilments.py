@@ -16,13 +16,14 @@ from services.order.domain.fulfilments import (
     FulfillmentPolicy,
     FulfillmentStatus,
     FulfillmentType,
+    PickupCodes,
     allocate,
     check_pickup_code,
     order_after,
     require_cancellable,
     split,
 )
-from services.order.domain.geo import delivery_point
+from services.order.domain.geo import PREFECTURE_POINTS, delivery_point, distance_km
 from services.order.domain.orders import (
     Fulfillment,
     FulfillmentMethod,
@@ -33,10 +34,12 @@ from services.order.domain.orders import (
     PaymentState,
     Totals,
 )
+from services.order.domain.postal_points import POSTAL_PREFIX_POINTS
 from tenpo.kit.errors import FailedPrecondition, InvalidArgument
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 POLICY = FulfillmentPolicy()
+CODES = PickupCodes(b"test-pickup-code-key-0123456789")
 
 
 def order(method: FulfillmentMethod, store: str | None = None) -> Order:
@@ -109,13 +112,14 @@ def test_the_lifecycle_moves_forwards_only_and_repeats_are_no_ops() -> None:
     with pytest.raises(FailedPrecondition) as caught:
         f.pick_up()
     assert caught.value.reason == "FULFILLMENT_STATE_CONFLICT"
-    ready = f.mark_ready(NOW, timedelta(days=7))
+    ready = f.mark_ready(NOW, timedelta(days=7), CODES)
     assert ready.hold_until == NOW + timedelta(days=7)
-    assert ready.mark_ready(NOW + timedelta(hours=1), timedelta(days=7)) == ready
-    assert ready.pickup_code is not None
-    assert set(ready.pickup_code) <= set(PICKUP_CODE_ALPHABET)
-    assert ready.code_matches(ready.pickup_code.lower())
-    assert not ready.code_matches("BBBBBBBB" if ready.pickup_code != "BBBBBBBB" else "CCCCCCCC")
+    assert ready.mark_ready(NOW + timedelta(hours=1), timedelta(days=7), CODES) == ready
+    code = CODES.shown(ready)
+    assert code is not None
+    assert len(code) == 8 and set(code) <= set(PICKUP_CODE_ALPHABET)
+    assert ready.code_matches(code.lower(), CODES)
+    assert not ready.code_matches("BBBBBBBB" if code != "BBBBBBBB" else "CCCCCCCC", CODES)
     picked = ready.pick_up()
     assert picked.capture_state is CaptureState.DUE
     with pytest.raises(FailedPrecondition) as left:
@@ -166,9 +170,70 @@ def test_the_order_completes_when_every_fulfilment_is_done_and_is_paid_as_captur
 def test_an_order_whose_every_fulfilment_is_cancelled_is_cancelled() -> None:
     placed = order(FulfillmentMethod.PICKUP, "s")
     [f] = split(placed, {"A": [("s", 3)]}, NOW, POLICY)
-    expired = replace(f.mark_ready(NOW, timedelta(days=1)).cancel("PICKUP_EXPIRED"))
+    expired = replace(f.mark_ready(NOW, timedelta(days=1), CODES).cancel("PICKUP_EXPIRED"))
     after = order_after(placed, [expired])
     assert (after.status, after.failure_reason) == (OrderStatus.CANCELLED, "PICKUP_EXPIRED")
+
+
+def test_a_pickup_code_is_kept_only_as_a_nonce_and_a_keyed_digest() -> None:
+    [f] = split(order(FulfillmentMethod.PICKUP, "s"), {"A": [("s", 1)]}, NOW, POLICY)
+    ready = f.mark_ready(NOW, timedelta(days=7), CODES)
+    code = CODES.shown(ready)
+    assert code is not None
+    stored = repr(ready)
+    assert code not in stored  # nothing the store writes holds the code
+    assert ready.pickup_nonce is not None and ready.pickup_code_digest is not None
+    # The same code for the customer every time; another key derives and checks otherwise.
+    assert CODES.shown(ready) == code
+    other_key = PickupCodes(b"another-key-of-at-least-16-bytes")
+    assert other_key.shown(ready) != code
+    assert not ready.code_matches(code, other_key)
+    # Another fulfilment with the same nonce gets another code.
+    twin = replace(ready, id=uuid.uuid4())
+    assert CODES.shown(twin) != code
+    # Codes spread over the whole alphabet (no letter unused in a few hundred draws).
+    drawn = {
+        letter
+        for _ in range(300)
+        for letter in CODES.shown(f.mark_ready(NOW, timedelta(days=1), CODES)) or ""
+    }
+    assert drawn == set(PICKUP_CODE_ALPHABET)
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        PickupCodes(b"short")
+
+
+def test_a_delivery_point_comes_from_the_postal_district_where_the_table_knows_it() -> None:
+    shibuya = {"administrativeArea": "東京都", "postalCode": "150-0002"}
+    assert delivery_point(shibuya) == (35.658, 139.702)
+    # Any notation of the same code: full-width digits and dash, none.
+    assert delivery_point({**shibuya, "postalCode": "１５０−０００２"}) == (35.658, 139.702)
+    assert delivery_point({**shibuya, "postalCode": "1500002"}) == (35.658, 139.702)
+    # Hachioji is ~35 km from Shibuya: a 20 km same-day radius around a Shibuya store
+    # reaches the prefecture's office but not Hachioji, which only the postal code tells.
+    hachioji = delivery_point({"administrativeArea": "東京都", "postalCode": "192-0082"})
+    office = delivery_point({"administrativeArea": "東京都"})
+    store = (35.6595, 139.7005)
+    assert distance_km(store, office) < 20 < distance_km(store, hachioji)
+    # Unknown districts, malformed codes and codes contradicting the prefecture fall back.
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "999-9999"}) == (
+        34.686,
+        135.520,
+    )
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "53"}) == (34.686, 135.520)
+    assert delivery_point({"administrativeArea": "大阪府", "postalCode": "150-0002"}) == (
+        34.686,
+        135.520,
+    )
+    # A known district without a prefecture is still better than Tokyo.
+    assert delivery_point({"postalCode": "530-0001"}) == (34.705, 135.498)
+
+
+def test_every_bundled_postal_district_lies_in_japan_near_a_prefecture_office() -> None:
+    for prefix, point in POSTAL_PREFIX_POINTS.items():
+        assert len(prefix) == 3 and prefix.isdigit()
+        assert 24 < point[0] < 46 and 122 < point[1] < 146, prefix
+        nearest = min(distance_km(point, office) for office in PREFECTURE_POINTS.values())
+        assert nearest < 60, prefix
 
 
 def test_a_delivery_point_comes_from_the_prefecture() -> None:
