@@ -65,11 +65,11 @@ class Api:
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params)
 
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self.call("POST", path, body=body or {})
+    def post(self, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        return self.call("POST", path, params=params, body=body or {})
 
-    def patch(self, path: str, body: dict[str, Any]) -> Any:
-        return self.call("PATCH", path, body=body)
+    def patch(self, path: str, body: dict[str, Any], **params: Any) -> Any:
+        return self.call("PATCH", path, params=params, body=body)
 
     def call(
         self,

@@ -89,6 +89,14 @@ class Customer:
     def cart(self) -> dict[str, Any]:
         return unwrap(self.api.get("/v1/carts:active"), "cart")
 
+    def set_phone(self, phone: str) -> None:
+        # UpdateCustomer's body is the customer itself; the mask travels in the query.
+        self.api.patch("/v1/customers/me", {"phoneNumber": phone}, updateMask="phoneNumber")
+
+    def try_on(self, sku: str) -> dict[str, Any]:
+        """A mirror's try-on, recorded on whoever's token this touchpoint holds."""
+        return record_try_on(self.api, sku)
+
     def add(self, sku: str, quantity: int = 1) -> dict[str, Any]:
         cart = self.cart()
         added = self.api.post(
@@ -327,6 +335,18 @@ class Shop:
             if isinstance(parsed, email.message.EmailMessage) and address in str(parsed["To"]):
                 found.append(parsed)
         return found
+
+
+def record_try_on(api: Api, sku: str) -> dict[str, Any]:
+    # RecordInteraction's body is the interaction; the request id travels in the query.
+    return unwrap(
+        api.post(
+            "/v1/interactions",
+            {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": sku},
+            requestId=request_id(),
+        ),
+        "interaction",
+    )
 
 
 def unwrap(response: dict[str, Any], name: str) -> dict[str, Any]:

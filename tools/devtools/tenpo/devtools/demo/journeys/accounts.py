@@ -84,13 +84,7 @@ def customer_service_360(shop: Shop) -> None:
     say("web shop", f"{shopper.name} orders online for pickup: {web_order['orderNumber']}")
     mirror = shop.device("SMART_MIRROR", STORE)
     on_mirror = mirror.hand_off(shopper, say)
-    on_mirror.api.post(
-        "/v1/interactions",
-        {
-            "interaction": {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": SKU},
-            "requestId": request_id(),
-        },
-    )
+    on_mirror.try_on(SKU)
     say(mirror.label, f"records her try-on of {SKU}")
     on_mirror.add(SKU)
     store_order = on_mirror.settled(
@@ -133,10 +127,7 @@ def consent_export_erasure(shop: Shop) -> None:
     say = shop.say
     shop.receive_stock(STORE, SKU, 1)
     shopper = shop.register("渡辺", "舞")
-    shopper.api.patch(
-        "/v1/customers/me",
-        {"customer": {"phoneNumber": "080-9999-0000"}, "updateMask": "phoneNumber"},
-    )
+    shopper.set_phone("080-9999-0000")
     shopper.api.post(
         "/v1/customers/me/consents:grant",
         {

@@ -43,9 +43,7 @@ def _welcome_wait(shop: Shop) -> float:
 
 
 def _reachable_by_sms(shopper: Customer, phone: str) -> None:
-    shopper.api.patch(
-        "/v1/customers/me", {"customer": {"phoneNumber": phone}, "updateMask": "phoneNumber"}
-    )
+    shopper.set_phone(phone)
     shopper.api.post(
         "/v1/customers/me/consents:grant",
         {
@@ -251,10 +249,7 @@ def order_sms_in_one_segment(shop: Shop) -> None:
     say = shop.say
     _shipping_journey(shop)
     shopper = shop.register("吉田", "真由")
-    shopper.api.patch(
-        "/v1/customers/me",
-        {"customer": {"phoneNumber": "080-7777-8888"}, "updateMask": "phoneNumber"},
-    )
+    shopper.set_phone("080-7777-8888")
     shopper.add(SKU)
     cart = shopper.fulfil("DELIVERY", address=HOME)
     order = shopper.settled(shopper.place_order(cart, "CARD"))

@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from tenpo.devtools.demo.api import ApiError, request_id
-from tenpo.devtools.demo.world import EVENTUALLY, JourneyFailed, Shop, check, eventually, unwrap
+from tenpo.devtools.demo.world import (
+    EVENTUALLY,
+    JourneyFailed,
+    Shop,
+    check,
+    eventually,
+    record_try_on,
+    unwrap,
+)
 
 STORE = "tokyo-shibuya"
 #: The demo catalog's leather sneakers (red), size 25.0, and its JAN (the tag a device reads).
@@ -19,7 +27,7 @@ HOME = {
     "administrativeArea": "東京都",
     "locality": "渋谷区",
     "addressLines": ["神南1-2-3"],
-    "recipients": ["デモ 花子"],
+    "recipient": "デモ 花子",
 }
 
 
@@ -71,10 +79,7 @@ def click_and_collect(shop: Shop) -> None:
     say = shop.say
     shop.receive_stock(STORE, SKU, 2)
     shopper = shop.register("伊藤", "直子")
-    shopper.api.patch(
-        "/v1/customers/me",
-        {"customer": {"phoneNumber": "090-1111-2222"}, "updateMask": "phoneNumber"},
-    )
+    shopper.set_phone("090-1111-2222")
     say("web shop", f"{shopper.name} adds her mobile number")
     shopper.add(SKU)
     cart = shopper.fulfil("PICKUP", STORE)
@@ -155,13 +160,7 @@ def mirror_try_on_same_day(shop: Shop) -> None:
     mirror = shop.device("SMART_MIRROR", STORE)
     product = unwrap(mirror.api.get(f"/v1/barcodes/{JAN}"), "product")
     say(mirror.label, f"reads the tag {JAN}: {product['title']}")
-    anonymous = mirror.api.post(
-        "/v1/interactions",
-        {
-            "interaction": {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": SKU},
-            "requestId": request_id(),
-        },
-    )
+    anonymous = record_try_on(mirror.api, SKU)
     check(anonymous, "the anonymous try-on was not recorded")
     say(mirror.label, f"records a try-on of {SKU} (anonymous)")
     related = mirror.api.get(f"/v1/products/{product['id']}/related")
@@ -182,13 +181,7 @@ def mirror_try_on_same_day(shop: Shop) -> None:
     )
 
     on_mirror = mirror.hand_off(shopper, say)
-    on_mirror.api.post(
-        "/v1/interactions",
-        {
-            "interaction": {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": SKU},
-            "requestId": request_id(),
-        },
-    )
+    on_mirror.try_on(SKU)
     say(mirror.label, f"records the try-on as {shopper.name}'s")
     on_mirror.add(SKU)
     cart = on_mirror.fulfil("SAME_DAY", STORE, HOME)
