@@ -93,9 +93,9 @@ class Customer:
         # UpdateCustomer's body is the customer itself; the mask travels in the query.
         self.api.patch("/v1/customers/me", {"phoneNumber": phone}, updateMask="phoneNumber")
 
-    def try_on(self, sku: str) -> dict[str, Any]:
+    def try_on(self, sku: str, size: str) -> dict[str, Any]:
         """A mirror's try-on, recorded on whoever's token this touchpoint holds."""
-        return record_try_on(self.api, sku)
+        return record_try_on(self.api, sku, size)
 
     def add(self, sku: str, quantity: int = 1) -> dict[str, Any]:
         cart = self.cart()
@@ -239,6 +239,14 @@ class Shop:
             self._staff = Api(self.http, token=signed_in["tokens"]["accessToken"])
         return self._staff
 
+    def back_office(self) -> Api:
+        """The head office's marketing tool: the development staff token `make run` wrote
+        (its scopes include managing notification journeys, which a store's staff lack)."""
+        path = self.data_dir / "dev-staff-token" if self.data_dir else None
+        if path is None or not path.is_file():
+            raise JourneyFailed("the development staff token (dev-staff-token) is missing")
+        return Api(self.http, token=path.read_text(encoding="utf-8").strip())
+
     def device(self, kind: str, store_id: str) -> Device:
         entry = next(
             (
@@ -337,12 +345,12 @@ class Shop:
         return found
 
 
-def record_try_on(api: Api, sku: str) -> dict[str, Any]:
+def record_try_on(api: Api, sku: str, size: str) -> dict[str, Any]:
     # RecordInteraction's body is the interaction; the request id travels in the query.
     return unwrap(
         api.post(
             "/v1/interactions",
-            {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": sku},
+            {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": sku, "size": size},
             requestId=request_id(),
         ),
         "interaction",

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from tenpo.devtools.demo.api import ApiError, request_id
-from tenpo.devtools.demo.journeys.stores import HOME, SKU, STORE
+from tenpo.devtools.demo.journeys.stores import HOME, SIZE, SKU, STORE
 from tenpo.devtools.demo.world import EVENTUALLY, JourneyFailed, Shop, check, eventually, unwrap
 
 #: A purchase at the Shibuya till: 12,800 JPY earns 128 points (1 per 100 JPY, standard tier).
@@ -84,7 +84,7 @@ def customer_service_360(shop: Shop) -> None:
     say("web shop", f"{shopper.name} orders online for pickup: {web_order['orderNumber']}")
     mirror = shop.device("SMART_MIRROR", STORE)
     on_mirror = mirror.hand_off(shopper, say)
-    on_mirror.try_on(SKU)
+    on_mirror.try_on(SKU, SIZE)
     say(mirror.label, f"records her try-on of {SKU}")
     on_mirror.add(SKU)
     store_order = on_mirror.settled(
@@ -93,7 +93,7 @@ def customer_service_360(shop: Shop) -> None:
     say(mirror.label, f"she buys it on the spot and carries it out: {store_order['orderNumber']}")
 
     staff = shop.staff()
-    found = staff.get("/v1/customers:search", query=shopper.email)
+    found = staff.get("/v1/customers:search", email=shopper.email)
     ids = [c["id"] for c in found.get("customers", [])]
     check(shopper.id in ids, f"customer service cannot find {shopper.email}: {found}")
     say("staff", f"customer service looks her up by e-mail: {shopper.name}")
@@ -142,12 +142,16 @@ def consent_export_erasure(shop: Shop) -> None:
         {
             "purpose": "CONSENT_PURPOSE_MARKETING",
             "channel": "CONSENT_CHANNEL_SMS",
+            "wordingVersion": "marketing-sms-2026-04",
             "requestId": request_id(),
         },
     )
     history = shopper.api.get("/v1/customers/me/consentHistory")
-    entries = history.get("entries", history.get("history", []))
-    check(len(entries) >= 2, f"the grant and the revoke are not both in her history: {history}")
+    actions = [r.get("action") for r in history.get("records", [])]
+    check(
+        actions == ["CONSENT_ACTION_REVOKE", "CONSENT_ACTION_GRANT"],
+        f"the grant and the revoke are not in her history, newest first: {history}",
+    )
     say(
         "web shop",
         f"{shopper.name} grants SMS offers, then changes her mind: both are in her consent history",
@@ -162,7 +166,10 @@ def consent_export_erasure(shop: Shop) -> None:
     check(
         shopper.email in json.dumps(exported, ensure_ascii=False), "her e-mail is not in her export"
     )
-    say("web shop", f"exports her data: {', '.join(sorted(exported))}")
+    tables = exported.get("tables", exported)
+    say(
+        "web shop", f"exports her data ({exported.get('service', '')}): {', '.join(sorted(tables))}"
+    )
 
     shopper.api.post("/v1/customers/me:erase", {})
     say("web shop", f"{shopper.name} erases her account")

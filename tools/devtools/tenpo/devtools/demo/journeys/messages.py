@@ -34,7 +34,7 @@ def _seconds(duration: str) -> float:
 
 
 def _welcome_wait(shop: Shop) -> float:
-    journeys = shop.staff().get("/v1/journeys", pageSize=100).get("journeys", [])
+    journeys = shop.back_office().get("/v1/journeys", pageSize=100).get("journeys", [])
     welcome = next((j for j in journeys if j.get("displayName") == "Welcome"), None)
     check(welcome, "the seeded Welcome journey is missing")
     assert welcome is not None
@@ -198,7 +198,7 @@ def abandoned_cart_code_on_another_channel(shop: Shop, *, patience: float = 120.
 
 def _shipping_journey(shop: Shop) -> None:
     """The retailer's shipping SMS, defined as data through the API (once)."""
-    staff = shop.staff()
+    staff = shop.back_office()
     journeys = staff.get("/v1/journeys", pageSize=100).get("journeys", [])
     if any(j.get("displayName") == SHIPPING_JOURNEY for j in journeys):
         return
@@ -241,7 +241,7 @@ def _shipping_journey(shop: Shop) -> None:
             ],
         },
     )
-    shop.say("staff", f"the marketing team adds the '{SHIPPING_JOURNEY}' journey (data, no code)")
+    shop.say("back office", f"marketing adds the '{SHIPPING_JOURNEY}' journey (data, no code)")
 
 
 def order_sms_in_one_segment(shop: Shop) -> None:

@@ -19,6 +19,7 @@ from tenpo.devtools.demo.world import (
 STORE = "tokyo-shibuya"
 #: The demo catalog's leather sneakers (red), size 25.0, and its JAN (the tag a device reads).
 SKU = "SNK-0306-250"
+SIZE = "25.0"
 JAN = "4912345001078"
 #: Her home, for deliveries (a Tokyo address the same-day area covers).
 HOME = {
@@ -152,21 +153,23 @@ def mirror_try_on_same_day(shop: Shop) -> None:
     say = shop.say
     shop.receive_stock(STORE, SKU, 2)
     shopper = shop.register("中村", "美紀")
+    # CreateAddress's body is the address itself.
     shopper.api.post(
-        "/v1/customers/me/addresses", {"address": {"postalAddress": HOME, "label": "自宅"}}
+        "/v1/customers/me/addresses",
+        {"postalAddress": HOME, "label": "自宅", "defaultShipping": True},
+        requestId=request_id(),
     )
     say("web shop", f"{shopper.name} keeps her home address in her account")
 
     mirror = shop.device("SMART_MIRROR", STORE)
     product = unwrap(mirror.api.get(f"/v1/barcodes/{JAN}"), "product")
     say(mirror.label, f"reads the tag {JAN}: {product['title']}")
-    anonymous = record_try_on(mirror.api, SKU)
+    anonymous = record_try_on(mirror.api, SKU, SIZE)
     check(anonymous, "the anonymous try-on was not recorded")
     say(mirror.label, f"records a try-on of {SKU} (anonymous)")
     related = mirror.api.get(f"/v1/products/{product['id']}/related")
-    suggestions = [
-        unwrap(r, "product") for r in related.get("products", related.get("relations", []))
-    ]
+    suggestions = [r["product"] for r in related.get("related", []) if "product" in r]
+    check(suggestions, f"the mirror has nothing to suggest with {product['title']}")
     sizes = [v["sku"] for v in product.get("variants", [])]
     here = mirror.api.get("/v1/availability", skus=sizes, locationIds=STORE)
     in_store = [
@@ -175,13 +178,25 @@ def mirror_try_on_same_day(shop: Shop) -> None:
         if int(a.get("locations", [{}])[0].get("availableToPromise", 0) or 0) > 0
     ]
     check(SKU in in_store, f"{SKU} is not shown as in this store: {here}")
+    say(mirror.label, f"sizes here: {', '.join(sorted(in_store))}")
+    suggested = [v["sku"] for p in suggestions for v in p.get("variants", [])]
+    stocked = mirror.api.get("/v1/availability", skus=suggested, locationIds=STORE)
+    here_too = {
+        a["sku"]
+        for a in stocked.get("availabilities", [])
+        if int(a.get("locations", [{}])[0].get("availableToPromise", 0) or 0) > 0
+    }
     say(
         mirror.label,
-        f"sizes here: {', '.join(in_store)}; {len(suggestions)} related products suggested",
+        "suggests "
+        + "; ".join(
+            f"{p['title']} ({sum(v['sku'] in here_too for v in p.get('variants', []))} sizes here)"
+            for p in suggestions[:3]
+        ),
     )
 
     on_mirror = mirror.hand_off(shopper, say)
-    on_mirror.try_on(SKU)
+    on_mirror.try_on(SKU, SIZE)
     say(mirror.label, f"records the try-on as {shopper.name}'s")
     on_mirror.add(SKU)
     cart = on_mirror.fulfil("SAME_DAY", STORE, HOME)
