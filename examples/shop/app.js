@@ -210,6 +210,7 @@ const FULFILMENT = {
 };
 
 function renderOrder(order) {
+  if (!order?.id || !order.status) return; // not an order (a stream's closing message)
   $("order-section").hidden = false;
   $("order").textContent = `Order ${order.orderNumber}: ${order.status.replace("ORDER_STATUS_", "")}`;
   $("order").dataset.status = order.status;
@@ -218,7 +219,7 @@ function renderOrder(order) {
   $("order-fulfilments").replaceChildren(...(order.fulfillments || []).map((f) =>
     el("li", { "data-fulfilment": f.id, "data-status": f.status },
       `${f.number} · ${FULFILMENT[f.type] || f.type} · ${(f.storeId || f.locationId || "")} · `,
-      el("strong", {}, f.status.replace("FULFILLMENT_STATUS_", "").replaceAll("_", " ").toLowerCase()),
+      el("strong", {}, (f.status || "").replace("FULFILLMENT_STATUS_", "").replaceAll("_", " ").toLowerCase()),
       f.shipment?.trackingNumber ? ` · ${f.shipment.carrier} ${f.shipment.trackingNumber}` : "")));
   // The pickup code is shown to her only (the order service gives it to no one else): at the
   // store she types it on the kiosk, or shows its QR code to the POS.

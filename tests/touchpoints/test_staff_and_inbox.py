@@ -21,9 +21,11 @@ def _pickup_order(stack: Stack, email: str, phone: str = "") -> str:
         token = signed_in.json()["tokens"]["accessToken"]
         api.headers["authorization"] = f"Bearer {token}"
         if phone:
+            # The body is the customer itself; the mask travels in the query.
             updated = api.patch(
                 "/v1/customers/me",
-                json={"customer": {"phoneNumber": phone}, "updateMask": "phoneNumber"},
+                params={"updateMask": "phoneNumber"},
+                json={"phoneNumber": phone},
             )
             assert updated.status_code == 200, updated.text
         cart = api.get("/v1/carts:active").json()
