@@ -130,7 +130,7 @@ def _confirm_mail_consent(shop: Shop, shopper: Customer) -> None:
     shop.say("mailbox", f"{shopper.name} confirms marketing mail from the link in her mailbox")
 
 
-def abandoned_cart_code_on_another_channel(shop: Shop, *, patience: float = 120.0) -> None:
+def abandoned_cart_code_on_another_channel(shop: Shop, *, patience: float = 60.0) -> None:
     """5. An abandoned cart → a mail with a personal time-limited code, redeemed on another
     channel."""
     say = shop.say
