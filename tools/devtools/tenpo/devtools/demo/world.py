@@ -57,7 +57,7 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = EVENTU
 class Narrator:
     """Says which touchpoint did what; every line is also kept (the tests read them)."""
 
-    out: TextIO | None = sys.stdout
+    out: TextIO | None = field(default_factory=lambda: sys.stdout)  # the one of this moment
     lines: list[str] = field(default_factory=list)
 
     def __call__(self, who: str, what: str) -> None:
