@@ -19,7 +19,9 @@ from tests.conftest import scratch_dir
 from tests.stack import Runner, processes_using, quiet_ports
 
 #: Every journey test module's marks: servers, and room for the stack's start-up.
-JOURNEY_MARKS = [pytest.mark.integration, pytest.mark.timeout(900)]
+#: In a full parallel run on a busy 2-core machine the start-up alone took over 600 s once
+#: (every service's migrations at about a minute each).
+JOURNEY_MARKS = [pytest.mark.integration, pytest.mark.timeout(1500)]
 #: The journeys' short timers (seconds), and room for a busy machine.
 TIMERS = {
     "NOTIFICATION_WELCOME_REMINDER_AFTER_SECONDS": "8",
@@ -66,7 +68,7 @@ def journey_stack() -> Iterator[tuple[str, Path]]:
         }
         runner = Runner("run", env)
         try:
-            runner.wait_for(READY_BANNER, timeout=600)
+            runner.wait_for(READY_BANNER, timeout=1200)
             yield f"http://127.0.0.1:{http_port}", data_dir
         finally:
             runner.stop(timeout=120)
