@@ -17,7 +17,7 @@ BUF := .tools/node_modules/.bin/buf
 CHECKOV_VERSION := 3.3.30
 CHECKOV := .tools/checkov/bin/checkov
 
-.PHONY: help setup protos run test test-unit lint fmt bench migrate clean import browser checkov examples
+.PHONY: help setup protos run demo test test-unit lint fmt bench migrate clean import browser checkov examples
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,13 @@ protos: $(PROTO_OUT)/.generated ## Generate Python code and type stubs from prot
 
 run: setup examples ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
 	@$(RUN) python -m tenpo.devtools.stack run
+
+# `make demo` tells the seeds' journeys against a running `make run` through its touchpoints,
+# narrated; the same code is tests/journeys/. DEMO_URL names another gateway, DEMO_ARGS e.g.
+# "--only 2,7" or "--data-dir path" (the development credentials and the mail catcher's mails).
+DEMO_URL ?= http://127.0.0.1:8080
+demo: setup ## Tell the journeys against a running `make run`, narrated (DEMO_URL, DEMO_ARGS="--only 2,7")
+	@$(RUN) python -m tenpo.devtools.demo --base-url "$(DEMO_URL)" $(DEMO_ARGS)
 
 migrate: setup ## Apply every service's migrations (embedded stack, or the URLs in the environment)
 	@$(RUN) python -m tenpo.devtools.stack migrate

@@ -1,5 +1,5 @@
 // The dev inbox: every mail and SMS the notification service sent, newest first.
-import { el, report, session } from "../lib/api.js";
+import { client, el, report, session } from "../lib/api.js";
 import { listMessages } from "./source.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,6 +28,25 @@ function open(message) {
   $("meta").textContent = `${message.channel} to ${message.to} · ${message.status} ${message.reason}`;
   $("body").textContent = message.body;
 }
+
+// Staff sign-in: in development the staff account carries notifications:read.
+$("sign-in").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const api = client({ key: null });
+  api.post("/v1/identity:signInStaff", { email: $("email").value, password: $("password").value })
+    .then(({ tokens }) => {
+      $("password").value = "";
+      if (!(tokens.scopes || []).includes("notifications:read")) {
+        throw new Error("This staff account may not read messages (notifications:read).");
+      }
+      token.set(tokens.accessToken);
+      return refresh();
+    })
+    .catch((error) => {
+      token.clear();
+      fail(error);
+    });
+});
 
 $("token-form").addEventListener("submit", (event) => {
   event.preventDefault();

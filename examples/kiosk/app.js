@@ -25,7 +25,7 @@ async function ready() {
   const device = current();
   const on = state.valid(device.token);
   $("setup").hidden = on;
-  for (const id of ["find", "handoff-section"]) $(id).hidden = !on;
+  for (const id of ["find", "handoff-section", "pickup-section"]) $(id).hidden = !on;
   if (!on) return;
   storeLocation = await deviceApi.get(`/v1/locations/${device.store}`);
   $("store-name").textContent = storeLocation.displayName;
@@ -132,6 +132,46 @@ async function addToCart() {
   renderCart(updated.cart || updated);
 }
 
+// --- click & collect pickup -----------------------------------------------------------------
+
+// The order is found on this store's work list (the kiosk sees only its own store's), then
+// handed over against the code; the order service checks the code and locks after 5 misses.
+async function collect(event) {
+  event.preventDefault();
+  $("pickup-result").textContent = "";
+  let [orderNumber, code] = [$("pickup-order").value.trim(), $("pickup-code").value.trim().toUpperCase()];
+  const scanned = orderNumber.match(/^tenpo:pickup:([\w-]+):([\w-]+):([A-Z]+)$/);
+  let target = null;
+  if (scanned) {
+    target = { orderId: scanned[1], id: scanned[2] };
+    code = scanned[3];
+  } else {
+    target = await readyPickup(orderNumber);
+    if (!target) throw new Error(`${orderNumber} is not ready for pickup in this store.`);
+  }
+  const order = await deviceApi.post(
+    `/v1/orders/${target.orderId}/fulfillments/${target.id}:confirmPickup`,
+    { pickupCode: code, requestId: requestId() },
+  );
+  const handed = (order.fulfillments || []).find((f) => f.id === target.id) || {};
+  $("pickup-result").textContent = `${handed.number || order.orderNumber}: handed over — thank you!`;
+  $("pickup-result").dataset.status = handed.status || "";
+  $("pickup-order").value = "";
+  $("pickup-code").value = "";
+}
+
+async function readyPickup(orderNumber) {
+  let pageToken = "";
+  do {
+    const page = await deviceApi.get(`/v1/stores/${current().store}/fulfillments`, { pageSize: 200, pageToken });
+    const found = (page.fulfillments || []).find((f) =>
+      f.orderNumber === orderNumber && f.status === "FULFILLMENT_STATUS_READY_FOR_PICKUP");
+    if (found) return found;
+    pageToken = page.nextPageToken || "";
+  } while (pageToken);
+  return null;
+}
+
 function endSession() {
   const { customerToken, customerId, ...device } = current();
   state.set(device);
@@ -151,4 +191,5 @@ on("scan", "submit", find);
 on("handoff", "click", startHandoff);
 on("add", "click", addToCart);
 on("end-session", "click", endSession);
+on("pickup", "submit", collect);
 ready().catch(fail);

@@ -15,6 +15,7 @@ const api = client({ token: () => account.get()?.accessToken, language });
 const filters = { brands: new Set(), categoryIds: new Set(), attributes: new Map() };
 let stopStock = null;
 let stopPoints = null;
+let stopOrder = null;
 const fail = (error) => report($("error"), error);
 
 // --- search -------------------------------------------------------------------------------
@@ -188,17 +189,59 @@ async function checkout(event) {
   renderCart(await currentCart());
 }
 
-// No order stream exists yet: the status is polled until it settles (swap for SSE later).
-async function followOrder(order) {
-  for (let i = 0; i < 20; i++) {
-    $("order").textContent = `Order ${order.orderNumber}: ${order.status.replace("ORDER_STATUS_", "")}`;
-    $("order").dataset.status = order.status;
-    if (!["ORDER_STATUS_PENDING", "ORDER_STATUS_CONFIRMED"].includes(order.status)) break;
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    order = unwrap(await api.get(`/v1/orders/${order.id}`));
-    order = order.order || order;
+// The order page, live: the order stream (SSE) sends the order at once and again at every
+// change of it or its fulfilments — ready for pickup with the code, picked up, shipped.
+function followOrder(order) {
+  if (stopOrder) stopOrder();
+  renderOrder(order);
+  stopOrder = api.stream("/v1/stream/order", { orderId: order.id }, (update) => {
+    const before = $("order").dataset.status;
+    renderOrder(update.order || update);
+    if (before !== $("order").dataset.status) listOrders().catch(fail);
+  }, { onError: fail });
+  return listOrders();
+}
+
+const FULFILMENT = {
+  FULFILLMENT_TYPE_CLICK_AND_COLLECT: "click & collect",
+  FULFILLMENT_TYPE_DELIVERY: "delivery",
+  FULFILLMENT_TYPE_SAME_DAY: "same day",
+  FULFILLMENT_TYPE_CARRY_OUT: "carried out",
+};
+
+function renderOrder(order) {
+  if (!order?.id || !order.status) return; // not an order (a stream's closing message)
+  $("order-section").hidden = false;
+  $("order").textContent = `Order ${order.orderNumber}: ${order.status.replace("ORDER_STATUS_", "")}`;
+  $("order").dataset.status = order.status;
+  $("order").dataset.orderId = order.id;
+  $("order-total").textContent = `${money(order.totals?.total)} · ${(order.paymentState || "").replace("PAYMENT_STATE_", "").toLowerCase()}`;
+  $("order-fulfilments").replaceChildren(...(order.fulfillments || []).map((f) =>
+    el("li", { "data-fulfilment": f.id, "data-status": f.status },
+      `${f.number} · ${FULFILMENT[f.type] || f.type} · ${(f.storeId || f.locationId || "")} · `,
+      el("strong", {}, (f.status || "").replace("FULFILLMENT_STATUS_", "").replaceAll("_", " ").toLowerCase()),
+      f.shipment?.trackingNumber ? ` · ${f.shipment.carrier} ${f.shipment.trackingNumber}` : "")));
+  // The pickup code is shown to her only (the order service gives it to no one else): at the
+  // store she types it on the kiosk, or shows its QR code to the POS.
+  const ready = (order.fulfillments || []).find((f) => f.status === "FULFILLMENT_STATUS_READY_FOR_PICKUP" && f.pickup?.pickupCode);
+  $("pickup").hidden = !ready;
+  if (ready) {
+    $("pickup-code").textContent = ready.pickup.pickupCode;
+    $("pickup-hold").textContent = ready.pickup.holdUntil ? `until ${ready.pickup.holdUntil.slice(0, 10)}` : "";
+    drawQr(ready.pickup.qrPayload).catch(() => $("pickup-qr").replaceChildren(ready.pickup.qrPayload));
   }
-  await listOrders();
+  const returnable = (order.fulfillments || []).some((f) =>
+    ["FULFILLMENT_STATUS_PICKED_UP", "FULFILLMENT_STATUS_DELIVERED", "FULFILLMENT_STATUS_HANDED_OVER"].includes(f.status));
+  $("order-return").hidden = !returnable;
+}
+
+// The QR code of the pickup payload, drawn by the pinned encoder `make examples` fetches.
+async function drawQr(payload) {
+  const { default: qrcode } = await import("../vendor/qrcode.mjs");
+  const code = qrcode(0, "M");
+  code.addData(payload);
+  code.make();
+  $("pickup-qr").replaceChildren(el("img", { src: code.createDataURL(4, 4), alt: payload, "data-payload": payload }));
 }
 
 // --- account --------------------------------------------------------------------------------
@@ -254,7 +297,9 @@ async function listOrders() {
   // A customer sees her own orders (no customerId needed).
   const { orders = [] } = await api.get("/v1/orders", { pageSize: 10 });
   $("orders").replaceChildren(
-    ...orders.map((o) => el("li", {}, `${o.orderNumber} · ${o.status.replace("ORDER_STATUS_", "")} · `,
+    ...orders.map((o) => el("li", { "data-order": o.id },
+      el("a", { href: "#", onclick: (e) => { e.preventDefault(); followOrder(o).catch(fail); } }, o.orderNumber),
+      ` · ${o.status.replace("ORDER_STATUS_", "")} · `,
       money(o.totals?.total), ` · ${o.fulfillment?.method?.replace("FULFILLMENT_METHOD_", "") || ""}`)),
   );
 }
@@ -304,6 +349,8 @@ on("checkout", "submit", checkout);
 on("sign-in", "submit", signIn);
 on("register", "submit", register);
 on("sign-out", "click", async () => {
+  if (stopOrder) stopOrder();
+  $("order-section").hidden = true;
   account.clear();
   await showAccount();
 });

@@ -26,6 +26,7 @@ async function ready() {
   const { locations = [] } = await api.get("/v1/locations", { pageSize: 50 });
   $("store").replaceChildren(...locations.filter((l) => l.type === "LOCATION_TYPE_STORE")
     .map((l) => el("option", { value: l.id }, l.displayName)));
+  await pickups();
 }
 
 async function lookup(event) {
@@ -59,7 +60,6 @@ async function show(customerId) {
   $("customer-consents").replaceChildren(...(consents.consents || []).map((c) =>
     el("li", {}, `${label(c.purpose, "CONSENT_PURPOSE_")} × ${label(c.channel, "CONSENT_CHANNEL_")}: ${label(c.status, "CONSENT_STATUS_")}`)));
   shown = customerId;
-  await pickups();
 }
 
 function orderRow(order) {
@@ -69,26 +69,69 @@ function orderRow(order) {
     el("td", {}, money(order.totals?.total)), el("td", {}, order.createTime?.slice(0, 10) || ""));
 }
 
-// ListOrders names one customer (CUSTOMER_ID_REQUIRED otherwise): the store's pickups are
-// the shown customer's placed click & collect orders for this store, until a store-wide
-// pickup list exists.
+// The store's click & collect work list (ListStoreFulfillments: open fulfilments by due
+// time): ready to collect, and those still to prepare, which staff put on the shelf.
 async function pickups() {
-  if (!shown) return;
   const store = $("store").value;
-  const { orders = [] } = await api.get("/v1/orders", { customerId: shown, statuses: "ORDER_STATUS_PLACED", pageSize: 100 });
-  const here = orders.filter((o) => o.fulfillment?.method === "FULFILLMENT_METHOD_PICKUP" && o.fulfillment?.storeId === store);
-  $("pickups").replaceChildren(...here.map((order) => {
-    const row = orderRow(order);
-    row.append(el("td", {}, el("button", { onclick: () => cancel(order).catch(fail) }, "Cancel")));
-    return row;
+  if (!store) return;
+  const { fulfillments = [] } = await api.get(`/v1/stores/${store}/fulfillments`, { pageSize: 200 });
+  const here = fulfillments.filter((f) => f.type === "FULFILLMENT_TYPE_CLICK_AND_COLLECT");
+  $("pickups").replaceChildren(...here.map((f) => {
+    const ready = f.status === "FULFILLMENT_STATUS_READY_FOR_PICKUP";
+    return el("tr", { "data-fulfilment": f.id, "data-order-number": f.orderNumber, "data-status": f.status },
+      el("td", {}, f.orderNumber), el("td", {}, f.number),
+      el("td", {}, (f.lines || []).map((l) => `${l.sku} × ${l.quantity}`).join(", ")),
+      el("td", {}, label(f.status, "FULFILLMENT_STATUS_").replaceAll("_", " ")),
+      el("td", {}, ready ? `hold until ${f.pickup?.holdUntil?.slice(0, 10) || ""}` : `due ${f.dueTime?.slice(0, 16).replace("T", " ") || ""}`),
+      el("td", {}, ready ? "" : el("button", { class: "primary", onclick: () => markReady(f).catch(fail) }, "Ready"),
+        " ", el("button", { onclick: () => cancel(f).catch(fail) }, "Cancel")));
   }));
-  if (!here.length) $("pickups").replaceChildren(el("tr", {}, el("td", { class: "muted" }, "No pickup orders for this store.")));
+  if (!here.length) $("pickups").replaceChildren(el("tr", {}, el("td", { class: "muted" }, "No pickups in this store.")));
 }
 
-async function cancel(order) {
-  if (!confirm(`Cancel ${order.orderNumber}? Stock goes back, the payment is voided.`)) return;
-  await api.post(`/v1/orders/${order.id}:cancel`, { reason: "cancelled at the store", requestId: requestId() });
+async function markReady(fulfilment) {
+  await api.post(`/v1/orders/${fulfilment.orderId}/fulfillments/${fulfilment.id}:markReadyForPickup`, { requestId: requestId() });
   await pickups();
+}
+
+async function cancel(fulfilment) {
+  if (!confirm(`Cancel ${fulfilment.orderNumber}? Stock goes back, the payment is voided.`)) return;
+  await api.post(`/v1/orders/${fulfilment.orderId}:cancel`, { reason: "cancelled at the store", requestId: requestId() });
+  await pickups();
+  if (shown) await show(shown);
+}
+
+// --- returns --------------------------------------------------------------------------------
+
+// Any store takes back what left (picked up, delivered, carried out) within the return
+// window: restocked here, refunded to the original payment.
+let returning = null;
+
+async function findReturn(event) {
+  event.preventDefault();
+  const { orders = [] } = await api.get("/v1/orders:search", { orderNumber: $("return-number").value.trim() });
+  returning = orders[0] || null;
+  $("return-result").textContent = "";
+  if (!returning) throw new Error(`No order ${$("return-number").value.trim()}.`);
+  $("return-order").hidden = false;
+  $("return-title").textContent = `${returning.orderNumber} · ${label(returning.status, "ORDER_STATUS_")} · ${money(returning.totals?.total)}`;
+  $("return-lines").replaceChildren(...(returning.lines || []).map((line) =>
+    el("li", {}, `${line.title || ""} (${line.sku}) × ${line.quantity} · `, money(line.total), " · back: ",
+      el("input", { type: "number", min: "0", max: String(line.quantity), value: "0", "data-sku": line.sku, "aria-label": `return ${line.sku}`, class: "return-quantity" }))));
+}
+
+async function takeBack(event) {
+  event.preventDefault();
+  const lines = [...document.querySelectorAll(".return-quantity")]
+    .map((input) => ({ sku: input.dataset.sku, quantity: Number(input.value) }))
+    .filter((line) => line.quantity > 0);
+  if (!lines.length) throw new Error("Say how many units come back.");
+  const { orderReturn } = await api.post(`/v1/orders/${returning.id}:returnLines`, {
+    storeId: $("store").value, lines, requestId: requestId(),
+  });
+  $("return-result").textContent = `Taken back in ${orderReturn.storeId}: ${lines.map((l) => `${l.sku} × ${l.quantity}`).join(", ")}, ${money(orderReturn.refund)} refunded (${label(orderReturn.status, "RETURN_STATUS_")})`;
+  $("return-result").dataset.status = orderReturn.status;
+  $("return-order").hidden = true;
 }
 
 function on(id, event, handler) {
@@ -101,4 +144,7 @@ function on(id, event, handler) {
 on("sign-in", "submit", signIn);
 on("lookup", "submit", lookup);
 on("store", "change", pickups);
+on("refresh-pickups", "click", pickups);
+on("return-find", "submit", findReturn);
+on("return-form", "submit", takeBack);
 ready().catch(fail);

@@ -29,15 +29,27 @@ from tenpo.kit.settings import Environment
 #: Development only: printed next to the credentials, never a real secret.
 DEMO_PASSWORD = "minatoya-demo-2026"  # noqa: S105
 STAFF_EMAIL = "staff@minatoya.example"
-STAFF_SCOPES = d.STAFF_SCOPES
+#: The demo staff also reads the development inbox (the messages the system sent), which
+#: production staff do not get by default.
+STAFF_SCOPES = (*d.STAFF_SCOPES, "notifications:read")
 #: Inventory's demo store locations (a device's store is an inventory location id).
 STORES = ("tokyo-shibuya", "tokyo-shinjuku", "tokyo-ginza")
 DEVICES = (
+    # The kiosk also hands click & collect orders over against their pickup code (and sees
+    # its store's pickups): orders:read and orders:write, in its own store only.
     (
         d.ClientKind.KIOSK,
         "kiosk",
         # The kiosk at the door shows the welcome banner too (greetings:read).
-        ("catalog:read", "inventory:read", "carts:write", "interactions:write", "greetings:read"),
+        (
+            "catalog:read",
+            "inventory:read",
+            "carts:write",
+            "interactions:write",
+            "orders:read",
+            "orders:write",
+            "greetings:read",
+        ),
     ),
     (
         d.ClientKind.SMART_MIRROR,

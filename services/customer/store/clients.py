@@ -78,9 +78,14 @@ class ClientStore:
         )
         return _client(row) if row else None
 
-    async def set_secret(self, client_id: str, secret_hash: bytes) -> None:
+    async def set_secret(
+        self, client_id: str, secret_hash: bytes, scopes: Sequence[str] | None = None
+    ) -> None:
+        values: dict[str, object] = {"secret_hash": secret_hash}
+        if scopes is not None:
+            values["scopes"] = list(scopes)
         await self.session.execute(
-            sa.update(clients).where(clients.c.id == client_id).values(secret_hash=secret_hash)
+            sa.update(clients).where(clients.c.id == client_id).values(**values)
         )
 
     async def revoke(self, client_id: str, now: datetime) -> None:

@@ -85,7 +85,8 @@ class Clients(UseCase):
     async def ensure_client(
         self, display_name: str, kind: d.ClientKind, store_id: str | None, scopes: Sequence[str]
     ) -> tuple[d.Client, str]:
-        """Seed helper (development): the named client with a fresh secret. The seed runs
+        """Seed helper (development): the named client with a fresh secret and the seed's
+        scopes (an older data directory's devices get what the demo needs now). The seed runs
         before the services start, so its store ids (inventory's demo locations) are not
         asked for; a test holds them to inventory's demo data."""
         async with self.db.unit_of_work() as uow:
@@ -93,9 +94,9 @@ class Clients(UseCase):
             existing = await store.find(kind, store_id, display_name)
             if existing is not None:
                 secret = f"cs_{new_secret()}"
-                await store.set_secret(existing.id, hash_secret(secret))
+                await store.set_secret(existing.id, hash_secret(secret), scopes)
                 await uow.commit()
-                return existing, secret
+                return replace(existing, scopes=tuple(scopes)), secret
         return await self._create_client(display_name, kind, store_id, scopes, "seed")
 
     async def retire_seed_clients(self, *, keep: Sequence[str]) -> int:

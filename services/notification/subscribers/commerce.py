@@ -42,25 +42,38 @@ ORDER_EVENTS = tuple(
 #: Fields never copied into a run's variables: lists (lines) say nothing a short message
 #: needs, and a bounded run row is worth more.
 _MAX_FIELD = 200
+#: A nested reference's fields also given under their bare names (see event_fields).
+_LIFTED = ("customer_id", "order_id", "order_number")
 
 
 def event_fields(event: Event) -> dict[str, Any] | None:
     """The event's fields by name (top-level scalars; one level of a nested message as
-    ``outer_inner``), when this build carries its proto; None when it does not."""
+    ``outer_inner``), when this build carries its proto; None when it does not.
+
+    A nested reference's ``customer_id``, ``order_id`` and ``order_number`` also come under
+    their bare names when the event has none of its own: the fulfilment events
+    (ReadyForPickup, FulfillmentShipped, PickedUp, ...) carry them in a nested
+    ``fulfillment``, and a journey needs ``customer_id`` to find its customer (without it the
+    ready-for-pickup SMS never went out) and ``order_number`` for its text, as with
+    OrderPlaced."""
     try:
         descriptor = descriptor_pool.Default().FindMessageTypeByName(event.event_type)
     except KeyError:
         return None
     message = message_factory.GetMessageClass(descriptor).FromString(event.payload)
     fields: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
     as_dict = MessageToDict(message, preserving_proto_field_name=True)
     for name, value in as_dict.items():
         if isinstance(value, dict):
             for inner, inner_value in value.items():
                 if isinstance(inner_value, str | int | float | bool):
                     fields[f"{name}_{inner}"] = inner_value
+                    if inner in _LIFTED:
+                        nested.setdefault(inner, inner_value)
         elif isinstance(value, str | int | float | bool):
             fields[name] = value
+    fields = {k: v for k, v in nested.items() if k not in as_dict} | fields
     return {k: v[:_MAX_FIELD] if isinstance(v, str) else v for k, v in fields.items()}
 
 

@@ -166,3 +166,24 @@ async def test_seeding_retires_devices_bound_to_old_store_ids(
         ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
     )
     assert signed_in.tokens.access_token
+
+
+async def test_seeding_again_gives_an_older_seed_client_the_seeds_scopes(
+    service_factory: Callable[..., Any],
+) -> None:
+    # A data directory from before the kiosks handed pickups over: its kiosk had no order
+    # scopes; the next `make run` (which seeds again) gives them.
+    from services.customer.seed import seed_demo_customers
+    from services.customer.usecases.bundle import build_use_cases
+
+    seeded: Service = await service_factory()
+    cases = build_use_cases(seeded.host.settings, seeded.db)
+    old, _ = await cases.clients.ensure_client(
+        "tokyo-shibuya-kiosk-1", d.ClientKind.KIOSK, "tokyo-shibuya", ["catalog:read"]
+    )
+    credentials = await seed_demo_customers(seeded.host.settings, seeded.db)
+    kiosk = next(dev for dev in credentials["devices"] if dev["client_id"] == old.id)
+    signed_in = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
+    )
+    assert {"orders:read", "orders:write", "carts:write"} <= set(signed_in.tokens.scopes)

@@ -681,6 +681,8 @@ async def test_staff_sign_in_carries_their_scopes(
     claims = claims_of(staff.tokens.access_token)
     assert claims["kind"] == "staff" and claims["channel"] == "BACK_OFFICE"
     assert "customers:read" in claims["scope"].split()
+    # The demo staff reads the dev inbox (development seed only).
+    assert "notifications:read" in claims["scope"].split()
     found = await seeded.customers.SearchCustomers(
         api.SearchCustomersRequest(name="やまだ"), metadata=bearer(staff.tokens.access_token)
     )
@@ -715,6 +717,12 @@ async def test_staff_sign_in_carries_their_scopes(
             client_id=mirror["client_id"], client_secret=mirror["client_secret"]
         )
     )
+    # A kiosk hands click & collect orders over in its store.
+    kiosk = next(dev for dev in credentials["devices"] if dev["kind"] == "KIOSK")
+    signed_in_kiosk = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
+    )
+    assert {"orders:read", "orders:write"} <= set(signed_in_kiosk.tokens.scopes)
     # The order service's client signs in to a service token with the scopes it needs.
     order = credentials["services"]["order"]
     service = await seeded.identity.SignInClient(

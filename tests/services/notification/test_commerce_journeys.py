@@ -268,6 +268,22 @@ def test_order_events_are_subscribed_by_name_including_those_not_in_this_build()
         "total_units": "1200",
     }
     assert event_fields(event("tenpo.order.v1.NotInThisBuild", b"\x0a\x01x")) is None
+    # A fulfilment event's customer and order number are in its nested reference: they come
+    # under their bare names too, so the journey finds her and its text names the order.
+    ready = order_events.ReadyForPickup(
+        fulfillment=order_events.FulfillmentRef(
+            order_id="o", order_number="T-000002", customer_id="c2", fulfillment_number="T-000002-1"
+        )
+    )
+    assert event_fields(event(ready.DESCRIPTOR.full_name, ready.SerializeToString())) == {
+        "fulfillment_order_id": "o",
+        "fulfillment_order_number": "T-000002",
+        "fulfillment_customer_id": "c2",
+        "fulfillment_fulfillment_number": "T-000002-1",
+        "order_id": "o",
+        "order_number": "T-000002",
+        "customer_id": "c2",
+    }
 
 
 async def test_a_journey_on_a_new_order_event_needs_only_its_name(

@@ -1,0 +1,88 @@
+"""Journey test fixtures: one whole development stack (`make run`'s runner, every service
+seeded, in a scratch data directory on this worker's quiet ports) for the session, with the
+timers of the timed journeys short — the welcome reminder's wait, cart abandonment — and no
+quiet hours (a run at night in Tokyo would otherwise defer marketing SMS to 09:00)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tenpo.devtools.demo.world import Narrator, Shop
+from tenpo.devtools.stack.runner import READY_BANNER
+from tests.conftest import scratch_dir
+from tests.stack import Runner, processes_using, quiet_ports
+
+#: Every journey test module's marks: servers, and room for the stack's start-up.
+#: In a full parallel run on a busy 2-core machine the start-up alone took over 600 s once
+#: (every service's migrations at about a minute each).
+JOURNEY_MARKS = [pytest.mark.integration, pytest.mark.timeout(1500)]
+#: The journeys' short timers (seconds), and room for a busy machine.
+TIMERS = {
+    "NOTIFICATION_WELCOME_REMINDER_AFTER_SECONDS": "8",
+    "NOTIFICATION_QUIET_HOURS_START": "00:00",
+    "NOTIFICATION_QUIET_HOURS_END": "00:00",
+    "CART_ABANDON_AFTER_SECONDS": "8",
+    "CART_SWEEP_INTERVAL_SECONDS": "2",
+    # Every journey signs people and devices in from this one address.
+    "GATEWAY_SIGN_IN_RATE": "50",
+    "GATEWAY_SIGN_IN_BURST": "500",
+    # A sign-up hashes its password (argon2): on a machine busy with other test workers it
+    # took longer than the gateway's 5 s once (504 BACKEND_TIMEOUT).
+    "GATEWAY_BACKEND_TIMEOUT_SECONDS": "30",
+}
+
+
+@pytest.fixture(scope="session")
+def journey_stack() -> Iterator[tuple[str, Path]]:
+    """(gateway URL, data directory) of the stack the journeys run against."""
+    # Against a stack that runs already (started with TIMERS), for quick rounds:
+    # TENPO_JOURNEYS_URL=http://127.0.0.1:8080 TENPO_JOURNEYS_DATA_DIR=.data
+    url = os.environ.get("TENPO_JOURNEYS_URL")
+    if url:
+        yield url, Path(os.environ.get("TENPO_JOURNEYS_DATA_DIR", ".data"))
+        return
+    with scratch_dir("tenpo-test-journeys-") as data_dir:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL", "TENPO_SERVICES")
+            and not key.endswith("_DATABASE_URL")
+        }
+        base = quiet_ports(120)
+        http_port = quiet_ports()
+        env |= TIMERS | {
+            "TENPO_DATA_DIR": str(data_dir),
+            "TENPO_POSTGRES_PORT": str(quiet_ports()),
+            "TENPO_NATS_PORT": str(quiet_ports()),
+            "TENPO_NATS_MONITOR_PORT": "0",
+            "TENPO_SMTP_PORT": str(quiet_ports()),
+            "TENPO_PORT_BASE": str(base),
+            "GATEWAY_HTTP_PORT": str(http_port),
+            "TENPO_START_TIMEOUT": "300",
+        }
+        runner = Runner("run", env)
+        try:
+            runner.wait_for(READY_BANNER, timeout=1200)
+            yield f"http://127.0.0.1:{http_port}", data_dir
+        finally:
+            runner.stop(timeout=120)
+            for entry in processes_using(data_dir):
+                psutil.Process(int(entry.split(":")[0])).kill()
+
+
+@pytest.fixture
+def shop(journey_stack: tuple[str, Path]) -> Iterator[Shop]:
+    """The stack as the touchpoints see it; the narration goes to the test's output."""
+    url, data_dir = journey_stack
+    credentials = json.loads((data_dir / "dev-credentials.json").read_text(encoding="utf-8"))
+    found = Shop(url, credentials, data_dir, Narrator())
+    try:
+        yield found
+    finally:
+        found.close()

@@ -1,0 +1,2 @@
+"""`make demo`: the seeds' journeys told against a running `make run`, narrated (which
+touchpoint did what, which message went out); `tests/journeys/` runs the same code."""
