@@ -60,8 +60,9 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 
 # `make test` runs in parallel worker processes (pytest-xdist), each with its own PostgreSQL and
 # NATS. Most of a test's time is spent waiting (servers, subprocesses, timeouts), so twice as
-# many workers as CPUs pays off (docs/development.md), capped for memory; idle workers take
-# queued tests from busy ones (worksteal), as durations range from milliseconds to minutes.
+# many workers as CPUs pays off (docs/development.md), capped for memory. The tests that share
+# one whole stack (tests/touchpoints, tests/journeys) stay in one worker each and start first
+# (`--dist loadgroup`, tests/conftest.py); the rest are handed out as workers free up.
 # TEST_WORKERS=0 runs everything in this one process; PYTEST_ARGS is appended, so e.g.
 # PYTEST_ARGS="tests/kit -x" narrows the run. Bytecode is written even where the environment
 # says PYTHONDONTWRITEBYTECODE: the suite starts hundreds of Python processes (workers,
@@ -70,7 +71,7 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); w=$$((2 * n)); echo $$((w > 8 ? 8 : w)))
 
 test: setup browser checkov examples ## Run the whole test suite against real PostgreSQL and NATS
-	@env -u PYTHONDONTWRITEBYTECODE $(RUN) pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	@env -u PYTHONDONTWRITEBYTECODE $(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The browser tests (/docs, tests/touchpoints) drive Debian's chromium (never a browser
 # download). As root with apt-get (CI) it is installed when missing, with a Japanese font for

@@ -40,6 +40,11 @@ FAST_POSTGRES_ARGS = (
     "postgres -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
 )
 
+#: Directories whose tests share one whole stack per session.
+SHARED_STACK_DIRECTORIES = tuple(
+    Path(__file__).parent / name for name in ("touchpoints", "journeys")
+)
+
 NatsFactory = Callable[[], EmbeddedNats]
 T = TypeVar("T")
 
@@ -50,6 +55,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+        # The tests of a directory that shares one whole stack per session run in one worker
+        # (`--dist loadgroup`): spread over several, each worker would start its own stack.
+        for directory in SHARED_STACK_DIRECTORIES:
+            if directory in item.path.parents:
+                item.add_marker(pytest.mark.xdist_group(directory.name))
+    # Those groups are the longest units of work: handed out first, they run beside the many
+    # short tests instead of after them.
+    items.sort(key=lambda item: not any(d in item.path.parents for d in SHARED_STACK_DIRECTORIES))
 
 
 def worker_name() -> str:
