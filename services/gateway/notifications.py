@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,6 +29,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from services.gateway.errors import from_rpc_error, http_error
 from services.gateway.http import GatewayApp, Request, Send, send_bytes, send_json
+from services.gateway.transcode import parse_json_body
 from tenpo.kit.service_token import TokenSource
 
 log = logging.getLogger("tenpo.gateway")
@@ -182,16 +182,8 @@ class NotificationRoutes:
         method = self._method(RECORD_DELIVERY)
         if method is None:
             raise _not_found()
-        try:
-            document = json.loads(body)
-            message = json_format.ParseDict(document, method.request_class()())
-        except (ValueError, json_format.ParseError, TypeError) as error:
-            raise http_error(
-                400,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the callback body is not a delivery report: {str(error)[:200]}",
-                "REQUEST_INVALID",
-            ) from None
+        message = method.request_class()()
+        parse_json_body(body, message)  # 400 naming the field, like every JSON route
         assert self.tokens is not None  # install() needs the secret, app.py the tokens
         metadata = [*await self.tokens.metadata(), ("x-request-id", request.request_id)]
         try:

@@ -255,6 +255,13 @@ def clamp_page_size(message: Message, max_page_size: int) -> None:
         message.page_size = max_page_size  # type: ignore[attr-defined]
 
 
+def parse_json_body(body: bytes, message: Message) -> None:
+    """A whole JSON body onto ``message``, read as every ``body: "*"`` route reads it (depth
+    bound, a JSON object, enum values the proto defines; errors are 400s naming the field).
+    For handlers outside the router, e.g. the signed webhooks, so no route parses on its own."""
+    _parse_body(message, "*", body)
+
+
 def _parse_body(message: Message, body_rule: str, body: bytes | None) -> None:
     if not body:
         return

@@ -194,3 +194,32 @@ async def test_without_a_secret_there_is_no_callback_route(
     async with start_gateway(**settings) as gw:
         answer = await gw.client.post("/v1/deliveryCallbacks", content=b"{}")
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "body"),  # was json.loads' RecursionError: 500
+        (b"[]", "body"),
+        (b'{"channel": "MESSAGE_CHANNEL_SMS", "providerMessageId": "x", "status": 999}', "status"),
+    ],
+)
+async def test_a_signed_callback_that_is_no_report_is_400_and_nothing_is_called(
+    start_gateway: GatewayFactory, tokens: Tokens, body: bytes, field: str
+) -> None:
+    """Found from outside: a signed callback nested 5,000 levels deep was a 500 (the
+    RecursionError escaped the parser); a non-object or an enum number the proto does not
+    define went on to the notification service. Now each is the transcoder's 400 naming the
+    field, before any call (the backend here is a port nothing listens on)."""
+    dead = free_port()
+    async with start_gateway(**gateway_settings(dead, tokens, backend_timeout_seconds=1.0)) as gw:
+        answer = await gw.client.post(
+            "/v1/deliveryCallbacks",
+            content=body,
+            headers={"x-tenpo-signature": signature(SECRET.encode(), body)},
+        )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["details"][0]["reason"] in ("REQUEST_INVALID", "BODY_TOO_DEEP")
+    violations = [d for d in error["details"] if d["@type"].endswith("BadRequest")]
+    assert violations[0]["fieldViolations"][0]["field"] == field
