@@ -281,3 +281,26 @@ async def test_one_principal_holds_at_most_stream_max_per_principal_open_streams
                     break
             await asyncio.sleep(0.1)
         assert again.status_code == 200
+
+
+async def test_a_stream_whose_service_goes_away_ends_unavailable(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    """Checked from outside (the order service killed under an open order stream): an open
+    stream ends with ``event: error`` carrying 503 UNAVAILABLE, and a new one is a plain
+    503 before any event — never a 500 or a stream that hangs."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    params = {"skus": "SKU-A", "key": WEB_KEY}
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        async with gw.client.stream("GET", "/v1/stream/availability", params=params) as open_:
+            assert open_.status_code == 200
+            lines = open_.aiter_lines()
+            assert len(await _events(lines, 1)) == 1
+            await fake_inventory.stop()
+            tail = [line async for line in lines]
+        fresh = await gw.client.get("/v1/stream/availability", params=params)
+    assert "event: error" in tail, tail
+    error = json.loads(tail[tail.index("event: error") + 1].removeprefix("data: "))["error"]
+    assert (error["code"], error["status"]) == (503, "UNAVAILABLE")
+    assert fresh.status_code == 503
+    assert fresh.json()["error"]["status"] == "UNAVAILABLE"
