@@ -73,6 +73,9 @@ class OpenStreams:
 
 
 class StreamEndpoint:
+    #: A HEAD would open a backend stream only to drop it: 405.
+    serves_head = False
+
     def __init__(
         self,
         path: str,
