@@ -324,6 +324,9 @@ def _parse_dict(document: Any, message: Message, prefix: str) -> None:
         json_format.ParseDict(document, message)
     except json_format.ParseError as error:
         text = str(error)
+        if _NO_SUCH_FIELD.search(text.split("\n", 1)[0]) is not None:
+            # protobuf's text names the internal message type and lists all its fields.
+            raise _invalid(_parse_error_field(text, prefix), UNKNOWN_FIELD) from None
         raise _invalid(_parse_error_field(text, prefix), _short(text)) from None
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError):
         raise _invalid(prefix.rstrip(".") or "body", "has an invalid value") from None
@@ -334,6 +337,7 @@ def _parse_dict(document: Any, message: Message, prefix: str) -> None:
         raise _invalid(unknown, "is not a known value")
 
 
+UNKNOWN_FIELD = "is not a field of this request"
 _NO_SUCH_FIELD = re.compile(r'no field named "([^"]+)" at "([^"]+)"')
 _AT_PATH = re.compile(r" at ([A-Za-z_][\w.\[\]]*?)\.?$")
 _FAILED_FIELD = re.compile(r"Failed to parse (\w+) field")
