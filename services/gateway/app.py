@@ -44,7 +44,7 @@ from services.gateway.ingress import IngressHandler
 from services.gateway.notifications import NotificationRoutes
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
-from services.gateway.sse import StreamEndpoint
+from services.gateway.sse import OpenStreams, StreamEndpoint
 from services.gateway.webhooks import CARRIER_METHOD, CARRIER_PATH, CarrierWebhook
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -151,12 +151,13 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     view = StorefrontProductView(settings, schema, backends, policy)
     app.add_prefix("GET", PATH_PREFIX, view)
     extra_paths.update(storefront_openapi(builder, schema))
+    streams = OpenStreams(settings.stream_max_per_principal)  # one count for every route
     for path, name in STREAM_ROUTES.items():
         method = schema.method(name)
         if method is None or not backends.configured(method.owner):
             log.info("stream route skipped: no backend", extra={"path": path, "method": name})
             continue
-        endpoint = StreamEndpoint(path, method, settings, backends, policy, drain)
+        endpoint = StreamEndpoint(path, method, settings, backends, policy, drain, streams)
         app.add_exact("GET", path, endpoint)
         extra_paths.update(stream_openapi(builder, endpoint))
     tokens = service_tokens(settings, backends)

@@ -374,22 +374,22 @@ class GatewayApp:
         verb, path = request.verb, request.raw_path
         if verb == "OPTIONS":
             return await self._preflight(request, send)
-        handler = self.exact.get((verb, path))
-        if handler is None:
-            for handler_verb, prefix, candidate in self.prefixed:
-                if handler_verb == verb and path.startswith(prefix):
-                    handler = candidate
-                    break
-        if handler is not None:
+        # RFC 9110: HEAD is GET without content (uvicorn writes no body for it); load
+        # balancers and uptime checks probe /readyz with it. Streams are not opened for it.
+        head = verb == "HEAD"
+        if head:
+            verb = "GET"
+        handler = self._handler(verb, path)
+        if handler is not None and not (head and not getattr(handler, "serves_head", True)):
             return await handler(request, send)
-        matched = self.router.match(verb, path)
+        matched = self.router.match(verb, path) if handler is None else None
         if matched is None:
             allowed = self.allowed_verbs(path)
             if allowed:
                 refusal = http_error(
                     405,
                     grpc.StatusCode.UNIMPLEMENTED,
-                    f"{verb} is not allowed here; use {', '.join(allowed)}",
+                    f"{request.verb} is not allowed here; use {', '.join(allowed)}",
                     "METHOD_NOT_ALLOWED",
                 )
                 # RFC 9110: a 405 lists what the resource does allow; OPTIONS is always
@@ -428,11 +428,23 @@ class GatewayApp:
         await send({"type": "http.response.body", "body": payload})
         return 200
 
+    def _handler(self, verb: str, path: str) -> Handler | None:
+        handler = self.exact.get((verb, path))
+        if handler is None:
+            for handler_verb, prefix, candidate in self.prefixed:
+                if handler_verb == verb and path.startswith(prefix):
+                    return candidate
+        return handler
+
     def allowed_verbs(self, path: str) -> list[str]:
         """Verbs served for ``path``: transcoded routes and the hand-registered handlers."""
         verbs = set(self.router.allowed_verbs(path))
         verbs.update(verb for verb, exact in self.exact if exact == path)
         verbs.update(verb for verb, prefix, _ in self.prefixed if path.startswith(prefix))
+        if "GET" in verbs:
+            handler = self._handler("GET", path)
+            if handler is None or getattr(handler, "serves_head", True):
+                verbs.add("HEAD")
         return sorted(verbs)
 
     async def _preflight(self, request: Request, send: Send) -> int:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
+import re
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import grpc
 from google.protobuf import json_format
@@ -30,6 +30,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
 from services.gateway.errors import from_rpc_error, http_error
 from services.gateway.http import GatewayApp, Request, Send, send_bytes, send_json
+from services.gateway.transcode import parse_json_body
 from tenpo.kit.service_token import TokenSource
 
 log = logging.getLogger("tenpo.gateway")
@@ -53,20 +54,39 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+#: Characters a browser drops or reads differently from Python's urlsplit: "\" is "/" to a
+#: browser, so "https://evil.example\@shop.example.jp/" goes to evil.example while urlsplit
+#: names shop.example.jp its host; controls and spaces are stripped or split on.
+_AMBIGUOUS_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def host_allowed(url: str, allowed: list[str]) -> bool:
-    """``url`` is http(s) to a listed host, or a subdomain of an entry written ".example.jp"."""
+    """``url`` is http(s) to a listed host, or a subdomain of an entry written ".example.jp".
+    Only URLs every parser reads alike pass: no backslash, control or space anywhere, no
+    user info, an ASCII authority and a valid port."""
+    if _AMBIGUOUS_IN_URL.search(url):
+        return False
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
     except ValueError:
         return False
     if parts.scheme not in ("https", "http") or not host:
+        return False
+    if "@" in parts.netloc or not parts.netloc.isascii():
         return False
     for entry in allowed:
         entry = entry.lower()
         if host == entry.lstrip(".") or (entry.startswith(".") and host.endswith(entry)):
             return True
     return False
+
+
+def location(url: str) -> bytes:
+    """The redirect's header value: ASCII, non-ASCII path or query characters
+    percent-encoded (a link in a template may be written in Japanese)."""
+    return quote(url, safe="".join(chr(c) for c in range(0x21, 0x7F))).encode("ascii")
 
 
 def _not_found() -> Exception:
@@ -149,9 +169,7 @@ class NotificationRoutes:
         caller = await self._caller(request, TRACK_CLICK)
         answer = await self._call(TRACK_CLICK, {"token": token}, request.backend_metadata(caller))
         url = str(answer.url)
-        if not host_allowed(url, self.settings.redirect_allowed_hosts) or any(
-            c in url for c in "\r\n"
-        ):
+        if not host_allowed(url, self.settings.redirect_allowed_hosts):
             log.warning("click redirect refused: host not allowed")
             raise http_error(
                 403,
@@ -159,7 +177,7 @@ class NotificationRoutes:
                 "the link's host is not allowed for redirects",
                 "REDIRECT_NOT_ALLOWED",
             )
-        await send_bytes(send, 302, b"", b"text/plain", [(b"location", url.encode()), NO_STORE])
+        await send_bytes(send, 302, b"", b"text/plain", [(b"location", location(url)), NO_STORE])
         return 302
 
     async def delivery_callback(self, request: Request, send: Send) -> int:
@@ -182,16 +200,8 @@ class NotificationRoutes:
         method = self._method(RECORD_DELIVERY)
         if method is None:
             raise _not_found()
-        try:
-            document = json.loads(body)
-            message = json_format.ParseDict(document, method.request_class()())
-        except (ValueError, json_format.ParseError, TypeError) as error:
-            raise http_error(
-                400,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the callback body is not a delivery report: {str(error)[:200]}",
-                "REQUEST_INVALID",
-            ) from None
+        message = method.request_class()()
+        parse_json_body(body, message)  # 400 naming the field, like every JSON route
         assert self.tokens is not None  # install() needs the secret, app.py the tokens
         metadata = [*await self.tokens.metadata(), ("x-request-id", request.request_id)]
         try:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
-from services.gateway.access import AccessPolicy
+from services.gateway.access import AccessPolicy, Caller
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import HttpBinding, Method
@@ -25,6 +26,7 @@ from services.gateway.errors import from_rpc_error
 from services.gateway.http import Request, Send
 from services.gateway.routes import Route, build_route
 from services.gateway.transcode import build_request, to_json
+from tenpo.kit.errors import ResourceExhausted
 
 KEY_PARAMETER = "key"
 SSE_HEADERS = [
@@ -34,7 +36,46 @@ SSE_HEADERS = [
 ]
 
 
+class OpenStreams:
+    """Open streams per signed-in principal, in this gateway process. The per-address
+    connection cap bounds what one address holds, and the rate limits bound how fast
+    streams start, but not how many one token keeps open from many addresses: each is a
+    backend stream for up to ``stream_max_seconds`` (the order stream polls its database).
+    Anonymous callers are bounded by the per-address cap alone: their principal is no one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, caller: Caller) -> Iterator[None]:
+        principal = caller.principal
+        if not self.limit or not principal.is_authenticated:
+            yield
+            return
+        key = f"{principal.kind.value}:{principal.subject}"
+        held = self._open.get(key, 0)
+        if held >= self.limit:
+            raise ResourceExhausted(
+                f"at most {self.limit} open streams per caller; close one first",
+                reason="STREAMS_EXHAUSTED",
+                metadata={"max_streams": str(self.limit)},
+            )
+        self._open[key] = held + 1
+        try:
+            yield
+        finally:
+            left = self._open[key] - 1
+            if left:
+                self._open[key] = left
+            else:
+                del self._open[key]
+
+
 class StreamEndpoint:
+    #: A HEAD would open a backend stream only to drop it: 405.
+    serves_head = False
+
     def __init__(
         self,
         path: str,
@@ -43,6 +84,7 @@ class StreamEndpoint:
         backends: Backends,
         policy: AccessPolicy,
         drain: asyncio.Event | None = None,
+        streams: OpenStreams | None = None,
     ) -> None:
         if not method.server_streaming or method.client_streaming:
             raise ValueError(f"{method.full_name} is not a server-streaming method")
@@ -53,6 +95,7 @@ class StreamEndpoint:
         self._backends = backends
         self._policy = policy
         self._drain = drain or asyncio.Event()
+        self._streams = streams or OpenStreams(settings.stream_max_per_principal)
 
     async def __call__(self, request: Request, send: Send) -> int:
         request.route_label = f"GET {self.path} (SSE)"
@@ -69,15 +112,16 @@ class StreamEndpoint:
         self._policy.authorize(self.method, caller)
         self._policy.limit(self.method.full_name, caller)
         message = build_request(self.route, {}, query, None, self._settings.max_page_size)
-        call = self._backends.callable(self.method)(
-            message,
-            metadata=request.backend_metadata(caller),
-            timeout=self._settings.stream_max_seconds,
-        )
-        try:
-            return await self._relay(call, request, send)
-        finally:
-            call.cancel()
+        with self._streams.hold(caller):
+            call = self._backends.callable(self.method)(
+                message,
+                metadata=request.backend_metadata(caller),
+                timeout=self._settings.stream_max_seconds,
+            )
+            try:
+                return await self._relay(call, request, send)
+            finally:
+                call.cancel()
 
     async def _relay(self, call: Any, request: Request, send: Send) -> int:
         read: asyncio.Future[Any] = asyncio.ensure_future(call.read())

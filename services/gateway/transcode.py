@@ -255,6 +255,13 @@ def clamp_page_size(message: Message, max_page_size: int) -> None:
         message.page_size = max_page_size  # type: ignore[attr-defined]
 
 
+def parse_json_body(body: bytes, message: Message) -> None:
+    """A whole JSON body onto ``message``, read as every ``body: "*"`` route reads it (depth
+    bound, a JSON object, enum values the proto defines; errors are 400s naming the field).
+    For handlers outside the router, e.g. the signed webhooks, so no route parses on its own."""
+    _parse_body(message, "*", body)
+
+
 def _parse_body(message: Message, body_rule: str, body: bytes | None) -> None:
     if not body:
         return
@@ -317,6 +324,9 @@ def _parse_dict(document: Any, message: Message, prefix: str) -> None:
         json_format.ParseDict(document, message)
     except json_format.ParseError as error:
         text = str(error)
+        if _NO_SUCH_FIELD.search(text.split("\n", 1)[0]) is not None:
+            # protobuf's text names the internal message type and lists all its fields.
+            raise _invalid(_parse_error_field(text, prefix), UNKNOWN_FIELD) from None
         raise _invalid(_parse_error_field(text, prefix), _short(text)) from None
     except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError):
         raise _invalid(prefix.rstrip(".") or "body", "has an invalid value") from None
@@ -327,6 +337,7 @@ def _parse_dict(document: Any, message: Message, prefix: str) -> None:
         raise _invalid(unknown, "is not a known value")
 
 
+UNKNOWN_FIELD = "is not a field of this request"
 _NO_SUCH_FIELD = re.compile(r'no field named "([^"]+)" at "([^"]+)"')
 _AT_PATH = re.compile(r" at ([A-Za-z_][\w.\[\]]*?)\.?$")
 _FAILED_FIELD = re.compile(r"Failed to parse (\w+) field")

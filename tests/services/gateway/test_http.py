@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.services.gateway.conftest import WEB_KEY, GatewayFactory
+from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, InventoryHandle
 
 
 async def test_405_carries_allow(start_gateway: GatewayFactory) -> None:
@@ -11,10 +11,10 @@ async def test_405_carries_allow(start_gateway: GatewayFactory) -> None:
         docs = await gw.client.post("/docs")
         missing = await gw.client.put("/v1/nothing-here")
     assert products.status_code == 405
-    assert products.headers["allow"] == "GET, POST, OPTIONS"
+    assert products.headers["allow"] == "GET, HEAD, POST, OPTIONS"
     assert products.json()["error"]["details"][0]["reason"] == "METHOD_NOT_ALLOWED"
     assert docs.status_code == 405
-    assert docs.headers["allow"] == "GET, OPTIONS"
+    assert docs.headers["allow"] == "GET, HEAD, OPTIONS"
     assert missing.status_code == 404
     assert "allow" not in missing.headers
 
@@ -33,6 +33,30 @@ async def test_probe_endpoints_need_no_key_and_ask_no_backend(
     }
     assert answers["/readyz"].json() == {"status": "SERVING"}
     assert answers["/livez"].json() == {"status": "ALIVE"}
+
+
+async def test_head_is_get_without_content(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    """Found from outside: HEAD /readyz and /livez (what some load balancers and uptime
+    checks send) were 405, so such a probe would take every gateway out of rotation. HEAD
+    is now GET without content (RFC 9110) everywhere but on streams, which it would open
+    only to drop: those say 405 with Allow."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        heads = {p: await gw.client.head(p) for p in ("/readyz", "/livez", "/openapi.json")}
+        full = await gw.client.get("/openapi.json")
+        stream = await gw.client.head("/v1/stream/availability", params={"skus": "SKU-A"})
+        put = await gw.client.put("/readyz")
+    for path, answer in heads.items():
+        assert answer.status_code == 200, path
+        assert answer.content == b""
+        assert answer.headers["content-type"] == "application/json"
+    assert heads["/openapi.json"].headers["content-length"] == full.headers["content-length"]
+    assert stream.status_code == 405
+    assert stream.headers["allow"] == "GET, OPTIONS"
+    assert fake_inventory.fake.seen_metadata == []  # no backend stream was opened
+    assert put.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_render_cache_reuses_json_within_its_byte_budget() -> None:

@@ -107,7 +107,7 @@ async def test_open_pixel_is_a_gif_and_click_a_redirect_to_allowed_hosts_only(
 
 
 def test_allowed_hosts() -> None:
-    from services.gateway.notifications import host_allowed
+    from services.gateway.notifications import host_allowed, location
 
     allowed = ["shop.example.jp", ".tenpo.jp"]
     assert host_allowed("https://shop.example.jp/cart", allowed)
@@ -120,8 +120,25 @@ def test_allowed_hosts() -> None:
         "javascript:alert(1)",
         "//shop.example.jp/",
         "https://shop.example.jp@evil.example/",
+        # Found from outside: Python reads the host after "@", browsers read "\\" as "/"
+        # and go to evil.example (WHATWG URL); any user info is refused.
+        "https://evil.example\\@shop.example.jp/",
+        "https://evil.example%5C@shop.example.jp/",
+        "https://user@shop.example.jp/",
+        "https://shop.example.jp\\.evil.example/",
+        "https://shop.example.jp\\@evil.example/",
+        " https://evil.example\\@shop.example.jp/",
+        "https://shop.example.jp\tevil/",
+        "https://shop.example.jp/\x00",
+        "https://shop.example.jp:99999/",
     ):
         assert not host_allowed(url, allowed), url
+    assert host_allowed("https://shop.example.jp:8443/a?b=c&d=%5C#top", allowed)
+    # A link written in Japanese is followed, percent-encoded (a header is ASCII).
+    assert host_allowed("https://shop.example.jp/検索?q=靴", allowed)
+    assert location("https://shop.example.jp/検索?q=靴#a") == (
+        b"https://shop.example.jp/%E6%A4%9C%E7%B4%A2?q=%E9%9D%B4#a"
+    )
 
 
 async def test_a_delivery_callback_needs_the_signature_and_a_bounce_suppresses(
@@ -194,3 +211,72 @@ async def test_without_a_secret_there_is_no_callback_route(
     async with start_gateway(**settings) as gw:
         answer = await gw.client.post("/v1/deliveryCallbacks", content=b"{}")
     assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "body"),  # was json.loads' RecursionError: 500
+        (b"[]", "body"),
+        (b'{"channel": "MESSAGE_CHANNEL_SMS", "providerMessageId": "x", "status": 999}', "status"),
+    ],
+)
+async def test_a_signed_callback_that_is_no_report_is_400_and_nothing_is_called(
+    start_gateway: GatewayFactory, tokens: Tokens, body: bytes, field: str
+) -> None:
+    """Found from outside: a signed callback nested 5,000 levels deep was a 500 (the
+    RecursionError escaped the parser); a non-object or an enum number the proto does not
+    define went on to the notification service. Now each is the transcoder's 400 naming the
+    field, before any call (the backend here is a port nothing listens on)."""
+    dead = free_port()
+    async with start_gateway(**gateway_settings(dead, tokens, backend_timeout_seconds=1.0)) as gw:
+        answer = await gw.client.post(
+            "/v1/deliveryCallbacks",
+            content=body,
+            headers={"x-tenpo-signature": signature(SECRET.encode(), body)},
+        )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["details"][0]["reason"] in ("REQUEST_INVALID", "BODY_TOO_DEEP")
+    violations = [d for d in error["details"] if d["@type"].endswith("BadRequest")]
+    assert violations[0]["fieldViolations"][0]["field"] == field
+
+
+async def test_a_recorded_link_with_a_backslash_before_the_at_is_no_redirect(
+    harness: Harness,  # noqa: F811 (the notification tests' fixture)
+    start_gateway: GatewayFactory,
+    tokens: Tokens,
+) -> None:
+    """Found from outside: a template's link ``http://evil.example\\@localhost/`` was
+    recorded as is and the click answered ``302 Location`` to it, since Python's urlsplit
+    names ``localhost`` its host; a browser reads the backslash as a slash and goes to
+    evil.example. Replayed through the real notification service and its mail."""
+    async with harness.start() as (host, stub):
+        customer = harness.directory.add()
+        key = f"evil-{uuid.uuid4().hex[:8]}"
+        await stub.CreateTemplate(
+            api.CreateTemplateRequest(
+                template=pb.Template(
+                    key=key,
+                    channel=pb.MESSAGE_CHANNEL_EMAIL,
+                    language="ja",
+                    category=pb.MESSAGE_CATEGORY_TRANSACTIONAL,
+                    subject="s",
+                    text_body="t",
+                    html_body='<html><body><a href="http://evil.example\\@localhost/x">x</a>'
+                    "</body></html>",
+                ),
+                request_id=str(uuid.uuid4()),
+            ),
+            metadata=staff(tokens),
+        )
+        await sent(stub, tokens, customer, key, pb.MESSAGE_CHANNEL_EMAIL)
+        mail = harness.catcher.to(harness.directory.contacts[customer].email)[0].parsed()
+        html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"/v1/t/c/([A-Za-z0-9_-]+)", html)
+        assert link
+        async with start_gateway(**gateway_settings(host.port, tokens)) as gw:
+            clicked = await gw.client.get(f"/v1/t/c/{link.group(1)}", follow_redirects=False)
+    assert clicked.status_code == 403, clicked.headers.get("location")
+    assert "location" not in clicked.headers
+    assert clicked.json()["error"]["details"][0]["reason"] == "REDIRECT_NOT_ALLOWED"

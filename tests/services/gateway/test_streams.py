@@ -4,6 +4,7 @@ calls through the gRPC ingress (with health and reflection on the same port)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -227,3 +228,79 @@ async def test_grpc_ingress_client_streaming_import(
             await catalog.ImportProducts(rows(), metadata=(("x-api-key", WEB_KEY),))
     assert (summary.created, summary.failed) == (2, 0), summary
     assert keyed.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_one_principal_holds_at_most_stream_max_per_principal_open_streams(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """Found from outside: one customer token opened 107 order streams from one address
+    (only the per-address connection cap stopped it; more addresses, more streams), each a
+    backend stream polling the database. A signed-in principal now holds at most
+    ``stream_max_per_principal`` open streams, wherever they come from; the next is 429
+    STREAMS_EXHAUSTED before any backend call, and a closed stream frees its place."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    alice = tokens.mint(subject=str(uuid.uuid4()), kind="customer", channel="WEB")
+    bob = tokens.mint(subject=str(uuid.uuid4()), kind="customer", channel="WEB")
+
+    def headers(token: str) -> dict[str, str]:
+        return {"x-api-key": WEB_KEY, "authorization": f"Bearer {token}"}
+
+    params = [("skus", "SKU-A")]
+    async with start_gateway(
+        targets={"inventory": fake_inventory.target}, stream_max_per_principal=2
+    ) as gw:
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(2):
+                opened = await held.enter_async_context(
+                    gw.client.stream(
+                        "GET", "/v1/stream/availability", params=params, headers=headers(alice)
+                    )
+                )
+                assert opened.status_code == 200
+            calls_before = len(fake_inventory.fake.seen_metadata)
+            third = await gw.client.get(
+                "/v1/stream/availability", params=params, headers=headers(alice)
+            )
+            assert third.status_code == 429, third.text
+            error = third.json()["error"]
+            assert error["details"][0]["reason"] == "STREAMS_EXHAUSTED"
+            assert error["details"][0]["metadata"]["max_streams"] == "2"
+            assert len(fake_inventory.fake.seen_metadata) == calls_before  # refused before the call
+            # Another principal is not affected.
+            async with gw.client.stream(
+                "GET", "/v1/stream/availability", params=params, headers=headers(bob)
+            ) as other:
+                assert other.status_code == 200
+        # Both of alice's streams are closed: her places are free again (the gateway sees
+        # the disconnects asynchronously, so this is polled).
+        for _ in range(200):
+            async with gw.client.stream(
+                "GET", "/v1/stream/availability", params=params, headers=headers(alice)
+            ) as again:
+                if again.status_code == 200:
+                    break
+            await asyncio.sleep(0.1)
+        assert again.status_code == 200
+
+
+async def test_a_stream_whose_service_goes_away_ends_unavailable(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory
+) -> None:
+    """Checked from outside (the order service killed under an open order stream): an open
+    stream ends with ``event: error`` carrying 503 UNAVAILABLE, and a new one is a plain
+    503 before any event — never a 500 or a stream that hangs."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    params = {"skus": "SKU-A", "key": WEB_KEY}
+    async with start_gateway(targets={"inventory": fake_inventory.target}) as gw:
+        async with gw.client.stream("GET", "/v1/stream/availability", params=params) as open_:
+            assert open_.status_code == 200
+            lines = open_.aiter_lines()
+            assert len(await _events(lines, 1)) == 1
+            await fake_inventory.stop()
+            tail = [line async for line in lines]
+        fresh = await gw.client.get("/v1/stream/availability", params=params)
+    assert "event: error" in tail, tail
+    error = json.loads(tail[tail.index("event: error") + 1].removeprefix("data: "))["error"]
+    assert (error["code"], error["status"]) == (503, "UNAVAILABLE")
+    assert fresh.status_code == 503
+    assert fresh.json()["error"]["status"] == "UNAVAILABLE"

@@ -101,3 +101,34 @@ async def test_without_a_secret_the_route_is_not_served(start_gateway: GatewayFa
     async with start_gateway(targets={"order": "127.0.0.1:1"}) as gw:
         response = await gw.client.post(CARRIER_PATH, content=b"{}")
     assert response.status_code == 404
+
+
+async def test_a_signed_body_the_order_proto_cannot_hold_is_400_before_any_call(
+    start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """Found from outside: the webhook parsed its body with protobuf's JSON parser alone, so
+    an enum number the proto does not define (``"status": 999``; proto3 enums are open) went
+    on to the order service, and deep nesting relied on that parser's own guard. It now reads
+    the body as every JSON route does (the transcoder): depth bound, an object, known enum
+    values, the field named."""
+    token = tokens.mint(subject="gateway", kind="service", scopes=["orders:write"])
+    cases = {
+        b'{"orderId": "8d7a3a4e-3b5c-4e0e-9a57-2c7c1f0e8b11", "status": 999}': "status",
+        b"[" * 5000 + b"]" * 5000: "body",
+        b"[]": "body",
+        b'{"orderId": {"a": 1}}': "orderId",
+    }
+    async with start_gateway(
+        targets={"order": "127.0.0.1:1"},  # nothing listens: a call would be a 503
+        carrier_webhook_secret=SECRET,
+        service_token=token,
+    ) as gw:
+        for body, field in cases.items():
+            answer = await gw.client.post(
+                CARRIER_PATH, content=body, headers={"x-tenpo-signature": sign(SECRET, body)}
+            )
+            assert answer.status_code == 400, (body[:40], answer.text)
+            details = answer.json()["error"]["details"]
+            assert details[0]["reason"] in ("REQUEST_INVALID", "BODY_TOO_DEEP")
+            violations = [d for d in details if d["@type"].endswith("BadRequest")]
+            assert violations[0]["fieldViolations"][0]["field"] == field
