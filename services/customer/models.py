@@ -151,6 +151,10 @@ sign_in_attempts = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_until", _time),
     sa.Column("last_failure_at", _time),
+    # Attempts admitted but not decided yet, and when the latest was admitted: the lock is
+    # set by failures alone, and a count this old was left by a crashed process.
+    sa.Column("in_flight", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("in_flight_at", _time),
 )
 
 password_reset_requests = sa.Table(
@@ -391,6 +395,12 @@ campaign_awards = sa.Table(
     ),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("awarded_at", _time, nullable=False),
+    # Given back to the budget by returns and cancellations; refunded in full, the award no
+    # longer counts against the member's limit.
+    sa.Column("refunded_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint(
+        "refunded_points >= 0 AND refunded_points <= points", name="refund_within_award"
+    ),
     sa.Index("ix_campaign_awards_member", "campaign_id", "customer_id"),
     sa.Index("ix_campaign_awards_customer", "customer_id"),
 )

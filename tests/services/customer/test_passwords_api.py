@@ -6,10 +6,30 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import sqlalchemy as sa
 
+from services.customer import domain as d
+from services.customer.usecases.common import throttle_key
 from tenpo.customer.v1 import events_pb2
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tests.services.customer.conftest import PASSWORD, Service, expect_error
+
+
+async def counters(service: Service, email: str) -> tuple[int, int, bool] | None:
+    """The sign-in counters of a customer's e-mail: failures, in flight, locked."""
+    email_key = d.email_lookup_key(email)
+    assert email_key is not None
+    async with service.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.text(
+                    "SELECT failures, in_flight, locked_until IS NOT NULL AS locked"
+                    " FROM sign_in_attempts WHERE key = :k"
+                ),
+                {"k": throttle_key("customer", email_key)},
+            )
+        ).first()
+    return (row.failures, row.in_flight, row.locked) if row else None
 
 
 async def test_failed_sign_ins_lock_without_revealing_whether_the_email_exists(
@@ -118,3 +138,70 @@ async def test_password_reset_by_single_use_token(service: Service) -> None:
         grpc.StatusCode.UNAUTHENTICATED,
     )
 
+
+async def test_concurrent_correct_sign_ins_never_lock_while_wrong_ones_still_do(
+    service: Service,
+) -> None:
+    # Found from outside: every attempt was counted as a failure before its password was
+    # checked, so the threshold's worth of concurrent correct sign-ins locked the account.
+    _, email, _ = await service.register()
+    for _ in range(3):  # rounds, so the counters of a round are seen by the next
+        outcomes = await asyncio.gather(
+            *(
+                service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD))
+                for _ in range(8)  # well above lockout_threshold (3 in the tests)
+            ),
+            return_exceptions=True,
+        )
+        assert [o for o in outcomes if isinstance(o, BaseException)] == []
+        assert all(o.tokens.access_token for o in outcomes if not isinstance(o, BaseException))
+    # Nothing counted against her, nothing left in flight (the row goes with the last).
+    assert await counters(service, email) in (None, (0, 0, False))
+
+    # Wrong passwords still lock, concurrently or not: exactly the threshold's worth of
+    # guesses reach the password check, then even the right password is refused.
+    guesses = await asyncio.gather(
+        *(
+            service.identity.SignIn(ids.SignInRequest(email=email, password=f"guess no. {n}"))
+            for n in range(8)
+        ),
+        return_exceptions=True,
+    )
+    codes = [g.code() for g in guesses if isinstance(g, grpc.aio.AioRpcError)]
+    assert len(codes) == 8
+    assert codes.count(grpc.StatusCode.UNAUTHENTICATED) == 3
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 5
+    await expect_error(
+        service.identity.SignIn(ids.SignInRequest(email=email, password=PASSWORD)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "SIGN_IN_LOCKED",
+    )
+
+
+async def test_correct_and_wrong_sign_ins_at_once_never_pass_more_guesses_than_the_threshold(
+    service: Service,
+) -> None:
+    # The owner signing in on several devices while someone guesses: her sign-ins may
+    # forgive earlier failures, but no more than the threshold's worth of guesses is ever
+    # checked between two of her successes, and none of hers is refused for a lock that
+    # only her own attempts could have set.
+    _, email, _ = await service.register()
+    calls = [
+        service.identity.SignIn(
+            ids.SignInRequest(email=email, password=PASSWORD if n % 2 else f"guess no. {n}")
+        )
+        for n in range(12)
+    ]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    wrong = [o for n, o in enumerate(outcomes) if n % 2 == 0]
+    right = [o for n, o in enumerate(outcomes) if n % 2]
+    assert all(isinstance(o, grpc.aio.AioRpcError) for o in wrong)
+    assert {o.code() for o in wrong if isinstance(o, grpc.aio.AioRpcError)} <= {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+    # A correct one is refused only by a lock, which only guesses can set.
+    refused = [o for o in right if isinstance(o, grpc.aio.AioRpcError)]
+    assert all(o.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for o in refused)
+    found = await counters(service, email)
+    assert found is None or found[1] == 0  # every admitted attempt was settled
