@@ -54,35 +54,55 @@ class SignInLockout(UseCase):
             ):
                 # Near the threshold: decided under the row lock, so the next attempt sees
                 # this one's outcome. Stale in-flight counts are dropped on the way.
-                stored, subject = await lookup(uow)
-                if subject is None or not await self.passwords.verify(stored, password):
-                    await self._fail(throttle, key, attempts, in_flight)
-                    await uow.commit()
-                    raise invalid_credentials()
-                await throttle.succeeded(key, in_flight)
-                result = await succeed(uow, subject, stored or "")
-                await uow.commit()
-                return result
+                found, stored = await self._check(uow, lookup, password)
+                return await self._settle(
+                    uow, throttle, key, (attempts, in_flight), found, stored, succeed
+                )
             await throttle.admit(key, in_flight, now)
             await uow.commit()
         try:
             async with self.db.unit_of_work() as uow:
-                stored, subject = await lookup(uow)
-            correct = subject is not None and await self.passwords.verify(stored, password)
+                found, stored = await self._check(uow, lookup, password)
         except BaseException:
             await self._withdraw(key)
             raise
         async with self.db.unit_of_work() as uow:
             throttle = ThrottleStore(uow.session)
-            attempts, others = await self._others_in_flight(throttle, key)
-            if subject is None or not correct:
-                await self._fail(throttle, key, attempts, others)
-                await uow.commit()
-                raise invalid_credentials()
-            await throttle.succeeded(key, others)
-            result = await succeed(uow, subject, stored or "")
+            counted = await self._others_in_flight(throttle, key)
+            return await self._settle(uow, throttle, key, counted, found, stored, succeed)
+
+    async def _check(
+        self, uow: UnitOfWork, lookup: Lookup[Subject], password: str
+    ) -> tuple[Subject | None, str | None]:
+        """The subject if ``password`` is hers (and her stored hash). The hash is always
+        computed, against a decoy for an unknown address, so the answer's cost never tells
+        whether an account exists."""
+        stored, subject = await lookup(uow)
+        correct = await self.passwords.verify(stored, password)
+        return (subject if correct else None), stored
+
+    async def _settle(
+        self,
+        uow: UnitOfWork,
+        throttle: ThrottleStore,
+        key: bytes,
+        counted: tuple[Attempts, int],
+        found: Subject | None,
+        stored: str | None,
+        succeed: Succeed[Subject, Result],
+    ) -> Result:
+        """Count the outcome on the locked row (``counted``: its counters and the attempts
+        still in flight besides this one) and commit: a failure may lock; a success
+        forgives the failures and runs ``succeed`` in the same transaction."""
+        attempts, in_flight = counted
+        if found is None:
+            await self._fail(throttle, key, attempts, in_flight)
             await uow.commit()
-            return result
+            raise invalid_credentials()
+        await throttle.succeeded(key, in_flight)
+        result = await succeed(uow, found, stored or "")
+        await uow.commit()
+        return result
 
     async def _others_in_flight(self, throttle: ThrottleStore, key: bytes) -> tuple[Attempts, int]:
         """Locks the row; its counters and the attempts in flight besides this one."""
