@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.customer import domain as d
 from services.customer.domain import ledger
+from services.customer.domain import loyalty as ld
 from services.customer.store.ledger import LedgerStore
 from services.customer.usecases.common import UseCase, acting_for, load_customer
 from tenpo.kit.auth import Principal
@@ -38,6 +40,19 @@ StoreT = TypeVar("StoreT", bound=LedgerStore[Any, Any])
 
 #: Accounts one sweep transaction handles; the sweeps loop until none is left.
 SWEEP_BATCH = 100
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """What every retryable change of a ledger carries besides its amount: a reference (an
+    order, a receipt), where it was made (for services acting for a POS or an order; empty:
+    the caller's token), and its request_id with the request (the idempotency record)."""
+
+    reference: str
+    channel: int
+    store_id: str
+    request_id: str
+    request: Message
 
 
 def origin(principal: Principal, channel: int, store_id: str) -> ledger.Origin:
@@ -146,12 +161,14 @@ class HeldLedger(UseCase, Generic[AccountT, EntryT, StoreT]):
         customer_id: uuid.UUID,
         *,
         amount: int,
-        reference: str,
-        where: ledger.Origin,
-        request_id: str,
-        request: Message,
+        change: ChangeRequest,
+        where: ledger.Origin | None = None,
     ) -> ledger.Hold:
-        """Set ``amount`` aside if that much is available (one conditional statement)."""
+        """Set ``amount`` aside if that much is available (one conditional statement).
+        ``where`` overrides where the request says it was made (a device's token decides)."""
+        reference = ld.check_text(change.reference, "reference", ld.MAX_REFERENCE)
+        if where is None:
+            where = origin(principal, change.channel, change.store_id)
         async with self.db.unit_of_work() as uow:
             await load_customer(uow, customer_id, principal, lock=True)
             store = self.ledger_store(uow)
@@ -178,7 +195,9 @@ class HeldLedger(UseCase, Generic[AccountT, EntryT, StoreT]):
                 self.announce(uow, account)
                 return str(held.id)
 
-            done = await self._once(uow, scope, customer_id, request_id, request, take)
+            done = await self._once(
+                uow, scope, customer_id, change.request_id, change.request, take
+            )
             found = await store.get_hold(customer_id, uuid.UUID(done))
             await uow.commit()
         assert found is not None

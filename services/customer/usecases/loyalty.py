@@ -23,7 +23,7 @@ from services.customer.store.loyalty import LoyaltyStore
 from services.customer.store.orders import OrderStore
 from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import Context, acting_for, load_customer
-from services.customer.usecases.ledger import SWEEP_BATCH, HeldLedger
+from services.customer.usecases.ledger import SWEEP_BATCH, ChangeRequest, HeldLedger
 from services.customer.usecases.ledger import origin as ledger_origin
 from services.customer.watch import BalanceHub, BalanceUpdate
 from tenpo.customer.v1 import events_pb2
@@ -81,20 +81,12 @@ class Loyalty(HeldLedger[ld.Account, ld.Entry, LoyaltyStore]):
     # --------------------------------------------------------------------------- changes
 
     async def earn(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        yen: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, yen: int, change: ChangeRequest
     ) -> tuple[ld.Entry | None, ld.Account]:
         customer_id = _writer(principal, customer_ref)
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
-        origin = ledger_origin(principal, channel, store_id)
+        reference = ld.check_text(change.reference, "reference", ld.MAX_REFERENCE)
+        origin = ledger_origin(principal, change.channel, change.store_id)
+        request_id = change.request_id
 
         async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
             points = self.loyalty.rules.points_for(yen, account.tier)
@@ -108,7 +100,9 @@ class Loyalty(HeldLedger[ld.Account, ld.Entry, LoyaltyStore]):
             await self.append_entry(uow, store, entry, remaining=points)
             return str(entry.id)
 
-        return await self.change("EarnPoints", customer_id, principal, request_id, request, action)
+        return await self.change(
+            "EarnPoints", customer_id, principal, request_id, change.request, action
+        )
 
     async def adjust(
         self,
@@ -195,29 +189,12 @@ class Loyalty(HeldLedger[ld.Account, ld.Entry, LoyaltyStore]):
         )
 
     async def reserve(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        points: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, points: int, change: ChangeRequest
     ) -> ld.Reservation:
         customer_id = _writer(principal, customer_ref)
         points = ld.check_points(points, "points")
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
         return await self.hold(
-            "ReservePoints",
-            principal,
-            customer_id,
-            amount=points,
-            reference=reference,
-            where=ledger_origin(principal, channel, store_id),
-            request_id=request_id,
-            request=request,
+            "ReservePoints", principal, customer_id, amount=points, change=change
         )
 
     async def commit(

@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from google.protobuf.message import Message
-
 from services.customer import convert
 from services.customer import domain as d
 from services.customer.domain import ledger
@@ -20,7 +18,7 @@ from services.customer.domain import loyalty as ld
 from services.customer.domain import store_card as sd
 from services.customer.store.store_card import StoreCardStore
 from services.customer.usecases.common import Context
-from services.customer.usecases.ledger import HeldLedger
+from services.customer.usecases.ledger import ChangeRequest, HeldLedger
 from services.customer.usecases.ledger import origin as ledger_origin
 from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -72,20 +70,12 @@ class StoreCards(HeldLedger[sd.Card, sd.Entry, StoreCardStore]):
     # --------------------------------------------------------------------------- changes
 
     async def top_up(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        yen: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, yen: int, change: ChangeRequest
     ) -> tuple[sd.Entry, sd.Card]:
         customer_id, device = _writer(principal, customer_ref)
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
-        where = _origin(principal, device, channel, store_id)
+        reference = ld.check_text(change.reference, "reference", ld.MAX_REFERENCE)
+        where = _origin(principal, device, change.channel, change.store_id)
+        request_id = change.request_id
         maximum = self.cards.max_balance_yen
 
         async def add(uow: UnitOfWork, store: StoreCardStore, _: sd.Card) -> str:
@@ -108,34 +98,19 @@ class StoreCards(HeldLedger[sd.Card, sd.Entry, StoreCardStore]):
             return str(entry.id)
 
         entry, card = await self.change(
-            "TopUpStoreCard", customer_id, principal, request_id, request, add
+            "TopUpStoreCard", customer_id, principal, request_id, change.request, add
         )
         assert entry is not None
         return entry, card
 
     async def reserve(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        yen: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, yen: int, change: ChangeRequest
     ) -> sd.Hold:
         customer_id, device = _writer(principal, customer_ref)
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
+        where = _origin(principal, device, change.channel, change.store_id)
+        scope = "ReserveStoreCardPayment"
         return await self.hold(
-            "ReserveStoreCardPayment",
-            principal,
-            customer_id,
-            amount=yen,
-            reference=reference,
-            where=_origin(principal, device, channel, store_id),
-            request_id=request_id,
-            request=request,
+            scope, principal, customer_id, amount=yen, change=change, where=where
         )
 
     async def commit(self, principal: Principal, customer_ref: str, hold_ref: str) -> sd.Hold:
