@@ -197,7 +197,7 @@ def points_reservation(value: ld.Reservation) -> lpb.PointsReservation:
     return lpb.PointsReservation(
         id=str(value.id),
         customer_id=str(value.customer_id),
-        points=value.points,
+        points=value.amount,
         state=int(value.state),  # type: ignore[arg-type]
         reference=value.reference,
         expire_time=timestamp(value.expires_at),

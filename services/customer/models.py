@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.schema import SchemaItem
 
 from tenpo.kit.db import service_metadata
 
@@ -151,6 +152,10 @@ sign_in_attempts = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_until", _time),
     sa.Column("last_failure_at", _time),
+    # Attempts admitted but not decided yet, and when the latest was admitted: the lock is
+    # set by failures alone, and a count this old was left by a crashed process.
+    sa.Column("in_flight", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("in_flight_at", _time),
 )
 
 password_reset_requests = sa.Table(
@@ -196,20 +201,87 @@ device_sessions = sa.Table(
 
 # ------------------------------------------------------------------------------ loyalty
 # The balance equals the ledger's sum: every entry is inserted by one statement that also
-# adds its points to the account row (store/loyalty.py), and every change of an account
+# adds its points to the account row (store/ledger.py), and every change of an account
 # first locks that row, so no two changes of one account interleave.
 
-loyalty_accounts = sa.Table(
+
+def _ledger_accounts(name: str, *more: SchemaItem) -> sa.Table:
+    """The account row of an append-only ledger with holds (points, the store card): the
+    balance (the entries' sum, checked by a deferred trigger) and what holds set aside."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "customer_id",
+            _uuid,
+            sa.ForeignKey("customers.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("updated_at", _time, nullable=False, server_default=_now),
+        *more,
+    )
+
+
+def _ledger_entries(name: str, accounts: str, amount: str, *more: SchemaItem) -> sa.Table:
+    """The append-only entries of a ledger (a trigger refuses to change their amounts),
+    counted in the column ``amount``, newest first by ``seq``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+        sa.Column("id", _uuid, nullable=False, unique=True),
+        sa.Column(
+            "customer_id",
+            _uuid,
+            sa.ForeignKey(f"{accounts}.customer_id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("kind", sa.SmallInteger, nullable=False),
+        sa.Column(amount, sa.BigInteger, nullable=False),
+        sa.Column("channel", sa.SmallInteger, nullable=False),
+        sa.Column("store_id", sa.Text),
+        sa.Column("request_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("reference", sa.Text, nullable=False, server_default=""),
+        sa.Column("created_at", _time, nullable=False),
+        sa.CheckConstraint(f"{amount} <> 0", name=f"{amount}_not_zero"),
+        sa.Index(f"ix_{name}_customer", "customer_id", sa.text("seq DESC")),
+        *more,
+    )
+
+
+def _ledger_holds(name: str, accounts: str, amount: str) -> sa.Table:
+    """Amounts set aside until committed (into an entry) or released; the sweep releases
+    held ones past ``expires_at``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", _uuid, primary_key=True),
+        sa.Column(
+            "customer_id",
+            _uuid,
+            sa.ForeignKey(f"{accounts}.customer_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        sa.Column(amount, sa.BigInteger, nullable=False),
+        sa.Column("state", sa.SmallInteger, nullable=False),
+        sa.Column("reference", sa.Text, nullable=False),
+        sa.Column("channel", sa.SmallInteger, nullable=False),
+        sa.Column("store_id", sa.Text),
+        sa.Column("entry_id", _uuid),
+        sa.Column("created_at", _time, nullable=False),
+        sa.Column("expires_at", _time, nullable=False),
+        sa.CheckConstraint(f"{amount} > 0", name=f"{amount}_positive"),
+        sa.Index(f"ix_{name}_held", "expires_at", postgresql_where=sa.text("state = 1")),
+    )
+
+
+loyalty_accounts = _ledger_accounts(
     "loyalty_accounts",
-    metadata,
-    sa.Column(
-        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tier", sa.Text, nullable=False, server_default="STANDARD"),
-    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("updated_at", _time, nullable=False, server_default=_now),
     # Points of orders still in their return window (loyalty_earnings in state PENDING,
     # less what returns took): shown, not spendable, not part of the balance.
     sa.Column("pending", sa.BigInteger, nullable=False, server_default="0"),
@@ -224,31 +296,15 @@ loyalty_accounts = sa.Table(
     sa.Index("ix_loyalty_accounts_tier_review", "tier_review_at"),
 )
 
-loyalty_entries = sa.Table(
+loyalty_entries = _ledger_entries(
     "loyalty_entries",
-    metadata,
-    sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
-    sa.Column("id", _uuid, nullable=False, unique=True),
-    sa.Column(
-        "customer_id",
-        _uuid,
-        sa.ForeignKey("loyalty_accounts.customer_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("kind", sa.SmallInteger, nullable=False),
-    sa.Column("points", sa.BigInteger, nullable=False),
+    "loyalty_accounts",
+    "points",
     # Of a positive entry (a lot): points neither spent, expired nor reversed yet.
     sa.Column("remaining", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("channel", sa.SmallInteger, nullable=False),
-    sa.Column("store_id", sa.Text),
-    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
-    sa.Column("reference", sa.Text, nullable=False, server_default=""),
     sa.Column("reverses", _uuid),
     sa.Column("expires_at", _time),
-    sa.Column("created_at", _time, nullable=False),
-    sa.CheckConstraint("points <> 0", name="points_not_zero"),
     sa.CheckConstraint("remaining >= 0 AND remaining <= greatest(points, 0)", name="remaining"),
-    sa.Index("ix_loyalty_entries_customer", "customer_id", sa.text("seq DESC")),
     # The expiry sweep's and oldest-first spending's lots.
     sa.Index(
         "ix_loyalty_entries_open_lots",
@@ -259,28 +315,7 @@ loyalty_entries = sa.Table(
     sa.Index("ux_loyalty_entries_reverses", "reverses", unique=True),
 )
 
-loyalty_reservations = sa.Table(
-    "loyalty_reservations",
-    metadata,
-    sa.Column("id", _uuid, primary_key=True),
-    sa.Column(
-        "customer_id",
-        _uuid,
-        sa.ForeignKey("loyalty_accounts.customer_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("points", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.SmallInteger, nullable=False),
-    sa.Column("reference", sa.Text, nullable=False),
-    sa.Column("channel", sa.SmallInteger, nullable=False),
-    sa.Column("store_id", sa.Text),
-    sa.Column("entry_id", _uuid),
-    sa.Column("created_at", _time, nullable=False),
-    sa.Column("expires_at", _time, nullable=False),
-    sa.CheckConstraint("points > 0", name="points_positive"),
-    sa.Index("ix_loyalty_reservations_held", "expires_at", postgresql_where=sa.text("state = 1")),
-)
+loyalty_reservations = _ledger_holds("loyalty_reservations", "loyalty_accounts", "points")
 
 # ------------------------------------------------------------------------------ orders
 
@@ -391,6 +426,12 @@ campaign_awards = sa.Table(
     ),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("awarded_at", _time, nullable=False),
+    # Given back to the budget by returns and cancellations; refunded in full, the award no
+    # longer counts against the member's limit.
+    sa.Column("refunded_points", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint(
+        "refunded_points >= 0 AND refunded_points <= points", name="refund_within_award"
+    ),
     sa.Index("ix_campaign_awards_member", "campaign_id", "customer_id"),
     sa.Index("ix_campaign_awards_customer", "customer_id"),
 )
@@ -399,63 +440,14 @@ campaign_awards = sa.Table(
 
 # The prepaid card, like the points' account: every change locks this row first. The ledger
 # sum is held by a deferred trigger as for points (migration 0006).
-store_cards = sa.Table(
+store_cards = _ledger_accounts(
     "store_cards",
-    metadata,
-    sa.Column(
-        "customer_id", _uuid, sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("balance", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("updated_at", _time, nullable=False, server_default=_now),
     sa.CheckConstraint("reserved >= 0 AND reserved <= balance", name="reserved_within_balance"),
 )
 
-store_card_entries = sa.Table(
-    "store_card_entries",
-    metadata,
-    sa.Column("seq", sa.BigInteger, sa.Identity(always=False), primary_key=True),
-    sa.Column("id", _uuid, nullable=False, unique=True),
-    sa.Column(
-        "customer_id",
-        _uuid,
-        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("kind", sa.SmallInteger, nullable=False),
-    sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("channel", sa.SmallInteger, nullable=False),
-    sa.Column("store_id", sa.Text),
-    sa.Column("request_id", sa.Text, nullable=False, server_default=""),
-    sa.Column("reference", sa.Text, nullable=False, server_default=""),
-    sa.Column("created_at", _time, nullable=False),
-    sa.CheckConstraint("amount <> 0", name="amount_not_zero"),
-    sa.Index("ix_store_card_entries_customer", "customer_id", sa.text("seq DESC")),
-)
+store_card_entries = _ledger_entries("store_card_entries", "store_cards", "amount")
 
-store_card_holds = sa.Table(
-    "store_card_holds",
-    metadata,
-    sa.Column("id", _uuid, primary_key=True),
-    sa.Column(
-        "customer_id",
-        _uuid,
-        sa.ForeignKey("store_cards.customer_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("state", sa.SmallInteger, nullable=False),
-    sa.Column("reference", sa.Text, nullable=False),
-    sa.Column("channel", sa.SmallInteger, nullable=False),
-    sa.Column("store_id", sa.Text),
-    sa.Column("entry_id", _uuid),
-    sa.Column("created_at", _time, nullable=False),
-    sa.Column("expires_at", _time, nullable=False),
-    sa.CheckConstraint("amount > 0", name="amount_positive"),
-    sa.Index("ix_store_card_holds_held", "expires_at", postgresql_where=sa.text("state = 1")),
-)
+store_card_holds = _ledger_holds("store_card_holds", "store_cards", "amount")
 
 # ------------------------------------------------------------------------------ timeline
 

@@ -22,6 +22,7 @@ from services.customer.domain.loyalty import LOYALTY_WRITE_SCOPE
 from services.customer.domain.store_card import WRITE_SCOPE as STORE_CARD_SCOPE
 from services.customer.store.customers import CustomerStore
 from services.customer.usecases.bundle import build_use_cases
+from services.customer.usecases.ledger import ChangeRequest
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
 from tenpo.kit.settings import Environment
@@ -139,6 +140,11 @@ CUSTOMERS: list[dict[str, Any]] = [
 ]
 
 
+def _at_pos(reference: str, store: str | None) -> ChangeRequest:
+    """A demo change made at a store's POS (no request_id: the seed runs once per store)."""
+    return ChangeRequest(reference, d.CHANNEL_POS, store or "", "", empty_pb2.Empty())
+
+
 def _admin(customer_id: str) -> Principal:
     return Principal(
         kind=PrincipalKind.SERVICE,
@@ -212,22 +218,14 @@ async def seed_demo_customers(settings: CustomerSettings, db: Database) -> dict[
                 admin,
                 str(customer.id),
                 yen=DEMO_PURCHASE_YEN,
-                reference="demo-pos-purchase",
-                channel=d.CHANNEL_POS,
-                store_id=entry["store"] or "",
-                request_id="",
-                request=empty_pb2.Empty(),
+                change=_at_pos("demo-pos-purchase", entry["store"]),
             )
             # Her prepaid store card, topped up at the same POS.
             await cases.store_cards.top_up(
                 admin,
                 str(customer.id),
                 yen=DEMO_STORE_CARD_YEN,
-                reference="demo-pos-top-up",
-                channel=d.CHANNEL_POS,
-                store_id=entry["store"] or "",
-                request_id="",
-                request=empty_pb2.Empty(),
+                change=_at_pos("demo-pos-top-up", entry["store"]),
             )
         # A campaign to see at work: a first order in the app earns double plus 100 points.
         now = cases.context.clock()

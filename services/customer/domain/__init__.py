@@ -558,6 +558,35 @@ def lockout_seconds(failures: int, *, threshold: int, base: float, maximum: floa
     return float(min(maximum, base * 2 ** min(failures - threshold, 32)))
 
 
+#: No sign-in takes this long (its RPC deadline is far shorter): attempts counted in flight
+#: and admitted longer ago than this were left by a process that died, and no longer count.
+SIGN_IN_IN_FLIGHT_STALE = timedelta(seconds=60)
+
+
+def live_in_flight(in_flight: int, in_flight_at: datetime | None, now: datetime) -> int:
+    """Attempts admitted but not decided yet, without those a crashed process left behind."""
+    if in_flight_at is None or in_flight_at <= now - SIGN_IN_IN_FLIGHT_STALE:
+        return 0
+    return max(in_flight, 0)
+
+
+def may_check_outside_lock(failures: int, in_flight: int, *, threshold: int) -> bool:
+    """Whether an attempt may check its password without holding the counter's row lock.
+
+    The lock is set by failures only, so concurrent correct sign-ins never lock each other
+    out. Parallel guesses must still not pass it: an attempt checks outside the row lock only
+    while, even if it and every attempt in flight failed, the failures would stay below the
+    threshold. Otherwise it is decided under the lock, one at a time, and each failure counts
+    the ones still in flight as failures too (``lockout_exposure``)."""
+    return failures + in_flight + 1 < threshold
+
+
+def lockout_exposure(failures: int, in_flight: int) -> int:
+    """What a lock is decided on after a failure: the failures and the attempts still in
+    flight (they may be guesses). Only a failure sets a lock; a success forgives all."""
+    return failures + in_flight
+
+
 # ------------------------------------------------------------------------------- clients
 
 

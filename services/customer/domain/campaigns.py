@@ -7,7 +7,10 @@ Invariants (the store enforces the counting ones under locks):
 * a member benefits at most ``per_member_limit`` times (counted under her customer lock);
 * the points given never exceed ``budget_points`` (one conditional UPDATE of the campaign
   row: concurrent earnings queue on it and re-check), an order that would exceed it gets
-  none of that campaign.
+  none of that campaign;
+* what returns and cancellations take back of an order's extra points goes back to the
+  budget (in the same share as the order's points, on the running total), and an award
+  given back in full (the order cancelled or wholly returned) no longer counts as a use.
 """
 
 from __future__ import annotations
@@ -67,6 +70,26 @@ class Campaign:
         """What an order earning ``base_points`` by the rules gets on top, rounded down."""
         multiplied = math.floor(base_points * max(self.multiplier, 1.0)) - base_points
         return max(multiplied, 0) + self.bonus_points
+
+
+@dataclass(frozen=True)
+class Award:
+    """What a campaign gave one order, and how much of it went back to the budget."""
+
+    campaign_id: uuid.UUID
+    order_id: str
+    customer_id: uuid.UUID
+    points: int
+    refunded_points: int
+
+    @property
+    def counts_as_use(self) -> bool:
+        return self.refunded_points < self.points
+
+    def refund_due(self, taken_back: int) -> int:
+        """Budget to give back now that ``taken_back`` of the award's points (in total, so
+        far) were taken back from the order: never more than the award, never twice."""
+        return max(min(taken_back, self.points) - self.refunded_points, 0)
 
 
 @dataclass(frozen=True)

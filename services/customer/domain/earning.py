@@ -124,12 +124,18 @@ def order_yen(currency: str, units: int, nanos: int, path: str) -> int:
     return units
 
 
-def reversal_for(earning: Earning, order: OrderRecord) -> int:
-    """Points to reverse now that ``order`` shows what was returned in total so far."""
+def returned_share(points: int, order: OrderRecord) -> int:
+    """The part of ``points`` that what ``order`` shows returned in total so far takes back,
+    rounded down: by the refunded yen, or without a total by the units."""
     if order.total_yen > 0:
-        share = (earning.points * min(order.returned_yen, order.total_yen)) // order.total_yen
+        share = (points * min(order.returned_yen, order.total_yen)) // order.total_yen
     elif order.units > 0:
-        share = (earning.points * min(order.returned_units, order.units)) // order.units
+        share = (points * min(order.returned_units, order.units)) // order.units
     else:
         share = 0
-    return max(min(share, earning.points) - earning.reversed, 0)
+    return min(share, points)
+
+
+def reversal_for(earning: Earning, order: OrderRecord) -> int:
+    """Points to reverse now that ``order`` shows what was returned in total so far."""
+    return max(returned_share(earning.points, order) - earning.reversed, 0)

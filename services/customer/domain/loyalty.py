@@ -2,9 +2,9 @@
 
 Invariants (the store enforces them in PostgreSQL, these functions decide):
 
-* the ledger is append-only and the balance is the sum of its entries' points;
-* ``available = balance - reserved`` is what a reservation may hold, and a reservation
-  never holds more than is available at that moment: concurrent redemptions never overdraw;
+* the ledger with its reservations is ``domain/ledger.py``'s shape: append-only, the
+  balance is the sum of its entries' points, a reservation never holds more than is
+  available at that moment (concurrent redemptions never overdraw);
 * positive entries are lots with ``remaining`` points; spending and expiry take the oldest
   lots first; a reversal takes back the whole lot, even if the balance turns negative
   (recorded, not hidden).
@@ -21,7 +21,7 @@ from enum import IntEnum
 
 from tenpo.kit.errors import FailedPrecondition, InvalidArgument, NotFound
 
-from . import invalid
+from . import invalid, ledger
 
 LOYALTY_WRITE_SCOPE = "loyalty:write"
 #: One change of one account is bounded, so a typo cannot mint billions of points.
@@ -100,26 +100,11 @@ class Lot:
     remaining: int
 
 
-@dataclass(frozen=True)
-class Reservation:
-    id: uuid.UUID
-    customer_id: uuid.UUID
-    points: int
-    state: ReservationState
-    reference: str
-    channel: int
-    store_id: str | None
-    created_at: datetime
-    expires_at: datetime
-    entry_id: uuid.UUID | None = None
+#: A hold of points (``ReservePoints``): the ledger's generic hold, its amount in points.
+Reservation = ledger.Hold
+Origin = ledger.Origin
 
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a change came from: touchpoint and store."""
-
-    channel: int
-    store_id: str | None
+POINTS = ledger.LedgerUnit("points", "reservation", "INSUFFICIENT_POINTS")
 
 
 # ------------------------------------------------------------------------------ earn rules
@@ -176,11 +161,7 @@ def check_text(value: str, path: str, limit: int, *, required: bool = True) -> s
 
 
 def insufficient_points(wanted: int, available: int) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"{wanted} points wanted, {available} available",
-        reason="INSUFFICIENT_POINTS",
-        metadata={"available": str(available), "wanted": str(wanted)},
-    )
+    return POINTS.insufficient(wanted, available)
 
 
 def spend_oldest_first(lots: Sequence[Lot], points: int) -> list[tuple[uuid.UUID, int]]:
@@ -223,19 +204,6 @@ def reversed_by_returns() -> FailedPrecondition:
     return FailedPrecondition(
         "returns already reversed these points", reason="ENTRY_NOT_REVERSIBLE"
     )
-
-
-def check_reservation_open(reservation: Reservation, now: datetime) -> None:
-    if reservation.state is ReservationState.COMMITTED:
-        return
-    if reservation.state is ReservationState.RELEASED or reservation.expires_at <= now:
-        raise FailedPrecondition(
-            "the reservation was released or has expired", reason="RESERVATION_RELEASED"
-        )
-
-
-def reservation_not_found() -> NotFound:
-    return NotFound("no such reservation", reason="RESERVATION_NOT_FOUND")
 
 
 def entry_not_found() -> NotFound:

@@ -2,12 +2,11 @@
 
 Invariants (the store enforces them in PostgreSQL, these functions decide):
 
-* the ledger is append-only and the balance is the sum of its entries' amounts;
-* ``0 <= reserved <= balance <= max balance``: a hold never takes more than is available,
-  a top-up never takes the balance above the maximum, also under concurrent calls (each is
-  one conditional UPDATE of the card row);
-* a hold is committed (one PAYMENT entry) or released once; committing a committed hold
-  answers it again, a released or expired one cannot be committed.
+* the ledger with its holds is ``domain/ledger.py``'s shape (append-only, the balance is
+  the sum of its entries' amounts, a hold never takes more than is available, committed
+  into one PAYMENT entry or released once);
+* ``0 <= reserved <= balance <= max balance``: a top-up never takes the balance above the
+  maximum, also under concurrent calls (one conditional statement of the card row).
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 
-from tenpo.kit.errors import FailedPrecondition, NotFound
+from tenpo.kit.errors import FailedPrecondition
 
-from . import invalid
+from . import invalid, ledger
 
 WRITE_SCOPE = "storecard:write"
 CURRENCY = "JPY"
@@ -72,18 +71,10 @@ class Entry:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class Hold:
-    id: uuid.UUID
-    customer_id: uuid.UUID
-    amount: int
-    state: StoreCardHoldState
-    reference: str
-    channel: int
-    store_id: str | None
-    created_at: datetime
-    expires_at: datetime
-    entry_id: uuid.UUID | None = None
+#: A payment hold: the ledger's generic hold, its amount in yen.
+Hold = ledger.Hold
+
+YEN = ledger.LedgerUnit("yen", "hold", "INSUFFICIENT_FUNDS")
 
 
 def check_amount(currency: str, units: int, nanos: int, path: str = "amount") -> int:
@@ -96,28 +87,9 @@ def check_amount(currency: str, units: int, nanos: int, path: str = "amount") ->
     return units
 
 
-def insufficient_funds(wanted: int, available: int) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"{wanted} yen wanted, {available} available",
-        reason="INSUFFICIENT_FUNDS",
-        metadata={"available": str(available), "wanted": str(wanted)},
-    )
-
-
 def balance_limit(wanted: int, room: int, maximum: int) -> FailedPrecondition:
     return FailedPrecondition(
         f"a top-up of {wanted} yen would exceed the card's maximum of {maximum}",
         reason="STORE_CARD_LIMIT",
         metadata={"room": str(max(room, 0)), "maximum": str(maximum)},
     )
-
-
-def check_hold_open(hold: Hold, now: datetime) -> None:
-    if hold.state is StoreCardHoldState.COMMITTED:
-        return
-    if hold.state is StoreCardHoldState.RELEASED or hold.expires_at <= now:
-        raise FailedPrecondition("the hold was released or has expired", reason="HOLD_RELEASED")
-
-
-def hold_not_found() -> NotFound:
-    return NotFound("no such store card hold", reason="HOLD_NOT_FOUND")

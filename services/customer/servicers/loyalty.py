@@ -9,8 +9,8 @@ from grpc.aio import ServicerContext
 from services.customer import convert
 from services.customer import domain as d
 from services.customer.domain import loyalty as ld
+from services.customer.servicers.ledger import change_request
 from services.customer.usecases.loyalty import Loyalty
-from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import loyalty_service_pb2 as api
 from tenpo.customer.v1 import loyalty_service_pb2_grpc as api_grpc
 from tenpo.kit.auth import current_principal
@@ -76,11 +76,7 @@ class LoyaltyServicer(api_grpc.LoyaltyServiceServicer):
             current_principal(),
             request.customer_id,
             yen=yen,
-            reference=request.reference,
-            channel=convert.optional_enum(common_pb2.Channel, request.channel, "channel") or 0,
-            store_id=request.store_id,
-            request_id=request.request_id,
-            request=request,
+            change=change_request(request),
         )
         return api.EarnPointsResponse(**_answer(entry, account))  # type: ignore[arg-type]
 
@@ -116,11 +112,7 @@ class LoyaltyServicer(api_grpc.LoyaltyServiceServicer):
             current_principal(),
             request.customer_id,
             points=request.points,
-            reference=request.reference,
-            channel=convert.optional_enum(common_pb2.Channel, request.channel, "channel") or 0,
-            store_id=request.store_id,
-            request_id=request.request_id,
-            request=request,
+            change=change_request(request),
         )
         return api.ReservePointsResponse(reservation=convert.points_reservation(reservation))
 

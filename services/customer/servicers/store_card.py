@@ -8,8 +8,8 @@ from grpc.aio import ServicerContext
 from services.customer import convert
 from services.customer import domain as d
 from services.customer.domain import store_card as sd
+from services.customer.servicers.ledger import change_request
 from services.customer.usecases.store_card import StoreCards
-from tenpo.common.v1 import common_pb2
 from tenpo.customer.v1 import store_card_service_pb2 as api
 from tenpo.customer.v1 import store_card_service_pb2_grpc as api_grpc
 from tenpo.kit.auth import current_principal
@@ -101,11 +101,7 @@ class StoreCardServicer(api_grpc.StoreCardServiceServicer):
             current_principal(),
             request.customer_id,
             yen=_amount(request),
-            reference=request.reference,
-            channel=convert.optional_enum(common_pb2.Channel, request.channel, "channel") or 0,
-            store_id=request.store_id,
-            request_id=request.request_id,
-            request=request,
+            change=change_request(request),
         )
         return api.TopUpStoreCardResponse(entry=entry_message(entry), card=card_message(card))
 
@@ -116,11 +112,7 @@ class StoreCardServicer(api_grpc.StoreCardServiceServicer):
             current_principal(),
             request.customer_id,
             yen=_amount(request),
-            reference=request.reference,
-            channel=convert.optional_enum(common_pb2.Channel, request.channel, "channel") or 0,
-            store_id=request.store_id,
-            request_id=request.request_id,
-            request=request,
+            change=change_request(request),
         )
         return api.ReserveStoreCardPaymentResponse(hold=hold_message(hold))
 

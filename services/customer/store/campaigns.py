@@ -90,13 +90,47 @@ class CampaignStore:
         return [_campaign(row) for row in rows]
 
     async def awards_to(self, campaign_id: uuid.UUID, customer_id: uuid.UUID) -> int:
+        """The member's uses of a campaign: awards not given back in full."""
         return (
             await self.session.execute(
                 sa.select(sa.func.count()).where(
-                    _W.campaign_id == campaign_id, _W.customer_id == customer_id
+                    _W.campaign_id == campaign_id,
+                    _W.customer_id == customer_id,
+                    _W.refunded_points < _W.points,
                 )
             )
         ).scalar_one()
+
+    async def awards_of_order(self, order_id: str) -> list[cd.Award]:
+        """By campaign id: the order in which their campaign rows are locked, as ``bonus``
+        locks them, so concurrent earnings and refunds never deadlock."""
+        rows = await self.session.execute(
+            sa.select(campaign_awards)
+            .where(_W.order_id == order_id)
+            .order_by(_W.campaign_id)
+            .with_for_update()
+        )
+        return [
+            cd.Award(
+                row.campaign_id, row.order_id, row.customer_id, row.points, row.refunded_points
+            )
+            for row in rows
+        ]
+
+    async def refund(self, award: cd.Award, points: int) -> None:
+        """Give ``points`` of an award back to its campaign's budget: two relative updates
+        (a CHECK holds the award's refunds within it), so concurrent refunds and earnings of
+        one campaign add up exactly on its row."""
+        await self.session.execute(
+            sa.update(campaign_awards)
+            .where(_W.campaign_id == award.campaign_id, _W.order_id == award.order_id)
+            .values(refunded_points=_W.refunded_points + points)
+        )
+        await self.session.execute(
+            sa.update(campaigns)
+            .where(_C.id == award.campaign_id)
+            .values(given_points=_C.given_points - points)
+        )
 
     async def spend_budget(self, campaign_id: uuid.UUID, points: int) -> bool:
         """Count ``points`` as given if the budget allows, in one statement: concurrent

@@ -38,7 +38,12 @@ async def purge_expired(session: AsyncSession, before: datetime) -> dict[str, in
         "one_time_tokens": sa.delete(one_time_tokens).where(one_time_tokens.c.expires_at < before),
         "device_sessions": sa.delete(device_sessions).where(device_sessions.c.expires_at < before),
         "sign_in_attempts": sa.delete(sign_in_attempts).where(
-            sa.func.coalesce(sign_in_attempts.c.locked_until, sign_in_attempts.c.last_failure_at)
+            # The latest moment the row was used (GREATEST skips NULLs).
+            sa.func.greatest(
+                sign_in_attempts.c.locked_until,
+                sign_in_attempts.c.last_failure_at,
+                sign_in_attempts.c.in_flight_at,
+            )
             < before
         ),
     }

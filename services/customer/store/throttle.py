@@ -19,6 +19,8 @@ from services.customer.models import (
 class Attempts:
     failures: int
     locked_until: datetime | None
+    in_flight: int = 0
+    in_flight_at: datetime | None = None
 
 
 class ThrottleStore:
@@ -38,18 +40,61 @@ class ThrottleStore:
                 insert.on_conflict_do_update(
                     index_elements=[sign_in_attempts.c.key],
                     set_={"key": insert.excluded.key},
-                ).returning(sign_in_attempts.c.failures, sign_in_attempts.c.locked_until)
+                ).returning(
+                    sign_in_attempts.c.failures,
+                    sign_in_attempts.c.locked_until,
+                    sign_in_attempts.c.in_flight,
+                    sign_in_attempts.c.in_flight_at,
+                )
             )
         ).one()
-        return Attempts(row.failures, row.locked_until)
+        return Attempts(row.failures, row.locked_until, row.in_flight, row.in_flight_at)
 
-    async def save(
-        self, key: bytes, failures: int, locked_until: datetime | None, now: datetime
-    ) -> None:
+    async def admit(self, key: bytes, in_flight: int, now: datetime) -> None:
+        """Count one more attempt in flight (the row is locked by ``lock_row``)."""
         await self.session.execute(
             sa.update(sign_in_attempts)
             .where(sign_in_attempts.c.key == key)
-            .values(failures=failures, locked_until=locked_until, last_failure_at=now)
+            .values(in_flight=in_flight + 1, in_flight_at=now)
+        )
+
+    async def save(
+        self,
+        key: bytes,
+        failures: int,
+        locked_until: datetime | None,
+        now: datetime,
+        *,
+        in_flight: int | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "failures": failures,
+            "locked_until": locked_until,
+            "last_failure_at": now,
+        }
+        if in_flight is not None:
+            values["in_flight"] = in_flight
+        await self.session.execute(
+            sa.update(sign_in_attempts).where(sign_in_attempts.c.key == key).values(**values)
+        )
+
+    async def succeeded(self, key: bytes, in_flight: int) -> None:
+        """A correct password: the failures are forgiven. The row goes unless other
+        attempts are still in flight (their outcome is counted on it)."""
+        if in_flight <= 0:
+            await self.clear(key)
+            return
+        await self.session.execute(
+            sa.update(sign_in_attempts)
+            .where(sign_in_attempts.c.key == key)
+            .values(failures=0, locked_until=None, in_flight=in_flight)
+        )
+
+    async def set_in_flight(self, key: bytes, in_flight: int) -> None:
+        await self.session.execute(
+            sa.update(sign_in_attempts)
+            .where(sign_in_attempts.c.key == key)
+            .values(in_flight=in_flight)
         )
 
     async def clear(self, key: bytes) -> None:

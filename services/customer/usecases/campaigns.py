@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from services.customer import convert
 from services.customer import domain as d
 from services.customer.domain import campaigns as cd
+from services.customer.domain import earning as ed
 from services.customer.domain import tiers as tier_rules
 from services.customer.store.campaigns import CampaignStore
 from services.customer.usecases.common import Context, UseCase
@@ -145,3 +146,15 @@ class Campaigns(UseCase):
             await store.award(campaign.id, order_id, customer_id, extra, self.clock())
             total += extra
         return total
+
+    async def give_back(self, uow: UnitOfWork, order: ed.OrderRecord) -> None:
+        """Returns and cancellations take back an order's extra points with the rest of
+        its points: what they take goes back to each campaign's budget, and an award taken
+        back in full no longer counts against the member's limit. The caller holds the
+        customer's lock (the order's awards are hers); idempotent, on the running total."""
+        store = CampaignStore(uow.session)
+        for award in await store.awards_of_order(order.order_id):
+            taken = award.points if order.cancelled else ed.returned_share(award.points, order)
+            due = award.refund_due(taken)
+            if due > 0:
+                await store.refund(award, due)

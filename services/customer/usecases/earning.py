@@ -104,6 +104,8 @@ class Earning(UseCase):
         store = LoyaltyStore(uow.session)
         await store.lock(order.customer_id)
         await orders.cancel(order_id)
+        if self.campaigns is not None:
+            await self.campaigns.give_back(uow, replace(order, cancelled=True))
         earning = await orders.earning(order_id)
         if earning is not None and earning.open_points > 0:
             await self._take_back(uow, earning, earning.open_points, f"cancelled {order_id}")
@@ -128,6 +130,8 @@ class Earning(UseCase):
         if not await orders.record_return(facts, refund):
             return  # this return was handled before
         order = await orders.add_returned(order.order_id, refund, facts.units)
+        if self.campaigns is not None:
+            await self.campaigns.give_back(uow, order)
         earning = await orders.earning(order.order_id)
         if earning is not None and earning.state is not ed.EarningState.CANCELLED:
             points = ed.reversal_for(earning, order)

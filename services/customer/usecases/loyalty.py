@@ -1,9 +1,10 @@
 """Customer use cases: loyalty points (earn, adjust, reverse, reserve/commit/release, expiry).
 
-Every change locks the account row first (store/loyalty.py), appends to the ledger with the
-balance in the same statement, publishes ``LoyaltyBalanceChanged`` through the outbox (which
-``WatchBalance`` on every replica follows) and projects the entry into the customer's
-timeline, all in one transaction.
+The ledger-with-holds flows are ``usecases/ledger.py``'s; here is what only points have:
+earn rules, lots spent oldest first and expiring, reversals. Every change locks the account
+row first, appends to the ledger with the balance in the same statement, publishes
+``LoyaltyBalanceChanged`` through the outbox (which ``WatchBalance`` on every replica
+follows) and projects the entry into the customer's timeline, all in one transaction.
 """
 
 from __future__ import annotations
@@ -13,30 +14,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from services.customer import convert
-from services.customer import domain as d
 from services.customer.domain import loyalty as ld
 from services.customer.domain import timeline as td
 from services.customer.store.loyalty import LoyaltyStore
 from services.customer.store.orders import OrderStore
 from services.customer.store.timeline import TimelineStore
-from services.customer.usecases.common import Context, UseCase, acting_for, load_customer
+from services.customer.usecases.common import Context, acting_for, load_customer
+from services.customer.usecases.ledger import SWEEP_BATCH, ChangeRequest, HeldLedger
+from services.customer.usecases.ledger import origin as ledger_origin
 from services.customer.watch import BalanceHub, BalanceUpdate
 from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import UnitOfWork
-from tenpo.kit.idempotency import idempotent
 from tenpo.kit.metrics import POINTS_EARNED, touchpoint
 
-#: One change of a locked account; answers the new entry's id ("" for none).
-_Action = Callable[[UnitOfWork, "LoyaltyStore", ld.Account], Awaitable[str]]
 #: A step of the sweep on one locked account.
 SweepStep = Callable[[UnitOfWork, "LoyaltyStore", uuid.UUID, datetime], Awaitable[None]]
-#: Accounts one sweep transaction handles; the sweep loops until none is left.
-SWEEP_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -53,18 +49,14 @@ def _writer(principal: Principal, customer_ref: str) -> uuid.UUID:
     return acting_for(principal, customer_ref, staff_scope=ld.LOYALTY_WRITE_SCOPE)
 
 
-def _origin(principal: Principal, channel: int, store_id: str) -> ld.Origin:
-    """Where a change came from: what the request names, else the caller's token."""
-    store = store_id.strip()
-    if store and not d.STORE_ID_PATTERN.match(store):
-        raise d.invalid("store_id", "a store id (lower-case letters, digits, dashes)")
-    return ld.Origin(channel or principal.channel, store or principal.store_id)
+class Loyalty(HeldLedger[ld.Account, ld.Entry, LoyaltyStore]):
+    unit, hold_state, store_type = ld.POINTS, ld.ReservationState, LoyaltyStore
+    empty = staticmethod(ld.empty_account)
 
-
-class Loyalty(UseCase):
     def __init__(self, context: Context, policy: LoyaltyPolicy, hub: BalanceHub) -> None:
         super().__init__(context)
         self.loyalty = policy
+        self.hold_ttl = policy.reservation_ttl
         self.hub = hub
         #: More work of the sweep on each locked account (order earnings, tiers).
         self.sweep_steps: list[SweepStep] = []
@@ -72,19 +64,12 @@ class Loyalty(UseCase):
     # ----------------------------------------------------------------------------- reads
 
     async def balance(self, principal: Principal, customer_ref: str) -> ld.Account:
-        customer_id = acting_for(principal, customer_ref)
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal)
-            found = await LoyaltyStore(uow.session).get(customer_id)
-        return found or ld.empty_account(customer_id)
+        return await self.read_account(principal, customer_ref)
 
     async def entries(
         self, principal: Principal, customer_ref: str, before_seq: int | None, limit: int
     ) -> list[tuple[int, ld.Entry]]:
-        customer_id = acting_for(principal, customer_ref)
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal)
-            return await LoyaltyStore(uow.session).page(customer_id, before_seq, limit)
+        return await self.read_entries(principal, customer_ref, before_seq, limit)
 
     async def watch(self, principal: Principal, customer_ref: str) -> AsyncIterator[BalanceUpdate]:
         """The balance now, then every change, for the stream's maximum duration."""
@@ -97,20 +82,12 @@ class Loyalty(UseCase):
     # --------------------------------------------------------------------------- changes
 
     async def earn(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        yen: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, yen: int, change: ChangeRequest
     ) -> tuple[ld.Entry | None, ld.Account]:
         customer_id = _writer(principal, customer_ref)
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
-        origin = _origin(principal, channel, store_id)
+        reference = ld.check_text(change.reference, "reference", ld.MAX_REFERENCE)
+        origin = ledger_origin(principal, change.channel, change.store_id)
+        request_id = change.request_id
 
         async def action(uow: UnitOfWork, store: LoyaltyStore, account: ld.Account) -> str:
             points = self.loyalty.rules.points_for(yen, account.tier)
@@ -124,7 +101,9 @@ class Loyalty(UseCase):
             await self.append_entry(uow, store, entry, remaining=points)
             return str(entry.id)
 
-        return await self._change("EarnPoints", customer_id, principal, request_id, request, action)
+        return await self.change(
+            "EarnPoints", customer_id, principal, request_id, change.request, action
+        )
 
     async def adjust(
         self,
@@ -156,7 +135,7 @@ class Loyalty(UseCase):
                 await self.append_entry(uow, store, entry)
             return str(entry.id)
 
-        return await self._change(
+        return await self.change(
             "AdjustPoints", customer_id, principal, request_id, request, action
         )
 
@@ -206,63 +185,18 @@ class Loyalty(UseCase):
             await self.take_back(uow, store, entry, original.id, original.remaining)
             return str(entry.id)
 
-        return await self._change(
+        return await self.change(
             "ReverseEntry", customer_id, principal, request_id, request, action
         )
 
     async def reserve(
-        self,
-        principal: Principal,
-        customer_ref: str,
-        *,
-        points: int,
-        reference: str,
-        channel: int,
-        store_id: str,
-        request_id: str,
-        request: Message,
+        self, principal: Principal, customer_ref: str, *, points: int, change: ChangeRequest
     ) -> ld.Reservation:
         customer_id = _writer(principal, customer_ref)
         points = ld.check_points(points, "points")
-        reference = ld.check_text(reference, "reference", ld.MAX_REFERENCE)
-        origin = _origin(principal, channel, store_id)
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal, lock=True)
-            store = LoyaltyStore(uow.session)
-
-            async def hold() -> wrappers_pb2.StringValue:
-                now = self.clock()
-                account = await store.reserve(customer_id, points, now)
-                if account is None:
-                    current = await store.get(customer_id) or ld.empty_account(customer_id)
-                    raise ld.insufficient_points(points, current.available)
-                reservation = ld.Reservation(
-                    id=uuid.uuid4(),
-                    customer_id=customer_id,
-                    points=points,
-                    state=ld.ReservationState.HELD,
-                    reference=reference,
-                    channel=origin.channel,
-                    store_id=origin.store_id,
-                    created_at=now,
-                    expires_at=now + self.loyalty.reservation_ttl,
-                )
-                await store.insert_reservation(reservation)
-                self.announce(uow, account)
-                return wrappers_pb2.StringValue(value=str(reservation.id))
-
-            held = await idempotent(
-                uow,
-                scope=f"ReservePoints:{customer_id}",
-                request_id=request_id,
-                request=request,
-                response_type=wrappers_pb2.StringValue,
-                action=hold,
-            )
-            found = await store.reservation(customer_id, uuid.UUID(held.value))
-            await uow.commit()
-        assert found is not None
-        return found
+        return await self.hold(
+            "ReservePoints", principal, customer_id, amount=points, change=change
+        )
 
     async def commit(
         self,
@@ -273,75 +207,39 @@ class Loyalty(UseCase):
         """Redeem a hold. Committing a committed hold answers it again (the saga retries)."""
         customer_id = _writer(principal, customer_ref)
         reservation_id = convert.parse_id(reservation_ref, "reservation_id")
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal, lock=True)
-            store = LoyaltyStore(uow.session)
-            await store.lock(customer_id)
-            reservation = await store.reservation(customer_id, reservation_id)
-            if reservation is None:
-                raise ld.reservation_not_found()
-            now = self.clock()
-            ld.check_reservation_open(reservation, now)
-            if reservation.state is ld.ReservationState.HELD:
-                entry = self.new_entry(
-                    customer_id,
-                    ld.LedgerEntryKind.REDEEM,
-                    -reservation.points,
-                    ld.Origin(reservation.channel, reservation.store_id),
-                    str(reservation.id),
-                    reservation.reference,
-                    now,
-                )
-                await self._spend(store, customer_id, reservation.points)
-                await self.append_entry(uow, store, entry, reserved_delta=-reservation.points)
-                await store.set_reservation_state(
-                    reservation.id, ld.ReservationState.COMMITTED, entry.id
-                )
-                reservation = await store.reservation(customer_id, reservation_id)
-            await uow.commit()
-        assert reservation is not None
-        return reservation
+        return await self.commit_hold(principal, customer_id, reservation_id)
 
     async def release(
         self, principal: Principal, customer_ref: str, reservation_ref: str
     ) -> ld.Reservation:
         customer_id = _writer(principal, customer_ref)
         reservation_id = convert.parse_id(reservation_ref, "reservation_id")
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal, lock=True)
-            store = LoyaltyStore(uow.session)
-            await store.lock(customer_id)
-            reservation = await store.reservation(customer_id, reservation_id)
-            if reservation is None:
-                raise ld.reservation_not_found()
-            if reservation.state is ld.ReservationState.HELD:
-                await self._release(uow, store, reservation)
-                reservation = await store.reservation(customer_id, reservation_id)
-            await uow.commit()
-        assert reservation is not None
-        return reservation
+        return await self.release_hold(principal, customer_id, reservation_id)
 
-    async def sweep(self) -> int:
-        """Expire lots past their expiry (oldest first) and release expired holds, one batch
-        of accounts per transaction. Returns how many accounts changed."""
-        changed = 0
-        after: uuid.UUID | None = None
-        now = self.clock()
-        # One pass in id order: an account whose lot must wait for a live hold is visited
-        # once per sweep, not again and again.
-        while True:
-            async with self.db.unit_of_work() as uow:
-                store = LoyaltyStore(uow.session)
-                accounts = await store.accounts_to_sweep(now, SWEEP_BATCH, after)
-                if not accounts:
-                    return changed
-                for customer_id in accounts:
-                    await self._sweep_account(uow, store, customer_id, now)
-                await uow.commit()
-            changed += len(accounts)
-            after = accounts[-1]
-            if len(accounts) < SWEEP_BATCH:
-                return changed
+    # ------------------------------------------------------------------ the ledger's hooks
+
+    async def accounts_due(
+        self, store: LoyaltyStore, now: datetime, after: uuid.UUID | None
+    ) -> list[uuid.UUID]:
+        """Also accounts with an expired lot, an order earning past its window, a tier due
+        for review: the sweep expires lots oldest first and runs ``sweep_steps`` too."""
+        return await store.accounts_due(now, SWEEP_BATCH, after)
+
+    async def write_commit(
+        self, uow: UnitOfWork, store: LoyaltyStore, hold: ld.Reservation, now: datetime
+    ) -> uuid.UUID:
+        entry = self.new_entry(
+            hold.customer_id,
+            ld.LedgerEntryKind.REDEEM,
+            -hold.amount,
+            ld.Origin(hold.channel, hold.store_id),
+            str(hold.id),
+            hold.reference,
+            now,
+        )
+        await self._spend(store, hold.customer_id, hold.amount)
+        await self.append_entry(uow, store, entry, reserved_delta=-hold.amount)
+        return entry.id
 
     # ---------------------------------------------------------------------------- helpers
 
@@ -366,13 +264,12 @@ class Loyalty(UseCase):
             await store.take_from_lots(ld.spend_oldest_first(lots, excess))
         return after
 
-    async def _sweep_account(
+    async def sweep_account(
         self, uow: UnitOfWork, store: LoyaltyStore, customer_id: uuid.UUID, now: datetime
     ) -> None:
         for extra in self.sweep_steps:
             await extra(uow, store, customer_id, now)
-        for reservation in await store.expired_holds(customer_id, now):
-            await self._release(uow, store, reservation)
+        await super().sweep_account(uow, store, customer_id, now)
         account = await store.lock(customer_id)
         lots = await store.expired_lots(customer_id, now)
         for lot in lots:
@@ -392,15 +289,6 @@ class Loyalty(UseCase):
             )
             account = await self.append_entry(uow, store, entry)
 
-    async def _release(
-        self, uow: UnitOfWork, store: LoyaltyStore, reservation: ld.Reservation
-    ) -> None:
-        await store.set_reservation_state(reservation.id, ld.ReservationState.RELEASED)
-        account = await store.change_reserved(
-            reservation.customer_id, -reservation.points, self.clock()
-        )
-        self.announce(uow, account)
-
     async def _spend(self, store: LoyaltyStore, customer_id: uuid.UUID, points: int) -> None:
         lots = await store.open_lots(customer_id)
         await store.take_from_lots(ld.spend_oldest_first(lots, points))
@@ -414,7 +302,9 @@ class Loyalty(UseCase):
         remaining: int = 0,
         reserved_delta: int = 0,
     ) -> ld.Account:
-        account = await store.append(entry, remaining=remaining, reserved_delta=reserved_delta)
+        account = await store.append_entry(
+            entry, remaining=remaining, reserved_delta=reserved_delta
+        )
         self.announce(uow, account)
         if entry.kind is ld.LedgerEntryKind.EARN:
             uow.count(POINTS_EARNED, entry.points, channel=touchpoint(entry.channel))
@@ -435,8 +325,7 @@ class Loyalty(UseCase):
         )
         return account
 
-    @staticmethod
-    def announce(uow: UnitOfWork, account: ld.Account) -> None:
+    def announce(self, uow: UnitOfWork, account: ld.Account) -> None:
         uow.add_event(
             events_pb2.LoyaltyBalanceChanged(
                 customer_id=str(account.customer_id),
@@ -470,39 +359,6 @@ class Loyalty(UseCase):
             reference=reference,
             created_at=now,
         )
-
-    async def _change(
-        self,
-        scope: str,
-        customer_id: uuid.UUID,
-        principal: Principal,
-        request_id: str,
-        request: Message,
-        action: _Action,
-    ) -> tuple[ld.Entry | None, ld.Account]:
-        """One ledger change: the account locked, the action run once per request_id (bound
-        to the caller), committed; answers the entry and the account after it."""
-        async with self.db.unit_of_work() as uow:
-            await load_customer(uow, customer_id, principal, lock=True)
-            store = LoyaltyStore(uow.session)
-            account = await store.lock(customer_id)
-
-            async def run() -> wrappers_pb2.StringValue:
-                return wrappers_pb2.StringValue(value=await action(uow, store, account))
-
-            done = await idempotent(
-                uow,
-                scope=f"{scope}:{customer_id}",
-                request_id=request_id,
-                request=request,
-                response_type=wrappers_pb2.StringValue,
-                action=run,
-            )
-            entry = await store.entry(customer_id, uuid.UUID(done.value)) if done.value else None
-            after = await store.get(customer_id)
-            await uow.commit()
-        assert after is not None
-        return entry, after
 
 
 def _with_expiry(entry: ld.Entry, expires_at: datetime) -> ld.Entry:

@@ -9,10 +9,9 @@ from datetime import timedelta
 from services.customer import domain as d
 from services.customer.security import new_secret
 from services.customer.security import secret_hash as hash_secret
-from services.customer.store.customers import CustomerStore
+from services.customer.store.customers import Credentials, CustomerStore
 from services.customer.store.privacy import purge_expired
-from services.customer.store.staff import StaffStore
-from services.customer.store.throttle import ThrottleStore
+from services.customer.store.staff import StaffStore, StaffUser
 from services.customer.store.tokens import TokenStore
 from services.customer.usecases.common import (
     Context,
@@ -20,11 +19,11 @@ from services.customer.usecases.common import (
     UseCase,
     bounded,
     customer_not_found,
-    invalid_credentials,
     require_full_customer_session,
     subject_id,
     throttle_key,
 )
+from services.customer.usecases.lockout import SignInLockout
 from services.customer.usecases.mail_tokens import MailTokens
 from tenpo.customer.v1 import events_pb2
 from tenpo.kit.auth import Principal, PrincipalKind
@@ -34,7 +33,6 @@ from tenpo.kit.errors import (
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
-    ResourceExhausted,
     Unauthenticated,
 )
 
@@ -52,6 +50,7 @@ class Sessions(UseCase):
     def __init__(self, context: Context, mail: MailTokens) -> None:
         super().__init__(context)
         self.mail = mail
+        self.lockout = SignInLockout(context)
 
     async def _start_session(
         self,
@@ -145,33 +144,6 @@ class Sessions(UseCase):
             await uow.commit()
         return customer, tokens
 
-    async def _check_lock(self, key: bytes) -> None:
-        """Count this attempt before checking the password, under a row lock: parallel
-        guesses cannot slip past the lock, and the lock stands before the slow hash."""
-        now = self.clock()
-        async with self.db.unit_of_work() as uow:
-            throttle = ThrottleStore(uow.session)
-            attempts = await throttle.lock_row(key)
-            if attempts.locked_until is not None and attempts.locked_until > now:
-                retry_after = max(1, int((attempts.locked_until - now).total_seconds() + 0.999))
-                raise ResourceExhausted(
-                    f"too many failed sign-ins; locked, retry after {retry_after} s",
-                    reason="SIGN_IN_LOCKED",
-                    metadata={"retry_after_seconds": str(retry_after)},
-                )
-            failures = attempts.failures + 1
-            lock = d.lockout_seconds(
-                failures,
-                threshold=self.policy.lockout_threshold,
-                base=self.policy.lockout_base_seconds,
-                maximum=self.policy.lockout_max_seconds,
-            )
-            await throttle.save(key, failures, now + timedelta(seconds=lock) if lock else None, now)
-            await uow.commit()
-
-    async def _clear_lock(self, uow: UnitOfWork, key: bytes) -> None:
-        await ThrottleStore(uow.session).clear(key)
-
     def _sign_in_key(self, kind: str, email: str, password: str) -> bytes:
         bounded(email, "email", d.MAX_EMAIL)
         bounded(password, "password", d.MAX_PASSWORD)
@@ -185,19 +157,18 @@ class Sessions(UseCase):
         key = self._sign_in_key("customer", email, password)
         email_key = d.email_lookup_key(email)
         assert email_key is not None
-        await self._check_lock(key)
-        async with self.db.unit_of_work() as uow:
+
+        async def lookup(uow: UnitOfWork) -> tuple[str | None, Credentials | None]:
             credentials = await CustomerStore(uow.session).credentials_by_email(email_key)
-        usable = credentials is not None and credentials.state is d.CustomerState.ACTIVE
-        stored = credentials.password_hash if usable and credentials else None
-        if not await self.passwords.verify(stored, password) or credentials is None:
-            raise invalid_credentials()
-        async with self.db.unit_of_work() as uow:
-            await self._clear_lock(uow, key)
+            if credentials is None or credentials.state is not d.CustomerState.ACTIVE:
+                return None, None
+            return credentials.password_hash, credentials
+
+        async def succeed(uow: UnitOfWork, credentials: Credentials, stored: str) -> IssuedTokens:
             if stored and self.passwords.needs_rehash(stored):
                 new_hash = await self.passwords.hash(password)
                 await CustomerStore(uow.session).set_password(credentials.id, new_hash)
-            tokens = await self._start_session(
+            return await self._start_session(
                 uow,
                 subject_kind=d.SubjectKind.CUSTOMER,
                 subject_id=credentials.id,
@@ -205,22 +176,22 @@ class Sessions(UseCase):
                 scopes=d.CUSTOMER_SCOPES,
                 channel=channel,
             )
-            await uow.commit()
-        return tokens
+
+        return await self.lockout.attempt(key, password, lookup, succeed)
 
     async def sign_in_staff(self, *, email: str, password: str) -> IssuedTokens:
         key = self._sign_in_key("staff", email, password)
         email_key = d.email_lookup_key(email)
         assert email_key is not None
-        await self._check_lock(key)
-        async with self.db.unit_of_work() as uow:
+
+        async def lookup(uow: UnitOfWork) -> tuple[str | None, StaffUser | None]:
             staff = await StaffStore(uow.session).by_email(email_key)
-        stored = staff.password_hash if staff is not None and not staff.disabled else None
-        if not await self.passwords.verify(stored, password) or staff is None:
-            raise invalid_credentials()
-        async with self.db.unit_of_work() as uow:
-            await self._clear_lock(uow, key)
-            tokens = await self._start_session(
+            if staff is None or staff.disabled:
+                return None, None
+            return staff.password_hash, staff
+
+        async def succeed(uow: UnitOfWork, staff: StaffUser, stored: str) -> IssuedTokens:
+            return await self._start_session(
                 uow,
                 subject_kind=d.SubjectKind.STAFF,
                 subject_id=staff.id,
@@ -228,8 +199,8 @@ class Sessions(UseCase):
                 scopes=staff.scopes,
                 channel=d.CHANNEL_BACK_OFFICE,
             )
-            await uow.commit()
-        return tokens
+
+        return await self.lockout.attempt(key, password, lookup, succeed)
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         bounded(refresh_token, "refresh_token")

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest_asyncio
+import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 
 from services.customer.domain import earning as ed
@@ -80,6 +81,39 @@ class Desk:
             )
             await uow.commit()
         return order_id
+
+    async def returned(self, customer_id: str, order_id: str, yen: int) -> None:
+        """A return refunding ``yen`` of the order, as the order events' consumer runs it."""
+        async with self.service.host.runtime.db.unit_of_work() as uow:
+            await self.cases.earning.return_received(
+                uow,
+                ed.ReturnFacts(
+                    return_id=f"r-{uuid.uuid4().hex[:10]}",
+                    order_id=order_id,
+                    customer_id=uuid.UUID(customer_id),
+                    refund_yen=yen,
+                    units=0,
+                    received_at=datetime.now(UTC),
+                ),
+            )
+            await uow.commit()
+
+    async def cancelled(self, order_id: str) -> None:
+        async with self.service.host.runtime.db.unit_of_work() as uow:
+            await self.cases.earning.order_cancelled(uow, order_id)
+            await uow.commit()
+
+    async def awards(self, campaign_id: str) -> dict[str, tuple[int, int]]:
+        """Order id → (points awarded, points given back), as the database holds them."""
+        async with self.service.db.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT order_id, points, refunded_points FROM campaign_awards"
+                    " WHERE campaign_id = :c"
+                ),
+                {"c": uuid.UUID(campaign_id)},
+            )
+            return {row.order_id: (row.points, row.refunded_points) for row in rows}
 
     async def earned(self, customer_id: str) -> int:
         """Pending and available points: the sweep may make an old order's points available
@@ -305,3 +339,89 @@ async def test_lapsed_customers_are_listed_for_notification_and_earn_the_offer(
         await desk.stub.EndCampaign(
             api.EndCampaignRequest(campaign_id=done.id), metadata=desk.staff
         )
+
+
+async def test_returns_and_cancellations_give_the_budget_and_the_use_back(desk: Desk) -> None:
+    pos = common_pb2.CHANNEL_POS
+    campaign = await desk.create(
+        display_name="refunds",
+        channels=[pos],
+        bonus_points=100,
+        per_member_limit=1,
+        budget_points=300,
+    )
+    given = desk.campaign
+    a, b, c, late = [(await desk.service.register("refund"))[0] for _ in range(4)]
+    a1 = await desk.order(a, 1_000, channel=pos)
+    b1 = await desk.order(b, 1_000, channel=pos)
+    await desk.order(c, 1_000, channel=pos)
+    await desk.order(late, 1_000, channel=pos)
+    assert (await given(campaign.id)).given_points == 300
+    assert await desk.earned(late) == 10  # the budget was spent: the rules' points only
+
+    # A cancelled order gives its bonus and its use back: she may earn it again.
+    await desk.cancelled(a1)
+    assert (await given(campaign.id)).given_points == 200
+    await desk.order(a, 1_000, channel=pos)
+    assert (await given(campaign.id)).given_points == 300
+    assert await desk.earned(a) == 10 + 100
+
+    # Half returned: half the bonus goes back to the budget, the use still counts.
+    await desk.returned(b, b1, 500)
+    assert (await given(campaign.id)).given_points == 250
+    assert (await desk.awards(campaign.id))[b1] == (100, 50)
+    await desk.order(b, 1_000, channel=pos)
+    assert (await given(campaign.id)).given_points == 250  # limit 1: no second award
+    # The rest returned: the whole bonus is back, and so is her use.
+    await desk.returned(b, b1, 500)
+    await desk.returned(b, b1, 500)  # more than the order: nothing more comes back
+    assert (await desk.awards(campaign.id))[b1] == (100, 100)
+    assert (await given(campaign.id)).given_points == 200
+    await desk.order(b, 1_000, channel=pos)
+    assert (await given(campaign.id)).given_points == 300
+    # Cancelling a wholly returned order gives nothing back twice.
+    await desk.cancelled(b1)
+    assert (await given(campaign.id)).given_points == 300
+    await desk.stub.EndCampaign(
+        api.EndCampaignRequest(campaign_id=campaign.id), metadata=desk.staff
+    )
+
+
+async def test_concurrent_returns_and_orders_keep_the_budget_exact(desk: Desk) -> None:
+    shelf = common_pb2.CHANNEL_SMART_SHELF
+    campaign = await desk.create(
+        display_name="refund race",
+        channels=[shelf],
+        bonus_points=10,
+        per_member_limit=1,
+        budget_points=80,
+    )
+    first = [(await desk.service.register("race"))[0] for _ in range(8)]
+    orders = await asyncio.gather(*(desk.order(c, 1_000, channel=shelf) for c in first))
+    assert (await desk.campaign(campaign.id)).given_points == 80
+
+    # Ten partial returns of each first order (a tenth each), all at once, while four other
+    # customers order and compete for whatever budget the returns give back.
+    others = [(await desk.service.register("race"))[0] for _ in range(4)]
+    await asyncio.gather(
+        *(desk.returned(c, o, 100) for c, o in zip(first, orders, strict=True) for _ in range(10)),
+        *(desk.order(c, 1_000, channel=shelf) for c in others),
+    )
+    awards = await desk.awards(campaign.id)
+    for order_id in orders:
+        assert awards[order_id] == (10, 10)  # every return counted once, the whole bonus back
+    outstanding = sum(points - back for points, back in awards.values())
+    given_now = (await desk.campaign(campaign.id)).given_points
+    assert given_now == outstanding <= 80  # the budget row adds up exactly, never over
+    late = [o for o in awards if o not in orders]
+    assert given_now == 10 * len(late)
+    # Every first customer's use came back with her wholly returned order (limit 1): as
+    # many of them as the budget has room for earn the bonus again, at once.
+    before = {c: await desk.earned(c) for c in first}
+    await asyncio.gather(*(desk.order(c, 1_000, channel=shelf) for c in first))
+    bonuses = [await desk.earned(c) - before[c] - 10 for c in first]
+    assert sorted(bonuses) == [0] * len(late) + [10] * (8 - len(late))
+    assert (await desk.campaign(campaign.id)).given_points == 80
+    await desk.stub.EndCampaign(
+        api.EndCampaignRequest(campaign_id=campaign.id), metadata=desk.staff
+    )

@@ -1,5 +1,6 @@
-"""A device client's store is an inventory location id, asked of inventory (with a deadline)
-when the client is created; the demo devices are bound to inventory's demo stores."""
+"""Machine clients over gRPC: tokens bound to their channel, store and scopes; a device
+client's store is an inventory location id, asked of inventory (with a deadline) when the
+client is created; the demo devices are bound to inventory's demo stores."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from services.customer import domain as d
 from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import resources_pb2 as pb
 from tests.services.conftest import Tokens
 from tests.services.customer.conftest import SLOW_LOCATION, Inventory, Service, expect_error
-from tests.services.customer.test_identity_api import client_admin
+from tests.services.customer.identity_helpers import claims_of, client_admin
 
 
 def _kiosk(store_id: str, kind: int = pb.CLIENT_KIND_KIOSK) -> ids.CreateClientRequest:
@@ -187,3 +189,135 @@ async def test_seeding_again_gives_an_older_seed_client_the_seeds_scopes(
         ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
     )
     assert {"orders:read", "orders:write", "carts:write"} <= set(signed_in.tokens.scopes)
+
+
+async def test_clients_get_tokens_bound_to_channel_store_and_scopes(
+    service: Service, tokens: Tokens
+) -> None:
+    admin = client_admin(tokens)
+    created = await service.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(
+                display_name="Shibuya kiosk 1",
+                kind=pb.CLIENT_KIND_KIOSK,
+                store_id="tokyo-shibuya",
+                scopes=["catalog:read", "inventory:read"],
+            )
+        ),
+        metadata=admin,
+    )
+    client, secret = created.client, created.client_secret
+    assert client.id.startswith("cl_") and secret.startswith("cs_")
+    assert client.channel == 3  # KIOSK
+    signed_in = await service.identity.SignInClient(
+        ids.SignInClientRequest(client_id=client.id, client_secret=secret)
+    )
+    assert not signed_in.tokens.refresh_token
+    claims = claims_of(signed_in.tokens.access_token)
+    assert (claims["kind"], claims["sub"], claims["channel"], claims["store"]) == (
+        "device",
+        client.id,
+        "KIOSK",
+        "tokyo-shibuya",
+    )
+    assert claims["scope"] == "catalog:read inventory:read"
+
+    await expect_error(
+        service.identity.SignInClient(
+            ids.SignInClientRequest(client_id=client.id, client_secret=secret + "x")
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CLIENT_CREDENTIALS",
+    )
+    async with service.db.engine.connect() as conn:
+        dump = (
+            await conn.execute(sa.text("SELECT string_agg(c::text, '') FROM clients c"))
+        ).scalar_one()
+    assert secret not in dump and secret[3:] not in dump
+
+    back_office = await service.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(
+                display_name="CRM sync",
+                kind=pb.CLIENT_KIND_BACK_OFFICE_TOOL,
+                scopes=["customers:read"],
+            )
+        ),
+        metadata=admin,
+    )
+    tool = await service.identity.SignInClient(
+        ids.SignInClientRequest(
+            client_id=back_office.client.id, client_secret=back_office.client_secret
+        )
+    )
+    assert claims_of(tool.tokens.access_token)["kind"] == "service"
+
+    # Nobody delegates what they do not hold, nor the power to mint credentials.
+    details = await expect_error(
+        service.identity.CreateClient(
+            ids.CreateClientRequest(
+                client=pb.Client(
+                    display_name="x",
+                    kind=pb.CLIENT_KIND_POS,
+                    store_id="",
+                    scopes=["orders:write", "clients:write", "BAD"],
+                )
+            ),
+            metadata=admin,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "CLIENT_INVALID",
+    )
+    assert {v.field for v in details.field_violations} == {
+        "client.store_id",
+        "client.scopes[0]",
+        "client.scopes[1]",
+        "client.scopes[2]",
+    }
+    await expect_error(
+        service.identity.CreateClient(
+            ids.CreateClientRequest(
+                client=pb.Client(
+                    display_name="x", kind=pb.CLIENT_KIND_KIOSK, store_id="tokyo-shibuya"
+                )
+            ),
+            metadata=tokens.staff,
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "MISSING_SCOPE",
+    )
+    for n in range(3):
+        await service.identity.CreateClient(
+            ids.CreateClientRequest(
+                client=pb.Client(
+                    display_name=f"shelf {n}",
+                    kind=pb.CLIENT_KIND_SMART_SHELF,
+                    store_id="osaka-umeda",
+                )
+            ),
+            metadata=admin,
+        )
+    seen: list[str] = []
+    page_token = ""
+    while True:
+        listed = await service.identity.ListClients(
+            ids.ListClientsRequest(store_id="osaka-umeda", page_size=2, page_token=page_token),
+            metadata=admin,
+        )
+        seen.extend(c.display_name for c in listed.clients)
+        page_token = listed.next_page_token
+        if not page_token:
+            break
+    assert seen == ["shelf 2", "shelf 1", "shelf 0"]  # newest first, each once
+
+    revoked = await service.identity.RevokeClient(
+        ids.RevokeClientRequest(client_id=client.id), metadata=admin
+    )
+    assert revoked.client.HasField("revoke_time")
+    await expect_error(
+        service.identity.SignInClient(
+            ids.SignInClientRequest(client_id=client.id, client_secret=secret)
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_CLIENT_CREDENTIALS",
+    )

@@ -109,6 +109,26 @@ def test_lockout_doubles_from_the_threshold_up_to_the_maximum() -> None:
     assert d.lockout_seconds(10_000, threshold=5, base=30, maximum=600) == 600
 
 
+def test_attempts_check_outside_the_lock_only_while_all_failing_could_not_lock() -> None:
+    # threshold 3: with nothing in flight, two attempts may check at once; the third is
+    # decided under the row lock, as is any attempt once two failures are counted.
+    assert d.may_check_outside_lock(0, 0, threshold=3)
+    assert d.may_check_outside_lock(0, 1, threshold=3)
+    assert not d.may_check_outside_lock(0, 2, threshold=3)
+    assert not d.may_check_outside_lock(2, 0, threshold=3)
+    assert not d.may_check_outside_lock(0, 0, threshold=1)
+    # A failure decides the lock counting what is still in flight as failures too.
+    assert d.lockout_exposure(1, 2) == 3
+
+
+def test_in_flight_attempts_a_crashed_process_left_stop_counting() -> None:
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert d.live_in_flight(2, now - timedelta(seconds=5), now) == 2
+    assert d.live_in_flight(2, now - d.SIGN_IN_IN_FLIGHT_STALE, now) == 0
+    assert d.live_in_flight(2, None, now) == 0
+    assert d.live_in_flight(-1, now, now) == 0
+
+
 def entry(
     purpose: d.ConsentPurpose, channel: d.ConsentChannel, status: d.ConsentStatus, minute: int
 ) -> d.ConsentEntry:

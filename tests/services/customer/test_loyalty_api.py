@@ -303,7 +303,7 @@ async def test_the_hold_statement_alone_never_overdraws(loyalty: Loyalty) -> Non
         async with db.unit_of_work() as uow:
             await uow.session.execute(sa.text("SELECT 1"))  # the transaction is open
             await started.wait()
-            held = await LoyaltyStore(uow.session).reserve(account, 10, datetime.now(UTC))
+            held = await LoyaltyStore(uow.session).hold(account, 10, datetime.now(UTC))
             await uow.commit()
         return held is not None
 
