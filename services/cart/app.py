@@ -77,6 +77,7 @@ async def build(runtime: Runtime[CartSettings]) -> None:
         carts,
         idle=timedelta(seconds=settings.abandon_after_seconds),
         guest_expiry=timedelta(seconds=settings.guest_cart_expiry_seconds),
+        code_attempt_window=timedelta(seconds=settings.code_attempt_window_seconds),
         batch_size=settings.sweep_batch_size,
     )
     runtime.add_servicer(

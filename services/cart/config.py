@@ -48,7 +48,8 @@ class CartSettings(ServiceSettings):
     guest_cart_expiry_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_batch_size: int = Field(default=200, ge=1, le=10_000)
-    #: Wrong promotion codes a principal may try per window before RESOURCE_EXHAUSTED.
+    #: Wrong promotion codes a principal (or a guest cart) may try per window before
+    #: RESOURCE_EXHAUSTED, counted in the database: one limit across every replica.
     code_attempts: int = Field(default=10, ge=1)
     code_attempt_window_seconds: float = Field(default=900.0, gt=0)
     #: Durable consumer names (one per deployment).

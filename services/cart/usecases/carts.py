@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from google.protobuf import wrappers_pb2
@@ -34,6 +34,7 @@ from services.cart.domain.promotions import (
 )
 from services.cart.events import checked_out_event
 from services.cart.store.carts import CartStore
+from services.cart.store.code_attempts import CodeAttemptStore, attempts_key
 from services.cart.store.driver import (
     DriverCartStore,
     KnownLines,
@@ -44,7 +45,7 @@ from services.cart.store.driver import (
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
 from tenpo.kit.auth import Principal, PrincipalKind
-from tenpo.kit.cache import RefreshingValue, TTLCache, ttl_cache
+from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
     Aborted,
@@ -153,8 +154,7 @@ class Carts:
         self.known_lines = KnownLines(known_lines)
         self.automatic = RefreshingValue(self._load_automatic, AUTOMATIC_PROMOTIONS_TTL)
         self._code_attempts = code_attempts
-        # Per replica: N replicas allow N × the attempts, still far too few to guess a code.
-        self._wrong_codes: TTLCache[str, int] = ttl_cache(100_000, code_attempt_window_seconds)
+        self._code_attempt_window = timedelta(seconds=code_attempt_window_seconds)
 
     async def _load_automatic(self) -> list[Promotion]:
         async with self.db.unit_of_work() as uow:
@@ -513,21 +513,15 @@ class Carts:
     ) -> CartView:
         """Enter a code. Refused outright (FAILED_PRECONDITION) when it cannot be the
         customer's: CODE_NOT_FOUND (also for someone else's personal code), CODE_EXPIRED,
-        CODE_ALREADY_USED; wrong codes count against the caller. A valid code whose
-        conditions are not met yet stays on the cart, listed in rejected_codes."""
+        CODE_ALREADY_USED; wrong codes count against the caller (the principal, or a guest's
+        cart) on every replica alike. A valid code whose conditions are not met yet stays on
+        the cart, listed in rejected_codes."""
         code = normalize_code(raw_code)
-        attempts_key = access.principal_key(principal) or f"cart:{cart_id}"
-        if self._wrong_codes.get(attempts_key, 0) >= self._code_attempts:
-            raise ResourceExhausted(
-                "too many wrong promotion codes; wait before trying again",
-                reason="CODE_ATTEMPTS_EXCEEDED",
-            )
         cart = access.open_cart(principal, await self._load(cart_id), token, write=True)
-        async with self.db.unit_of_work() as uow:
-            found = (await PromotionStore(uow.session).find_codes([code])).get(code)
-        refusal = code_refusal(found, cart.customer_id, self.clock())
+        refusal = await self._judge_code(
+            access.principal_key(principal) or f"cart:{cart_id}", code, cart
+        )
         if refusal is not None:
-            self._wrong_codes[attempts_key] = self._wrong_codes.get(attempts_key, 0) + 1
             raise FailedPrecondition(
                 "the code cannot be used",
                 reason=refusal,
@@ -535,6 +529,32 @@ class Carts:
             )
         mutation = Mutation("ApplyPromotionCode", [], lambda c, _: c.with_code(code))
         return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def _judge_code(self, caller: str, code: str, cart: Cart) -> str | None:
+        """Why ``code`` cannot go on ``cart`` (None: it can), counting a wrong code against
+        ``caller`` in the database, so every replica shares one limit. The caller's row is
+        locked while the code is judged: concurrent guesses on any replica queue, and no
+        more than ``code_attempts`` wrong codes are ever judged per window. Past the limit
+        every code — an existing one too — gets the same CODE_ATTEMPTS_EXCEEDED, so the
+        answer says nothing about which codes exist."""
+        key = attempts_key(caller)
+        refusal: str | None = None
+        async with self.db.unit_of_work() as uow:
+            attempts = CodeAttemptStore(uow.session)
+            failures = await attempts.lock(key, self.clock(), self._code_attempt_window)
+            exhausted = failures >= self._code_attempts
+            if not exhausted:
+                found = (await PromotionStore(uow.session).find_codes([code])).get(code)
+                refusal = code_refusal(found, cart.customer_id, self.clock())
+                if refusal is not None:
+                    await attempts.count_failure(key)
+            await uow.commit()
+        if exhausted:
+            raise ResourceExhausted(
+                "too many wrong promotion codes; wait before trying again",
+                reason="CODE_ATTEMPTS_EXCEEDED",
+            )
+        return refusal
 
     async def remove_code(
         self,
