@@ -162,7 +162,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def subprocess_server(args: list[str], env: dict[str, str] | None = None) -> Iterator[None]:
+def subprocess_server(
+    args: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server in its own process, so client and server don't share one event loop."""
     process = subprocess.Popen(
         [sys.executable, *args],
@@ -171,7 +173,7 @@ def subprocess_server(args: list[str], env: dict[str, str] | None = None) -> Ite
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield
+        yield process
     finally:
         process.terminate()
         try:
