@@ -308,9 +308,10 @@ class Carts:
         request: Message,
         mutation: Mutation,
     ) -> CartView:
-        """Apply ``mutation`` optimistically: read the cart (one statement), decide, and
-        write it back only if its version has not moved (one statement that commits on its
-        own, with the request_id claimed in it); a lost race reads again. After
+        """Apply ``mutation`` optimistically: read the cart (one statement; on the first
+        attempt not even that when this replica knows the cart, see ``_known``), decide,
+        and write it back only if its version has not moved (one statement that commits on
+        its own, with the request_id claimed in it); a lost race reads again. After
         ``CHANGE_ATTEMPTS - 1`` lost races the last attempt holds the cart's row lock from
         its read to its write, so a hot cart still makes progress. Catalog and inventory
         are asked between read and write, never under the lock (but on that last attempt,
@@ -341,11 +342,13 @@ class Carts:
 
         for attempt in range(1, CHANGE_ATTEMPTS + 1):
             if attempt < CHANGE_ATTEMPTS:
-                # No connection is held while the catalog and inventory are asked.
-                async with self.db.driver_connection() as connection:
-                    read = await DriverCartStore(connection, self.known_lines).read(
-                        cart_id, scope, key
-                    )
+                read = self._known(cart_id, etag) if attempt == 1 else None
+                if read is None:
+                    # No connection is held while the catalog and inventory are asked.
+                    async with self.db.driver_connection() as connection:
+                        read = await DriverCartStore(connection, self.known_lines).read(
+                            cart_id, scope, key
+                        )
                 planned = await plan(read, may_ask=True)
                 if isinstance(planned, CartView):
                     return planned
@@ -368,6 +371,19 @@ class Carts:
                 return await self._view_now(planned.cart)
         # The locked attempt cannot lose its race; this only guards the loop's end.
         raise Aborted("the cart kept changing; retry", reason="CART_CONTENDED")
+
+    def _known(self, cart_id: uuid.UUID, etag: str) -> Read | None:
+        """The first attempt of a change starts from the cart as this replica last wrote or
+        read it, without reading: the write's compare-and-set (version and reprice mark)
+        catches a cart moved on elsewhere, and a request_id used before (its claim fails),
+        and the next attempt reads. Not when the caller's etag names another version (it
+        may be newer than the one known here) or the cart known here is closed."""
+        known = self.known_lines.cart(cart_id)
+        if known is None or known.status is not CartStatus.ACTIVE:
+            return None
+        if etag and etag != known.etag:
+            return None
+        return Read(known, None)
 
     async def _changed(
         self, principal: Principal, seen: Cart, mutation: Mutation
