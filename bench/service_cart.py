@@ -41,7 +41,9 @@ async def _ready(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         await health_pb2_grpc.HealthStub(channel).Check(
             # Generous: a service starting on a busy 2-core machine took over 120 s once.
-            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=600
+            health_pb2.HealthCheckRequest(),
+            wait_for_ready=True,
+            timeout=600,
         )
 
 
