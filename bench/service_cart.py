@@ -5,17 +5,21 @@ every change) — against the bare grpc.aio health Check in the same run."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psutil
 import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.harness import Report, free_port, interleaved, subprocess_server
-from bench.kit import BASELINE, CONCURRENCY, bare_health_server
+from bench.harness import Measurement, Report, free_port, interleaved, measure, subprocess_server
+from bench.kit import BASELINE, CONCURRENCY
 from services.cart.app import definition as cart_definition
 from services.catalog.app import definition as catalog_definition
 from services.catalog.seed import seed_demo_catalog
@@ -36,7 +40,10 @@ WEB = (("x-tenpo-channel", "WEB"),)
 async def _ready(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120
+            # Generous: a service starting on a busy 2-core machine took over 120 s once.
+            health_pb2.HealthCheckRequest(),
+            wait_for_ready=True,
+            timeout=600,
         )
 
 
@@ -62,6 +69,53 @@ async def _events_drained(catalog_url: str, cart_url: str, wait_seconds: float =
     finally:
         await catalog.dispose()
         await cart.dispose()
+
+
+class CpuMeter:
+    """CPU seconds (user + system) that named processes spent, for the CPU cost of a call per
+    process: unlike throughput, that does not depend on what else the machine runs. A
+    PostgreSQL server counts with its backends (those that ended too, through the
+    postmaster's reaped-children times)."""
+
+    def __init__(self, processes: dict[str, int], postmaster: int | None = None) -> None:
+        self._processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self._postmaster = psutil.Process(postmaster) if postmaster else None
+
+    def snapshot(self) -> dict[str, float]:
+        taken = {}
+        for name, process in self._processes.items():
+            times = process.cpu_times()
+            taken[name] = times.user + times.system
+        if self._postmaster is not None:
+            times = self._postmaster.cpu_times()
+            total = times.user + times.system + times.children_user + times.children_system
+            for child in self._postmaster.children(recursive=True):
+                try:
+                    child_times = child.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue  # ended between the listing and the reading (then reaped: counted)
+                total += child_times.user + child_times.system
+            taken["postgresql"] = total
+        return taken
+
+    async def per_call(
+        self, measuring: Callable[[], Awaitable[Measurement]]
+    ) -> tuple[Measurement, dict[str, float]]:
+        """The measurement, and each process's CPU milliseconds per successful call."""
+        before = self.snapshot()
+        measured = await measuring()
+        after = self.snapshot()
+        calls = max(measured.calls, 1)
+        return measured, {name: (after[name] - before[name]) * 1000 / calls for name in after}
+
+
+def _postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text(encoding="utf-8").split()[0])
+
+
+def _cpu_note(label: str, per_call: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in per_call.items())
+    return f"CPU ms per call, {label}: {parts}; total {sum(per_call.values()):.2f}"
 
 
 def _env(prefix: str, url: str, port: int, nats_url: str, **extra: str) -> dict[str, str]:
@@ -96,11 +150,12 @@ async def run(report: Report, duration: float) -> None:
         await seed_db.dispose()
         ports = {name: free_port() for name in urls}
         targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        bare_port = free_port()
         with (
             subprocess_server(
                 ["-m", "services.catalog", "serve"],
                 _env("CATALOG", urls["catalog"], ports["catalog"], nats.url),
-            ),
+            ) as catalog_process,
             subprocess_server(
                 ["-m", "services.inventory", "serve"],
                 _env(
@@ -110,7 +165,7 @@ async def run(report: Report, duration: float) -> None:
                     nats.url,
                     INVENTORY_REQUIRE_KNOWN_SKUS="false",
                 ),
-            ),
+            ) as inventory_process,
             subprocess_server(
                 ["-m", "services.cart", "serve"],
                 _env(
@@ -121,9 +176,17 @@ async def run(report: Report, duration: float) -> None:
                     CART_CATALOG_TARGET=targets["catalog"],
                     CART_INVENTORY_TARGET=targets["inventory"],
                     CART_MAX_QUANTITY_PER_LINE="999",
-                    CART_DATABASE_POOL_SIZE="16",
+                    # Connections enough for every client at once: past the pool, SQLAlchemy
+                    # opens overflow connections and closes them again on return, and that
+                    # churn (a new PostgreSQL backend, type introspection and re-prepared
+                    # statements each time) cost PostgreSQL 3.8 ms of CPU per change
+                    # against 0.8 ms with this pool (see the cart README).
+                    CART_DATABASE_POOL_SIZE=str(CONCURRENCY + 8),
                 ),
-            ),
+            ) as cart_process,
+            # The yardstick: a grpc.aio server with nothing but the standard health service,
+            # in its own process (as bench.kit starts it; here its process is measured too).
+            subprocess_server(["-m", "bench.bare_health", str(bare_port)]) as bare_process,
         ):
             for target in targets.values():
                 await _ready(target)
@@ -153,19 +216,46 @@ async def run(report: Report, duration: float) -> None:
                     for c in made
                 ]
                 check = health_pb2.HealthCheckRequest()
-                async with bare_health_server() as bare:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel:
+                    bare = health_pb2_grpc.HealthStub(bare_channel)
+                    await bare.Check(check, wait_for_ready=True, timeout=30)
+
+                    def add_line(i: int) -> Awaitable[Any]:
+                        return carts.AddLineItem(requests[i % len(requests)], metadata=WEB)
+
                     baseline, add = await interleaved(
                         [
                             (f"{BASELINE} (cart run)", lambda _i: bare.Check(check)),
-                            (
-                                "cart: AddLineItem (catalog + inventory, guest, web)",
-                                lambda i: carts.AddLineItem(
-                                    requests[i % len(requests)], metadata=WEB
-                                ),
-                            ),
+                            ("cart: AddLineItem (catalog + inventory, guest, web)", add_line),
                         ],
                         concurrency=CONCURRENCY,
                         duration=duration,
+                    )
+                    # What each call costs in CPU, process by process: on a machine shared
+                    # with other work the rates above move with the load, these much less.
+                    client = os.getpid()
+                    _, check_cpu = await CpuMeter(
+                        {"server": bare_process.pid, "client": client}
+                    ).per_call(
+                        lambda: measure(
+                            "cpu: health Check",
+                            lambda _i: bare.Check(check),
+                            concurrency=CONCURRENCY,
+                            duration=duration,
+                        )
+                    )
+                    _, add_cpu = await CpuMeter(
+                        {
+                            "cart": cart_process.pid,
+                            "catalog": catalog_process.pid,
+                            "inventory": inventory_process.pid,
+                            "client": client,
+                        },
+                        postmaster=_postmaster_pid(postgres.data_dir),
+                    ).per_call(
+                        lambda: measure(
+                            "cpu: AddLineItem", add_line, concurrency=CONCURRENCY, duration=duration
+                        )
                     )
     report.add(baseline)
     report.add(add)
@@ -178,6 +268,14 @@ async def run(report: Report, duration: float) -> None:
     report.note(
         f"cart AddLineItem p50 {add.percentile(50):.1f} ms, p99 {add.percentile(99):.1f} ms"
         f" ({add.errors} errors)"
+    )
+    report.note(_cpu_note("bare health Check", check_cpu))
+    report.note(_cpu_note("cart AddLineItem", add_cpu))
+    report.ratio(
+        "cart AddLineItem / bare health Check by CPU per call (all processes)",
+        sum(check_cpu.values()),
+        sum(add_cpu.values()),
+        "information: the ratio a CPU-bound machine would give",
     )
 
 

@@ -77,10 +77,13 @@ async def build(runtime: Runtime[CartSettings]) -> None:
         carts,
         idle=timedelta(seconds=settings.abandon_after_seconds),
         guest_expiry=timedelta(seconds=settings.guest_cart_expiry_seconds),
+        code_attempt_window=timedelta(seconds=settings.code_attempt_window_seconds),
         batch_size=settings.sweep_batch_size,
     )
     runtime.add_servicer(
-        cart_service_pb2_grpc.add_CartServiceServicer_to_server, CartServicer(carts), CART_SERVICE
+        cart_service_pb2_grpc.add_CartServiceServicer_to_server,
+        CartServicer(carts, rendered_lines=settings.known_lines),
+        CART_SERVICE,
     )
     runtime.add_servicer(
         promotion_service_pb2_grpc.add_PromotionServiceServicer_to_server,

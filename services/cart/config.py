@@ -31,7 +31,8 @@ class CartSettings(ServiceSettings):
     availability_recheck_seconds: float = Field(default=30.0, ge=0)
     #: Lines of recently changed carts kept in memory at their version (at most this many
     #: lines in all, about 1 KiB each), so a change reads the lines from the database only
-    #: when another replica or process moved the cart on; 0 turns it off.
+    #: when another replica or process moved the cart on (and as many rendered line
+    #: messages are reused in answers); 0 turns it off.
     known_lines: int = Field(default=50_000, ge=0, le=10_000_000)
     #: A cart read after this long is repriced (price events reprice sooner).
     reprice_after_seconds: float = Field(default=300.0, gt=0)
@@ -48,7 +49,8 @@ class CartSettings(ServiceSettings):
     guest_cart_expiry_seconds: float = Field(default=30 * 24 * 3600.0, gt=0)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     sweep_batch_size: int = Field(default=200, ge=1, le=10_000)
-    #: Wrong promotion codes a principal may try per window before RESOURCE_EXHAUSTED.
+    #: Wrong promotion codes a principal (or a guest cart) may try per window before
+    #: RESOURCE_EXHAUSTED, counted in the database: one limit across every replica.
     code_attempts: int = Field(default=10, ge=1)
     code_attempt_window_seconds: float = Field(default=900.0, gt=0)
     #: Durable consumer names (one per deployment).

@@ -11,12 +11,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import money_pb2
 
 from services.cart.domain import promotions as pd
-from services.cart.domain.carts import Fulfillment, FulfillmentMethod
+from services.cart.domain.carts import Fulfillment, FulfillmentMethod, LineItem
 from services.cart.events import money
 from services.cart.store.promotions import Redemption
 from services.cart.usecases.carts import CartView
 from tenpo.cart.v1 import resources_pb2 as pb
 from tenpo.common.v1 import common_pb2
+from tenpo.kit.cache import LRUCache, bounded_cache
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.wire import timestamp
 
@@ -106,37 +107,71 @@ def _fulfillment_to(f: Fulfillment) -> pb.Fulfillment:
     return out
 
 
-def cart_to(view: CartView) -> pb.Cart:
+def _line_to(line: LineItem, discount: int, currency: str) -> pb.LineItem:
+    item = pb.LineItem(
+        id=str(line.id),
+        sku=line.sku,
+        quantity=line.quantity,
+        product_id=line.product_id,
+        title=line.title,
+        image_url=line.image_url,
+        unit_price=money(line.unit_price, currency),
+        subtotal=money(line.subtotal, currency),
+        discount=money(discount, currency),
+        total=money(line.subtotal - discount, currency),
+        tax_rate_percent=line.tax_rate,
+        price_changed=line.price_changed,
+        offered=line.offered,
+        availability=int(line.availability),  # type: ignore[arg-type]
+        available_quantity=line.available_quantity or 0,
+        channel=line.channel,  # type: ignore[arg-type]
+        store_id=line.store_id or "",
+        create_time=timestamp(line.created_at),
+    )
+    if line.regular_price is not None:
+        item.regular_unit_price.CopyFrom(money(line.regular_price, currency))
+    if line.previous_unit_price is not None:
+        item.previous_unit_price.CopyFrom(money(line.previous_unit_price, currency))
+    return item
+
+
+class CartRenderer:
+    """Carts to protos, reusing a line's message while the line is the very same object
+    with the same discount. Building a line's message (four Money, a Timestamp) was most
+    of a 40-line cart's rendering, on every change; lines are immutable and a change keeps
+    the objects of the lines it did not touch (the known carts of ``store.driver``), so
+    after a change only the changed line is built again. Bounded by ``max_lines`` (0: no
+    reuse); identity, not equality, decides, so nothing built for another line is ever
+    handed out (the entry holds its line, whose id cannot be reused meanwhile)."""
+
+    def __init__(self, max_lines: int = 0) -> None:
+        self._lines: LRUCache[uuid.UUID, tuple[LineItem, int, str, pb.LineItem]] | None = (
+            bounded_cache(max_lines) if max_lines else None
+        )
+
+    def line(self, line: LineItem, discount: int, currency: str) -> pb.LineItem:
+        if self._lines is None:
+            return _line_to(line, discount, currency)
+        known = self._lines.get(line.id)
+        if known is not None and known[0] is line and known[1:3] == (discount, currency):
+            return known[3]
+        item = _line_to(line, discount, currency)
+        self._lines[line.id] = (line, discount, currency, item)
+        return item
+
+    def cart(self, view: CartView) -> pb.Cart:
+        return cart_to(view, self)
+
+
+_NO_REUSE = CartRenderer()
+
+
+def cart_to(view: CartView, renderer: CartRenderer = _NO_REUSE) -> pb.Cart:
     cart, totals = view.cart, view.totals
     currency = cart.currency
-    lines = []
-    for line in cart.lines:
-        discount = totals.line_discounts.get(line.id, 0)
-        item = pb.LineItem(
-            id=str(line.id),
-            sku=line.sku,
-            quantity=line.quantity,
-            product_id=line.product_id,
-            title=line.title,
-            image_url=line.image_url,
-            unit_price=money(line.unit_price, currency),
-            subtotal=money(line.subtotal, currency),
-            discount=money(discount, currency),
-            total=money(line.subtotal - discount, currency),
-            tax_rate_percent=line.tax_rate,
-            price_changed=line.price_changed,
-            offered=line.offered,
-            availability=int(line.availability),  # type: ignore[arg-type]
-            available_quantity=line.available_quantity or 0,
-            channel=line.channel,  # type: ignore[arg-type]
-            store_id=line.store_id or "",
-            create_time=timestamp(line.created_at),
-        )
-        if line.regular_price is not None:
-            item.regular_unit_price.CopyFrom(money(line.regular_price, currency))
-        if line.previous_unit_price is not None:
-            item.previous_unit_price.CopyFrom(money(line.previous_unit_price, currency))
-        lines.append(item)
+    lines = [
+        renderer.line(line, totals.line_discounts.get(line.id, 0), currency) for line in cart.lines
+    ]
     out = pb.Cart(
         id=str(cart.id),
         customer_id=cart.customer_id or "",

@@ -158,3 +158,17 @@ redemptions = sa.Table(
     sa.Index("ix_redemptions_promotion_id", "promotion_id", "state"),
     sa.Index("ix_redemptions_code", "code"),
 )
+
+# Wrong promotion codes per caller, shared by every replica: one row per caller (the SHA-256
+# of whom the limit counts against: no ids in clear), a fixed window from its first attempt.
+# The abandonment sweep deletes rows whose window ended, so the table holds only callers
+# of the last window.
+code_attempts = sa.Table(
+    "code_attempts",
+    metadata,
+    sa.Column("key", sa.LargeBinary, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_started_at", _ts, nullable=False),
+    sa.CheckConstraint("failures >= 0", name="failures_not_negative"),
+    sa.Index("ix_code_attempts_window_started_at", "window_started_at"),
+)

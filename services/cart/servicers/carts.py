@@ -18,8 +18,10 @@ LINE_UPDATABLE = ("quantity",)
 
 
 class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
-    def __init__(self, carts: Carts) -> None:
+    def __init__(self, carts: Carts, rendered_lines: int = 0) -> None:
         self.carts = carts
+        #: Carts to protos (the messages of unchanged lines are reused, up to this many).
+        self.cart_to = convert.CartRenderer(rendered_lines).cart
 
     async def CreateCart(
         self, request: api.CreateCartRequest, context: ServicerContext
@@ -27,13 +29,13 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
         view, token = await self.carts.create(
             current_principal(), request.contact_email, request.request_id, request
         )
-        return api.CreateCartResponse(cart=convert.cart_to(view), cart_token=token)
+        return api.CreateCartResponse(cart=self.cart_to(view), cart_token=token)
 
     async def GetActiveCart(
         self, request: api.GetActiveCartRequest, context: ServicerContext
     ) -> api.GetActiveCartResponse:
         view = await self.carts.get_active(current_principal())
-        return api.GetActiveCartResponse(cart=convert.cart_to(view))
+        return api.GetActiveCartResponse(cart=self.cart_to(view))
 
     async def GetCart(
         self, request: api.GetCartRequest, context: ServicerContext
@@ -41,7 +43,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
         view = await self.carts.get(
             current_principal(), parse_id(request.cart_id, "cart_id"), request.cart_token
         )
-        return api.GetCartResponse(cart=convert.cart_to(view))
+        return api.GetCartResponse(cart=self.cart_to(view))
 
     async def AddLineItem(
         self, request: api.AddLineItemRequest, context: ServicerContext
@@ -56,7 +58,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.AddLineItemResponse(cart=convert.cart_to(view))
+        return api.AddLineItemResponse(cart=self.cart_to(view))
 
     async def UpdateLineItem(
         self, request: api.UpdateLineItemRequest, context: ServicerContext
@@ -74,7 +76,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.UpdateLineItemResponse(cart=convert.cart_to(view))
+        return api.UpdateLineItemResponse(cart=self.cart_to(view))
 
     async def RemoveLineItem(
         self, request: api.RemoveLineItemRequest, context: ServicerContext
@@ -88,7 +90,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.RemoveLineItemResponse(cart=convert.cart_to(view))
+        return api.RemoveLineItemResponse(cart=self.cart_to(view))
 
     async def UpdateCart(
         self, request: api.UpdateCartRequest, context: ServicerContext
@@ -114,7 +116,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.UpdateCartResponse(cart=convert.cart_to(view))
+        return api.UpdateCartResponse(cart=self.cart_to(view))
 
     async def ApplyPromotionCode(
         self, request: api.ApplyPromotionCodeRequest, context: ServicerContext
@@ -128,7 +130,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.ApplyPromotionCodeResponse(cart=convert.cart_to(view))
+        return api.ApplyPromotionCodeResponse(cart=self.cart_to(view))
 
     async def RemovePromotionCode(
         self, request: api.RemovePromotionCodeRequest, context: ServicerContext
@@ -142,7 +144,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.RemovePromotionCodeResponse(cart=convert.cart_to(view))
+        return api.RemovePromotionCodeResponse(cart=self.cart_to(view))
 
     async def MergeCart(
         self, request: api.MergeCartRequest, context: ServicerContext
@@ -154,7 +156,7 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.MergeCartResponse(cart=convert.cart_to(view))
+        return api.MergeCartResponse(cart=self.cart_to(view))
 
     async def CheckoutCart(
         self, request: api.CheckoutCartRequest, context: ServicerContext
@@ -167,4 +169,4 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.CheckoutCartResponse(cart=convert.cart_to(view))
+        return api.CheckoutCartResponse(cart=self.cart_to(view))

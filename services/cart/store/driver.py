@@ -9,9 +9,12 @@ cost and the BEGIN/COMMIT round trips are what this path saves (see the README's
 "Performance").
 
 The lines of a cart at one version never change (every change bumps the version, the etag),
-so this process keeps the lines it last read or wrote per cart (``KnownLines``): a read
-names the version it knows, and the statement sends (and this side decodes) the lines only
-when the cart has moved past it."""
+so this process keeps the carts it last read or wrote (``KnownLines``): a read names the
+version it knows, and the statement sends (and this side decodes) the lines only when the
+cart has moved past it. A change may even start from the known cart without reading it
+(``KnownLines.cart``): the write's compare-and-set covers the version and ``priced_at`` (the
+one column that price events change without a new version), so a cart moved on elsewhere
+is caught there and read again."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ WHERE c.id = $1
 ORDER BY l.position
 """  # noqa: S608 (column names from the models only)
 
-_LOCK = "SELECT version FROM carts WHERE id = $1 FOR UPDATE"
+_LOCK = "SELECT version, priced_at FROM carts WHERE id = $1 FOR UPDATE"
 
 #: The cart columns a change writes (never the owner, status, creation or abandonment,
 #: which changes do not touch). ``priced_at`` is written only when the change repriced every
@@ -55,7 +58,10 @@ UPDATE carts SET
     priced_at = CASE WHEN $11::boolean THEN $12::timestamptz ELSE carts.priced_at END,
     availability_checked_at = $13, updated_at = $14, last_activity_at = $15
 WHERE carts.id = $1 AND carts.version = $2
-  AND EXISTS (SELECT 1 FROM locked WHERE locked.version = $2)
+  AND EXISTS (
+      SELECT 1 FROM locked
+      WHERE locked.version = $2 AND locked.priced_at IS NOT DISTINCT FROM $35
+  )
 """
 
 _LINE_UPDATES = ", ".join(
@@ -88,11 +94,15 @@ SELECT (SELECT version FROM locked) AS locked_version, EXISTS (SELECT 1 FROM car
 """  # noqa: S608 (column names from the models only)
 
 #: The statement's own parameters; the key claim's follow them.
-_PARAMETERS = 34
+_PARAMETERS = 35
 
 
-#: The key is claimed only while the cart is locked at the version the change was made on.
-_VERSION_HELD = "EXISTS (SELECT 1 FROM locked WHERE locked.version = $2)"
+#: The key is claimed only while the cart is locked at the version (and reprice mark) the
+#: change was made on.
+_VERSION_HELD = (
+    "EXISTS (SELECT 1 FROM locked"
+    " WHERE locked.version = $2 AND locked.priced_at IS NOT DISTINCT FROM $35)"
+)
 _CART = f"{_UPDATE} RETURNING carts.id"
 _CLAIMED_CART = f"{_UPDATE} AND EXISTS (SELECT 1 FROM claimed) RETURNING carts.id"  # noqa: S608
 
@@ -135,32 +145,37 @@ class WritePlan:
 
 
 class KnownLines:
-    """The lines of carts as this process last read or wrote them, each at its cart's
-    version; bounded by the total number of lines held (least recently used carts leave
-    first). Sound because a cart's lines at one version never change: every write of lines
-    (a change, a reprice, a merge, a checkout) bumps the version, and replicas that wrote
-    meanwhile moved it past the one known here."""
+    """Carts with their lines as this process last read or wrote them, each at its version;
+    bounded by the total number of lines held (least recently used carts leave first).
+    Sound because a cart's lines at one version never change: every write of lines (a
+    change, a reprice, a merge, a checkout) bumps the version, and replicas that wrote
+    meanwhile moved it past the one known here. The rest of the row may be older than the
+    database's (a reprice mark, the abandonment mark): a change that starts from it without
+    reading is checked by the write's compare-and-set."""
 
     def __init__(self, max_lines: int) -> None:
-        self._carts: LRUCache[uuid.UUID, tuple[int, tuple[LineItem, ...]]] | None = (
-            bounded_cache(max_lines, getsizeof=lambda known: len(known[1]) + 1)
+        self._carts: LRUCache[uuid.UUID, Cart] | None = (
+            bounded_cache(max_lines, getsizeof=lambda known: len(known.lines) + 1)
             if max_lines
             else None
         )
 
     def get(self, cart_id: uuid.UUID) -> tuple[int, tuple[LineItem, ...]]:
         """(version, lines) known for the cart; version 0 (no cart has it) when none are."""
-        known = self._carts.get(cart_id) if self._carts is not None else None
-        return known if known is not None else (0, ())
+        known = self.cart(cart_id)
+        return (known.version, known.lines) if known is not None else (0, ())
+
+    def cart(self, cart_id: uuid.UUID) -> Cart | None:
+        """The cart as last read or written here, if it is still held."""
+        return self._carts.get(cart_id) if self._carts is not None else None
 
     def remember(self, cart: Cart) -> None:
-        """Keep ``cart``'s lines: call it only with a cart as committed (a cart remembered
-        from a write that was rolled back could hide another writer's lines at that
-        version)."""
+        """Keep ``cart``: call it only with a cart as committed (a cart remembered from a
+        write that was rolled back could hide another writer's lines at that version)."""
         if self._carts is None or self.get(cart.id)[0] > cart.version:
             return  # a newer version is known already (a read that raced a write)
         try:
-            self._carts[cart.id] = (cart.version, cart.lines)
+            self._carts[cart.id] = cart
         except ValueError:  # more lines than the whole cache holds: not kept
             self._carts.pop(cart.id, None)
 
@@ -218,9 +233,10 @@ class DriverCartStore:
         return Read(cart, stored)
 
     async def write(self, plan: WritePlan) -> Written:
-        """Write ``plan.cart`` if the stored cart is still at ``plan.seen``'s version: the
-        cart row, the lines that differ from the seen ones (upserted), the lines gone
-        (deleted), and the key claim — all or nothing, in one statement."""
+        """Write ``plan.cart`` if the stored cart is still at ``plan.seen``'s version (and
+        reprice mark, ``priced_at``): the cart row, the lines that differ from the seen
+        ones (upserted), the lines gone (deleted), and the key claim — all or nothing, in
+        one statement."""
         seen, cart, priced, claim = plan.seen, plan.cart, plan.priced, plan.claim
         before = {(index, line.id): line for index, line in enumerate(seen.lines)}
         changed = [
@@ -248,6 +264,7 @@ class DriverCartStore:
             cart.last_activity_at,
             gone,
             *_line_arrays(changed),
+            seen.priced_at,
         ]
         if claim is not None:
             scope, key_claim = claim

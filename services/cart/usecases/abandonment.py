@@ -4,7 +4,9 @@ A cart of a customer, or a guest cart with a contact e-mail, that has lines and 
 changed for ``idle`` is announced once with CartAbandoned; ``abandoned_at`` records it, and
 only a later change (a new ``last_activity_at``) makes the cart eligible again. Replicas
 sweeping at once take different carts (``FOR UPDATE SKIP LOCKED``), and the announcement
-and the mark commit together with the outbox row, so a crash announces nothing or once."""
+and the mark commit together with the outbox row, so a crash announces nothing or once.
+
+The same round deletes the wrong-code counters whose window ended (``code_attempts``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.cart.events import abandoned_event
 from services.cart.store.carts import CartStore
+from services.cart.store.code_attempts import CodeAttemptStore
 from services.cart.usecases.carts import Carts
 from tenpo.kit.db import Database
 
@@ -29,6 +32,7 @@ class Abandonment:
         *,
         idle: timedelta,
         guest_expiry: timedelta,
+        code_attempt_window: timedelta = timedelta(minutes=15),
         batch_size: int = 200,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -36,11 +40,15 @@ class Abandonment:
         self.carts = carts
         self.idle = idle
         self.guest_expiry = guest_expiry
+        self.code_attempt_window = code_attempt_window
         self.batch_size = batch_size
         self.clock = clock
+        #: The last round found a full batch of something: the next one starts at once.
+        self.full = False
 
     async def sweep_once(self) -> tuple[int, int]:
-        """One round: (carts announced as abandoned, guest carts expired)."""
+        """One round: (carts announced as abandoned, guest carts expired); the ended
+        wrong-code windows go in a transaction of their own."""
         now = self.clock()
         async with self.db.unit_of_work() as uow:
             store = CartStore(uow.session)
@@ -51,12 +59,20 @@ class Abandonment:
             await store.mark_abandoned([cart.id for cart in found])
             expired = await store.expire_guest_carts(now - self.guest_expiry, now, self.batch_size)
             await uow.commit()
-        if found or expired:
-            log.info("cart sweep", extra={"abandoned": len(found), "expired": expired})
+        async with self.db.unit_of_work() as uow:
+            forgotten = await CodeAttemptStore(uow.session).forget_ended(
+                now - self.code_attempt_window, self.batch_size
+            )
+            await uow.commit()
+        if found or expired or forgotten:
+            log.info(
+                "cart sweep",
+                extra={"abandoned": len(found), "expired": expired, "code_windows": forgotten},
+            )
+        self.full = max(len(found), expired, forgotten) >= self.batch_size
         return len(found), expired
 
     async def run(self, interval_seconds: float) -> None:
         while True:
-            abandoned, expired = await self.sweep_once()
-            full = max(abandoned, expired) >= self.batch_size
-            await asyncio.sleep(0 if full else interval_seconds)
+            await self.sweep_once()
+            await asyncio.sleep(0 if self.full else interval_seconds)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from google.protobuf import wrappers_pb2
@@ -34,6 +34,7 @@ from services.cart.domain.promotions import (
 )
 from services.cart.events import checked_out_event
 from services.cart.store.carts import CartStore
+from services.cart.store.code_attempts import CodeAttemptStore, attempts_key
 from services.cart.store.driver import (
     DriverCartStore,
     KnownLines,
@@ -44,7 +45,7 @@ from services.cart.store.driver import (
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
 from tenpo.kit.auth import Principal, PrincipalKind
-from tenpo.kit.cache import RefreshingValue, TTLCache, ttl_cache
+from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
     Aborted,
@@ -153,8 +154,7 @@ class Carts:
         self.known_lines = KnownLines(known_lines)
         self.automatic = RefreshingValue(self._load_automatic, AUTOMATIC_PROMOTIONS_TTL)
         self._code_attempts = code_attempts
-        # Per replica: N replicas allow N × the attempts, still far too few to guess a code.
-        self._wrong_codes: TTLCache[str, int] = ttl_cache(100_000, code_attempt_window_seconds)
+        self._code_attempt_window = timedelta(seconds=code_attempt_window_seconds)
 
     async def _load_automatic(self) -> list[Promotion]:
         async with self.db.unit_of_work() as uow:
@@ -308,9 +308,10 @@ class Carts:
         request: Message,
         mutation: Mutation,
     ) -> CartView:
-        """Apply ``mutation`` optimistically: read the cart (one statement), decide, and
-        write it back only if its version has not moved (one statement that commits on its
-        own, with the request_id claimed in it); a lost race reads again. After
+        """Apply ``mutation`` optimistically: read the cart (one statement; on the first
+        attempt not even that when this replica knows the cart, see ``_known``), decide,
+        and write it back only if its version has not moved (one statement that commits on
+        its own, with the request_id claimed in it); a lost race reads again. After
         ``CHANGE_ATTEMPTS - 1`` lost races the last attempt holds the cart's row lock from
         its read to its write, so a hot cart still makes progress. Catalog and inventory
         are asked between read and write, never under the lock (but on that last attempt,
@@ -341,11 +342,13 @@ class Carts:
 
         for attempt in range(1, CHANGE_ATTEMPTS + 1):
             if attempt < CHANGE_ATTEMPTS:
-                # No connection is held while the catalog and inventory are asked.
-                async with self.db.driver_connection() as connection:
-                    read = await DriverCartStore(connection, self.known_lines).read(
-                        cart_id, scope, key
-                    )
+                read = self._known(cart_id, etag) if attempt == 1 else None
+                if read is None:
+                    # No connection is held while the catalog and inventory are asked.
+                    async with self.db.driver_connection() as connection:
+                        read = await DriverCartStore(connection, self.known_lines).read(
+                            cart_id, scope, key
+                        )
                 planned = await plan(read, may_ask=True)
                 if isinstance(planned, CartView):
                     return planned
@@ -368,6 +371,19 @@ class Carts:
                 return await self._view_now(planned.cart)
         # The locked attempt cannot lose its race; this only guards the loop's end.
         raise Aborted("the cart kept changing; retry", reason="CART_CONTENDED")
+
+    def _known(self, cart_id: uuid.UUID, etag: str) -> Read | None:
+        """The first attempt of a change starts from the cart as this replica last wrote or
+        read it, without reading: the write's compare-and-set (version and reprice mark)
+        catches a cart moved on elsewhere, and a request_id used before (its claim fails),
+        and the next attempt reads. Not when the caller's etag names another version (it
+        may be newer than the one known here) or the cart known here is closed."""
+        known = self.known_lines.cart(cart_id)
+        if known is None or known.status is not CartStatus.ACTIVE:
+            return None
+        if etag and etag != known.etag:
+            return None
+        return Read(known, None)
 
     async def _changed(
         self, principal: Principal, seen: Cart, mutation: Mutation
@@ -513,21 +529,15 @@ class Carts:
     ) -> CartView:
         """Enter a code. Refused outright (FAILED_PRECONDITION) when it cannot be the
         customer's: CODE_NOT_FOUND (also for someone else's personal code), CODE_EXPIRED,
-        CODE_ALREADY_USED; wrong codes count against the caller. A valid code whose
-        conditions are not met yet stays on the cart, listed in rejected_codes."""
+        CODE_ALREADY_USED; wrong codes count against the caller (the principal, or a guest's
+        cart) on every replica alike. A valid code whose conditions are not met yet stays on
+        the cart, listed in rejected_codes."""
         code = normalize_code(raw_code)
-        attempts_key = access.principal_key(principal) or f"cart:{cart_id}"
-        if self._wrong_codes.get(attempts_key, 0) >= self._code_attempts:
-            raise ResourceExhausted(
-                "too many wrong promotion codes; wait before trying again",
-                reason="CODE_ATTEMPTS_EXCEEDED",
-            )
         cart = access.open_cart(principal, await self._load(cart_id), token, write=True)
-        async with self.db.unit_of_work() as uow:
-            found = (await PromotionStore(uow.session).find_codes([code])).get(code)
-        refusal = code_refusal(found, cart.customer_id, self.clock())
+        refusal = await self._judge_code(
+            access.principal_key(principal) or f"cart:{cart_id}", code, cart
+        )
         if refusal is not None:
-            self._wrong_codes[attempts_key] = self._wrong_codes.get(attempts_key, 0) + 1
             raise FailedPrecondition(
                 "the code cannot be used",
                 reason=refusal,
@@ -535,6 +545,32 @@ class Carts:
             )
         mutation = Mutation("ApplyPromotionCode", [], lambda c, _: c.with_code(code))
         return await self._mutate(principal, cart_id, token, etag, request_id, request, mutation)
+
+    async def _judge_code(self, caller: str, code: str, cart: Cart) -> str | None:
+        """Why ``code`` cannot go on ``cart`` (None: it can), counting a wrong code against
+        ``caller`` in the database, so every replica shares one limit. The caller's row is
+        locked while the code is judged: concurrent guesses on any replica queue, and no
+        more than ``code_attempts`` wrong codes are ever judged per window. Past the limit
+        every code — an existing one too — gets the same CODE_ATTEMPTS_EXCEEDED, so the
+        answer says nothing about which codes exist."""
+        key = attempts_key(caller)
+        refusal: str | None = None
+        async with self.db.unit_of_work() as uow:
+            attempts = CodeAttemptStore(uow.session)
+            failures = await attempts.lock(key, self.clock(), self._code_attempt_window)
+            exhausted = failures >= self._code_attempts
+            if not exhausted:
+                found = (await PromotionStore(uow.session).find_codes([code])).get(code)
+                refusal = code_refusal(found, cart.customer_id, self.clock())
+                if refusal is not None:
+                    await attempts.count_failure(key)
+            await uow.commit()
+        if exhausted:
+            raise ResourceExhausted(
+                "too many wrong promotion codes; wait before trying again",
+                reason="CODE_ATTEMPTS_EXCEEDED",
+            )
+        return refusal
 
     async def remove_code(
         self,

@@ -1,13 +1,16 @@
 """Abandonment: announced once per idle period, durable, safe with concurrent sweepers;
-old guest carts expire."""
+old guest carts expire; ended wrong-code windows are forgotten."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import grpc
+import pytest
 import sqlalchemy as sa
 
+from services.cart.models import code_attempts
 from services.cart.usecases.abandonment import Abandonment
 from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.cart.v1 import events_pb2
@@ -97,3 +100,29 @@ async def test_old_guest_carts_expire(cart: Clients) -> None:
         metadata=anonymous_web(),
     )
     assert seen.cart.status == pb.CART_STATUS_EXPIRED and not seen.cart.contact_email
+
+
+async def test_the_sweep_forgets_wrong_code_counts_once_their_window_ended(
+    cart: Clients, tokens: Tokens
+) -> None:
+    guessing = customer(tokens, "cust-guess-sweep")
+    mine = (await cart.carts.GetActiveCart(api.GetActiveCartRequest(), metadata=guessing)).cart
+    with pytest.raises(grpc.aio.AioRpcError):
+        await cart.carts.ApplyPromotionCode(
+            api.ApplyPromotionCodeRequest(cart_id=mine.id, code="NOSUCH01"), metadata=guessing
+        )
+
+    async def counted() -> int:
+        async with cart.host.runtime.db.unit_of_work() as uow:  # type: ignore[union-attr]
+            return int(
+                (
+                    await uow.session.execute(sa.select(sa.func.count()).select_from(code_attempts))
+                ).scalar_one()
+            )
+
+    assert await counted() == 1
+    # Within the window (15 minutes) the count stays; after it, the row goes.
+    await sweeper(cart, datetime.now(UTC) + timedelta(minutes=5)).sweep_once()
+    assert await counted() == 1
+    await sweeper(cart, datetime.now(UTC) + timedelta(minutes=16)).sweep_once()
+    assert await counted() == 0

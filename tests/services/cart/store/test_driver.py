@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import grpc
+import pytest
 
 from services.cart.domain.carts import Cart
 from services.cart.store.carts import CartStore
-from services.cart.store.driver import DriverCartStore, KnownLines
+from services.cart.store.driver import DriverCartStore, KnownLines, Read
 from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.devtools.keys import DevKeys
 from tenpo.kit.db import Database
@@ -20,6 +22,7 @@ from tests.services.cart.conftest import (
     Clients,
     Upstreams,
     anonymous_web,
+    expect_error,
     new_sku,
     start_cart,
 )
@@ -133,3 +136,76 @@ async def test_replicas_see_the_lines_the_other_one_added(
     finally:
         for generator in generators:
             await generator.aclose()
+
+
+async def test_a_change_to_a_cart_known_here_skips_the_read(
+    cart: Clients, upstreams: Upstreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = new_sku(), new_sku()
+    upstreams.catalog.add(first, 1000)
+    upstreams.catalog.add(second, 700)
+    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=anonymous_web())
+    added = await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=guest.cart.id, cart_token=guest.cart_token, sku=first),
+        metadata=anonymous_web(),
+    )
+    reads: list[uuid.UUID] = []
+    original = DriverCartStore.read
+
+    async def counted(self: DriverCartStore, cart_id: uuid.UUID, *args: Any) -> Read:
+        reads.append(cart_id)
+        return await original(self, cart_id, *args)
+
+    monkeypatch.setattr(DriverCartStore, "read", counted)
+    again = await cart.carts.AddLineItem(
+        api.AddLineItemRequest(
+            cart_id=guest.cart.id, cart_token=guest.cart_token, sku=second, etag=added.cart.etag
+        ),
+        metadata=anonymous_web(),
+    )
+    assert [li.sku for li in again.cart.line_items] == [first, second]
+    assert reads == []
+    # An etag this replica does not know (here a stale one) is read and checked as always.
+    error = await expect_error(
+        cart.carts.AddLineItem(
+            api.AddLineItemRequest(
+                cart_id=guest.cart.id, cart_token=guest.cart_token, sku=first, etag="1"
+            ),
+            metadata=anonymous_web(),
+        ),
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
+    )
+    assert error.metadata["current_etag"] == again.cart.etag
+    assert len(reads) == 1
+
+
+async def test_a_reprice_mark_made_after_the_cart_was_known_here_is_honoured(
+    cart: Clients, upstreams: Upstreams
+) -> None:
+    """Price events mark carts without a new version: a change starting from the cart known
+    here loses its compare-and-set on the mark, reads again and reprices."""
+    first, second = new_sku(), new_sku()
+    product = upstreams.catalog.add(first, 1000)
+    upstreams.catalog.add(second, 700)
+    guest = await cart.carts.CreateCart(api.CreateCartRequest(), metadata=anonymous_web())
+    await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=guest.cart.id, cart_token=guest.cart_token, sku=first),
+        metadata=anonymous_web(),
+    )
+    product.price = 1200
+    db = cart.host.runtime.db  # type: ignore[union-attr]
+    async with db.unit_of_work() as uow:
+        assert await CartStore(uow.session).mark_for_reprice([first]) == 1
+        await uow.commit()
+    after = await cart.carts.AddLineItem(
+        api.AddLineItemRequest(cart_id=guest.cart.id, cart_token=guest.cart_token, sku=second),
+        metadata=anonymous_web(),
+    )
+    repriced = after.cart.line_items[0]
+    assert (repriced.sku, repriced.unit_price.units, repriced.previous_unit_price.units) == (
+        first,
+        1200,
+        1000,
+    )
+    assert repriced.price_changed and after.cart.has_price_changes
