@@ -129,7 +129,7 @@ fmt: setup ## Format the code and apply safe fixes
 	@$(RUN) ruff check --fix .
 
 bench: setup ## Side-by-side benchmarks; prints ratios and writes bench/results.json
-	@$(RUN) python -m bench $(BENCH_ARGS)
+	@env -u PYTHONDONTWRITEBYTECODE $(RUN) python -m bench $(BENCH_ARGS)
 
 clean: ## Remove generated code, virtualenvs, caches and local data
 	@rm -rf .venv .tools examples/vendor .test-output $(PROTO_OUT)/tenpo $(PROTO_OUT)/.generated .pytest_cache .mypy_cache .ruff_cache .data bench/results.json
