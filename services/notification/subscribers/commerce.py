@@ -42,11 +42,17 @@ ORDER_EVENTS = tuple(
 #: Fields never copied into a run's variables: lists (lines) say nothing a short message
 #: needs, and a bounded run row is worth more.
 _MAX_FIELD = 200
+#: SKUs of an event's lines kept as the ``skus`` variable (complementary products).
+_MAX_SKUS = 20
+#: A nested message whose fields also read unprefixed: a fulfilment event's reference names
+#: the order and its customer (``order_number``, ``customer_id``) like an order event.
+_LIFTED = "fulfillment"
 
 
 def event_fields(event: Event) -> dict[str, Any] | None:
     """The event's fields by name (top-level scalars; one level of a nested message as
-    ``outer_inner``), when this build carries its proto; None when it does not."""
+    ``outer_inner``, a fulfilment reference's also unprefixed; the SKUs of its ``lines`` as
+    ``skus``), when this build carries its proto; None when it does not."""
     try:
         descriptor = descriptor_pool.Default().FindMessageTypeByName(event.event_type)
     except KeyError:
@@ -54,13 +60,20 @@ def event_fields(event: Event) -> dict[str, Any] | None:
     message = message_factory.GetMessageClass(descriptor).FromString(event.payload)
     fields: dict[str, Any] = {}
     as_dict = MessageToDict(message, preserving_proto_field_name=True)
+    lifted: dict[str, Any] = {}
     for name, value in as_dict.items():
         if isinstance(value, dict):
             for inner, inner_value in value.items():
                 if isinstance(inner_value, str | int | float | bool):
                     fields[f"{name}_{inner}"] = inner_value
+                    if name == _LIFTED:
+                        lifted[inner] = inner_value
         elif isinstance(value, str | int | float | bool):
             fields[name] = value
+        elif name == "lines" and isinstance(value, list):
+            skus = [str(line["sku"]) for line in value if isinstance(line, dict) and "sku" in line]
+            fields["skus"] = [sku[:_MAX_FIELD] for sku in skus[:_MAX_SKUS]]
+    fields = lifted | fields
     return {k: v[:_MAX_FIELD] if isinstance(v, str) else v for k, v in fields.items()}
 
 

@@ -241,7 +241,11 @@ async def test_an_order_gets_a_one_segment_confirmation_sms_and_ends_the_cart_jo
 
         async def cart_journey_exited() -> None:
             statuses = {r.display_name: r.status for r in await runs_of(host, ja)}
-            assert statuses == {"Abandoned cart": "exited", "Order confirmation": "completed"}
+            assert statuses == {
+                "Abandoned cart": "exited",
+                "Order confirmation": "completed",
+                "Thank you": "completed",  # left at its consent check: no marketing consent
+            }
 
         host.runtime.parts["journeys"].due.set()  # type: ignore[union-attr]
         await eventually(cart_journey_exited)
@@ -311,7 +315,12 @@ async def test_a_round_asks_a_failing_cart_once_and_reschedules_every_code_step(
 
     class DownCart:
         async def issue(
-            self, promotion_id: str, customer_id: Any, valid_for: Any, request_id: str
+            self,
+            promotion_id: str,
+            customer_id: Any,
+            valid_for: Any,
+            request_id: str,
+            skus: Any = (),
         ) -> Any:
             calls.append(request_id)
             raise Unavailable("down", reason="CART_UNAVAILABLE")
