@@ -222,6 +222,15 @@ def engagement_journeys(birthday_promotion_id: str, lapsed_promotion_id: str) ->
             trigger_event=SEGMENT_ENTERED,
             trigger_match={"segment": "lapsed"},
             steps=(
+                # A code only for someone an offer can reach: mail, else SMS.
+                jd.Step(
+                    "mail-consented?",
+                    jd.Branch(jd.Condition.CONSENTED, if_true="offer-code", channel=E),
+                ),
+                jd.Step(
+                    "sms-consented?",
+                    jd.Branch(jd.Condition.CONSENTED, if_false=jd.EXIT, channel=S),
+                ),
                 jd.Step("offer-code", jd.IssueCode(lapsed_promotion_id, LAPSED_CODE_VALIDITY)),
                 jd.Step("offer-mail", jd.Send("lapsed_offer", E)),
                 jd.Step(

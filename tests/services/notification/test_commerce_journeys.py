@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import grpc
-import pytest_asyncio
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 
@@ -69,21 +68,6 @@ async def cart_server(port: int) -> AsyncIterator[FakePromotions]:
         yield fake
     finally:
         await server.stop(None)
-
-
-@pytest_asyncio.fixture
-async def buses(nats_url: str) -> AsyncIterator[dict[str, EventBus]]:
-    out = {}
-    for service in ("cart", "order"):
-        bus = EventBus(nats_url, name=f"test-{service}")
-        await bus.connect()
-        await bus.ensure_stream(service)
-        out[service] = bus
-    try:
-        yield out
-    finally:
-        for bus in out.values():
-            await bus.close()
 
 
 def settings_for(harness: Harness, cart_port: int) -> dict[str, Any]:
