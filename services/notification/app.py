@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 
+from services.notification.carts import GrpcCarts, GuestContacts
 from services.notification.config import NotificationSettings
 from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
@@ -113,6 +114,7 @@ async def build(
     channel_providers: Providers | None = None,
     promotions: PromotionIssuer | None = None,
     products: ProductFinder | None = None,
+    guests: GuestContacts | None = None,
 ) -> None:
     """Wire the service; tests and benchmarks hand in their own customer directory,
     providers, promotion issuer and product finder."""
@@ -168,7 +170,8 @@ async def build(
         SERVICE_NAME,
     )
     runtime.subscribe(customer_subscription(recipients, journeys, settings.customer_consumer))
-    runtime.subscribe(cart_subscription(journeys, settings.cart_consumer))
+    guests = guests or GrpcCarts(channels_out.get("cart"), tokens, timeout)
+    runtime.subscribe(cart_subscription(journeys, settings.cart_consumer, messages, guests))
     runtime.subscribe(order_subscription(journeys, settings.order_consumer))
     if mail_tokens.CONTRACT_READY:
         runtime.subscribe(

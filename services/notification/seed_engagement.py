@@ -148,6 +148,26 @@ def engagement_templates() -> list[Template]:
             '<p><a href="{{ shop_url }}">See what is new</a></p>',
             _CODE,
         ),
+        # A guest left her e-mail on her cart for this reminder (no personal code: those
+        # are a customer's).
+        _mail(
+            "cart_abandoned_guest",
+            "ja",
+            "お買い物かごに商品が残っています",
+            "お買い物かごの商品をお取り置きしています。\n同じブラウザでどうぞ: {{ shop_url }}/cart",
+            "<p>お買い物かごの商品をお取り置きしています。</p>"
+            '<p><a href="{{ shop_url }}/cart">お買い物を続ける</a></p>',
+            {"cart_id": "c-1"},
+        ),
+        _mail(
+            "cart_abandoned_guest",
+            "en",
+            "Your cart is waiting",
+            "Your cart is waiting for you.\nContinue in the same browser: {{ shop_url }}/cart",
+            "<p>Your cart is waiting for you.</p>"
+            '<p><a href="{{ shop_url }}/cart">Back to your cart</a></p>',
+            {"cart_id": "c-1"},
+        ),
         # The fallback SMS fits one segment (Japanese: UCS-2, 70 characters).
         Template(
             "lapsed_offer",

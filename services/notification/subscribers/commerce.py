@@ -1,6 +1,7 @@
 """Cart and order events: they start, and end, journeys (abandoned cart, order confirmation,
 ready for pickup, ...), and order events feed the order projection behind segments and
-"bought since?".
+"bought since?". A guest's abandoned cart with a contact e-mail gets a reminder mail of its
+own (journeys are per customer).
 
 Order events are subscribed **by name**: a journey needs only the event's subject and its
 fields, so an event whose proto this build does not carry yet (the order service's
@@ -17,7 +18,10 @@ from typing import Any
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.json_format import MessageToDict
 
+from services.notification.carts import GuestContacts
+from services.notification.domain.templates import Channel
 from services.notification.usecases.journeys import Journeys
+from services.notification.usecases.messages import Messages
 from tenpo.cart.v1 import events_pb2 as cart_events
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.events import Event, Subscription
@@ -84,14 +88,44 @@ def _customer(fields: dict[str, Any]) -> uuid.UUID | None:
         return None  # a guest: no customer to write to
 
 
-def cart_subscription(journeys: Journeys, durable: str = "notification-cart") -> Subscription:
+#: The reminder a guest who left her e-mail on her cart gets (no personal code: those are
+#: issued to customers).
+GUEST_CART_TEMPLATE = "cart_abandoned_guest"
+
+
+def cart_subscription(
+    journeys: Journeys,
+    durable: str = "notification-cart",
+    messages: Messages | None = None,
+    guests: GuestContacts | None = None,
+) -> Subscription:
     async def abandoned(uow: UnitOfWork, event: Event) -> None:
         fields = event_fields(event) or {}
         customer_id = _customer(fields)
         if customer_id is None:
-            return  # a guest cart: no customer, nothing to send to
+            await guest_abandoned(uow, event, fields)
+            return
         await journeys.on_event(
             uow, event.event_type, customer_id, str(event.id), event.occurred_at, data=fields
+        )
+
+    async def guest_abandoned(uow: UnitOfWork, event: Event, fields: dict[str, Any]) -> None:
+        """A guest's cart: a reminder only if she left an e-mail, which the cart service
+        gives this service (the event does not carry it). A cart service that does not
+        answer raises Unavailable: the event is delivered again later."""
+        if not fields.get("has_contact_email") or messages is None or guests is None:
+            return  # nobody to write to
+        email = await guests.contact_email(str(fields.get("cart_id", "")))
+        if not email:
+            return  # the cart, or its e-mail, is gone
+        await messages.compose(
+            uow,
+            customer_id=None,
+            template_key=GUEST_CART_TEMPLATE,
+            channel=Channel.EMAIL,
+            data={k: v for k, v in fields.items() if k in ("cart_id", "skus")},
+            dedupe_key=f"event:{event.id}",
+            guest_email=email,
         )
 
     return Subscription(
