@@ -5,6 +5,7 @@ every later entry sent its way."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from services.notification.config import NotificationSettings
 from services.notification.domain import journeys as jd
 from services.notification.domain import splits
 from services.notification.domain.splits import VariantCount
+from services.notification.split_store import SplitStore
 from services.notification.store import SENT
 from tenpo.kit.errors import InvalidArgument
 from tenpo.kit.server import ServiceHost
@@ -275,3 +277,42 @@ async def test_a_winner_rule_on_an_unusable_metric_is_invalid_argument(
             grpc.StatusCode.INVALID_ARGUMENT,
             "JOURNEY_INVALID",
         )
+
+
+async def test_replicas_deciding_at_once_keep_one_winner(harness: Harness, tokens: Tokens) -> None:
+    """Two transactions record different winners at the same time (as two replicas could,
+    from counts read a moment apart): the first insert stands, and both then read it."""
+    trigger = f"tenpo.test.v1.AbRace{uuid.uuid4().hex[:8]}"
+    async with harness.start() as (host, stub):
+        assert host.runtime is not None
+        db = host.runtime.db
+        created = await stub.CreateJourney(
+            api.CreateJourneyRequest(journey=ab_journey(trigger)), metadata=staff(tokens)
+        )
+        journey_id = uuid.UUID(created.journey.id)
+        inserted = asyncio.Event()
+
+        async def decide(winner: str, first: bool) -> str | None:
+            async with db.unit_of_work() as uow:
+                store = SplitStore(uow.session)
+                if not first:
+                    await inserted.wait()  # the other's row is written, not yet committed
+                await store.record(
+                    journey_id,
+                    "split",
+                    jd.Condition.LAST_MESSAGE_OPENED,
+                    splits.Decision(winner, 3.0, (VariantCount("a", 20, 10),)),
+                )
+                if first:
+                    inserted.set()
+                    await asyncio.sleep(0.2)  # hold the row while the other one inserts
+                await uow.commit()
+            async with db.unit_of_work() as uow:
+                return await SplitStore(uow.session).winner(journey_id, "split")
+
+        seen = await asyncio.gather(decide("a", True), decide("b", False))
+        assert seen == ["a", "a"]
+        got = await stub.GetJourney(
+            api.GetJourneyRequest(id=str(journey_id)), metadata=staff(tokens)
+        )
+        assert [d.winner for d in got.journey.split_decisions] == ["a"]
