@@ -41,7 +41,7 @@ from services.gateway.docs import (
 from services.gateway.examples import EXAMPLES_PREFIX, examples_handler, redirect_to_index
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
-from services.gateway.notifications import NotificationRoutes
+from services.gateway.notifications import TRACKING_RESPONSES, NotificationRoutes
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import OpenStreams, StreamEndpoint
@@ -170,7 +170,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
         and settings.carrier_webhook_secret.get_secret_value()
     ):
         app.add_exact("POST", CARRIER_PATH, CarrierWebhook(settings, backends, carrier, tokens))
-    document = builder.build(router.routes, extra_paths)
+    document = builder.build(router.routes, extra_paths, TRACKING_RESPONSES)
     app.add_exact("GET", "/openapi.json", openapi_handler(document))
     assets = DocsAssets.load()
     app.add_exact("GET", "/docs", docs_handler(assets))

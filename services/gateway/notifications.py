@@ -49,6 +49,33 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 NO_STORE = (b"cache-control", b"no-store, max-age=0")
 
 
+#: What the tracking routes answer on success, for the OpenAPI document (they are not JSON).
+TRACKING_RESPONSES: dict[str, dict[str, Any]] = {
+    TRACK_OPEN: {
+        "200": {
+            "description": "A transparent 1×1 GIF; the open is recorded once.",
+            "headers": {
+                "Cache-Control": {"schema": {"type": "string", "const": "no-store, max-age=0"}}
+            },
+            "content": {"image/gif": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    TRACK_CLICK: {
+        "302": {
+            "description": "To the URL recorded for this link when the message was sent (only "
+            "to a host in the gateway's REDIRECT_ALLOWED_HOSTS, else 403 "
+            "REDIRECT_NOT_ALLOWED); the click is recorded once.",
+            "headers": {
+                "Location": {
+                    "required": True,
+                    "schema": {"type": "string", "format": "uri"},
+                }
+            },
+        }
+    },
+}
+
+
 def signature(secret: bytes, body: bytes) -> str:
     """What a provider (or its relay) sends in ``X-Tenpo-Signature``."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()

@@ -96,6 +96,9 @@ class OpenApiBuilder:
         self._pending: list[Any] = []
         #: Update bodies (schema dict, resource) whose $ref may need the update variant.
         self._update_bodies: list[tuple[dict[str, Any], str]] = []
+        #: Success responses of routes that answer something other than their JSON message
+        #: (the tracking pixel's GIF, the click's 302), by method full name.
+        self._success: dict[str, dict[str, Any]] = {}
 
     # --- schemas -------------------------------------------------------------------------
 
@@ -241,8 +244,14 @@ class OpenApiBuilder:
     # --- document ------------------------------------------------------------------------
 
     def build(
-        self, routes: Iterable[Route], extra_paths: dict[str, dict[str, Any]] | None = None
+        self,
+        routes: Iterable[Route],
+        extra_paths: dict[str, dict[str, Any]] | None = None,
+        success_responses: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """``success_responses``: by method full name, the success responses of a route the
+        gateway answers itself in another shape (they replace the JSON 200)."""
+        self._success = success_responses or {}
         paths: dict[str, dict[str, Any]] = {}
         #: OpenAPI treats /a/{x} and /a/{y} as the same path: the first route to claim a
         #: shape names its parameters, later ones reuse those names.
@@ -383,6 +392,9 @@ class OpenApiBuilder:
             schema["$ref"] = f"#/components/schemas/{variant}"
 
     def _responses(self, route: Route) -> dict[str, Any]:
+        special = self._success.get(route.method.full_name)
+        if special is not None:
+            return {**special, **self._error_refs()}
         output = route.method.output
         if route.binding.response_body:
             field = output.fields_by_name[route.binding.response_body]
@@ -390,16 +402,16 @@ class OpenApiBuilder:
             schema.pop("description", None)
         else:
             schema = self._message_ref(output)
-        responses: dict[str, Any] = {
-            "200": {
-                "description": "OK",
-                "content": {"application/json": {"schema": schema}},
-            }
+        ok = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        return {"200": ok, **self._error_refs()}
+
+    @staticmethod
+    def _error_refs() -> dict[str, Any]:
+        refs: dict[str, Any] = {
+            code: {"$ref": f"#/components/responses/Error{code}"} for code in ERROR_RESPONSES
         }
-        for code in ERROR_RESPONSES:
-            responses[code] = {"$ref": f"#/components/responses/Error{code}"}
-        responses["default"] = {"$ref": "#/components/responses/Error500"}
-        return responses
+        refs["default"] = {"$ref": "#/components/responses/Error500"}
+        return refs
 
     def message_schema(self, message: Any) -> dict[str, Any]:
         """A schema reference for extra (hand-documented) paths."""

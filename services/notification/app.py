@@ -9,9 +9,11 @@ from pathlib import Path
 
 import grpc
 
+from services.notification.carts import GrpcCarts, GuestContacts
 from services.notification.config import NotificationSettings
 from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
+from services.notification.products import GrpcProducts, ProductFinder
 from services.notification.promotions import GrpcPromotions, PromotionIssuer
 from services.notification.providers.push import PushSink, WebPush
 from services.notification.providers.sms import SmsSink, TwilioSms
@@ -27,6 +29,7 @@ from services.notification.usecases.recipients import Recipients
 from services.notification.usecases.templates import Templates
 from services.notification.usecases.tracking import Deliveries, Tracking
 from services.notification.wakeup import JOURNEYS, MESSAGES, Listener
+from tenpo.kit.auth import ChannelAssertion
 from tenpo.kit.clients import create_channel
 from tenpo.kit.server import Runtime, ServiceDefinition
 from tenpo.kit.service_token import (
@@ -110,21 +113,34 @@ async def build(
     directory: CustomerDirectory | None = None,
     channel_providers: Providers | None = None,
     promotions: PromotionIssuer | None = None,
+    products: ProductFinder | None = None,
+    guests: GuestContacts | None = None,
 ) -> None:
     """Wire the service; tests and benchmarks hand in their own customer directory,
-    providers and promotion issuer."""
+    providers, promotion issuer and product finder."""
     settings = runtime.settings
     timeout = settings.outgoing_timeout_seconds
     trace = bool(settings.otel_exporter_otlp_endpoint or settings.otel_console)
     # Channels connect on first use: no I/O at start-up.
     channels_out = {
         name: create_channel(target, timeout_seconds=timeout, max_attempts=3, trace=trace)
-        for name, target in (("customer", settings.customer_target), ("cart", settings.cart_target))
+        for name, target in (
+            ("customer", settings.customer_target),
+            ("cart", settings.cart_target),
+            ("catalog", settings.catalog_target),
+        )
         if target
     }
     tokens = service_tokens(settings, channels_out.get("customer"))
     directory = directory or GrpcCustomerDirectory(channels_out.get("customer"), tokens, timeout)
     promotions = promotions or GrpcPromotions(channels_out.get("cart"), tokens, timeout)
+    products = products or GrpcProducts(
+        channels_out.get("customer"),
+        channels_out.get("catalog"),
+        tokens,
+        ChannelAssertion(settings.channel_assertion_secret.get_secret_value()),
+        timeout,
+    )
     recipients = Recipients(runtime.db, directory, settings.default_time_zone)
     policy = Policy(
         quiet_hours=QuietHours(_time(settings.quiet_hours_start), _time(settings.quiet_hours_end)),
@@ -136,7 +152,7 @@ async def build(
     )
     channels = channel_providers or providers(settings)
     messages = Messages(runtime.db, recipients, directory, channels, policy)
-    journeys = Journeys(runtime.db, messages, promotions)
+    journeys = Journeys(runtime.db, messages, promotions, products)
     tracking = Tracking(runtime.db, policy.tracking_secret)
     templates = Templates(runtime.db)
     runtime.add_servicer(
@@ -154,7 +170,8 @@ async def build(
         SERVICE_NAME,
     )
     runtime.subscribe(customer_subscription(recipients, journeys, settings.customer_consumer))
-    runtime.subscribe(cart_subscription(journeys, settings.cart_consumer))
+    guests = guests or GrpcCarts(channels_out.get("cart"), tokens, timeout)
+    runtime.subscribe(cart_subscription(journeys, settings.cart_consumer, messages, guests))
     runtime.subscribe(order_subscription(journeys, settings.order_consumer))
     if mail_tokens.CONTRACT_READY:
         runtime.subscribe(
@@ -194,10 +211,13 @@ async def build(
 async def seed(runtime: Runtime[NotificationSettings]) -> None:
     from services.notification.seed import seed_defaults
 
+    settings = runtime.settings
     await seed_defaults(
         runtime.db,
-        timedelta(seconds=runtime.settings.welcome_reminder_after_seconds),
-        runtime.settings.abandoned_cart_promotion_id,
+        timedelta(seconds=settings.welcome_reminder_after_seconds),
+        settings.abandoned_cart_promotion_id,
+        birthday_promotion_id=settings.birthday_promotion_id,
+        lapsed_promotion_id=settings.lapsed_promotion_id,
     )
 
 

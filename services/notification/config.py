@@ -56,6 +56,9 @@ class NotificationSettings(ServiceSettings):
     #: (PromotionService.IssuePersonalCode).
     customer_target: str = ""
     cart_target: str = ""
+    #: The catalog (products for journey mails: related products, a product she looked at),
+    #: asked as an anonymous web shopper with the channel proof.
+    catalog_target: str = ""
     #: This service's own client credentials (a back-office-tool client of the customer
     #: service, whose tokens are service tokens) with the scopes customers:read, mail:send
     #: and promotions:write; in development they come from the customer seed.
@@ -70,6 +73,10 @@ class NotificationSettings(ServiceSettings):
     #: The code promotion the seeded abandoned-cart journey issues personal codes of (the
     #: cart demo's personal-code promotion; a real shop names its own).
     abandoned_cart_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
+    #: The code promotion of the seeded birthday journey's personal code (20 % off in the
+    #: cart demo) and of the lapsed customers' offer.
+    birthday_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
+    lapsed_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
 
     #: Recipients' time zone when the customer service has none.
     default_time_zone: str = "Asia/Tokyo"

@@ -121,16 +121,26 @@ def journey_from_pb(j: pb.Journey) -> jd.Journey:
                 _duration(s.issue_code.valid_for, f"{path}.issue_code.valid_for")
                 if s.issue_code.HasField("valid_for")
                 else jd.DEFAULT_CODE_VALIDITY,
+                s.issue_code.only_recommended_product,
             )
         elif kind == "split":
             action = jd.Split(
-                tuple(jd.Variant(v.name, v.weight, v.next_step) for v in s.split.variants)
+                tuple(jd.Variant(v.name, v.weight, v.next_step) for v in s.split.variants),
+                _winner_rule(s.split.winner_rule, f"{path}.split.winner_rule")
+                if s.split.HasField("winner_rule")
+                else None,
+            )
+        elif kind == "recommend":
+            action = jd.Recommend(
+                _enum(s.recommend.source, jd.Source, f"{path}.recommend.source"),
+                s.recommend.max_products or jd.DEFAULT_RECOMMENDATIONS,
             )
         else:
+            kinds = "send, wait, branch, issue_code, split or recommend"
             raise InvalidArgument(
-                "a step needs send, wait, branch, issue_code or split",
+                f"a step needs {kinds}",
                 reason="JOURNEY_INVALID",
-                field_violations=[FieldViolation(path, "send, wait, branch, issue_code or split")],
+                field_violations=[FieldViolation(path, kinds)],
             )
         steps.append(jd.Step(s.id, action))
     return jd.Journey(
@@ -138,6 +148,15 @@ def journey_from_pb(j: pb.Journey) -> jd.Journey:
         trigger_event=j.trigger_event,
         steps=tuple(steps),
         exit_events=tuple(j.exit_events),
+        trigger_match=dict(j.trigger_match),
+    )
+
+
+def _winner_rule(rule: pb.SplitWinnerRule, path: str) -> jd.WinnerRule:
+    return jd.WinnerRule(
+        _enum(rule.metric, jd.Condition, f"{path}.metric"),
+        rule.min_sample_per_variant,
+        rule.confidence or 0.95,
     )
 
 
@@ -151,7 +170,20 @@ def journey(j: jd.Journey) -> pb.Journey:
         version=j.version,
         create_time=wire.timestamp(j.created_at),
         update_time=wire.timestamp(j.updated_at),
+        trigger_match=j.trigger_match,
     )
+    for d in j.decisions:
+        out.split_decisions.add(
+            step_id=d.step_id,
+            winner=d.winner,
+            metric=int(d.metric),
+            results=[
+                pb.SplitVariantResult(name=n, sent=sent, converted=converted)
+                for n, sent, converted in d.results
+            ],
+            z_score=d.z_score,
+            decide_time=wire.timestamp(d.decided_at),
+        )
     for s in j.steps:
         step = out.steps.add(id=s.id)
         a = s.action
@@ -167,9 +199,17 @@ def journey(j: jd.Journey) -> pb.Journey:
         elif isinstance(a, jd.IssueCode):
             step.issue_code.promotion_id = a.promotion_id
             step.issue_code.valid_for.FromTimedelta(a.valid_for)
+            step.issue_code.only_recommended_product = a.only_recommended_product
+        elif isinstance(a, jd.Recommend):
+            step.recommend.source = int(a.source)  # type: ignore[assignment]
+            step.recommend.max_products = a.max_products
         elif isinstance(a, jd.Split):
             for v in a.variants:
                 step.split.variants.add(name=v.name, weight=v.weight, next_step=v.next_step)
+            if a.winner_rule is not None:
+                step.split.winner_rule.metric = int(a.winner_rule.metric)  # type: ignore[assignment]
+                step.split.winner_rule.min_sample_per_variant = a.winner_rule.min_sample
+                step.split.winner_rule.confidence = a.winner_rule.confidence
         else:
             step.branch.condition = int(a.condition)  # type: ignore[assignment]
             step.branch.if_true = a.if_true

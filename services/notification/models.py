@@ -149,6 +149,8 @@ journeys = sa.Table(
     sa.Column("exit_events", pg.ARRAY(sa.Text), nullable=False),
     sa.Column("state", sa.SmallInteger, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    # Field values a trigger event must have ({"segment": "lapsed"}); empty: any.
+    sa.Column("trigger_match", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     *_times(),
     sa.Index("ix_journeys_trigger_event", "trigger_event"),
 )
@@ -185,6 +187,44 @@ journey_runs = sa.Table(
     sa.UniqueConstraint("journey_id", "trigger_event_id"),
     sa.Index("ix_journey_runs_due", "due_at", postgresql_where=sa.text("status = 'active'")),
     sa.Index("ix_journey_runs_customer", "customer_id"),
+)
+
+# Who went down which arm of a split, and the first message each was sent after it: the
+# sample an automatic winner is chosen from (ids only).
+split_members = sa.Table(
+    "split_members",
+    metadata,
+    sa.Column("run_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("step_id", sa.Text, primary_key=True),
+    sa.Column(
+        "journey_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("journeys.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("variant", sa.Text, nullable=False),
+    sa.Column("message_id", pg.UUID(as_uuid=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
+    sa.Index("ix_split_members_split", "journey_id", "step_id"),
+)
+
+# A split's winner, decided once (the first replica to decide wins the insert).
+split_decisions = sa.Table(
+    "split_decisions",
+    metadata,
+    sa.Column(
+        "journey_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("journeys.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("step_id", sa.Text, primary_key=True),
+    sa.Column("winner", sa.Text, nullable=False),
+    sa.Column("metric", sa.SmallInteger, nullable=False),
+    # [{"name", "sent", "converted"}] as seen when deciding.
+    sa.Column("results", pg.JSONB, nullable=False),
+    sa.Column("z_score", sa.Float, nullable=False),
+    sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
 )
 
 # Events that end journeys, per customer (re-checked before every step).

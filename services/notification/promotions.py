@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -53,7 +54,12 @@ class CodeRefused(DomainError):
 
 class PromotionIssuer(Protocol):
     async def issue(
-        self, promotion_id: str, customer_id: uuid.UUID, valid_for: timedelta, request_id: str
+        self,
+        promotion_id: str,
+        customer_id: uuid.UUID,
+        valid_for: timedelta,
+        request_id: str,
+        skus: Sequence[str] = (),
     ) -> IssuedCode: ...
 
 
@@ -66,8 +72,15 @@ class GrpcPromotions:
         self._timeout = timeout_seconds
 
     async def issue(
-        self, promotion_id: str, customer_id: uuid.UUID, valid_for: timedelta, request_id: str
+        self,
+        promotion_id: str,
+        customer_id: uuid.UUID,
+        valid_for: timedelta,
+        request_id: str,
+        skus: Sequence[str] = (),
     ) -> IssuedCode:
+        """``skus``: only these are eligible (a product she looked at); empty: the
+        promotion's own scope."""
         if self._stub is None:
             raise Unavailable(
                 "no cart service is configured (cart_target)", reason="CART_NOT_CONFIGURED"
@@ -77,6 +90,7 @@ class GrpcPromotions:
             customer_id=str(customer_id),
             valid_for=duration_pb2.Duration(seconds=int(valid_for.total_seconds())),
             request_id=request_id,
+            skus=list(skus),
         )
         try:
             response = await self._stub.IssuePersonalCode(

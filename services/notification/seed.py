@@ -1,6 +1,8 @@
 """Default templates and journeys: the account mails, the welcome journey (welcome mail;
 an SMS reminder when it stays unopened), the abandoned-cart mail with a personal code, the
-order confirmation and ready-for-pickup SMS, a demo offer. Seeding twice changes nothing."""
+order confirmation and ready-for-pickup SMS, a demo offer, and the engagement journeys of
+``seed_engagement`` (birthday, thank-you, review request, lapsed). Seeding twice changes
+nothing; a journey missing from an older seed is added."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from services.notification import models as m
 from services.notification.config import DEMO_PERSONAL_CODE_PROMOTION
 from services.notification.domain import journeys as jd
 from services.notification.domain.templates import CapPolicy, Category, Channel, Template
+from services.notification.seed_engagement import engagement_journeys, engagement_templates
 from services.notification.store import JourneyStore, TemplateStore
 from tenpo.kit.db import Database
 
@@ -227,13 +230,23 @@ def commerce_journeys(promotion_id: str) -> list[jd.Journey]:
 
 
 async def seed_defaults(
-    db: Database, reminder_after: timedelta, promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
+    db: Database,
+    reminder_after: timedelta,
+    promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION,
+    *,
+    birthday_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION,
+    lapsed_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION,
 ) -> None:
+    journeys = [
+        welcome_journey(reminder_after),
+        *commerce_journeys(promotion_id),
+        *engagement_journeys(birthday_promotion_id, lapsed_promotion_id),
+    ]
     async with db.unit_of_work() as uow:
         store = TemplateStore(uow.session)
-        for template in default_templates():
+        for template in [*default_templates(), *engagement_templates()]:
             await store.insert(template)
-        for journey in [welcome_journey(reminder_after), *commerce_journeys(promotion_id)]:
+        for journey in journeys:
             exists = (
                 await uow.session.execute(
                     sa.select(m.journeys.c.id).where(

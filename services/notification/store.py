@@ -416,6 +416,7 @@ def _journey(row: Any) -> jd.Journey:
         trigger_event=row.trigger_event,
         steps=tuple(step_from_json(s) for s in row.steps),
         exit_events=tuple(row.exit_events),
+        trigger_match=dict(row.trigger_match),
         state=jd.JourneyState(row.state),
         version=row.version,
         created_at=row.created_at,
@@ -445,14 +446,24 @@ def step_to_json(step: jd.Step) -> dict[str, Any]:
             "issue_code": {
                 "promotion_id": a.promotion_id,
                 "seconds": a.valid_for.total_seconds(),
+                "only_recommended": a.only_recommended_product,
             },
         }
+    if isinstance(a, jd.Recommend):
+        return {"id": step.id, "recommend": {"source": int(a.source), "max": a.max_products}}
     if isinstance(a, jd.Split):
+        variants = [{"name": v.name, "weight": v.weight, "next": v.next_step} for v in a.variants]
+        rule = a.winner_rule
+        if rule is None:
+            return {"id": step.id, "split": variants}
         return {
             "id": step.id,
-            "split": [
-                {"name": v.name, "weight": v.weight, "next": v.next_step} for v in a.variants
-            ],
+            "split": variants,
+            "winner_rule": {
+                "metric": int(rule.metric),
+                "min_sample": rule.min_sample,
+                "confidence": rule.confidence,
+            },
         }
     return {
         "id": step.id,
@@ -477,11 +488,27 @@ def step_from_json(raw: dict[str, Any]) -> jd.Step:
         )
     if "issue_code" in raw:
         c = raw["issue_code"]
-        return jd.Step(raw["id"], jd.IssueCode(c["promotion_id"], timedelta(seconds=c["seconds"])))
-    if "split" in raw:
         return jd.Step(
             raw["id"],
-            jd.Split(tuple(jd.Variant(v["name"], v["weight"], v["next"]) for v in raw["split"])),
+            jd.IssueCode(
+                c["promotion_id"],
+                timedelta(seconds=c["seconds"]),
+                c.get("only_recommended", False),
+            ),
+        )
+    if "recommend" in raw:
+        r = raw["recommend"]
+        return jd.Step(raw["id"], jd.Recommend(jd.Source(r["source"]), r["max"]))
+    if "split" in raw:
+        rule = raw.get("winner_rule")
+        return jd.Step(
+            raw["id"],
+            jd.Split(
+                tuple(jd.Variant(v["name"], v["weight"], v["next"]) for v in raw["split"]),
+                jd.WinnerRule(jd.Condition(rule["metric"]), rule["min_sample"], rule["confidence"])
+                if rule
+                else None,
+            ),
         )
     b = raw["branch"]
     return jd.Step(
@@ -503,6 +530,7 @@ def _journey_values(j: jd.Journey) -> dict[str, Any]:
         "trigger_event": j.trigger_event,
         "steps": [step_to_json(s) for s in j.steps],
         "exit_events": list(j.exit_events),
+        "trigger_match": dict(j.trigger_match),
         "state": int(j.state),
         "version": j.version,
     }

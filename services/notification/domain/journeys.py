@@ -19,6 +19,11 @@ MAX_STEPS = 50
 MAX_WAIT = timedelta(days=366)
 DEFAULT_CODE_VALIDITY = timedelta(hours=48)
 MAX_VARIANTS = 10
+MIN_SAMPLE = 10
+MAX_SAMPLE = 1_000_000
+DEFAULT_RECOMMENDATIONS = 3
+MAX_RECOMMENDATIONS = 10
+MAX_TRIGGER_MATCH = 10
 LAPSED_AFTER = timedelta(days=180)
 _VARIANT_NAME = re.compile(r"^[a-z0-9_-]{1,30}$")
 
@@ -39,6 +44,14 @@ class Condition(IntEnum):
     CONSENTED = 3
     BOUGHT_SINCE_ENTRY = 4
     IN_SEGMENT = 5
+    LAST_MESSAGE_SKIPPED = 6
+
+
+class Source(IntEnum):
+    """Mirrors tenpo.notification.v1.RecommendationSource."""
+
+    VIEWED = 1
+    COMPLEMENTARY = 2
 
 
 class Segment(StrEnum):
@@ -87,6 +100,14 @@ class Branch:
 class IssueCode:
     promotion_id: str
     valid_for: timedelta = DEFAULT_CODE_VALIDITY
+    #: Only the SKUs of the product a recommend step chose (its ``product_skus``).
+    only_recommended_product: bool = False
+
+
+@dataclass(frozen=True)
+class Recommend:
+    source: Source
+    max_products: int = DEFAULT_RECOMMENDATIONS
 
 
 @dataclass(frozen=True)
@@ -97,8 +118,22 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class WinnerRule:
+    """Choose a split's winner once every variant has ``min_sample`` sent messages and the
+    best rate beats every other at ``confidence`` (see domain.splits)."""
+
+    metric: Condition = Condition.LAST_MESSAGE_OPENED
+    min_sample: int = 100
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
 class Split:
     variants: tuple[Variant, ...]
+    winner_rule: WinnerRule | None = None
+
+    def named(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
 
     def choose(self, journey_id: uuid.UUID, step_id: str, customer_id: uuid.UUID) -> Variant:
         """The same variant for the same recipient every time: a hash of journey, step and
@@ -112,7 +147,20 @@ class Split:
         return self.variants[-1]  # unreachable: the weights add up to the modulus
 
 
-Action = Send | Wait | Branch | IssueCode | Split
+Action = Send | Wait | Branch | IssueCode | Split | Recommend
+
+
+@dataclass(frozen=True)
+class SplitDecision:
+    """A split's winner as recorded: what was compared and what each variant showed."""
+
+    step_id: str
+    winner: str
+    metric: Condition
+    #: (variant, sent, converted) per variant.
+    results: tuple[tuple[str, int, int], ...]
+    z_score: float
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +175,20 @@ class Journey:
     trigger_event: str
     steps: tuple[Step, ...]
     exit_events: tuple[str, ...] = ()
+    #: Field values the trigger event must have ({"segment": "lapsed"}); empty: any.
+    trigger_match: dict[str, str] = field(default_factory=dict)
     state: JourneyState = JourneyState.ACTIVE
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     version: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: The winners its splits chose (output only; loaded for the API, not for the runner).
+    decisions: tuple[SplitDecision, ...] = ()
+
+    def matches(self, fields: dict[str, object] | None) -> bool:
+        """Whether a trigger event with these fields starts the journey."""
+        found = fields or {}
+        return all(str(found.get(k, "")) == v for k, v in self.trigger_match.items())
 
     def index_of(self, step_id: str) -> int | None:
         for i, step in enumerate(self.steps):
@@ -163,6 +220,10 @@ def validate(journey: Journey) -> Journey:
         raise _bad("journey.display_name", "1 to 200 characters")
     if not journey.trigger_event.startswith("tenpo.") or len(journey.trigger_event) > 200:
         raise _bad("journey.trigger_event", "an event's full name, e.g. tenpo.customer.v1.X")
+    if len(journey.trigger_match) > MAX_TRIGGER_MATCH or any(
+        not k or len(k) > 63 or len(v) > 200 for k, v in journey.trigger_match.items()
+    ):
+        raise _bad("journey.trigger_match", f"at most {MAX_TRIGGER_MATCH} field names and values")
     if not 1 <= len(journey.steps) <= MAX_STEPS:
         raise _bad("journey.steps", f"1 to {MAX_STEPS} steps")
     ids = [s.id for s in journey.steps]
@@ -194,6 +255,8 @@ def validate(journey: Journey) -> Journey:
                 raise _bad(f"{path}.issue_code.valid_for", "above zero, at most 366 days")
         if isinstance(action, Split):
             _check_split(action, path, ids)
+        if isinstance(action, Recommend) and not 1 <= action.max_products <= MAX_RECOMMENDATIONS:
+            raise _bad(f"{path}.recommend.max_products", f"1 to {MAX_RECOMMENDATIONS}")
     return journey
 
 
@@ -209,3 +272,12 @@ def _check_split(split: Split, path: str, ids: list[str]) -> None:
             raise _bad(f"{at}.weight", "1 to 100")
         if variant.next_step and variant.next_step != EXIT and variant.next_step not in ids:
             raise _bad(f"{at}.next_step", f"no step {variant.next_step!r}")
+    rule = split.winner_rule
+    if rule is not None:
+        at = f"{path}.split.winner_rule"
+        if rule.metric not in (Condition.LAST_MESSAGE_OPENED, Condition.LAST_MESSAGE_CLICKED):
+            raise _bad(f"{at}.metric", "LAST_MESSAGE_OPENED or LAST_MESSAGE_CLICKED")
+        if not MIN_SAMPLE <= rule.min_sample <= MAX_SAMPLE:
+            raise _bad(f"{at}.min_sample_per_variant", f"{MIN_SAMPLE} to {MAX_SAMPLE}")
+        if not 0.5 <= rule.confidence <= 0.999:
+            raise _bad(f"{at}.confidence", "0.5 to 0.999")

@@ -1,11 +1,14 @@
 """SMS through Twilio's REST API (``POST /2010-04-01/Accounts/{sid}/Messages.json``, basic
-auth, form body), and a development sink that only records."""
+auth, form body; the request carries the current trace as W3C ``traceparent``, so the
+provider call is part of the trace of the event that caused it), and a development sink
+that only records."""
 
 from __future__ import annotations
 
 import uuid
 
 import httpx
+from opentelemetry import propagate
 
 from services.notification.providers.ports import ProviderRejected, ProviderUnavailable
 
@@ -29,10 +32,13 @@ class TwilioSms:
         )
 
     async def send(self, to: str, text: str) -> str:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
         try:
             response = await self._client.post(
                 f"/2010-04-01/Accounts/{self.account_sid}/Messages.json",
                 data={"To": to, "From": self.sender, "Body": text},
+                headers=headers,
             )
         except httpx.HTTPError as error:
             raise ProviderUnavailable(type(error).__name__) from error

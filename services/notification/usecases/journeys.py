@@ -17,7 +17,11 @@ from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from services.notification.domain import journeys as jd
+from services.notification.domain import splits
+from services.notification.domain.templates import language_of
+from services.notification.products import ProductFinder
 from services.notification.promotions import CodeRefused, PromotionIssuer
+from services.notification.split_store import SplitStore
 from services.notification.store import (
     SKIPPED,
     JourneyStore,
@@ -34,7 +38,7 @@ from tenpo.kit.errors import NotFound, Unavailable
 from tenpo.kit.idempotency import idempotent
 
 log = logging.getLogger(__name__)
-UPDATABLE = ("display_name", "trigger_event", "steps", "exit_events")
+UPDATABLE = ("display_name", "trigger_event", "steps", "exit_events", "trigger_match")
 #: Steps one run may take in one round (send, branch, ...) before it yields.
 MAX_STEPS_PER_ROUND = 20
 PAUSED_RECHECK = timedelta(seconds=30)
@@ -54,11 +58,16 @@ def _not_found() -> NotFound:
 
 class Journeys:
     def __init__(
-        self, db: Database, messages: Messages, promotions: PromotionIssuer | None = None
+        self,
+        db: Database,
+        messages: Messages,
+        promotions: PromotionIssuer | None = None,
+        products: ProductFinder | None = None,
     ) -> None:
         self.db = db
         self.messages = messages
         self.promotions = promotions
+        self.products = products
         self.due = asyncio.Event()
         #: Set when the cart service failed in this round: the round's other issue-code
         #: steps are rescheduled without waiting out a deadline each.
@@ -120,15 +129,19 @@ class Journeys:
         return saved
 
     async def get(self, journey_id: uuid.UUID) -> jd.Journey:
+        """The journey with the winners its splits chose."""
         async with self.db.unit_of_work() as uow:
             found = await JourneyStore(uow.session).get(journey_id)
-        if found is None:
-            raise _not_found()
-        return found
+            if found is None:
+                raise _not_found()
+            decisions = await SplitStore(uow.session).decisions_of([journey_id])
+        return dataclasses.replace(found, decisions=decisions.get(journey_id, ()))
 
     async def list(self, after: tuple[datetime, str] | None, limit: int) -> list[jd.Journey]:
         async with self.db.unit_of_work() as uow:
-            return await JourneyStore(uow.session).list_page(after, limit)
+            found = await JourneyStore(uow.session).list_page(after, limit)
+            decisions = await SplitStore(uow.session).decisions_of([j.id for j in found])
+        return [dataclasses.replace(j, decisions=decisions.get(j.id, ())) for j in found]
 
     async def on_event(
         self,
@@ -140,10 +153,13 @@ class Journeys:
         data: dict[str, Any] | None = None,
     ) -> None:
         """An event of a customer: it may end running journeys and start new ones. ``data``
-        (the event's fields) become variables of the started runs' messages."""
+        (the event's fields) become variables of the started runs' messages, and are what a
+        journey's ``trigger_match`` is checked against."""
         store = JourneyStore(uow.session)
         await store.record_exit(customer_id, event_type, occurred_at or datetime.now(UTC))
         for journey in await store.triggered_by(event_type):
+            if not journey.matches(data):
+                continue
             if await store.start_run(journey, customer_id, event_id, current_trace(), data):
                 await notify(uow.session, JOURNEYS)
 
@@ -225,6 +241,9 @@ class Journeys:
                     journey_id=journey.id,
                 )
                 last_message_id = message.id
+                if data.get("variants") and message.status != SKIPPED:
+                    # The first message after a split is what its arm is judged by.
+                    await SplitStore(uow.session).message_sent(run.id, message.id)
                 unreachable = message.status == SKIPPED and message.status_reason in (
                     "UNREACHABLE",
                     "NO_CONSENT",
@@ -235,12 +254,15 @@ class Journeys:
                     if unreachable and action.exit_if_unreachable
                     else journey.after(step_id)
                 )
-            elif isinstance(action, jd.IssueCode):
+            elif isinstance(action, jd.IssueCode | jd.Recommend):
                 try:
-                    data.update(await self._issue_code(journey, run, step_id, action))
+                    if isinstance(action, jd.IssueCode):
+                        data.update(await self._issue_code(journey, run, step_id, action, data))
+                    else:
+                        data.update(await self._recommend(uow, run, action, data))
                 except Unavailable:
-                    # The cart service is away: stay on this step and try again later; the
-                    # request id makes the retry answer the same code.
+                    # The cart (or catalog, customer) service is away: stay on this step and
+                    # try again later; the request id makes a retry answer the same code.
                     await store.save_run(
                         run.id,
                         step_id=step_id,
@@ -260,7 +282,7 @@ class Journeys:
                     return
                 step_id = journey.after(step_id)
             elif isinstance(action, jd.Split):
-                variant = action.choose(journey.id, step_id, run.customer_id)
+                variant = await self._split(uow, journey, step_id, action, run)
                 data["variants"] = {**data.get("variants", {}), step_id: variant.name}
                 step_id = journey.after(step_id, variant.next_step)
             else:
@@ -276,8 +298,66 @@ class Journeys:
             due_at=datetime.now(UTC),
         )
 
+    async def _split(
+        self, uow: UnitOfWork, journey: jd.Journey, step_id: str, split: jd.Split, run: Run
+    ) -> jd.Variant:
+        """The winner once there is one; until then the weighted choice, recorded as a
+        member of its arm when the split is to choose a winner."""
+        rule = split.winner_rule
+        if rule is None:
+            return split.choose(journey.id, step_id, run.customer_id)
+        store = SplitStore(uow.session)
+        winner = await store.winner(journey.id, step_id)
+        if winner is None:
+            decision = splits.decide(
+                rule, await store.counts(journey.id, step_id, split, rule.metric)
+            )
+            if decision is not None:
+                await store.record(journey.id, step_id, rule.metric, decision)
+                # Another replica may have decided first: its decision stands.
+                winner = await store.winner(journey.id, step_id)
+                log.info(
+                    "split winner chosen",
+                    extra={"journey_id": str(journey.id), "step": step_id, "winner": winner},
+                )
+        chosen = split.named(winner) if winner else None
+        if chosen is not None:
+            return chosen
+        variant = split.choose(journey.id, step_id, run.customer_id)
+        await store.join(journey.id, step_id, run.id, variant.name)
+        return variant
+
+    async def _recommend(
+        self, uow: UnitOfWork, run: Run, action: jd.Recommend, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Products for the run's later messages, looked up now (so a mail recommends what
+        the shop sells when it is sent, not when the journey was defined)."""
+        if self.products is None:
+            raise Unavailable("no catalog is configured", reason="CATALOG_NOT_CONFIGURED")
+        contact = await self.messages.recipients.contact(uow, run.customer_id)
+        language = language_of(contact.locale if contact else "")
+        shop = self.messages.policy.shop_base_url
+        if action.source is jd.Source.VIEWED:
+            product = await self.products.viewed(str(run.customer_id), language)
+            if product is None:
+                # The documented fallback: no product, the code on the promotion's own scope.
+                return {"product_title": "", "product_url": "", "product_skus": []}
+            return {
+                "product_title": product.title,
+                "product_url": f"{shop}/products/{product.id}",
+                "product_skus": list(product.skus),
+            }
+        skus = [str(s) for s in data.get("skus", [])]
+        found = await self.products.complementary(skus, action.max_products, language)
+        return {"products": [{"title": p.title, "url": f"{shop}/products/{p.id}"} for p in found]}
+
     async def _issue_code(
-        self, journey: jd.Journey, run: Run, step_id: str, action: jd.IssueCode
+        self,
+        journey: jd.Journey,
+        run: Run,
+        step_id: str,
+        action: jd.IssueCode,
+        data: dict[str, Any],
     ) -> dict[str, Any]:
         if self.promotions is None:
             raise Unavailable("no cart service is configured", reason="CART_NOT_CONFIGURED")
@@ -289,6 +369,9 @@ class Journeys:
                 run.customer_id,
                 action.valid_for,
                 request_id=f"journey:{run.id}:{step_id}",
+                skus=[str(s) for s in data.get("product_skus", [])]
+                if action.only_recommended_product
+                else [],
             )
         except Unavailable:
             self._cart_failed = True
@@ -315,10 +398,12 @@ class Journeys:
             segments = jd.segments_of(orders, last_order_at, datetime.now(UTC))
             return jd.Segment(branch.segment) in segments
         if last_message_id is None:
-            return False
+            return branch.condition is jd.Condition.LAST_MESSAGE_SKIPPED
         message = await MessageStore(uow.session).get(last_message_id)
         if message is None:
             return False
+        if branch.condition is jd.Condition.LAST_MESSAGE_SKIPPED:
+            return bool(message.status == SKIPPED)
         if branch.condition is jd.Condition.LAST_MESSAGE_OPENED:
             return message.opened_at is not None
         return message.clicked_at is not None

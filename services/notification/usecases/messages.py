@@ -157,19 +157,22 @@ class Messages:
         self,
         uow: UnitOfWork,
         *,
-        customer_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
         template_key: str,
         channel: td.Channel,
         data: dict[str, Any],
         dedupe_key: str,
         journey_id: uuid.UUID | None = None,
         mail_token_id: str = "",
+        guest_email: str = "",
     ) -> Any:
         """The message for (dedupe_key, template, channel): created once, under the rules;
         a second call returns the first one (one event → at most one message per template).
-        Messages whose link secret is issued at send time are rendered then."""
+        Messages whose link secret is issued at send time are rendered then. A guest (no
+        customer, ``guest_email``) left her address for this very reminder: that is her
+        consent; suppressions (unsubscribe, bounce) still apply, caps are per customer."""
         store = MessageStore(uow.session)
-        contact = await self.recipients.contact(uow, customer_id)
+        contact = await self.recipients.contact(uow, customer_id) if customer_id else None
         language = td.language_of(contact.locale if contact else "")
         template = await TemplateStore(uow.session).find(template_key, channel, language)
         if template is None:
@@ -179,7 +182,9 @@ class Messages:
         now = datetime.now(UTC)
         time_zone = zone(contact.time_zone if contact else "", self.policy.default_time_zone)
         address = ""
-        if mail_token_id:
+        if customer_id is None:
+            address = guest_email if channel is td.Channel.EMAIL else ""
+        elif mail_token_id:
             address = "(issued at send time)"
         elif channel is td.Channel.PUSH:
             # Push reaches her browsers and apps, not an address.
@@ -194,12 +199,15 @@ class Messages:
         facts = rules.Facts(
             address=address,
             time_zone=time_zone,
-            consented=await recipients.marketing_consent(customer_id, channel),
+            consented=customer_id is None
+            or await recipients.marketing_consent(customer_id, channel),
             suppressed=suppressed,
             suppressed_marketing_only=marketing_only,
             marketing_sent_today=await store.marketing_since(
                 customer_id, rules.local_day_start(now, time_zone)
-            ),
+            )
+            if customer_id
+            else 0,
         )
         decision = rules.decide(
             category=template.category,
@@ -262,7 +270,7 @@ class Messages:
             uow.add_event(
                 events.MessageSkipped(
                     message_id=str(message_id),
-                    customer_id=str(customer_id),
+                    customer_id=str(customer_id or ""),
                     template_key=template.key,
                     channel=int(channel),  # type: ignore[arg-type]
                     reason=row.status_reason,
@@ -322,7 +330,11 @@ class Messages:
             # Consent and suppressions may have changed while the message waited.
             recipients = RecipientStore(uow.session)
             suppressed, _ = await recipients.suppression(channel, row.to_address)
-            if suppressed or not await recipients.marketing_consent(row.customer_id, channel):
+            # A guest's consent is the address she left for this reminder (see compose).
+            consented = row.customer_id is None or await recipients.marketing_consent(
+                row.customer_id, channel
+            )
+            if suppressed or not consented:
                 await MessageStore(uow.session).update(
                     row.id,
                     status=SKIPPED,

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
 
 from services.gateway.notifications import PIXEL, signature
 from tenpo.devtools.stack.net import free_port
@@ -280,3 +281,29 @@ async def test_a_recorded_link_with_a_backslash_before_the_at_is_no_redirect(
     assert clicked.status_code == 403, clicked.headers.get("location")
     assert "location" not in clicked.headers
     assert clicked.json()["error"]["details"][0]["reason"] == "REDIRECT_NOT_ALLOWED"
+
+
+async def test_the_openapi_document_says_pixel_gif_and_click_redirect(
+    start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """The document describes what the tracking routes really answer, not a JSON body."""
+    async with start_gateway(**gateway_settings(free_port(), tokens)) as gw:
+        document = (await gw.client.get("/openapi.json")).json()
+    validate(document)
+    pixel = document["paths"]["/v1/t/o/{token}"]["get"]
+    assert pixel["operationId"] == "TrackOpen"
+    ok = pixel["responses"]["200"]
+    assert list(ok["content"]) == ["image/gif"]
+    assert ok["content"]["image/gif"]["schema"] == {"type": "string", "format": "binary"}
+    assert "Cache-Control" in ok["headers"]
+    click = document["paths"]["/v1/t/c/{token}"]["get"]
+    assert click["operationId"] == "TrackClick"
+    assert "200" not in click["responses"]
+    redirect = click["responses"]["302"]
+    assert "content" not in redirect
+    assert redirect["headers"]["Location"]["schema"] == {"type": "string", "format": "uri"}
+    # Errors stay documented as everywhere (403 is REDIRECT_NOT_ALLOWED here).
+    assert click["responses"]["403"] == {"$ref": "#/components/responses/Error403"}
+    # Other routes keep their JSON answer.
+    journeys = document["paths"]["/v1/journeys"]["get"]["responses"]["200"]
+    assert list(journeys["content"]) == ["application/json"]

@@ -242,3 +242,18 @@ async def publish(bus: EventBus, message: Message) -> None:
         },
         msg_id=event_id,
     )
+
+
+@pytest_asyncio.fixture
+async def buses(nats_url: str) -> AsyncIterator[dict[str, EventBus]]:
+    out = {}
+    for service in ("cart", "order"):
+        bus = EventBus(nats_url, name=f"test-{service}")
+        await bus.connect()
+        await bus.ensure_stream(service)
+        out[service] = bus
+    try:
+        yield out
+    finally:
+        for bus in out.values():
+            await bus.close()

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import grpc
-import pytest_asyncio
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 
@@ -24,9 +23,12 @@ from services.notification.config import DEMO_PERSONAL_CODE_PROMOTION, Notificat
 from services.notification.domain.templates import Channel
 from services.notification.subscribers.commerce import event_fields, order_subscription
 from services.notification.usecases.journeys import Journeys
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
+from tenpo.cart.v1 import cart_service_pb2_grpc as cart_grpc
 from tenpo.cart.v1 import events_pb2 as cart_events
 from tenpo.cart.v1 import promotion_service_pb2 as promo_api
 from tenpo.cart.v1 import promotion_service_pb2_grpc as promo_grpc
+from tenpo.cart.v1 import resources_pb2 as cart_pb
 from tenpo.devtools.stack.net import free_port
 from tenpo.kit.events import Event, EventBus
 from tenpo.kit.server import ServiceHost
@@ -69,21 +71,6 @@ async def cart_server(port: int) -> AsyncIterator[FakePromotions]:
         yield fake
     finally:
         await server.stop(None)
-
-
-@pytest_asyncio.fixture
-async def buses(nats_url: str) -> AsyncIterator[dict[str, EventBus]]:
-    out = {}
-    for service in ("cart", "order"):
-        bus = EventBus(nats_url, name=f"test-{service}")
-        await bus.connect()
-        await bus.ensure_stream(service)
-        out[service] = bus
-    try:
-        yield out
-    finally:
-        for bus in out.values():
-            await bus.close()
 
 
 def settings_for(harness: Harness, cart_port: int) -> dict[str, Any]:
@@ -241,7 +228,11 @@ async def test_an_order_gets_a_one_segment_confirmation_sms_and_ends_the_cart_jo
 
         async def cart_journey_exited() -> None:
             statuses = {r.display_name: r.status for r in await runs_of(host, ja)}
-            assert statuses == {"Abandoned cart": "exited", "Order confirmation": "completed"}
+            assert statuses == {
+                "Abandoned cart": "exited",
+                "Order confirmation": "completed",
+                "Thank you": "completed",  # left at its consent check: no marketing consent
+            }
 
         host.runtime.parts["journeys"].due.set()  # type: ignore[union-attr]
         await eventually(cart_journey_exited)
@@ -327,7 +318,12 @@ async def test_a_round_asks_a_failing_cart_once_and_reschedules_every_code_step(
 
     class DownCart:
         async def issue(
-            self, promotion_id: str, customer_id: Any, valid_for: Any, request_id: str
+            self,
+            promotion_id: str,
+            customer_id: Any,
+            valid_for: Any,
+            request_id: str,
+            skus: Any = (),
         ) -> Any:
             calls.append(request_id)
             raise Unavailable("down", reason="CART_UNAVAILABLE")
@@ -362,3 +358,97 @@ async def test_a_round_asks_a_failing_cart_once_and_reschedules_every_code_step(
         assert sorted(tuple(r) for r in rows) == [("active", 1, "code")] * 5
     finally:
         await db.dispose()
+
+
+@dataclass
+class FakeCarts(cart_grpc.CartServiceServicer):
+    """GetCart as the cart service answers a service with carts:read."""
+
+    contacts: dict[str, str] = field(default_factory=dict)
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    async def GetCart(
+        self, request: cart_api.GetCartRequest, context: grpc.aio.ServicerContext
+    ) -> cart_api.GetCartResponse:
+        authorization = dict(context.invocation_metadata() or ()).get("authorization", "")
+        self.asked.append((request.cart_id, str(authorization)))
+        if request.cart_id not in self.contacts:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such cart")
+        return cart_api.GetCartResponse(
+            cart=cart_pb.Cart(id=request.cart_id, contact_email=self.contacts[request.cart_id])
+        )
+
+
+@contextlib.asynccontextmanager
+async def carts_server(port: int, fake: FakeCarts) -> AsyncIterator[FakeCarts]:
+    server = grpc.aio.server()
+    cart_grpc.add_CartServiceServicer_to_server(fake, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield fake
+    finally:
+        await server.stop(None)
+
+
+def guest_abandoned(cart_id: str, has_contact_email: bool = True) -> cart_events.CartAbandoned:
+    return cart_events.CartAbandoned(
+        cart_id=cart_id,
+        has_contact_email=has_contact_email,
+        lines=[cart_events.CartLine(sku="SNK-1", quantity=1)],
+    )
+
+
+async def test_a_guest_cart_with_a_contact_email_gets_a_reminder(
+    harness: Harness, buses: dict[str, EventBus], tokens: Tokens
+) -> None:
+    port = free_port()
+    with_mail, gone, silent = (str(uuid.uuid4()) for _ in range(3))
+    fake = FakeCarts({with_mail: "guest@example.jp"})
+    async with (
+        carts_server(port, fake),
+        harness.start(**settings_for(harness, port)) as (
+            _,
+            stub,
+        ),
+    ):
+        await publish(buses["cart"], guest_abandoned(with_mail))
+        await publish(buses["cart"], guest_abandoned(gone))  # the cart is gone: nothing
+        await publish(buses["cart"], guest_abandoned(silent, has_contact_email=False))
+
+        async def mailed() -> None:
+            assert len(harness.catcher.to("guest@example.jp")) == 1
+            assert gone in {cart for cart, _ in fake.asked}
+
+        await eventually(mailed)
+        mail = harness.catcher.to("guest@example.jp")[0].parsed()
+        assert str(mail["subject"]) == "お買い物かごに商品が残っています"
+        # Marketing: one-click unsubscribe works by address for a guest too.
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # Asked as the service itself; never for a cart that announced no e-mail.
+        assert {auth for _, auth in fake.asked} == {f"Bearer {SERVICE_TOKEN}"}
+        assert silent not in {cart for cart, _ in fake.asked}
+
+        async def recorded_as_sent() -> None:  # the sender commits after SMTP accepted it
+            listed = await stub.ListMessages(api.ListMessagesRequest(), metadata=staff(tokens))
+            [guest] = [x for x in listed.messages if x.template_key == "cart_abandoned_guest"]
+            assert guest.customer_id == "" and guest.status == pb.MESSAGE_STATUS_SENT
+
+        await eventually(recorded_as_sent)
+
+
+async def test_a_guest_reminder_waits_for_a_cart_service_that_does_not_answer(
+    harness: Harness, buses: dict[str, EventBus]
+) -> None:
+    port = free_port()  # nothing listens yet: the cart service is down
+    cart_id = str(uuid.uuid4())
+    async with harness.start(**settings_for(harness, port)):
+        await publish(buses["cart"], guest_abandoned(cart_id))
+        fake = FakeCarts({cart_id: "patient@example.jp"})
+        async with carts_server(port, fake):
+            # The event is delivered again (backoff) until the cart answers.
+
+            async def mailed() -> None:
+                assert len(harness.catcher.to("patient@example.jp")) == 1
+
+            await eventually(mailed, timeout=60)

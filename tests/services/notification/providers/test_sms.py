@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import pytest_asyncio
+from opentelemetry import trace
 
 from services.notification.providers.ports import ProviderRejected, ProviderUnavailable
 from services.notification.providers.sms import TwilioSms
@@ -84,3 +85,22 @@ async def test_errors(twilio: FakeTwilio, status: int, error: type[Exception]) -
     with pytest.raises(error):
         await sms.send("+819012345678", "x")
     await sms.close()
+
+
+async def test_the_request_carries_the_current_trace(twilio: FakeTwilio) -> None:
+    parent = trace.NonRecordingSpan(
+        trace.SpanContext(
+            trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+            span_id=0x00F067AA0BA902B7,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+    )
+    sms = adapter(twilio.port)
+    with trace.use_span(parent):
+        await sms.send("+819012345678", "x")
+    await sms.send("+819012345678", "outside any trace")
+    await sms.close()
+    inside, outside = (headers for _, headers, _ in twilio.requests)
+    assert inside["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert "traceparent" not in outside
