@@ -75,7 +75,7 @@ SERVICE_CLIENTS = (
     (
         "notification",
         "notification-service",
-        ("customers:read", "mail:send", "promotions:write"),
+        ("customers:read", "mail:send", "promotions:write", "carts:read"),
     ),
     # The gateway forwards providers' signed delivery callbacks and carriers' signed
     # delivery updates as itself.
