@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -199,7 +200,7 @@ class MirrorSuggestionsView(StorefrontProductView):
         return 200
 
 
-def _reap(tasks: list[asyncio.Future[Any]]) -> None:
+def _reap(tasks: Sequence[asyncio.Future[Any]]) -> None:
     for task in tasks:
         if not task.done():
             task.cancel()
