@@ -45,6 +45,8 @@ from services.gateway.notifications import TRACKING_RESPONSES, NotificationRoute
 from services.gateway.openapi import OpenApiBuilder
 from services.gateway.routes import Route, Router, build_route
 from services.gateway.sse import OpenStreams, StreamEndpoint
+from services.gateway.suggestions import PATH as SUGGESTIONS_PATH
+from services.gateway.suggestions import MirrorSuggestionsView
 from services.gateway.webhooks import CARRIER_METHOD, CARRIER_PATH, CarrierWebhook
 from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.server import Runtime, ServiceDefinition
@@ -150,6 +152,8 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     )
     view = StorefrontProductView(settings, schema, backends, policy)
     app.add_prefix("GET", PATH_PREFIX, view)
+    suggestions = MirrorSuggestionsView(settings, schema, backends, policy)
+    app.add_exact("GET", SUGGESTIONS_PATH, suggestions)
     extra_paths.update(storefront_openapi(builder, schema))
     streams = OpenStreams(settings.stream_max_per_principal)  # one count for every route
     for path, name in STREAM_ROUTES.items():

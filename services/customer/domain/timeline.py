@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 
 from . import invalid
 
 INTERACTIONS_SCOPE = "interactions:write"
+#: Anonymous interactions a device recorded at most this long before a hand-off to it was
+#: started are hers when the hand-off completes (she tried things on, then signed in); older
+#: ones, and any from before the device's previous hand-off, belong to someone else.
+ANONYMOUS_LINK_WINDOW = timedelta(minutes=30)
 MAX_SKU = 64
 MAX_SIZE = 16
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.customer import domain as d
 from services.customer.domain import timeline as td
-from services.customer.models import customers, interactions
+from services.customer.models import customers, device_sessions, interactions
 
 _I = interactions.c
 
@@ -53,6 +53,34 @@ class TimelineStore:
                 reference=item.reference,
             )
         )
+
+    async def link_anonymous(
+        self,
+        device_id: str,
+        customer_id: uuid.UUID,
+        session_id: uuid.UUID,
+        since: datetime,
+        until: datetime,
+    ) -> int:
+        """Give her the device's anonymous interactions from ``since`` to ``until``, but none
+        from before the device's previous completed hand-off (that was someone else's visit).
+        Returns how many were linked."""
+        previous = (
+            sa.select(sa.func.max(device_sessions.c.consumed_at))
+            .where(device_sessions.c.client_id == device_id)
+            .where(device_sessions.c.id != session_id)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(
+            sa.update(interactions)
+            .where(_I.device_id == device_id)
+            .where(_I.customer_id.is_(None))
+            .where(_I.created_at >= since)
+            .where(_I.created_at <= until)
+            .where(sa.or_(previous.is_(None), _I.created_at > previous))
+            .values(customer_id=customer_id)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def customer_alive(self, customer_id: uuid.UUID) -> bool:
         """Known and not erased, the row share-locked: an erasure running now (it holds the

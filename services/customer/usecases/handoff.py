@@ -6,11 +6,13 @@ import uuid
 from datetime import datetime, timedelta
 
 from services.customer import domain as d
+from services.customer.domain import timeline as td
 from services.customer.security import new_secret
 from services.customer.security import secret_hash as hash_secret
 from services.customer.store.clients import ClientStore
 from services.customer.store.customers import CustomerStore
 from services.customer.store.handoff import DeviceSessionStore
+from services.customer.store.timeline import TimelineStore
 from services.customer.usecases.common import (
     IssuedTokens,
     UseCase,
@@ -129,6 +131,11 @@ class Handoff(UseCase):
             if customer is None or customer.is_erased:
                 raise FailedPrecondition("the customer is gone", reason="DEVICE_SESSION_EXPIRED")
             await store.consume(session.id, now)
+            # What she did on this device before signing in (anonymous try-ons) is hers.
+            since = session.created_at - td.ANONYMOUS_LINK_WINDOW
+            await TimelineStore(uow.session).link_anonymous(
+                client.id, customer.id, session.id, since, now
+            )
             if client.kind is d.ClientKind.KIOSK and session.store_id:
                 # Handing her session to a store's kiosk is checking in at that store.
                 checked_in(uow, customer.id, session.store_id, now)

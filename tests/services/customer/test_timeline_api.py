@@ -12,11 +12,15 @@ import pytest_asyncio
 from google.type import money_pb2
 
 from tenpo.common.v1 import common_pb2
+from tenpo.customer.v1 import identity_service_pb2 as ids
 from tenpo.customer.v1 import interaction_service_pb2 as api
 from tenpo.customer.v1 import interaction_service_pb2_grpc as api_grpc
 from tenpo.customer.v1 import loyalty_service_pb2 as loyalty_api
 from tenpo.customer.v1 import loyalty_service_pb2_grpc as loyalty_grpc
+from tenpo.customer.v1 import resources_pb2 as pb
+from tests.services.conftest import Tokens
 from tests.services.customer.conftest import Service, bearer, expect_error
+from tests.services.customer.identity_helpers import client_admin
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -196,3 +200,58 @@ async def test_the_timeline_pages_for_staff_shows_points_and_is_closed_to_strang
         ),
         grpc.StatusCode.PERMISSION_DENIED,
     )
+
+
+async def test_anonymous_try_ons_become_hers_when_she_hands_off_to_that_mirror(
+    service: Service, stubs: tuple[api_grpc.InteractionServiceStub, object], tokens: Tokens
+) -> None:
+    interactions, _ = stubs
+    created = await service.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(
+                display_name="linking mirror",
+                kind=pb.CLIENT_KIND_SMART_MIRROR,
+                store_id="tokyo-shibuya",
+                scopes=["interactions:write"],
+            )
+        ),
+        metadata=client_admin(tokens),
+    )
+    signed_in = await service.identity.SignInClient(
+        ids.SignInClientRequest(client_id=created.client.id, client_secret=created.client_secret)
+    )
+    mirror = bearer(signed_in.tokens.access_token)
+
+    async def hand_off(customer: object) -> None:
+        started = await service.identity.StartDeviceSession(
+            ids.StartDeviceSessionRequest(), metadata=mirror
+        )
+        await service.identity.ApproveDeviceSession(
+            ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=customer
+        )
+        handed = await service.identity.ExchangeDeviceSession(
+            ids.ExchangeDeviceSessionRequest(device_code=started.device_code), metadata=mirror
+        )
+        assert handed.state == pb.DEVICE_SESSION_STATE_APPROVED
+
+    async def mine(customer: object) -> set[str]:
+        listed = await interactions.ListInteractions(
+            api.ListInteractionsRequest(customer_id="me"), metadata=customer
+        )
+        return {i.id for i in listed.interactions}
+
+    first_id, _, first = await service.register("first-visitor")
+    before = await interactions.RecordInteraction(try_on(sku="SKU-OLD-1"), metadata=mirror)
+    await hand_off(first)
+    assert await mine(first) == {before.interaction.id}
+
+    # The next visitor tries two things on anonymously, then signs in on the same mirror.
+    second_id, _, second = await service.register("second-visitor")
+    tried = [
+        await interactions.RecordInteraction(try_on(sku=f"SKU-NEW-{n}"), metadata=mirror)
+        for n in range(2)
+    ]
+    await hand_off(second)
+    assert await mine(second) == {t.interaction.id for t in tried}
+    assert await mine(first) == {before.interaction.id}  # nothing of hers went to the next one
+    assert first_id != second_id

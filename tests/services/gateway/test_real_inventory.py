@@ -6,60 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-import pytest_asyncio
-
-from tenpo.devtools.keys import DevKeys
-from tenpo.devtools.stack import drop_database, ensure_database
-from tenpo.kit import migrations
-from tenpo.kit.db import Database
-from tenpo.kit.server import running
-from tests.services.conftest import Tokens, auth_settings
+from tests.services.conftest import Tokens
 from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog
-
-inventory_app = pytest.importorskip("services.inventory.app")
-inventory_config = pytest.importorskip("services.inventory.config")
-inventory_seed = pytest.importorskip("services.inventory.seed")
-inventory_store = pytest.importorskip("services.inventory.store")
 
 STORE = "tokyo-shibuya"
 NEAR = "35.6595,139.7005"
-
-
-@pytest_asyncio.fixture(scope="module")
-async def inventory_target(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
-) -> AsyncIterator[str]:
-    name = f"test_gw_inv_{uuid.uuid4().hex[:10]}"
-    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
-    try:
-        definition = inventory_app.definition
-        await migrations.upgrade(definition.migrations, url)
-        db = Database(url, pool_size=1, max_overflow=0)
-        async with db.unit_of_work() as uow:
-            for location in inventory_seed.LOCATIONS:
-                await inventory_store.LocationStore(uow.session).insert(location)
-            await uow.commit()
-        await db.dispose()
-        settings = inventory_config.InventorySettings(
-            database_url=url,
-            nats_url=nats_url,
-            grpc_port=0,
-            require_known_skus=False,
-            catalog_consumer=f"gateway-test-{uuid.uuid4().hex[:8]}",
-            shutdown_grace_seconds=1.0,
-            log_level="WARNING",
-            **auth_settings(dev_keys),
-        )
-        async with running(definition, settings) as host:
-            yield f"127.0.0.1:{host.port}"
-    finally:
-        drop_database(postgres_admin_url, name)
 
 
 async def _next_event(lines: Any) -> dict[str, Any]:
