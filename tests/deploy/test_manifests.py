@@ -49,8 +49,14 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
         ("order", "customer"),
         ("order", "catalog"),
         ("customer", "inventory"),
+        # The GDPR export gathers every service's part.
+        ("customer", "order"),
+        ("customer", "cart"),
+        ("customer", "notification"),
         ("notification", "customer"),
         ("notification", "cart"),
+        # Complementary products for the thank-you mail.
+        ("notification", "catalog"),
     ]
     if caller in PORTS and callee in PORTS
 }

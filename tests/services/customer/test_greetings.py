@@ -22,7 +22,7 @@ from tenpo.customer.v1 import interaction_service_pb2 as ipb
 from tenpo.customer.v1 import interaction_service_pb2_grpc as ipb_grpc
 from tenpo.customer.v1 import resources_pb2 as pb
 from tests.services.customer.conftest import Service, bearer, expect_error
-from tests.services.customer.test_identity_api import client_admin
+from tests.services.customer.identity_helpers import client_admin
 
 SHIBUYA, GINZA = "tokyo-shibuya", "tokyo-ginza"
 

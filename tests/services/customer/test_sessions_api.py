@@ -425,6 +425,7 @@ async def test_staff_sign_in_carries_their_scopes(
         "customers:read",
         "mail:send",
         "promotions:write",
+        "carts:read",  # a guest's abandoned cart: the contact she left
     }
     gateway = credentials["services"]["gateway"]
     signed_in = await seeded.identity.SignInClient(

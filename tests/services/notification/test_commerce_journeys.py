@@ -274,6 +274,7 @@ def test_order_events_are_subscribed_by_name_including_those_not_in_this_build()
         "order_id": "o",
         "order_number": "T-000002",
         "customer_id": "c2",
+        "fulfillment_number": "T-000002-1",
     }
 
 

@@ -342,6 +342,15 @@ async def test_a_caller_giving_up_does_not_stop_the_saga(stack: Stack) -> None:
         await stack.orders.PlaceOrder(request, metadata=md, timeout=0.05)
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
-    retried = await stack.orders.PlaceOrder(request, metadata=md)
+    # The saga goes on without her; a retry with the same request_id learns its outcome
+    # (UNAVAILABLE while a step still waits for a slow service: retried as a client would).
+    for _ in range(30):
+        try:
+            retried = await stack.orders.PlaceOrder(request, metadata=md)
+            break
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise
+            await asyncio.sleep(1.0)
     assert retried.order.status == pb.ORDER_STATUS_PLACED
     assert await stack.atp(sku) == 2

@@ -137,9 +137,11 @@ def click_and_collect(shop: Shop) -> None:
         kiosk.api.post(path, {"pickupCode": code, "requestId": request_id()})
         say(kiosk.label, f"{shopper.name} types {code}: handed over")
         done = live.wait_for(
-            lambda e: unwrap(e, "order")["status"] == "ORDER_STATUS_COMPLETED",
+            # Completed and paid: the capture at pickup may reach the page in a later update.
+            lambda e: unwrap(e, "order")["status"] == "ORDER_STATUS_COMPLETED"
+            and unwrap(e, "order").get("paymentState") == "PAYMENT_STATE_CAPTURED",
             EVENTUALLY,
-            "picked up on her order page",
+            "picked up and paid on her order page",
         )
     final = unwrap(done, "order")
     check(fulfilment(final)["status"] == "FULFILLMENT_STATUS_PICKED_UP", f"not picked up: {final}")
