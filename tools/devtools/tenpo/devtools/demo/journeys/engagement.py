@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from tenpo.devtools.demo.api import ApiError, request_id
 from tenpo.devtools.demo.journeys.messages import NotShown, _confirm_mail_consent
 from tenpo.devtools.demo.journeys.stores import HOME, SIZE, SKU, STORE, fulfilment
-from tenpo.devtools.demo.world import Customer, JourneyFailed, Shop, check, unwrap
+from tenpo.devtools.demo.world import Customer, JourneyFailed, Shop, check, eventually, unwrap
 
 #: A product of another kind (a T-shirt): a code scoped to the sneakers takes nothing off it.
 OTHER_SKU = "TEE-0103-M"
@@ -255,3 +255,37 @@ def thank_you_and_review_request(shop: Shop) -> None:
     reviews = [m for m in shop.messages(shopper.id) if m["templateKey"] == "review_request"]
     if len(reviews) != 1:
         raise JourneyFailed(f"{len(reviews)} review requests for one delivery")
+
+    # Click & collect: the review request follows the pickup instead.
+    shopper.add(SKU)
+    cart = shopper.fulfil("PICKUP", STORE)
+    collected = shopper.settled(shopper.place_order(cart, "PAY_AT_STORE"))
+    say(
+        "web shop",
+        f"{shopper.name} orders again, to collect in Shibuya: {collected['orderNumber']}",
+    )
+    item = fulfilment(collected)
+    base = f"/v1/orders/{collected['id']}/fulfillments/{item['id']}"
+    staff.post(f"{base}:markReadyForPickup", {"requestId": request_id()})
+    code = eventually(
+        lambda: fulfilment(shopper.order(collected["id"])).get("pickup", {}).get("pickupCode"),
+        "the pickup code on her order page",
+    )
+    kiosk = shop.device("KIOSK", STORE)
+    kiosk.api.post(f"{base}:confirmPickup", {"pickupCode": code, "requestId": request_id()})
+    say(kiosk.label, f"{shopper.name} collects {item['number']} with her code")
+
+    def review_of_pickup() -> dict[str, Any] | None:
+        return next(
+            (
+                m
+                for m in shop.messages(shopper.id)
+                if m["templateKey"] == "review_request"
+                and f"/orders/{collected['orderNumber']}/review" in m.get("textBody", "")
+                and m.get("status") == "MESSAGE_STATUS_SENT"
+            ),
+            None,
+        )
+
+    second = eventually(review_of_pickup, "the review request after the pickup")
+    say("notification", f"review request for {collected['orderNumber']}: {second['subject']}")
