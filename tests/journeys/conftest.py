@@ -35,6 +35,9 @@ TIMERS = {
     "CUSTOMER_ENGAGEMENT_SWEEP_INTERVAL_SECONDS": "2",
     "CUSTOMER_SEGMENT_LAPSED_AFTER_DAYS": str(30 / 86400),
     "CUSTOMER_SEGMENT_LOYAL_MIN_ORDERS": "2",
+    # The journeys' shoppers get several marketing mails within minutes (thank-you, campaign,
+    # review, offer): the default cap of 2 a day would skip the later ones.
+    "NOTIFICATION_DAILY_MARKETING_CAP": "10",
     # Every journey signs people and devices in from this one address.
     "GATEWAY_SIGN_IN_RATE": "50",
     "GATEWAY_SIGN_IN_BURST": "500",
