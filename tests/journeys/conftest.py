@@ -1,6 +1,7 @@
 """Journey test fixtures: one whole development stack (`make run`'s runner, every service
 seeded, in a scratch data directory on this worker's quiet ports) for the session, with the
-timers of the timed journeys short — the welcome reminder's wait, cart abandonment — and no
+timers of the timed journeys short — the welcome reminder's wait, cart abandonment, the
+birthday and segment sweep, the lapse — and no
 quiet hours (a run at night in Tokyo would otherwise defer marketing SMS to 09:00)."""
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ TIMERS = {
     "NOTIFICATION_QUIET_HOURS_END": "00:00",
     "CART_ABANDON_AFTER_SECONDS": "8",
     "CART_SWEEP_INTERVAL_SECONDS": "2",
+    # Birthdays and time-driven segments are found within seconds; a customer lapses 30 s
+    # after her last order (journey 8's offer), and two orders make her loyal.
+    "CUSTOMER_ENGAGEMENT_SWEEP_INTERVAL_SECONDS": "2",
+    "CUSTOMER_SEGMENT_LAPSED_AFTER_DAYS": str(30 / 86400),
+    "CUSTOMER_SEGMENT_LOYAL_MIN_ORDERS": "2",
+    # The journeys' shoppers get several marketing mails within minutes (thank-you, campaign,
+    # review, offer): the default cap of 2 a day would skip the later ones.
+    "NOTIFICATION_DAILY_MARKETING_CAP": "10",
     # Every journey signs people and devices in from this one address.
     "GATEWAY_SIGN_IN_RATE": "50",
     "GATEWAY_SIGN_IN_BURST": "500",

@@ -11,6 +11,11 @@ from tenpo.devtools.demo.journeys.accounts import (
     customer_service_360,
     points_in_store_spent_online,
 )
+from tenpo.devtools.demo.journeys.engagement import (
+    birthday_code_for_a_viewed_product,
+    segment_campaigns_and_lapsed_offer,
+    thank_you_and_review_request,
+)
 from tenpo.devtools.demo.journeys.messages import (
     NotShown,
     abandoned_cart_code_on_another_channel,
@@ -47,17 +52,24 @@ JOURNEYS = (
         abandoned_cart_code_on_another_channel,
     ),
     Journey(
+        6, "Birthday: a 20 % code for a product she looked at", birthday_code_for_a_viewed_product
+    ),
+    Journey(
         7, "Points earned in a store, spent online, live everywhere", points_in_store_spent_online
     ),
     Journey(9, "Customer service sees the whole history", customer_service_360),
+    Journey(
+        8, "First-time vs loyal campaigns; the lapsed offer", segment_campaigns_and_lapsed_offer
+    ),
     Journey(10, "Consent, export and erasure across every service", consent_export_erasure),
+    Journey(
+        11,
+        "Thank-you with complementary products; a review request after delivery",
+        thank_you_and_review_request,
+    ),
     Journey(12, "Order SMS, each within one segment", order_sms_in_one_segment),
 )
-#: Issue 17's journeys not told yet, and why (the demo lists them at the end).
-NOT_YET = {
-    6: "birthday coupon: the BirthdayReached journey is not built yet",
-    8: "first-time vs loyal campaigns and the lapsed offer: the segment journeys are not built yet",
-    11: "thank-you and review request: those journeys are not built yet",
-}
+#: Issue 17's journeys not told yet, and why (the demo lists them at the end): none.
+NOT_YET: dict[int, str] = {}
 
 __all__ = ["JOURNEYS", "NOT_YET", "Journey", "NotShown"]
