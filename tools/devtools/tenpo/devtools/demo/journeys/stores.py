@@ -138,8 +138,10 @@ def click_and_collect(shop: Shop) -> None:
         say(kiosk.label, f"{shopper.name} types {code}: handed over")
         done = live.wait_for(
             # Completed and paid: the capture at pickup may reach the page in a later update.
-            lambda e: unwrap(e, "order")["status"] == "ORDER_STATUS_COMPLETED"
-            and unwrap(e, "order").get("paymentState") == "PAYMENT_STATE_CAPTURED",
+            lambda e: (
+                unwrap(e, "order")["status"] == "ORDER_STATUS_COMPLETED"
+                and unwrap(e, "order").get("paymentState") == "PAYMENT_STATE_CAPTURED"
+            ),
             EVENTUALLY,
             "picked up and paid on her order page",
         )
