@@ -187,7 +187,11 @@ def nats_factory() -> Iterator[NatsFactory]:
 
         def start() -> EmbeddedNats:
             root = cleanup.enter_context(scratch_dir("tenpo-test-nats-"))
-            server = EmbeddedNats(root, free_port())
+            # Started again on the same port by outage tests: a port below the ephemeral
+            # range, which no outgoing connection can take while the server is down.
+            from tests.stack import quiet_ports
+
+            server = EmbeddedNats(root, quiet_ports())
             servers.append(server)
             server.start()
             return server
