@@ -23,7 +23,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import Message
@@ -58,6 +58,7 @@ from services.order.payments.konbini import VOIDED as KONBINI_VOIDED
 from services.order.payments.konbini import KonbiniPayments
 from services.order.store.orders import OrderStore, Saga
 from services.order.upstream import CartClient, InventoryClient, LoyaltyClient
+from services.order.usecases.saga_policy import LeaseLost, SagaPolicy, failure_error, failure_of
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
@@ -86,64 +87,6 @@ StepHook = Callable[[uuid.UUID, SagaStep], Awaitable[None]]
 #: Called in the transaction that makes an order PLACED (fulfilment: creates the order's
 #: fulfilments from its plan, so no placed order lacks them).
 PlacedHook = Callable[[UnitOfWork, Order], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SagaPolicy:
-    #: How long a runner owns a saga without writing to it; a dead runner's saga is taken
-    #: over by the sweeper after this.
-    lease: timedelta = timedelta(seconds=30)
-    #: A saga left waiting for a dependency is tried again after this.
-    retry_after: timedelta = timedelta(seconds=2)
-    #: How long stock and redemptions are held while the saga runs (released by their owners
-    #: after it even if the order service never comes back).
-    hold: timedelta = timedelta(minutes=15)
-    payment_timeout_seconds: float = 5.0
-    #: How long a retry of a running request_id waits for the first to finish.
-    wait_seconds: float = 30.0
-    poll_seconds: float = 0.05
-    #: Runs of a saga waiting on an unavailable step before its checkout is given up
-    #: (before the confirmation only; after it, a saga never gives up).
-    max_attempts: int = 20
-    #: Checkouts this process runs at once; more wait their turn before touching the
-    #: database. Without it a burst (1,000 at once) queues every saga step behind every
-    #: new request at the connection pool, and steps starve past the pool's timeout.
-    max_concurrent: int = 16
-    #: How long a konbini payment number is accepted.
-    konbini_window: timedelta = timedelta(days=3)
-
-
-class LeaseLost(Exception):
-    """Another runner took the saga over (this one was too slow): stop touching it."""
-
-
-_ERRORS: Mapping[FailureKind, type[DomainError]] = {
-    FailureKind.REJECTED: FailedPrecondition,
-    FailureKind.CONFLICT: Aborted,
-    FailureKind.UNAVAILABLE: Unavailable,
-    FailureKind.NOT_FOUND: NotFound,
-}
-
-
-def failure_error(
-    reason: str,
-    kind: str | None,
-    message: str | None,
-    metadata: Mapping[str, str] | None = None,
-) -> DomainError:
-    """The answer of a failed checkout; the same for every retry of its request_id."""
-    error_type = _ERRORS.get(FailureKind(kind or FailureKind.REJECTED), FailedPrecondition)
-    return error_type(message or "the checkout failed", reason=reason, metadata=metadata)
-
-
-def _failure_of(step: SagaStep, error: DomainError) -> StepFailure:
-    if isinstance(error, NotFound):
-        kind = FailureKind.NOT_FOUND
-    elif isinstance(error, Aborted):
-        kind = FailureKind.CONFLICT
-    else:
-        kind = FailureKind.REJECTED
-    return StepFailure(step, kind, error.reason or "CHECKOUT_FAILED", error.message)
 
 
 class Checkout:
@@ -509,7 +452,7 @@ class Checkout:
                         method=order.payment_method,
                     )
                 except DomainError as error:
-                    raise _failure_of(step, error) from None
+                    raise failure_of(step, error) from None
                 return order.frozen_from(cart)
             case SagaStep.PLAN_FULFILLMENT:
                 plan, methods = await self.inventory.plan(_cart_of(order))
