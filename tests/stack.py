@@ -3,6 +3,7 @@ environment in a scratch data directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -142,3 +143,40 @@ def runner_env() -> Iterator[dict[str, str]]:
         for pid in (int(entry.split(":")[0]) for entry in leftovers):
             psutil.Process(pid).kill()
         assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@contextlib.contextmanager
+def whole_stack(
+    prefix: str, extra_env: dict[str, str] | None = None, *, start_timeout: float = 600
+) -> Iterator[tuple[str, Path]]:
+    """``make run``'s stack in a scratch data directory on this worker's quiet ports:
+    (gateway URL, data directory); stopped afterwards, stragglers killed."""
+    from tenpo.devtools.stack.runner import READY_BANNER
+
+    with scratch_dir(prefix) as data_dir:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL", "TENPO_SERVICES")
+            and not key.endswith("_DATABASE_URL")
+        }
+        base = quiet_ports(120)
+        http_port = quiet_ports()
+        env |= (extra_env or {}) | {
+            "TENPO_DATA_DIR": str(data_dir),
+            "TENPO_POSTGRES_PORT": str(quiet_ports()),
+            "TENPO_NATS_PORT": str(quiet_ports()),
+            "TENPO_NATS_MONITOR_PORT": "0",
+            "TENPO_SMTP_PORT": str(quiet_ports()),
+            "TENPO_PORT_BASE": str(base),
+            "GATEWAY_HTTP_PORT": str(http_port),
+            "TENPO_START_TIMEOUT": "300",
+        }
+        runner = Runner("run", env)
+        try:
+            runner.wait_for(READY_BANNER, timeout=start_timeout)
+            yield f"http://127.0.0.1:{http_port}", data_dir
+        finally:
+            runner.stop(timeout=120)
+            for entry in processes_using(data_dir):
+                psutil.Process(int(entry.split(":")[0])).kill()

@@ -11,13 +11,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tenpo.devtools.demo.world import Narrator, Shop
-from tenpo.devtools.stack.runner import READY_BANNER
-from tests.conftest import scratch_dir
-from tests.stack import Runner, processes_using, quiet_ports
+from tests.stack import whole_stack
 
 #: Every journey test module's marks: servers, and room for the stack's start-up.
 #: In a full parallel run on a busy 2-core machine the start-up alone took over 600 s once
@@ -56,33 +53,8 @@ def journey_stack() -> Iterator[tuple[str, Path]]:
     if url:
         yield url, Path(os.environ.get("TENPO_JOURNEYS_DATA_DIR", ".data"))
         return
-    with scratch_dir("tenpo-test-journeys-") as data_dir:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL", "TENPO_SERVICES")
-            and not key.endswith("_DATABASE_URL")
-        }
-        base = quiet_ports(120)
-        http_port = quiet_ports()
-        env |= TIMERS | {
-            "TENPO_DATA_DIR": str(data_dir),
-            "TENPO_POSTGRES_PORT": str(quiet_ports()),
-            "TENPO_NATS_PORT": str(quiet_ports()),
-            "TENPO_NATS_MONITOR_PORT": "0",
-            "TENPO_SMTP_PORT": str(quiet_ports()),
-            "TENPO_PORT_BASE": str(base),
-            "GATEWAY_HTTP_PORT": str(http_port),
-            "TENPO_START_TIMEOUT": "300",
-        }
-        runner = Runner("run", env)
-        try:
-            runner.wait_for(READY_BANNER, timeout=1200)
-            yield f"http://127.0.0.1:{http_port}", data_dir
-        finally:
-            runner.stop(timeout=120)
-            for entry in processes_using(data_dir):
-                psutil.Process(int(entry.split(":")[0])).kill()
+    with whole_stack("tenpo-test-journeys-", TIMERS, start_timeout=1200) as (url, data_dir):
+        yield url, data_dir
 
 
 @pytest.fixture

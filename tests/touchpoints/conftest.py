@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from services.gateway.config import DEV_PUBLISHABLE_KEYS
-from tenpo.devtools.stack.runner import READY_BANNER
-from tests.conftest import scratch_dir
 from tests.services.gateway.test_docs import _chromium
-from tests.stack import Runner, processes_using, quiet_ports
+from tests.stack import whole_stack
 
 # Live updates (server-sent events) and whole checkouts cross several services: on a
 # machine busy with other test workers they take longer than Playwright's 5 s default.
@@ -99,33 +96,8 @@ def stack() -> Iterator[Stack]:
     if url:
         yield _running_stack(url, Path(os.environ.get("TENPO_TOUCHPOINTS_DATA_DIR", ".data")))
         return
-    with scratch_dir("tenpo-test-touchpoints-") as data_dir:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key not in ("TENPO_NATS_URL", "TENPO_POSTGRES_ADMIN_URL", "TENPO_SERVICES")
-            and not key.endswith("_DATABASE_URL")
-        }
-        base = quiet_ports(120)
-        http_port = quiet_ports()
-        env |= {
-            "TENPO_DATA_DIR": str(data_dir),
-            "TENPO_POSTGRES_PORT": str(quiet_ports()),
-            "TENPO_NATS_PORT": str(quiet_ports()),
-            "TENPO_NATS_MONITOR_PORT": "0",
-            "TENPO_SMTP_PORT": str(quiet_ports()),
-            "TENPO_PORT_BASE": str(base),
-            "GATEWAY_HTTP_PORT": str(http_port),
-            "TENPO_START_TIMEOUT": "300",
-        }
-        runner = Runner("run", env)
-        try:
-            runner.wait_for(READY_BANNER, timeout=600)
-            yield _running_stack(f"http://127.0.0.1:{http_port}", data_dir)
-        finally:
-            runner.stop(timeout=120)
-            for entry in processes_using(data_dir):
-                psutil.Process(int(entry.split(":")[0])).kill()
+    with whole_stack("tenpo-test-touchpoints-") as (url, data_dir):
+        yield _running_stack(url, data_dir)
 
 
 @dataclass
