@@ -16,20 +16,25 @@ const filters = { brands: new Set(), categoryIds: new Set(), attributes: new Map
 let stopStock = null;
 let stopPoints = null;
 let stopOrder = null;
+let searches = 0; // only the newest search may render: answers can arrive out of order
 const fail = (error) => report($("error"), error);
 
 // --- search -------------------------------------------------------------------------------
 
 async function search() {
+  const mine = ++searches;
+  const query = $("query").value;
+  $("results").dataset.state = "loading";
   const attributeFilters = [...filters.attributes].map(([key, values]) => ({ key, values: [...values] }));
   const found = await api.post("/v1/products:search", {
-    query: $("query").value,
+    query,
     languageCode: language(),
     brands: [...filters.brands],
     categoryIds: [...filters.categoryIds],
     attributeFilters: attributeFilters.filter((f) => f.values.length),
     pageSize: 20,
   });
+  if (mine !== searches) return;
   $("total").textContent = `(${found.totalSize || 0})`;
   $("results").replaceChildren(
     ...(found.results || []).map(({ product, fromPrice }) =>
@@ -39,6 +44,7 @@ async function search() {
         " ", el("strong", {}, fromPrice ? money(fromPrice.amount) : ""))),
   );
   renderFacets(found.facets || []);
+  Object.assign($("results").dataset, { state: "ready", query });
 }
 
 function facetSet(field) {

@@ -130,11 +130,21 @@ class Writer(threading.Thread):
 
 def on_hand(stub: inventory_service_pb2_grpc.InventoryServiceStub, token: str,
             location: str, sku: str) -> int:  # fmt: skip
-    levels = stub.ListStockLevels(
-        api.ListStockLevelsRequest(location_id=location, page_size=1000),
-        metadata=[("authorization", f"Bearer {token}")],
-        timeout=10,
-    ).stock_levels
+    """The SKU's stock here, read as a client reads: UNAVAILABLE (a replica whose pool still
+    meets a database that has just restarted) is retried with backoff, for a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            levels = stub.ListStockLevels(
+                api.ListStockLevelsRequest(location_id=location, page_size=1000),
+                metadata=[("authorization", f"Bearer {token}")],
+                timeout=10,
+            ).stock_levels
+            break
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     return sum(int(level.on_hand) for level in levels if level.sku == sku)
 
 

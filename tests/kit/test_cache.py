@@ -63,3 +63,26 @@ async def test_refreshing_value_reloads_when_stale() -> None:
     value = RefreshingValue(load, ttl_seconds=0.0)
     assert await value.get() == 1
     assert await value.get() == 2
+
+
+async def test_a_load_under_way_when_invalidated_is_not_kept_as_fresh() -> None:
+    """A writer invalidates while a reader's load is reading the old rows: the writer's next
+    read must load again, not get the old rows for a whole TTL."""
+    table = ["old"]
+    reading = asyncio.Event()
+    release = asyncio.Event()
+
+    async def load() -> str:
+        seen = table[0]
+        reading.set()
+        await release.wait()
+        return seen
+
+    value = RefreshingValue(load, ttl_seconds=60)
+    earlier = asyncio.create_task(value.get())
+    await reading.wait()
+    table[0] = "new"  # the writer commits and invalidates while the load is under way
+    value.invalidate()
+    release.set()
+    assert await earlier == "old"  # the reader that started before the write
+    assert await value.get() == "new"

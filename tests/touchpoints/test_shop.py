@@ -7,17 +7,25 @@ from __future__ import annotations
 import re
 import uuid
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.touchpoints.conftest import PASSWORD, SKU, STORE, TOUCHPOINT_MARKS, Pages, Stack
 
 pytestmark = TOUCHPOINT_MARKS
 
 
+async def settled(page: Page, query: str) -> None:
+    """The newest search has rendered: the page drops answers to searches it has replaced."""
+    results = page.locator("#results")
+    await expect(results).to_have_attribute("data-state", "ready")
+    await expect(results).to_have_attribute("data-query", query)
+
+
 async def test_search_product_live_stock_and_cart(stack: Stack, pages: Pages) -> None:
     page = await pages.open("/examples/shop/")
     await page.fill("#query", "スニーカー")
     await page.click("#search button")
+    await settled(page, "スニーカー")
     first = page.locator("#results li a").first
     await expect(first).to_contain_text("スニーカー")
     total_ja = int(re.sub(r"\D", "", await page.locator("#total").inner_text()))
@@ -27,11 +35,13 @@ async def test_search_product_live_stock_and_cart(stack: Stack, pages: Pages) ->
     await page.select_option("#language", "en")
     await page.fill("#query", "sneakers")
     await page.click("#search button")
+    await settled(page, "sneakers")
     await expect(page.locator("#results li a").first).to_contain_text("Sneakers")
     # A brand facet narrows the results to that brand.
     brand = page.locator(".facet", has_text="brand:").locator("label").first
     brand_count = int(re.search(r"\((\d+)\)", await brand.inner_text()).group(1))  # type: ignore[union-attr]
     await brand.locator("input").check()
+    await settled(page, "sneakers")
     await expect(page.locator("#total")).to_have_text(f"({brand_count})")
     assert brand_count < total_ja
     await pages.screenshot(page, "search")

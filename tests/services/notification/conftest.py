@@ -31,7 +31,13 @@ from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.net import free_port
 from tenpo.kit import migrations
 from tenpo.kit.db import Database, event_subject
-from tenpo.kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, OCCURRED_AT_HEADER, EventBus
+from tenpo.kit.events import (
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    OCCURRED_AT_HEADER,
+    EventBus,
+    stream_name,
+)
 from tenpo.kit.grpc_errors import decode_error
 from tenpo.kit.server import ServiceHost, running
 from tenpo.notification.v1 import notification_service_pb2_grpc
@@ -251,6 +257,9 @@ async def buses(nats_url: str) -> AsyncIterator[dict[str, EventBus]]:
         bus = EventBus(nats_url, name=f"test-{service}")
         await bus.connect()
         await bus.ensure_stream(service)
+        # A test's consumers read the stream from its start: events an earlier test on this
+        # worker published (other customers, other carts) must not reach them.
+        await bus.js.purge_stream(stream_name(service))
         out[service] = bus
     try:
         yield out

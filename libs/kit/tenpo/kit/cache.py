@@ -34,13 +34,17 @@ def bounded_cache(maxsize: int, *, getsizeof: Callable[[V], float] | None = None
 
 class RefreshingValue(Generic[T]):
     """One value loaded by ``load`` and re-read at most every ``ttl_seconds`` (or after
-    ``invalidate``). Concurrent readers of a stale value share one load."""
+    ``invalidate``). Concurrent readers of a stale value share one load. A load that was
+    under way when ``invalidate`` was called may have read the old data: its value is handed
+    to the readers that were waiting for it but is not kept as fresh, so the next reader
+    loads again."""
 
     def __init__(self, load: Callable[[], Awaitable[T]], ttl_seconds: float) -> None:
         self._load = load
         self._ttl = ttl_seconds
         self._value: T | None = None
         self._loaded_at: float | None = None
+        self._generation = 0
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> bool:
@@ -50,9 +54,12 @@ class RefreshingValue(Generic[T]):
         if not self._fresh():
             async with self._lock:
                 if not self._fresh():
+                    generation = self._generation
                     self._value = await self._load()
-                    self._loaded_at = time.monotonic()
+                    if generation == self._generation:
+                        self._loaded_at = time.monotonic()
         return self._value  # type: ignore[return-value]
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._loaded_at = None
