@@ -687,6 +687,25 @@ class JourneyStore:
             .values(status="exited", updated_at=sa.func.now())
         )
 
+    async def forget_customer(self, customer_id: uuid.UUID) -> None:
+        """Erasure: what her runs carried (codes, SKUs she looked at) and when she did what
+        (the exit events) go; the runs' ids, statuses and A/B variants stay for the journeys'
+        statistics."""
+        data = m.journey_runs.c.data
+        await self.session.execute(
+            sa.update(m.journey_runs)
+            .where(m.journey_runs.c.customer_id == customer_id)
+            .values(
+                data=sa.func.jsonb_strip_nulls(
+                    sa.func.jsonb_build_object("variants", data["variants"])
+                ),
+                updated_at=sa.func.now(),
+            )
+        )
+        await self.session.execute(
+            sa.delete(m.journey_exits).where(m.journey_exits.c.customer_id == customer_id)
+        )
+
     async def record_exit(self, customer_id: uuid.UUID, event_type: str, at: datetime) -> None:
         await self.session.execute(
             pg.insert(m.journey_exits)

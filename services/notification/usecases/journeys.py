@@ -171,8 +171,11 @@ class Journeys:
         await OrderStore(uow.session).record_order(customer_id, occurred_at or datetime.now(UTC))
 
     async def customer_erased(self, uow: UnitOfWork, customer_id: uuid.UUID) -> None:
-        """An erased customer leaves every journey and her order projection goes."""
-        await JourneyStore(uow.session).end_runs_of(customer_id)
+        """An erased customer leaves every journey; what her runs carried, her exit events
+        and her order projection go."""
+        store = JourneyStore(uow.session)
+        await store.end_runs_of(customer_id)
+        await store.forget_customer(customer_id)
         await OrderStore(uow.session).erase(customer_id)
 
     async def advance_due(self, limit: int) -> int:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from services.notification import models as m
 from services.notification.config import NotificationSettings
 from services.notification.domain.templates import Channel
+from services.notification.store import JourneyStore
 from tenpo.customer.v1 import events_pb2 as customer_events
 from tenpo.kit.events import EventBus
 from tenpo.kit.server import ServiceHost
@@ -186,6 +187,26 @@ async def test_an_erased_customer_leaves_the_journey(
         assert harness.catcher.to(harness.directory.contacts[customer].email)
 
     await eventually(mailed)
+    assert host.runtime is not None
+    async with host.runtime.db.unit_of_work() as uow:  # an exit event she caused earlier
+        await JourneyStore(uow.session).record_exit(
+            uuid.UUID(customer), "tenpo.order.v1.OrderPlaced", datetime.now(UTC)
+        )
+        await uow.commit()
     await publish(customer_bus, customer_events.CustomerErased(customer_id=customer))
     await eventually(lambda: _expect_status(host, customer, "exited"))
     assert harness.sms.sent == []
+    # What her run carried and her exit events are gone; the run itself stays, counted.
+    async with host.runtime.db.unit_of_work() as uow:
+        runs = (
+            await uow.session.execute(
+                sa.select(m.journey_runs.c.data).where(
+                    m.journey_runs.c.customer_id == uuid.UUID(customer)
+                )
+            )
+        ).all()
+        exits = await uow.session.scalar(
+            sa.select(sa.func.count()).where(m.journey_exits.c.customer_id == uuid.UUID(customer))
+        )
+    assert runs and all(set(run.data) <= {"variants"} for run in runs)
+    assert exits == 0
