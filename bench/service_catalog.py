@@ -131,6 +131,7 @@ async def load_products(database_url: str, count: int, first: int = 0) -> list[s
                     p.updated_at,
                     p.published_at,
                     p.search_text([]),
+                    p.search_title(),
                     p.facet_tokens(),
                 )
                 for p in batch
@@ -155,6 +156,7 @@ async def load_products(database_url: str, count: int, first: int = 0) -> list[s
                         "updated_at",
                         "published_at",
                         "search_text",
+                        "search_title",
                         "facet_tokens",
                     ],
                 )
