@@ -322,6 +322,11 @@ class Product:
             parts.extend(variant.options.values())
         return normalize_text(" ".join(p for p in parts if p))
 
+    def search_title(self) -> str:
+        """The titles of every language, folded like :meth:`search_text`: what search
+        relevance compares the query with."""
+        return normalize_text(" ".join(t for t in self.titles.values() if t))
+
     def facet_tokens(self) -> list[str]:
         """``key=value`` for every product attribute and variant option (filters, facets)."""
         tokens = {a.facet_token() for a in self.attributes}

@@ -200,6 +200,7 @@ class ProductStore:
             "updated_at": product.updated_at,
             "published_at": product.published_at,
             "search_text": product.search_text(category_titles),
+            "search_title": product.search_title(),
             "facet_tokens": product.facet_tokens(),
         }
         if is_new:
