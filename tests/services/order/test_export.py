@@ -12,6 +12,7 @@ import pytest
 from tenpo.order.v1 import order_service_pb2 as api
 from tests.services.order.conftest import Stack
 from tests.services.order.test_checkout import expect_error
+from tests.services.order.test_fulfilments import device
 from tests.services.order.test_search import _delivered_order
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,23 @@ async def test_a_customer_exports_her_orders_and_fulfilments_without_credentials
     email = f"hanako.{uuid.uuid4().hex[:6]}@example.jp"
     order = await _delivered_order(stack, her, email, "+819012345678")
     await _delivered_order(stack, someone, "someone@example.jp", "+819087654321")
+    # Picked up, then one unit asked back by mail (her return authorization is hers too).
+    fid = order.fulfillments[0].id
+    await stack.orders.MarkReadyForPickup(
+        api.MarkReadyForPickupRequest(order_id=order.id, fulfillment_id=fid),
+        metadata=device(stack),
+    )
+    shown = await stack.orders.GetOrder(
+        api.GetOrderRequest(order_id=order.id), metadata=stack.customer(her)
+    )
+    await stack.orders.ConfirmPickup(
+        api.ConfirmPickupRequest(
+            order_id=order.id,
+            fulfillment_id=fid,
+            pickup_code=shown.order.fulfillments[0].pickup.pickup_code,
+        ),
+        metadata=device(stack),
+    )
     sent_back = await stack.orders.RequestReturn(
         api.RequestReturnRequest(
             order_id=order.id,
