@@ -202,7 +202,11 @@ async def test_concurrent_requests_and_store_returns_never_take_more_than_was_ha
 
     outcomes = await asyncio.gather(*(f() for _ in range(5) for f in (by_mail, at_a_store)))
 
-    assert sorted(outcomes) == ["NOT_RETURNABLE"] * 8 + ["OK"] * 2
+    # A store return whose restock timed out (a busy machine) was recorded all the same: it
+    # holds its unit, PENDING, like one that finished.
+    taken = [o for o in outcomes if o in ("OK", "INVENTORY_UNAVAILABLE", "PAYMENT_UNAVAILABLE")]
+    assert len(taken) == 2, outcomes
+    assert sorted(set(outcomes) - set(taken)) == ["NOT_RETURNABLE"]
     open_units = sum(
         line.quantity
         for a in await authorizations(stack, order, owner)
