@@ -18,6 +18,7 @@ from services.order.subscribers import customer_subscription
 from services.order.upstream import CartClient, InventoryClient, LoyaltyClient
 from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
+from services.order.usecases.mail_returns import MailReturns
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from services.order.usecases.search import forget_guests_every
@@ -94,6 +95,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         FulfillmentPolicy(pickup_hold=timedelta(days=settings.pickup_hold_days)),
         payment_timeout_seconds=settings.payment_timeout_seconds,
         codes=PickupCodes(key),
+        tokens=OrderTokens(key),
         lease=timedelta(seconds=settings.saga_lease_seconds),
         watch_poll_seconds=settings.watch_poll_seconds,
     )
@@ -107,9 +109,12 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         window=timedelta(days=settings.return_window_days),
         payment_timeout_seconds=settings.payment_timeout_seconds,
     )
+    mail_returns = MailReturns(
+        runtime.db, orders, returns, ship_within=timedelta(days=settings.return_ship_days)
+    )
     runtime.add_servicer(
         order_service_pb2_grpc.add_OrderServiceServicer_to_server,
-        OrderServicer(checkout, orders, runtime.page_tokens, fulfilments, returns),
+        OrderServicer(checkout, orders, runtime.page_tokens, fulfilments, returns, mail_returns),
         ORDER_SERVICE,
     )
 
@@ -139,6 +144,7 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         sandbox=sandbox,
         fulfilments=fulfilments,
         returns=returns,
+        mail_returns=mail_returns,
         konbini=konbini,
     )
 

@@ -62,6 +62,9 @@ class OrderSettings(ServiceSettings):
     pickup_hold_days: int = Field(default=7, ge=1, le=60)
     #: Units are taken back within this many days of the purchase.
     return_window_days: int = Field(default=30, ge=1, le=365)
+    #: A return by mail's parcel must arrive within this many days of its authorization;
+    #: after that the authorization expires and its units are returnable again.
+    return_ship_days: int = Field(default=14, ge=1, le=90)
     #: How often a WatchOrder stream looks for a change (a one-row index lookup).
     watch_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     #: A finished guest order keeps its contact and address this long after it was placed

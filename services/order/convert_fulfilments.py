@@ -96,6 +96,7 @@ def return_to(value: OrderReturn, currency: str) -> pb.OrderReturn:
         lines=[pb.FulfillmentLine(sku=line.sku, quantity=line.quantity) for line in value.lines],
         refund=money(value.refund, currency),
         status=int(value.status),  # type: ignore[arg-type]
+        return_authorization_id=str(value.authorization_id or ""),
     )
     _set_time(message.create_time, value.created_at)
     return message

@@ -160,7 +160,43 @@ order_returns = sa.Table(
     sa.Column("refund", sa.BigInteger, nullable=False),
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("created_at", _ts, nullable=False, server_default=_now),
+    # The return authorization this return received (a return by mail); one receipt each.
+    sa.Column(
+        "authorization_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("return_authorizations.id"),
+        unique=True,
+    ),
     sa.Index("ix_order_returns_order", "order_id"),
+)
+
+#: Human-friendly return authorization numbers (R-000123), never reused.
+return_authorization_numbers = sa.Sequence(
+    "return_authorization_numbers", metadata=metadata, start=1
+)
+
+#: Returns by mail: units a customer was authorized to send back, where to and until when.
+#: Its units count as taken (no second request, no store return of them) while REQUESTED
+#: and not expired; the receipt records an order_returns row (the one restock and refund
+#: path), and the authorization follows it to REFUNDED in the same transaction.
+return_authorizations = sa.Table(
+    "return_authorizations",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("number", sa.Text, nullable=False, unique=True),
+    sa.Column("order_id", pg.UUID(as_uuid=True), sa.ForeignKey("orders.id"), nullable=False),
+    # RequestReturn's idempotency key (order + requester + request_id).
+    sa.Column("request_key", sa.Text, nullable=False, unique=True),
+    sa.Column("lines", pg.JSONB, nullable=False),
+    sa.Column("ship_to", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("expires_at", _ts, nullable=False),
+    # The receipt's request_id: the same one again finishes it, another is a second receipt.
+    sa.Column("receipt_request_id", sa.Text),
+    sa.Column("created_at", _ts, nullable=False, server_default=_now),
+    sa.Column("updated_at", _ts, nullable=False, server_default=_now),
+    sa.Index("ix_return_authorizations_order", "order_id"),
 )
 
 #: The sandbox konbini network's ledger: payment numbers issued for orders, keyed by the

@@ -4,7 +4,7 @@ refunded for them. No I/O.
 Invariants:
 - Only units whose goods left (shipped, delivered, picked up, handed over) come back, and
   each unit at most once: the units of every return recorded so far, pending ones included,
-  are no longer returnable.
+  and of every open return authorization (a parcel on its way) are no longer returnable.
 - A refund is the returned units' share of what was paid (their line totals, discounts
   included), never more than what was captured and not yet refunded.
 """
@@ -43,9 +43,17 @@ class OrderReturn:
     refund: int
     status: ReturnStatus
     created_at: datetime | None = None
+    #: The return authorization it received (a return by mail); None at a store.
+    authorization_id: uuid.UUID | None = None
 
 
-def returnable(fulfilments: Iterable[Fulfilment], returns: Iterable[OrderReturn]) -> dict[str, int]:
+def returnable(
+    fulfilments: Iterable[Fulfilment],
+    returns: Iterable[OrderReturn],
+    held: Iterable[Sequence[FulfillmentLine]] = (),
+) -> dict[str, int]:
+    """Units per SKU that may still come back; ``held``: the lines of open return
+    authorizations (their parcels may still arrive)."""
     units: dict[str, int] = {}
     for fulfilment in fulfilments:
         if fulfilment.left:
@@ -53,6 +61,9 @@ def returnable(fulfilments: Iterable[Fulfilment], returns: Iterable[OrderReturn]
                 units[line.sku] = units.get(line.sku, 0) + line.quantity
     for previous in returns:
         for line in previous.lines:
+            units[line.sku] = units.get(line.sku, 0) - line.quantity
+    for lines in held:
+        for line in lines:
             units[line.sku] = units.get(line.sku, 0) - line.quantity
     return {sku: n for sku, n in units.items() if n > 0}
 
@@ -84,8 +95,10 @@ def plan_return(
     lines: tuple[FulfillmentLine, ...],
     now: datetime,
     window: timedelta,
+    held: Sequence[Sequence[FulfillmentLine]] = (),
 ) -> int:
-    """The refund of a return of ``lines`` now, or why it cannot be."""
+    """The refund of a return of ``lines`` asked for at ``now``, or why it cannot be.
+    ``held``: the lines of open return authorizations, not returnable meanwhile."""
     if order.status not in (OrderStatus.PLACED, OrderStatus.COMPLETED):
         raise FailedPrecondition(
             f"a {order.status.name.lower()} order has nothing to return",
@@ -97,11 +110,11 @@ def plan_return(
             f"returns are accepted within {window.days} days of the purchase",
             reason="RETURN_WINDOW_EXPIRED",
         )
-    open_units = returnable(fulfilments, previous)
+    open_units = returnable(fulfilments, previous, held)
     for line in lines:
         if line.quantity > open_units.get(line.sku, 0):
             raise FailedPrecondition(
-                "more units than were handed over and not returned yet",
+                "more units than were handed over and not returned or on their way back",
                 reason="NOT_RETURNABLE",
                 metadata={"sku": line.sku, "returnable": str(open_units.get(line.sku, 0))},
             )

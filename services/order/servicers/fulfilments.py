@@ -148,7 +148,8 @@ class FulfilmentRpcs:
         self, request: api.WatchOrderRequest, context: ServicerContext
     ) -> AsyncIterator[api.WatchOrderResponse]:
         order_id = parse_id(request.order_id, "order_id")
-        async for view in self.fulfilments.watch(current_principal(), order_id):
+        principal = current_principal()
+        async for view in self.fulfilments.watch(principal, order_id, request.order_token):
             yield api.WatchOrderResponse(order=view_to(view))
 
     async def ListPickWaves(

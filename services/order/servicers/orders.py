@@ -9,8 +9,10 @@ from grpc.aio import ServicerContext
 from services.order import convert
 from services.order.servicers.export import ExportRpcs
 from services.order.servicers.fulfilments import FulfilmentRpcs
+from services.order.servicers.returns import ReturnRpcs
 from services.order.usecases.checkout import Checkout
 from services.order.usecases.fulfilments import Fulfilments
+from services.order.usecases.mail_returns import MailReturns
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from services.order.usecases.search import OrderSearch
@@ -22,7 +24,7 @@ from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import order_service_pb2_grpc as api_grpc
 
 
-class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
+class OrderServicer(FulfilmentRpcs, ReturnRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
     def __init__(
         self,
         checkout: Checkout,
@@ -30,6 +32,7 @@ class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
         page_tokens: PageTokenCodec,
         fulfilments: Fulfilments,
         returns: Returns,
+        mail_returns: MailReturns,
         search: OrderSearch | None = None,
     ) -> None:
         self.waves = PickWaves(fulfilments)
@@ -38,6 +41,7 @@ class OrderServicer(FulfilmentRpcs, ExportRpcs, api_grpc.OrderServiceServicer):
         self.page_tokens = page_tokens
         self.fulfilments = fulfilments
         self.returns = returns
+        self.mail_returns = mail_returns
         self.search = search or OrderSearch(checkout.db)
 
     async def PlaceOrder(

@@ -23,6 +23,7 @@ def _return(row: Any) -> OrderReturn:
         refund=row.refund,
         status=ReturnStatus(row.status),
         created_at=row.created_at,
+        authorization_id=row.authorization_id,
     )
 
 
@@ -56,6 +57,7 @@ class ReturnStore:
                 lines=[asdict(line) for line in value.lines],
                 refund=value.refund,
                 status=int(value.status),
+                authorization_id=value.authorization_id,
             )
         )
 

@@ -1,12 +1,12 @@
 """Order use cases: what this service holds about a customer, for her GDPR export (her
-orders, their fulfilments and returns), credentials left out."""
+orders, their fulfilments, returns and return authorizations), credentials left out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from services.order.models import fulfillments, order_returns, orders
+from services.order.models import fulfillments, order_returns, orders, return_authorizations
 from tenpo.kit import export
 from tenpo.kit.auth import Principal
 from tenpo.kit.db import Database
@@ -17,6 +17,7 @@ LEFT_OUT = {
     "orders": ("card_token", "request_key", "request_hash", "lease_owner", "lease_until"),
     "fulfillments": ("pickup_nonce", "pickup_code_digest", "legacy_pickup_code"),
     "order_returns": ("request_key",),
+    "return_authorizations": ("request_key", "receipt_request_id"),
 }
 
 
@@ -48,6 +49,12 @@ class CustomerExport:
                     order_returns,
                     order_returns.c.order_id.in_(ids),
                     leave_out=LEFT_OUT["order_returns"],
+                ),
+                "return_authorizations": await export.rows(
+                    uow.session,
+                    return_authorizations,
+                    return_authorizations.c.order_id.in_(ids),
+                    leave_out=LEFT_OUT["return_authorizations"],
                 ),
             }
         return export.document("order", customer_id, tables, self.clock(), left_out=LEFT_OUT)

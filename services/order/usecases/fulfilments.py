@@ -48,6 +48,7 @@ from services.order.domain.orders import (
     WRITE_SCOPE,
     Order,
     OrderStatus,
+    OrderTokens,
     PaymentMethod,
     order_not_found,
 )
@@ -119,11 +120,14 @@ class Fulfilments:
         *,
         payment_timeout_seconds: float,
         codes: PickupCodes,
+        tokens: OrderTokens | None = None,
         lease: timedelta = timedelta(seconds=30),
         watch_poll_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.codes = codes
+        #: Guests' order tokens (WatchOrder with one); None: no guest watches.
+        self.tokens = tokens
         self.inventory = inventory
         self.payments = payments
         self.policy = policy
@@ -189,13 +193,23 @@ class Fulfilments:
             await uow.commit()
         return changed
 
-    async def watch(self, principal: Principal, order_id: uuid.UUID) -> AsyncIterator[OrderView]:
-        """The order now, then at every change. Polls a one-row watermark (the order's and
-        its fulfilments' update times) rather than following events: it sees exactly what
-        was committed, on any replica, with no subscription per watcher to manage."""
+    async def watch(
+        self, principal: Principal, order_id: uuid.UUID, order_token: str = ""
+    ) -> AsyncIterator[OrderView]:
+        """The order now, then at every change; with ``order_token``, a guest's order for
+        its guest (as GetOrder). Polls a one-row watermark (the order's and its
+        fulfilments' update times) rather than following events: it sees exactly what was
+        committed, on any replica, with no subscription per watcher to manage."""
         async with self.db.unit_of_work() as uow:
             saga = await OrderStore(uow.session).get(order_id)
-        if saga is None or not may_read(principal, saga.order):
+        # Someone else's order answers exactly like a missing one, a wrong token too.
+        if saga is None:
+            raise order_not_found()
+        guest = bool(order_token)
+        if guest:
+            if self.tokens is None or not self.tokens.opens(saga.order, order_token):
+                raise order_not_found()
+        elif not may_read(principal, saga.order):
             raise order_not_found()
         mark: object = None
         while True:
@@ -207,7 +221,7 @@ class Fulfilments:
             if current != mark:
                 mark = current
                 assert saga is not None
-                view = self._view(principal, saga.order, items)
+                view = self._view(principal, saga.order, items, guest=guest)
                 yield view
                 if view.order.status in _FINAL and not any(
                     f.capture_state is CaptureState.DUE for f in items

@@ -1,5 +1,6 @@
 """Return use cases: units of an order brought back to any store, restocked there and
-refunded to the original payment.
+refunded to the original payment. The one restock-and-refund path: a parcel of a return
+by mail (``mail_returns``) is recorded and finished by ``record`` and ``finish`` too.
 
 Never refunded twice: the return is recorded first (keyed by the order and the caller's
 request_id, under the order's lock, so concurrent returns cannot take the same units), then
@@ -14,6 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.order.domain.fulfilments import FulfillmentLine
 from services.order.domain.orders import Order, PaymentMethod, order_not_found
 from services.order.domain.payments import PaymentProvider, PaymentUnavailable
@@ -26,6 +29,7 @@ from services.order.domain.returns import (
 from services.order.domain.saga import StepFailure, StepUnavailable
 from services.order.events import money
 from services.order.store.fulfilments import FulfilmentStore
+from services.order.store.mail_returns import AuthorizationStore
 from services.order.store.orders import OrderStore
 from services.order.store.returns import ReturnStore
 from services.order.upstream import InventoryClient
@@ -78,31 +82,69 @@ class Returns:
             )
         key = f"{order_id}:{request_id}"
         async with self.db.unit_of_work() as uow:
-            fulfilments = FulfilmentStore(uow.session)
-            await fulfilments.lock_order(order_id)
+            await FulfilmentStore(uow.session).lock_order(order_id)
             saga = await OrderStore(uow.session).get(order_id)
             if saga is None:
                 raise order_not_found()
             order = saga.order
-            returns = ReturnStore(uow.session)
-            recorded = await returns.by_key(key)
+            recorded = await ReturnStore(uow.session).by_key(key)
             if recorded is not None:
                 if (recorded.store_id, recorded.lines) != (store_id, wanted):
                     raise request_id_reused()
             else:
-                refund = plan_return(
-                    order,
-                    await fulfilments.of_order(order_id),
-                    await returns.of_order(order_id),
-                    wanted,
-                    datetime.now(UTC),
-                    self.window,
+                recorded = await self.record(
+                    uow.session, order, store_id, wanted, key, asked_at=datetime.now(UTC)
                 )
-                recorded = OrderReturn(
-                    uuid.uuid4(), order_id, store_id, wanted, refund, ReturnStatus.PENDING
-                )
-                await returns.insert(recorded, key)
                 await uow.commit()
+        return await self.finish(order, recorded, key), order.currency
+
+    async def record(
+        self,
+        session: AsyncSession,
+        order: Order,
+        location_id: str,
+        lines: tuple[FulfillmentLine, ...],
+        key: str,
+        *,
+        asked_at: datetime,
+        authorization: uuid.UUID | None = None,
+    ) -> OrderReturn:
+        """Record a PENDING return of ``lines`` received at ``location_id``, in the caller's
+        transaction, under the order's lock (taken by the caller). ``asked_at``: when the
+        return was asked for (a parcel: when it was authorized). ``authorization``: the
+        return authorization it receives (its own units do not count against it)."""
+        now = datetime.now(UTC)
+        held = [
+            a.lines
+            for a in await AuthorizationStore(session).of_order(order.id)
+            if a.id != authorization and a.holds_units(now)
+        ]
+        returns = ReturnStore(session)
+        refund = plan_return(
+            order,
+            await FulfilmentStore(session).of_order(order.id),
+            await returns.of_order(order.id),
+            lines,
+            asked_at,
+            self.window,
+            held,
+        )
+        recorded = OrderReturn(
+            uuid.uuid4(),
+            order.id,
+            location_id,
+            lines,
+            refund,
+            ReturnStatus.PENDING,
+            authorization_id=authorization,
+        )
+        await returns.insert(recorded, key)
+        return recorded
+
+    async def finish(self, order: Order, recorded: OrderReturn, key: str) -> OrderReturn:
+        """Restock and refund a recorded return, then COMPLETED with its events (and its
+        return authorization REFUNDED) in one transaction. Every call is keyed by the
+        return: finishing again, also concurrently, never refunds twice."""
         if recorded.status is ReturnStatus.PENDING:
             await self._restock_and_refund(order, recorded)
             async with self.db.unit_of_work() as uow:
@@ -111,11 +153,13 @@ class Returns:
                     uow.add_event(_received(order, completed))
                     if completed.refund:
                         uow.add_event(_refunded(order, completed))
+                    if completed.authorization_id is not None:
+                        await AuthorizationStore(uow.session).refunded(completed.authorization_id)
                 await uow.commit()
         async with self.db.unit_of_work() as uow:
             final = await ReturnStore(uow.session).by_key(key)
         assert final is not None
-        return final, order.currency
+        return final
 
     async def _restock_and_refund(self, order: Order, value: OrderReturn) -> None:
         try:

@@ -38,7 +38,7 @@ class FakeOrders(api_grpc.OrderServiceServicer):
             yield api.WatchOrderResponse(order=pb.Order(id="o-1", status=status))  # type: ignore[arg-type]
 
 
-async def _data(lines: Any, count: int) -> list[dict[str, Any]]:
+async def sse_data(lines: Any, count: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     async for line in lines:
         if line.startswith("data: "):
@@ -70,10 +70,10 @@ async def test_order_changes_as_server_sent_events(
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
                 lines = response.aiter_lines()
-                (first,) = await asyncio.wait_for(_data(lines, 1), 5)
+                (first,) = await asyncio.wait_for(sse_data(lines, 1), 5)
                 assert first["order"]["status"] == "ORDER_STATUS_PLACED"
                 await fake.changes.put(pb.ORDER_STATUS_COMPLETED)
-                (change,) = await asyncio.wait_for(_data(lines, 1), 5)
+                (change,) = await asyncio.wait_for(sse_data(lines, 1), 5)
                 assert change["order"]["status"] == "ORDER_STATUS_COMPLETED"
             # Another customer's order: a plain HTTP 404 before any event.
             missing = await gw.client.get(

@@ -12,6 +12,7 @@ import pytest
 from tenpo.order.v1 import order_service_pb2 as api
 from tests.services.order.conftest import Stack
 from tests.services.order.test_checkout import expect_error
+from tests.services.order.test_fulfilments import device
 from tests.services.order.test_search import _delivered_order
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,32 @@ async def test_a_customer_exports_her_orders_and_fulfilments_without_credentials
     email = f"hanako.{uuid.uuid4().hex[:6]}@example.jp"
     order = await _delivered_order(stack, her, email, "+819012345678")
     await _delivered_order(stack, someone, "someone@example.jp", "+819087654321")
+    # Picked up, then one unit asked back by mail (her return authorization is hers too).
+    fid = order.fulfillments[0].id
+    await stack.orders.MarkReadyForPickup(
+        api.MarkReadyForPickupRequest(order_id=order.id, fulfillment_id=fid),
+        metadata=device(stack),
+    )
+    shown = await stack.orders.GetOrder(
+        api.GetOrderRequest(order_id=order.id), metadata=stack.customer(her)
+    )
+    await stack.orders.ConfirmPickup(
+        api.ConfirmPickupRequest(
+            order_id=order.id,
+            fulfillment_id=fid,
+            pickup_code=shown.order.fulfillments[0].pickup.pickup_code,
+        ),
+        metadata=device(stack),
+    )
+    sent_back = await stack.orders.RequestReturn(
+        api.RequestReturnRequest(
+            order_id=order.id,
+            lines=[order.fulfillments[0].lines[0]],
+            request_id=uuid.uuid4().hex,
+            reason="DAMAGED",
+        ),
+        metadata=stack.customer(her),
+    )
 
     exported = await stack.orders.ExportCustomerData(
         api.ExportCustomerDataRequest(customer_id="me"), metadata=_own_session(stack, her)
@@ -44,6 +71,12 @@ async def test_a_customer_exports_her_orders_and_fulfilments_without_credentials
     assert [f["order_id"] for f in document["tables"]["fulfillments"]] == [order.id]
     for column in ("pickup_nonce", "pickup_code_digest", "legacy_pickup_code"):
         assert all(column not in f for f in document["tables"]["fulfillments"])
+    [authorization] = document["tables"]["return_authorizations"]
+    assert (authorization["number"], authorization["reason"]) == (
+        sent_back.return_authorization.number,
+        "DAMAGED",
+    )
+    assert "request_key" not in authorization
     assert "someone@example.jp" not in exported.json and someone not in exported.json
 
     staff = stack.tokens.metadata(

@@ -9,6 +9,7 @@ import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -526,11 +527,16 @@ async def expire_hold(stack: Stack, fulfilment_id: str) -> None:
 
 @contextlib.asynccontextmanager
 async def inventory_stopped(
-    stack: Stack, postgres_admin_url: str, nats_url: str, dev_keys: DevKeys
+    stack: Stack,
+    postgres_admin_url: str,
+    nats_url: str,
+    dev_keys: DevKeys,
+    part: Any = None,
 ) -> AsyncIterator[None]:
-    """The order service's fulfilment calls go to a real inventory server that was started
-    and then stopped (the shared one keeps serving the other tests)."""
-    fulfilments = fulfilments_of(stack)
+    """The order service's fulfilment calls (or those of ``part``, a use case with an
+    ``inventory``) go to a real inventory server that was started and then stopped (the
+    shared one keeps serving the other tests)."""
+    fulfilments = part if part is not None else fulfilments_of(stack)
     real = fulfilments.inventory
     name = f"test_inv_down_{uuid.uuid4().hex[:10]}"
     url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))

@@ -4,6 +4,7 @@ the order token PlaceOrder gave her; nobody gets at it by its id alone."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -18,6 +19,8 @@ from tenpo.kit.grpc_errors import decode_error
 from tenpo.order.v1 import order_service_pb2 as api
 from tenpo.order.v1 import resources_pb2 as pb
 from tests.services.conftest import gateway_channel
+from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, start_gateway
+from tests.services.gateway.test_order_stream import sse_data
 from tests.services.order.conftest import OK_CARD, STORE, Stack
 from tests.services.order.test_checkout import expect_error
 from tests.services.order.test_fulfilments import device
@@ -229,3 +232,144 @@ async def test_a_finished_guest_order_forgets_its_guest_after_the_retention(
     kept = await read(recent)
     assert kept.contact_email == "hanako.guest@example.jp"
     assert await forget_guests(stack.order_db, timedelta(days=180)) == 0  # done once
+
+
+async def picked_up_guest_order(stack: Stack, sku: str, units: int) -> api.PlaceOrderResponse:
+    """A guest's pickup order of ``units`` × ``sku``, handed over at the store."""
+    cart, token = await guest_cart(stack, sku, units)
+    placed = await stack.orders.PlaceOrder(guest_request(cart, token), metadata=guest())
+    fid = placed.order.fulfillments[0].id
+    await stack.orders.MarkReadyForPickup(
+        api.MarkReadyForPickupRequest(order_id=placed.order.id, fulfillment_id=fid),
+        metadata=device(stack),
+    )
+    code = await _code(stack, placed)
+    await stack.orders.ConfirmPickup(
+        api.ConfirmPickupRequest(order_id=placed.order.id, fulfillment_id=fid, pickup_code=code),
+        metadata=device(stack),
+    )
+    return placed
+
+
+async def _code(stack: Stack, placed: api.PlaceOrderResponse) -> str:
+    got = await stack.orders.GetOrder(
+        api.GetOrderRequest(order_id=placed.order.id, order_token=placed.order_token),
+        metadata=guest(),
+    )
+    return got.order.fulfillments[0].pickup.pickup_code
+
+
+async def test_a_guest_watches_her_order_with_its_token_and_nobody_else_does(
+    stack: Stack,
+) -> None:
+    sku = await stack.stock(2)
+    cart, token = await guest_cart(stack, sku, 1)
+    placed = await stack.orders.PlaceOrder(guest_request(cart, token), metadata=guest())
+    order = placed.order
+    stream = stack.orders.WatchOrder(
+        api.WatchOrderRequest(order_id=order.id, order_token=placed.order_token),
+        metadata=guest(),
+    )
+    first = await stream.read()
+    assert first.order.fulfillments[0].status == pb.FULFILLMENT_STATUS_PREPARING
+
+    await stack.orders.MarkReadyForPickup(
+        api.MarkReadyForPickupRequest(order_id=order.id, fulfillment_id=order.fulfillments[0].id),
+        metadata=device(stack),
+    )
+    second = await stream.read()
+    ready = second.order.fulfillments[0]
+    assert ready.status == pb.FULFILLMENT_STATUS_READY_FOR_PICKUP
+    assert ready.pickup.pickup_code == await _code(stack, placed)  # shown to her, as in GetOrder
+    stream.cancel()
+
+    other = await stack.orders.PlaceOrder(
+        guest_request(*(await guest_cart(stack, sku, 1))), metadata=guest()
+    )
+    for metadata, presented in (
+        (guest(), ""),
+        (guest(), other.order_token),
+        (guest(), placed.order_token[:-2] + "AA"),
+        (stack.customer(f"c-{uuid.uuid4().hex[:8]}"), ""),
+        (device(stack), ""),
+    ):
+        refused = stack.orders.WatchOrder(
+            api.WatchOrderRequest(order_id=order.id, order_token=presented), metadata=metadata
+        )
+        await expect_error(refused.read(), grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND")
+
+
+async def test_a_guest_watches_her_order_through_the_gateways_server_sent_events(
+    stack: Stack, start_gateway: GatewayFactory
+) -> None:
+    sku = await stack.stock(1)
+    cart, token = await guest_cart(stack, sku, 1)
+    placed = await stack.orders.PlaceOrder(guest_request(cart, token), metadata=guest())
+    order = placed.order
+    params = {"orderId": order.id, "orderToken": placed.order_token, "key": WEB_KEY}
+    async with start_gateway(targets={"order": f"127.0.0.1:{stack.order_host.port}"}) as gw:
+        async with gw.client.stream("GET", "/v1/stream/order", params=params) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            (first,) = await asyncio.wait_for(sse_data(lines, 1), 60)
+            assert first["order"]["id"] == order.id
+            assert first["order"]["fulfillments"][0]["status"] == "FULFILLMENT_STATUS_PREPARING"
+            await stack.orders.MarkReadyForPickup(
+                api.MarkReadyForPickupRequest(
+                    order_id=order.id, fulfillment_id=order.fulfillments[0].id
+                ),
+                metadata=device(stack),
+            )
+            (change,) = await asyncio.wait_for(sse_data(lines, 1), 60)
+            ready = change["order"]["fulfillments"][0]
+            assert ready["status"] == "FULFILLMENT_STATUS_READY_FOR_PICKUP"
+            assert ready["pickup"]["pickupCode"] == await _code(stack, placed)
+        # A wrong token: a plain 404 before any event; no key at all: refused at the door.
+        wrong = await gw.client.get(
+            "/v1/stream/order", params=params | {"orderToken": placed.order_token[:-2] + "AA"}
+        )
+        assert wrong.status_code == 404
+        assert wrong.json()["error"]["details"][0]["reason"] == "ORDER_NOT_FOUND"
+        keyless = await gw.client.get(
+            "/v1/stream/order", params={"orderId": order.id, "orderToken": placed.order_token}
+        )
+        assert keyless.status_code in (401, 403)
+
+
+async def test_a_guest_asks_to_return_by_mail_with_her_order_token(stack: Stack) -> None:
+    sku = await stack.stock(2, price=1800)
+    placed = await picked_up_guest_order(stack, sku, 2)
+    order = placed.order
+    ask = api.RequestReturnRequest(
+        order_id=order.id,
+        order_token=placed.order_token,
+        lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+        request_id=uuid.uuid4().hex,
+    )
+
+    rma = (await stack.orders.RequestReturn(ask, metadata=guest())).return_authorization
+
+    assert rma.status == pb.RETURN_AUTHORIZATION_STATUS_REQUESTED
+    assert rma.ship_to_location_id == STORE  # where she picked it up
+    listed = await stack.orders.ListReturnAuthorizations(
+        api.ListReturnAuthorizationsRequest(order_id=order.id, order_token=placed.order_token),
+        metadata=guest(),
+    )
+    assert [a.id for a in listed.return_authorizations] == [rma.id]
+    wrong = api.RequestReturnRequest()
+    wrong.CopyFrom(ask)
+    wrong.order_token = placed.order_token[:-2] + "AA"
+    wrong.request_id = uuid.uuid4().hex
+    await expect_error(
+        stack.orders.RequestReturn(wrong, metadata=guest()),
+        grpc.StatusCode.NOT_FOUND,
+        "ORDER_NOT_FOUND",
+    )
+    received = await stack.orders.ReceiveReturn(
+        api.ReceiveReturnRequest(number=rma.number, location_id=STORE, request_id=uuid.uuid4().hex),
+        metadata=device(stack),
+    )
+    assert received.return_authorization.order_return.refund.units == 1800
+
+
+__all__ = ["start_gateway"]  # the gateway tests' fixture, used here

@@ -109,7 +109,11 @@ async def test_concurrent_returns_never_take_back_more_than_was_handed_over(stac
 
     outcomes = await asyncio.gather(*(give_back() for _ in range(6)))
 
-    assert sorted(outcomes) == ["NOT_RETURNABLE"] * 4 + ["OK"] * 2
+    # A return whose restock timed out (a busy machine) was recorded all the same: it holds
+    # its unit, PENDING, like one that finished.
+    taken = [o for o in outcomes if o in ("OK", "INVENTORY_UNAVAILABLE", "PAYMENT_UNAVAILABLE")]
+    assert len(taken) == 2, outcomes
+    assert sorted(set(outcomes) - set(taken)) == ["NOT_RETURNABLE"]
 
 
 async def test_returns_are_refused_out_of_window_before_leaving_or_at_another_device(
