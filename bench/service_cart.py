@@ -1,6 +1,7 @@
 """Cart benchmark: AddLineItem through the gRPC API — the real cart service in front of the
-real catalog (demo data, prices for the web channel) and the real inventory (availability on
-every change) — against the bare grpc.aio health Check in the same run."""
+real catalog (demo data, prices for the web channel) and the real inventory (availability of
+the line each change adds or resizes, kept a second per SKU by the cart) — against the bare
+grpc.aio health Check in the same run."""
 
 from __future__ import annotations
 

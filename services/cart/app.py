@@ -53,7 +53,9 @@ async def build(runtime: Runtime[CartSettings]) -> None:
         channel_assertion=ChannelAssertion(settings.channel_assertion_secret.get_secret_value()),
     )
     inventory = InventoryClient(
-        inventory_channel, timeout_seconds=settings.inventory_timeout_seconds
+        inventory_channel,
+        timeout_seconds=settings.inventory_timeout_seconds,
+        cache_seconds=settings.availability_cache_seconds,
     )
     carts = Carts(
         runtime.db,

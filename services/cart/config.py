@@ -26,6 +26,10 @@ class CartSettings(ServiceSettings):
     inventory_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
     #: How long a SKU's catalog data (price, title, offer) is reused before asking again.
     catalog_cache_seconds: float = Field(default=30.0, ge=0)
+    #: How long inventory's answer for a (SKU, store or network) is reused: the cart shows
+    #: availability up to this old (stock is promised only by the order saga's reservation,
+    #: which reads inventory's truth); 0 asks on every change.
+    availability_cache_seconds: float = Field(default=1.0, ge=0, le=600)
     #: A change asks inventory about the lines it adds or resizes; about every line when
     #: the last such answer is older than this (or the fulfilment changed).
     availability_recheck_seconds: float = Field(default=30.0, ge=0)

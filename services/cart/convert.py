@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,51 +136,92 @@ def _line_to(line: LineItem, discount: int, currency: str) -> pb.LineItem:
     return item
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    """A cart's lines as last rendered: the line objects, their discounts, and the message
+    holding their ``line_items`` (never changed once kept: renders copy it)."""
+
+    lines: tuple[LineItem, ...]
+    discounts: tuple[int, ...]
+    currency: str
+    message: pb.Cart
+
+
 class CartRenderer:
-    """Carts to protos, reusing a line's message while the line is the very same object
-    with the same discount. Building a line's message (four Money, a Timestamp) was most
-    of a 40-line cart's rendering, on every change; lines are immutable and a change keeps
-    the objects of the lines it did not touch (the known carts of ``store.driver``), so
-    after a change only the changed line is built again. Bounded by ``max_lines`` (0: no
-    reuse); identity, not equality, decides, so nothing built for another line is ever
-    handed out (the entry holds its line, whose id cannot be reused meanwhile)."""
+    """Carts to protos, starting from the lines of the cart's previous answer. Building the
+    line messages (four Money, a Timestamp each) and copying them one by one into the
+    answer was most of a 40-line cart's rendering, on every change; lines are immutable and
+    a change keeps the objects of the lines it did not touch (the known carts of
+    ``store.driver``), so a render copies the cart's last line messages in one C-level
+    ``CopyFrom`` and rebuilds only the lines that are not the very same object with the
+    same discount at the same position. Identity, not equality, decides, so nothing built
+    for another line is ever handed out (the entry holds its lines, whose ids cannot be
+    reused meanwhile). Bounded by ``max_lines`` lines in all (0: every line is built).
+    Renders do not await, so two of one cart never interleave."""
 
     def __init__(self, max_lines: int = 0) -> None:
-        self._lines: LRUCache[uuid.UUID, tuple[LineItem, int, str, pb.LineItem]] | None = (
-            bounded_cache(max_lines) if max_lines else None
+        self._carts: LRUCache[uuid.UUID, _Rendered] | None = (
+            bounded_cache(max_lines, getsizeof=lambda rendered: len(rendered.lines) + 1)
+            if max_lines
+            else None
         )
 
-    def line(self, line: LineItem, discount: int, currency: str) -> pb.LineItem:
-        if self._lines is None:
-            return _line_to(line, discount, currency)
-        known = self._lines.get(line.id)
-        if known is not None and known[0] is line and known[1:3] == (discount, currency):
-            return known[3]
-        item = _line_to(line, discount, currency)
-        self._lines[line.id] = (line, discount, currency, item)
-        return item
-
     def cart(self, view: CartView) -> pb.Cart:
-        return cart_to(view, self)
+        out = pb.Cart()
+        self.render(out, view)
+        return out
+
+    def render(self, target: pb.Cart, view: CartView) -> None:
+        """Fill ``target`` (an empty message, e.g. a response's ``cart``) with ``view``:
+        filling the response's own field saves copying the whole cart into it."""
+        target.CopyFrom(self._lines(view))
+        target.MergeFrom(_cart_fields(view))
+
+    def _lines(self, view: CartView) -> pb.Cart:
+        cart, given = view.cart, view.totals.line_discounts
+        lines, currency = cart.lines, cart.currency
+        discounts = tuple(given.get(line.id, 0) for line in lines) if given else (0,) * len(lines)
+        held = pb.Cart()
+        before = self._carts.get(cart.id) if self._carts is not None else None
+        if before is None or before.currency != currency:
+            held.line_items.extend(
+                _line_to(line, discount, currency)
+                for line, discount in zip(lines, discounts, strict=True)
+            )
+        else:
+            held.CopyFrom(before.message)
+            items = held.line_items
+            kept = len(before.lines)
+            for index, (line, discount) in enumerate(zip(lines, discounts, strict=True)):
+                if index >= kept:
+                    items.append(_line_to(line, discount, currency))
+                elif before.lines[index] is not line or before.discounts[index] != discount:
+                    items[index].CopyFrom(_line_to(line, discount, currency))
+            del items[len(lines) :]
+        if self._carts is not None:
+            try:
+                self._carts[cart.id] = _Rendered(lines, discounts, currency, held)
+            except ValueError:  # more lines than the whole cache holds: not kept
+                self._carts.pop(cart.id, None)
+        return held
 
 
-_NO_REUSE = CartRenderer()
+def cart_to(view: CartView) -> pb.Cart:
+    """A cart's message, every line built (no renderer's memory)."""
+    return CartRenderer().cart(view)
 
 
-def cart_to(view: CartView, renderer: CartRenderer = _NO_REUSE) -> pb.Cart:
+def _cart_fields(view: CartView) -> pb.Cart:
+    """Everything of the cart's message but its lines."""
     cart, totals = view.cart, view.totals
     currency = cart.currency
-    lines = [
-        renderer.line(line, totals.line_discounts.get(line.id, 0), currency) for line in cart.lines
-    ]
-    out = pb.Cart(
+    return pb.Cart(
         id=str(cart.id),
         customer_id=cart.customer_id or "",
         status=int(cart.status),  # type: ignore[arg-type]
         channel=cart.channel,  # type: ignore[arg-type]
         store_id=cart.store_id or "",
         currency_code=currency,
-        line_items=lines,
         fulfillment=_fulfillment_to(cart.fulfillment),
         promotion_codes=list(cart.codes),
         discounts=[
@@ -210,14 +252,13 @@ def cart_to(view: CartView, renderer: CartRenderer = _NO_REUSE) -> pb.Cart:
         ),
         loyalty_points_to_redeem=cart.loyalty_points,
         contact_email=cart.contact_email or "",
-        has_price_changes=any(line.price_changed for line in cart.lines),
+        has_price_changes=any(line.previous_unit_price is not None for line in cart.lines),
         etag=cart.etag,
         order_id=cart.order_id or "",
         create_time=timestamp(cart.created_at),
         update_time=timestamp(cart.updated_at),
         availability_check_time=timestamp(cart.availability_checked_at),
     )
-    return out
 
 
 # -- promotions ---------------------------------------------------------------------------

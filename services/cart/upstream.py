@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -109,7 +110,10 @@ def channel_name(channel: int) -> str:
 
 
 class CatalogClient:
-    """SKU → what the catalog offers on a channel now, cached briefly per (channel, SKU)."""
+    """SKU → what the catalog offers on a channel now, cached per (channel, SKU) for
+    ``cache_seconds`` — the staleness bound of a price or offer whose event has not reached
+    this replica — and dropped at once by ``forget`` when the catalog's price and product
+    events arrive."""
 
     def __init__(
         self,
@@ -119,6 +123,7 @@ class CatalogClient:
         cache_seconds: float,
         channel_assertion: ChannelAssertion,
         cache_size: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stub = catalog_grpc.CatalogServiceStub(channel)
         self._assertion = channel_assertion
@@ -126,7 +131,7 @@ class CatalogClient:
         self._cache_seconds = cache_seconds
         # None marks "not offered on this channel": worth remembering too.
         self._cache: TTLCache[tuple[int, str], CatalogItem | None] = ttl_cache(
-            cache_size, max(cache_seconds, 0.001)
+            cache_size, max(cache_seconds, 0.001), timer=clock
         )
         self._in_flight: InFlight[tuple[int, str], CatalogItem] = InFlight()
         #: Bumped by ``forget``: an answer from a call begun before must not be cached.
@@ -234,25 +239,55 @@ class CatalogClient:
 
 class InventoryClient:
     """Available-to-promise per SKU at a store or across the network; None when inventory
-    does not answer within the deadline (the cart then says UNKNOWN and goes on)."""
+    does not answer within the deadline (the cart then says UNKNOWN and goes on).
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_seconds: float) -> None:
+    Answers are kept for ``cache_seconds`` per (location, SKU): the cart shows availability
+    up to that old (plus the call's own deadline), a product decision — the cart only
+    informs, stock is promised by the order saga's reservation, which reads inventory's
+    truth and refuses what is gone. "Inventory did not answer" is never kept."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        timeout_seconds: float,
+        cache_seconds: float = 0.0,
+        cache_size: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stub = inventory_grpc.InventoryServiceStub(channel)
         self._timeout = timeout_seconds
+        self._cache_seconds = cache_seconds
+        self._cache: TTLCache[tuple[str | None, str], int] = ttl_cache(
+            cache_size, max(cache_seconds, 0.001), timer=clock
+        )
         self._in_flight: InFlight[tuple[str | None, str], int] = InFlight()
 
     async def available(
         self, skus: Sequence[str], location_id: str | None
     ) -> dict[str, int] | None:
-        """Available-to-promise per SKU (0 for a SKU inventory does not know), from a call
-        made now or one in flight (never an answer kept from an earlier call)."""
+        """Available-to-promise per SKU (0 for a SKU inventory does not know), from an answer
+        at most ``cache_seconds`` old, a call in flight, or a call made now."""
         if not skus:
             return {}
-        keys = [(location_id, sku) for sku in skus]
-        found = await self._in_flight.lookup(keys, self._fetch)
-        if found is None:
-            return None
-        return {sku: found.get((location_id, sku), 0) for sku in skus}
+        found: dict[str, int] = {}
+        missing: list[tuple[str | None, str]] = []
+        for sku in dict.fromkeys(skus):
+            key = (location_id, sku)
+            cached = self._cache.get(key) if self._cache_seconds else None
+            if cached is None:
+                missing.append(key)
+            else:
+                found[sku] = cached
+        if missing:
+            fetched = await self._in_flight.lookup(missing, self._fetch)
+            if fetched is None:
+                return None
+            for key in missing:
+                found[key[1]] = value = fetched.get(key, 0)
+                if self._cache_seconds:
+                    self._cache[key] = value
+        return {sku: found[sku] for sku in skus}
 
     async def _fetch(
         self, keys: list[tuple[str | None, str]]

@@ -37,6 +37,16 @@ def test_ttl_cache_forgets_expired_entries() -> None:
     assert cache.get("a") is None
 
 
+def test_ttl_cache_keeps_an_entry_until_its_ttl_on_the_given_clock() -> None:
+    now = [100.0]
+    cache = ttl_cache(maxsize=10, ttl_seconds=1.0, timer=lambda: now[0])
+    cache["a"] = 1
+    now[0] = 100.9
+    assert cache.get("a") == 1
+    now[0] = 101.0
+    assert cache.get("a") is None
+
+
 async def test_refreshing_value_loads_once_for_concurrent_readers_and_after_invalidate() -> None:
     loads = 0
 

@@ -20,8 +20,9 @@ LINE_UPDATABLE = ("quantity",)
 class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
     def __init__(self, carts: Carts, rendered_lines: int = 0) -> None:
         self.carts = carts
-        #: Carts to protos (the messages of unchanged lines are reused, up to this many).
-        self.cart_to = convert.CartRenderer(rendered_lines).cart
+        #: Fills a response's cart (the messages of unchanged lines are reused, up to this
+        #: many lines in all).
+        self.render = convert.CartRenderer(rendered_lines).render
 
     async def CreateCart(
         self, request: api.CreateCartRequest, context: ServicerContext
@@ -29,13 +30,17 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
         view, token = await self.carts.create(
             current_principal(), request.contact_email, request.request_id, request
         )
-        return api.CreateCartResponse(cart=self.cart_to(view), cart_token=token)
+        response = api.CreateCartResponse(cart_token=token)
+        self.render(response.cart, view)
+        return response
 
     async def GetActiveCart(
         self, request: api.GetActiveCartRequest, context: ServicerContext
     ) -> api.GetActiveCartResponse:
         view = await self.carts.get_active(current_principal())
-        return api.GetActiveCartResponse(cart=self.cart_to(view))
+        response = api.GetActiveCartResponse()
+        self.render(response.cart, view)
+        return response
 
     async def GetCart(
         self, request: api.GetCartRequest, context: ServicerContext
@@ -43,7 +48,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
         view = await self.carts.get(
             current_principal(), parse_id(request.cart_id, "cart_id"), request.cart_token
         )
-        return api.GetCartResponse(cart=self.cart_to(view))
+        response = api.GetCartResponse()
+        self.render(response.cart, view)
+        return response
 
     async def AddLineItem(
         self, request: api.AddLineItemRequest, context: ServicerContext
@@ -58,7 +65,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.AddLineItemResponse(cart=self.cart_to(view))
+        response = api.AddLineItemResponse()
+        self.render(response.cart, view)
+        return response
 
     async def UpdateLineItem(
         self, request: api.UpdateLineItemRequest, context: ServicerContext
@@ -76,7 +85,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.UpdateLineItemResponse(cart=self.cart_to(view))
+        response = api.UpdateLineItemResponse()
+        self.render(response.cart, view)
+        return response
 
     async def RemoveLineItem(
         self, request: api.RemoveLineItemRequest, context: ServicerContext
@@ -90,7 +101,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.RemoveLineItemResponse(cart=self.cart_to(view))
+        response = api.RemoveLineItemResponse()
+        self.render(response.cart, view)
+        return response
 
     async def UpdateCart(
         self, request: api.UpdateCartRequest, context: ServicerContext
@@ -116,7 +129,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.UpdateCartResponse(cart=self.cart_to(view))
+        response = api.UpdateCartResponse()
+        self.render(response.cart, view)
+        return response
 
     async def ApplyPromotionCode(
         self, request: api.ApplyPromotionCodeRequest, context: ServicerContext
@@ -130,7 +145,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.ApplyPromotionCodeResponse(cart=self.cart_to(view))
+        response = api.ApplyPromotionCodeResponse()
+        self.render(response.cart, view)
+        return response
 
     async def RemovePromotionCode(
         self, request: api.RemovePromotionCodeRequest, context: ServicerContext
@@ -144,7 +161,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.RemovePromotionCodeResponse(cart=self.cart_to(view))
+        response = api.RemovePromotionCodeResponse()
+        self.render(response.cart, view)
+        return response
 
     async def MergeCart(
         self, request: api.MergeCartRequest, context: ServicerContext
@@ -156,7 +175,9 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.MergeCartResponse(cart=self.cart_to(view))
+        response = api.MergeCartResponse()
+        self.render(response.cart, view)
+        return response
 
     async def CheckoutCart(
         self, request: api.CheckoutCartRequest, context: ServicerContext
@@ -169,4 +190,6 @@ class CartServicer(ExportRpcs, api_grpc.CartServiceServicer):
             request.request_id,
             request,
         )
-        return api.CheckoutCartResponse(cart=self.cart_to(view))
+        response = api.CheckoutCartResponse()
+        self.render(response.cart, view)
+        return response

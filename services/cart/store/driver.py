@@ -238,11 +238,14 @@ class DriverCartStore:
         ones (upserted), the lines gone (deleted), and the key claim — all or nothing, in
         one statement."""
         seen, cart, priced, claim = plan.seen, plan.cart, plan.priced, plan.claim
-        before = {(index, line.id): line for index, line in enumerate(seen.lines)}
+        # A line the change kept is the very same object: identity settles it without
+        # comparing every field of every line.
+        kept_before = seen.lines
         changed = [
             (index, line)
             for index, line in enumerate(cart.lines)
-            if before.get((index, line.id)) != line
+            if index >= len(kept_before)
+            or (kept_before[index] is not line and kept_before[index] != line)
         ]
         kept = {line.id for line in cart.lines}
         gone = [line.id for line in seen.lines if line.id not in kept]

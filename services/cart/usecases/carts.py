@@ -27,6 +27,7 @@ from services.cart.domain.carts import (
 from services.cart.domain.pricing import ShippingPolicy
 from services.cart.domain.promotions import (
     Context,
+    Evaluation,
     Promotion,
     code_refusal,
     evaluate,
@@ -177,7 +178,13 @@ class Carts:
             code = codes.get(text)
             entered.append((text, code, found.get(code.promotion_id) if code else None))
         context = Context(cart.channel, cart.store_id, cart.customer_id, now)
-        evaluation = evaluate(cart.priced_lines(), automatic, entered, context)
+        # Nothing to evaluate (no automatic promotion running, no code): no discounts, and
+        # no copy of every line for the promotions to look at.
+        evaluation = (
+            evaluate(cart.priced_lines(), automatic, entered, context)
+            if automatic or entered
+            else Evaluation()
+        )
         return CartView(cart, cart.totals(evaluation, self.shipping))
 
     async def _load(self, cart_id: uuid.UUID) -> Cart | None:

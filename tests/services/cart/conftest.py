@@ -174,7 +174,10 @@ async def start_cart(
         "inventory_target": upstreams.inventory_target,
         "catalog_consumer": f"cart-catalog-{suffix}",
         "customer_consumer": f"cart-customer-{suffix}",
+        # No caches unless a test is about them: most tests change a price or the stock
+        # and look at once.
         "catalog_cache_seconds": 0,
+        "availability_cache_seconds": 0,
         "sweep_interval_seconds": 3600,
         "shutdown_grace_seconds": 1.0,
         **auth_settings(dev_keys),

@@ -10,9 +10,13 @@ from datetime import UTC, datetime
 from services.cart.convert import CartRenderer, cart_to
 from services.cart.domain.carts import Availability, Cart, CartStatus, LineItem, Totals
 from services.cart.usecases.carts import CartView
+from tenpo.cart.v1 import cart_service_pb2 as api
 from tenpo.common.v1 import common_pb2
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+CART_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
 
 def _line(sku: str, price: int) -> LineItem:
@@ -35,9 +39,15 @@ def _line(sku: str, price: int) -> LineItem:
     )
 
 
-def _view(lines: tuple[LineItem, ...], discounts: dict[uuid.UUID, int]) -> CartView:
+def _view(
+    lines: tuple[LineItem, ...],
+    discounts: dict[uuid.UUID, int],
+    cart_id: uuid.UUID = CART_ID,
+    version: int = 1,
+) -> CartView:
     cart = Cart(
-        id=uuid.uuid4(),
+        id=cart_id,
+        version=version,
         customer_id=None,
         status=CartStatus.ACTIVE,
         channel=common_pb2.CHANNEL_WEB,
@@ -81,6 +91,48 @@ def test_reused_lines_render_as_a_fresh_rendering_does() -> None:
     after = renderer.cart(changed)
     assert after.line_items[1].quantity == 3 and after.line_items[1].subtotal.units == 1500
     assert after == cart_to(changed)
+
+
+def test_lines_added_removed_and_moved_render_as_a_fresh_rendering_does() -> None:
+    renderer = CartRenderer(100)
+    a, b, c, d = (_line(sku, 100 * (i + 1)) for i, sku in enumerate("ABCD"))
+    steps = [
+        (a,),
+        (a, b),  # added at the end
+        (a, b, c),
+        (a, c),  # removed from the middle: c moves up a position
+        (a, c, d),
+        (d,),  # the first lines gone
+        (),  # emptied
+        (b, a),
+    ]
+    for version, lines in enumerate(steps, start=1):
+        view = _view(lines, {}, version=version)
+        rendered = renderer.cart(view)
+        assert rendered == cart_to(view)
+        assert [item.sku for item in rendered.line_items] == [line.sku for line in lines]
+
+
+def test_carts_never_share_rendered_lines() -> None:
+    renderer = CartRenderer(100)
+    shoes = _line("SHOES", 9800)
+    mine = _view((shoes,), {})
+    other = _view((_line("HAT", 3000),), {}, cart_id=uuid.uuid4())
+    assert renderer.cart(mine) == cart_to(mine)
+    assert renderer.cart(other) == cart_to(other)
+    assert renderer.cart(mine).line_items[0].sku == "SHOES"
+
+
+def test_a_response_is_filled_in_place_with_the_whole_cart() -> None:
+    renderer = CartRenderer(100)
+    lines = (_line("SHOES", 9800), _line("SOCKS", 500))
+    view = _view(lines, {})
+    renderer.cart(view)
+    response = api.AddLineItemResponse()
+    renderer.render(response.cart, view)
+    assert response.cart == cart_to(view)
+    assert len(response.cart.line_items) == 2 and response.cart.etag == "1"
+    assert response.cart.totals.total.units == sum(line.subtotal for line in lines)
 
 
 def test_a_renderer_without_room_builds_every_line() -> None:

@@ -167,3 +167,73 @@ async def test_in_flight_passes_errors_to_every_waiter() -> None:
     with pytest.raises(RuntimeError):
         await in_flight.lookup(["a"], fetch)
     assert calls == 2
+
+
+class Clock:
+    """A monotonic clock the test steps: staleness bounds proven without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_cached_price_is_reused_until_its_ttl_and_a_price_event_drops_it_at_once(
+    upstreams: Upstreams, channel: grpc.aio.Channel
+) -> None:
+    sku = new_sku()
+    upstreams.catalog.add(sku, 1000)
+    clock = Clock()
+    client = CatalogClient(
+        channel,
+        timeout_seconds=10,
+        cache_seconds=30,
+        channel_assertion=ChannelAssertion(DEV_CHANNEL_ASSERTION_SECRET),
+        clock=clock,
+    )
+    assert (await client.items([sku], WEB))[sku].unit_price == 1000  # type: ignore[union-attr]
+    upstreams.catalog.add(sku, 900)  # changed, and no event reached this replica
+    clock.now += 29.9
+    assert (await client.items([sku], WEB))[sku].unit_price == 1000  # type: ignore[union-attr]
+    assert upstreams.catalog.calls == 1
+    clock.now += 0.1  # the TTL is the staleness bound: the new price is seen after it
+    assert (await client.items([sku], WEB))[sku].unit_price == 900  # type: ignore[union-attr]
+    assert upstreams.catalog.calls == 2
+    upstreams.catalog.add(sku, 800)
+    client.forget([sku])  # the price event: seen at once, not after the TTL
+    assert (await client.items([sku], WEB))[sku].unit_price == 800  # type: ignore[union-attr]
+    assert upstreams.catalog.calls == 3
+
+
+async def test_availability_is_reused_for_its_ttl_per_sku_and_location(
+    upstreams: Upstreams,
+) -> None:
+    sku, other = new_sku(), new_sku()
+    upstreams.inventory.stock |= {sku: 5, other: 3}
+    clock = Clock()
+    async with grpc.aio.insecure_channel(upstreams.inventory_target) as channel:
+        client = InventoryClient(channel, timeout_seconds=10, cache_seconds=1.0, clock=clock)
+        assert await client.available([sku], None) == {sku: 5}
+        upstreams.inventory.stock[sku] = 0  # sold out elsewhere
+        clock.now += 0.9
+        # Within the second: the answer kept (the saga's reservation will refuse it).
+        assert await client.available([sku, other], None) == {sku: 5, other: 3}
+        assert upstreams.inventory.calls == 2  # one more call, for the SKU not kept only
+        # Another location is another question.
+        assert await client.available([sku], "store-1") == {sku: 0}
+        assert upstreams.inventory.calls == 3
+        clock.now += 0.1  # a second after the first answer: asked again
+        assert await client.available([sku], None) == {sku: 0}
+        assert upstreams.inventory.calls == 4
+
+
+async def test_inventory_not_answering_is_never_kept(upstreams: Upstreams) -> None:
+    sku = new_sku()
+    upstreams.inventory.stock[sku] = 4
+    upstreams.inventory.down = True
+    async with grpc.aio.insecure_channel(upstreams.inventory_target) as channel:
+        client = InventoryClient(channel, timeout_seconds=5, cache_seconds=60, clock=Clock())
+        assert await client.available([sku], None) is None
+        upstreams.inventory.down = False
+        assert await client.available([sku], None) == {sku: 4}

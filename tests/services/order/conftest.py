@@ -184,9 +184,19 @@ def order_overrides() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(scope="module")
+def cart_overrides() -> dict[str, Any]:
+    """Cart settings of a module's stack (a module overrides this fixture to change them)."""
+    return {}
+
+
 @pytest_asyncio.fixture(scope="module")
 async def stack(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, order_overrides: dict[str, Any]
+    postgres_admin_url: str,
+    nats_url: str,
+    dev_keys: DevKeys,
+    order_overrides: dict[str, Any],
+    cart_overrides: dict[str, Any],
 ) -> AsyncIterator[Stack]:
     """One inventory, customer, cart and order service per test module (tests use their own
     SKUs and customers)."""
@@ -236,7 +246,7 @@ async def stack(
             )
             cart_host = await exits.enter_async_context(
                 contextlib.asynccontextmanager(start_cart)(
-                    urls["cart"], nats_url, dev_keys, upstreams
+                    urls["cart"], nats_url, dev_keys, upstreams, **cart_overrides
                 )
             )
             cart_target = f"127.0.0.1:{cart_host.port}"

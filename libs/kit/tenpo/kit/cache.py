@@ -18,10 +18,13 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 
-def ttl_cache(maxsize: int, ttl_seconds: float) -> TTLCache[K, V]:
+def ttl_cache(
+    maxsize: int, ttl_seconds: float, *, timer: Callable[[], float] = time.monotonic
+) -> TTLCache[K, V]:
     """A bounded mapping whose entries vanish ``ttl_seconds`` after they were set; the least
-    recently used entry leaves first when it is full. Clock: ``time.monotonic``."""
-    return TTLCache(maxsize=maxsize, ttl=ttl_seconds, timer=time.monotonic)
+    recently used entry leaves first when it is full. Clock: ``timer`` (seconds,
+    ``time.monotonic`` unless a test steps a clock of its own to prove a staleness bound)."""
+    return TTLCache(maxsize=maxsize, ttl=ttl_seconds, timer=timer)
 
 
 def bounded_cache(maxsize: int, *, getsizeof: Callable[[V], float] | None = None) -> LRUCache[K, V]:
