@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.order.domain.orders import (
     Fulfillment,
@@ -114,7 +114,9 @@ def _saga(row: Any) -> Saga:
 
 
 class OrderStore:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        # A connection in autocommit (``Database.autocommit``) for the saga's writes and
+        # reads of one statement each: one round trip, no BEGIN/COMMIT around it.
         self.session = session
 
     async def insert_pending(
@@ -131,9 +133,9 @@ class OrderStore:
         lease_owner: str,
         lease: timedelta,
         contact: tuple[str | None, str | None] | None = None,
-    ) -> bool:
+    ) -> Saga | None:
         """Record a new saga, leased to ``lease_owner`` (a guest's ``contact``: e-mail and
-        phone, as normalized); False when ``request_key`` already
+        phone, as normalized), as stored; None when ``request_key`` already
         has one, or the cart has a saga still running (a concurrent insert of the same key
         or cart waits for the first to commit)."""
         number = sa.func.concat(
@@ -161,9 +163,10 @@ class OrderStore:
                 contact_phone=contact[1] if contact else None,
             )
             .on_conflict_do_nothing()
-            .returning(orders.c.id)
+            .returning(orders)
         )
-        return inserted.first() is not None
+        row = inserted.first()
+        return _saga(row) if row else None
 
     async def by_request_key(self, request_key: str) -> Saga | None:
         row = (
