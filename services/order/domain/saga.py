@@ -71,13 +71,16 @@ def next_step(step: SagaStep) -> SagaStep:
     return SagaStep(step + 1)
 
 
-def calls_nothing(step: SagaStep, order: Order) -> bool:
-    """True when taking ``step`` for ``order`` calls no other service: nothing to redeem,
-    no points, a konbini order's stock still held, or the last write of an order paid
-    already. Such a step is taken in the same write as the step before it — there is
-    nothing it could have half-done, so nothing to persist before it is taken — and a
-    crash around it resumes at that earlier step, which is idempotent."""
+def holds_nothing(step: SagaStep, order: Order) -> bool:
+    """True when taking ``step`` for ``order`` holds or changes nothing in another service:
+    planning (a read), or a step that calls nothing — nothing to redeem, no points, a
+    konbini order's stock still held, the last write of an order paid already. Such a step
+    is taken right after the step before it and written with it: it cannot have half
+    happened, so there is nothing to record before it is taken, and a crash around it
+    resumes at that earlier step (taken again: idempotent)."""
     match step:
+        case SagaStep.PLAN_FULFILLMENT:
+            return True
         case SagaStep.RESERVE_REDEMPTIONS:
             return not order.redeems
         case SagaStep.RESERVE_LOYALTY:

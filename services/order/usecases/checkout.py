@@ -47,9 +47,9 @@ from services.order.domain.saga import (
     SagaStep,
     StepFailure,
     StepUnavailable,
-    calls_nothing,
     compensations,
     confirmed_after,
+    holds_nothing,
     next_step,
 )
 from services.order.events import cancelled_event, placed_event
@@ -384,14 +384,26 @@ class Checkout:
         )
 
     async def _forward(self, saga: Saga) -> Saga:
+        """Take the recorded step, then every following one that holds nothing for this
+        order (``holds_nothing``: a read, or a step that calls nothing), and write where
+        the saga got to — one durable write for them all."""
         step = saga.step
         if step is SagaStep.FINISH and saga.order.awaits_konbini_payment:
             await self._park(saga)
-        if self.before_step is not None:
-            await self.before_step(saga.order.id, step)
+        order = saga.order
         try:
-            order = await self._take(step, saga)
+            while True:
+                if self.before_step is not None:
+                    await self.before_step(order.id, step)
+                order = await self._take(step, replace(saga, order=order))
+                if self.after_step is not None:
+                    await self.after_step(order.id, step)
+                if step is SagaStep.FINISH or not holds_nothing(next_step(step), order):
+                    break
+                step = next_step(step)
         except StepFailure as failure:
+            # Where it stands: the failed step, with what the steps before it found.
+            saga = replace(saga, order=order, step=step)
             if confirmed_after(step):
                 # A commit refused after the confirmation (an expired hold): not something
                 # compensation can undo any more; keep retrying and let an operator see it.
@@ -404,6 +416,7 @@ class Checkout:
                 saga, failure.reason, failure.kind, failure.message, failure.metadata
             )
         except StepUnavailable as unavailable:
+            saga = replace(saga, order=order, step=step)
             if step >= CONFIRMATION:
                 # The cart may have closed already (its answer lost) and the commits must
                 # happen: wait and take the step again; the sweeper retries.
@@ -417,9 +430,6 @@ class Checkout:
                 "a service needed for the checkout did not answer; nothing was charged, "
                 "try again shortly",
             )
-        if self.after_step is not None:
-            await self.after_step(saga.order.id, step)
-        step, order = await self._take_calling_nothing(step, replace(saga, order=order))
         if step is SagaStep.FINISH:
             return await self._save(
                 saga,
@@ -433,21 +443,6 @@ class Checkout:
         return await self._save(
             saga, order, next_step(step), SagaPhase.FORWARD, keep_card=keep_card
         )
-
-    async def _take_calling_nothing(self, step: SagaStep, saga: Saga) -> tuple[SagaStep, Order]:
-        """Take the steps after ``step`` that call nothing for this order (no codes, no
-        points, the last write of a card order), so that their results are written with
-        ``step``'s: one durable write instead of one each. The last step taken, and the
-        order after it."""
-        order = saga.order
-        while step is not SagaStep.FINISH and calls_nothing(next_step(step), order):
-            step = next_step(step)
-            if self.before_step is not None:
-                await self.before_step(order.id, step)
-            order = await self._take(step, replace(saga, order=order))
-            if self.after_step is not None:
-                await self.after_step(order.id, step)
-        return step, order
 
     async def _wait(self, saga: Saga, reason: str) -> None:
         """Leave the saga for a later run (the sweeper's), soon."""

@@ -1,7 +1,7 @@
-"""How many writes and calls a checkout costs: a step that calls nothing for this order (no
-codes, no points, the last write of a card order) is written with the step before it, and
-a cart with a promotion code still reserves, commits — or, failing, releases — its
-redemption through the same saga."""
+"""How many writes and calls a checkout costs: a step that holds nothing for this order (the
+plan, a read; no codes, no points; the last write of a card order) is written with the step
+before it, and a cart with a promotion code still reserves, commits — or, failing,
+releases — its redemption through the same saga."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def redemption_calls(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> list[str]
     return calls
 
 
-async def test_a_cart_without_codes_or_points_is_placed_in_six_writes_without_redemptions(
+async def test_a_cart_without_codes_or_points_is_placed_in_five_saga_writes_without_redemptions(
     stack: Stack, writes: list[tuple[Any, SagaStep, SagaPhase]], redemption_calls: list[str]
 ) -> None:
     sku = await stack.stock(3)
@@ -69,10 +69,10 @@ async def test_a_cart_without_codes_or_points_is_placed_in_six_writes_without_re
 
     assert placed.status == pb.ORDER_STATUS_PLACED
     ours = [(step, phase) for order_id, step, phase in writes if str(order_id) == placed.id]
-    # Reserving redemptions and points, and committing them, called nothing: written with
-    # the stock reservation and the stock commit; the last write places the order.
+    # The plan (a read) is written with the frozen cart; reserving redemptions and points,
+    # and committing them, called nothing: written with the stock reservation and the
+    # stock commit; the last write places the order.
     assert ours == [
-        (SagaStep.PLAN_FULFILLMENT, SagaPhase.FORWARD),
         (SagaStep.RESERVE_STOCK, SagaPhase.FORWARD),
         (SagaStep.AUTHORIZE_PAYMENT, SagaPhase.FORWARD),
         (SagaStep.CHECKOUT_CART, SagaPhase.FORWARD),

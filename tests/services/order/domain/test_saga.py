@@ -18,9 +18,9 @@ from services.order.domain.saga import (
     CONFIRMATION,
     Compensation,
     SagaStep,
-    calls_nothing,
     compensations,
     confirmed_after,
+    holds_nothing,
     next_step,
 )
 
@@ -102,9 +102,10 @@ def _order(
     return replace(order, refs=order.refs | (refs or {}))
 
 
-def test_steps_that_call_nothing_for_an_order_without_codes_or_points() -> None:
+def test_steps_that_hold_nothing_for_an_order_without_codes_or_points() -> None:
     plain = _order(redeems=False)
-    assert [s for s in SagaStep if calls_nothing(s, plain)] == [
+    assert [s for s in SagaStep if holds_nothing(s, plain)] == [
+        SagaStep.PLAN_FULFILLMENT,
         SagaStep.RESERVE_REDEMPTIONS,
         SagaStep.RESERVE_LOYALTY,
         SagaStep.COMMIT_REDEMPTIONS,
@@ -114,11 +115,11 @@ def test_steps_that_call_nothing_for_an_order_without_codes_or_points() -> None:
 
 def test_codes_and_points_make_their_steps_call() -> None:
     coded = _order(redeems=True)
-    assert not calls_nothing(SagaStep.RESERVE_REDEMPTIONS, coded)
-    assert not calls_nothing(SagaStep.COMMIT_REDEMPTIONS, coded)
+    assert not holds_nothing(SagaStep.RESERVE_REDEMPTIONS, coded)
+    assert not holds_nothing(SagaStep.COMMIT_REDEMPTIONS, coded)
     points = _order(redeems=False, points=300, refs={"points_reservation_id": "r-1"})
-    assert not calls_nothing(SagaStep.RESERVE_LOYALTY, points)
-    assert not calls_nothing(SagaStep.COMMIT_REDEMPTIONS, points)
+    assert not holds_nothing(SagaStep.RESERVE_LOYALTY, points)
+    assert not holds_nothing(SagaStep.COMMIT_REDEMPTIONS, points)
 
 
 def test_a_saga_recorded_before_the_redemption_fact_was_kept_still_calls() -> None:
@@ -126,17 +127,17 @@ def test_a_saga_recorded_before_the_redemption_fact_was_kept_still_calls() -> No
     order = _order(redeems=False)
     older = replace(order, refs={k: v for k, v in order.refs.items() if k != "redeems"})
     assert older.redeems
-    assert not calls_nothing(SagaStep.RESERVE_REDEMPTIONS, older)
+    assert not holds_nothing(SagaStep.RESERVE_REDEMPTIONS, older)
 
 
 def test_konbini_commits_and_finishes_by_calling() -> None:
     konbini = _order(PaymentMethod.KONBINI, redeems=False)
     # Its stock stays held while it waits: nothing to commit at COMMIT_STOCK ...
-    assert calls_nothing(SagaStep.COMMIT_STOCK, konbini)
+    assert holds_nothing(SagaStep.COMMIT_STOCK, konbini)
     # ... FINISH parks it or commits the stock once paid.
-    assert not calls_nothing(SagaStep.FINISH, konbini)
-    assert not calls_nothing(SagaStep.COMMIT_STOCK, _order(redeems=False))
-    for step in (SagaStep.FREEZE_CART, SagaStep.PLAN_FULFILLMENT, SagaStep.RESERVE_STOCK):
-        assert not calls_nothing(step, _order(redeems=False))
-    assert not calls_nothing(SagaStep.AUTHORIZE_PAYMENT, _order(redeems=False))
-    assert not calls_nothing(SagaStep.CHECKOUT_CART, _order(redeems=False))
+    assert not holds_nothing(SagaStep.FINISH, konbini)
+    assert not holds_nothing(SagaStep.COMMIT_STOCK, _order(redeems=False))
+    for step in (SagaStep.FREEZE_CART, SagaStep.RESERVE_STOCK):
+        assert not holds_nothing(step, _order(redeems=False))
+    assert not holds_nothing(SagaStep.AUTHORIZE_PAYMENT, _order(redeems=False))
+    assert not holds_nothing(SagaStep.CHECKOUT_CART, _order(redeems=False))
