@@ -13,6 +13,7 @@ import pytest
 
 from services.order.domain.saga import SagaPhase, SagaStep
 from services.order.store.orders import OrderStore
+from services.order.usecases.search import OrderSearch
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import promotion_service_pb2 as promo_api
 from tenpo.cart.v1 import promotion_service_pb2_grpc
@@ -184,3 +185,39 @@ async def test_a_declined_card_gives_the_code_back(
     ).order
     assert (placed.status, placed.totals.discount.units) == (pb.ORDER_STATUS_PLACED, 400)
     assert (await stack.level(sku)).on_hand == 2
+
+
+async def test_an_erasure_during_the_saga_is_not_undone_by_its_later_writes(
+    stack: Stack, writes: list[tuple[Any, SagaStep, SagaPhase]]
+) -> None:
+    sku = await stack.stock(3)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    md = stack.customer(customer)
+    cart = await stack.cart(customer, (sku, 1))
+    update = cart_api.UpdateCartRequest(
+        cart=cart_pb.Cart(id=cart.id, etag=cart.etag, contact_email="Hanako@Example.jp")
+    )
+    update.update_mask.paths.append("contact_email")
+    cart = (await stack.carts.UpdateCart(update, metadata=md)).cart
+
+    async def erased_meanwhile(order_id: uuid.UUID, step: SagaStep) -> None:
+        if step is SagaStep.AUTHORIZE_PAYMENT:
+            # The customer's CustomerErased handled while her checkout runs.
+            async with stack.order_db.unit_of_work() as uow:
+                await OrderSearch.customer_erased(uow, customer)
+                await uow.commit()
+
+    stack.checkout.before_step = erased_meanwhile
+    try:
+        placed = (await stack.orders.PlaceOrder(stack.place_request(cart), metadata=md)).order
+    finally:
+        stack.checkout.before_step = None
+
+    assert placed.status == pb.ORDER_STATUS_PLACED
+    # The saga wrote three more times after the erasure, its copy of the contact included.
+    steps = [step for order_id, step, _ in writes if str(order_id) == placed.id]
+    assert steps[-3:] == [SagaStep.CHECKOUT_CART, SagaStep.COMMIT_STOCK, SagaStep.FINISH]
+    async with stack.order_db.unit_of_work() as uow:
+        stored = await OrderStore(uow.session).get(uuid.UUID(placed.id))
+    assert stored is not None
+    assert (stored.order.contact_email, stored.order.contact_phone) == (None, None)
