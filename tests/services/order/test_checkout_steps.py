@@ -27,6 +27,13 @@ pytestmark = pytest.mark.integration
 DECLINED_CARD = "4000000000000002"
 
 
+@pytest.fixture(scope="module")
+def order_overrides() -> dict[str, Any]:
+    """Deadlines far above what a busy CI machine needs: these tests count the saga's
+    writes and calls, which a timed-out call (retried, or compensated) would change."""
+    return {"upstream_timeout_seconds": 30.0, "payment_timeout_seconds": 30.0}
+
+
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, SagaStep, SagaPhase]]:
     """Every saga write (order id, the step recorded, the phase), in order."""
