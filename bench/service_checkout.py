@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2
 
 from bench.harness import Report, free_port, interleaved
 from bench.kit import BASELINE, CONCURRENCY, bare_health_server
+from bench.service_cart import CpuMeter
 from bench.service_gateway import HttpConnection, open_loop
 from tenpo.customer.v1 import identity_service_pb2, identity_service_pb2_grpc, resources_pb2
 from tenpo.devtools.stack.config import PORT_OFFSETS
@@ -200,6 +202,27 @@ async def _prepare(
     return shoppers, skus
 
 
+def _stack_meter(data_dir: Path) -> CpuMeter | None:
+    """The CPU of the stack's service processes (found by the data directory they were
+    given) and of its PostgreSQL with every backend; None when they cannot be found."""
+    services = {}
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        command = process.info["cmdline"] or []
+        module = next((a for a in command if a.startswith("services.")), None)
+        if "-m" not in command or module is None:
+            continue
+        try:
+            if process.environ().get("TENPO_DATA_DIR") == str(data_dir):
+                services[module.removeprefix("services.")] = process.info["pid"]
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+    postmaster = data_dir / "postgres" / "postmaster.pid"
+    if not services or not postmaster.exists():
+        return None
+    pid = int(postmaster.read_text(encoding="utf-8").split()[0])
+    return CpuMeter(services, pid)
+
+
 def _drain(process: subprocess.Popen[str]) -> None:
     assert process.stdout is not None
     for _line in process.stdout:
@@ -301,7 +324,12 @@ async def _measure(
         )
     steps.clear()
     rate = max(checkouts.throughput * 0.7, 1.0)
+    # CPU per checkout, by process: unlike throughput on a shared machine, comparable
+    # between runs whatever else the machine runs.
+    meter = _stack_meter(data_dir)
+    before = meter.snapshot() if meter else {}
     latencies = await open_loop(checkout, rate, max(duration, 5.0) * 2)
+    after = meter.snapshot() if meter else {}
     report.add(baseline)
     report.add(checkouts)
     report.ratio(
@@ -327,6 +355,13 @@ async def _measure(
         report.note(
             f"checkout at 70 % of saturation ({rate:.1f}/s, open loop): p50 {p50:.0f} ms,"
             f" p99 {p99:.0f} ms ({len(ordered)} done) — goal p99 < 250 ms"
+        )
+    if after and latencies:
+        per_checkout = {n: (after[n] - before[n]) * 1000 / len(latencies) for n in after}
+        report.note(
+            "CPU ms per checkout (open loop): "
+            + ", ".join(f"{n} {ms:.1f}" for n, ms in sorted(per_checkout.items()))
+            + f"; total {sum(per_checkout.values()):.1f}"
         )
     total = sum(sum(v) for v in steps.values()) or 1.0
     report.note(

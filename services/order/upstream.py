@@ -579,4 +579,7 @@ def frozen_cart(cart: cart_pb.Cart) -> FrozenCart:
         has_price_changes=cart.has_price_changes,
         all_offered=all(li.offered for li in cart.line_items),
         contact_email=cart.contact_email or None,
+        # A code entered but no longer applying still takes the reservation step: it is
+        # what tells the saga that a personal code was used meanwhile (CODE_ALREADY_USED).
+        redeems=bool(cart.discounts) or bool(cart.promotion_codes),
     )

@@ -15,6 +15,7 @@ import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from google.protobuf import empty_pb2, wrappers_pb2
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -134,3 +135,32 @@ async def test_a_dead_connection_is_replaced_at_checkout_without_a_round_trip(
     finally:
         await db.dispose()
     assert second != first
+
+
+async def test_autocommit_commits_each_statement_on_its_own(database_url: str) -> None:
+    # A fresh database per test (the fixture), so a plain table name. One pooled
+    # connection: the unit of work below gets the very one autocommit used.
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    other = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with db.autocommit() as connection:
+            await connection.execute(sa.text("CREATE TABLE notes (id text PRIMARY KEY)"))
+            await connection.execute(sa.text("INSERT INTO notes VALUES ('a')"))
+            # Each statement is a transaction of its own ...
+            first = (await connection.execute(sa.text("SELECT txid_current()"))).scalar()
+            second = (await connection.execute(sa.text("SELECT txid_current()"))).scalar()
+            assert first != second
+            # ... committed as it returns: another session sees the row at once.
+            async with other.autocommit() as looking:
+                seen = await looking.execute(sa.text("SELECT id FROM notes"))
+                assert seen.scalars().all() == ["a"]
+        # The connection went back to the pool transactional again: a unit of work on it
+        # that does not commit leaves nothing.
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("INSERT INTO notes VALUES ('b')"))
+        async with other.autocommit() as looking:
+            seen = await looking.execute(sa.text("SELECT id FROM notes"))
+            assert seen.scalars().all() == ["a"]
+    finally:
+        await db.dispose()
+        await other.dispose()

@@ -119,6 +119,9 @@ class FrozenCart:
     has_price_changes: bool
     all_offered: bool
     contact_email: str | None = None
+    #: The cart has discounts or promotion codes: its redemptions must be reserved and
+    #: committed (none: those saga steps call nothing).
+    redeems: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,14 @@ class Order:
             # comes from her cart and delivery address.
             contact_email=self.contact_email or normal_email(cart.contact_email),
             contact_phone=self.contact_phone or normal_phone(_address_phone(cart.fulfillment)),
+            refs=self.refs | {"redeems": "1" if cart.redeems else "0"},
         )
+
+    @property
+    def redeems(self) -> bool:
+        """The frozen cart had discounts or codes to redeem. Unknown (a saga recorded by
+        an earlier release): assumed so, which only costs a call."""
+        return self.refs.get("redeems") != "0"
 
     def confirm(self) -> Order:
         self._require(OrderStatus.PENDING, OrderStatus.CONFIRMED)

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from services.order.domain.orders import Order, PaymentMethod
+
 
 class SagaStep(IntEnum):
     """The steps of a checkout, in the order they are taken (values are stored)."""
@@ -67,6 +69,30 @@ def next_step(step: SagaStep) -> SagaStep:
     if step is SagaStep.FINISH:
         raise ValueError("FINISH is the last step")
     return SagaStep(step + 1)
+
+
+def holds_nothing(step: SagaStep, order: Order) -> bool:
+    """True when taking ``step`` for ``order`` holds or changes nothing in another service:
+    planning (a read), or a step that calls nothing — nothing to redeem, no points, a
+    konbini order's stock still held, the last write of an order paid already. Such a step
+    is taken right after the step before it and written with it: it cannot have half
+    happened, so there is nothing to record before it is taken, and a crash around it
+    resumes at that earlier step (taken again: idempotent)."""
+    match step:
+        case SagaStep.PLAN_FULFILLMENT:
+            return True
+        case SagaStep.RESERVE_REDEMPTIONS:
+            return not order.redeems
+        case SagaStep.RESERVE_LOYALTY:
+            return not order.totals.loyalty_points
+        case SagaStep.COMMIT_STOCK:
+            return order.awaits_konbini_payment
+        case SagaStep.COMMIT_REDEMPTIONS:
+            return not order.redeems and not order.refs.get("points_reservation_id")
+        case SagaStep.FINISH:
+            # Konbini: parked here until paid, then commits the held stock.
+            return order.payment_method is not PaymentMethod.KONBINI
+    return False
 
 
 def confirmed_after(step: SagaStep) -> bool:

@@ -37,6 +37,27 @@ _DECLINES = {
     INSUFFICIENT_FUNDS_CARD: ("INSUFFICIENT_FUNDS", "the card has insufficient funds"),
 }
 
+#: Record an authorization unless its key is known, and answer the stored one. A void that
+#: arrived first (the caller gave up on a slow authorize) wins. The row inserted here is
+#: returned by the CTE; one stored earlier by the plain SELECT (the statement's snapshot
+#: does not show the CTE's own insert, so never both).
+_AUTHORIZE = sa.text(
+    """
+WITH inserted AS (
+    INSERT INTO sandbox_payments (key, operation, amount, currency, outcome)
+    SELECT :key, 'authorize', :amount, :currency,
+           CASE WHEN EXISTS (SELECT 1 FROM sandbox_payments
+                             WHERE operation = 'void' AND authorization_key = :key)
+                THEN 'declined:AUTHORIZATION_VOIDED' ELSE :outcome END
+    ON CONFLICT DO NOTHING
+    RETURNING amount, outcome
+)
+SELECT amount, outcome FROM inserted
+UNION ALL
+SELECT amount, outcome FROM sandbox_payments WHERE key = :key
+"""
+)
+
 
 class SandboxPayments:
     def __init__(
@@ -51,35 +72,22 @@ class SandboxPayments:
     ) -> Authorization:
         declined = _DECLINES.get(card_token)
         outcome = f"declined:{declined[0]}" if declined else APPROVED
-        async with self.db.unit_of_work() as uow:
-            # A void that arrived first (the caller gave up on a slow authorize) wins.
-            voided = await uow.session.scalar(
-                sa.select(sa.func.count())
-                .select_from(sandbox_payments)
-                .where(
-                    sandbox_payments.c.operation == "void",
-                    sandbox_payments.c.authorization_key == key,
-                )
-            )
-            if voided:
-                outcome = "declined:AUTHORIZATION_VOIDED"
-            await uow.session.execute(
-                pg.insert(sandbox_payments)
-                .values(
-                    key=key,
-                    operation="authorize",
-                    amount=amount,
-                    currency=currency,
-                    outcome=outcome,
-                )
-                .on_conflict_do_nothing()
-            )
-            stored = (
-                await uow.session.execute(
-                    sa.select(sandbox_payments).where(sandbox_payments.c.key == key)
-                )
-            ).one()
-            await uow.commit()
+        stored = None
+        for _ in range(2):
+            # One statement, committed on its own (one round trip). A concurrent authorize
+            # of the same key that committed after this statement began is not visible to
+            # it (no row): asked again, the next statement sees it.
+            async with self.db.autocommit() as connection:
+                stored = (
+                    await connection.execute(
+                        _AUTHORIZE,
+                        {"key": key, "amount": amount, "currency": currency, "outcome": outcome},
+                    )
+                ).first()
+            if stored is not None:
+                break
+        if stored is None:
+            raise PaymentUnavailable("the sandbox provider did not answer")
         if card_token == TIMEOUT_CARD:
             # Taken, but the answer never comes: the caller's deadline decides.
             await asyncio.sleep(self.hang_seconds)
@@ -123,8 +131,8 @@ class SandboxPayments:
         return operations.get("authorize", "none")
 
     async def _record(self, key: str, operation: str, authorization_key: str, amount: int) -> None:
-        async with self.db.unit_of_work() as uow:
-            await uow.session.execute(
+        async with self.db.autocommit() as connection:  # one statement: commits on its own
+            await connection.execute(
                 pg.insert(sandbox_payments)
                 .values(
                     key=key,
@@ -135,7 +143,6 @@ class SandboxPayments:
                 )
                 .on_conflict_do_nothing()
             )
-            await uow.commit()
 
 
 class PayAtStore:

@@ -49,6 +49,7 @@ from services.order.domain.saga import (
     StepUnavailable,
     compensations,
     confirmed_after,
+    holds_nothing,
     next_step,
 )
 from services.order.events import cancelled_event, placed_event
@@ -196,8 +197,9 @@ class Checkout:
     ) -> Order | None:
         """Record the saga and run it; None when the request_id (or the cart) already had
         one. A guest's order has no customer ("") and her contact from the start."""
-        async with self.db.unit_of_work() as uow:
-            inserted = await OrderStore(uow.session).insert_pending(
+        # One statement, committed on its own: the saga is recorded before any call.
+        async with self.db.autocommit() as connection:
+            inserted = await OrderStore(connection).insert_pending(
                 order_id=order_id,
                 customer_id="" if guest_contact is not None else principal.subject,
                 contact=guest_contact,
@@ -210,12 +212,11 @@ class Checkout:
                 lease_owner=self.instance,
                 lease=self.policy.lease,
             )
-            await uow.commit()
-        if not inserted:
+        if inserted is None:
             return None
         # A caller that gives up (its deadline, a closed connection) cancels this call, not
         # the saga: it runs on to a consistent end, and a retry learns the outcome.
-        task = asyncio.ensure_future(self.run(order_id))
+        task = asyncio.ensure_future(self.run(order_id, inserted))
         self._running[order_id] = task
         task.add_done_callback(lambda _: self._running.pop(order_id, None))
         saga = await asyncio.shield(task)
@@ -239,8 +240,8 @@ class Checkout:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.policy.wait_seconds
         while True:
-            async with self.db.unit_of_work() as uow:
-                saga = await OrderStore(uow.session).by_request_key(key)
+            async with self.db.autocommit() as connection:
+                saga = await OrderStore(connection).by_request_key(key)
             if saga is None:
                 # Not this request's row: the cart's checkout under another request_id.
                 raise Aborted(
@@ -287,9 +288,11 @@ class Checkout:
 
     # ------------------------------------------------------------------ the saga
 
-    async def run(self, order_id: uuid.UUID) -> Saga:
-        """Run the saga leased to this instance until it is done or must wait."""
-        saga = await self._load(order_id)
+    async def run(self, order_id: uuid.UUID, saga: Saga | None = None) -> Saga:
+        """Run the saga leased to this instance until it is done or must wait (``saga``:
+        as just recorded, not read again)."""
+        if saga is None:
+            saga = await self._load(order_id)
         try:
             if saga.order.status is OrderStatus.AWAITING_PAYMENT:
                 saga = await self._settle_konbini(saga)
@@ -310,8 +313,8 @@ class Checkout:
         return await self._load(order_id)
 
     async def _load(self, order_id: uuid.UUID) -> Saga:
-        async with self.db.unit_of_work() as uow:
-            saga = await OrderStore(uow.session).get(order_id)
+        async with self.db.autocommit() as connection:
+            saga = await OrderStore(connection).get(order_id)
         assert saga is not None
         return saga
 
@@ -328,8 +331,8 @@ class Checkout:
         lease: timedelta | None = None,
         event: Message | None = None,
     ) -> Saga:
-        async with self.db.unit_of_work() as uow:
-            saved = await OrderStore(uow.session).save(
+        def save(store: OrderStore) -> Awaitable[bool]:
+            return store.save(
                 order,
                 step=step,
                 phase=phase,
@@ -339,20 +342,35 @@ class Checkout:
                 failure=failure,
                 failure_metadata=failure_metadata,
             )
-            if not saved:
-                raise LeaseLost
-            if event is not None:
+
+        failed = order.status is OrderStatus.FAILED and saga.order.status is not OrderStatus.FAILED
+        if event is None:
+            # One UPDATE, atomic by itself (conditional on the lease): committed on its own,
+            # one round trip instead of three.
+            async with self.db.autocommit() as connection:
+                if not await save(OrderStore(connection)):
+                    raise LeaseLost
+            if failed:
+                CHECKOUTS_FAILED.add(
+                    1,
+                    {"reason": order.failure_reason or "CHECKOUT_FAILED"},
+                    meter_provider=self.db.meter_provider,
+                )
+        else:
+            async with self.db.unit_of_work() as uow:
+                if not await save(OrderStore(uow.session)):
+                    raise LeaseLost
                 uow.add_event(event)
-            placing = event is not None and order.status is OrderStatus.PLACED
-            if self.on_placed is not None and placing:
-                # The transition to PLACED (card, pay at store, or a konbini payment that
-                # came): its fulfilments are written with OrderPlaced, in one transaction.
-                await self.on_placed(uow, order)
-            if placing:
-                uow.count(ORDERS_PLACED, channel=touchpoint(order.channel))
-            if order.status is OrderStatus.FAILED and saga.order.status is not OrderStatus.FAILED:
-                uow.count(CHECKOUTS_FAILED, reason=order.failure_reason or "CHECKOUT_FAILED")
-            await uow.commit()
+                placing = order.status is OrderStatus.PLACED
+                if self.on_placed is not None and placing:
+                    # The transition to PLACED (card, pay at store, or a konbini payment that
+                    # came): its fulfilments are written with OrderPlaced, in one transaction.
+                    await self.on_placed(uow, order)
+                if placing:
+                    uow.count(ORDERS_PLACED, channel=touchpoint(order.channel))
+                if failed:
+                    uow.count(CHECKOUTS_FAILED, reason=order.failure_reason or "CHECKOUT_FAILED")
+                await uow.commit()
         return Saga(
             order=order,
             step=step,
@@ -366,14 +384,26 @@ class Checkout:
         )
 
     async def _forward(self, saga: Saga) -> Saga:
+        """Take the recorded step, then every following one that holds nothing for this
+        order (``holds_nothing``: a read, or a step that calls nothing), and write where
+        the saga got to — one durable write for them all."""
         step = saga.step
         if step is SagaStep.FINISH and saga.order.awaits_konbini_payment:
             await self._park(saga)
-        if self.before_step is not None:
-            await self.before_step(saga.order.id, step)
+        order = saga.order
         try:
-            order = await self._take(step, saga)
+            while True:
+                if self.before_step is not None:
+                    await self.before_step(order.id, step)
+                order = await self._take(step, replace(saga, order=order))
+                if self.after_step is not None:
+                    await self.after_step(order.id, step)
+                if step is SagaStep.FINISH or not holds_nothing(next_step(step), order):
+                    break
+                step = next_step(step)
         except StepFailure as failure:
+            # Where it stands: the failed step, with what the steps before it found.
+            saga = replace(saga, order=order, step=step)
             if confirmed_after(step):
                 # A commit refused after the confirmation (an expired hold): not something
                 # compensation can undo any more; keep retrying and let an operator see it.
@@ -386,6 +416,7 @@ class Checkout:
                 saga, failure.reason, failure.kind, failure.message, failure.metadata
             )
         except StepUnavailable as unavailable:
+            saga = replace(saga, order=order, step=step)
             if step >= CONFIRMATION:
                 # The cart may have closed already (its answer lost) and the commits must
                 # happen: wait and take the step again; the sweeper retries.
@@ -399,8 +430,6 @@ class Checkout:
                 "a service needed for the checkout did not answer; nothing was charged, "
                 "try again shortly",
             )
-        if self.after_step is not None:
-            await self.after_step(saga.order.id, step)
         if step is SagaStep.FINISH:
             return await self._save(
                 saga,
@@ -466,6 +495,8 @@ class Checkout:
                 reservation = await self._reserve(order)
                 return order.with_ref("reservation_id", reservation)
             case SagaStep.RESERVE_REDEMPTIONS:
+                if not order.redeems:
+                    return order  # no discounts, no codes: nothing to hold
                 await self.cart.reserve_redemptions(
                     order.cart_id, order.cart_etag, str(order.id), policy.hold
                 )
@@ -490,7 +521,8 @@ class Checkout:
                 return order
             case SagaStep.COMMIT_REDEMPTIONS:
                 # The promotion redemptions, then the loyalty points (each idempotent).
-                await self.cart.commit_redemptions(str(order.id))
+                if order.redeems:
+                    await self.cart.commit_redemptions(str(order.id))
                 points_reservation = order.refs.get("points_reservation_id")
                 if points_reservation:
                     await self._loyalty().commit(
@@ -682,6 +714,8 @@ class Checkout:
                 if reservation is not None:
                     await self.inventory.release(reservation)
             case Compensation.RELEASE_REDEMPTIONS:
+                if not order.redeems:
+                    return order  # the step called nothing: nothing was reserved
                 try:
                     await self.cart.release_redemptions(str(order.id))
                 except StepFailure as failure:

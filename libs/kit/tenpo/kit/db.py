@@ -229,6 +229,16 @@ class Database:
                 if connection.is_in_transaction() or connection.is_closed():
                     await pooled.invalidate()
 
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled SQLAlchemy connection outside any transaction: each statement commits
+        on its own, one round trip instead of BEGIN, the statement and COMMIT. For a write
+        that is one statement (atomic by itself) or a read of one statement, built with the
+        same Core statements the store uses inside units of work. No events: a write that
+        must publish one needs ``unit_of_work``."""
+        async with self.engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
