@@ -117,6 +117,8 @@ class HttpParts:
     #: Set when draining starts: open streams (SSE and ingress) end cleanly instead of
     #: being cut off when the grace period runs out.
     drain: asyncio.Event
+    #: Open long-lived calls per principal: SSE routes and ingress streams share one count.
+    streams: OpenStreams
 
 
 def service_tokens(settings: GatewaySettings, backends: Backends) -> TokenSource | None:
@@ -210,7 +212,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     app.add_exact("GET", "/healthz", readiness("GET /healthz"))
     app.add_exact("GET", "/livez", livez)
     log.info("gateway http routes", extra={"http_routes": len(router.routes)})
-    return HttpParts(schema, backends, policy, app, document, drain)
+    return HttpParts(schema, backends, policy, app, document, drain, streams)
 
 
 def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) -> Gateway:
@@ -221,7 +223,7 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
         drain.set()
 
     runtime.on_drain.append(start_drain)
-    ingress = IngressHandler(settings, schema, backends, policy, drain)
+    ingress = IngressHandler(settings, schema, backends, policy, drain, parts.streams)
     # Guarded by the kit like any servicer: tokens verified, DomainError mapped to a status.
     # Every known method is registered by name (routed in gRPC's core); the generic handler
     # stays behind them for what is not (UNIMPLEMENTED).
