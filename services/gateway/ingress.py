@@ -21,6 +21,7 @@ from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
+from services.gateway.errors import STATUS_DETAILS_KEY, status_of_rpc_error
 from services.gateway.sse import OpenStreams
 from tenpo.kit import errors
 from tenpo.kit.auth import CHANNEL_HEADER, CHANNEL_PROOF_HEADER
@@ -46,7 +47,7 @@ _HOP_METADATA = frozenset(
         "grpc-accept-encoding",
     }
 )
-_PASS_TRAILERS = frozenset({"grpc-status-details-bin", "retry-after"})
+_PASS_TRAILERS = frozenset({STATUS_DETAILS_KEY, "retry-after"})
 
 
 def _peer_address(context: ServicerContext) -> str:
@@ -175,13 +176,17 @@ class IngressHandler(grpc.GenericRpcHandler):
 
         async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
             received: Any = error.trailing_metadata() or ()
-            trailers = tuple((k, v) for k, v in received if k in _PASS_TRAILERS)
-            code = error.code()
+            trailers = [(k, v) for k, v in received if k in _PASS_TRAILERS]
             details = error.details() or ""
-            if code is grpc.StatusCode.UNAVAILABLE and not trailers:
-                # Transport failures name internal addresses; say less.
-                details = "the service is unavailable; retry with backoff"
-            await context.abort(code, details, trailing_metadata=trailers)
+            if not any(k == STATUS_DETAILS_KEY for k, _ in trailers):
+                # A transport failure (the service down, its deadline passed) has no status
+                # details and names internal addresses: say less, with the stable reason the
+                # HTTP side gives (BACKEND_UNAVAILABLE, BACKEND_TIMEOUT), so clients can tell
+                # it from the service's own UNAVAILABLE without parsing the message.
+                status = status_of_rpc_error(error)
+                details = status.message
+                trailers.append((STATUS_DETAILS_KEY, status.SerializeToString()))
+            await context.abort(error.code(), details, trailing_metadata=tuple(trailers))
 
         async def relay(call: Any, context: ServicerContext) -> AsyncIterator[bytes]:
             """The backend's messages until it ends, or until the gateway drains (the client

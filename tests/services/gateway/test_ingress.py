@@ -121,3 +121,68 @@ async def test_ingress_streams_count_against_the_per_principal_stream_cap(
         reopened.cancel()
         for call in held:
             call.cancel()
+
+
+async def _read_to_end(call: Any) -> None:
+    while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+        pass
+
+
+async def test_a_service_that_is_down_is_unavailable_with_a_stable_reason(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """Found from outside (the cart service SIGKILLed under load): over HTTP a caller got
+    503 ``BACKEND_UNAVAILABLE``, through the gRPC ingress a bare UNAVAILABLE without any
+    ErrorInfo, so a device could not tell "the service is down" from the service's own
+    UNAVAILABLE answers (``DATABASE_UNAVAILABLE``, ``CART_UNAVAILABLE``) without parsing
+    messages. Now the ingress names it like the HTTP side: an open stream whose service goes
+    away ends UNAVAILABLE ``BACKEND_UNAVAILABLE``, and so do the calls after it, never with
+    the internal address in the message."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    kiosk = tokens.device("KIOSK")
+    request = inventory_api.WatchAvailabilityRequest(skus=["SKU-A"])
+    async with (
+        start_gateway(targets={"inventory": fake_inventory.target}) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        inventory = inventory_grpc.InventoryServiceStub(channel)
+        open_stream = inventory.WatchAvailability(request, metadata=kiosk)
+        assert (await asyncio.wait_for(open_stream.read(), 30)).sku == "SKU-A"
+        await fake_inventory.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            await asyncio.wait_for(_read_to_end(open_stream), 30)
+        failures = [cut.value]
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await asyncio.wait_for(
+                    inventory.WatchAvailability(request, metadata=kiosk).read(), 30
+                )
+            failures.append(refused.value)
+    for failure in failures:
+        assert failure.code() is grpc.StatusCode.UNAVAILABLE, failure
+        assert decode_error(failure).reason == "BACKEND_UNAVAILABLE", failure
+        assert fake_inventory.target not in (failure.details() or "")
+        assert str(fake_inventory.port) not in (failure.details() or "")
+
+
+async def test_a_backend_that_is_unreachable_is_unavailable_with_a_stable_reason(
+    start_gateway: GatewayFactory,
+) -> None:
+    """A unary call whose service does not answer at all (nothing listens) is UNAVAILABLE
+    ``BACKEND_UNAVAILABLE`` through the ingress too, the same reason as over HTTP."""
+    async with (
+        start_gateway(targets={"catalog": "127.0.0.1:9"}) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        call = channel.unary_unary(GET_PRODUCT)
+        request = catalog_api.GetProductRequest(id=str(uuid.uuid4())).SerializeToString()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(request, metadata=(("x-api-key", WEB_KEY),), timeout=30)
+        over_http = await gw.client.get(
+            f"/v1/products/{uuid.uuid4()}", headers={"x-api-key": WEB_KEY}
+        )
+    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert decode_error(refused.value).reason == "BACKEND_UNAVAILABLE"
+    assert "127.0.0.1:9" not in (refused.value.details() or "")
+    assert over_http.status_code == 503
+    assert over_http.json()["error"]["details"][0]["reason"] == "BACKEND_UNAVAILABLE"
