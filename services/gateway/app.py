@@ -157,7 +157,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     suggestions = MirrorSuggestionsView(settings, schema, backends, policy)
     app.add_exact("GET", SUGGESTIONS_PATH, suggestions)
     extra_paths.update(storefront_openapi(builder, schema))
-    streams = OpenStreams(settings.stream_max_per_principal)  # one count for every route
+    streams = OpenStreams.from_settings(settings)  # one count for every route
     for path, name in STREAM_ROUTES.items():
         method = schema.method(name)
         if method is None or not backends.configured(method.owner):

@@ -95,7 +95,7 @@ class IngressHandler(grpc.GenericRpcHandler):
         self._drain = drain or asyncio.Event()
         # Streaming calls hold a backend stream for up to stream_max_seconds: one principal
         # may hold at most stream_max_per_principal of them, counted with its SSE streams.
-        self._streams = streams or OpenStreams(settings.stream_max_per_principal)
+        self._streams = streams or OpenStreams.from_settings(settings)
         self._schema = schema
         self._backends = backends
         self._policy = policy

@@ -186,3 +186,41 @@ async def test_a_backend_that_is_unreachable_is_unavailable_with_a_stable_reason
     assert "127.0.0.1:9" not in (refused.value.details() or "")
     assert over_http.status_code == 503
     assert over_http.json()["error"]["details"][0]["reason"] == "BACKEND_UNAVAILABLE"
+
+
+async def test_anonymous_streams_are_capped_per_client_address(
+    fake_inventory: InventoryHandle, start_gateway: GatewayFactory, tokens: Tokens
+) -> None:
+    """Found from outside: with only the public web key, one address held 200 open
+    WatchAvailability streams through the gRPC ingress (over HTTP the per-address
+    connection cap stops it at 128, but one HTTP/2 connection carries any number of
+    streams), each a backend stream for up to an hour. Anonymous streams are now counted
+    per client address (``stream_max_per_address``), over the ingress and SSE alike; a
+    signed-in caller from the same address is counted as herself."""
+    fake_inventory.fake.stock.update({"SKU-A": 5})
+    request = inventory_api.WatchAvailabilityRequest(skus=["SKU-A"])
+    keyed = (("x-api-key", WEB_KEY),)
+    customer = tokens.mint(subject=str(uuid.uuid4()), kind="customer", channel="WEB")
+    async with (
+        start_gateway(targets={"inventory": fake_inventory.target}, stream_max_per_address=2) as gw,
+        grpc.aio.insecure_channel(gw.grpc_target) as channel,
+    ):
+        inventory = inventory_grpc.InventoryServiceStub(channel)
+        held = [inventory.WatchAvailability(request, metadata=keyed) for _ in range(2)]
+        for call in held:
+            assert (await asyncio.wait_for(call.read(), 30)).sku == "SKU-A"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await asyncio.wait_for(inventory.WatchAvailability(request, metadata=keyed).read(), 30)
+        sse = await gw.client.get(
+            "/v1/stream/availability", params={"skus": "SKU-A", "key": WEB_KEY}
+        )
+        signed_in = inventory.WatchAvailability(
+            request, metadata=(("authorization", f"Bearer {customer}"),)
+        )
+        assert (await asyncio.wait_for(signed_in.read(), 30)).sku == "SKU-A"
+        for call in [*held, signed_in]:
+            call.cancel()
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert decode_error(refused.value).reason == "STREAMS_EXHAUSTED"
+    assert sse.status_code == 429, sse.text
+    assert sse.json()["error"]["details"][0]["reason"] == "STREAMS_EXHAUSTED"
