@@ -117,6 +117,8 @@ class HttpParts:
     #: Set when draining starts: open streams (SSE and ingress) end cleanly instead of
     #: being cut off when the grace period runs out.
     drain: asyncio.Event
+    #: Open long-lived calls per principal: SSE routes and ingress streams share one count.
+    streams: OpenStreams
 
 
 def service_tokens(settings: GatewaySettings, backends: Backends) -> TokenSource | None:
@@ -155,7 +157,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     suggestions = MirrorSuggestionsView(settings, schema, backends, policy)
     app.add_exact("GET", SUGGESTIONS_PATH, suggestions)
     extra_paths.update(storefront_openapi(builder, schema))
-    streams = OpenStreams(settings.stream_max_per_principal)  # one count for every route
+    streams = OpenStreams.from_settings(settings)  # one count for every route
     for path, name in STREAM_ROUTES.items():
         method = schema.method(name)
         if method is None or not backends.configured(method.owner):
@@ -210,7 +212,7 @@ def build_http(settings: GatewaySettings, verifier: TokenVerifier) -> HttpParts:
     app.add_exact("GET", "/healthz", readiness("GET /healthz"))
     app.add_exact("GET", "/livez", livez)
     log.info("gateway http routes", extra={"http_routes": len(router.routes)})
-    return HttpParts(schema, backends, policy, app, document, drain)
+    return HttpParts(schema, backends, policy, app, document, drain, streams)
 
 
 def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) -> Gateway:
@@ -221,7 +223,7 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
         drain.set()
 
     runtime.on_drain.append(start_drain)
-    ingress = IngressHandler(settings, schema, backends, policy, drain)
+    ingress = IngressHandler(settings, schema, backends, policy, drain, parts.streams)
     # Guarded by the kit like any servicer: tokens verified, DomainError mapped to a status.
     # Every known method is registered by name (routed in gRPC's core); the generic handler
     # stays behind them for what is not (UNIMPLEMENTED).

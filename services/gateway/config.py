@@ -91,9 +91,13 @@ class GatewaySettings(ServiceSettings):
     #: Longest a stream (SSE or ingress streaming call) stays open.
     stream_max_seconds: float = Field(default=3600.0, gt=0)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
-    #: Open server-sent-event streams one signed-in principal may hold at once, across
-    #: addresses (each is a backend stream; some poll a database). 0: no cap.
+    #: Open streams (SSE and ingress streaming calls) one signed-in principal may hold at
+    #: once, across addresses (each is a backend stream; some poll a database). 0: no cap.
     stream_max_per_principal: int = Field(default=16, ge=0)
+    #: Open streams anonymous callers (a publishable key, no token) may hold at once from
+    #: one client address: one HTTP/2 connection to the ingress carries any number of
+    #: streams, so the per-address connection cap does not bound them. 0: no cap.
+    stream_max_per_address: int = Field(default=128, ge=0)
     access_log: bool = True
     #: Memory for rendered JSON of hot backend responses (0 turns the cache off).
     render_cache_bytes: int = Field(default=32 * 1024 * 1024, ge=0)

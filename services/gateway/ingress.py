@@ -21,6 +21,8 @@ from services.gateway.access import API_KEY_HEADER, AccessPolicy, Caller
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
+from services.gateway.errors import STATUS_DETAILS_KEY, status_of_rpc_error
+from services.gateway.sse import OpenStreams
 from tenpo.kit import errors
 from tenpo.kit.auth import CHANNEL_HEADER, CHANNEL_PROOF_HEADER
 from tenpo.kit.errors import DomainError
@@ -45,7 +47,7 @@ _HOP_METADATA = frozenset(
         "grpc-accept-encoding",
     }
 )
-_PASS_TRAILERS = frozenset({"grpc-status-details-bin", "retry-after"})
+_PASS_TRAILERS = frozenset({STATUS_DETAILS_KEY, "retry-after"})
 
 
 def _peer_address(context: ServicerContext) -> str:
@@ -87,9 +89,13 @@ class IngressHandler(grpc.GenericRpcHandler):
         backends: Backends,
         policy: AccessPolicy,
         drain: asyncio.Event | None = None,
+        streams: OpenStreams | None = None,
     ) -> None:
         self._settings = settings
         self._drain = drain or asyncio.Event()
+        # Streaming calls hold a backend stream for up to stream_max_seconds: one principal
+        # may hold at most stream_max_per_principal of them, counted with its SSE streams.
+        self._streams = streams or OpenStreams.from_settings(settings)
         self._schema = schema
         self._backends = backends
         self._policy = policy
@@ -121,8 +127,11 @@ class IngressHandler(grpc.GenericRpcHandler):
                 by_service.setdefault(method.service, {})[method.name] = handler
         return by_service
 
-    async def _admit(self, method: Method, context: ServicerContext) -> list[tuple[str, Any]]:
-        """Authorize and rate-limit the call; the metadata to send to the backend."""
+    async def _admit(
+        self, method: Method, context: ServicerContext
+    ) -> tuple[Caller, list[tuple[str, Any]]]:
+        """Authorize and rate-limit the call; the caller and the metadata to send to the
+        backend."""
         authorization: list[str] = []
         api_key: str | None = None
         forwarded: list[tuple[str, Any]] = []
@@ -147,7 +156,7 @@ class IngressHandler(grpc.GenericRpcHandler):
             propagate.inject(carrier)
             forwarded = [(k, v) for k, v in forwarded if k not in carrier]
             forwarded.extend(carrier.items())
-        return [*caller.backend_metadata(), *forwarded]
+        return caller, [*caller.backend_metadata(), *forwarded]
 
     def _timeout(self, context: ServicerContext, streaming: bool) -> float:
         limit = (
@@ -161,18 +170,23 @@ class IngressHandler(grpc.GenericRpcHandler):
     def _build(self, method: Method) -> grpc.RpcMethodHandler:
         admit = self._admit
         timeout = self._timeout
+        streams = self._streams
         backends = self._backends
         drain = self._drain
 
         async def relay_error(context: ServicerContext, error: grpc.aio.AioRpcError) -> None:
             received: Any = error.trailing_metadata() or ()
-            trailers = tuple((k, v) for k, v in received if k in _PASS_TRAILERS)
-            code = error.code()
+            trailers = [(k, v) for k, v in received if k in _PASS_TRAILERS]
             details = error.details() or ""
-            if code is grpc.StatusCode.UNAVAILABLE and not trailers:
-                # Transport failures name internal addresses; say less.
-                details = "the service is unavailable; retry with backoff"
-            await context.abort(code, details, trailing_metadata=trailers)
+            if not any(k == STATUS_DETAILS_KEY for k, _ in trailers):
+                # A transport failure (the service down, its deadline passed) has no status
+                # details and names internal addresses: say less, with the stable reason the
+                # HTTP side gives (BACKEND_UNAVAILABLE, BACKEND_TIMEOUT), so clients can tell
+                # it from the service's own UNAVAILABLE without parsing the message.
+                status = status_of_rpc_error(error)
+                details = status.message
+                trailers.append((STATUS_DETAILS_KEY, status.SerializeToString()))
+            await context.abort(error.code(), details, trailing_metadata=tuple(trailers))
 
         async def relay(call: Any, context: ServicerContext) -> AsyncIterator[bytes]:
             """The backend's messages until it ends, or until the gateway drains (the client
@@ -205,12 +219,13 @@ class IngressHandler(grpc.GenericRpcHandler):
             async def stream_stream(
                 requests: AsyncIterator[bytes], context: ServicerContext
             ) -> AsyncIterator[bytes]:
-                metadata = await admit(method, context)
-                call = backends.raw_callable(method)(
-                    requests, metadata=metadata, timeout=timeout(context, True)
-                )
-                async for response in relay(call, context):
-                    yield response
+                caller, metadata = await admit(method, context)
+                with streams.hold(caller):
+                    call = backends.raw_callable(method)(
+                        requests, metadata=metadata, timeout=timeout(context, True)
+                    )
+                    async for response in relay(call, context):
+                        yield response
 
             return grpc.stream_stream_rpc_method_handler(stream_stream)
         if method.client_streaming:
@@ -218,14 +233,15 @@ class IngressHandler(grpc.GenericRpcHandler):
             async def stream_unary(
                 requests: AsyncIterator[bytes], context: ServicerContext
             ) -> bytes:
-                metadata = await admit(method, context)
-                try:
-                    return await backends.raw_callable(method)(
-                        requests, metadata=metadata, timeout=timeout(context, True)
-                    )
-                except grpc.aio.AioRpcError as error:
-                    await relay_error(context, error)
-                    raise  # unreachable: abort raises
+                caller, metadata = await admit(method, context)
+                with streams.hold(caller):
+                    try:
+                        return await backends.raw_callable(method)(
+                            requests, metadata=metadata, timeout=timeout(context, True)
+                        )
+                    except grpc.aio.AioRpcError as error:
+                        await relay_error(context, error)
+                        raise  # unreachable: abort raises
 
             return grpc.stream_unary_rpc_method_handler(stream_unary)
         if method.server_streaming:
@@ -233,17 +249,18 @@ class IngressHandler(grpc.GenericRpcHandler):
             async def unary_stream(
                 request: bytes, context: ServicerContext
             ) -> AsyncIterator[bytes]:
-                metadata = await admit(method, context)
-                call = backends.raw_callable(method)(
-                    request, metadata=metadata, timeout=timeout(context, True)
-                )
-                async for response in relay(call, context):
-                    yield response
+                caller, metadata = await admit(method, context)
+                with streams.hold(caller):
+                    call = backends.raw_callable(method)(
+                        request, metadata=metadata, timeout=timeout(context, True)
+                    )
+                    async for response in relay(call, context):
+                        yield response
 
             return grpc.unary_stream_rpc_method_handler(unary_stream)
 
         async def unary_unary(request: bytes, context: ServicerContext) -> bytes:
-            metadata = await admit(method, context)
+            _, metadata = await admit(method, context)
             try:
                 return await backends.raw_callable(method)(
                     request, metadata=metadata, timeout=timeout(context, False)

@@ -38,28 +38,38 @@ SSE_HEADERS = [
 
 class OpenStreams:
     """Open streams per signed-in principal, in this gateway process. The per-address
-    connection cap bounds what one address holds, and the rate limits bound how fast
-    streams start, but not how many one token keeps open from many addresses: each is a
-    backend stream for up to ``stream_max_seconds`` (the order stream polls its database).
-    Anonymous callers are bounded by the per-address cap alone: their principal is no one."""
+    connection cap bounds what one address holds over HTTP/1.1, and the rate limits bound
+    how fast streams start, but not how many one token keeps open from many addresses: each
+    is a backend stream for up to ``stream_max_seconds`` (the order stream polls its
+    database). Anonymous callers have no principal to count: theirs are counted per client
+    address (``anonymous_limit``), since one HTTP/2 connection to the gRPC ingress carries
+    any number of streams."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, anonymous_limit: int = 0) -> None:
         self.limit = limit
+        self.anonymous_limit = anonymous_limit
         self._open: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> OpenStreams:
+        return cls(settings.stream_max_per_principal, settings.stream_max_per_address)
 
     @contextlib.contextmanager
     def hold(self, caller: Caller) -> Iterator[None]:
         principal = caller.principal
-        if not self.limit or not principal.is_authenticated:
+        if principal.is_authenticated:
+            key, limit = f"{principal.kind.value}:{principal.subject}", self.limit
+        else:
+            key, limit = f"address:{caller.address}", self.anonymous_limit
+        if not limit:
             yield
             return
-        key = f"{principal.kind.value}:{principal.subject}"
         held = self._open.get(key, 0)
-        if held >= self.limit:
+        if held >= limit:
             raise ResourceExhausted(
-                f"at most {self.limit} open streams per caller; close one first",
+                f"at most {limit} open streams per caller; close one first",
                 reason="STREAMS_EXHAUSTED",
-                metadata={"max_streams": str(self.limit)},
+                metadata={"max_streams": str(limit)},
             )
         self._open[key] = held + 1
         try:
@@ -95,7 +105,7 @@ class StreamEndpoint:
         self._backends = backends
         self._policy = policy
         self._drain = drain or asyncio.Event()
-        self._streams = streams or OpenStreams(settings.stream_max_per_principal)
+        self._streams = streams or OpenStreams.from_settings(settings)
 
     async def __call__(self, request: Request, send: Send) -> int:
         request.route_label = f"GET {self.path} (SSE)"

@@ -430,3 +430,52 @@ async def test_stop_ends_a_background_loop_that_swallows_a_cancellation(keys: An
     after_stop = rounds
     await asyncio.sleep(0.1)
     assert rounds == after_stop
+
+
+async def test_connections_beyond_grpc_max_connections_are_closed(keys: Any) -> None:
+    """Found from outside: HTTP/2 connections that finish their handshake and then stay
+    silent are kept for the whole idle time (5 min), so one client opening them in a loop
+    could hold thousands (3,000 in a second against the gateway's ingress) until the
+    process ran out of file handles, its HTTP side included. Beyond ``grpc_max_connections``
+    a new connection is now closed at once, and a place frees when one closes."""
+    settings = SampleSettings(
+        service_name="sample",
+        auth_jwks_file=keys.jwks_path,
+        auth_issuer=ISSUER,
+        auth_audience="tenpo",
+        grpc_max_connections=2,
+    )
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+    async with running(definition, settings) as host:
+        held = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
+            writer.write(preface)
+            await writer.drain()
+            # The server's SETTINGS frame: this connection was taken.
+            assert await asyncio.wait_for(reader.read(9), 30)
+            held.append((reader, writer))
+        reader, writer = await asyncio.open_connection("127.0.0.1", host.port)
+        writer.write(preface)
+        await writer.drain()
+        # read() returns at EOF, when the server has closed the connection; the wait only
+        # bounds a failing test.
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        for _, held_writer in held:
+            assert not held_writer.is_closing()
+        held[0][1].close()
+
+        async def serves() -> bool:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+                try:
+                    health = health_pb2_grpc.HealthStub(channel)
+                    answer = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+                except grpc.aio.AioRpcError:
+                    return False
+                return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        from tests.kit.test_events import eventually
+
+        await eventually(serves, timeout=60)
+        held[1][1].close()

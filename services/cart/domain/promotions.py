@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +59,10 @@ class RedemptionState(IntEnum):
 
 
 def normalize_code(raw: str, path: str = "code") -> str:
-    """The canonical spelling of a code: trimmed, upper case. Refuses what no code can be."""
-    code = raw.strip().upper()
+    """The canonical spelling of a code: trimmed, upper case. Refuses what no code can be.
+    NFKC first: a phone's Japanese input in full-width mode types ＷＩＮＴＥＲ１０ for the
+    WINTER10 printed in the mail, which is the same code to the customer."""
+    code = unicodedata.normalize("NFKC", raw).strip().upper()
     if not _CODE.fullmatch(code):
         raise InvalidArgument(
             "a promotion code is 2–32 letters, digits, '-' or '_'",

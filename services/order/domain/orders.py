@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import unicodedata
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -280,8 +281,10 @@ def normal_email(value: str | None) -> str | None:
 
 
 def normal_phone(value: str | None) -> str | None:
-    """Digits only: "+81 3-1234-5678" and "+81312345678" search alike."""
-    digits = "".join(c for c in (value or "") if c.isascii() and c.isdigit())
+    """Digits only: "+81 3-1234-5678" and "+81312345678" search alike. NFKC first: a
+    Japanese IME in full-width mode types "０９０－１２３４－５６７８" for the same number."""
+    folded = unicodedata.normalize("NFKC", value or "")
+    digits = "".join(c for c in folded if c.isascii() and c.isdigit())
     return digits or None
 
 

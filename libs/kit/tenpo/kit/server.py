@@ -8,6 +8,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -124,6 +125,28 @@ class ServiceDefinition(Generic[S]):
     )
 
 
+#: File handles kept for what is not a client connection (database pool, NATS, channels to
+#: other services, logs) when the connection cap is lowered to the file-handle limit.
+RESERVED_FILE_HANDLES = 256
+
+
+def _connection_cap(wanted: int) -> list[tuple[str, int]]:
+    """The gRPC server option capping open connections: ``wanted``, or fewer when the
+    process may not open that many files (a cap above the limit would never be reached
+    before the file handles run out). Nothing for 0 (no cap)."""
+    if not wanted:
+        return []
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft - RESERVED_FILE_HANDLES < wanted:
+        effective = max(1, soft - RESERVED_FILE_HANDLES)
+        log.warning(
+            "grpc_max_connections lowered to the file-handle limit",
+            extra={"configured": wanted, "effective": effective},
+        )
+        wanted = effective
+    return [("grpc.max_allowed_incoming_connections", wanted)]
+
+
 class ServiceHost(Generic[S]):
     """One running gRPC server of a service: start, serve, drain, stop. Tests run it in
     process on an ephemeral port; ``main`` runs it until SIGTERM."""
@@ -197,6 +220,7 @@ class ServiceHost(Generic[S]):
                     "grpc.server_max_unrequested_time_in_server",
                     max(1, int(settings.grpc_max_unrequested_seconds)),
                 ),
+                *_connection_cap(settings.grpc_max_connections),
             ],
         )
         self._server = server

@@ -45,6 +45,11 @@ class ServiceSettings(BaseSettings):
     #: (grpcio's default: never); clients reconnect on their next call.
     grpc_handshake_timeout_seconds: float = Field(default=10.0, gt=0)
     grpc_max_connection_idle_seconds: float = Field(default=300.0, gt=0)
+    #: Open connections the gRPC server accepts at once; beyond it new ones are closed at
+    #: once (the caller sees UNAVAILABLE and retries). Without a cap, idle HTTP/2
+    #: connections held for the idle time above used up the process's file handles (and the
+    #: gateway's HTTP side with them). Lowered to the file-handle limit less 256. 0: no cap.
+    grpc_max_connections: int = Field(default=4096, ge=0)
     #: A call the server has not picked up within this (its event loop too busy to accept
     #: it) is cancelled by gRPC — the caller sees CANCELLED. grpcio's default, 30 s; tests
     #: that run several services and a thousand calls in one event loop raise it.

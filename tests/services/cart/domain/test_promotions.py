@@ -135,6 +135,10 @@ def test_personal_code_skus_narrow_the_promotion() -> None:
 
 def test_codes_are_normalized_and_personal_codes_use_an_unambiguous_alphabet() -> None:
     assert normalize_code("  winter10 ") == "WINTER10"
+    # Found from outside: full-width input (a Japanese IME in full-width mode, with its
+    # full-width space and hyphen) was refused CODE_INVALID.
+    assert normalize_code("\u3000ＷＩＮＴＥＲ１０") == "WINTER10"
+    assert normalize_code("ｓａｌｅ－２０２６") == "SALE-2026"
     with pytest.raises(InvalidArgument):
         normalize_code("a")
     with pytest.raises(InvalidArgument):

@@ -18,7 +18,9 @@ from services.order.domain.orders import (
     PaymentState,
     Totals,
     check_cart,
+    check_guest_contact,
     check_payment,
+    normal_phone,
 )
 from tenpo.kit.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, NotFound
 
@@ -105,3 +107,13 @@ def test_pay_at_store_needs_an_in_store_fulfilment() -> None:
         check_cart(delivery, customer_id="cust-1", etag="v3", method=PaymentMethod.PAY_AT_STORE)
     assert caught.value.reason == "PAY_AT_STORE_NOT_ALLOWED"
     check_cart(CART, customer_id="cust-1", etag="v3", method=PaymentMethod.PAY_AT_STORE)
+
+
+def test_a_guest_phone_typed_full_width_is_the_same_number() -> None:
+    """Found from outside: a guest checkout with the phone "０９０１２３４５６７８" (a
+    Japanese IME in full-width mode) was refused CONTACT_INVALID, although the field takes
+    "any notation"; staff searching by it would not have found the order either."""
+    assert check_guest_contact("", "０９０－１２３４－５６７８") == (None, "09012345678")
+    assert normal_phone("＋８１ ９０ １２３４ ５６７８") == normal_phone("+81 90-1234-5678")
+    with pytest.raises(InvalidArgument):
+        check_guest_contact("", "abc")
