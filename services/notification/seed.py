@@ -3,13 +3,17 @@ a personal code; an SMS pointing to it when it stays unopened), the abandoned-ca
 a personal code, the
 order confirmation and ready-for-pickup SMS, a demo offer, and the engagement journeys of
 ``seed_engagement`` (birthday, thank-you, review request, lapsed). Seeding twice changes
-nothing; a journey missing from an older seed is added."""
+nothing; a journey missing from an older seed is added, and what an older seed wrote and
+nobody changed since (the welcome journey without its code, its templates) is brought up to
+this seed's."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notification import models as m
 from services.notification.config import DEMO_PERSONAL_CODE_PROMOTION
@@ -24,6 +28,24 @@ T, M = Category.TRANSACTIONAL, Category.MARKETING
 _ACCOUNT_LINK = "{{{{ shop_url }}}}/account/{path}?token={{{{ token }}}}"
 #: The welcome mail's sample: its personal code (absent when the journey issues none).
 _WELCOME_CODE = {"code": "ABCD2345EFGH", "code_expire_time": "2026-12-30T10:00:00+00:00"}
+#: Text bodies an earlier seed wrote, replaced by this seed's where a database still holds
+#: them unchanged (a retailer's own wording is never overwritten).
+SUPERSEDED_TEXT = {
+    (
+        "welcome",
+        E,
+        "ja",
+    ): "ご登録ありがとうございます。\n{{ shop_url }} でお買い物をお楽しみください。",
+    ("welcome", E, "en"): "Thank you for registering.\nShop at {{ shop_url }}.",
+    ("welcome_reminder", S, "ja"): "Tenpo: ようこそメールをお送りしました。特典をご確認ください。",
+    (
+        "welcome_reminder",
+        S,
+        "en",
+    ): "Tenpo: we sent you a welcome mail with a gift. Check your inbox!",
+}
+#: The welcome journey's steps before it issued a code.
+_WELCOME_WITHOUT_CODE = ["welcome-mail", "wait-for-open", "opened?", "reminder-sms"]
 
 
 def default_templates() -> list[Template]:
@@ -290,7 +312,10 @@ async def seed_defaults(
     async with db.unit_of_work() as uow:
         store = TemplateStore(uow.session)
         for template in [*default_templates(), *engagement_templates()]:
-            await store.insert(template)
+            if await store.insert(template) is None:
+                await _bring_up_to_date(store, template)
+        if welcome_promotion_id:
+            await _welcome_with_code(uow.session, journeys[0])
         for journey in journeys:
             exists = (
                 await uow.session.execute(
@@ -302,3 +327,41 @@ async def seed_defaults(
             if exists is None:
                 await JourneyStore(uow.session).insert(jd.validate(journey))
         await uow.commit()
+
+
+async def _bring_up_to_date(store: TemplateStore, template: Template) -> None:
+    """This seed's ``template`` where the database holds an older seed's, untouched."""
+    old = SUPERSEDED_TEXT.get((template.key, template.channel, template.language))
+    if old is None:
+        return
+    found = await store.find(template.key, template.channel, template.language)
+    if found is None or found.language != template.language or found.text_body != old:
+        return
+    await store.update(
+        dataclasses.replace(
+            template, id=found.id, version=found.version + 1, created_at=found.created_at
+        )
+    )
+
+
+async def _welcome_with_code(session: AsyncSession, welcome: jd.Journey) -> None:
+    """An older seed's welcome journey, as it was seeded (no code step), gets the code step;
+    runs under way keep their step (the ids stay) and the wait stays as configured then."""
+    row = (
+        await session.execute(
+            sa.select(m.journeys.c.id).where(m.journeys.c.display_name == welcome.display_name)
+        )
+    ).first()
+    if row is None:
+        return
+    store = JourneyStore(session)
+    found = await store.get(row.id, for_update=True)
+    if found is None or [s.id for s in found.steps] != _WELCOME_WITHOUT_CODE:
+        return
+    steps = {s.id: s for s in found.steps}
+    upgraded = tuple(steps.get(s.id, s) for s in welcome.steps)
+    await store.update(
+        jd.validate(
+            dataclasses.replace(found, steps=upgraded, version=found.version + 1, decisions=())
+        )
+    )

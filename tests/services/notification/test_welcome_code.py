@@ -1,7 +1,8 @@
 """The seeded welcome journey with a welcome promotion: a personal code the cart's
 PromotionService (a real gRPC server) issues, in the welcome mail; the unopened mail's SMS
 reminder says a code waits in the mail without carrying it; a cart service that is down
-holds the mail back until the code can be issued (never a mail without it)."""
+holds the mail back until the code can be issued (never a mail without it); a database an
+older seed left is brought up to date where nobody changed it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ import sqlalchemy as sa
 
 from services.notification import models as m
 from services.notification.config import DEMO_WELCOME_PROMOTION
+from services.notification.domain import journeys as jd
+from services.notification.domain.templates import Channel
+from services.notification.seed import SUPERSEDED_TEXT, default_templates, seed_defaults
+from services.notification.store import JourneyStore, TemplateStore
 from tenpo.devtools.keys import DevKeys
 from tenpo.devtools.mailcatcher import MailCatcher
 from tenpo.devtools.stack.net import free_port
+from tenpo.kit.db import Database
 from tests.services.notification.conftest import (
+    REMINDER_AFTER,
     FakeDirectory,
     Harness,
     RecordingSms,
@@ -120,3 +127,58 @@ async def test_the_welcome_mail_waits_for_a_cart_service_that_is_down(
             code = cart.codes[f"journey:{run.id}:welcome-code"]
             text = harness.catcher.to(address)[0].parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
             assert code in text
+
+
+async def test_an_older_seeds_welcome_gets_its_code_and_a_retailers_wording_is_kept(
+    database_url: str,
+) -> None:
+    await prepare_database(database_url)  # the welcome journey as seeded before: no code
+    reminder = m.templates.c
+    db = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with db.unit_of_work() as uow:
+            # The Japanese reminder as the older seed wrote it; the English one the retailer's.
+            for language, text in (
+                ("ja", SUPERSEDED_TEXT[("welcome_reminder", Channel.SMS, "ja")]),
+                ("en", "Tenpo: our own words."),
+            ):
+                await uow.session.execute(
+                    sa.update(m.templates)
+                    .where(reminder.key == "welcome_reminder", reminder.language == language)
+                    .values(text_body=text)
+                )
+            await uow.commit()
+        for _ in range(2):  # the second seed finds nothing to do
+            await seed_defaults(
+                db,
+                REMINDER_AFTER,
+                welcome_promotion_id=DEMO_WELCOME_PROMOTION,
+                welcome_code_valid_for=VALID_FOR,
+            )
+        new = next(
+            t for t in default_templates() if (t.key, t.language) == ("welcome_reminder", "ja")
+        )
+        async with db.unit_of_work() as uow:
+            store = TemplateStore(uow.session)
+            ja = await store.find("welcome_reminder", Channel.SMS, "ja")
+            en = await store.find("welcome_reminder", Channel.SMS, "en")
+            row = (
+                await uow.session.execute(
+                    sa.select(m.journeys.c.id).where(m.journeys.c.display_name == "Welcome")
+                )
+            ).one()
+            welcome = await JourneyStore(uow.session).get(row.id)
+        assert ja is not None and en is not None and welcome is not None
+        assert (ja.text_body, ja.version) == (new.text_body, 2)
+        assert en.text_body == "Tenpo: our own words."
+        assert [s.id for s in welcome.steps] == [
+            "welcome-code",
+            "welcome-mail",
+            "wait-for-open",
+            "opened?",
+            "reminder-sms",
+        ]
+        assert welcome.steps[0].action == jd.IssueCode(DEMO_WELCOME_PROMOTION, VALID_FOR)
+        assert welcome.version == 2
+    finally:
+        await db.dispose()
