@@ -1,7 +1,7 @@
 // The smart mirror: an item recognised by its tag (RFID or JAN), the try-on recorded,
 // suggestions in sizes this store has, and buy on the spot with same-day delivery home.
 import { client, el, money, report, requestId, text } from "../lib/api.js";
-import { deviceState, handOff, signInDevice } from "../lib/device.js";
+import { deviceState, handOff, rfidTag, signInDevice } from "../lib/device.js";
 
 const $ = (id) => document.getElementById(id);
 const state = deviceState("mirror");
@@ -46,7 +46,7 @@ async function recognise(event) {
   tried = found;
   const { product, variant } = found;
   // An RFID tag names this very pair: the hand-off then makes the shelf's pick-up of it hers.
-  const itemTag = found.matchedType === "BARCODE_TYPE_EPC" ? tag : "";
+  const itemTag = rfidTag(tag);
   $("title").textContent = `${text(product.titles, "", "ja")} / ${text(product.titles, "", "en")}`;
   $("size").textContent = `size ${variant.options?.size || "—"} · ${variant.sku}`;
   const recorded = await recorder().post(`/v1/interactions?requestId=${requestId()}`, {

@@ -2,7 +2,7 @@
 // (anonymous: a shelf knows no one; a mirror's hand-off later makes it hers when she tries
 // on that very pair), and the item's sizes in stock in this store.
 import { client, el, money, report, requestId, text } from "../lib/api.js";
-import { deviceState, signInDevice } from "../lib/device.js";
+import { deviceState, rfidTag, signInDevice } from "../lib/device.js";
 
 const $ = (id) => document.getElementById(id);
 const state = deviceState("shelf");
@@ -30,12 +30,12 @@ async function ready() {
 async function lifted(event) {
   event.preventDefault();
   const tag = $("tag").value.trim();
-  const { product, variant, matchedType } = await api.get(`/v1/barcodes/${encodeURIComponent(tag)}`);
+  const { product, variant } = await api.get(`/v1/barcodes/${encodeURIComponent(tag)}`);
   $("title").textContent = `${text(product.titles, "", "ja")} / ${text(product.titles, "", "en")}`;
   $("size").textContent = `size ${variant.options?.size || "—"} · ${variant.sku}`;
   // Only an RFID tag names the physical item; a JAN names every pair of the size.
   const interaction = { kind: "INTERACTION_KIND_SHELF_SCAN", sku: variant.sku };
-  if (matchedType === "BARCODE_TYPE_EPC") interaction.itemTag = tag;
+  if (rfidTag(tag)) interaction.itemTag = rfidTag(tag);
   const recorded = await api.post(`/v1/interactions?requestId=${requestId()}`, interaction);
   $("pick-up").textContent = `Pick-up recorded: ${(recorded.interaction || recorded).sku}`;
   const view = await api.get(`/v1/storefront/products/${product.id}`);
