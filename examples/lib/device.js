@@ -1,6 +1,13 @@
-// In-store devices (kiosk, smart mirror): the device's own token from its client credentials,
+// In-store devices (kiosk, smart shelf, smart mirror): the device's own token from its client credentials,
 // and the hand-off that lends it a customer's session for a few minutes.
 import { client, session } from "./api.js";
+
+// The RFID EPC a shelf or mirror read (96, 128 or 256 bits of hex), lower case; "" for a JAN.
+// Decided by the code itself: the catalog may resolve an SGTIN tag through the JAN it
+// encodes and report that it matched the JAN, yet only the tag names this very item.
+export function rfidTag(code) {
+  return /^(?:[0-9a-f]{24}|[0-9a-f]{32}|[0-9a-f]{64})$/i.test(code) ? code.toLowerCase() : "";
+}
 
 // A JWT's claims, read (not verified: the gateway and services verify every token).
 export function claims(token) {

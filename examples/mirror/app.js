@@ -1,7 +1,7 @@
 // The smart mirror: an item recognised by its tag (RFID or JAN), the try-on recorded,
 // suggestions in sizes this store has, and buy on the spot with same-day delivery home.
 import { client, el, money, report, requestId, text } from "../lib/api.js";
-import { deviceState, handOff, signInDevice } from "../lib/device.js";
+import { deviceState, handOff, rfidTag, signInDevice } from "../lib/device.js";
 
 const $ = (id) => document.getElementById(id);
 const state = deviceState("mirror");
@@ -41,13 +41,17 @@ async function stockHere(skus) {
 
 async function recognise(event) {
   event.preventDefault();
-  const found = await deviceApi.get(`/v1/barcodes/${encodeURIComponent($("tag").value.trim())}`);
+  const tag = $("tag").value.trim();
+  const found = await deviceApi.get(`/v1/barcodes/${encodeURIComponent(tag)}`);
   tried = found;
   const { product, variant } = found;
+  // An RFID tag names this very pair: the hand-off then makes the shelf's pick-up of it hers.
+  const itemTag = rfidTag(tag);
   $("title").textContent = `${text(product.titles, "", "ja")} / ${text(product.titles, "", "en")}`;
   $("size").textContent = `size ${variant.options?.size || "—"} · ${variant.sku}`;
   const recorded = await recorder().post(`/v1/interactions?requestId=${requestId()}`, {
     kind: "INTERACTION_KIND_MIRROR_TRY_ON", sku: variant.sku, size: variant.options?.size || "",
+    ...(itemTag ? { itemTag } : {}),
   });
   const interaction = recorded.interaction || recorded;
   $("try-on").textContent = `Try-on recorded${interaction.customerId ? " for you" : ""}: ${interaction.summary || variant.sku}`;

@@ -1,6 +1,6 @@
 """Demo promotions of 「みなと屋」 (Minatoya): a public winter code, an app-only code, an
-automatic amount off large baskets, and a birthday promotion for personal codes. Fixed ids,
-so seeding again changes nothing."""
+automatic amount off large baskets, and two promotions for personal codes (birthday; the
+welcome mail's first purchase). Fixed ids, so seeding again changes nothing."""
 
 from __future__ import annotations
 
@@ -58,6 +58,18 @@ DEMO_PROMOTIONS = (
         percent_off=20,
         usage_limit_per_customer=1,
         priority=50,
+        stop_further=True,
+    ),
+    # The welcome journey's personal code (notification's welcome_promotion_id): issued to
+    # each new customer, used once.
+    Promotion(
+        id=_id("welcome"),
+        title="ようこそクーポン はじめてのお買い物 10% オフ",
+        trigger=Trigger.CODE,
+        kind=DiscountKind.PERCENT,
+        percent_off=10,
+        usage_limit_per_customer=1,
+        priority=60,
         stop_further=True,
     ),
 )

@@ -218,4 +218,5 @@ def interaction(value: td.Interaction) -> ipb.Interaction:
         summary=value.summary,
         create_time=timestamp(value.created_at),
         reference=value.reference,
+        item_tag=value.item_tag,
     )

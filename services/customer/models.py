@@ -467,7 +467,16 @@ interactions = sa.Table(
     sa.Column("created_at", _time, nullable=False),
     # What a projected entry is about: an order, cart or message id (empty for devices).
     sa.Column("reference", sa.Text, nullable=False, server_default=""),
+    # The RFID EPC of the item a shelf or mirror read (empty when it read none).
+    sa.Column("item_tag", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_interactions_customer", "customer_id", sa.text("created_at DESC"), "id"),
+    # A hand-off looks up the store's anonymous reads of the items she tried on.
+    sa.Index(
+        "ix_interactions_anonymous_item",
+        "store_id",
+        "item_tag",
+        postgresql_where=sa.text("customer_id IS NULL AND item_tag <> ''"),
+    ),
 )
 
 # ------------------------------------------------------------------------------ segments

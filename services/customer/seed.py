@@ -57,6 +57,13 @@ DEVICES = (
         "mirror",
         ("catalog:read", "inventory:read", "carts:write", "interactions:write"),
     ),
+    # The smart shelf recognises a lifted item, shows its sizes in this store and records
+    # the pick-up; it never holds a cart, so it has no carts:write.
+    (
+        d.ClientKind.SMART_SHELF,
+        "shelf",
+        ("catalog:read", "inventory:read", "interactions:write"),
+    ),
 )
 #: Services that call others on their own credentials: a back-office-tool client each (its
 #: tokens are service tokens), written under "services" for ``make run`` to hand over.

@@ -218,6 +218,8 @@ async def seed(runtime: Runtime[NotificationSettings]) -> None:
         settings.abandoned_cart_promotion_id,
         birthday_promotion_id=settings.birthday_promotion_id,
         lapsed_promotion_id=settings.lapsed_promotion_id,
+        welcome_promotion_id=settings.welcome_promotion_id,
+        welcome_code_valid_for=timedelta(days=settings.welcome_code_valid_days),
     )
 
 

@@ -12,6 +12,8 @@ from tenpo.kit.settings import Environment, ServiceSettings
 DEV_TRACKING_SECRET = "dev-tracking-secret-not-for-production"  # noqa: S105 (refused in production)
 #: The cart seed's personal-code promotion ("birthday", uuid5 of the cart's demo namespace).
 DEMO_PERSONAL_CODE_PROMOTION = "afcc9b2f-d3cb-5c6b-93c2-32c438b5b713"
+#: The cart seed's welcome promotion (10 % off a first purchase; uuid5 "welcome").
+DEMO_WELCOME_PROMOTION = "922a32f4-ce5a-5444-ae7a-c2ed6ceb00d6"
 
 
 class NotificationSettings(ServiceSettings):
@@ -77,6 +79,8 @@ class NotificationSettings(ServiceSettings):
     #: cart demo) and of the lapsed customers' offer.
     birthday_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
     lapsed_promotion_id: str = DEMO_PERSONAL_CODE_PROMOTION
+    #: The code promotion of the personal code in the seeded welcome mail.
+    welcome_promotion_id: str = DEMO_WELCOME_PROMOTION
 
     #: Recipients' time zone when the customer service has none.
     default_time_zone: str = "Asia/Tokyo"
@@ -92,6 +96,8 @@ class NotificationSettings(ServiceSettings):
     journey_batch_size: int = Field(default=50, ge=1, le=500)
     #: Seconds of the welcome journey's wait before the SMS reminder (the seed's 24 h).
     welcome_reminder_after_seconds: float = Field(default=24 * 3600.0, gt=0)
+    #: How long the welcome mail's personal code is valid.
+    welcome_code_valid_days: int = Field(default=30, ge=1, le=365)
 
     @model_validator(mode="after")
     def _notification_checks(self) -> Self:

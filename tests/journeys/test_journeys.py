@@ -11,6 +11,11 @@ from tenpo.devtools.demo.world import Shop
 from tests.journeys.conftest import JOURNEY_MARKS
 
 pytestmark = JOURNEY_MARKS
+#: What some stories must tell (the touchpoint that starts them, the message they are about).
+TOLD = {
+    3: ("shelf shibuya", "records the pick-up", "pick-up at the shelf"),
+    4: ("welcome mail to", "SMS reminder to", "applies"),
+}
 
 
 @pytest.mark.parametrize("journey", JOURNEYS, ids=lambda j: f"journey-{j.number}")
@@ -18,3 +23,6 @@ def test_journey(shop: Shop, journey: Journey) -> None:
     journey.run(shop)
     # The story was told through the touchpoints, not only checked.
     assert len(shop.say.lines) >= 4, shop.say.lines
+    told = "\n".join(shop.say.lines)
+    for words in TOLD.get(journey.number, ()):
+        assert words in told, told

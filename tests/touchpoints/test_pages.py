@@ -13,6 +13,7 @@ pytestmark = TOUCHPOINT_MARKS
 PAGES = {
     "shop/": "#search",
     "kiosk/": "#setup-form",
+    "shelf/": "#setup-form",
     "mirror/": "#setup-form",
     "staff/": "#sign-in",
     "inbox/": "#token-form",

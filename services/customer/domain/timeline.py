@@ -18,6 +18,8 @@ ANONYMOUS_LINK_WINDOW = timedelta(minutes=30)
 MAX_SKU = 64
 MAX_SIZE = 16
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: An RFID EPC in hex: 96, 128 or 256 bits (SGTIN-96 is the common one on apparel).
+ITEM_TAG_PATTERN = re.compile(r"^(?:[0-9a-f]{24}|[0-9a-f]{32}|[0-9a-f]{64})$")
 
 
 class InteractionKind(IntEnum):
@@ -52,6 +54,8 @@ class Interaction:
     created_at: datetime
     #: What a projected entry is about (order, cart or message id); empty for devices.
     reference: str = ""
+    #: The RFID EPC of the physical item a device read (lower-case hex), or empty.
+    item_tag: str = ""
 
 
 def check_device_interaction(kind: InteractionKind, sku: str, size: str) -> tuple[str, str]:
@@ -69,3 +73,21 @@ def check_device_interaction(kind: InteractionKind, sku: str, size: str) -> tupl
     if len(size) > MAX_SIZE:
         raise invalid("interaction.size", f"at most {MAX_SIZE} characters")
     return sku, size
+
+
+def check_item_tag(kind: InteractionKind, item_tag: str) -> str:
+    """The item's RFID EPC, lower-case; only shelves and mirrors read items' tags."""
+    tag = item_tag.strip().lower()
+    if not tag:
+        return ""
+    if kind is InteractionKind.KIOSK_SESSION:
+        raise invalid(
+            "interaction.item_tag",
+            "only a shelf scan or a try-on reads an item's tag",
+            "ITEM_TAG_NOT_ALLOWED",
+        )
+    if not ITEM_TAG_PATTERN.match(tag):
+        raise invalid(
+            "interaction.item_tag", "an RFID EPC: 96, 128 or 256 bits of hex", "ITEM_TAG_INVALID"
+        )
+    return tag

@@ -34,6 +34,7 @@ class InteractionServicer(api_grpc.InteractionServiceServicer):
             convert.required_enum(td.InteractionKind, message.kind, "interaction.kind"),
             message.sku,
             message.size,
+            item_tag=message.item_tag,
             request_id=request.request_id,
             request=request,
         )

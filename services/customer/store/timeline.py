@@ -30,6 +30,7 @@ def _interaction(row: Any) -> td.Interaction:
         summary=row.summary,
         created_at=row.created_at,
         reference=row.reference,
+        item_tag=row.item_tag,
     )
 
 
@@ -51,6 +52,7 @@ class TimelineStore:
                 summary=item.summary,
                 created_at=item.created_at,
                 reference=item.reference,
+                item_tag=item.item_tag,
             )
         )
 
@@ -63,8 +65,11 @@ class TimelineStore:
         until: datetime,
     ) -> int:
         """Give her the device's anonymous interactions from ``since`` to ``until``, but none
-        from before the device's previous completed hand-off (that was someone else's visit).
-        Returns how many were linked."""
+        from before the device's previous completed hand-off (that was someone else's visit);
+        then, of each very item (RFID tag) those interactions read, the same store's latest
+        anonymous read in that time: she carried it from the shelf to this mirror (earlier
+        reads of the item may be other shoppers' who put it back). Returns how many were
+        linked."""
         previous = (
             sa.select(sa.func.max(device_sessions.c.consumed_at))
             .where(device_sessions.c.client_id == device_id)
@@ -79,8 +84,28 @@ class TimelineStore:
             .where(_I.created_at <= until)
             .where(sa.or_(previous.is_(None), _I.created_at > previous))
             .values(customer_id=customer_id)
+            .returning(_I.store_id, _I.item_tag)
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        linked = result.all()
+        carried = {(store, tag) for store, tag in linked if store and tag}
+        if not carried:
+            return len(linked)
+        latest_reads = (
+            sa.select(_I.id)
+            .where(_I.customer_id.is_(None))
+            .where(sa.tuple_(_I.store_id, _I.item_tag).in_(sorted(carried)))
+            .where(_I.created_at >= since)
+            .where(_I.created_at <= until)
+            .order_by(_I.store_id, _I.item_tag, _I.created_at.desc(), _I.id.desc())
+            .ext(pg.distinct_on(_I.store_id, _I.item_tag))
+        )
+        followed = await self.session.execute(
+            sa.update(interactions)
+            .where(_I.id.in_(latest_reads.scalar_subquery()))
+            .where(_I.customer_id.is_(None))
+            .values(customer_id=customer_id)
+        )
+        return len(linked) + int(followed.rowcount or 0)  # type: ignore[attr-defined]
 
     async def customer_alive(self, customer_id: uuid.UUID) -> bool:
         """Known and not erased, the row share-locked: an erasure running now (it holds the

@@ -26,6 +26,7 @@ class Timeline(UseCase):
         sku: str,
         size: str,
         *,
+        item_tag: str = "",
         request_id: str,
         request: Message,
     ) -> td.Interaction:
@@ -45,6 +46,7 @@ class Timeline(UseCase):
             principal.require_scope(td.INTERACTIONS_SCOPE)
             customer_id, device_id = None, principal.subject
         sku, size = td.check_device_interaction(kind, sku, size)
+        item_tag = td.check_item_tag(kind, item_tag)
         async with self.db.unit_of_work() as uow:
             if customer_id is not None:
                 await load_customer(uow, customer_id, principal)
@@ -60,6 +62,7 @@ class Timeline(UseCase):
                 device_id=device_id,
                 summary="",
                 created_at=self.clock(),
+                item_tag=item_tag,
             )
 
             async def insert() -> wrappers_pb2.StringValue:

@@ -348,7 +348,8 @@ async def test_staff_sign_in_carries_their_scopes(
     seeded = await service_factory()
     monkeypatch.setenv("TENPO_DATA_DIR", str(tmp_path))
     credentials = await seed_demo_customers(seeded.host.settings, seeded.db)
-    assert len(credentials["devices"]) == 6
+    # A kiosk, a mirror and a shelf in each of the three demo stores.
+    assert len(credentials["devices"]) == 9
     written = tmp_path / "dev-credentials.json"
     assert json.loads(written.read_text()) == credentials
     assert written.stat().st_mode & 0o777 == 0o600
@@ -400,6 +401,22 @@ async def test_staff_sign_in_carries_their_scopes(
         ids.SignInClientRequest(client_id=kiosk["client_id"], client_secret=kiosk["client_secret"])
     )
     assert {"orders:read", "orders:write"} <= set(signed_in_kiosk.tokens.scopes)
+    # Shibuya's smart shelf reads the catalog and stock and records pick-ups: nothing more.
+    shelf = next(
+        dev
+        for dev in credentials["devices"]
+        if dev["kind"] == "SMART_SHELF" and dev["store_id"] == "tokyo-shibuya"
+    )
+    signed_in_shelf = await seeded.identity.SignInClient(
+        ids.SignInClientRequest(client_id=shelf["client_id"], client_secret=shelf["client_secret"])
+    )
+    shelf_claims = claims_of(signed_in_shelf.tokens.access_token)
+    assert (shelf_claims["channel"], shelf_claims["store"]) == ("SMART_SHELF", "tokyo-shibuya")
+    assert set(shelf_claims["scope"].split()) == {
+        "catalog:read",
+        "inventory:read",
+        "interactions:write",
+    }
     # The order service's client signs in to a service token with the scopes it needs.
     order = credentials["services"]["order"]
     service = await seeded.identity.SignInClient(

@@ -255,3 +255,105 @@ async def test_anonymous_try_ons_become_hers_when_she_hands_off_to_that_mirror(
     assert await mine(second) == {t.interaction.id for t in tried}
     assert await mine(first) == {before.interaction.id}  # nothing of hers went to the next one
     assert first_id != second_id
+
+
+async def test_the_shelf_pick_up_of_the_item_she_tried_on_becomes_hers_at_the_hand_off(
+    service: Service, stubs: tuple[api_grpc.InteractionServiceStub, object], tokens: Tokens
+) -> None:
+    interactions, _ = stubs
+    created = await service.identity.CreateClient(
+        ids.CreateClientRequest(
+            client=pb.Client(
+                display_name="fitting-room mirror",
+                kind=pb.CLIENT_KIND_SMART_MIRROR,
+                store_id="tokyo-shibuya",
+                scopes=["interactions:write"],
+            )
+        ),
+        metadata=client_admin(tokens),
+    )
+    signed_in = await service.identity.SignInClient(
+        ids.SignInClientRequest(client_id=created.client.id, client_secret=created.client_secret)
+    )
+    mirror = bearer(signed_in.tokens.access_token)
+
+    def shelf(store_id: str) -> object:
+        return bearer(
+            tokens.mint(
+                subject=f"shelf-{uuid.uuid4().hex[:6]}",
+                kind="device",
+                scopes=["interactions:write"],
+                channel="SMART_SHELF",
+                store_id=store_id,
+            )
+        )
+
+    async def read(device: object, kind: int, tag: str, **fields: str) -> str:
+        recorded = await interactions.RecordInteraction(
+            api.RecordInteractionRequest(
+                interaction=api.Interaction(kind=kind, sku="SNK-1", item_tag=tag, **fields)  # type: ignore[arg-type]
+            ),
+            metadata=device,
+        )
+        assert recorded.interaction.customer_id == ""
+        return recorded.interaction.id
+
+    # The pair's own tag (SGTIN-96: unique per physical item), read in upper case by a
+    # reader that prints it so; another pair on the same shelf.
+    pair, other_pair = uuid.uuid4().hex[:24], uuid.uuid4().hex[:24]
+    shibuya_shelf, ginza_shelf = shelf("tokyo-shibuya"), shelf("tokyo-ginza")
+    put_back = await read(shibuya_shelf, api.INTERACTION_KIND_SHELF_SCAN, pair)
+    lifted = await read(shibuya_shelf, api.INTERACTION_KIND_SHELF_SCAN, pair.upper())
+    not_tried = await read(shibuya_shelf, api.INTERACTION_KIND_SHELF_SCAN, other_pair)
+    elsewhere = await read(ginza_shelf, api.INTERACTION_KIND_SHELF_SCAN, pair)
+    tried = await read(mirror, api.INTERACTION_KIND_MIRROR_TRY_ON, pair, size="25.0")
+
+    customer_id, _, customer = await service.register("shelf-to-mirror")
+    started = await service.identity.StartDeviceSession(
+        ids.StartDeviceSessionRequest(), metadata=mirror
+    )
+    await service.identity.ApproveDeviceSession(
+        ids.ApproveDeviceSessionRequest(user_code=started.user_code), metadata=customer
+    )
+    await service.identity.ExchangeDeviceSession(
+        ids.ExchangeDeviceSessionRequest(device_code=started.device_code), metadata=mirror
+    )
+    listed = await interactions.ListInteractions(
+        api.ListInteractionsRequest(customer_id="me"), metadata=customer
+    )
+    # Her try-on and her pick-up of that very pair in this store (its latest read: an earlier
+    # one was someone who put it back); not another pair, not the same tag in another store.
+    assert {i.id for i in listed.interactions} == {tried, lifted}
+    assert {i.item_tag for i in listed.interactions} == {pair}
+    assert all(i.customer_id == customer_id for i in listed.interactions)
+    assert {put_back, not_tried, elsewhere}.isdisjoint(i.id for i in listed.interactions)
+
+
+async def test_an_item_tag_that_is_no_epc_is_refused(
+    service: Service, stubs: tuple[api_grpc.InteractionServiceStub, object]
+) -> None:
+    interactions, _ = stubs
+    shelf = bearer(
+        service.tokens.mint(
+            subject="shelf-9",
+            kind="device",
+            scopes=["interactions:write"],
+            channel="SMART_SHELF",
+            store_id="tokyo-shibuya",
+        )
+    )
+    for kind, tag, reason in (
+        (api.INTERACTION_KIND_SHELF_SCAN, "4912345001078", "ITEM_TAG_INVALID"),  # a JAN
+        (api.INTERACTION_KIND_SHELF_SCAN, "zz" * 12, "ITEM_TAG_INVALID"),
+        (api.INTERACTION_KIND_KIOSK_SESSION, "ab" * 12, "ITEM_TAG_NOT_ALLOWED"),
+    ):
+        await expect_error(
+            interactions.RecordInteraction(
+                api.RecordInteractionRequest(
+                    interaction=api.Interaction(kind=kind, sku="SNK-1", item_tag=tag)
+                ),
+                metadata=shelf,
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            reason,
+        )

@@ -35,6 +35,8 @@ def test_examples_are_off_in_production_and_cannot_be_turned_on() -> None:
 def test_the_pages_are_in_the_source_tree() -> None:
     for page in ("index.html", "shop/index.html", "kiosk/index.html", "mirror/index.html"):
         assert (EXAMPLES_DIR / page).is_file(), page
+    for page in ("shelf/index.html", "shelf/app.js"):
+        assert (EXAMPLES_DIR / page).is_file(), page
     for page in ("staff/index.html", "inbox/index.html", "lib/api.js"):
         assert (EXAMPLES_DIR / page).is_file(), page
 

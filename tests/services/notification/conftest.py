@@ -157,11 +157,13 @@ class Harness:
             yield host, Stub(channel)
 
 
-async def prepare_database(database_url: str) -> None:
+async def prepare_database(database_url: str, **seed_options: Any) -> None:
+    """Migrated and seeded; the welcome journey issues no code unless ``seed_options`` name
+    its promotion (most tests have no cart service)."""
     await migrations.upgrade(definition.migrations, database_url)  # type: ignore[arg-type]
     db = Database(database_url, pool_size=1, max_overflow=0)
     try:
-        await seed_defaults(db, REMINDER_AFTER)
+        await seed_defaults(db, REMINDER_AFTER, **seed_options)
     finally:
         await db.dispose()
 

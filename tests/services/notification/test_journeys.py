@@ -83,7 +83,8 @@ async def test_unopened_welcome_mail_gets_an_sms_reminder(
 
     async def reminded() -> None:
         assert harness.sms.sent == [
-            ("+819011112222", "Tenpo: ようこそメールをお送りしました。特典をご確認ください。")
+            # No welcome promotion in this seed: no code, and the SMS claims none.
+            ("+819011112222", "Tenpo: ようこそメールをお送りしました。メールをご確認ください。")
         ]
 
     await eventually(reminded)

@@ -345,16 +345,13 @@ class Shop:
         return found
 
 
-def record_try_on(api: Api, sku: str, size: str) -> dict[str, Any]:
+def record_try_on(api: Api, sku: str, size: str, *, item_tag: str = "") -> dict[str, Any]:
+    """A mirror's try-on; ``item_tag`` is the RFID tag of the pair it read, if it read one."""
+    interaction = {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": sku, "size": size}
+    if item_tag:
+        interaction["itemTag"] = item_tag
     # RecordInteraction's body is the interaction; the request id travels in the query.
-    return unwrap(
-        api.post(
-            "/v1/interactions",
-            {"kind": "INTERACTION_KIND_MIRROR_TRY_ON", "sku": sku, "size": size},
-            requestId=request_id(),
-        ),
-        "interaction",
-    )
+    return unwrap(api.post("/v1/interactions", interaction, requestId=request_id()), "interaction")
 
 
 def unwrap(response: dict[str, Any], name: str) -> dict[str, Any]:

@@ -41,10 +41,14 @@ JOURNEYS = (
     Journey(1, "A cart begun in the app, continued on a kiosk", app_cart_continued_on_kiosk),
     Journey(2, "Click & collect: an SMS when ready, picked up with the code", click_and_collect),
     Journey(
-        3, "Smart mirror try-ons, bought in the fitting room, same-day home", mirror_try_on_same_day
+        3,
+        "Smart shelf, mirror try-ons, bought in the fitting room, same-day home",
+        mirror_try_on_same_day,
     ),
     Journey(
-        4, "Welcome mail; an SMS reminder only when unopened", welcome_reminder_only_when_unopened
+        4,
+        "Welcome mail with a code; an SMS pointing to it only when unopened",
+        welcome_reminder_only_when_unopened,
     ),
     Journey(
         5,

@@ -1,13 +1,16 @@
 """Journeys through the stores: the app's cart continued on a kiosk (1), click & collect with
-the SMS and the pickup code (2), the smart mirror's try-ons bought for same-day delivery (3)."""
+the SMS and the pickup code (2), a shoe lifted from the smart shelf, tried on at the smart
+mirror and bought for same-day delivery (3)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from tenpo.devtools.demo.api import ApiError, request_id
 from tenpo.devtools.demo.world import (
     EVENTUALLY,
+    Device,
     JourneyFailed,
     Shop,
     check,
@@ -21,6 +24,8 @@ STORE = "tokyo-shibuya"
 SKU = "SNK-0306-250"
 SIZE = "25.0"
 JAN = "4912345001078"
+#: The demo retailer's GS1 company prefix within that JAN (7 digits: SGTIN partition 5).
+COMPANY_PREFIX_DIGITS = 7
 #: Her home, for deliveries (a Tokyo address the same-day area covers).
 HOME = {
     "regionCode": "JP",
@@ -30,6 +35,32 @@ HOME = {
     "addressLines": ["神南1-2-3"],
     "recipient": "デモ 花子",
 }
+
+
+def sgtin96(jan: str, serial: int) -> str:
+    """The SGTIN-96 RFID tag (GS1 TDS, hex) of one physical item of ``jan``: what a shelf or
+    mirror reads. Unlike the JAN, it names this very pair (its serial)."""
+    gtin = jan.zfill(14)
+    company = int(gtin[1 : 1 + COMPANY_PREFIX_DIGITS])
+    item = int(gtin[0] + gtin[1 + COMPANY_PREFIX_DIGITS : 13])  # indicator + item reference
+    partition, company_bits, item_bits = 5, 24, 20
+    value = 0x30  # header: SGTIN-96
+    value = (value << 3) | 1  # filter: a point-of-sale item
+    value = (value << 3) | partition
+    value = (value << company_bits) | company
+    value = (value << item_bits) | item
+    value = (value << 38) | serial
+    return f"{value:024x}"
+
+
+def in_store(device: Device, skus: list[str]) -> list[str]:
+    """Which of ``skus`` the device's store holds now (the inventory's read)."""
+    found = device.api.get("/v1/availability", skus=skus, locationIds=device.store_id)
+    return sorted(
+        a["sku"]
+        for a in found.get("availabilities", [])
+        if int(a.get("locations", [{}])[0].get("availableToPromise", 0) or 0) > 0
+    )
 
 
 def fulfilment(order: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +183,9 @@ def click_and_collect(shop: Shop) -> None:
 
 
 def mirror_try_on_same_day(shop: Shop) -> None:
-    """3. The mirror recognises the shoe, records try-ons, suggests sizes this store has; she
-    buys in the fitting room and it is delivered home the same day from that store."""
+    """3. The shelf recognises a lifted shoe and shows its sizes here; the mirror recognises
+    the same pair, records try-ons, suggests sizes this store has; she buys in the fitting
+    room and it is delivered home the same day from that store."""
     say = shop.say
     shop.receive_stock(STORE, SKU, 2)
     shopper = shop.register("中村", "美紀")
@@ -165,31 +197,46 @@ def mirror_try_on_same_day(shop: Shop) -> None:
     )
     say("web shop", f"{shopper.name} keeps her home address in her account")
 
+    # She lifts a pair from the smart shelf: its RFID tag leaves the shelf's antenna.
+    pair = sgtin96(JAN, secrets.randbits(38))
+    shelf = shop.device("SMART_SHELF", STORE)
+    lifted = shelf.api.get(f"/v1/barcodes/{pair}")
+    product = unwrap(lifted, "product")
+    check(
+        lifted.get("variant", {}).get("sku") == SKU,
+        f"the shelf's tag {pair} is not {SKU}: {lifted.get('variant')}",
+    )
+    say(shelf.label, f"a pair is lifted: RFID {pair} is {product['title']}, size {SIZE}")
+    scan = unwrap(
+        shelf.api.post(
+            "/v1/interactions",
+            {"kind": "INTERACTION_KIND_SHELF_SCAN", "sku": SKU, "itemTag": pair},
+            requestId=request_id(),
+        ),
+        "interaction",
+    )
+    check(not scan.get("customerId"), f"the shelf's pick-up is someone's already: {scan}")
+    check(scan.get("storeId") == STORE, f"the pick-up is not Shibuya's: {scan}")
+    say(shelf.label, "records the pick-up (anonymous: a shelf knows no one)")
+    sizes = [v["sku"] for v in product.get("variants", [])]
+    here = in_store(shelf, sizes)
+    check(SKU in here, f"{SKU} is not shown as in this store: {here}")
+    say(shelf.label, f"shows the sizes in stock here: {', '.join(here)}")
+
     mirror = shop.device("SMART_MIRROR", STORE)
-    product = unwrap(mirror.api.get(f"/v1/barcodes/{JAN}"), "product")
-    say(mirror.label, f"reads the tag {JAN}: {product['title']}")
-    anonymous = record_try_on(mirror.api, SKU, SIZE)
+    product = unwrap(mirror.api.get(f"/v1/barcodes/{pair}"), "product")
+    say(mirror.label, f"reads the same pair's tag in the fitting room: {product['title']}")
+    anonymous = record_try_on(mirror.api, SKU, SIZE, item_tag=pair)
     check(anonymous, "the anonymous try-on was not recorded")
     say(mirror.label, f"records a try-on of {SKU} (anonymous)")
     related = mirror.api.get(f"/v1/products/{product['id']}/related")
     suggestions = [r["product"] for r in related.get("related", []) if "product" in r]
     check(suggestions, f"the mirror has nothing to suggest with {product['title']}")
-    sizes = [v["sku"] for v in product.get("variants", [])]
-    here = mirror.api.get("/v1/availability", skus=sizes, locationIds=STORE)
-    in_store = [
-        a["sku"]
-        for a in here.get("availabilities", [])
-        if int(a.get("locations", [{}])[0].get("availableToPromise", 0) or 0) > 0
-    ]
-    check(SKU in in_store, f"{SKU} is not shown as in this store: {here}")
-    say(mirror.label, f"sizes here: {', '.join(sorted(in_store))}")
+    here = in_store(mirror, sizes)
+    check(SKU in here, f"{SKU} is not shown as in this store: {here}")
+    say(mirror.label, f"sizes here: {', '.join(here)}")
     suggested = [v["sku"] for p in suggestions for v in p.get("variants", [])]
-    stocked = mirror.api.get("/v1/availability", skus=suggested, locationIds=STORE)
-    here_too = {
-        a["sku"]
-        for a in stocked.get("availabilities", [])
-        if int(a.get("locations", [{}])[0].get("availableToPromise", 0) or 0) > 0
-    }
+    here_too = set(in_store(mirror, suggested))
     say(
         mirror.label,
         "suggests "
@@ -248,6 +295,16 @@ def mirror_try_on_same_day(shop: Shop) -> None:
     check(fulfilment(delivered)["status"] == "FULFILLMENT_STATUS_DELIVERED", f"{delivered}")
     say("web shop", f"{order['orderNumber']} delivered home the same day")
     timeline = staff.get(f"/v1/customers/{shopper.id}/interactions", pageSize=50)
-    kinds = [i.get("kind") for i in timeline.get("interactions", [])]
+    entries = timeline.get("interactions", [])
+    kinds = [i.get("kind") for i in entries]
     check("INTERACTION_KIND_MIRROR_TRY_ON" in kinds, f"the try-on is not in her timeline: {kinds}")
-    say("staff", "her timeline shows the mirror try-on")
+    picked = [i for i in entries if i.get("kind") == "INTERACTION_KIND_SHELF_SCAN"]
+    check(
+        [(i.get("itemTag"), i.get("storeId")) for i in picked] == [(pair, STORE)],
+        f"her pick-up at the shelf is not in her timeline: {entries}",
+    )
+    say(
+        "staff",
+        "her timeline shows the pick-up at the shelf and the mirror try-ons (the hand-off "
+        "made the same pair's anonymous reads hers)",
+    )
