@@ -28,7 +28,7 @@ from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument
 _REASON = re.compile(r"[A-Z0-9_]{1,32}")
 
 
-class AuthorizationStatus(IntEnum):
+class ReturnAuthorizationStatus(IntEnum):
     REQUESTED = 1
     RECEIVED = 2
     REFUNDED = 3
@@ -43,32 +43,32 @@ class ReturnAuthorization:
     order_id: uuid.UUID
     lines: tuple[FulfillmentLine, ...]
     ship_to: str
-    status: AuthorizationStatus
+    status: ReturnAuthorizationStatus
     expires_at: datetime
     reason: str = ""
     receipt_request_id: str | None = None
     created_at: datetime | None = None
 
-    def status_at(self, now: datetime) -> AuthorizationStatus:
-        if self.status is AuthorizationStatus.REQUESTED and now > self.expires_at:
-            return AuthorizationStatus.EXPIRED
+    def status_at(self, now: datetime) -> ReturnAuthorizationStatus:
+        if self.status is ReturnAuthorizationStatus.REQUESTED and now > self.expires_at:
+            return ReturnAuthorizationStatus.EXPIRED
         return self.status
 
     def holds_units(self, now: datetime) -> bool:
         """Its parcel may still arrive: its units are not returnable otherwise."""
-        return self.status_at(now) is AuthorizationStatus.REQUESTED
+        return self.status_at(now) is ReturnAuthorizationStatus.REQUESTED
 
     def cancel(self, now: datetime) -> ReturnAuthorization:
         status = self.status_at(now)
-        if status is AuthorizationStatus.CANCELLED:
+        if status is ReturnAuthorizationStatus.CANCELLED:
             return self
-        if status is not AuthorizationStatus.REQUESTED:
+        if status is not ReturnAuthorizationStatus.REQUESTED:
             raise FailedPrecondition(
                 f"a {status.name.lower()} return authorization cannot be cancelled",
                 reason="RETURN_AUTHORIZATION_NOT_CANCELLABLE",
                 metadata={"status": status.name},
             )
-        return replace(self, status=AuthorizationStatus.CANCELLED)
+        return replace(self, status=ReturnAuthorizationStatus.CANCELLED)
 
     def receive(
         self, arrived: Sequence[FulfillmentLine], request_id: str, now: datetime
@@ -82,7 +82,7 @@ class ReturnAuthorization:
                 metadata={"status": self.status.name},
             )
         status = self.status_at(now)
-        if status is not AuthorizationStatus.REQUESTED:
+        if status is not ReturnAuthorizationStatus.REQUESTED:
             raise FailedPrecondition(
                 f"a {status.name.lower()} return authorization takes no parcel",
                 reason=f"RETURN_AUTHORIZATION_{status.name}",
@@ -102,7 +102,9 @@ class ReturnAuthorization:
                         )
                     ],
                 )
-        received = replace(self, status=AuthorizationStatus.RECEIVED, receipt_request_id=request_id)
+        received = replace(
+            self, status=ReturnAuthorizationStatus.RECEIVED, receipt_request_id=request_id
+        )
         return received, lines
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.domain.fulfilments import FulfillmentLine
-from services.order.domain.mail_returns import AuthorizationStatus, ReturnAuthorization
+from services.order.domain.mail_returns import ReturnAuthorization, ReturnAuthorizationStatus
 from services.order.models import return_authorization_numbers, return_authorizations
 
 _table = return_authorizations
@@ -26,7 +26,7 @@ def _authorization(row: Any) -> ReturnAuthorization:
         order_id=row.order_id,
         lines=tuple(FulfillmentLine(**line) for line in row.lines),
         ship_to=row.ship_to,
-        status=AuthorizationStatus(row.status),
+        status=ReturnAuthorizationStatus(row.status),
         expires_at=row.expires_at,
         reason=row.reason,
         receipt_request_id=row.receipt_request_id,
@@ -106,7 +106,7 @@ class AuthorizationStore:
             sa.update(_table)
             .where(
                 _table.c.id == authorization_id,
-                _table.c.status == int(AuthorizationStatus.RECEIVED),
+                _table.c.status == int(ReturnAuthorizationStatus.RECEIVED),
             )
-            .values(status=int(AuthorizationStatus.REFUNDED), updated_at=sa.func.now())
+            .values(status=int(ReturnAuthorizationStatus.REFUNDED), updated_at=sa.func.now())
         )

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.domain.fulfilments import FulfillmentLine
 from services.order.domain.mail_returns import (
-    AuthorizationStatus,
     ReturnAuthorization,
+    ReturnAuthorizationStatus,
     authorization_not_found,
     check_reason,
     ship_to,
@@ -44,7 +44,7 @@ class AuthorizationView:
     return that received it."""
 
     authorization: ReturnAuthorization
-    status: AuthorizationStatus
+    status: ReturnAuthorizationStatus
     order_number: str
     currency: str
     order_return: OrderReturn | None = None
@@ -110,7 +110,7 @@ class MailReturns:
                     order_id=order_id,
                     lines=wanted,
                     ship_to=ship_to(fulfilments, wanted),
-                    status=AuthorizationStatus.REQUESTED,
+                    status=ReturnAuthorizationStatus.REQUESTED,
                     expires_at=now + self.ship_within,
                     reason=reason,
                 ),

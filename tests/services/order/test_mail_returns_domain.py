@@ -16,8 +16,8 @@ from services.order.domain.fulfilments import (
     Fulfilment,
 )
 from services.order.domain.mail_returns import (
-    AuthorizationStatus,
     ReturnAuthorization,
+    ReturnAuthorizationStatus,
     check_reason,
     ship_to,
 )
@@ -34,7 +34,7 @@ def authorization(*lines: tuple[str, int], **changes: object) -> ReturnAuthoriza
         "order_id": uuid.uuid4(),
         "lines": tuple(FulfillmentLine(sku, n) for sku, n in lines),
         "ship_to": "dc-kanto",
-        "status": AuthorizationStatus.REQUESTED,
+        "status": ReturnAuthorizationStatus.REQUESTED,
         "expires_at": NOW + timedelta(days=14),
         "created_at": NOW,
     }
@@ -59,10 +59,10 @@ def fulfilment(location: str, status: FulfillmentStatus, *lines: tuple[str, int]
 
 def test_a_requested_authorization_expires_by_time_and_then_holds_nothing() -> None:
     value = authorization(("A", 1))
-    assert value.status_at(NOW) is AuthorizationStatus.REQUESTED
+    assert value.status_at(NOW) is ReturnAuthorizationStatus.REQUESTED
     assert value.holds_units(NOW)
     later = NOW + timedelta(days=15)
-    assert value.status_at(later) is AuthorizationStatus.EXPIRED
+    assert value.status_at(later) is ReturnAuthorizationStatus.EXPIRED
     assert not value.holds_units(later)
     with pytest.raises(FailedPrecondition) as caught:
         value.receive((), "r", later)
@@ -75,7 +75,10 @@ def test_a_receipt_takes_all_or_fewer_units_once_never_more() -> None:
     value = authorization(("A", 2), ("B", 1))
     received, units = value.receive((), "r1", NOW)
     assert units == value.lines
-    assert (received.status, received.receipt_request_id) == (AuthorizationStatus.RECEIVED, "r1")
+    assert (received.status, received.receipt_request_id) == (
+        ReturnAuthorizationStatus.RECEIVED,
+        "r1",
+    )
     _, fewer = value.receive((FulfillmentLine("A", 1),), "r1", NOW)
     assert fewer == (FulfillmentLine("A", 1),)
     for wrong in ((FulfillmentLine("A", 3),), (FulfillmentLine("C", 1),)):
