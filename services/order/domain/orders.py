@@ -190,6 +190,23 @@ class Order:
         self._require(OrderStatus.CONFIRMED, OrderStatus.PLACED)
         return replace(self, status=OrderStatus.PLACED)
 
+    def frozen_cart(self) -> FrozenCart:
+        """The cart version this order was made of, as the saga froze it (to plan again)."""
+        return FrozenCart(
+            cart_id=self.cart_id,
+            etag=self.cart_etag,
+            customer_id=self.customer_id,
+            active=True,
+            channel=self.channel,
+            store_id=self.store_id,
+            currency=self.currency,
+            lines=self.lines,
+            fulfillment=self.fulfillment,
+            totals=self.totals,
+            has_price_changes=False,
+            all_offered=True,
+        )
+
     def await_payment(self) -> Order:
         """Konbini: confirmed, but placed only once the money comes."""
         self._require(OrderStatus.CONFIRMED, OrderStatus.AWAITING_PAYMENT)
@@ -351,6 +368,23 @@ def order_not_found() -> NotFound:
 def format_number(sequence: int) -> str:
     """Human-friendly order number: short, unambiguous over the phone, never reused."""
     return f"T-{sequence:06d}"
+
+
+def check_order_request(cart_etag: str, request_id: str, guest_cart_token: str | None) -> None:
+    """A PlaceOrder's own fields (``guest_cart_token``: None for a customer's cart)."""
+    violations = []
+    if not cart_etag or len(cart_etag) > 128:
+        violations.append(FieldViolation("cart_etag", "the cart's etag, 1-128 characters"))
+    if not request_id:
+        violations.append(FieldViolation("request_id", "required: a checkout is retried"))
+    if guest_cart_token is not None and not guest_cart_token:
+        violations.append(FieldViolation("cart_token", "required for a guest cart"))
+    if guest_cart_token is not None and len(guest_cart_token) > 128:
+        violations.append(FieldViolation("cart_token", "at most 128 characters"))
+    if violations:
+        raise InvalidArgument(
+            "invalid order request", reason="ORDER_INVALID", field_violations=violations
+        )
 
 
 def check_payment(method: PaymentMethod | None, card_token: str) -> PaymentMethod:

@@ -29,13 +29,13 @@ from datetime import UTC, datetime, timedelta
 from google.protobuf.message import Message
 
 from services.order.domain.orders import (
-    FrozenCart,
     Order,
     OrderStatus,
     PaymentMethod,
     PaymentState,
     check_cart,
     check_guest_contact,
+    check_order_request,
     check_payment,
 )
 from services.order.domain.payments import PaymentDeclined, PaymentProvider, PaymentUnavailable
@@ -143,19 +143,7 @@ class Checkout:
         if not guest:
             principal.require_any_kind(PrincipalKind.CUSTOMER)
         parse_id(cart_id, "cart_id")
-        violations = []
-        if not cart_etag or len(cart_etag) > 128:
-            violations.append(FieldViolation("cart_etag", "the cart's etag, 1-128 characters"))
-        if not request_id:
-            violations.append(FieldViolation("request_id", "required: a checkout is retried"))
-        if guest and not cart_token:
-            violations.append(FieldViolation("cart_token", "required for a guest cart"))
-        if guest and len(cart_token) > 128:
-            violations.append(FieldViolation("cart_token", "at most 128 characters"))
-        if violations:
-            raise InvalidArgument(
-                "invalid order request", reason="ORDER_INVALID", field_violations=violations
-            )
+        check_order_request(cart_etag, request_id, cart_token if guest else None)
         method = check_payment(method, card_token)
         key = idempotency_key(check_request_id(request_id), principal)
         contact: tuple[str | None, str | None] = (None, None)
@@ -214,13 +202,16 @@ class Checkout:
             )
         if inserted is None:
             return None
-        # A caller that gives up (its deadline, a closed connection) cancels this call, not
-        # the saga: it runs on to a consistent end, and a retry learns the outcome.
-        task = asyncio.ensure_future(self.run(order_id, inserted))
+        return self._answer(await self._run_shielded(order_id, inserted))
+
+    async def _run_shielded(self, order_id: uuid.UUID, saga: Saga | None = None) -> Saga:
+        """Run the saga in a task of its own: a caller that gives up (its deadline, a closed
+        connection) cancels its wait, not the saga, which runs on to a consistent end; a
+        retry learns the outcome."""
+        task = asyncio.ensure_future(self.run(order_id, saga))
         self._running[order_id] = task
         task.add_done_callback(lambda _: self._running.pop(order_id, None))
-        saga = await asyncio.shield(task)
-        return self._answer(saga)
+        return await asyncio.shield(task)
 
     async def _require_guest_cart(self, cart_id: str, cart_token: str) -> None:
         """The guest holds the cart: its token opens it (checked by the cart service)."""
@@ -484,7 +475,7 @@ class Checkout:
                     raise failure_of(step, error) from None
                 return order.frozen_from(cart)
             case SagaStep.PLAN_FULFILLMENT:
-                plan, methods = await self.inventory.plan(_cart_of(order))
+                plan, methods = await self.inventory.plan(order.frozen_cart())
                 first = {sku: parts[0][0] for sku, parts in plan.items() if parts}
                 return (
                     order.with_locations(first)
@@ -676,10 +667,7 @@ class Checkout:
                 await store.lease_to(order_id, self.instance, self.policy.lease)
             await uow.commit()
         if taken:
-            task = asyncio.ensure_future(self.run(order_id))
-            self._running[order_id] = task
-            task.add_done_callback(lambda _: self._running.pop(order_id, None))
-            saga = await asyncio.shield(task)
+            saga = await self._run_shielded(order_id)
         return self._answer(saga)
 
     async def _compensate(self, saga: Saga) -> Saga:
@@ -788,20 +776,3 @@ class _Wait(Exception):
 
 def _authorization_key(order: Order) -> str:
     return f"{order.id}:authorize"
-
-
-def _cart_of(order: Order) -> FrozenCart:
-    return FrozenCart(
-        cart_id=order.cart_id,
-        etag=order.cart_etag,
-        customer_id=order.customer_id,
-        active=True,
-        channel=order.channel,
-        store_id=order.store_id,
-        currency=order.currency,
-        lines=order.lines,
-        fulfillment=order.fulfillment,
-        totals=order.totals,
-        has_price_changes=False,
-        all_offered=True,
-    )
