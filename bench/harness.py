@@ -28,6 +28,8 @@ class Measurement:
     seconds: float
     concurrency: int
     latencies_ms: list[float] = field(repr=False, default_factory=list)
+    #: The first failure's text, so a run with errors says what they were.
+    first_error: str = ""
 
     @property
     def throughput(self) -> float:
@@ -65,20 +67,22 @@ async def measure(
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     errors = 0
+    first_error = ""
     counter = 0
     recording = False
     stop_at = loop.time() + warmup + duration
 
     async def worker() -> None:
-        nonlocal errors, counter
+        nonlocal errors, counter, first_error
         while loop.time() < stop_at:
             counter += 1
             started = time.perf_counter()
             try:
                 await call(counter)
-            except Exception:
+            except Exception as error:
                 if recording:
                     errors += 1
+                    first_error = first_error or f"{type(error).__name__}: {error}"[:300]
                 continue
             if recording:
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -89,7 +93,9 @@ async def measure(
     started = loop.time()
     await asyncio.gather(*tasks)
     elapsed = loop.time() - started
-    return Measurement(name, len(latencies), errors, elapsed, concurrency, latencies)
+    return Measurement(
+        name, len(latencies), errors, elapsed, concurrency, latencies, first_error
+    )
 
 
 async def interleaved(
@@ -128,6 +134,8 @@ class Report:
             f"  p95 {s['p95_ms']:>7.3f} ms  errors {s['errors']}",
             flush=True,
         )
+        if measurement.first_error:
+            print(f"    first error: {measurement.first_error}", flush=True)
         return measurement
 
     def ratio(self, label: str, value: float, baseline: float, goal: str = "") -> float:
