@@ -93,9 +93,7 @@ async def measure(
     started = loop.time()
     await asyncio.gather(*tasks)
     elapsed = loop.time() - started
-    return Measurement(
-        name, len(latencies), errors, elapsed, concurrency, latencies, first_error
-    )
+    return Measurement(name, len(latencies), errors, elapsed, concurrency, latencies, first_error)
 
 
 async def interleaved(

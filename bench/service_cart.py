@@ -1,7 +1,8 @@
 """Cart benchmark: AddLineItem through the gRPC API — the real cart service in front of the
 real catalog (demo data, prices for the web channel) and the real inventory (availability of
 the line each change adds or resizes, kept a second per SKU by the cart) — against the bare
-grpc.aio health Check in the same run."""
+grpc.aio health Check in the same run, and the floor between them: that bare Check writing one
+row to PostgreSQL (`bench.bare_write`), the best any RPC that persists a change could reach."""
 
 from __future__ import annotations
 
@@ -151,7 +152,8 @@ async def run(report: Report, duration: float) -> None:
         await seed_db.dispose()
         ports = {name: free_port() for name in urls}
         targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-        bare_port = free_port()
+        bare_port, floor_port = free_port(), free_port()
+        floor_dsn = urls["cart"].replace("postgresql+asyncpg://", "postgresql://")
         with (
             subprocess_server(
                 ["-m", "services.catalog", "serve"],
@@ -188,6 +190,9 @@ async def run(report: Report, duration: float) -> None:
             # The yardstick: a grpc.aio server with nothing but the standard health service,
             # in its own process (as bench.kit starts it; here its process is measured too).
             subprocess_server(["-m", "bench.bare_health", str(bare_port)]) as bare_process,
+            subprocess_server(
+                ["-m", "bench.bare_write", str(floor_port), floor_dsn]
+            ) as floor_process,
         ):
             for target in targets.values():
                 await _ready(target)
@@ -217,16 +222,22 @@ async def run(report: Report, duration: float) -> None:
                     for c in made
                 ]
                 check = health_pb2.HealthCheckRequest()
-                async with grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel:
+                async with (
+                    grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}") as bare_channel,
+                    grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel,
+                ):
                     bare = health_pb2_grpc.HealthStub(bare_channel)
                     await bare.Check(check, wait_for_ready=True, timeout=30)
+                    floor = health_pb2_grpc.HealthStub(floor_channel)
+                    await floor.Check(check, wait_for_ready=True, timeout=60)
 
                     def add_line(i: int) -> Awaitable[Any]:
                         return carts.AddLineItem(requests[i % len(requests)], metadata=WEB)
 
-                    baseline, add = await interleaved(
+                    baseline, floor_result, add = await interleaved(
                         [
                             (f"{BASELINE} (cart run)", lambda _i: bare.Check(check)),
+                            ("floor: bare Check writing one row", lambda _i: floor.Check(check)),
                             ("cart: AddLineItem (catalog + inventory, guest, web)", add_line),
                         ],
                         concurrency=CONCURRENCY,
@@ -245,6 +256,17 @@ async def run(report: Report, duration: float) -> None:
                             duration=duration,
                         )
                     )
+                    _, floor_cpu = await CpuMeter(
+                        {"server": floor_process.pid, "client": client},
+                        postmaster=_postmaster_pid(postgres.data_dir),
+                    ).per_call(
+                        lambda: measure(
+                            "cpu: floor",
+                            lambda _i: floor.Check(check),
+                            concurrency=CONCURRENCY,
+                            duration=duration,
+                        )
+                    )
                     _, add_cpu = await CpuMeter(
                         {
                             "cart": cart_process.pid,
@@ -259,7 +281,14 @@ async def run(report: Report, duration: float) -> None:
                         )
                     )
     report.add(baseline)
+    report.add(floor_result)
     report.add(add)
+    report.ratio(
+        "floor (bare Check writing one row) / bare grpc.aio health Check",
+        floor_result.throughput,
+        baseline.throughput,
+        "information: the best any RPC that persists a change can reach",
+    )
     report.ratio(
         "cart AddLineItem / bare grpc.aio health Check",
         add.throughput,
@@ -271,12 +300,19 @@ async def run(report: Report, duration: float) -> None:
         f" ({add.errors} errors)"
     )
     report.note(_cpu_note("bare health Check", check_cpu))
+    report.note(_cpu_note("floor (bare Check writing one row)", floor_cpu))
     report.note(_cpu_note("cart AddLineItem", add_cpu))
     report.ratio(
         "cart AddLineItem / bare health Check by CPU per call (all processes)",
         sum(check_cpu.values()),
         sum(add_cpu.values()),
         "information: the ratio a CPU-bound machine would give",
+    )
+    report.ratio(
+        "floor (bare Check writing one row) / bare health Check by CPU per call",
+        sum(check_cpu.values()),
+        sum(floor_cpu.values()),
+        "information: the best any RPC that persists a change can reach",
     )
 
 
