@@ -54,7 +54,8 @@ class Runner:
     def __init__(self, command: str, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tenpo.devtools.stack", command],
-            env=env,
+            # Stops with this test process, should a crashed worker never reach its teardown.
+            env={**env, "TENPO_STACK_EXIT_WITH_PARENT": "1"},
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -320,3 +320,41 @@ def test_migrate_without_services_has_nothing_to_do(runner_env: dict[str, str]) 
     runner = Runner("migrate", runner_env)
     assert runner.finish(timeout=30) == 0
     assert "nothing to migrate" in runner.text
+
+
+@pytest.mark.integration
+def test_a_stack_whose_starter_dies_stops_on_its_own(runner_env: dict[str, str]) -> None:
+    """With TENPO_STACK_EXIT_WITH_PARENT (as the tests start stacks), a runner whose parent
+    is killed stops everything: a crashed test worker leaves no stack holding its ports."""
+    import subprocess
+    import sys
+    import time
+
+    data_dir = Path(runner_env["TENPO_DATA_DIR"])
+    starter = subprocess.Popen(  # the parent: starts the runner, then waits to be killed
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "subprocess.Popen([sys.executable, '-m', 'tenpo.devtools.stack', 'run'])\n"
+            "time.sleep(3600)\n",
+        ],
+        env={**runner_env, "TENPO_STACK_EXIT_WITH_PARENT": "1"},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not port_in_use("127.0.0.1", int(runner_env["TENPO_NATS_PORT"])):
+            assert time.monotonic() < deadline, "the stack never started"
+            assert starter.poll() is None
+            time.sleep(0.2)
+        assert processes_using(data_dir), "nothing runs on the data directory"
+    finally:
+        starter.kill()
+        starter.wait()
+    deadline = time.monotonic() + 120
+    while processes_using(data_dir):
+        assert time.monotonic() < deadline, f"left running: {processes_using(data_dir)}"
+        time.sleep(0.5)

@@ -63,6 +63,9 @@ Environment variables read by the runner (all optional):
     ``logs/nats-<n+1>.log``; services get every node's URL and streams replicated 3 times.
 ``TENPO_NATS_CLUSTER_PORT``
     Route port of the first cluster node (6222).
+``TENPO_STACK_EXIT_WITH_PARENT``
+    Any value: ``run`` stops everything (as Ctrl-C does) once the process that started it is
+    gone. The tests set it, so a test worker that dies leaves no stack behind.
 ``TENPO_NATS_URL``
     Use this NATS instead of starting the embedded one.
 ``TENPO_POSTGRES_ADMIN_URL``

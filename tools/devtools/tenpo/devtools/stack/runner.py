@@ -67,6 +67,8 @@ STAFF_TOKEN_TTL = timedelta(hours=12)
 SERVICE_STOP_GRACE = 15.0
 #: Migrations that run at once (each a process of its own, on its own database).
 PARALLEL_MIGRATIONS = 3
+#: The process that started this one (reparented once that one is gone).
+_PARENT_AT_START = os.getppid()
 #: Upper bound for one service's ``migrate`` or ``seed`` run.
 SERVICE_COMMAND_TIMEOUT = 600.0
 READY_BANNER = "Press Ctrl-C to stop."
@@ -535,10 +537,16 @@ class DevStack:
             for replica in range(spec.replicas)
         ]
         watchdog = Watchdog([*members, *services], report=self._report)
+        # A harness that starts stacks (the tests) asks for them to stop with it: a test
+        # worker that dies would otherwise leave a whole stack holding its ports.
+        parent = _PARENT_AT_START if os.environ.get("TENPO_STACK_EXIT_WITH_PARENT") else None
         try:
             while True:
                 watchdog.tick()
                 time.sleep(interval)
+                if parent is not None and os.getppid() != parent:
+                    self._report("the process that started the stack is gone: stopping")
+                    raise KeyboardInterrupt
         finally:
             for service in services:
                 service.close()
