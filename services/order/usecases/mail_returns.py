@@ -31,6 +31,7 @@ from services.order.domain.returns import (
     check_return_lines,
     plan_return,
 )
+from services.order.events import return_authorization_cancelled_event, return_authorized_event
 from services.order.store.fulfilments import FulfilmentStore
 from services.order.store.mail_returns import AuthorizationStore
 from services.order.store.orders import OrderStore
@@ -123,6 +124,7 @@ class MailReturns:
                 ),
                 key,
             )
+            uow.add_event(return_authorized_event(order, created))
             await uow.commit()
         return AuthorizationView(created, created.status, order.number, order.currency)
 
@@ -232,6 +234,7 @@ class MailReturns:
             cancelled = found.cancel(now)
             if cancelled is not found:
                 await authorizations.save(cancelled)
+                uow.add_event(return_authorization_cancelled_event(order, cancelled))
                 await uow.commit()
         return AuthorizationView(cancelled, cancelled.status, order.number, order.currency)
 
