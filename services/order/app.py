@@ -132,7 +132,11 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
         )
 
     async def purge_failed_checkouts() -> None:
-        await purge_failed_every(runtime.db, timedelta(hours=settings.failed_retention_hours))
+        await purge_failed_every(
+            runtime.db,
+            timedelta(hours=settings.failed_retention_hours),
+            settings.failed_max_per_customer,
+        )
 
     runtime.background.extend([sweep, sweep_fulfilments, forget_old_guests, purge_failed_checkouts])
     runtime.subscribe(customer_subscription(settings.customer_consumer))

@@ -73,6 +73,9 @@ class OrderSettings(ServiceSettings):
     #: A failed checkout (its request_id's stored answer) is deleted this long after it
     #: failed: a retry within it gets the same error, a later one is a new checkout.
     failed_retention_hours: float = Field(default=24.0, ge=1, le=24 * 90)
+    #: A customer's failed checkouts beyond her newest this many are deleted sooner (the
+    #: sweep, every minute): a caller failing at the rate limit keeps a bounded number.
+    failed_max_per_customer: int = Field(default=100, ge=1, le=100_000)
     #: The key pickup codes (domain.fulfilments.PickupCodes) and guest order tokens
     #: (domain.orders.OrderTokens) are derived from, each under its own label: the database
     #: keeps neither. At least 32 characters in production.

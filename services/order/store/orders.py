@@ -414,6 +414,43 @@ class OrderStore:
         )
         return [row.id for row in rows]
 
+    async def delete_failed_beyond(self, keep: int, limit: int) -> list[uuid.UUID]:
+        """Delete up to ``limit`` failed checkouts (saga done) of customers who have more
+        than ``keep``, oldest first, keeping each customer's newest ``keep``; their ids.
+        Guest orders (no customer id: anonymous callers cannot be told apart) are left to
+        the retention. Two sweepers may pick the same rows: a row deleted meanwhile is
+        skipped by the other's DELETE, so each goes once."""
+        ranked = (
+            sa.select(
+                orders.c.id,
+                sa.func.row_number()
+                .over(
+                    partition_by=orders.c.customer_id,
+                    order_by=(orders.c.updated_at.desc(), orders.c.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(
+                orders.c.status == int(OrderStatus.FAILED),
+                orders.c.saga_phase == SagaPhase.DONE.value,
+                orders.c.customer_id != "",
+            )
+            .subquery()
+        )
+        doomed = sa.select(ranked.c.id).where(ranked.c.rank > keep).limit(limit)
+        rows = await self.session.execute(
+            sa.delete(orders)
+            .where(
+                orders.c.id.in_(doomed.scalar_subquery()),
+                orders.c.status == int(OrderStatus.FAILED),
+                ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
+                ~sa.exists().where(order_returns.c.order_id == orders.c.id),
+                ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+            )
+            .returning(orders.c.id)
+        )
+        return [row.id for row in rows]
+
     async def list_for_customer(
         self,
         customer_id: str,

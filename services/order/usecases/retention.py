@@ -8,7 +8,9 @@ a caller can make one per request (another customer's cart, a stale etag), so wi
 end the table would grow with them. Every replica deletes, every
 ``FAILED_SWEEP_SECONDS``, the failed checkouts that failed more than
 ``ORDER_FAILED_RETENTION_HOURS`` ago: the request_id of a failed checkout is answered as
-the first time for that long; later it is a new request."""
+the first time for that long; later it is a new request. It also deletes a customer's
+failed checkouts beyond her newest ``ORDER_FAILED_MAX_PER_CUSTOMER``: one caller failing
+at the gateway's rate limit keeps a bounded number, not a day's worth."""
 
 from __future__ import annotations
 
@@ -22,13 +24,17 @@ from tenpo.kit.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-#: How often each replica looks (the retention is counted in hours).
-FAILED_SWEEP_SECONDS = 600.0
+#: How often each replica looks: the per-customer cap bounds a customer's failed checkouts
+#: to it plus what she can make in this long (the gateway's rate limit).
+FAILED_SWEEP_SECONDS = 60.0
 
 
-async def purge_failed(db: Database, retention: timedelta, batch: int = 500) -> int:
-    """Delete the failed checkouts older than ``retention``; the number deleted. Batches,
-    each its own transaction (SKIP LOCKED: replicas share the work, none waits)."""
+async def purge_failed(
+    db: Database, retention: timedelta, keep_per_customer: int | None = None, batch: int = 500
+) -> int:
+    """Delete the failed checkouts older than ``retention`` and, with
+    ``keep_per_customer``, a customer's beyond her newest that many; the number deleted.
+    Batches, each its own transaction (SKIP LOCKED: replicas share the work, none waits)."""
     total = 0
     while True:
         async with db.unit_of_work() as uow:
@@ -38,17 +44,30 @@ async def purge_failed(db: Database, retention: timedelta, batch: int = 500) -> 
             await uow.commit()
         total += deleted
         if deleted < batch:
-            if total:
-                log.info("failed checkouts deleted", extra={"deleted": total})
-            return total
+            break
+    while keep_per_customer is not None:
+        async with db.unit_of_work() as uow:
+            deleted = len(
+                await OrderStore(uow.session).delete_failed_beyond(keep_per_customer, batch)
+            )
+            await uow.commit()
+        total += deleted
+        if deleted < batch:
+            break
+    if total:
+        log.info("failed checkouts deleted", extra={"deleted": total})
+    return total
 
 
 async def purge_failed_every(
-    db: Database, retention: timedelta, interval_seconds: float = FAILED_SWEEP_SECONDS
+    db: Database,
+    retention: timedelta,
+    keep_per_customer: int,
+    interval_seconds: float = FAILED_SWEEP_SECONDS,
 ) -> None:
     while True:
         try:
-            await purge_failed(db, retention)
+            await purge_failed(db, retention, keep_per_customer)
         except (DomainError, OSError) as error:
             log.warning("failed checkout sweep skipped", extra={"error": type(error).__name__})
         await asyncio.sleep(interval_seconds)

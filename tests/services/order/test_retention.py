@@ -182,3 +182,44 @@ async def test_two_sweepers_at_once_delete_each_failed_checkout_once(stack: Stac
     assert set(ours) <= set(first) | set(second)
     assert first and second  # both took part (each batch is 3 of 40)
     assert await existing(stack, ours) == set()
+
+
+async def test_a_customer_keeps_only_her_newest_failed_checkouts_each_deleted_once(
+    stack: Stack,
+) -> None:
+    many = await failed_checkouts(stack, 7)  # oldest first (placed one after the other)
+    few = await failed_checkouts(stack, 2)
+    others = await other_rows(stack)
+    newest = await newest_first(stack, many)
+    keep = 3
+    start = asyncio.Event()
+
+    async def sweeper() -> list[str]:
+        await start.wait()
+        async with stack.order_db.unit_of_work() as uow:
+            taken = await OrderStore(uow.session).delete_failed_beyond(keep, 100)
+            await asyncio.sleep(0.01)  # hold the rows: the other sweeper runs meanwhile
+            await uow.commit()
+        return [str(i) for i in taken]
+
+    runs = [asyncio.ensure_future(sweeper()) for _ in range(2)]
+    start.set()
+    first, second = await asyncio.gather(*runs)
+
+    assert not set(first) & set(second)  # no row deleted twice
+    assert await existing(stack, many) == set(newest[:keep])
+    assert set(newest[keep:]) <= set(first) | set(second)
+    assert await existing(stack, few) == set(few)
+    assert await existing(stack, others) == set(others)
+    # The sweep itself (retention far off) keeps the same.
+    await purge_failed(stack.order_db, timedelta(days=30), keep_per_customer=keep)
+    assert await existing(stack, many + few + others) == set(newest[:keep] + few + others)
+
+
+async def newest_first(stack: Stack, ids: list[str]) -> list[str]:
+    async with stack.order_db.unit_of_work() as uow:
+        rows = await uow.session.execute(
+            sa.text("SELECT id FROM orders WHERE id = ANY(:ids) ORDER BY updated_at DESC, id DESC"),
+            {"ids": [uuid.UUID(i) for i in ids]},
+        )
+        return [str(row.id) for row in rows]
