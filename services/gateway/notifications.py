@@ -28,9 +28,10 @@ from services.gateway.access import AccessPolicy, Caller
 from services.gateway.backends import Backends
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
-from services.gateway.errors import from_rpc_error, http_error
+from services.gateway.errors import from_domain_error, from_rpc_error, http_error
 from services.gateway.http import GatewayApp, Request, Send, send_bytes, send_json
 from services.gateway.transcode import parse_json_body
+from tenpo.kit.errors import FieldViolation, InvalidArgument
 from tenpo.kit.service_token import TokenSource
 
 log = logging.getLogger("tenpo.gateway")
@@ -120,6 +121,17 @@ def _not_found() -> Exception:
     return http_error(404, grpc.StatusCode.NOT_FOUND, "no such route", "ROUTE_NOT_FOUND")
 
 
+def _bad_token() -> Exception:
+    """What the notification service answers a token it did not sign, field included."""
+    return from_domain_error(
+        InvalidArgument(
+            "the tracking token is not valid",
+            reason="TRACKING_TOKEN_INVALID",
+            field_violations=[FieldViolation("token", "not a token of ours")],
+        )
+    )
+
+
 class NotificationRoutes:
     def __init__(
         self,
@@ -177,9 +189,16 @@ class NotificationRoutes:
             raise from_rpc_error(error) from None
 
     def _token(self, request: Request, prefix: str) -> str:
-        token = unquote(request.raw_path[len(prefix) :])
+        """The path's token; a malformed one — empty, with a "/", longer than any token
+        we issue — is 400 ``TRACKING_TOKEN_INVALID``, as the notification service answers a
+        token it did not sign. The length is judged before decoding (3 bytes at most per
+        escaped character), so no unbounded input is decoded."""
+        raw = request.raw_path[len(prefix) :]
+        if len(raw) > 3 * MAX_TOKEN:
+            raise _bad_token()
+        token = unquote(raw)
         if not token or "/" in token or len(token) > MAX_TOKEN:
-            raise _not_found()
+            raise _bad_token()
         return token
 
     async def open_pixel(self, request: Request, send: Send) -> int:

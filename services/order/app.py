@@ -20,6 +20,7 @@ from services.order.usecases.checkout import Checkout, SagaPolicy
 from services.order.usecases.fulfilments import Fulfilments
 from services.order.usecases.mail_returns import MailReturns
 from services.order.usecases.orders import Orders
+from services.order.usecases.retention import purge_failed_every
 from services.order.usecases.returns import Returns
 from services.order.usecases.search import forget_guests_every
 from tenpo.kit.clients import create_channel
@@ -130,7 +131,14 @@ async def build(runtime: Runtime[OrderSettings], tokens: TokenSource | None = No
             runtime.db, timedelta(days=settings.guest_data_retention_days), 3600
         )
 
-    runtime.background.extend([sweep, sweep_fulfilments, forget_old_guests])
+    async def purge_failed_checkouts() -> None:
+        await purge_failed_every(
+            runtime.db,
+            timedelta(hours=settings.failed_retention_hours),
+            settings.failed_max_per_customer,
+        )
+
+    runtime.background.extend([sweep, sweep_fulfilments, forget_old_guests, purge_failed_checkouts])
     runtime.subscribe(customer_subscription(settings.customer_consumer))
 
     async def close_channels() -> None:

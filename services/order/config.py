@@ -70,6 +70,12 @@ class OrderSettings(ServiceSettings):
     #: A finished guest order keeps its contact and address this long after it was placed
     #: (returns, questions), then loses them as an erased customer's order does.
     guest_data_retention_days: int = Field(default=180, ge=1, le=3650)
+    #: A failed checkout (its request_id's stored answer) is deleted this long after it
+    #: failed: a retry within it gets the same error, a later one is a new checkout.
+    failed_retention_hours: float = Field(default=24.0, ge=1, le=24 * 90)
+    #: A customer's failed checkouts beyond her newest this many are deleted sooner (the
+    #: sweep, every minute): a caller failing at the rate limit keeps a bounded number.
+    failed_max_per_customer: int = Field(default=100, ge=1, le=100_000)
     #: The key pickup codes (domain.fulfilments.PickupCodes) and guest order tokens
     #: (domain.orders.OrderTokens) are derived from, each under its own label: the database
     #: keeps neither. At least 32 characters in production.

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from google.type import money_pb2
 
+from services.order.domain.mail_returns import ReturnAuthorization
 from services.order.domain.orders import Order
+from tenpo.kit.wire import timestamp
 from tenpo.order.v1 import events_pb2 as ev
 
 
@@ -37,4 +39,37 @@ def cancelled_event(order: Order) -> ev.OrderCancelled:
         channel=order.channel,  # type: ignore[arg-type]
         store_id=order.store_id or "",
         reason=order.failure_reason,
+    )
+
+
+def return_authorized_event(order: Order, value: ReturnAuthorization) -> ev.ReturnAuthorized:
+    return ev.ReturnAuthorized(
+        order_id=str(order.id),
+        order_number=order.number,
+        customer_id=order.customer_id,
+        channel=order.channel,  # type: ignore[arg-type]
+        store_id=order.store_id or "",
+        return_authorization_id=str(value.id),
+        number=value.number,
+        lines=[
+            ev.OrderEventLine(sku=line.sku, quantity=line.quantity, location_id=value.ship_to)
+            for line in value.lines
+        ],
+        ship_to=value.ship_to,
+        expire_time=timestamp(value.expires_at),
+        reason=value.reason,
+    )
+
+
+def return_authorization_cancelled_event(
+    order: Order, value: ReturnAuthorization
+) -> ev.ReturnAuthorizationCancelled:
+    return ev.ReturnAuthorizationCancelled(
+        order_id=str(order.id),
+        order_number=order.number,
+        customer_id=order.customer_id,
+        channel=order.channel,  # type: ignore[arg-type]
+        store_id=order.store_id or "",
+        return_authorization_id=str(value.id),
+        number=value.number,
     )

@@ -68,6 +68,8 @@ orders = sa.Table(
     sa.Index(
         "ix_orders_open_sagas", "lease_until", postgresql_where=sa.text("saga_phase <> 'done'")
     ),
+    # The retention sweep finds failed checkouts by when they failed (usecases.retention).
+    sa.Index("ix_orders_failed", "updated_at", postgresql_where=sa.text("status = 5")),
     # One running checkout per cart: a second PlaceOrder of a cart (another request_id, a
     # double click on two devices) is refused while the first saga runs, so that doomed
     # duplicates never hold stock another customer could have had.

@@ -88,6 +88,32 @@ def check_return_lines(lines: Sequence[FulfillmentLine]) -> tuple[FulfillmentLin
     return tuple(FulfillmentLine(sku, units) for sku, units in sorted(merged.items()))
 
 
+def check_lines_of_order(order: Order, lines: Sequence[FulfillmentLine]) -> None:
+    """The request's lines (as sent, before merging) name SKUs of the order, never more
+    units of one than were ordered: a bad line is named before the order's state or the
+    window is judged."""
+    ordered: dict[str, int] = {}
+    for bought in order.lines:
+        ordered[bought.sku] = ordered.get(bought.sku, 0) + bought.quantity
+    asked: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        if line.sku not in ordered:
+            raise _bad_line(f"lines[{index}].sku", "not a SKU of this order")
+        asked[line.sku] = asked.get(line.sku, 0) + line.quantity
+        if asked[line.sku] > ordered[line.sku]:
+            raise _bad_line(
+                f"lines[{index}].quantity", f"at most {ordered[line.sku]} units were ordered"
+            )
+
+
+def _bad_line(field: str, description: str) -> InvalidArgument:
+    return InvalidArgument(
+        "a return line does not match the order",
+        reason="RETURN_LINES_INVALID",
+        field_violations=[FieldViolation(field, description)],
+    )
+
+
 def plan_return(
     order: Order,
     fulfilments: Sequence[Fulfilment],

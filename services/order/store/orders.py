@@ -26,7 +26,13 @@ from services.order.domain.orders import (
     pseudonymized_address,
 )
 from services.order.domain.saga import SagaPhase, SagaStep
-from services.order.models import fulfillments, order_numbers, orders
+from services.order.models import (
+    fulfillments,
+    order_numbers,
+    order_returns,
+    orders,
+    return_authorizations,
+)
 
 
 @dataclass(frozen=True)
@@ -381,6 +387,69 @@ class OrderStore:
                 )
             )
         return len(rows)
+
+    async def delete_failed(self, failed_before: datetime, limit: int) -> list[uuid.UUID]:
+        """Delete up to ``limit`` failed checkouts whose saga is done (every compensation
+        made) and that failed before ``failed_before``; their ids. Nothing else:
+        an order that ever had a fulfilment, a return or a return authorization is kept
+        (a failed checkout never has one; the guard keeps it so). SKIP LOCKED: sweepers on
+        several replicas never wait for, nor delete, the same rows."""
+        doomed = (
+            sa.select(orders.c.id)
+            .where(
+                orders.c.status == int(OrderStatus.FAILED),
+                orders.c.saga_phase == SagaPhase.DONE.value,
+                orders.c.updated_at < failed_before,
+                ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
+                ~sa.exists().where(order_returns.c.order_id == orders.c.id),
+                ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+            )
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+            .with_for_update(of=orders, skip_locked=True)
+            .scalar_subquery()
+        )
+        rows = await self.session.execute(
+            sa.delete(orders).where(orders.c.id.in_(doomed)).returning(orders.c.id)
+        )
+        return [row.id for row in rows]
+
+    async def delete_failed_beyond(self, keep: int, limit: int) -> list[uuid.UUID]:
+        """Delete up to ``limit`` failed checkouts (saga done) of customers who have more
+        than ``keep``, oldest first, keeping each customer's newest ``keep``; their ids.
+        Guest orders (no customer id: anonymous callers cannot be told apart) are left to
+        the retention. Two sweepers may pick the same rows: a row deleted meanwhile is
+        skipped by the other's DELETE, so each goes once."""
+        ranked = (
+            sa.select(
+                orders.c.id,
+                sa.func.row_number()
+                .over(
+                    partition_by=orders.c.customer_id,
+                    order_by=(orders.c.updated_at.desc(), orders.c.id.desc()),
+                )
+                .label("rank"),
+            )
+            .where(
+                orders.c.status == int(OrderStatus.FAILED),
+                orders.c.saga_phase == SagaPhase.DONE.value,
+                orders.c.customer_id != "",
+            )
+            .subquery()
+        )
+        doomed = sa.select(ranked.c.id).where(ranked.c.rank > keep).limit(limit)
+        rows = await self.session.execute(
+            sa.delete(orders)
+            .where(
+                orders.c.id.in_(doomed.scalar_subquery()),
+                orders.c.status == int(OrderStatus.FAILED),
+                ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
+                ~sa.exists().where(order_returns.c.order_id == orders.c.id),
+                ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+            )
+            .returning(orders.c.id)
+        )
+        return [row.id for row in rows]
 
     async def list_for_customer(
         self,

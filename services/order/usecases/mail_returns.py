@@ -25,7 +25,13 @@ from services.order.domain.mail_returns import (
     ship_to,
 )
 from services.order.domain.orders import Order, order_not_found
-from services.order.domain.returns import OrderReturn, check_return_lines, plan_return
+from services.order.domain.returns import (
+    OrderReturn,
+    check_lines_of_order,
+    check_return_lines,
+    plan_return,
+)
+from services.order.events import return_authorization_cancelled_event, return_authorized_event
 from services.order.store.fulfilments import FulfilmentStore
 from services.order.store.mail_returns import AuthorizationStore
 from services.order.store.orders import OrderStore
@@ -93,6 +99,8 @@ class MailReturns:
                 if (found.lines, found.reason) != (wanted, reason):
                     raise request_id_reused()
                 return await self._view(uow.session, order, found, now)
+            # Every field is judged before the order's state and the window.
+            check_lines_of_order(order, lines)
             fulfilments = await FulfilmentStore(uow.session).of_order(order_id)
             plan_return(
                 order,
@@ -116,6 +124,7 @@ class MailReturns:
                 ),
                 key,
             )
+            uow.add_event(return_authorized_event(order, created))
             await uow.commit()
         return AuthorizationView(created, created.status, order.number, order.currency)
 
@@ -151,6 +160,7 @@ class MailReturns:
                 "a location's devices receive parcels for their own location only",
                 reason="STORE_MISMATCH",
             )
+        await self.returns.require_location(location_id, "location_id")
         async with self.db.unit_of_work() as uow:
             authorizations = AuthorizationStore(uow.session)
             found = await authorizations.get(
@@ -224,6 +234,7 @@ class MailReturns:
             cancelled = found.cancel(now)
             if cancelled is not found:
                 await authorizations.save(cancelled)
+                uow.add_event(return_authorization_cancelled_event(order, cancelled))
                 await uow.commit()
         return AuthorizationView(cancelled, cancelled.status, order.number, order.currency)
 

@@ -23,6 +23,7 @@ from services.order.domain.payments import PaymentProvider, PaymentUnavailable
 from services.order.domain.returns import (
     OrderReturn,
     ReturnStatus,
+    check_lines_of_order,
     check_return_lines,
     plan_return,
 )
@@ -80,6 +81,7 @@ class Returns:
             raise PermissionDenied(
                 "a store's devices take returns for their own store only", reason="STORE_MISMATCH"
             )
+        await self.require_location(store_id, "store_id")
         key = f"{order_id}:{request_id}"
         async with self.db.unit_of_work() as uow:
             await FulfilmentStore(uow.session).lock_order(order_id)
@@ -87,6 +89,8 @@ class Returns:
             if saga is None:
                 raise order_not_found()
             order = saga.order
+            # Every field is judged before the order's state and the window.
+            check_lines_of_order(order, lines)
             recorded = await ReturnStore(uow.session).by_key(key)
             if recorded is not None:
                 if (recorded.store_id, recorded.lines) != (store_id, wanted):
@@ -97,6 +101,23 @@ class Returns:
                 )
                 await uow.commit()
         return await self.finish(order, recorded, key), order.currency
+
+    async def require_location(self, location_id: str, field: str) -> None:
+        """The receiving location exists (inventory knows it), before anything is recorded:
+        a return restocked at an unknown one would stay pending for ever. Inventory down:
+        not refused here — the return is recorded and its restock answers
+        INVENTORY_UNAVAILABLE, the same request_id finishing it later (goods handed over
+        at a counter, a parcel that arrived, are recorded even then)."""
+        try:
+            exists = await self.inventory.location_exists(location_id)
+        except StepUnavailable:
+            return
+        if not exists:
+            raise InvalidArgument(
+                "no such location",
+                reason="RETURN_INVALID",
+                field_violations=[FieldViolation(field, "not a known store or location")],
+            )
 
     async def record(
         self,

@@ -107,6 +107,34 @@ async def test_open_pixel_is_a_gif_and_click_a_redirect_to_allowed_hosts_only(
             assert refused.json()["error"]["details"][0]["reason"] == "REDIRECT_NOT_ALLOWED"
 
 
+async def test_every_malformed_tracking_token_is_400_however_long(
+    harness: Harness,  # noqa: F811 (the notification tests' fixture)
+    start_gateway: GatewayFactory,
+    tokens: Tokens,
+) -> None:
+    """Short ones are refused by the notification service, long ones (beyond any token it
+    issues) by the gateway before decoding or calling it: the same 400 either way."""
+    async with (
+        harness.start() as (host, _stub),
+        start_gateway(**gateway_settings(host.port, tokens)) as gw,
+    ):
+        for prefix in ("/v1/t/o/", "/v1/t/c/"):
+            for token in (
+                "not-a-token",  # the notification service's answer
+                "A" * 511,
+                "A" * 513,  # just over the gateway's bound
+                "%41" * 600,  # 600 characters once decoded
+                "A" * 20_000,  # never decoded
+                "a%2Fb",  # a "/" inside
+            ):
+                answer = await gw.client.get(prefix + token, follow_redirects=False)
+                assert answer.status_code == 400, (prefix, len(token), answer.text)
+                error = answer.json()["error"]
+                assert error["details"][0]["reason"] == "TRACKING_TOKEN_INVALID"
+                violations = [d for d in error["details"] if "fieldViolations" in d]
+                assert violations[0]["fieldViolations"][0]["field"] == "token"
+
+
 def test_allowed_hosts() -> None:
     from services.gateway.notifications import host_allowed, location
 

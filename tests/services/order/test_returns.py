@@ -172,3 +172,72 @@ async def test_returns_are_refused_out_of_window_before_leaving_or_at_another_de
         grpc.StatusCode.FAILED_PRECONDITION,
         "NOT_RETURNABLE",
     )
+
+
+async def bad_field(call: object, reason: str) -> str:
+    """The one field an INVALID_ARGUMENT names."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    details = decode_error(caught.value)
+    assert details.reason == reason
+    assert len(details.field_violations) == 1
+    return details.field_violations[0].field
+
+
+async def test_past_the_window_a_bad_store_sku_or_quantity_is_named_before_the_window(
+    stack: Stack,
+) -> None:
+    order, sku = await shipped_order(stack, units=2)
+    async with stack.order_db.unit_of_work() as uow:
+        await uow.session.execute(
+            sa.text("UPDATE orders SET created_at = now() - interval '40 days' WHERE id = :id"),
+            {"id": order.id},
+        )
+        await uow.commit()
+
+    def ask(store: str, *lines: tuple[str, int]) -> object:
+        return stack.orders.ReturnOrderLines(
+            api.ReturnOrderLinesRequest(
+                order_id=order.id,
+                store_id=store,
+                lines=[pb.FulfillmentLine(sku=s, quantity=q) for s, q in lines],
+                request_id=uuid.uuid4().hex,
+            ),
+            metadata=stack.staff,
+        )
+
+    assert await bad_field(ask("no-such-store", (sku, 1)), "RETURN_INVALID") == "store_id"
+    other = f"O-{uuid.uuid4().hex[:10]}"  # a SKU this order does not have
+    assert (
+        await bad_field(ask(OTHER_STORE, (sku, 1), (other, 1)), "RETURN_LINES_INVALID")
+        == "lines[1].sku"
+    )
+    assert (
+        await bad_field(ask(OTHER_STORE, (sku, 2), (sku, 1)), "RETURN_LINES_INVALID")
+        == "lines[1].quantity"
+    )
+    # A return by mail names a bad line before the window too.
+    assert (
+        await bad_field(
+            stack.orders.RequestReturn(
+                api.RequestReturnRequest(
+                    order_id=order.id,
+                    lines=[pb.FulfillmentLine(sku=other, quantity=1)],
+                    request_id=uuid.uuid4().hex,
+                ),
+                metadata=stack.staff,
+            ),
+            "RETURN_LINES_INVALID",
+        )
+        == "lines[0].sku"
+    )
+    # Every field right: the window is what refuses it, and nothing was recorded.
+    await expect_error(
+        ask(OTHER_STORE, (sku, 2)), grpc.StatusCode.FAILED_PRECONDITION, "RETURN_WINDOW_EXPIRED"
+    )
+    async with stack.order_db.unit_of_work() as uow:
+        recorded = await uow.session.scalar(
+            sa.text("SELECT count(*) FROM order_returns WHERE order_id = :id"), {"id": order.id}
+        )
+    assert recorded == 0
