@@ -42,7 +42,7 @@ setup: $(PROTO_OUT)/.generated ## Install dependencies and generate code
 protos: $(PROTO_OUT)/.generated ## Generate Python code and type stubs from protos/
 
 run: setup examples ## Start the whole system on embedded PostgreSQL and NATS (Ctrl-C stops it)
-	@$(RUN) python -m tenpo.devtools.stack run
+	@env -u PYTHONDONTWRITEBYTECODE $(RUN) python -m tenpo.devtools.stack run
 
 # `make demo` tells the seeds' journeys against a running `make run` through its touchpoints,
 # narrated; the same code is tests/journeys/. DEMO_URL names another gateway, DEMO_ARGS e.g.
@@ -61,8 +61,9 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 # `make test` runs in parallel worker processes (pytest-xdist), each with its own PostgreSQL and
 # NATS. Most of a test's time is spent waiting (servers, subprocesses, timeouts), so twice as
 # many workers as CPUs pays off (docs/development.md), capped for memory. The tests that share
-# one whole stack (tests/touchpoints, tests/journeys) stay in one worker each and start first
-# (`--dist loadgroup`, tests/conftest.py); the rest are handed out as workers free up.
+# one whole stack (tests/touchpoints, tests/journeys) and the cluster-shape test (its own whole
+# stack, for minutes) stay in one worker each and start first (`--dist loadgroup`,
+# tests/conftest.py); the rest are handed out as workers free up.
 # TEST_WORKERS=0 runs everything in this one process; PYTEST_ARGS is appended, so e.g.
 # PYTEST_ARGS="tests/kit -x" narrows the run. Bytecode is written even where the environment
 # says PYTHONDONTWRITEBYTECODE: the suite starts hundreds of Python processes (workers,

@@ -44,6 +44,9 @@ FAST_POSTGRES_ARGS = (
 SHARED_STACK_DIRECTORIES = tuple(
     Path(__file__).parent / name for name in ("touchpoints", "journeys")
 )
+#: Modules with one whole stack of their own that runs for minutes (the cluster shape: three
+#: NATS nodes, two replicas of every service): each in a worker of its own, handed out first.
+LONG_STACK_MODULES = (Path(__file__).parent / "devtools" / "test_cluster_shape.py",)
 
 NatsFactory = Callable[[], EmbeddedNats]
 T = TypeVar("T")
@@ -60,9 +63,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for directory in SHARED_STACK_DIRECTORIES:
             if directory in item.path.parents:
                 item.add_marker(pytest.mark.xdist_group(directory.name))
-    # Those groups are the longest units of work: handed out first, they run beside the many
-    # short tests instead of after them.
-    items.sort(key=lambda item: not any(d in item.path.parents for d in SHARED_STACK_DIRECTORIES))
+        if item.path in LONG_STACK_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    # Those groups are the longest units of work: handed out first (the longest of all before
+    # them), they run beside the many short tests instead of after them.
+    items.sort(key=_hand_out_order)
+
+
+def _hand_out_order(item: pytest.Item) -> int:
+    if item.path in LONG_STACK_MODULES:
+        return 0
+    return 1 if any(d in item.path.parents for d in SHARED_STACK_DIRECTORIES) else 2
 
 
 def worker_name() -> str:

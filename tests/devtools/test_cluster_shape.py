@@ -1,9 +1,16 @@
-"""The cluster shape on one machine: `make run` with a three-node NATS JetStream cluster and
-two replicas of a service. Under steady writes, the NATS node leading the stream, then one
-service replica, then PostgreSQL are killed (SIGKILL); the runner starts each again.
-Afterwards every write that succeeded happened exactly once, callers saw only successes and
-UNAVAILABLE (retried with the same request_id, never INTERNAL), and every outbox row reached
-the stream exactly once."""
+"""The cluster shape on one machine, whole system: `make run` with a three-node NATS
+JetStream cluster and two replicas of every service behind the gateway. Guest shoppers check
+out through the gateway's gRPC ingress, competing for a SKU with limited stock, while the
+NATS node leading the order stream, then one replica of every service, then PostgreSQL are
+SIGKILLed; the runner starts each again.
+
+Afterwards, printed and asserted: every order placed took exactly one unit that inventory
+committed (no oversell), no reservation is left held for an order that did not go through,
+every order's OrderPlaced is on the stream exactly once and consumed by the customer and
+notification services, every outbox row of every service reached its stream exactly once,
+and the shoppers saw only successes, UNAVAILABLE or deadlines (retried with the same
+request_id) and the refusal INSUFFICIENT_STOCK once the SKU sold out — never INTERNAL or
+UNKNOWN."""
 
 from __future__ import annotations
 
@@ -11,11 +18,11 @@ import asyncio
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -24,22 +31,38 @@ import psutil
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from tenpo.devtools.stack.config import REPLICA_PORT_STEP
+from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.stack.config import PORT_OFFSETS, REPLICA_PORT_STEP
 from tenpo.devtools.stack.net import port_in_use
 from tenpo.devtools.stack.runner import READY_BANNER
-from tenpo.inventory.v1 import inventory_service_pb2 as api
-from tenpo.inventory.v1 import inventory_service_pb2_grpc, resources_pb2
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
+from tenpo.inventory.v1 import inventory_service_pb2_grpc
 from tenpo.kit.events import EVENT_ID_HEADER
+from tenpo.order.v1 import events_pb2 as order_events
+from tests.devtools.cluster_shoppers import STORE, WEB_KEY, Shopper
 from tests.stack import Runner, quiet_ports
 
 pytestmark = pytest.mark.integration
 
-INVENTORY_OFFSET = 2
-#: Writes before the NATS node dies, before the replica dies, before PostgreSQL dies, in all.
-WRITES_BEFORE_NODE_LOSS = 20
-WRITES_BEFORE_REPLICA_LOSS = 50
-WRITES_BEFORE_POSTGRES_LOSS = 80
-WRITES = 120
+SERVICES = ("catalog", "inventory", "customer", "cart", "order", "notification")
+SHOPPERS = 3
+#: Units of the contested SKU, all at the pickup store (none anywhere else).
+STOCK = 24
+#: Orders placed before the NATS node dies, before the replicas die, before PostgreSQL dies;
+#: afterwards the shoppers go on until the SKU is sold out.
+ORDERS_BEFORE_NODE_LOSS = 3
+ORDERS_BEFORE_REPLICA_LOSS = 8
+ORDERS_BEFORE_POSTGRES_LOSS = 13
+#: Answers a shopper may see (code, or code and reason): successes, the retried ones with
+#: any reason, the sold-out refusal.
+EXPECTED_CODES = ("OK", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+EXPECTED_REFUSALS = ("FAILED_PRECONDITION INSUFFICIENT_STOCK", "ABORTED CHECKOUT_IN_PROGRESS")
+#: Order and reservation states (tenpo.order.v1.OrderStatus, inventory's reservations.state).
+PENDING, CONFIRMED, PLACED, FAILED = 1, 2, 3, 5
+STATUS_NAMES = {PENDING: "PENDING", CONFIRMED: "CONFIRMED", PLACED: "PLACED", FAILED: "FAILED"}
+RESERVATION_ACTIVE, RESERVATION_COMMITTED = 1, 2
+ORDER_PLACED = "tenpo.order.v1.OrderPlaced"
 
 
 def port_ranges(taken: set[int], *shapes: tuple[int, ...]) -> list[int]:
@@ -72,80 +95,6 @@ def round_robin(ports: list[int]) -> grpc.Channel:
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
     config = {"loadBalancingConfig": [{"round_robin": {}}]}
     return grpc.insecure_channel(target, options=[("grpc.service_config", json.dumps(config))])
-
-
-class Writer(threading.Thread):
-    """Adds one unit at a time, each with its own request_id, retried with the same id on
-    UNAVAILABLE until it succeeds, as a client should."""
-
-    def __init__(self, stub: inventory_service_pb2_grpc.InventoryServiceStub, token: str, sku: str,
-                 location: str) -> None:  # fmt: skip
-        super().__init__(daemon=True)
-        self.stub, self.token, self.sku, self.location = stub, token, sku, location
-        self.succeeded = 0
-        self.codes: Counter[str] = Counter()
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set() and self.succeeded < WRITES:
-                self._write(uuid.uuid4().hex)
-        except BaseException as error:
-            self.error = error
-
-    def _write(self, request_id: str) -> None:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.stub.AdjustStock(
-                    api.AdjustStockRequest(
-                        sku=self.sku,
-                        location_id=self.location,
-                        quantity=1,
-                        reason=resources_pb2.MOVEMENT_REASON_RECEIPT,
-                        request_id=request_id,
-                    ),
-                    metadata=[("authorization", f"Bearer {self.token}")],
-                    timeout=10,
-                )
-            except grpc.RpcError as error:
-                self.codes[error.code().name] += 1
-                if error.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-                continue
-            self.codes["OK"] += 1
-            self.succeeded += 1
-            return
-
-    def wait_for(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.succeeded < count:
-            if self.error is not None:
-                raise self.error
-            assert time.monotonic() < deadline, f"only {self.succeeded} writes succeeded"
-            time.sleep(0.1)
-
-
-def on_hand(stub: inventory_service_pb2_grpc.InventoryServiceStub, token: str,
-            location: str, sku: str) -> int:  # fmt: skip
-    """The SKU's stock here, read as a client reads: UNAVAILABLE (a replica whose pool still
-    meets a database that has just restarted) is retried with backoff, for a minute."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            levels = stub.ListStockLevels(
-                api.ListStockLevelsRequest(location_id=location, page_size=1000),
-                metadata=[("authorization", f"Bearer {token}")],
-                timeout=10,
-            ).stock_levels
-            break
-        except grpc.RpcError as error:
-            if error.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    return sum(int(level.on_hand) for level in levels if level.sku == sku)
 
 
 def replica_process(runner: Runner, port: int, service: str = "inventory") -> psutil.Process:
@@ -216,89 +165,334 @@ async def outbox_and_stream(
     return outbox, ids
 
 
-@pytest.mark.timeout(900)
-def test_a_nats_node_and_a_replica_die_under_writes_and_nothing_is_lost(
-    runner_env: dict[str, str],
-) -> None:
-    data_dir = Path(runner_env["TENPO_DATA_DIR"])
-    nodes = (0, 1, 2)
-    chosen = {int(runner_env[key]) for key in ("TENPO_POSTGRES_PORT", "TENPO_SMTP_PORT")}
-    base, nats_port, cluster_port, monitor_port = port_ranges(
-        chosen, (0, INVENTORY_OFFSET, INVENTORY_OFFSET + REPLICA_PORT_STEP), nodes, nodes, nodes
+def retried(call: Any, *, retry: frozenset[grpc.StatusCode], timeout: float = 300) -> Any:
+    """A set-up call, retried while it answers one of ``retry`` (a projection still catching
+    up with the seed's events, a service still warming up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() not in retry or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def contested_sku(ingress: grpc.Channel) -> str:
+    """The first variant of the first product the web shop lists."""
+    stub = catalog_service_pb2_grpc.CatalogServiceStub(ingress)
+    listed = retried(
+        lambda: stub.ListProducts(
+            catalog_api.ListProductsRequest(page_size=20),
+            metadata=(("x-api-key", WEB_KEY),),
+            timeout=30,
+        ),
+        retry=frozenset({grpc.StatusCode.UNAVAILABLE}),
     )
+    return next(p.variants[0].sku for p in listed.products if p.variants)
+
+
+def limit_stock(inventory: grpc.Channel, token: str, sku: str) -> None:
+    """STOCK units of ``sku`` at the pickup store and none anywhere else, once inventory has
+    stocked it for the demo (its projection of the catalog may still be catching up)."""
+    stub = inventory_service_pb2_grpc.InventoryServiceStub(inventory)
+    auth = (("authorization", f"Bearer {token}"),)
+    deadline = time.monotonic() + 300
+    while not any(
+        level.sku == sku
+        for level in stub.ListStockLevels(
+            inventory_api.ListStockLevelsRequest(location_id=STORE, page_size=1000),
+            metadata=auth,
+            timeout=30,
+        ).stock_levels
+    ):
+        assert time.monotonic() < deadline, f"inventory never heard of {sku}"
+        time.sleep(1)
+    locations = stub.ListLocations(
+        inventory_api.ListLocationsRequest(page_size=100), metadata=auth, timeout=30
+    ).locations
+    for location in locations:
+        stub.SetStockLevel(
+            inventory_api.SetStockLevelRequest(
+                sku=sku,
+                location_id=location.id,
+                on_hand=STOCK if location.id == STORE else 0,
+                safety_stock=0,
+                note="cluster-shape test",
+                request_id=uuid.uuid4().hex,
+            ),
+            metadata=auth,
+            timeout=30,
+        )
+
+
+def wait_for_orders(shoppers: list[Shopper], placed: list[str], count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(placed) < count:
+        for shopper in shoppers:
+            if shopper.error is not None:
+                raise AssertionError(f"{shopper.name} saw {dict(shopper.answers)}") from (
+                    shopper.error
+                )
+        assert any(s.is_alive() for s in shoppers), f"shoppers stopped at {len(placed)} orders"
+        assert time.monotonic() < deadline, f"only {len(placed)} orders in {timeout} s"
+        time.sleep(0.2)
+
+
+def wait_for_lines(runner: Runner, texts: list[str], timeout: float) -> None:
+    """Until the runner printed every one of ``texts``, in any order."""
+    for text in texts:
+        if text not in runner.text:
+            runner.wait_for(text, timeout=timeout)
+
+
+async def settled(data_dir: Path, postgres_port: int, sku: str) -> dict[str, Any]:
+    """The test's orders by status, the units inventory committed to them, the reservations
+    still held for orders that did not go through, and the stock of ``sku`` at the store."""
+    order = await connect(data_dir, postgres_port, "order")
+    inventory = await connect(data_dir, postgres_port, "inventory")
+    try:
+        statuses = {
+            f"orders/{row['id']}": row["status"]
+            for row in await order.fetch(
+                "SELECT id, status FROM orders WHERE contact_email LIKE 'failover-%'"
+            )
+        }
+        reservations = await inventory.fetch(
+            "SELECT r.owner, r.state, l.quantity FROM reservations r "
+            "JOIN reservation_lines l ON l.reservation_id = r.id WHERE l.sku = $1",
+            sku,
+        )
+        level = await inventory.fetchrow(
+            "SELECT on_hand, reserved FROM stock_levels WHERE sku = $1 AND location_id = $2",
+            sku,
+            STORE,
+        )
+        ledger = await inventory.fetchval(
+            "SELECT coalesce(sum(quantity), 0) FROM movements WHERE sku = $1 AND location_id = $2",
+            sku,
+            STORE,
+        )
+        elsewhere = await inventory.fetchval(
+            "SELECT coalesce(sum(on_hand), 0) FROM stock_levels WHERE sku = $1 "
+            "AND location_id <> $2",
+            sku,
+            STORE,
+        )
+    finally:
+        await order.close()
+        await inventory.close()
+    active = [r for r in reservations if r["state"] == RESERVATION_ACTIVE]
+    return {
+        "orders": Counter(statuses.values()),
+        "placed": {owner.removeprefix("orders/") for owner, s in statuses.items() if s == PLACED},
+        "committed": sum(
+            r["quantity"]
+            for r in reservations
+            if r["state"] == RESERVATION_COMMITTED and r["owner"] in statuses
+        ),
+        "stranded": [
+            r["owner"] for r in active if statuses.get(r["owner"]) not in (PENDING, CONFIRMED)
+        ],
+        "held": sum(r["quantity"] for r in active),
+        "on_hand": level["on_hand"],
+        "reserved": level["reserved"],
+        "ledger": int(ledger),
+        "elsewhere": int(elsewhere),
+    }
+
+
+async def settle(data_dir: Path, postgres_port: int, sku: str, timeout: float) -> dict[str, Any]:
+    """Polls until every saga has finished and nothing is held for a finished order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await settled(data_dir, postgres_port, sku)
+        running = state["orders"][PENDING] + state["orders"][CONFIRMED]
+        if (not running and not state["stranded"]) or time.monotonic() > deadline:
+            return state
+        await asyncio.sleep(1)
+
+
+async def order_placed_events(data_dir: Path, postgres_port: int) -> dict[str, str]:
+    """Order id -> event id of every OrderPlaced in the order service's outbox."""
+    connection = await connect(data_dir, postgres_port, "order")
+    try:
+        rows = await connection.fetch(
+            "SELECT id, payload FROM outbox WHERE event_type = $1", ORDER_PLACED
+        )
+    finally:
+        await connection.close()
+    return {order_events.OrderPlaced.FromString(r["payload"]).order_id: str(r["id"]) for r in rows}
+
+
+async def unconsumed(
+    data_dir: Path, postgres_port: int, events: set[str], timeout: float
+) -> dict[str, set[str]]:
+    """Of ``events``, those the customer or the notification service has not consumed (its
+    inbox), after waiting up to ``timeout`` for them to catch up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing: dict[str, set[str]] = {}
+        for service in ("customer", "notification"):
+            connection = await connect(data_dir, postgres_port, service)
+            try:
+                rows = await connection.fetch("SELECT event_id FROM inbox")
+            finally:
+                await connection.close()
+            left = events - {str(row["event_id"]) for row in rows}
+            if left:
+                missing[service] = left
+        if not missing or time.monotonic() > deadline:
+            return missing
+        await asyncio.sleep(1)
+
+
+def cluster_env(runner_env: dict[str, str]) -> tuple[dict[str, str], int, int]:
+    """The whole stack in the cluster shape on ports of this worker: (environment, port
+    base, first NATS client port)."""
+    nodes = (0, 1, 2)
+    offsets = tuple(
+        offset + step for offset in PORT_OFFSETS.values() for step in (0, REPLICA_PORT_STEP)
+    )
+    chosen = {int(runner_env[key]) for key in ("TENPO_POSTGRES_PORT", "TENPO_SMTP_PORT")}
+    base, nats_port, cluster_port, monitor_port = port_ranges(chosen, offsets, nodes, nodes, nodes)
     env = runner_env | {
-        "TENPO_SERVICES": "inventory",
-        # No catalog in this stack to announce SKUs: inventory takes any.
-        "INVENTORY_REQUIRE_KNOWN_SKUS": "false",
         "TENPO_PORT_BASE": str(base),
+        "GATEWAY_HTTP_PORT": str(quiet_ports()),
         "TENPO_STACK_REPLICAS": "2",
         "TENPO_STACK_NATS_CLUSTER": "3",
         "TENPO_NATS_PORT": str(nats_port),
         "TENPO_NATS_CLUSTER_PORT": str(cluster_port),
         "TENPO_NATS_MONITOR_PORT": str(monitor_port),
+        "TENPO_START_TIMEOUT": "600",
+        # A saga whose replica was killed is taken over by the other one sooner (30 s).
+        "ORDER_SAGA_LEASE_SECONDS": "10",
+        # Every shopper calls from 127.0.0.1: the gateway's per-address bucket (20/s) is
+        # meant for one client, not for the whole test's retries at once.
+        "GATEWAY_ADDRESS_RATE": "1000",
+        "GATEWAY_ADDRESS_BURST": "2000",
     }
-    nats_urls = [f"nats://127.0.0.1:{nats_port + node}" for node in range(3)]
-    runner = Runner("run", env)
-    runner.wait_for(READY_BANNER, timeout=400)
-    assert "nats cluster (3 nodes)" in runner.text
-    ports = [base + INVENTORY_OFFSET, base + INVENTORY_OFFSET + REPLICA_PORT_STEP]
-    assert "inventory-2" in runner.text
-    token = (data_dir / "dev-staff-token").read_text().strip()
-    channel = round_robin(ports)
-    stub = inventory_service_pb2_grpc.InventoryServiceStub(channel)
-    writer: Writer | None = None
-    try:
-        locations = stub.ListLocations(
-            api.ListLocationsRequest(page_size=50),
-            metadata=[("authorization", f"Bearer {token}")],
-            timeout=30,
-        ).locations
-        location = locations[0].id
-        sku = "CLUSTER-1"
-        before = on_hand(stub, token, location, sku)
+    env.pop("TENPO_SERVICES", None)  # every service
+    return env, base, nats_port
 
-        writer = Writer(stub, token, sku, location)
-        writer.start()
-        writer.wait_for(WRITES_BEFORE_NODE_LOSS, timeout=120)
-        # The node that leads the service's stream: the hardest one to lose.
-        leader = asyncio.run(stream_leader(nats_urls))
+
+@pytest.mark.timeout(1800)
+def test_the_whole_cluster_loses_a_nats_node_a_replica_of_every_service_and_postgres(
+    runner_env: dict[str, str],
+) -> None:
+    began = time.monotonic()
+    data_dir = Path(runner_env["TENPO_DATA_DIR"])
+    env, base, nats_port = cluster_env(runner_env)
+    nats_urls = [f"nats://127.0.0.1:{nats_port + node}" for node in range(3)]
+    postgres_port = int(env["TENPO_POSTGRES_PORT"])
+
+    def ports(service: str) -> list[int]:
+        first = base + PORT_OFFSETS[service]
+        return [first, first + REPLICA_PORT_STEP]
+
+    runner = Runner("run", env)
+    shoppers: list[Shopper] = []
+    placed: list[str] = []
+    killed: list[str] = []
+    ingress = grpc.insecure_channel(f"127.0.0.1:{base + PORT_OFFSETS['gateway']}")
+    inventory = round_robin(ports("inventory"))
+    try:
+        runner.wait_for(READY_BANNER, timeout=1200)
+        started = time.monotonic() - began
+        assert "nats cluster (3 nodes)" in runner.text
+        assert all(f"{service}-2 " in runner.text for service in SERVICES)
+        staff_token = (data_dir / "dev-staff-token").read_text().strip()
+        sku = contested_sku(ingress)
+        limit_stock(inventory, staff_token, sku)
+        shoppers = [Shopper(ingress, sku, n, placed) for n in range(SHOPPERS)]
+        for shopper in shoppers:
+            shopper.start()
+        wait_for_orders(shoppers, placed, ORDERS_BEFORE_NODE_LOSS, timeout=600)
+
+        # The NATS node leading the order stream: the hardest one to lose mid-checkout.
+        leader = asyncio.run(stream_leader(nats_urls, "order"))
         node = int((data_dir / "nats" / f"cluster-{leader}" / "nats-server.pid").read_text())
         os.kill(node, signal.SIGKILL)
-        name = "nats" if leader == 1 else f"nats-{leader}"
-        runner.wait_for(f"{name} stopped; restarting it in", timeout=60)
+        killed.append(f"nats node {leader}")
+        runner.wait_for(f"{'nats' if leader == 1 else f'nats-{leader}'} stopped; restarting", 120)
+        wait_for_orders(shoppers, placed, ORDERS_BEFORE_REPLICA_LOSS, timeout=600)
 
-        writer.wait_for(WRITES_BEFORE_REPLICA_LOSS, timeout=180)
-        replica_process(runner, ports[1]).kill()
-        runner.wait_for("inventory-2 was killed by SIGKILL; restarting it in", timeout=60)
+        # One replica of every service at once (the gateway is one process: it stays).
+        replicas = [replica_process(runner, ports(service)[1], service) for service in SERVICES]
+        for service, process in zip(SERVICES, replicas, strict=True):
+            process.kill()
+            killed.append(f"{service}-2")
+        wait_for_lines(
+            runner, [f"{s}-2 was killed by SIGKILL; restarting it in" for s in SERVICES], 120
+        )
+        wait_for_orders(shoppers, placed, ORDERS_BEFORE_POSTGRES_LOSS, timeout=600)
 
-        writer.wait_for(WRITES_BEFORE_POSTGRES_LOSS, timeout=300)
         postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
         psutil.Process(postmaster).kill()
-        runner.wait_for("postgres stopped; restarting it in", timeout=60)
+        killed.append("postgres")
+        runner.wait_for("postgres stopped; restarting it in", timeout=120)
+        for shopper in shoppers:
+            shopper.join(timeout=900)
+        shopped = time.monotonic() - began
 
-        writer.wait_for(WRITES, timeout=400)
-        writer.join(timeout=60)
-        after = on_hand(stub, token, location, sku)
-        outbox, stream = asyncio.run(
-            outbox_and_stream(data_dir, int(env["TENPO_POSTGRES_PORT"]), nats_urls)
-        )
+        # Everything settles: sagas finish, relays publish, consumers catch up.
+        state = asyncio.run(settle(data_dir, postgres_port, sku, timeout=300))
+        streams = {
+            service: asyncio.run(outbox_and_stream(data_dir, postgres_port, nats_urls, service))
+            for service in SERVICES
+        }
+        events = asyncio.run(order_placed_events(data_dir, postgres_port))
+        ours = {events[order] for order in state["placed"] if order in events}
+        left = asyncio.run(unconsumed(data_dir, postgres_port, ours, timeout=180))
     finally:
-        if writer is not None:
-            writer.stop.set()
-        channel.close()
+        for shopper in shoppers:
+            shopper.stop.set()
+        ingress.close()
+        inventory.close()
         runner.process.send_signal(signal.SIGINT)
+
+    answers: Counter[str] = sum((s.answers for s in shoppers), Counter())
+    order_stream = Counter(streams["order"][1])
     print(
-        f"\ncluster shape: {writer.succeeded} writes, answers {dict(writer.codes)}; "
-        f"on hand {before} -> {after}; outbox {len(outbox)} events, stream {len(stream)} "
-        f"({len(set(stream))} distinct)"
+        f"\ncluster shape: ready after {started:.0f} s, shopping done after {shopped:.0f} s; "
+        f"killed {', '.join(killed)}; {SHOPPERS} shoppers, {len(placed)} orders placed of "
+        f"{STOCK} units; orders by status "
+        f"{ {STATUS_NAMES.get(k, k): n for k, n in state['orders'].items()} }; units committed "
+        f"{state['committed']}; on hand {STOCK} -> {state['on_hand']} (ledger {state['ledger']}, "
+        f"reserved {state['reserved']}, held {state['held']}); stranded {state['stranded']}; "
+        f"answers {dict(answers)}; OrderPlaced {len(ours)}, unconsumed "
+        f"{ {k: len(v) for k, v in left.items()} }; "
+        + "; ".join(
+            f"{service} outbox {len(outbox)} / stream {len(stream)} ({len(set(stream))} distinct)"
+            for service, (outbox, stream) in streams.items()
+        )
     )
-    assert writer.error is None, writer.error
-    # Each write that succeeded happened once, however often it was retried.
-    assert after - before == WRITES
-    # Callers saw successes and UNAVAILABLE (retried), never INTERNAL or UNKNOWN.
-    assert set(writer.codes) <= {"OK", "UNAVAILABLE"}, writer.codes
-    # No event lost, none published twice.
-    assert len(stream) == len(set(stream))
-    assert set(stream) == outbox
-    assert len(outbox) >= WRITES
-    assert runner.finish(timeout=120) == 0, runner.text
+    for shopper in shoppers:
+        assert shopper.error is None, shopper.error
+        assert shopper.sold_out, f"{shopper.name} still shopping"
+    # No oversell: each order placed took one unit, committed by inventory, from the store.
+    assert len(placed) == len(set(placed)) == len(state["placed"])
+    assert set(placed) == state["placed"]
+    assert state["committed"] == len(state["placed"]) <= STOCK
+    assert state["on_hand"] == STOCK - state["committed"] == state["ledger"]
+    assert state["elsewhere"] == 0
+    # Nothing stranded: every saga finished, nothing held for an order that did not go
+    # through, the level's reserved units are the active reservations'.
+    assert set(state["orders"]) <= {PLACED, FAILED}, state["orders"]
+    assert not state["stranded"], state["stranded"]
+    assert state["reserved"] == state["held"] == 0
+    # Shoppers saw successes, retryable answers (retried) and the sold-out refusal only.
+    unexpected = {
+        answer
+        for answer in answers
+        if answer.split()[0] not in EXPECTED_CODES and answer not in EXPECTED_REFUSALS
+    }
+    assert not unexpected, answers
+    # No event lost, none published twice; each order's OrderPlaced once, and consumed.
+    for service, (outbox, stream) in streams.items():
+        assert len(stream) == len(set(stream)), service
+        assert set(stream) == outbox, service
+    assert len(ours) == len(state["placed"])
+    assert all(order_stream[event] == 1 for event in ours)
+    assert not left, left
+    assert runner.finish(timeout=180) == 0, runner.text

@@ -227,6 +227,11 @@ def test_the_cluster_shape_is_asked_for_by_environment() -> None:
     assert first["TENPO_INVENTORY_TARGET"] == inventory.target
     assert first["TENPO_NATS_URL"] == stack.nats_url
     assert first["TENPO_NATS_STREAM_REPLICAS"] == "3"
+    # The runner migrated every database before starting any replica: none migrates again.
+    assert (first["INVENTORY_MIGRATE_ON_START"], second["INVENTORY_MIGRATE_ON_START"]) == (
+        "false",
+        "false",
+    )
     single = DevStack(light, io.StringIO()).service_env(light.services[0])
     # One node: the stack leaves stream replicas alone (one, the default).
     assert single.get("TENPO_NATS_STREAM_REPLICAS") == os.environ.get("TENPO_NATS_STREAM_REPLICAS")
@@ -277,6 +282,59 @@ def test_migrations_run_side_by_side_and_a_failure_is_reported_after_the_others_
     lines = out.getvalue().splitlines()
     assert len(lines) == 4
     assert [line.split()[1] for line in lines if "failed" in line] == ["inventory"]
+
+
+def test_each_database_is_migrated_and_seeded_by_one_process_the_order_seed_after_customer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = StackConfig.from_env({"TENPO_SERVICES": "catalog,inventory,customer,cart,order"})
+    out = io.StringIO()
+    stack = DevStack(config, out)
+    lock = threading.Lock()
+    events: list[tuple[str, str, str]] = []
+    customer_running = threading.Event()
+    others = threading.Barrier(2, timeout=10)  # a seed beside the customer's, or this fails
+
+    def command(spec: ServiceSpec, command: str) -> None:
+        with lock:
+            events.append(("start", spec.name, command))
+        if spec.name == "customer":
+            customer_running.set()
+            others.wait()
+        elif spec.name == "catalog":
+            customer_running.wait(10)
+            others.wait()
+        with lock:
+            events.append(("end", spec.name, command))
+
+    monkeypatch.setattr(stack, "_service_command", command)
+    stack.migrate_and_seed_all(config.services)
+    assert sorted(name for kind, name, _ in events if kind == "start") == sorted(
+        spec.name for spec in config.services
+    )
+    assert {command for *_, command in events} == {"seed"}  # it migrates first: one process
+    assert events.index(("start", "order", "seed")) > events.index(("end", "customer", "seed"))
+    assert len(out.getvalue().splitlines()) == len(config.services)
+
+
+def test_a_seed_whose_predecessor_failed_is_skipped_and_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = StackConfig.from_env({"TENPO_SERVICES": "customer,order"})
+    out = io.StringIO()
+    stack = DevStack(config, out)
+    ran: list[str] = []
+
+    def command(spec: ServiceSpec, command: str) -> None:
+        ran.append(spec.name)
+        raise StackError(f"{spec.name}'s seed failed")
+
+    monkeypatch.setattr(stack, "_service_command", command)
+    with pytest.raises(StackError, match="customer's seed failed"):
+        stack.migrate_and_seed_all(config.services)
+    assert ran == ["customer"]
+    failed = [line.split()[1] for line in out.getvalue().splitlines() if "failed" in line]
+    assert sorted(failed) == ["customer", "order"]
 
 
 # -- the runner -------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class Checkout:
             contact = check_guest_contact(contact_email, contact_phone)
             # Anonymous callers cannot be told apart: the cart is part of the key.
             key = f"{key}:{cart_id}"
-            await self._require_guest_cart(cart_id, cart_token)
+            await self._require_guest_cart(cart_id, cart_token, key)
         fingerprint = request_fingerprint(request)
         order_id = uuid.uuid4()
         async with self._admission:
@@ -213,11 +213,16 @@ class Checkout:
         task.add_done_callback(lambda _: self._running.pop(order_id, None))
         return await asyncio.shield(task)
 
-    async def _require_guest_cart(self, cart_id: str, cart_token: str) -> None:
-        """The guest holds the cart: its token opens it (checked by the cart service)."""
+    async def _require_guest_cart(self, cart_id: str, cart_token: str, key: str) -> None:
+        """The guest holds the cart: its token opens it (checked by the cart service). With
+        the cart service down, a retry of a recorded request goes on to its answer (its
+        fingerprint holds the token the first call proved), never "nothing was ordered"."""
         try:
             held = await self.cart.holds_guest_cart(cart_id, cart_token)
         except StepUnavailable:
+            async with self.db.autocommit() as connection:
+                if await OrderStore(connection).by_request_key(key) is not None:
+                    return
             raise Unavailable(
                 "the cart service did not answer; nothing was ordered, try again shortly",
                 reason="CART_UNAVAILABLE",

@@ -12,6 +12,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
+from services.order.domain.saga import StepUnavailable
 from services.order.usecases.search import forget_guests
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
@@ -126,6 +127,40 @@ async def test_a_guest_orders_her_cart_and_reads_the_order_only_with_its_token(
         api.SearchOrdersRequest(email="HANAKO.guest@example.jp"), metadata=stack.staff
     )
     assert order.id in [o.id for o in found.orders]
+
+
+async def test_a_guests_retry_gets_her_order_while_the_cart_service_does_not_answer(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sku = await stack.stock(3)
+    cart, token = await guest_cart(stack, sku, 1)
+    request = guest_request(cart, token)
+    placed = await stack.orders.PlaceOrder(request, metadata=guest())
+
+    # The answer was lost; by the retry the cart service, which checks her token, is down.
+    async def unavailable(cart_id: str, cart_token: str) -> bool:
+        raise StepUnavailable("CART_UNAVAILABLE")
+
+    monkeypatch.setattr(stack.checkout.cart, "holds_guest_cart", unavailable)
+    again = await stack.orders.PlaceOrder(request, metadata=guest())
+    assert (again.order.id, again.order_token) == (placed.order.id, placed.order_token)
+    # Not a retry: nothing recorded, so nothing was ordered, as the answer says.
+    fresh = guest_request(cart, token)
+    await expect_error(
+        stack.orders.PlaceOrder(fresh, metadata=guest()),
+        grpc.StatusCode.UNAVAILABLE,
+        "CART_UNAVAILABLE",
+    )
+    # The retry's token is part of what it repeats: another one is not the same request.
+    forged = api.PlaceOrderRequest()
+    forged.CopyFrom(request)
+    forged.cart_token = "x" * len(token)
+    await expect_error(
+        stack.orders.PlaceOrder(forged, metadata=guest()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
+    assert await stack.atp(sku) == 2
 
 
 async def test_a_guest_must_hold_the_cart_and_leave_a_contact(stack: Stack) -> None:

@@ -23,7 +23,6 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.metrics import MeterProvider
 
-from tenpo.kit import migrations
 from tenpo.kit.auth import JwksSource, TokenVerifier
 from tenpo.kit.db import Database
 from tenpo.kit.events import Consumer, EventBus, OutboxRelay, Subscription
@@ -380,6 +379,10 @@ def _setup_process(settings: ServiceSettings) -> None:
 async def _migrate(definition: ServiceDefinition[S], settings: S) -> None:
     if definition.migrations is None or not definition.uses_database:
         return
+    # Alembic only where migrations run: a server started with migrate_on_start=false (every
+    # replica of `make run`'s cluster shape, production's pods) never imports it.
+    from tenpo.kit import migrations
+
     await migrations.upgrade(definition.migrations, settings.database_url)
 
 

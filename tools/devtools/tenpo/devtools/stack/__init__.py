@@ -2,11 +2,14 @@
 
 ``make run`` (``python -m tenpo.devtools.stack run``) starts PostgreSQL, creates one role and
 database per service, starts NATS JetStream, creates development signing keys, runs each
-service's ``migrate`` and ``seed``, starts every service as its own process, waits until
-each answers the gRPC health check and prints where everything listens, plus a staff token
-valid 12 h. While it runs, a service, PostgreSQL or NATS that dies is started again after
-1 s, 2 s, 4 s … (at most 30 s; back to 1 s after a minute of running), each exit and recovery
-printed with the log to read; services reconnect to a restarted server on their own.
+service's ``seed`` (which migrates first: one process per database, three at a time, the
+order seed after the customer seed whose credentials it reads), starts every service as its
+own process (with ``<NAME>_MIGRATE_ON_START=false``: every replica and restart finds its
+database migrated), waits until each answers the gRPC health check and prints where
+everything listens, plus a staff token valid 12 h. While it runs, a service, PostgreSQL or
+NATS that dies is started again after 1 s, 2 s, 4 s … (at most 30 s; back to 1 s after a
+minute of running), each exit and recovery printed with the log to read; services reconnect
+to a restarted server on their own.
 Ctrl-C (or SIGTERM) stops the services, then NATS, then PostgreSQL. Data stays
 in the data directory, so the next run finds it again. ``make migrate`` (``... migrate``)
 only applies the migrations, starting PostgreSQL if needed and stopping it afterwards.

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal, TextIO
@@ -69,6 +69,9 @@ SERVICE_STOP_GRACE = 15.0
 PARALLEL_MIGRATIONS = 3
 #: The process that started this one (reparented once that one is gone).
 _PARENT_AT_START = os.getppid()
+#: Seeds that read what another service's seed leaves behind: the order seed takes the demo
+#: customers' ids from dev-credentials.json, which the customer seed writes.
+SEEDED_AFTER = {"order": "customer"}
 #: Upper bound for one service's ``migrate`` or ``seed`` run.
 SERVICE_COMMAND_TIMEOUT = 600.0
 READY_BANNER = "Press Ctrl-C to stop."
@@ -301,22 +304,44 @@ class DevStack:
                 self.trace_sink.endpoint
             )
 
-    def run_service_command(self, spec: ServiceSpec, command: str) -> None:
-        """``python -m services.<name> <command>`` to completion, output to its log."""
-        with self.progress.step(f"{command} {spec.name}") as outcome:
-            self._service_command(spec, command)
-            outcome.status = "done"
-
     def migrate_all(self, specs: Sequence[ServiceSpec]) -> None:
         """Migrate every database at once: each service has its own, and most of a migration
         run is a Python process starting, which two cores do side by side. One line per
         service as it finishes; the first failure is raised after the others have ended."""
+        self._side_by_side(specs, "migrate")
+
+    def migrate_and_seed_all(self, specs: Sequence[ServiceSpec]) -> None:
+        """Migrate and seed every database, one ``seed`` process per service (it migrates
+        first): one Python start per service instead of one to migrate and one to seed, and
+        several at once, a seed that reads another's output (SEEDED_AFTER) once that one has
+        finished."""
+        self._side_by_side(specs, "seed")
+
+    def _side_by_side(self, specs: Sequence[ServiceSpec], command: str) -> None:
         failures: list[StackError] = []
+        after = SEEDED_AFTER if command == "seed" else {}
+        names = {spec.name for spec in specs}
+        # Those another one waits for go first, so that a waiting one never holds every worker.
+        ordered = sorted(specs, key=lambda spec: spec.name not in after.values())
+        submitted: dict[str, Future[None]] = {}
+
+        def run(spec: ServiceSpec) -> None:
+            first = after.get(spec.name)
+            if first is not None and first in names:
+                try:
+                    submitted[first].result()
+                except StackError:
+                    raise StackError(f"{command} {spec.name} skipped: {first} failed") from None
+            self._service_command(spec, command)
+
         with ThreadPoolExecutor(max_workers=PARALLEL_MIGRATIONS) as pool:
             started = time.monotonic()
-            running = {pool.submit(self._service_command, spec, "migrate"): spec for spec in specs}
+            running: dict[Future[None], ServiceSpec] = {}
+            for spec in ordered:
+                submitted[spec.name] = pool.submit(run, spec)
+                running[submitted[spec.name]] = spec
             for future in as_completed(running):
-                label = f"migrate {running[future].name}"
+                label = f"{command} {running[future].name}"
                 error = future.exception()
                 if isinstance(error, StackError):
                     failures.append(error)
@@ -455,6 +480,9 @@ class DevStack:
             f"{prefix}GRPC_PORT": str(spec.replica_port(replica)),
             # Log lines reach the log file as they happen, not when a buffer fills.
             "PYTHONUNBUFFERED": "1",
+            # Every database was migrated before any service starts (migrate_and_seed_all):
+            # replicas and restarts do not migrate again.
+            f"{prefix}MIGRATE_ON_START": "false",
         }
         for other in self.services:
             env[f"TENPO_{other.name.upper()}_TARGET"] = other.target
@@ -669,12 +697,7 @@ def run(config: StackConfig, out: TextIO = sys.stdout) -> int:
             stack.ensure_keys()
             stack.start_mail_catcher()
             stack.start_trace_sink()
-            stack.migrate_all([spec for spec in stack.services if spec.has_database])
-            # Seeds one after another: the customer seed leaves the development credentials
-            # that later services' settings read.
-            for spec in stack.services:
-                if spec.has_database:
-                    stack.run_service_command(spec, "seed")
+            stack.migrate_and_seed_all([spec for spec in stack.services if spec.has_database])
             stack.start_services()
             progress.line()
             progress.line("Tenpo is running:")
