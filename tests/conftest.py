@@ -47,6 +47,19 @@ SHARED_STACK_DIRECTORIES = tuple(
 #: Modules with one whole stack of their own that runs for minutes (the cluster shape: three
 #: NATS nodes, two replicas of every service): each in a worker of its own, handed out first.
 LONG_STACK_MODULES = (Path(__file__).parent / "devtools" / "test_cluster_shape.py",)
+#: Modules that take a minute or more on their own (whole stacks started and stopped, the
+#: thousand checkouts, the OpenAPI fuzzing, a killed order process): handed out right after
+#: the groups, so that no worker is left running one of them at the end while the others idle.
+LONG_MODULES = tuple(
+    Path(__file__).parent / name
+    for name in (
+        "test_system.py",
+        "devtools/test_supervisor.py",
+        "services/gateway/test_openapi.py",
+        "services/order/test_concurrency.py",
+        "services/order/test_process_kill.py",
+    )
+)
 
 NatsFactory = Callable[[], EmbeddedNats]
 T = TypeVar("T")
@@ -73,7 +86,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _hand_out_order(item: pytest.Item) -> int:
     if item.path in LONG_STACK_MODULES:
         return 0
-    return 1 if any(d in item.path.parents for d in SHARED_STACK_DIRECTORIES) else 2
+    if any(d in item.path.parents for d in SHARED_STACK_DIRECTORIES):
+        return 1
+    return 2 if item.path in LONG_MODULES else 3
 
 
 def worker_name() -> str:
