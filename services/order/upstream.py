@@ -460,6 +460,22 @@ class InventoryClient:
             lambda md: self._stub.AdjustStock(request, metadata=md, timeout=self._timeout),
         )
 
+    async def knows_location(self, location_id: str) -> bool:
+        """Whether inventory has the location (a return is restocked there): a refusal
+        (not found, not a location id) is False; no answer raises StepUnavailable."""
+        request = inventory_api.GetLocationRequest(id=location_id)
+        try:
+            await _call(
+                SagaStep.COMMIT_STOCK,
+                "INVENTORY",
+                self._timeout,
+                self._tokens,
+                lambda md: self._stub.GetLocation(request, metadata=md, timeout=self._timeout),
+            )
+        except StepFailure:
+            return False
+        return True
+
 
 class LoyaltyClient:
     """The customer service's loyalty ledger, as the order service (scope loyalty:write):

@@ -151,6 +151,7 @@ class MailReturns:
                 "a location's devices receive parcels for their own location only",
                 reason="STORE_MISMATCH",
             )
+        await self.returns.check_location(location_id, "location_id")
         async with self.db.unit_of_work() as uow:
             authorizations = AuthorizationStore(uow.session)
             found = await authorizations.get(

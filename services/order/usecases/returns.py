@@ -80,6 +80,7 @@ class Returns:
             raise PermissionDenied(
                 "a store's devices take returns for their own store only", reason="STORE_MISMATCH"
             )
+        await self.check_location(store_id, "store_id")
         key = f"{order_id}:{request_id}"
         async with self.db.unit_of_work() as uow:
             await FulfilmentStore(uow.session).lock_order(order_id)
@@ -97,6 +98,24 @@ class Returns:
                 )
                 await uow.commit()
         return await self.finish(order, recorded, key), order.currency
+
+    async def check_location(self, location_id: str, field: str) -> None:
+        """Refuse, before anything is recorded, a location inventory does not have: its
+        restock would be refused for good, leaving the return PENDING and its units taken
+        (LOCATION_UNKNOWN). Inventory not answering: INVENTORY_UNAVAILABLE."""
+        try:
+            known = await self.inventory.knows_location(location_id)
+        except StepUnavailable:
+            raise Unavailable(
+                "inventory did not answer; retry with the same request_id",
+                reason="INVENTORY_UNAVAILABLE",
+            ) from None
+        if not known:
+            raise InvalidArgument(
+                "no such location",
+                reason="LOCATION_UNKNOWN",
+                field_violations=[FieldViolation(field, "a location of the inventory")],
+            )
 
     async def record(
         self,
