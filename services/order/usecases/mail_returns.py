@@ -27,14 +27,14 @@ from services.order.domain.mail_returns import (
 from services.order.domain.orders import Order, order_not_found
 from services.order.domain.returns import OrderReturn, check_return_lines, plan_return
 from services.order.store.fulfilments import FulfilmentStore
-from services.order.store.mail_returns import AuthorizationStore
+from services.order.store.mail_returns import MAX_LISTED, AuthorizationStore
 from services.order.store.orders import OrderStore
 from services.order.store.returns import ReturnStore
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
-from tenpo.kit.errors import FieldViolation, InvalidArgument, PermissionDenied
+from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from tenpo.kit.idempotency import check_request_id, idempotency_key, request_id_reused
 
 
@@ -93,6 +93,13 @@ class MailReturns:
                 if (found.lines, found.reason) != (wanted, reason):
                     raise request_id_reused()
                 return await self._view(uow.session, order, found, now)
+            existing = await authorizations.of_order(order_id)
+            if len(existing) >= MAX_LISTED:
+                # Past it, the list and the units held would leave the newest out.
+                raise FailedPrecondition(
+                    f"an order takes at most {MAX_LISTED} return authorizations",
+                    reason="RETURN_AUTHORIZATION_LIMIT",
+                )
             fulfilments = await FulfilmentStore(uow.session).of_order(order_id)
             plan_return(
                 order,
@@ -101,7 +108,7 @@ class MailReturns:
                 wanted,
                 now,
                 self.returns.window,
-                [a.lines for a in await authorizations.of_order(order_id) if a.holds_units(now)],
+                [a.lines for a in existing if a.holds_units(now)],
             )
             created = await authorizations.insert(
                 ReturnAuthorization(

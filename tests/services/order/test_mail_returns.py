@@ -514,3 +514,52 @@ async def test_a_return_at_a_location_inventory_does_not_have_records_nothing(
         metadata=stack.staff,
     )
     assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED
+
+
+async def test_an_order_takes_a_bounded_number_of_authorizations_and_lists_them_all(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: request-and-cancel in a loop made authorizations without end;
+    past the list's 100 the newest was shown nowhere and held no units, so the same unit
+    got a second open authorization. Now the limit is the list's (3 here, to be quick)."""
+    from services.order.store import mail_returns as store
+    from services.order.usecases import mail_returns as usecase
+
+    monkeypatch.setattr(store, "MAX_LISTED", 3)
+    monkeypatch.setattr(usecase, "MAX_LISTED", 3)
+    order, sku = await shipped_order(stack, units=1, price=800)
+    owner = stack.customer(order.customer_id)
+    for _ in range(2):
+        rma = (
+            await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
+        ).return_authorization
+        await stack.orders.CancelReturnAuthorization(
+            api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=rma.id),
+            metadata=owner,
+        )
+    last = (
+        await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
+    ).return_authorization
+    await stack.orders.CancelReturnAuthorization(
+        api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=last.id),
+        metadata=owner,
+    )
+    await expect_error(
+        stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "RETURN_AUTHORIZATION_LIMIT",
+    )
+    listed = await authorizations(stack, order, owner)
+    assert [a.id for a in listed][-1] == last.id
+    assert {a.status for a in listed} == {pb.RETURN_AUTHORIZATION_STATUS_CANCELLED}
+    # The unit can still come back over a counter.
+    at_counter = await stack.orders.ReturnOrderLines(
+        api.ReturnOrderLinesRequest(
+            order_id=order.id,
+            store_id=OTHER_STORE,
+            lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+            request_id=uuid.uuid4().hex,
+        ),
+        metadata=stack.staff,
+    )
+    assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED
