@@ -129,6 +129,7 @@ async def _checkout(shopper: Shopper, skus: list[str], steps: dict[str, list[flo
         token,
     )
     timings.append(time.perf_counter())
+    order = order.get("order", order)
     if order.get("status") != "ORDER_STATUS_PLACED":
         raise RuntimeError(f"not placed: {order.get('status')}")
     for name, start, end in zip(STEPS, timings[:-1], timings[1:], strict=True):

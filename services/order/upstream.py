@@ -439,23 +439,6 @@ class InventoryClient:
             lambda md: self._stub.CommitReservation(commit, metadata=md, timeout=self._timeout),
         )
 
-    async def location_exists(self, location_id: str) -> bool:
-        """Whether inventory knows the location (a return's receiving store, checked before
-        the return is recorded: restocking at an unknown one could never succeed).
-        StepUnavailable when inventory does not answer."""
-        request = inventory_api.GetLocationRequest(id=location_id)
-        try:
-            await _call(
-                SagaStep.COMMIT_STOCK,
-                "INVENTORY",
-                self._timeout,
-                self._tokens,
-                lambda md: self._stub.GetLocation(request, metadata=md, timeout=self._timeout),
-            )
-        except StepFailure:
-            return False  # unknown, or not even a location id
-        return True
-
     async def return_stock(
         self, request_id: str, sku: str, location_id: str, quantity: int, note: str
     ) -> None:
@@ -476,6 +459,22 @@ class InventoryClient:
             self._tokens,
             lambda md: self._stub.AdjustStock(request, metadata=md, timeout=self._timeout),
         )
+
+    async def knows_location(self, location_id: str) -> bool:
+        """Whether inventory has the location (a return is restocked there): a refusal
+        (not found, not a location id) is False; no answer raises StepUnavailable."""
+        request = inventory_api.GetLocationRequest(id=location_id)
+        try:
+            await _call(
+                SagaStep.COMMIT_STOCK,
+                "INVENTORY",
+                self._timeout,
+                self._tokens,
+                lambda md: self._stub.GetLocation(request, metadata=md, timeout=self._timeout),
+            )
+        except StepFailure:
+            return False
+        return True
 
 
 class LoyaltyClient:

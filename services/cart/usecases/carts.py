@@ -50,6 +50,7 @@ from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.db import Database, UnitOfWork
 from tenpo.kit.errors import (
     Aborted,
+    DomainError,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -350,13 +351,22 @@ class Carts:
         for attempt in range(1, CHANGE_ATTEMPTS + 1):
             if attempt < CHANGE_ATTEMPTS:
                 read = self._known(cart_id, etag) if attempt == 1 else None
+                guessed = read is not None
                 if read is None:
                     # No connection is held while the catalog and inventory are asked.
                     async with self.db.driver_connection() as connection:
                         read = await DriverCartStore(connection, self.known_lines).read(
                             cart_id, scope, key
                         )
-                planned = await plan(read, may_ask=True)
+                try:
+                    planned = await plan(read, may_ask=True)
+                except DomainError as refused:
+                    if guessed and key is not None and not isinstance(refused, Unavailable):
+                        # Refused on the cart known here, whose request_ids were not read:
+                        # this may be a retry of a change that was applied (a line already
+                        # removed, a line already full), which answers the cart. Read.
+                        continue
+                    raise
                 if isinstance(planned, CartView):
                     return planned
                 async with self.db.driver_connection() as connection:

@@ -15,7 +15,8 @@ from services.order.models import return_authorization_numbers, return_authoriza
 
 _table = return_authorizations
 
-#: An order has few authorizations; a list stops here all the same.
+#: An order has few authorizations: RequestReturn refuses more than this many (cancelled
+#: and expired ones count), so a list of them, and the units they hold, are all of them.
 MAX_LISTED = 100
 
 

@@ -33,14 +33,14 @@ from services.order.domain.returns import (
 )
 from services.order.events import return_authorization_cancelled_event, return_authorized_event
 from services.order.store.fulfilments import FulfilmentStore
-from services.order.store.mail_returns import AuthorizationStore
+from services.order.store.mail_returns import MAX_LISTED, AuthorizationStore
 from services.order.store.orders import OrderStore
 from services.order.store.returns import ReturnStore
 from services.order.usecases.orders import Orders
 from services.order.usecases.returns import Returns
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.db import Database
-from tenpo.kit.errors import FieldViolation, InvalidArgument, PermissionDenied
+from tenpo.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from tenpo.kit.idempotency import check_request_id, idempotency_key, request_id_reused
 
 
@@ -101,6 +101,13 @@ class MailReturns:
                 return await self._view(uow.session, order, found, now)
             # Every field is judged before the order's state and the window.
             check_lines_of_order(order, lines)
+            existing = await authorizations.of_order(order_id)
+            if len(existing) >= MAX_LISTED:
+                # Past it, the list and the units held would leave the newest out.
+                raise FailedPrecondition(
+                    f"an order takes at most {MAX_LISTED} return authorizations",
+                    reason="RETURN_AUTHORIZATION_LIMIT",
+                )
             fulfilments = await FulfilmentStore(uow.session).of_order(order_id)
             plan_return(
                 order,
@@ -109,7 +116,7 @@ class MailReturns:
                 wanted,
                 now,
                 self.returns.window,
-                [a.lines for a in await authorizations.of_order(order_id) if a.holds_units(now)],
+                [a.lines for a in existing if a.holds_units(now)],
             )
             created = await authorizations.insert(
                 ReturnAuthorization(
@@ -160,7 +167,7 @@ class MailReturns:
                 "a location's devices receive parcels for their own location only",
                 reason="STORE_MISMATCH",
             )
-        await self.returns.require_location(location_id, "location_id")
+        await self.returns.check_location(location_id, "location_id")
         async with self.db.unit_of_work() as uow:
             authorizations = AuthorizationStore(uow.session)
             found = await authorizations.get(

@@ -81,7 +81,7 @@ class Returns:
             raise PermissionDenied(
                 "a store's devices take returns for their own store only", reason="STORE_MISMATCH"
             )
-        await self.require_location(store_id, "store_id")
+        await self.check_location(store_id, "store_id")
         key = f"{order_id}:{request_id}"
         async with self.db.unit_of_work() as uow:
             await FulfilmentStore(uow.session).lock_order(order_id)
@@ -102,21 +102,22 @@ class Returns:
                 await uow.commit()
         return await self.finish(order, recorded, key), order.currency
 
-    async def require_location(self, location_id: str, field: str) -> None:
-        """The receiving location exists (inventory knows it), before anything is recorded:
-        a return restocked at an unknown one would stay pending for ever. Inventory down:
-        not refused here — the return is recorded and its restock answers
-        INVENTORY_UNAVAILABLE, the same request_id finishing it later (goods handed over
-        at a counter, a parcel that arrived, are recorded even then)."""
+    async def check_location(self, location_id: str, field: str) -> None:
+        """Refuse, before anything is recorded, a location inventory does not have: its
+        restock would be refused for good, leaving the return PENDING and its units taken
+        (LOCATION_UNKNOWN). Inventory not answering: INVENTORY_UNAVAILABLE."""
         try:
-            exists = await self.inventory.location_exists(location_id)
+            known = await self.inventory.knows_location(location_id)
         except StepUnavailable:
-            return
-        if not exists:
+            raise Unavailable(
+                "inventory did not answer; retry with the same request_id",
+                reason="INVENTORY_UNAVAILABLE",
+            ) from None
+        if not known:
             raise InvalidArgument(
                 "no such location",
-                reason="RETURN_INVALID",
-                field_violations=[FieldViolation(field, "not a known store or location")],
+                reason="LOCATION_UNKNOWN",
+                field_violations=[FieldViolation(field, "a location of the inventory")],
             )
 
     async def record(

@@ -220,6 +220,42 @@ async def test_a_retried_request_id_applies_once_and_a_reused_one_is_refused(
     )
 
 
+async def test_a_retry_whose_change_cannot_apply_again_answers_the_cart(
+    cart: Clients, upstreams: Upstreams
+) -> None:
+    """Found from outside: a retried RemoveLineItem (its answer lost) was 404
+    LINE_ITEM_NOT_FOUND, and a retried add that the first one filled up to the per-line
+    limit LINE_QUANTITY_LIMIT — the change was decided again on the cart this replica
+    knew before its request_id was looked up. A retry answers the cart as it is now."""
+    sku = new_sku()
+    upstreams.catalog.add(sku, 500)
+    mine, token = await guest_cart(cart)
+    add = api.AddLineItemRequest(
+        cart_id=mine.id, cart_token=token, sku=sku, quantity=10, request_id="fill-1"
+    )
+    first = await cart.carts.AddLineItem(add, metadata=anonymous_web())
+    again = await cart.carts.AddLineItem(add, metadata=anonymous_web())
+    assert again.cart.line_items[0].quantity == 10
+    assert again.cart.etag == first.cart.etag
+    remove = api.RemoveLineItemRequest(
+        cart_id=mine.id,
+        cart_token=token,
+        line_item_id=first.cart.line_items[0].id,
+        request_id="remove-1",
+    )
+    removed = await cart.carts.RemoveLineItem(remove, metadata=anonymous_web())
+    retried = await cart.carts.RemoveLineItem(remove, metadata=anonymous_web())
+    assert list(retried.cart.line_items) == []
+    assert retried.cart.etag == removed.cart.etag
+    # Another request_id for the line that is gone is still refused.
+    remove.request_id = "remove-2"
+    await expect_error(
+        cart.carts.RemoveLineItem(remove, metadata=anonymous_web()),
+        grpc.StatusCode.NOT_FOUND,
+        "LINE_ITEM_NOT_FOUND",
+    )
+
+
 async def test_per_line_quantity_limits(cart: Clients, upstreams: Upstreams) -> None:
     sku = new_sku()
     upstreams.catalog.add(sku, 500)

@@ -203,10 +203,10 @@ async def test_concurrent_requests_and_store_returns_never_take_more_than_was_ha
     outcomes = await asyncio.gather(*(f() for _ in range(5) for f in (by_mail, at_a_store)))
 
     # A store return whose restock timed out (a busy machine) was recorded all the same: it
-    # holds its unit, PENDING, like one that finished.
-    taken = [o for o in outcomes if o in ("OK", "INVENTORY_UNAVAILABLE", "PAYMENT_UNAVAILABLE")]
-    assert len(taken) == 2, outcomes
-    assert sorted(set(outcomes) - set(taken)) == ["NOT_RETURNABLE"]
+    # holds its unit, PENDING, like one that finished; one whose location check timed out
+    # recorded nothing. Either is INVENTORY_UNAVAILABLE, so the units held are counted below.
+    allowed = {"OK", "NOT_RETURNABLE", "INVENTORY_UNAVAILABLE", "PAYMENT_UNAVAILABLE"}
+    assert set(outcomes) <= allowed, outcomes
     open_units = sum(
         line.quantity
         for a in await authorizations(stack, order, owner)
@@ -223,7 +223,11 @@ async def test_concurrent_requests_and_store_returns_never_take_more_than_was_ha
                 {"id": order.id},
             )
         ).scalar_one()
-    assert open_units + returned == 2
+    held = open_units + returned
+    assert held <= 2, outcomes
+    assert outcomes.count("OK") <= held, outcomes
+    if "NOT_RETURNABLE" in outcomes:
+        assert held == 2, outcomes  # refused: both units were held, and holds stay
 
 
 async def test_nobody_else_requests_lists_or_cancels_on_her_order(stack: Stack) -> None:
@@ -413,22 +417,25 @@ async def test_a_down_inventory_or_psp_at_the_receipt_is_unavailable_and_the_ret
     before = await atp_at(stack, sku, OTHER_STORE)
 
     async with inventory_stopped(stack, postgres_admin_url, nats_url, dev_keys, returns_of(stack)):
+        # Inventory cannot say the location exists: nothing is recorded yet.
         await expect_error(
             stack.orders.ReceiveReturn(receipt, metadata=stack.staff),
             grpc.StatusCode.UNAVAILABLE,
             "INVENTORY_UNAVAILABLE",
         )
-    (shown,) = await authorizations(stack, order, owner)
-    assert shown.status == pb.RETURN_AUTHORIZATION_STATUS_RECEIVED
-    assert shown.order_return.status == pb.RETURN_STATUS_PENDING
-    assert await refunds(stack, shown.order_return.id) == []
-    # Inventory is back, the PSP is not.
+    (waiting,) = await authorizations(stack, order, owner)
+    assert waiting.status == pb.RETURN_AUTHORIZATION_STATUS_REQUESTED
+    assert not waiting.HasField("order_return")
+    # Inventory is back, the PSP is not: the receipt is recorded and waits for the refund.
     with psp_down_once(stack):
         await expect_error(
             stack.orders.ReceiveReturn(receipt, metadata=stack.staff),
             grpc.StatusCode.UNAVAILABLE,
             "PAYMENT_UNAVAILABLE",
         )
+        (shown,) = await authorizations(stack, order, owner)
+        assert shown.status == pb.RETURN_AUTHORIZATION_STATUS_RECEIVED
+        assert shown.order_return.status == pb.RETURN_STATUS_PENDING
         assert await refunds(stack, shown.order_return.id) == []
         done = (
             await stack.orders.ReceiveReturn(receipt, metadata=stack.staff)
@@ -439,3 +446,120 @@ async def test_a_down_inventory_or_psp_at_the_receipt_is_unavailable_and_the_ret
     assert await refunds(stack, done.order_return.id) == [1400]
     assert await atp_at(stack, sku, OTHER_STORE) == before + 2
     assert await events_of(stack, order) == ([(OTHER_STORE, 2)], [1400])
+
+
+async def test_a_return_at_a_location_inventory_does_not_have_records_nothing(
+    stack: Stack,
+) -> None:
+    """Found from outside: staff receiving a parcel (or taking a store return) at a mistyped
+    location got INVENTORY_UNAVAILABLE "retry" — but inventory refused the restock for good,
+    so the authorization stayed RECEIVED and the return PENDING forever, holding its units.
+    Now the location is refused before anything is recorded, and the units stay returnable."""
+    order, sku = await shipped_order(stack, units=2, price=900)
+    owner = stack.customer(order.customer_id)
+    rma = (
+        await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
+    ).return_authorization
+    for location in ("no-such-dc", "x" * 64, "TOKYO-SHIBUYA"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.orders.ReceiveReturn(
+                api.ReceiveReturnRequest(
+                    number=rma.number, location_id=location, request_id=uuid.uuid4().hex
+                ),
+                metadata=stack.staff,
+            )
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT, location
+        refused = decode_error(caught.value)
+        assert refused.reason == "LOCATION_UNKNOWN"
+        assert [v.field for v in refused.field_violations] == ["location_id"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.orders.ReturnOrderLines(
+                api.ReturnOrderLinesRequest(
+                    order_id=order.id,
+                    store_id=location,
+                    lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+                    request_id=uuid.uuid4().hex,
+                ),
+                metadata=stack.staff,
+            )
+        assert decode_error(caught.value).reason == "LOCATION_UNKNOWN", location
+    (waiting,) = await authorizations(stack, order, owner)
+    assert waiting.status == pb.RETURN_AUTHORIZATION_STATUS_REQUESTED
+    async with stack.order_db.unit_of_work() as uow:
+        recorded = (
+            await uow.session.execute(
+                sa.text("SELECT count(*) FROM order_returns WHERE order_id = :id"),
+                {"id": order.id},
+            )
+        ).scalar_one()
+    assert recorded == 0
+    # The same units are still there to take back: the parcel at a real store, the other
+    # unit over its counter.
+    received = (
+        await stack.orders.ReceiveReturn(
+            api.ReceiveReturnRequest(
+                number=rma.number, location_id=OTHER_STORE, request_id=uuid.uuid4().hex
+            ),
+            metadata=stack.staff,
+        )
+    ).return_authorization
+    assert received.status == pb.RETURN_AUTHORIZATION_STATUS_REFUNDED
+    at_counter = await stack.orders.ReturnOrderLines(
+        api.ReturnOrderLinesRequest(
+            order_id=order.id,
+            store_id=OTHER_STORE,
+            lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+            request_id=uuid.uuid4().hex,
+        ),
+        metadata=stack.staff,
+    )
+    assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED
+
+
+async def test_an_order_takes_a_bounded_number_of_authorizations_and_lists_them_all(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found from outside: request-and-cancel in a loop made authorizations without end;
+    past the list's 100 the newest was shown nowhere and held no units, so the same unit
+    got a second open authorization. Now the limit is the list's (3 here, to be quick)."""
+    from services.order.store import mail_returns as store
+    from services.order.usecases import mail_returns as usecase
+
+    monkeypatch.setattr(store, "MAX_LISTED", 3)
+    monkeypatch.setattr(usecase, "MAX_LISTED", 3)
+    order, sku = await shipped_order(stack, units=1, price=800)
+    owner = stack.customer(order.customer_id)
+    for _ in range(2):
+        rma = (
+            await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
+        ).return_authorization
+        await stack.orders.CancelReturnAuthorization(
+            api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=rma.id),
+            metadata=owner,
+        )
+    last = (
+        await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
+    ).return_authorization
+    await stack.orders.CancelReturnAuthorization(
+        api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=last.id),
+        metadata=owner,
+    )
+    await expect_error(
+        stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "RETURN_AUTHORIZATION_LIMIT",
+    )
+    listed = await authorizations(stack, order, owner)
+    assert [a.id for a in listed][-1] == last.id
+    assert {a.status for a in listed} == {pb.RETURN_AUTHORIZATION_STATUS_CANCELLED}
+    # The unit can still come back over a counter.
+    at_counter = await stack.orders.ReturnOrderLines(
+        api.ReturnOrderLinesRequest(
+            order_id=order.id,
+            store_id=OTHER_STORE,
+            lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
+            request_id=uuid.uuid4().hex,
+        ),
+        metadata=stack.staff,
+    )
+    assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED

@@ -207,7 +207,7 @@ async def test_past_the_window_a_bad_store_sku_or_quantity_is_named_before_the_w
             metadata=stack.staff,
         )
 
-    assert await bad_field(ask("no-such-store", (sku, 1)), "RETURN_INVALID") == "store_id"
+    assert await bad_field(ask("no-such-store", (sku, 1)), "LOCATION_UNKNOWN") == "store_id"
     other = f"O-{uuid.uuid4().hex[:10]}"  # a SKU this order does not have
     assert (
         await bad_field(ask(OTHER_STORE, (sku, 1), (other, 1)), "RETURN_LINES_INVALID")
