@@ -134,8 +134,9 @@ class CatalogClient:
             cache_size, max(cache_seconds, 0.001), timer=clock
         )
         self._in_flight: InFlight[tuple[int, str], CatalogItem] = InFlight()
-        #: Bumped by ``forget``: an answer from a call begun before must not be cached.
-        self._generation = 0
+        #: The SKUs forgotten while each lookup in flight was waiting: its answers for those
+        #: may predate the change and are not cached (other SKUs' events do not matter).
+        self._watching: list[set[str]] = []
 
     def forget(self, skus: Sequence[str]) -> None:
         """Drop cached entries of ``skus`` on every channel (a price or product changed)."""
@@ -143,7 +144,8 @@ class CatalogClient:
         for key in [k for k in list(self._cache.keys()) if k[1] in wanted]:
             self._cache.pop(key, None)
         self._in_flight.forget(lambda key: key[1] in wanted)
-        self._generation += 1
+        for forgotten in self._watching:
+            forgotten.update(wanted)
 
     async def items(self, skus: Sequence[str], channel: int) -> dict[str, CatalogItem | None]:
         """Every SKU asked for: its item, or None when not offered on ``channel``. Raises
@@ -158,14 +160,17 @@ class CatalogClient:
                 missing.append(key)
         if not missing:
             return result
-        generation = self._generation
-        fetched = await self._in_flight.lookup(missing, self._fetch_keys)
+        forgotten: set[str] = set()
+        self._watching.append(forgotten)
+        try:
+            fetched = await self._in_flight.lookup(missing, self._fetch_keys)
+        finally:
+            self._watching.remove(forgotten)
         assert fetched is not None  # the catalog raises rather than answer nothing
-        cache = self._cache_seconds and generation == self._generation
         for key in missing:
             item = fetched.get(key)
             result[key[1]] = item
-            if cache:
+            if self._cache_seconds and key[1] not in forgotten:
                 self._cache[key] = item
         return result
 

@@ -102,6 +102,25 @@ async def test_a_price_event_detaches_the_call_in_flight_and_its_answer_is_not_c
     assert upstreams.catalog.calls == 2
 
 
+async def test_another_skus_price_event_during_a_lookup_keeps_its_answer_cached(
+    upstreams: Upstreams, channel: grpc.aio.Channel
+) -> None:
+    """Price events for other SKUs arrive all the time (a shared stream): a lookup that
+    one of them overtakes still caches its answer."""
+    sku, other = new_sku(), new_sku()
+    upstreams.catalog.add(sku, 1000)
+    upstreams.catalog.gate = asyncio.Event()
+    client = catalog_client(channel, cache_seconds=60)
+    looking = asyncio.ensure_future(client.items([sku], WEB))
+    await _until(lambda: upstreams.catalog.calls == 1)
+    client.forget([other])
+    upstreams.catalog.gate.set()
+    assert (await looking)[sku].unit_price == 1000  # type: ignore[union-attr]
+    upstreams.catalog.add(sku, 900)  # no event for it: the cached answer stands
+    assert (await client.items([sku], WEB))[sku].unit_price == 1000  # type: ignore[union-attr]
+    assert upstreams.catalog.calls == 1
+
+
 async def test_the_catalog_down_fails_every_waiter_unavailable() -> None:
     async with grpc.aio.insecure_channel("127.0.0.1:1") as nowhere:
         client = CatalogClient(
