@@ -3,6 +3,8 @@ personal data)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.type import money_pb2
 
 from services.order.domain.mail_returns import ReturnAuthorization
@@ -16,13 +18,20 @@ def money(amount: int, currency: str = "JPY") -> money_pb2.Money:
     return money_pb2.Money(currency_code=currency, units=amount)
 
 
+def _about(order: Order) -> dict[str, Any]:
+    """What every order event says of its order: ids, number, channel and store."""
+    return {
+        "order_id": str(order.id),
+        "order_number": order.number,
+        "customer_id": order.customer_id,
+        "channel": order.channel,
+        "store_id": order.store_id or "",
+    }
+
+
 def placed_event(order: Order) -> ev.OrderPlaced:
     return ev.OrderPlaced(
-        order_id=str(order.id),
-        order_number=order.number,
-        customer_id=order.customer_id,
-        channel=order.channel,  # type: ignore[arg-type]
-        store_id=order.store_id or "",
+        **_about(order),
         lines=[
             ev.OrderEventLine(sku=li.sku, quantity=li.quantity, location_id=li.location_id)
             for li in order.lines
@@ -33,22 +42,14 @@ def placed_event(order: Order) -> ev.OrderPlaced:
 
 def cancelled_event(order: Order) -> ev.OrderCancelled:
     return ev.OrderCancelled(
-        order_id=str(order.id),
-        order_number=order.number,
-        customer_id=order.customer_id,
-        channel=order.channel,  # type: ignore[arg-type]
-        store_id=order.store_id or "",
+        **_about(order),
         reason=order.failure_reason,
     )
 
 
 def return_authorized_event(order: Order, value: ReturnAuthorization) -> ev.ReturnAuthorized:
     return ev.ReturnAuthorized(
-        order_id=str(order.id),
-        order_number=order.number,
-        customer_id=order.customer_id,
-        channel=order.channel,  # type: ignore[arg-type]
-        store_id=order.store_id or "",
+        **_about(order),
         return_authorization_id=str(value.id),
         number=value.number,
         lines=[
@@ -65,11 +66,7 @@ def return_authorization_cancelled_event(
     order: Order, value: ReturnAuthorization
 ) -> ev.ReturnAuthorizationCancelled:
     return ev.ReturnAuthorizationCancelled(
-        order_id=str(order.id),
-        order_number=order.number,
-        customer_id=order.customer_id,
-        channel=order.channel,  # type: ignore[arg-type]
-        store_id=order.store_id or "",
+        **_about(order),
         return_authorization_id=str(value.id),
         number=value.number,
     )

@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +157,21 @@ class Stack:
             cart_etag=cart.etag,
             payment=pb.Payment(method=pb.PAYMENT_METHOD_CARD, card_token=card),
             request_id=request_id or uuid.uuid4().hex,
+        )
+
+    def return_at_store(
+        self, order_id: str, store_id: str, sku: str, quantity: int = 1
+    ) -> Awaitable[api.ReturnOrderLinesResponse]:
+        """Staff take ``quantity`` units of ``sku`` back over ``store_id``'s counter (a new
+        request_id)."""
+        return self.orders.ReturnOrderLines(
+            api.ReturnOrderLinesRequest(
+                order_id=order_id,
+                store_id=store_id,
+                lines=[pb.FulfillmentLine(sku=sku, quantity=quantity)],
+                request_id=uuid.uuid4().hex,
+            ),
+            metadata=self.staff,
         )
 
     async def outbox_events(self, event_type: str) -> list[bytes]:

@@ -114,15 +114,7 @@ async def test_a_parcel_is_refunded_only_when_it_arrives_restocked_where_it_arri
         "NOT_RETURNABLE",
     )
     await expect_error(
-        stack.orders.ReturnOrderLines(
-            api.ReturnOrderLinesRequest(
-                order_id=order.id,
-                store_id=OTHER_STORE,
-                lines=[pb.FulfillmentLine(sku=sku, quantity=2)],
-                request_id=uuid.uuid4().hex,
-            ),
-            metadata=stack.staff,
-        ),
+        stack.return_at_store(order.id, OTHER_STORE, sku, 2),
         grpc.StatusCode.FAILED_PRECONDITION,
         "NOT_RETURNABLE",
     )
@@ -187,15 +179,7 @@ async def test_concurrent_requests_and_store_returns_never_take_more_than_was_ha
 
     async def at_a_store() -> str:
         try:
-            await stack.orders.ReturnOrderLines(
-                api.ReturnOrderLinesRequest(
-                    order_id=order.id,
-                    store_id=OTHER_STORE,
-                    lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
-                    request_id=uuid.uuid4().hex,
-                ),
-                metadata=stack.staff,
-            )
+            await stack.return_at_store(order.id, OTHER_STORE, sku)
         except grpc.aio.AioRpcError as error:
             return decode_error(error).reason
         return "OK"
@@ -473,15 +457,7 @@ async def test_a_return_at_a_location_inventory_does_not_have_records_nothing(
         assert refused.reason == "LOCATION_UNKNOWN"
         assert [v.field for v in refused.field_violations] == ["location_id"]
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stack.orders.ReturnOrderLines(
-                api.ReturnOrderLinesRequest(
-                    order_id=order.id,
-                    store_id=location,
-                    lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
-                    request_id=uuid.uuid4().hex,
-                ),
-                metadata=stack.staff,
-            )
+            await stack.return_at_store(order.id, location, sku)
         assert decode_error(caught.value).reason == "LOCATION_UNKNOWN", location
     (waiting,) = await authorizations(stack, order, owner)
     assert waiting.status == pb.RETURN_AUTHORIZATION_STATUS_REQUESTED
@@ -504,15 +480,7 @@ async def test_a_return_at_a_location_inventory_does_not_have_records_nothing(
         )
     ).return_authorization
     assert received.status == pb.RETURN_AUTHORIZATION_STATUS_REFUNDED
-    at_counter = await stack.orders.ReturnOrderLines(
-        api.ReturnOrderLinesRequest(
-            order_id=order.id,
-            store_id=OTHER_STORE,
-            lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
-            request_id=uuid.uuid4().hex,
-        ),
-        metadata=stack.staff,
-    )
+    at_counter = await stack.return_at_store(order.id, OTHER_STORE, sku)
     assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED
 
 
@@ -529,21 +497,16 @@ async def test_an_order_takes_a_bounded_number_of_authorizations_and_lists_them_
     monkeypatch.setattr(usecase, "MAX_LISTED", 3)
     order, sku = await shipped_order(stack, units=1, price=800)
     owner = stack.customer(order.customer_id)
-    for _ in range(2):
-        rma = (
+    for _ in range(3):
+        last = (
             await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
         ).return_authorization
         await stack.orders.CancelReturnAuthorization(
-            api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=rma.id),
+            api.CancelReturnAuthorizationRequest(
+                order_id=order.id, return_authorization_id=last.id
+            ),
             metadata=owner,
         )
-    last = (
-        await stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner)
-    ).return_authorization
-    await stack.orders.CancelReturnAuthorization(
-        api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=last.id),
-        metadata=owner,
-    )
     await expect_error(
         stack.orders.RequestReturn(ask(order, sku, 1), metadata=owner),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -553,13 +516,5 @@ async def test_an_order_takes_a_bounded_number_of_authorizations_and_lists_them_
     assert [a.id for a in listed][-1] == last.id
     assert {a.status for a in listed} == {pb.RETURN_AUTHORIZATION_STATUS_CANCELLED}
     # The unit can still come back over a counter.
-    at_counter = await stack.orders.ReturnOrderLines(
-        api.ReturnOrderLinesRequest(
-            order_id=order.id,
-            store_id=OTHER_STORE,
-            lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
-            request_id=uuid.uuid4().hex,
-        ),
-        metadata=stack.staff,
-    )
+    at_counter = await stack.return_at_store(order.id, OTHER_STORE, sku)
     assert at_counter.order_return.status == pb.RETURN_STATUS_COMPLETED

@@ -94,15 +94,7 @@ async def test_concurrent_returns_never_take_back_more_than_was_handed_over(stac
 
     async def give_back() -> str:
         try:
-            await stack.orders.ReturnOrderLines(
-                api.ReturnOrderLinesRequest(
-                    order_id=order.id,
-                    store_id=OTHER_STORE,
-                    lines=[pb.FulfillmentLine(sku=sku, quantity=1)],
-                    request_id=uuid.uuid4().hex,
-                ),
-                metadata=stack.staff,
-            )
+            await stack.return_at_store(order.id, OTHER_STORE, sku)
         except grpc.aio.AioRpcError as error:
             return decode_error(error).reason
         return "OK"
