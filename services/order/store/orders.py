@@ -172,6 +172,15 @@ def _save_statement(*, conditional: bool, keep_card: bool, failure: bool, done: 
     return query.returning(orders.c.id)
 
 
+#: A failed checkout may go only if nothing refers to it (it never has a fulfilment, a return
+#: or a return authorization; the guard keeps it so).
+_NOTHING_HANGS_ON_IT = (
+    ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
+    ~sa.exists().where(order_returns.c.order_id == orders.c.id),
+    ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+)
+
+
 class OrderStore:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         # A connection in autocommit (``Database.autocommit``) for the saga's writes and
@@ -400,9 +409,7 @@ class OrderStore:
                 orders.c.status == int(OrderStatus.FAILED),
                 orders.c.saga_phase == SagaPhase.DONE.value,
                 orders.c.updated_at < failed_before,
-                ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
-                ~sa.exists().where(order_returns.c.order_id == orders.c.id),
-                ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+                *_NOTHING_HANGS_ON_IT,
             )
             .order_by(orders.c.updated_at)
             .limit(limit)
@@ -443,9 +450,7 @@ class OrderStore:
             .where(
                 orders.c.id.in_(doomed.scalar_subquery()),
                 orders.c.status == int(OrderStatus.FAILED),
-                ~sa.exists().where(fulfillments.c.order_id == orders.c.id),
-                ~sa.exists().where(order_returns.c.order_id == orders.c.id),
-                ~sa.exists().where(return_authorizations.c.order_id == orders.c.id),
+                *_NOTHING_HANGS_ON_IT,
             )
             .returning(orders.c.id)
         )
