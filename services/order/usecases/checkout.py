@@ -154,18 +154,25 @@ class Checkout:
             await self._require_guest_cart(cart_id, cart_token, key)
         fingerprint = request_fingerprint(request)
         order_id = uuid.uuid4()
-        async with self._admission:
-            placed = await self._place(
-                principal,
-                cart_id,
-                cart_etag,
-                method,
-                card_token,
-                key,
-                fingerprint,
-                order_id,
-                contact if guest else None,
-            )
+
+        async def admitted() -> Order | None:
+            async with self._admission:
+                return await self._place(
+                    principal,
+                    cart_id,
+                    cart_etag,
+                    method,
+                    card_token,
+                    key,
+                    fingerprint,
+                    order_id,
+                    contact if guest else None,
+                )
+
+        # A task of its own: a caller giving up between the insert (committed at once) and
+        # the saga's start would leave a recorded saga that nothing runs until its lease
+        # ran out and a sweeper found it; shielded, the insert and the start go together.
+        placed = await asyncio.shield(asyncio.ensure_future(admitted()))
         if placed is not None:
             return placed
         # Not inserted: a retry of a known request_id, answered without holding a turn.

@@ -330,6 +330,36 @@ async def test_click_and_collect_can_be_paid_at_the_store(stack: Stack) -> None:
     assert await stack.sandbox_state(placed.id) == "none"
 
 
+async def test_a_caller_giving_up_right_after_the_saga_is_recorded_does_not_orphan_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The saga is recorded by a statement that commits on its own; a caller whose deadline
+    fell between that commit and the saga's start left a recorded saga that nothing ran
+    until a sweeper found it (CI, at load, with a 50 ms deadline). The two now go together."""
+    from services.order.store.orders import OrderStore
+
+    recorded = OrderStore.insert_pending
+
+    async def slow_after_commit(self: OrderStore, **fields: object) -> object:
+        inserted = await recorded(self, **fields)  # type: ignore[arg-type]
+        await asyncio.sleep(0.5)  # the caller's deadline passes here
+        return inserted
+
+    monkeypatch.setattr(OrderStore, "insert_pending", slow_after_commit)
+    sku = await stack.stock(2)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    request = stack.place_request(await stack.cart(customer, (sku, 1)))
+    md = stack.customer(customer)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stack.orders.PlaceOrder(request, metadata=md, timeout=0.2)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    # No sweeper runs in this stack (tests sweep themselves): only the first call's own
+    # run can place the order, which the retry then answers.
+    retried = await stack.orders.PlaceOrder(request, metadata=md, timeout=30)
+    assert retried.order.status == pb.ORDER_STATUS_PLACED
+    assert await stack.atp(sku) == 1
+
+
 async def test_a_caller_giving_up_does_not_stop_the_saga(stack: Stack) -> None:
     sku = await stack.stock(3)
     customer = f"c-{uuid.uuid4().hex[:8]}"
