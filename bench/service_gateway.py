@@ -11,7 +11,9 @@ per request than the gateway does, on the same cores, and measure itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import secrets
 import statistics
 import sys
@@ -23,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from bench import floor_proxy
 from bench.harness import Measurement, Report, cpu_seconds, free_port, measure, subprocess_server
 from bench.kit import CONCURRENCY
 from services.catalog.app import definition as catalog_definition
@@ -163,18 +166,28 @@ async def run(report: Report, duration: float) -> None:
             "GATEWAY_API_KEY_RATE": "1000000",
             "GATEWAY_API_KEY_BURST": "1000000",
         }
-        with (
-            subprocess_server(["-m", "services.catalog", "serve"], catalog_env) as catalog,
-            subprocess_server(["-m", "services.gateway"], gateway_env) as gateway,
-        ):
+        with contextlib.ExitStack() as servers:
+            catalog = servers.enter_context(
+                subprocess_server(["-m", "services.catalog", "serve"], catalog_env)
+            )
+            gateway = servers.enter_context(
+                subprocess_server(["-m", "services.gateway"], gateway_env)
+            )
+            pids = {"gateway": gateway.pid, "catalog": catalog.pid}
+            floor_port: int | None = None
+            if floor_proxy.available():
+                floor_port = free_port()
+                pids["haproxy"] = servers.enter_context(
+                    floor_proxy.haproxy(floor_port, catalog_port)
+                ).pid
+            else:
+                report.note(
+                    "gateway: haproxy is not installed (Debian's haproxy; `make bench` installs "
+                    "it as root): the floor of a proxy hop is not measured"
+                )
             async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as channel:
                 await _compare(
-                    report,
-                    duration,
-                    channel,
-                    gateway_http,
-                    gateway_grpc,
-                    {"gateway": gateway.pid, "catalog": catalog.pid},
+                    report, duration, channel, gateway_http, gateway_grpc, pids, floor_port
                 )
 
 
@@ -185,6 +198,7 @@ async def _compare(
     gateway_http: int,
     gateway_grpc: int,
     pids: dict[str, int],
+    floor_port: int | None,
 ) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -207,6 +221,8 @@ async def _compare(
     ingress_channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway_grpc}")
     ingress = catalog_service_pb2_grpc.CatalogServiceStub(ingress_channel)
     ingress_metadata = (("x-api-key", WEB_KEY),)
+    floor_channel = grpc.aio.insecure_channel(f"127.0.0.1:{floor_port or gateway_grpc}")
+    floor = catalog_service_pb2_grpc.CatalogServiceStub(floor_channel)
 
     def direct(i: int) -> Awaitable[Any]:
         return stub.GetProduct(grpc_requests[i % len(ids)], metadata=metadata)
@@ -217,11 +233,17 @@ async def _compare(
     def through_ingress(i: int) -> Awaitable[Any]:
         return ingress.GetProduct(grpc_requests[i % len(ids)], metadata=ingress_metadata)
 
+    def through_floor(i: int) -> Awaitable[Any]:
+        # The same call as direct gRPC's, through HAProxy: nothing checked on the way.
+        return floor.GetProduct(grpc_requests[i % len(ids)], metadata=metadata)
+
     try:
         for i in range(len(ids)):  # warm every cache, as a running shop would be
             await direct(i)
             await through_gateway(i)
             await through_ingress(i)
+            if floor_port:
+                await through_floor(i)
 
         grpc_result = report.add(
             await measure(
@@ -250,24 +272,29 @@ async def _compare(
         # the throughput ratio moves with the neighbours, the CPU per call much less.
         cpu: dict[str, dict[str, float]] = {}
 
+        # The client is this process: it pays its gRPC client's part of every call.
+        processes = {**pids, "client": os.getpid()}
+
         def counted(name: str, call: Callable[[int], Awaitable[Any]]) -> Any:
-            cpu[name] = {"calls": 0.0, **{p: 0.0 for p in pids}}
+            cpu[name] = {"calls": 0.0, **{p: 0.0 for p in processes}}
 
             async def run_round(**options: Any) -> Measurement:
-                before = {p: cpu_seconds(pid) for p, pid in pids.items()}
+                before = {p: cpu_seconds(pid) for p, pid in processes.items()}
                 result = await measure(name, call, **options)
-                for p, pid in pids.items():
+                for p, pid in processes.items():
                     cpu[name][p] += cpu_seconds(pid) - before[p]
                 cpu[name]["calls"] += result.calls  # warm-up calls are a small error
                 return result
 
             return run_round
 
-        rounds: dict[str, list[Measurement]] = {"direct": [], "ingress": []}
         runners = {
             "direct": counted("direct", direct),
             "ingress": counted("ingress", through_ingress),
         }
+        if floor_port:
+            runners["haproxy"] = counted("haproxy", through_floor)
+        rounds: dict[str, list[Measurement]] = {name: [] for name in runners}
         for _ in range(ROUNDS):
             for name, run_round in runners.items():
                 rounds[name].append(
@@ -289,15 +316,48 @@ async def _compare(
             "goal >= 0.80",
         )
         per_call = {
-            name: {p: cpu[name][p] / max(1.0, cpu[name]["calls"]) * 1e6 for p in pids}
+            name: {p: cpu[name][p] / max(1.0, cpu[name]["calls"]) * 1e6 for p in processes}
             for name in cpu
         }
+        total = {name: sum(found.values()) for name, found in per_call.items()}
+        report.ratio(
+            "gateway gRPC ingress / direct gRPC by CPU (all processes' CPU per call)",
+            total["direct"],
+            total["ingress"],
+            "(information: steadier than throughput on a busy machine)",
+        )
         report.note(
             "gateway: CPU per GetProduct call — ingress: gateway "
             f"{per_call['ingress']['gateway']:.0f} µs, catalog "
-            f"{per_call['ingress']['catalog']:.0f} µs; direct: catalog "
-            f"{per_call['direct']['catalog']:.0f} µs"
+            f"{per_call['ingress']['catalog']:.0f} µs, client {per_call['ingress']['client']:.0f} "
+            f"µs; direct: catalog {per_call['direct']['catalog']:.0f} µs, client "
+            f"{per_call['direct']['client']:.0f} µs"
         )
+        if floor_port:
+            floor_result = report.add(
+                dataclasses.replace(
+                    medians["haproxy"], name="gateway bench: GetProduct via HAProxy (no checks)"
+                )
+            )
+            report.ratio(
+                "floor: GetProduct via HAProxy, one hop with no checks / direct gRPC "
+                "(throughput, alternating rounds)",
+                floor_result.throughput,
+                medians["direct"].throughput,
+                "information: the best any ingress could reach on these cores",
+            )
+            report.ratio(
+                "floor: via HAProxy / direct gRPC by CPU (all processes' CPU per call)",
+                total["direct"],
+                total["haproxy"],
+                "(information)",
+            )
+            report.note(
+                "gateway: CPU per GetProduct call — via HAProxy: haproxy "
+                f"{per_call['haproxy']['haproxy']:.0f} µs, catalog "
+                f"{per_call['haproxy']['catalog']:.0f} µs, client "
+                f"{per_call['haproxy']['client']:.0f} µs"
+            )
 
         # Interleaved rounds, median of the rounds' medians: the two paths see the same
         # background load (other processes on these cores), and one bad second does not
@@ -321,6 +381,7 @@ async def _compare(
     finally:
         pool.close()
         await ingress_channel.close(None)
+        await floor_channel.close(None)
 
 
 if __name__ == "__main__":
