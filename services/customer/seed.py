@@ -82,7 +82,7 @@ SERVICE_CLIENTS = (
     (
         "notification",
         "notification-service",
-        ("customers:read", "mail:send", "promotions:write", "carts:read"),
+        ("customers:read", "mail:send", "promotions:write", "carts:read", "orders:read"),
     ),
     # The gateway forwards providers' signed delivery callbacks and carriers' signed
     # delivery updates as itself.

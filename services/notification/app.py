@@ -1,5 +1,5 @@
 """Notification wiring: providers, the service's own token, use cases, servicer, customer,
-cart and order consumers, the sender and the journey runner, seed."""
+cart and order consumers (with the return mails), the sender and the journey runner, seed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.notification.carts import GrpcCarts, GuestContacts
 from services.notification.config import NotificationSettings
 from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
+from services.notification.orders import GrpcOrders, OrderContacts
 from services.notification.products import GrpcProducts, ProductFinder
 from services.notification.promotions import GrpcPromotions, PromotionIssuer
 from services.notification.providers.push import PushSink, WebPush
@@ -22,6 +23,7 @@ from services.notification.servicer import NotificationServicer
 from services.notification.subscribers import mail_tokens
 from services.notification.subscribers.commerce import cart_subscription, order_subscription
 from services.notification.subscribers.customer import customer_subscription
+from services.notification.subscribers.returns import return_handlers
 from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages, Policy, Providers
 from services.notification.usecases.push import PushSubscriptions
@@ -115,6 +117,7 @@ async def build(
     promotions: PromotionIssuer | None = None,
     products: ProductFinder | None = None,
     guests: GuestContacts | None = None,
+    orders: OrderContacts | None = None,
 ) -> None:
     """Wire the service; tests and benchmarks hand in their own customer directory,
     providers, promotion issuer and product finder."""
@@ -128,6 +131,7 @@ async def build(
             ("customer", settings.customer_target),
             ("cart", settings.cart_target),
             ("catalog", settings.catalog_target),
+            ("order", settings.order_target),
         )
         if target
     }
@@ -172,7 +176,9 @@ async def build(
     runtime.subscribe(customer_subscription(recipients, journeys, settings.customer_consumer))
     guests = guests or GrpcCarts(channels_out.get("cart"), tokens, timeout)
     runtime.subscribe(cart_subscription(journeys, settings.cart_consumer, messages, guests))
-    runtime.subscribe(order_subscription(journeys, settings.order_consumer))
+    orders = orders or GrpcOrders(channels_out.get("order"), tokens, timeout)
+    returns = return_handlers(messages, orders, settings.default_time_zone)
+    runtime.subscribe(order_subscription(journeys, settings.order_consumer, more=returns))
     if mail_tokens.CONTRACT_READY:
         runtime.subscribe(
             mail_tokens.mail_subscription(

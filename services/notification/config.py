@@ -54,16 +54,19 @@ class NotificationSettings(ServiceSettings):
     #: Where links in account mails point (the shop's pages take the token).
     shop_base_url: str = "http://localhost:3000"
 
-    #: The customer service (SignInClient, GetCustomer, IssueMailToken) and the cart service
-    #: (PromotionService.IssuePersonalCode).
+    #: The customer service (SignInClient, GetCustomer, IssueMailToken), the cart service
+    #: (PromotionService.IssuePersonalCode) and the order service (a guest order's contact
+    #: e-mail for her return mails, GetOrder).
     customer_target: str = ""
     cart_target: str = ""
+    order_target: str = ""
     #: The catalog (products for journey mails: related products, a product she looked at),
     #: asked as an anonymous web shopper with the channel proof.
     catalog_target: str = ""
     #: This service's own client credentials (a back-office-tool client of the customer
-    #: service, whose tokens are service tokens) with the scopes customers:read, mail:send
-    #: and promotions:write; in development they come from the customer seed.
+    #: service, whose tokens are service tokens) with the scopes customers:read, mail:send,
+    #: promotions:write, carts:read and orders:read; in development they come from the
+    #: customer seed.
     service_client_id: str = ""
     service_client_secret: SecretStr = SecretStr("")
     #: The service token is reused this long (below the customer's client-token lifetime).

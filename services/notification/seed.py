@@ -2,7 +2,8 @@
 a personal code; an SMS pointing to it when it stays unopened), the abandoned-cart mail with
 a personal code, the
 order confirmation and ready-for-pickup SMS, a demo offer, and the engagement journeys of
-``seed_engagement`` (birthday, thank-you, review request, lapsed). Seeding twice changes
+``seed_engagement`` (birthday, thank-you, review request, lapsed), the return mails of
+``seed_returns``. Seeding twice changes
 nothing; a journey missing from an older seed is added, and what an older seed wrote and
 nobody changed since (the welcome journey without its code, its templates) is brought up to
 this seed's."""
@@ -20,6 +21,7 @@ from services.notification.config import DEMO_PERSONAL_CODE_PROMOTION
 from services.notification.domain import journeys as jd
 from services.notification.domain.templates import CapPolicy, Category, Channel, Template
 from services.notification.seed_engagement import engagement_journeys, engagement_templates
+from services.notification.seed_returns import return_templates
 from services.notification.store import JourneyStore, TemplateStore
 from tenpo.kit.db import Database
 
@@ -311,7 +313,7 @@ async def seed_defaults(
     ]
     async with db.unit_of_work() as uow:
         store = TemplateStore(uow.session)
-        for template in [*default_templates(), *engagement_templates()]:
+        for template in [*default_templates(), *engagement_templates(), *return_templates()]:
             if await store.insert(template) is None:
                 await _bring_up_to_date(store, template)
         if welcome_promotion_id:

@@ -59,6 +59,7 @@ def return_authorized_event(order: Order, value: ReturnAuthorization) -> ev.Retu
         ship_to=value.ship_to,
         expire_time=timestamp(value.expires_at),
         reason=value.reason,
+        has_contact_email=bool(order.contact_email),
     )
 
 
@@ -69,4 +70,5 @@ def return_authorization_cancelled_event(
         **_about(order),
         return_authorization_id=str(value.id),
         number=value.number,
+        has_contact_email=bool(order.contact_email),
     )

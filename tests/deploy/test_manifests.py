@@ -57,6 +57,8 @@ CALLS = {("gateway", service) for service in WITH_DATABASE} | {
         ("notification", "cart"),
         # Complementary products for the thank-you mail.
         ("notification", "catalog"),
+        # A guest order's contact e-mail for her return mails.
+        ("notification", "order"),
     ]
     if caller in PORTS and callee in PORTS
 }

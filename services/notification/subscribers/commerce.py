@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from services.notification.carts import GuestContacts
 from services.notification.domain.templates import Channel
@@ -24,7 +26,7 @@ from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages
 from tenpo.cart.v1 import events_pb2 as cart_events
 from tenpo.kit.db import UnitOfWork
-from tenpo.kit.events import Event, Subscription
+from tenpo.kit.events import Event, Handler, Subscription
 from tenpo.order.v1 import events_pb2 as order_events
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,11 @@ def order_subscription(
     journeys: Journeys,
     durable: str = "notification-order",
     event_types: tuple[str, ...] = ORDER_EVENTS,
+    more: Mapping[type[Message] | str, Handler] | None = None,
 ) -> Subscription:
+    """Order events for journeys and the projection; ``more``: other handlers on the same
+    durable consumer (the return mails of ``subscribers/returns.py``)."""
+
     async def order_event(uow: UnitOfWork, event: Event) -> None:
         fields = event_fields(event)
         if fields is None:
@@ -159,5 +165,5 @@ def order_subscription(
     return Subscription(
         durable=durable,
         source_service="order",
-        handlers=dict.fromkeys(event_types, order_event),
+        handlers={**dict.fromkeys(event_types, order_event), **(more or {})},
     )

@@ -443,6 +443,7 @@ async def test_staff_sign_in_carries_their_scopes(
         "mail:send",
         "promotions:write",
         "carts:read",  # a guest's abandoned cart: the contact she left
+        "orders:read",  # a guest's return by mail: her order's contact
     }
     gateway = credentials["services"]["gateway"]
     signed_in = await seeded.identity.SignInClient(

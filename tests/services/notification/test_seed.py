@@ -1,4 +1,5 @@
-"""The shipped templates and the welcome journey are valid and render."""
+"""The shipped templates (the return mails' too) and the welcome journey are valid and
+render."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from datetime import timedelta
 from services.notification.domain import journeys as jd
 from services.notification.domain import templates as td
 from services.notification.seed import default_templates, welcome_journey
+from services.notification.seed_returns import return_templates
+
+
+def shipped() -> list[td.Template]:
+    return [*default_templates(), *return_templates()]
 
 
 def test_every_default_template_renders_its_sample() -> None:
-    for template in default_templates():
+    for template in shipped():
         td.validate(template)
         data = {"name": "", "shop_url": "https://shop.example", **template.sample_data}
         rendered = td.render(template, data)
@@ -19,10 +25,16 @@ def test_every_default_template_renders_its_sample() -> None:
 
 
 def test_both_languages_of_every_key() -> None:
-    keys = {(t.key, t.channel) for t in default_templates()}
-    languages = {(t.key, t.channel, t.language) for t in default_templates()}
+    keys = {(t.key, t.channel) for t in shipped()}
+    languages = {(t.key, t.channel, t.language) for t in shipped()}
     missing = [k for k in keys if (*k, "ja") not in languages]
     assert missing == []
+    # The return mails exist in both languages: she reads hers in her own.
+    assert {(t.key, t.language) for t in return_templates()} == {
+        (key, language)
+        for key in ("return_authorized", "return_authorization_cancelled")
+        for language in ("ja", "en")
+    }
 
 
 def test_welcome_journey_is_valid() -> None:

@@ -69,6 +69,7 @@ async def test_an_authorization_and_its_cancellation_are_announced_once(stack: S
     ]
     assert authorized.expire_time == rma.expire_time
     assert authorized.reason == "TOO_SMALL"
+    assert authorized.has_contact_email is bool(order.contact_email)
     assert await events(stack, "ReturnAuthorizationCancelled", rma.id) == []
 
     cancel = api.CancelReturnAuthorizationRequest(order_id=order.id, return_authorization_id=rma.id)
