@@ -7,7 +7,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from enum import IntEnum
 
@@ -488,6 +488,8 @@ class PriceEntry:
     price_list: str = "regular"
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    #: When it was last set (stored entries): the tie-break between entries that rank alike.
+    set_at: datetime | None = field(default=None, compare=False)
 
     def applies(self, channel: int, currency: str, at: datetime) -> bool:
         return (
@@ -518,10 +520,22 @@ def validate_price(entry: PriceEntry, path: str) -> None:
         raise InvalidArgument("invalid price", reason="PRICE_INVALID", field_violations=problems)
 
 
-def _priority(entry: PriceEntry) -> tuple[bool, bool, datetime | str]:
+def _priority(entry: PriceEntry) -> tuple[bool, bool, str, str]:
     # A channel's own price beats the all-channel one; a time-limited (sale) price beats an
-    # open-ended one; among those, the one that started last wins.
-    return (entry.channel != 0, entry.time_limited, entry.valid_from or "")
+    # open-ended one; among those, the one that started last wins, and among entries alike
+    # the one set last (a new entry next to an equal one was an arbitrary row's otherwise).
+    return (
+        entry.channel != 0,
+        entry.time_limited,
+        _sortable(entry.valid_from),
+        _sortable(entry.set_at),
+    )
+
+
+def _sortable(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).isoformat()
 
 
 @dataclass(frozen=True)
@@ -536,9 +550,7 @@ def resolve_price(
     candidates = [e for e in entries if e.applies(channel, currency, at)]
     if not candidates:
         return None
-    applied = max(
-        candidates, key=lambda e: (_priority(e)[0], _priority(e)[1], str(_priority(e)[2]))
-    )
+    applied = max(candidates, key=_priority)
     regular = None
     if applied.time_limited:
         open_ended = [e for e in candidates if not e.time_limited]

@@ -132,6 +132,8 @@ prices = sa.Table(
     sa.Column("price_list", sa.Text, nullable=False),
     sa.Column("valid_from", sa.DateTime(timezone=True)),
     sa.Column("valid_until", sa.DateTime(timezone=True)),
+    # When the entry was last set: among entries that rank alike, the last set applies.
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=_now),
     sa.Index("ix_prices_sku_currency", "sku", "currency"),
 )
 

@@ -474,6 +474,7 @@ class PriceStore:
             price_list=row["price_list"],
             valid_from=row["valid_from"],
             valid_until=row["valid_until"],
+            set_at=row["set_at"],
         )
 
     async def for_skus(
@@ -515,6 +516,8 @@ class PriceStore:
             "price_list": entry.price_list,
             "valid_from": entry.valid_from,
             "valid_until": entry.valid_until,
+            # Per statement, so that of two alike entries of one request the later applies.
+            "set_at": sa.func.clock_timestamp(),
         }
         insert = pg.insert(prices).values(id=entry.id, **values)
         await self.session.execute(

@@ -25,7 +25,7 @@ from services.order.domain.orders import (
     format_number,
     pseudonymized_address,
 )
-from services.order.domain.saga import SagaPhase, SagaStep
+from services.order.domain.saga import FailureKind, SagaPhase, SagaStep
 from services.order.models import (
     fulfillments,
     order_numbers,
@@ -235,6 +235,30 @@ class OrderStore:
         )
         row = inserted.first()
         return _saga(row) if row else None
+
+    async def retire_unavailable(self, request_key: str, request_hash: bytes) -> bool:
+        """Free ``request_key`` from its attempt when a dependency not answering ended it
+        (FAILED, kind UNAVAILABLE, saga done: nothing held) and ``request_hash`` is that
+        request's: the retry the answer asked for starts a new attempt instead of hearing
+        UNAVAILABLE until the row is swept. The old row keeps its failure under the key
+        suffixed with its id. True when retired (a concurrent retry finds nothing to
+        retire once the first commits)."""
+        retired = await self.session.execute(
+            sa.update(orders)
+            .where(
+                orders.c.request_key == request_key,
+                orders.c.request_hash == request_hash,
+                orders.c.status == int(OrderStatus.FAILED),
+                orders.c.saga_phase == SagaPhase.DONE.value,
+                orders.c.failure_kind == FailureKind.UNAVAILABLE.value,
+            )
+            .values(
+                request_key=sa.func.concat(
+                    orders.c.request_key, ":retried:", sa.cast(orders.c.id, sa.Text)
+                )
+            )
+        )
+        return bool(getattr(retired, "rowcount", 0))
 
     async def by_request_key(self, request_key: str) -> Saga | None:
         row = (

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -192,21 +193,30 @@ class Checkout:
     ) -> Order | None:
         """Record the saga and run it; None when the request_id (or the cart) already had
         one. A guest's order has no customer ("") and her contact from the start."""
+        values: dict[str, Any] = dict(
+            order_id=order_id,
+            customer_id="" if guest_contact is not None else principal.subject,
+            contact=guest_contact,
+            cart_id=cart_id,
+            cart_etag=cart_etag,
+            payment_method=method,
+            card_token=card_token,
+            request_key=key,
+            request_hash=fingerprint,
+            lease_owner=self.instance,
+            lease=self.policy.lease,
+        )
         # One statement, committed on its own: the saga is recorded before any call.
         async with self.db.autocommit() as connection:
-            inserted = await OrderStore(connection).insert_pending(
-                order_id=order_id,
-                customer_id="" if guest_contact is not None else principal.subject,
-                contact=guest_contact,
-                cart_id=cart_id,
-                cart_etag=cart_etag,
-                payment_method=method,
-                card_token=card_token,
-                request_key=key,
-                request_hash=fingerprint,
-                lease_owner=self.instance,
-                lease=self.policy.lease,
-            )
+            inserted = await OrderStore(connection).insert_pending(**values)
+        if inserted is None:
+            # A retry of an attempt a dependency ended: a new one (see retire_unavailable).
+            async with self.db.unit_of_work() as uow:
+                store = OrderStore(uow.session)
+                if await store.retire_unavailable(key, fingerprint):
+                    inserted = await store.insert_pending(**values)
+                    if inserted is not None:
+                        await uow.commit()
         if inserted is None:
             return None
         return self._answer(await self._run_shielded(order_id, inserted))

@@ -453,6 +453,53 @@ async def test_prices_resolve_with_sale_and_tax(catalog: Stub, tokens: Tokens) -
     )
 
 
+async def test_a_price_set_next_to_an_alike_one_applies(catalog: Stub, tokens: Tokens) -> None:
+    # Found from outside: a staff price change sent as a new entry (no id) next to an equal
+    # one — both the web channel's, open-ended — was one arbitrary row's (the oldest, in
+    # practice), so the second and third changes never showed. The entry set last applies.
+    from google.type import money_pb2
+
+    product = await create(catalog, tokens, new_product("PRICE-2"))
+    sku = product.variants[0].sku
+    for units in (3_990, 1_234, 2_345, 3_456):
+        await catalog.SetPrices(
+            api.SetPricesRequest(
+                prices=[
+                    pb.Price(
+                        sku=sku,
+                        amount=money_pb2.Money(currency_code="JPY", units=units),
+                        channel=common_pb2.CHANNEL_WEB,
+                    )
+                ]
+            ),
+            metadata=tokens.staff,
+        )
+        resolved = (
+            await catalog.GetPrices(
+                api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB")
+            )
+        ).prices
+        assert [p.amount.units for p in resolved] == [units]
+    # Two alike entries in one request: the later one.
+    await catalog.SetPrices(
+        api.SetPricesRequest(
+            prices=[
+                pb.Price(
+                    sku=sku,
+                    amount=money_pb2.Money(currency_code="JPY", units=units),
+                    channel=common_pb2.CHANNEL_WEB,
+                )
+                for units in (5_000, 4_000)
+            ]
+        ),
+        metadata=tokens.staff,
+    )
+    resolved = (
+        await catalog.GetPrices(api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB"))
+    ).prices
+    assert [p.amount.units for p in resolved] == [4_000]
+
+
 async def test_categories_tree_and_cycles(catalog: Stub, tokens: Tokens) -> None:
     def category(slug: str, parent: str = "") -> api.CreateCategoryRequest:
         return api.CreateCategoryRequest(

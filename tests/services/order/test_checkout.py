@@ -8,6 +8,7 @@ import uuid
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.cart.v1 import resources_pb2 as cart_pb
@@ -123,6 +124,61 @@ async def test_a_payment_that_times_out_is_voided_and_compensated(stack: Stack) 
     )
     # The provider took the authorization before it stopped answering: it was voided.
     assert await stack.sandbox_state(listed.orders[0].id) == "voided"
+
+
+async def _saga_done(stack: Stack, cart_id: str) -> None:
+    """Waits (at most a minute) until no saga of the cart is running (compensations made)."""
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        async with stack.order_db.unit_of_work() as uow:
+            running = await uow.session.scalar(
+                sa.text("SELECT count(*) FROM orders WHERE cart_id = :c AND saga_phase <> 'done'"),
+                {"c": cart_id},
+            )
+        if running == 0:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the saga never finished"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_retry_of_an_unavailable_checkout_is_a_new_attempt_once(stack: Stack) -> None:
+    # Found from outside: a checkout a dependency ended (UNAVAILABLE, "try again shortly")
+    # answered every retry of its request_id UNAVAILABLE again until the row was swept, so
+    # a client retrying as told looped for a day. The retry is a new attempt instead —
+    # one for any number of concurrent retries — and the failed attempt stays listed.
+    sku = await stack.stock(2)
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    cart = await stack.cart(customer, (sku, 1))
+    request = stack.place_request(cart, card="4000000000000259")  # the provider times out
+    await expect_error(
+        stack.orders.PlaceOrder(request, metadata=stack.customer(customer)),
+        grpc.StatusCode.UNAVAILABLE,
+        "PAYMENT_UNAVAILABLE",
+    )
+    await _saga_done(stack, cart.id)
+
+    async def retry() -> str:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stack.orders.PlaceOrder(request, metadata=stack.customer(customer))
+        return decode_error(caught.value).reason
+
+    reasons = await asyncio.gather(*(retry() for _ in range(8)))
+
+    assert set(reasons) == {"PAYMENT_UNAVAILABLE"}
+    listed = await stack.orders.ListOrders(
+        api.ListOrdersRequest(statuses=[pb.ORDER_STATUS_FAILED]),
+        metadata=stack.customer(customer),
+    )
+    assert [o.failure_reason for o in listed.orders] == ["PAYMENT_UNAVAILABLE"] * 2
+    assert [await stack.sandbox_state(o.id) for o in listed.orders] == ["voided"] * 2
+    assert await stack.atp(sku) == 2
+    # Other parameters under the same request_id are still refused.
+    other = stack.place_request(cart, request_id=request.request_id)
+    await expect_error(
+        stack.orders.PlaceOrder(other, metadata=stack.customer(customer)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+    )
 
 
 async def test_a_payment_that_succeeds_after_a_delay_places_the_order(stack: Stack) -> None:

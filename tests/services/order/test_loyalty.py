@@ -188,7 +188,8 @@ async def test_a_stopped_customer_service_ends_the_checkout_unavailable(stack: S
     ).cart
     assert still.status == cart_pb.CART_STATUS_ACTIVE
     # The points hold (if the lost call made one) is released once the service is back:
-    # the sweeper takes the compensation again, and the retry's answer stays the same.
+    # the sweeper takes the compensation again; then the retry the answer asked for (the
+    # same request_id) is a new attempt, which places the order and spends the points once.
     async with stack.order_db.unit_of_work() as uow:
         await uow.session.execute(
             sa.text(
@@ -203,8 +204,9 @@ async def test_a_stopped_customer_service_ends_the_checkout_unavailable(stack: S
         metadata=stack.customer(customer),
     )
     assert [o.failure_reason for o in listed.orders] == ["CUSTOMER_UNAVAILABLE"]
-    await expect_error(
-        stack.orders.PlaceOrder(request, metadata=stack.customer(customer)),
-        grpc.StatusCode.UNAVAILABLE,
-        "CUSTOMER_UNAVAILABLE",
-    )
+    placed = (await stack.orders.PlaceOrder(request, metadata=stack.customer(customer))).order
+    assert placed.status == pb.ORDER_STATUS_PLACED
+    again = (await stack.orders.PlaceOrder(request, metadata=stack.customer(customer))).order
+    assert again.id == placed.id
+    assert await _balance(stack, customer) == (400, 0)
+    assert await stack.atp(sku) == 2
