@@ -11,12 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.catalog.domain import (
-    MAX_ATTRIBUTE_FILTERS,
-    MAX_QUERY_LENGTH,
-    MAX_SEARCH_BRANDS,
-    MAX_SEARCH_CATEGORIES,
-)
+from services.catalog import domain as catalog
 from services.gateway.descriptors import load_schema
 from services.gateway.http import MAX_QUERY_FIELDS
 from services.gateway.openapi import OpenApiBuilder
@@ -25,6 +20,7 @@ from services.order.domain.fulfilments import MAX_CARRIER, MAX_TRACKING
 from services.order.domain.orders import MAX_CANCEL_REASON
 from services.order.domain.returns import MAX_RETURN_LINES
 from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
+from tenpo.catalog.v1 import resources_pb2 as catalog_resources
 from tenpo.kit import limits
 from tenpo.kit.errors import InvalidArgument
 from tenpo.order.v1 import order_service_pb2 as order_api
@@ -178,6 +174,9 @@ def test_every_declared_limit_is_in_the_document_and_holds_at_its_boundary() -> 
         "tenpo.order.v1.ShipFulfillmentRequest.tracking_number",
         "tenpo.catalog.v1.SearchProductsRequest.query",
         "tenpo.inventory.v1.GetAvailabilityRequest.skus",
+        "tenpo.catalog.v1.Product.code",
+        "tenpo.catalog.v1.Variant.sku",
+        "tenpo.catalog.v1.Category.slug",
     } <= checked
 
 
@@ -185,10 +184,23 @@ def test_the_services_bounds_are_the_declared_ones() -> None:
     """Where a service's domain keeps its own number (domains import no protobuf), it is the
     contract's; the others read the declaration (cart, catalog and inventory use cases)."""
     search = catalog_api.SearchProductsRequest
-    assert limits.declared(search, "query").max_length == MAX_QUERY_LENGTH
-    assert limits.declared(search, "category_ids").max_items == MAX_SEARCH_CATEGORIES
-    assert limits.declared(search, "brands").max_items == MAX_SEARCH_BRANDS
-    assert limits.declared(search, "attribute_filters").max_items == MAX_ATTRIBUTE_FILTERS
+    assert limits.declared(search, "query").max_length == catalog.MAX_QUERY_LENGTH
+    assert limits.declared(search, "category_ids").max_items == catalog.MAX_SEARCH_CATEGORIES
+    assert limits.declared(search, "brands").max_items == catalog.MAX_SEARCH_BRANDS
+    assert limits.declared(search, "attribute_filters").max_items == catalog.MAX_ATTRIBUTE_FILTERS
+    product = catalog_resources.Product
+    assert limits.declared(product, "code").pattern == catalog.CODE_PATTERN.pattern
+    assert limits.declared(catalog_resources.Variant, "sku").pattern == catalog.SKU_PATTERN.pattern
+    assert limits.declared(product, "brand").max_length == catalog.MAX_TEXT
+    assert limits.declared(product, "category_ids").max_items == catalog.MAX_CATEGORIES_PER_PRODUCT
+    assert limits.declared(product, "media").max_items == catalog.MAX_MEDIA
+    assert limits.declared(product, "variants").max_items == catalog.MAX_VARIANTS
+    for owner in (product, catalog_resources.Variant):
+        assert limits.declared(owner, "attributes").max_items == catalog.MAX_ATTRIBUTES
+    slug = limits.declared(catalog_resources.Category, "slug").pattern
+    assert slug == catalog.SLUG_PATTERN.pattern
+    key = limits.declared(catalog_resources.AttributeDefinition, "key").pattern
+    assert key == catalog.KEY_PATTERN.pattern
     ship = order_api.ShipFulfillmentRequest
     assert limits.declared(ship, "carrier").max_length == MAX_CARRIER
     assert limits.declared(ship, "tracking_number").max_length == MAX_TRACKING
