@@ -252,6 +252,8 @@ async def test_the_cart_routes_refuse_past_the_documented_limits_and_accept_them
 
         too_long = await add_line(sku="A" * (max_sku + 1))
         assert _violation(too_long) == ("SKU_INVALID", "sku")
+        # Refused by the gateway itself (the cart words it otherwise), with the cart's reason.
+        assert too_long.json()["error"]["message"] == f"sku has at most {max_sku} characters"
         # At the bound the SKU is read (and is no SKU of this catalog).
         at_bound = await add_line(sku="A" * max_sku)
         assert _violation(at_bound) == ("SKU_NOT_OFFERED", "sku")
@@ -296,10 +298,9 @@ async def test_the_catalog_and_inventory_reads_refuse_past_the_documented_limits
         async def search_for(**body: Any) -> Any:
             return await gw.client.post("/v1/products:search", json=body, headers=key)
 
-        assert _violation(await search_for(query="靴" * (max_query + 1))) == (
-            "QUERY_TOO_LONG",
-            "query",
-        )
+        too_long = await search_for(query="靴" * (max_query + 1))
+        assert _violation(too_long) == ("QUERY_TOO_LONG", "query")
+        assert too_long.json()["error"]["message"] == f"query has at most {max_query} characters"
         assert (await search_for(query="靴" * max_query)).status_code == 200
         brands = [f"brand-{i}" for i in range(max_brands + 1)]
         assert _violation(await search_for(brands=brands)) == ("TOO_MANY_ITEMS", "brands")
