@@ -7,8 +7,14 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
+from tenpo.kit.limits import declared
 from tenpo.kit.settings import Environment, ServiceSettings
 
+#: The contract's bound on a line's quantity (``tenpo.common.v1.limits``), which the gateway
+#: documents and refuses past: the setting's default. Raise it only for callers of the gRPC
+#: API itself (the benchmark adds one SKU thousands of times): the document says 10.
+DECLARED_MAX_QUANTITY = declared(cart_api.AddLineItemRequest, "quantity").maximum or 10
 DEV_CART_TOKEN_SECRET = "tenpo-development-cart-token-secret"  # noqa: S105 - refused outside dev
 
 
@@ -40,7 +46,7 @@ class CartSettings(ServiceSettings):
     known_lines: int = Field(default=50_000, ge=0, le=10_000_000)
     #: A cart read after this long is repriced (price events reprice sooner).
     reprice_after_seconds: float = Field(default=300.0, gt=0)
-    max_quantity_per_line: int = Field(default=10, ge=1, le=999)
+    max_quantity_per_line: int = Field(default=DECLARED_MAX_QUANTITY, ge=1, le=999)
     max_lines: int = Field(default=50, ge=1, le=500)
     #: Shipping (JPY, tax-inclusive): delivery, same-day, and the discounted subtotal from
     #: which delivery is free.

@@ -17,6 +17,11 @@ the OpenAPI schema, read generically from the descriptors.
 4. What every service enforces on every field: a REQUIRED string is not empty
    (``minLength: 1``), a REQUIRED repeated field has an item (``minItems: 1``), and no text
    holds a NUL character (PostgreSQL cannot store one; the services refuse it).
+5. ``tenpo.common.v1.limits`` (``tenpo.kit.limits``): ``max_length`` → ``maxLength``,
+   ``pattern`` → ``pattern`` (in place of the NUL rule, which it implies), ``minimum`` /
+   ``maximum`` (not on 64-bit integers, which are JSON strings), ``max_items`` →
+   ``maxItems``. The gateway refuses a request past them (``transcode.build_request``) and
+   the services take their bounds from the same declaration.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from services.gateway.descriptors import Schema
 from services.gateway.transcode import is_repeated
+from tenpo.kit import limits
 from tenpo.kit.idempotency import MAX_REQUEST_ID_LENGTH
 
 _FORMATS = {
@@ -71,6 +77,25 @@ def _singular(word: str) -> list[str]:
     if word.endswith("s"):
         candidates.append(word[:-1])
     return candidates
+
+
+def _declared_value_limits(field: Any) -> dict[str, Any]:
+    """The schema keys of one value of ``field`` from its ``tenpo.common.v1.limits``."""
+    declared = limits.of_field(field)
+    if declared is None:
+        return {}
+    extra: dict[str, Any] = {}
+    if field.type == FieldDescriptor.TYPE_STRING:
+        if declared.max_length is not None:
+            extra["maxLength"] = declared.max_length
+        if declared.pattern is not None:
+            extra["pattern"] = declared.pattern
+    elif field.type != FieldDescriptor.TYPE_MESSAGE and not limits.is_sixty_four_bit(field):
+        if declared.minimum is not None:
+            extra["minimum"] = declared.minimum
+        if declared.maximum is not None:
+            extra["maximum"] = declared.maximum
+    return extra
 
 
 class FieldRules:
@@ -169,15 +194,28 @@ class FieldRules:
             extra["maximum"] = self._max_page_size
         if field.name == "request_id" and field.type == FieldDescriptor.TYPE_STRING:
             extra["maxLength"] = MAX_REQUEST_ID_LENGTH
+        extra.update(_declared_value_limits(field))
+        return extra
+
+    @staticmethod
+    def list_constraints(field: Any) -> dict[str, Any]:
+        """minItems (REQUIRED) / maxItems (declared) of a repeated field's array schema."""
+        extra: dict[str, Any] = {}
+        if not is_repeated(field):
+            return extra
+        if is_required(field):
+            extra["minItems"] = 1
+        declared = limits.of_field(field)
+        if declared is not None and declared.max_items is not None:
+            extra["maxItems"] = declared.max_items
         return extra
 
     @staticmethod
     def field_annotations(field: Any) -> dict[str, Any]:
-        """readOnly / writeOnly from field_behavior (for the field's own schema)."""
+        """readOnly / writeOnly from field_behavior, the list's bounds (for the field's own
+        schema)."""
         found = behaviors(field)
-        extra: dict[str, Any] = {}
-        if field_behavior_pb2.REQUIRED in found and is_repeated(field):
-            extra["minItems"] = 1
+        extra: dict[str, Any] = FieldRules.list_constraints(field)
         if field_behavior_pb2.OUTPUT_ONLY in found:
             extra["readOnly"] = True
         if field_behavior_pb2.INPUT_ONLY in found:

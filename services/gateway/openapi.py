@@ -230,7 +230,10 @@ class OpenApiBuilder:
                     continue
             else:
                 item = self._constrained_value(field)
-            schema = {"type": "array", "items": item} if is_repeated(field) else item
+            if is_repeated(field):
+                schema = {"type": "array", "items": item, **self._rules.list_constraints(field)}
+            else:
+                schema = item
             parameter: dict[str, Any] = {"name": name, "in": "query", "schema": schema}
             if not prefix and is_required(field):
                 parameter["required"] = True

@@ -20,6 +20,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from services.gateway.routes import Route
+from tenpo.kit import limits
 from tenpo.kit.errors import FieldViolation, InvalidArgument
 
 #: Deepest JSON nesting accepted in a body. Tenpo's messages nest a few levels; the bound
@@ -232,6 +233,7 @@ def build_request(
             variable.name,
         )
     clamp_page_size(message, max_page_size)
+    limits.check(message)  # what the contract declares (tenpo.common.v1.limits), 400 past it
     return message
 
 
@@ -257,9 +259,11 @@ def clamp_page_size(message: Message, max_page_size: int) -> None:
 
 def parse_json_body(body: bytes, message: Message) -> None:
     """A whole JSON body onto ``message``, read as every ``body: "*"`` route reads it (depth
-    bound, a JSON object, enum values the proto defines; errors are 400s naming the field).
-    For handlers outside the router, e.g. the signed webhooks, so no route parses on its own."""
+    bound, a JSON object, enum values the proto defines, declared limits; errors are 400s
+    naming the field). For handlers outside the router, e.g. the signed webhooks, so no route
+    parses on its own."""
     _parse_body(message, "*", body)
+    limits.check(message)
 
 
 def _parse_body(message: Message, body_rule: str, body: bytes | None) -> None:

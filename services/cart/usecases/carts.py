@@ -45,6 +45,7 @@ from services.cart.store.driver import (
 )
 from services.cart.store.promotions import PromotionStore
 from services.cart.usecases import access
+from tenpo.cart.v1 import cart_service_pb2 as cart_api
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.cache import RefreshingValue
 from tenpo.kit.db import Database, UnitOfWork
@@ -66,8 +67,10 @@ from tenpo.kit.idempotency import (
     idempotent,
     request_fingerprint,
 )
+from tenpo.kit.limits import declared
 
-MAX_SKU_LENGTH = 64
+#: The contract's bound (``tenpo.common.v1.limits`` on AddLineItemRequest.sku).
+MAX_SKU_LENGTH = declared(cart_api.AddLineItemRequest, "sku").max_length or 64
 #: Automatic promotions are re-read at most this often (and at once after our own writes).
 AUTOMATIC_PROMOTIONS_TTL = 10.0
 #: Optimistic attempts of a change, the last one under the cart's row lock.
@@ -119,9 +122,9 @@ def validate_sku(sku: str) -> str:
     sku = sku.strip()
     if not sku or len(sku) > MAX_SKU_LENGTH:
         raise InvalidArgument(
-            "sku is required (at most 64 characters)",
+            f"sku is required (at most {MAX_SKU_LENGTH} characters)",
             reason="SKU_INVALID",
-            field_violations=[FieldViolation("sku", "1–64 characters")],
+            field_violations=[FieldViolation("sku", f"1–{MAX_SKU_LENGTH} characters")],
         )
     return sku
 

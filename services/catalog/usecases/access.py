@@ -7,11 +7,14 @@ from collections.abc import Sized
 from dataclasses import dataclass
 
 from services.catalog import domain as d
+from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
 from tenpo.kit.auth import Principal, PrincipalKind
 from tenpo.kit.errors import FieldViolation, InvalidArgument, NotFound
+from tenpo.kit.limits import declared
 
 WRITE_SCOPE = "catalog:write"
-MAX_BATCH = 200
+#: SKUs per BatchGetVariants / GetPrices: the contract's bound (``tenpo.common.v1.limits``).
+MAX_BATCH = declared(catalog_api.BatchGetVariantsRequest, "skus").max_items or 200
 
 
 @dataclass(frozen=True)

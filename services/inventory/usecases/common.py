@@ -12,10 +12,13 @@ from services.inventory import domain as d
 from services.inventory.store import LocationStore, SkuStore
 from services.inventory.usecases.locations import LocationCache, location_not_found
 from tenpo.inventory.v1 import events_pb2
+from tenpo.inventory.v1 import inventory_service_pb2 as inventory_api
 from tenpo.kit.db import Database, OutboxEvents, UnitOfWork
 from tenpo.kit.errors import FailedPrecondition
+from tenpo.kit.limits import declared
 
-MAX_SKUS = 200
+#: SKUs per request: the contract's bound on GetAvailability (``tenpo.common.v1.limits``).
+MAX_SKUS = declared(inventory_api.GetAvailabilityRequest, "skus").max_items or 200
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from services.cart.app import definition as cart_definition
+from services.cart.config import CartSettings
 from services.catalog.app import definition as catalog_definition
 from services.catalog.config import CatalogSettings
 from services.catalog.seed import seed_demo_catalog
@@ -214,6 +216,33 @@ async def inventory_target(
             **auth_settings(dev_keys),
         )
         async with running(definition, settings) as host:
+            yield f"127.0.0.1:{host.port}"
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def cart_target(
+    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, seeded_catalog: SeededCatalog
+) -> AsyncIterator[str]:
+    name = f"test_gw_cart_{uuid.uuid4().hex[:10]}"
+    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
+    try:
+        await migrations.upgrade(cart_definition.migrations, url)  # type: ignore[arg-type]
+        settings = CartSettings(
+            database_url=url,
+            nats_url=nats_url,
+            grpc_port=0,
+            catalog_target=seeded_catalog.target,
+            # No inventory here: availability says UNKNOWN and the cart works on.
+            inventory_target="127.0.0.1:1",
+            catalog_consumer=f"cart-gw-{uuid.uuid4().hex[:8]}",
+            customer_consumer=f"cart-gw-c-{uuid.uuid4().hex[:8]}",
+            shutdown_grace_seconds=1.0,
+            log_level="WARNING",
+            **auth_settings(dev_keys),  # type: ignore[arg-type]
+        )
+        async with running(cart_definition, settings) as host:
             yield f"127.0.0.1:{host.port}"
     finally:
         drop_database(postgres_admin_url, name)

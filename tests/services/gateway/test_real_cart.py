@@ -4,50 +4,13 @@ channel, a store-only product refused, and the cart token as the only way back."
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest_asyncio
-
-from services.cart.app import definition as cart_definition
-from services.cart.config import CartSettings
 from tenpo.catalog.v1 import catalog_service_pb2 as catalog_api
 from tenpo.common.v1 import common_pb2
-from tenpo.devtools.keys import DevKeys
-from tenpo.devtools.stack import drop_database, ensure_database
-from tenpo.kit import migrations
-from tenpo.kit.server import running
-from tests.services.conftest import auth_settings, gateway_channel
+from tests.services.conftest import gateway_channel
 from tests.services.gateway.conftest import WEB_KEY, GatewayFactory, SeededCatalog
-
-
-@pytest_asyncio.fixture(scope="module")
-async def cart_target(
-    postgres_admin_url: str, nats_url: str, dev_keys: DevKeys, seeded_catalog: SeededCatalog
-) -> AsyncIterator[str]:
-    name = f"test_gw_cart_{uuid.uuid4().hex[:10]}"
-    url = ensure_database(postgres_admin_url, name, secrets.token_urlsafe(18))
-    try:
-        await migrations.upgrade(cart_definition.migrations, url)  # type: ignore[arg-type]
-        settings = CartSettings(
-            database_url=url,
-            nats_url=nats_url,
-            grpc_port=0,
-            catalog_target=seeded_catalog.target,
-            # No inventory here: availability says UNKNOWN and the cart works on.
-            inventory_target="127.0.0.1:1",
-            catalog_consumer=f"cart-gw-{uuid.uuid4().hex[:8]}",
-            customer_consumer=f"cart-gw-c-{uuid.uuid4().hex[:8]}",
-            shutdown_grace_seconds=1.0,
-            log_level="WARNING",
-            **auth_settings(dev_keys),  # type: ignore[arg-type]
-        )
-        async with running(cart_definition, settings) as host:
-            yield f"127.0.0.1:{host.port}"
-    finally:
-        drop_database(postgres_admin_url, name)
 
 
 async def test_a_guest_cart_over_http_prices_from_the_catalog_and_refuses_store_only_products(
