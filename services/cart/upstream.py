@@ -134,9 +134,11 @@ class CatalogClient:
             cache_size, max(cache_seconds, 0.001), timer=clock
         )
         self._in_flight: InFlight[tuple[int, str], CatalogItem] = InFlight()
-        #: The SKUs forgotten while each lookup in flight was waiting: its answers for those
-        #: may predate the change and are not cached (other SKUs' events do not matter).
-        self._watching: list[set[str]] = []
+        #: The SKUs forgotten while each lookup in flight was waiting, by lookup: its answers
+        #: for those may predate the change and are not cached (other SKUs' events do not
+        #: matter). Keyed by the lookup's own token: sets compare by value, and two lookups'
+        #: sets are often equal (both empty).
+        self._watching: dict[object, set[str]] = {}
 
     def forget(self, skus: Sequence[str]) -> None:
         """Drop cached entries of ``skus`` on every channel (a price or product changed)."""
@@ -144,7 +146,7 @@ class CatalogClient:
         for key in [k for k in list(self._cache.keys()) if k[1] in wanted]:
             self._cache.pop(key, None)
         self._in_flight.forget(lambda key: key[1] in wanted)
-        for forgotten in self._watching:
+        for forgotten in self._watching.values():
             forgotten.update(wanted)
 
     async def items(self, skus: Sequence[str], channel: int) -> dict[str, CatalogItem | None]:
@@ -160,12 +162,12 @@ class CatalogClient:
                 missing.append(key)
         if not missing:
             return result
-        forgotten: set[str] = set()
-        self._watching.append(forgotten)
+        lookup = object()
+        forgotten = self._watching[lookup] = set()
         try:
             fetched = await self._in_flight.lookup(missing, self._fetch_keys)
         finally:
-            self._watching.remove(forgotten)
+            del self._watching[lookup]
         assert fetched is not None  # the catalog raises rather than answer nothing
         for key in missing:
             item = fetched.get(key)

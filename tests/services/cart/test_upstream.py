@@ -5,6 +5,7 @@ that gives up does not cancel it for the others, and a price event detaches it."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -119,6 +120,31 @@ async def test_another_skus_price_event_during_a_lookup_keeps_its_answer_cached(
     upstreams.catalog.add(sku, 900)  # no event for it: the cached answer stands
     assert (await client.items([sku], WEB))[sku].unit_price == 1000  # type: ignore[union-attr]
     assert upstreams.catalog.calls == 1
+
+
+async def test_a_lookup_given_up_leaves_the_others_watching_for_price_events(
+    upstreams: Upstreams, channel: grpc.aio.Channel
+) -> None:
+    """Two lookups in flight watch for price events with sets that are equal while empty:
+    the one given up must stop its own watch, not the other's (the other then missed its
+    SKU's event and, finishing, found its watch gone: INTERNAL, seen in CI)."""
+    sku, other = new_sku(), new_sku()
+    upstreams.catalog.add(sku, 1000)
+    upstreams.catalog.add(other, 2000)
+    upstreams.catalog.gate = asyncio.Event()
+    client = catalog_client(channel, cache_seconds=60)
+    first = asyncio.ensure_future(client.items([sku], WEB))
+    await _until(lambda: upstreams.catalog.calls == 1)
+    second = asyncio.ensure_future(client.items([other], WEB))
+    await _until(lambda: upstreams.catalog.calls == 2)
+    second.cancel()  # its caller gives up
+    with contextlib.suppress(asyncio.CancelledError):
+        await second
+    upstreams.catalog.add(sku, 900)  # the price changes; its event reaches the cart
+    client.forget([sku])
+    upstreams.catalog.gate.set()
+    await first  # answered from the call begun before the event: not to be kept
+    assert (await client.items([sku], WEB))[sku].unit_price == 900  # type: ignore[union-attr]
 
 
 async def test_the_catalog_down_fails_every_waiter_unavailable() -> None:
