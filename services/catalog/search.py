@@ -113,7 +113,7 @@ def _statement(shape: _Shape) -> sa.CompoundSelect:
     )
     # The lowest price that applies now on the channel, per product (the "from" price). It
     # follows domain.resolve_price: per SKU the channel's own entry first, then time-limited,
-    # then the latest start.
+    # then the latest start, then the entry set last.
     best_per_sku = (
         sa.select(prices.c.amount)
         .where(
@@ -130,6 +130,7 @@ def _statement(shape: _Shape) -> sa.CompoundSelect:
             (prices.c.channel != 0).desc(),
             sa.or_(prices.c.valid_from.is_not(None), prices.c.valid_until.is_not(None)).desc(),
             prices.c.valid_from.desc().nulls_last(),
+            prices.c.set_at.desc(),
         )
         .limit(1)
         .correlate(variants)

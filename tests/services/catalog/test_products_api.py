@@ -498,6 +498,13 @@ async def test_a_price_set_next_to_an_alike_one_applies(catalog: Stub, tokens: T
         await catalog.GetPrices(api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB"))
     ).prices
     assert [p.amount.units for p in resolved] == [4_000]
+    # Search's "from" price follows the same resolution.
+    found = await catalog.SearchProducts(
+        api.SearchProductsRequest(query=product.code, page_size=10),
+        metadata=gateway_channel("WEB"),
+    )
+    [hit] = [r for r in found.results if r.product.id == product.id]
+    assert hit.from_price.amount.units == 4_000
 
 
 async def test_categories_tree_and_cycles(catalog: Stub, tokens: Tokens) -> None:
