@@ -344,7 +344,7 @@ async def _compare(
                 "(throughput, alternating rounds)",
                 floor_result.throughput,
                 medians["direct"].throughput,
-                "information: the best any ingress could reach on these cores",
+                "(information: one hop, nothing checked)",
             )
             report.ratio(
                 "floor: via HAProxy / direct gRPC by CPU (all processes' CPU per call)",
