@@ -9,11 +9,10 @@ from pathlib import Path
 
 import grpc
 
-from services.notification.carts import GrpcCarts, GuestContacts
 from services.notification.config import NotificationSettings
+from services.notification.contacts import Contacts, GrpcCarts, GrpcOrders
 from services.notification.customers import CustomerDirectory, GrpcCustomerDirectory
 from services.notification.domain.rules import QuietHours
-from services.notification.orders import GrpcOrders, OrderContacts
 from services.notification.products import GrpcProducts, ProductFinder
 from services.notification.promotions import GrpcPromotions, PromotionIssuer
 from services.notification.providers.push import PushSink, WebPush
@@ -116,8 +115,8 @@ async def build(
     channel_providers: Providers | None = None,
     promotions: PromotionIssuer | None = None,
     products: ProductFinder | None = None,
-    guests: GuestContacts | None = None,
-    orders: OrderContacts | None = None,
+    guests: Contacts | None = None,
+    orders: Contacts | None = None,
 ) -> None:
     """Wire the service; tests and benchmarks hand in their own customer directory,
     providers, promotion issuer and product finder."""

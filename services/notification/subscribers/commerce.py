@@ -20,7 +20,7 @@ from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from services.notification.carts import GuestContacts
+from services.notification.contacts import Contacts
 from services.notification.domain.templates import Channel
 from services.notification.usecases.journeys import Journeys
 from services.notification.usecases.messages import Messages
@@ -99,7 +99,7 @@ def cart_subscription(
     journeys: Journeys,
     durable: str = "notification-cart",
     messages: Messages | None = None,
-    guests: GuestContacts | None = None,
+    guests: Contacts | None = None,
 ) -> Subscription:
     async def abandoned(uow: UnitOfWork, event: Event) -> None:
         fields = event_fields(event) or {}

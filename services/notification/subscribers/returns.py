@@ -18,8 +18,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from services.notification.contacts import Contacts
 from services.notification.domain.templates import Channel
-from services.notification.orders import OrderContacts
 from services.notification.usecases.messages import Messages, zone
 from tenpo.kit.db import UnitOfWork
 from tenpo.kit.events import Event, Handler
@@ -54,7 +54,7 @@ def cancelled_data(event: order_events.ReturnAuthorizationCancelled) -> dict[str
 
 
 def return_handlers(
-    messages: Messages, orders: OrderContacts | None, time_zone: str
+    messages: Messages, orders: Contacts | None, time_zone: str
 ) -> dict[type[Message] | str, Handler]:
     """The order consumer's handlers of the two return events."""
 

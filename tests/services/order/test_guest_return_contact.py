@@ -10,7 +10,7 @@ import uuid
 import grpc
 import pytest
 
-from services.notification.orders import GrpcOrders
+from services.notification.contacts import GrpcOrders
 from tenpo.kit.service_token import StaticToken
 from tenpo.order.v1 import events_pb2 as ev
 from tenpo.order.v1 import order_service_pb2 as api
