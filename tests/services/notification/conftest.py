@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -268,3 +268,23 @@ async def buses(nats_url: str) -> AsyncIterator[dict[str, EventBus]]:
     finally:
         for bus in out.values():
             await bus.close()
+
+
+_Fake = TypeVar("_Fake")
+
+
+@contextlib.asynccontextmanager
+async def fake_server(
+    port: int, fake: _Fake, *adders: Callable[[_Fake, grpc.aio.Server], None]
+) -> AsyncIterator[_Fake]:
+    """``fake`` serving the services its ``adders`` register, on ``port``, for the test's
+    length: the notification service's upstreams (cart, order, catalog, customer)."""
+    server = grpc.aio.server()
+    for add in adders:
+        add(fake, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield fake
+    finally:
+        await server.stop(None)

@@ -6,9 +6,8 @@ order gets a one-segment confirmation SMS; order events are subscribed by name."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -36,7 +35,13 @@ from tenpo.notification.v1 import notification_service_pb2 as api
 from tenpo.notification.v1 import resources_pb2 as pb
 from tenpo.order.v1 import events_pb2 as order_events
 from tests.services.conftest import Tokens
-from tests.services.notification.conftest import Harness, eventually, publish, staff
+from tests.services.notification.conftest import (
+    Harness,
+    eventually,
+    fake_server,
+    publish,
+    staff,
+)
 
 MARKETING, GRANTED = 1, 3
 SERVICE_TOKEN = "notification-service-token"
@@ -60,17 +65,8 @@ class FakePromotions(promo_grpc.PromotionServiceServicer):
         return promo_api.IssuePersonalCodeResponse(code=code, expire_time=expire)
 
 
-@contextlib.asynccontextmanager
-async def cart_server(port: int) -> AsyncIterator[FakePromotions]:
-    fake = FakePromotions()
-    server = grpc.aio.server()
-    promo_grpc.add_PromotionServiceServicer_to_server(fake, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    try:
-        yield fake
-    finally:
-        await server.stop(None)
+def cart_server(port: int) -> AbstractAsyncContextManager[FakePromotions]:
+    return fake_server(port, FakePromotions(), promo_grpc.add_PromotionServiceServicer_to_server)
 
 
 def settings_for(harness: Harness, cart_port: int) -> dict[str, Any]:
@@ -384,16 +380,8 @@ class FakeCarts(cart_grpc.CartServiceServicer):
         )
 
 
-@contextlib.asynccontextmanager
-async def carts_server(port: int, fake: FakeCarts) -> AsyncIterator[FakeCarts]:
-    server = grpc.aio.server()
-    cart_grpc.add_CartServiceServicer_to_server(fake, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    try:
-        yield fake
-    finally:
-        await server.stop(None)
+def carts_server(port: int, fake: FakeCarts) -> AbstractAsyncContextManager[FakeCarts]:
+    return fake_server(port, fake, cart_grpc.add_CartServiceServicer_to_server)
 
 
 def guest_abandoned(cart_id: str, has_contact_email: bool = True) -> cart_events.CartAbandoned:

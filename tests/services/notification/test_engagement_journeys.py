@@ -7,9 +7,9 @@ customers' offer by mail or, when the mail cannot go, by SMS; marketing consent 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +33,7 @@ from tenpo.devtools.stack.net import free_port
 from tenpo.kit.events import EventBus
 from tenpo.kit.server import ServiceHost
 from tenpo.order.v1 import events_pb2 as order_events
-from tests.services.notification.conftest import Harness, eventually, publish
+from tests.services.notification.conftest import Harness, eventually, fake_server, publish
 from tests.services.notification.test_commerce_journeys import runs_of
 
 MARKETING, GRANTED = 1, 3
@@ -117,19 +117,14 @@ class FakeUpstream(
         )
 
 
-@contextlib.asynccontextmanager
-async def upstream_server(port: int) -> AsyncIterator[FakeUpstream]:
-    fake = FakeUpstream()
-    server = grpc.aio.server()
-    promo_grpc.add_PromotionServiceServicer_to_server(fake, server)
-    catalog_grpc.add_CatalogServiceServicer_to_server(fake, server)
-    interaction_grpc.add_InteractionServiceServicer_to_server(fake, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    try:
-        yield fake
-    finally:
-        await server.stop(None)
+def upstream_server(port: int) -> AbstractAsyncContextManager[FakeUpstream]:
+    return fake_server(
+        port,
+        FakeUpstream(),
+        promo_grpc.add_PromotionServiceServicer_to_server,
+        catalog_grpc.add_CatalogServiceServicer_to_server,
+        interaction_grpc.add_InteractionServiceServicer_to_server,
+    )
 
 
 def settings_for(port: int) -> dict[str, Any]:

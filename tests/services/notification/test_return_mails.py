@@ -6,9 +6,8 @@ for its contact e-mail; an unknown, erased or malformed customer stops nothing."
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +35,14 @@ from tenpo.order.v1 import order_service_pb2 as order_api
 from tenpo.order.v1 import order_service_pb2_grpc as order_grpc
 from tenpo.order.v1 import resources_pb2 as order_pb
 from tests.services.conftest import Tokens
-from tests.services.notification.conftest import Harness, Stub, eventually, publish, staff
+from tests.services.notification.conftest import (
+    Harness,
+    Stub,
+    eventually,
+    fake_server,
+    publish,
+    staff,
+)
 
 SERVICE_TOKEN = "notification-service-token"
 #: 15:30 UTC is 00:30 the next day in Tokyo: the mail says the recipient's local time.
@@ -62,16 +68,8 @@ class FakeOrders(order_grpc.OrderServiceServicer):
         )
 
 
-@contextlib.asynccontextmanager
-async def orders_server(port: int, fake: FakeOrders) -> AsyncIterator[FakeOrders]:
-    server = grpc.aio.server()
-    order_grpc.add_OrderServiceServicer_to_server(fake, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    try:
-        yield fake
-    finally:
-        await server.stop(None)
+def orders_server(port: int, fake: FakeOrders) -> AbstractAsyncContextManager[FakeOrders]:
+    return fake_server(port, fake, order_grpc.add_OrderServiceServicer_to_server)
 
 
 def settings_for(order_port: int) -> dict[str, Any]:
