@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.harness import stop
+
 
 def available() -> bool:
     return shutil.which("haproxy") is not None
@@ -59,12 +61,7 @@ def haproxy(port: int, backend_port: int) -> Iterator[subprocess.Popen[bytes]]:
         _wait_listening(port, process, log)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         shutil.rmtree(directory, ignore_errors=True)
 
 

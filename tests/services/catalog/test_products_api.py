@@ -461,18 +461,17 @@ async def test_a_price_set_next_to_an_alike_one_applies(catalog: Stub, tokens: T
 
     product = await create(catalog, tokens, new_product("PRICE-2"))
     sku = product.variants[0].sku
+
+    def web_price(units: int) -> pb.Price:
+        return pb.Price(
+            sku=sku,
+            amount=money_pb2.Money(currency_code="JPY", units=units),
+            channel=common_pb2.CHANNEL_WEB,
+        )
+
     for units in (3_990, 1_234, 2_345, 3_456):
         await catalog.SetPrices(
-            api.SetPricesRequest(
-                prices=[
-                    pb.Price(
-                        sku=sku,
-                        amount=money_pb2.Money(currency_code="JPY", units=units),
-                        channel=common_pb2.CHANNEL_WEB,
-                    )
-                ]
-            ),
-            metadata=tokens.staff,
+            api.SetPricesRequest(prices=[web_price(units)]), metadata=tokens.staff
         )
         resolved = (
             await catalog.GetPrices(
@@ -482,17 +481,7 @@ async def test_a_price_set_next_to_an_alike_one_applies(catalog: Stub, tokens: T
         assert [p.amount.units for p in resolved] == [units]
     # Two alike entries in one request: the later one.
     await catalog.SetPrices(
-        api.SetPricesRequest(
-            prices=[
-                pb.Price(
-                    sku=sku,
-                    amount=money_pb2.Money(currency_code="JPY", units=units),
-                    channel=common_pb2.CHANNEL_WEB,
-                )
-                for units in (5_000, 4_000)
-            ]
-        ),
-        metadata=tokens.staff,
+        api.SetPricesRequest(prices=[web_price(5_000), web_price(4_000)]), metadata=tokens.staff
     )
     resolved = (
         await catalog.GetPrices(api.GetPricesRequest(skus=[sku]), metadata=gateway_channel("WEB"))
