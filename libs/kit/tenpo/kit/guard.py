@@ -15,31 +15,49 @@ from grpc.aio import ServicerContext
 from grpc_status import rpc_status
 from opentelemetry.metrics import MeterProvider
 
-from tenpo.kit import access, auth
+from tenpo.kit import access, auth, errors
 from tenpo.kit.errors import DomainError
 from tenpo.kit.faults import expected_failure
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 from tenpo.kit.metrics import RpcErrors
+from tenpo.kit.ratelimit import TokenBucketLimiter, retry_after_seconds
 from tenpo.kit.telemetry import current_trace_id
 from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
 
 log = logging.getLogger("tenpo.rpc")
 
 _MAX_GENERIC_METHODS = 10_000
+#: Set (to ``direct``) by the gateway's edge on calls it sends straight to a service, past
+#: the gateway's own checks; the edge drops any value a client sent.
+EDGE_HEADER = "x-tenpo-edge"
+
+
+def _via_edge(metadata: Any) -> bool:
+    return any(key == EDGE_HEADER for key, _ in metadata)
 
 
 class CallGuard:
     """Authenticates every call (a bad token fails even on public methods), enforces the
     method's access rule from its proto (:mod:`tenpo.kit.access`), puts the principal in
     the call context, maps DomainError to a status with ErrorInfo/BadRequest
-    details and anything unexpected to INTERNAL with only a trace id."""
+    details and anything unexpected to INTERNAL with only a trace id.
+
+    A call that came straight through the gateway's edge (``x-tenpo-edge``) skipped the
+    gateway's per-principal rate limit: with ``edge_limiter`` the guard takes a token per
+    signed-in principal for such calls (services, which never come that way, excepted) and
+    refuses with RESOURCE_EXHAUSTED ``RATE_LIMITED`` as the gateway would."""
 
     def __init__(
-        self, verifier: auth.TokenVerifier, meter_provider: MeterProvider | None = None
+        self,
+        verifier: auth.TokenVerifier,
+        meter_provider: MeterProvider | None = None,
+        *,
+        edge_limiter: TokenBucketLimiter | None = None,
     ) -> None:
         self._verifier = verifier
         self._errors = RpcErrors(meter_provider)
+        self._edge_limiter = edge_limiter
 
     async def _fail(self, context: ServicerContext, method: str, error: Exception) -> None:
         error = expected_failure(error) or error
@@ -67,10 +85,20 @@ class CallGuard:
         # who may not call learns nothing from validation. Looked up once, at registration.
         rule = access.rule_for(method)
 
+        edge_limiter = self._edge_limiter
+
         async def principal_of(context: ServicerContext) -> auth.Principal:
-            principal = await auth.authenticate(context.invocation_metadata() or (), verifier)
+            metadata = context.invocation_metadata() or ()
+            principal = await auth.authenticate(metadata, verifier)
             if rule is not None:
                 rule.check(principal)
+            if (
+                edge_limiter is not None
+                and principal.is_authenticated
+                and principal.kind is not auth.PrincipalKind.SERVICE
+                and _via_edge(metadata)
+            ):
+                _limit(edge_limiter, principal)
             return principal
 
         def guard_unary(inner: UnaryBehaviour, request_streaming: bool) -> UnaryBehaviour:
@@ -114,6 +142,17 @@ class CallGuard:
             unary=guard_unary,
             stream=guard_stream,
             request_deserializer=checked_deserializer(handler.request_deserializer),
+        )
+
+
+def _limit(limiter: TokenBucketLimiter, principal: auth.Principal) -> None:
+    wait = limiter.take(f"{principal.kind.value}:{principal.subject}")
+    if wait > 0:
+        seconds = retry_after_seconds(wait)
+        raise errors.ResourceExhausted(
+            f"rate limit exceeded; retry after {seconds} s",
+            reason="RATE_LIMITED",
+            metadata={"retry_after_seconds": str(seconds)},
         )
 
 

@@ -31,6 +31,7 @@ from tenpo.kit.logging import configure_logging
 from tenpo.kit.metrics import RpcMetricsInterceptor
 from tenpo.kit.outage import OutageLog
 from tenpo.kit.pagination import PageTokenCodec
+from tenpo.kit.ratelimit import TokenBucketLimiter
 from tenpo.kit.settings import ServiceSettings
 from tenpo.kit.telemetry import configure_telemetry
 
@@ -56,7 +57,12 @@ class Runtime(Generic[S]):
         self._db = db
         self._bus = bus
         self.verifier = verifier or TokenVerifier.from_settings(settings)
-        self._guarded = GuardedServer(server, CallGuard(self.verifier, meter_provider))
+        edge_limiter = TokenBucketLimiter(
+            settings.edge_principal_rate, settings.edge_principal_burst
+        )
+        self._guarded = GuardedServer(
+            server, CallGuard(self.verifier, meter_provider, edge_limiter=edge_limiter)
+        )
         self.page_tokens = PageTokenCodec(settings.page_token_secret.get_secret_value())
         self.service_names: list[str] = []
         self.subscriptions: list[Subscription] = []
