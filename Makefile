@@ -71,7 +71,7 @@ import: setup ## Import products into the running catalog: make import FILE=prod
 # each costs about three times the CPU of an import from .pyc files.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); w=$$((2 * n)); echo $$((w > 8 ? 8 : w)))
 
-test: setup browser checkov examples ## Run the whole test suite against real PostgreSQL and NATS
+test: setup browser checkov haproxy examples ## Run the whole test suite against real PostgreSQL and NATS
 	@env -u PYTHONDONTWRITEBYTECODE $(RUN) pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The browser tests (/docs, tests/touchpoints) drive Debian's chromium (never a browser
@@ -132,16 +132,16 @@ fmt: setup ## Format the code and apply safe fixes
 bench: setup haproxy ## Side-by-side benchmarks; prints ratios and writes bench/results.json
 	@env -u PYTHONDONTWRITEBYTECODE $(RUN) python -m bench $(BENCH_ARGS)
 
-# The gateway suite measures the floor of any proxy hop with Debian's HAProxy (a compiled
-# proxy with no checks, beside the ingress); as root with apt-get it is installed when missing,
-# otherwise the suite says it did not measure it.
-haproxy:
-	@command -v haproxy >/dev/null || { \
+# The gateway's edge (GATEWAY_EDGE=haproxy) is Debian's HAProxy: its tests and the gateway
+# bench need it. As root with apt-get (CI) it is installed when missing; otherwise the edge's
+# tests fail saying so and the bench says it did not measure the edge.
+haproxy: ## Install Debian's haproxy (the gateway's edge) when missing (as root)
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing haproxy with apt-get (the gateway bench's floor of a proxy hop)"; \
+	    echo "installing haproxy with apt-get (the gateway's edge)"; \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; } \
-	      || echo "could not install haproxy: the floor of a proxy hop is not measured"; \
-	  else echo "haproxy is missing and this is not root: the floor of a proxy hop is not measured"; fi; }
+	      || echo "could not install haproxy: the edge's tests will fail"; \
+	  else echo "haproxy is missing and this is not root: the edge's tests will fail"; fi; }
 
 clean: ## Remove generated code, virtualenvs, caches and local data
 	@rm -rf .venv .tools examples/vendor .test-output $(PROTO_OUT)/tenpo $(PROTO_OUT)/.generated .pytest_cache .mypy_cache .ruff_cache .data bench/results.json

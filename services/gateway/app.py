@@ -38,6 +38,7 @@ from services.gateway.docs import (
     storefront_openapi,
     stream_openapi,
 )
+from services.gateway.edge import Edge, free_port, haproxy_binary
 from services.gateway.examples import EXAMPLES_PREFIX, examples_handler, redirect_to_index
 from services.gateway.http import GatewayApp, Request, Send, send_json
 from services.gateway.ingress import IngressHandler
@@ -97,6 +98,8 @@ class Gateway:
     http_port: int = 0
     server: uvicorn.Server | None = None
     connections: ConnectionTracker | None = None
+    #: HAProxy in front of the gRPC ingress (GATEWAY_EDGE=haproxy), else None.
+    edge: Edge | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -237,6 +240,23 @@ def build_gateway(settings: GatewaySettings, runtime: Runtime[GatewaySettings]) 
     return Gateway(settings, schema, parts.app, parts.openapi)
 
 
+def start_edge(gateway: Gateway, runtime: Runtime[GatewaySettings]) -> Edge:
+    """HAProxy on the gateway's gRPC port (edge.py); the Python ingress moves behind it, to
+    edge_ingress_port on loopback (the kit binds grpc_host:grpc_port after build)."""
+    settings = runtime.settings
+    haproxy_binary(settings)  # missing: the gateway does not start, and says why
+    host = settings.grpc_host
+    port = settings.grpc_port or free_port(host)
+    ingress_port = settings.edge_ingress_port or free_port("127.0.0.1")
+    settings.grpc_host, settings.grpc_port = "127.0.0.1", ingress_port
+    edge = Edge(settings, gateway.schema, host, port, ingress_port)
+    # Started once the ingress serves; the kit's supervisor starts it again if it exits.
+    runtime.background.append(edge.run)
+    runtime.on_stop.append(edge.stop)
+    log.info("gateway edge", extra={"port": port, "ingress_port": ingress_port})
+    return edge
+
+
 def http_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without
@@ -323,6 +343,8 @@ class GatewayService:
 
     async def build(self, runtime: Runtime[GatewaySettings]) -> None:
         self.gateway = build_gateway(runtime.settings, runtime)
+        if runtime.settings.edge == "haproxy":
+            self.gateway.edge = start_edge(self.gateway, runtime)
         runtime.parts["gateway"] = self.gateway
         await start_http(self.gateway, runtime)
 

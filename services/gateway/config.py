@@ -31,6 +31,25 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     #: gRPC ingress (devices): forwards any tenpo.* call.
     grpc_port: int = 50050
+    #: What listens on grpc_port: ``off`` — the Python ingress itself; ``haproxy`` — HAProxy
+    #: (a child of this process, Debian's ``haproxy`` or the official image), which sends
+    #: signed-in unary calls with no gateway-only input straight to the owning service and
+    #: everything else to the Python ingress, which then listens on edge_ingress_port (see
+    #: edge.py). On Kubernetes HAProxy runs beside the gateway instead (the ``grpc-edge``
+    #: component) from the configuration ``python -m services.gateway.edge`` renders.
+    edge: str = Field(default="off", pattern="^(off|haproxy)$")
+    #: The Python ingress's port behind the edge (0: a free port, chosen at start).
+    edge_ingress_port: int = Field(default=0, ge=0, le=65535)
+    #: The Python ingress runs behind an edge started elsewhere (the Kubernetes component):
+    #: it takes the client's address from the edge's ``x-tenpo-edge-client``.
+    behind_edge: bool = False
+    #: The HAProxy binary; default: ``haproxy`` on PATH, else ``/usr/sbin/haproxy``.
+    edge_binary: str = ""
+    #: Connections the edge accepts in all (a child edge: lowered to what the file-handle
+    #: limit allows, two per connection) and per client address (0: no per-address cap;
+    #: set it to 0 behind a load balancer, where every peer is the balancer).
+    edge_max_connections: int = Field(default=4096, ge=1)
+    edge_max_connections_per_address: int = Field(default=128, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     #: Event loop of the process: uvloop (measured faster, see the bench) or asyncio.
@@ -134,6 +153,8 @@ class GatewaySettings(ServiceSettings):
             if match and value:
                 targets.setdefault(match.group(1).lower(), value)
         self.targets = targets
+        if self.edge != "off" and self.workers > 1:
+            raise ValueError("the edge runs in one gateway process: edge=haproxy needs workers=1")
         for key, channel in self.publishable_keys.items():
             if channel_from_name(channel) is None:
                 raise ValueError(f"publishable key {key[:8]}… names an unknown channel")

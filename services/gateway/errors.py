@@ -99,9 +99,15 @@ def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
             except Exception:  # noqa: S112 - malformed trailer: fall back to the code
                 continue
             return status
-    code = error.code()
+    return backend_failure_status(error.code(), error.details())
+
+
+def backend_failure_status(code: grpc.StatusCode, details: str | None = None) -> status_pb2.Status:
+    """The status of a backend call that failed without status details (the service down,
+    its deadline passed): stable reasons, no internal addresses. The edge answers its own
+    proxy errors with the same (edge.py)."""
     # Transport failures are reported with details that may name internal addresses.
-    message = error.details() or code.name
+    message = details or code.name
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
         message = {
             grpc.StatusCode.UNAVAILABLE: "the service is unavailable; retry with backoff",

@@ -27,6 +27,7 @@ from tenpo.kit import errors
 from tenpo.kit.auth import CHANNEL_HEADER, CHANNEL_PROOF_HEADER
 from tenpo.kit.errors import DomainError
 from tenpo.kit.grpc_errors import to_rpc_status
+from tenpo.kit.guard import EDGE_CLIENT_HEADER, EDGE_HEADER
 from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 
 log = logging.getLogger("tenpo.gateway.access")
@@ -38,6 +39,8 @@ _HOP_METADATA = frozenset(
         API_KEY_HEADER,
         CHANNEL_HEADER,
         CHANNEL_PROOF_HEADER,
+        EDGE_HEADER,  # only the edge marks calls it sends straight to a service
+        EDGE_CLIENT_HEADER,  # the client's address, as the edge saw it
         "content-type",
         "user-agent",
         "te",
@@ -101,6 +104,10 @@ class IngressHandler(grpc.GenericRpcHandler):
         self._policy = policy
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         self._traced = backends.traced
+        # Behind the edge every peer is HAProxy: the per-address limits key on the address
+        # it saw. Only then is the header believed (the ingress port is loopback or the
+        # pod's own, not reachable by clients).
+        self._behind_edge = settings.edge != "off" or settings.behind_edge
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
@@ -136,14 +143,17 @@ class IngressHandler(grpc.GenericRpcHandler):
         api_key: str | None = None
         forwarded: list[tuple[str, Any]] = []
         metadata: Any = context.invocation_metadata() or ()
+        address = _peer_address(context)
         for key, value in metadata:
             if key == "authorization" and isinstance(value, str):
                 authorization.append(value)
             elif key == API_KEY_HEADER and isinstance(value, str):
                 api_key = value
+            elif key == EDGE_CLIENT_HEADER and self._behind_edge and isinstance(value, str):
+                address = value  # the edge sets it on every call, whatever the client sent
             elif key not in _HOP_METADATA and not key.startswith(":"):
                 forwarded.append((key, value))
-        caller: Caller = await self._policy.identify(authorization, api_key, _peer_address(context))
+        caller: Caller = await self._policy.identify(authorization, api_key, address)
         self._policy.authorize(method, caller)
         try:
             self._policy.limit(method.full_name, caller)

@@ -31,6 +31,9 @@ _MAX_GENERIC_METHODS = 10_000
 #: Set (to ``direct``) by the gateway's edge on calls it sends straight to a service, past
 #: the gateway's own checks; the edge drops any value a client sent.
 EDGE_HEADER = "x-tenpo-edge"
+#: Set by the edge on the calls it passes to the gateway's Python ingress: the client's
+#: address, for the per-address limits (the edge drops any value a client sent).
+EDGE_CLIENT_HEADER = "x-tenpo-edge-client"
 
 
 def _via_edge(metadata: Any) -> bool:

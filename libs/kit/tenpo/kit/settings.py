@@ -55,7 +55,7 @@ class ServiceSettings(BaseSettings):
     #: that run several services and a thousand calls in one event loop raise it.
     grpc_max_unrequested_seconds: float = Field(default=30.0, gt=0)
 
-    #: Calls that came straight through the gateway's edge (Caddy; marked ``x-tenpo-edge``
+    #: Calls that came straight through the gateway's edge (HAProxy; marked ``x-tenpo-edge``
     #: by it) skipped the gateway's per-principal token bucket: the call guard takes one
     #: here instead, per signed-in principal (services excepted), with the gateway's
     #: defaults. State per process, as the gateway's is per replica.
