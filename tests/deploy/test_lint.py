@@ -31,7 +31,7 @@ CUSTOM_RESOURCES = {
     "monitoring.coreos.com/v1": {"PrometheusRule"},
 }
 #: Every component, with the base, in a namespace (as an overlay would put them).
-COMPONENTS = ["otel", "store-network", "postgres", "nats", "monitoring"]
+COMPONENTS = ["otel", "store-network", "postgres", "nats", "monitoring", "grpc-edge"]
 
 
 @functools.cache
