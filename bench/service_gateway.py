@@ -1,6 +1,10 @@
 """Gateway benchmarks: GetProduct through the gateway (HTTP/JSON) vs straight to the catalog
-over gRPC, with the same concurrency; then the median latency each path adds at half of
-the gateway path's saturation throughput (open-loop load at a fixed rate).
+over gRPC, with the same concurrency; the gateway's gRPC port — the edge (HAProxy,
+``GATEWAY_EDGE=haproxy``) with a device token, which it sends straight to the catalog — and
+the Python ingress behind it (a publishable key) against direct gRPC in alternating rounds,
+beside one HAProxy hop with no checks at all (the floor of any proxy); then the median
+latency the HTTP path adds at half of its saturation throughput (open-loop load at a fixed
+rate).
 
 The catalog runs with the demo catalog (216 products, the hot set of the catalog suite);
 catalog, gateway and this client each run in their own process. The HTTP client is a
@@ -20,10 +24,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 
 from bench import floor_proxy
 from bench.harness import Measurement, Report, cpu_seconds, free_port, measure, subprocess_server
@@ -32,11 +38,13 @@ from services.catalog.app import definition as catalog_definition
 from services.catalog.seed import seed_demo_catalog
 from tenpo.catalog.v1 import catalog_service_pb2 as api
 from tenpo.catalog.v1 import catalog_service_pb2_grpc
+from tenpo.devtools.keys import ensure_dev_keys, mint_token
 from tenpo.devtools.stack import EmbeddedNats, EmbeddedPostgres
 from tenpo.kit import migrations
 from tenpo.kit.db import Database
 
 WEB_KEY = "pk_web_dev_tenpo_0000000000"
+ISSUER = "https://auth.bench.tenpo"
 HOT_PRODUCTS = 200
 ROUNDS = 3
 
@@ -146,14 +154,38 @@ async def run(report: Report, duration: float) -> None:
         await seed_db.dispose()
 
         catalog_port, gateway_grpc, gateway_http = free_port(), free_port(), free_port()
+        keys = ensure_dev_keys(root / "keys")
+        auth_env = {
+            "TENPO_AUTH_JWKS_FILE": str(keys.jwks_path),
+            "TENPO_AUTH_ISSUER": ISSUER,
+            "TENPO_AUTH_AUDIENCE": "tenpo",
+        }
+        device_token = mint_token(
+            keys.private_key_pem,
+            keys.kid,
+            subject="bench-kiosk",
+            kind="device",
+            channel="KIOSK",
+            issuer=ISSUER,
+            audience="tenpo",
+            ttl=timedelta(hours=2),
+        )
         catalog_env = {
+            **auth_env,
+            # One device makes every call: its per-principal limit is not the bench's point
+            # (the limiter still runs on every call that came through the edge).
+            "CATALOG_EDGE_PRINCIPAL_RATE": "1000000",
+            "CATALOG_EDGE_PRINCIPAL_BURST": "1000000",
             "CATALOG_DATABASE_URL": url,
             "CATALOG_GRPC_PORT": str(catalog_port),
             "CATALOG_NATS_URL": nats.url,
             "CATALOG_MIGRATE_ON_START": "false",
             "CATALOG_LOG_LEVEL": "WARNING",
         }
+        ingress_port = free_port()
+        edge = floor_proxy.available()
         gateway_env = {
+            **auth_env,
             "GATEWAY_GRPC_PORT": str(gateway_grpc),
             "GATEWAY_HTTP_PORT": str(gateway_http),
             "GATEWAY_LOG_LEVEL": "WARNING",
@@ -165,7 +197,21 @@ async def run(report: Report, duration: float) -> None:
             "GATEWAY_ADDRESS_BURST": "1000000",
             "GATEWAY_API_KEY_RATE": "1000000",
             "GATEWAY_API_KEY_BURST": "1000000",
+            "GATEWAY_PRINCIPAL_RATE": "1000000",
+            "GATEWAY_PRINCIPAL_BURST": "1000000",
         }
+        if edge:
+            # HAProxy on the gRPC port; the Python ingress behind it, measured on its own port.
+            gateway_env |= {
+                "GATEWAY_EDGE": "haproxy",
+                "GATEWAY_EDGE_INGRESS_PORT": str(ingress_port),
+            }
+        else:
+            ingress_port = gateway_grpc
+            report.note(
+                "gateway: haproxy is not installed (Debian's haproxy; `make bench` installs it "
+                "as root): the edge and the floor of a proxy hop are not measured"
+            )
         with contextlib.ExitStack() as servers:
             catalog = servers.enter_context(
                 subprocess_server(["-m", "services.catalog", "serve"], catalog_env)
@@ -175,20 +221,39 @@ async def run(report: Report, duration: float) -> None:
             )
             pids = {"gateway": gateway.pid, "catalog": catalog.pid}
             floor_port: int | None = None
-            if floor_proxy.available():
+            if edge:
                 floor_port = free_port()
                 pids["haproxy"] = servers.enter_context(
                     floor_proxy.haproxy(floor_port, catalog_port)
                 ).pid
-            else:
-                report.note(
-                    "gateway: haproxy is not installed (Debian's haproxy; `make bench` installs "
-                    "it as root): the floor of a proxy hop is not measured"
-                )
             async with grpc.aio.insecure_channel(f"127.0.0.1:{catalog_port}") as channel:
                 await _compare(
-                    report, duration, channel, gateway_http, gateway_grpc, pids, floor_port
+                    report,
+                    duration,
+                    channel,
+                    gateway_http,
+                    Ports(ingress=ingress_port, edge=gateway_grpc if edge else None),
+                    pids,
+                    floor_port,
+                    device_token,
                 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Ports:
+    ingress: int  # the Python ingress (behind the edge when there is one)
+    edge: int | None  # HAProxy: the gateway's gRPC port
+
+
+async def _edge_pid(gateway_pid: int, seconds: float = 60) -> int:
+    """HAProxy, the gateway's child (started once the ingress serves)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for child in psutil.Process(gateway_pid).children():
+            if child.name() == "haproxy":
+                return child.pid
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the gateway started no edge")
 
 
 async def _compare(
@@ -196,9 +261,10 @@ async def _compare(
     duration: float,
     channel: grpc.aio.Channel,
     gateway_http: int,
-    gateway_grpc: int,
+    ports: Ports,
     pids: dict[str, int],
     floor_port: int | None,
+    device_token: str,
 ) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -206,6 +272,8 @@ async def _compare(
         health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=300
     )
     await _wait_http(gateway_http)
+    if ports.edge is not None:
+        pids = {**pids, "edge": await _edge_pid(pids["gateway"])}
     stub = catalog_service_pb2_grpc.CatalogServiceStub(channel)
     metadata = (("x-tenpo-channel", "WEB"),)
     listed = await stub.ListProducts(
@@ -218,11 +286,14 @@ async def _compare(
         for i in ids
     ]
     pool = HttpPool(gateway_http)
-    ingress_channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway_grpc}")
+    ingress_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.ingress}")
     ingress = catalog_service_pb2_grpc.CatalogServiceStub(ingress_channel)
     ingress_metadata = (("x-api-key", WEB_KEY),)
-    floor_channel = grpc.aio.insecure_channel(f"127.0.0.1:{floor_port or gateway_grpc}")
+    floor_channel = grpc.aio.insecure_channel(f"127.0.0.1:{floor_port or ports.ingress}")
     floor = catalog_service_pb2_grpc.CatalogServiceStub(floor_channel)
+    edge_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.edge or ports.ingress}")
+    edge = catalog_service_pb2_grpc.CatalogServiceStub(edge_channel)
+    device_metadata = (("authorization", f"Bearer {device_token}"),)
 
     def direct(i: int) -> Awaitable[Any]:
         return stub.GetProduct(grpc_requests[i % len(ids)], metadata=metadata)
@@ -237,13 +308,25 @@ async def _compare(
         # The same call as direct gRPC's, through HAProxy: nothing checked on the way.
         return floor.GetProduct(grpc_requests[i % len(ids)], metadata=metadata)
 
+    def direct_device(i: int) -> Awaitable[Any]:
+        return stub.GetProduct(grpc_requests[i % len(ids)], metadata=device_metadata)
+
+    def through_edge(i: int) -> Awaitable[Any]:
+        return edge.GetProduct(grpc_requests[i % len(ids)], metadata=device_metadata)
+
+    def keyed_through_edge(i: int) -> Awaitable[Any]:
+        return edge.GetProduct(grpc_requests[i % len(ids)], metadata=ingress_metadata)
+
     try:
         for i in range(len(ids)):  # warm every cache, as a running shop would be
             await direct(i)
             await through_gateway(i)
             await through_ingress(i)
+            await direct_device(i)
+            await through_edge(i)
             if floor_port:
                 await through_floor(i)
+                await keyed_through_edge(i)
 
         grpc_result = report.add(
             await measure(
@@ -291,7 +374,11 @@ async def _compare(
         runners = {
             "direct": counted("direct", direct),
             "ingress": counted("ingress", through_ingress),
+            "direct_device": counted("direct_device", direct_device),
         }
+        if ports.edge is not None:
+            runners["edge"] = counted("edge", through_edge)
+            runners["edge_keyed"] = counted("edge_keyed", keyed_through_edge)
         if floor_port:
             runners["haproxy"] = counted("haproxy", through_floor)
         rounds: dict[str, list[Measurement]] = {name: [] for name in runners}
@@ -304,34 +391,77 @@ async def _compare(
             name: sorted(found, key=lambda m: m.throughput)[len(found) // 2]
             for name, found in rounds.items()
         }
-        ingress_result = report.add(
-            dataclasses.replace(
-                medians["ingress"], name="gateway bench: GetProduct via gateway gRPC ingress"
-            )
-        )
-        report.ratio(
-            "gateway gRPC ingress GetProduct / direct gRPC (throughput, alternating rounds)",
-            ingress_result.throughput,
-            medians["direct"].throughput,
-            "goal >= 0.80",
-        )
         per_call = {
             name: {p: cpu[name][p] / max(1.0, cpu[name]["calls"]) * 1e6 for p in processes}
             for name in cpu
         }
         total = {name: sum(found.values()) for name, found in per_call.items()}
+
+        def cpu_note(name: str) -> str:
+            return ", ".join(
+                f"{p} {per_call[name][p]:.0f} µs" for p in processes if per_call[name][p] >= 1
+            )
+
+        if ports.edge is not None:
+            # What a signed-in device sees on the gateway's gRPC port: the edge.
+            edge_result = report.add(
+                dataclasses.replace(
+                    medians["edge"],
+                    name="gateway bench: GetProduct via the gateway's gRPC port (edge), device",
+                )
+            )
+            report.add(
+                dataclasses.replace(
+                    medians["direct_device"], name="gateway bench: GetProduct direct gRPC, device"
+                )
+            )
+            report.ratio(
+                "gateway gRPC ingress (the edge) GetProduct / direct gRPC, device token "
+                "(throughput, alternating rounds)",
+                edge_result.throughput,
+                medians["direct_device"].throughput,
+                "goal >= 0.80",
+            )
+            report.ratio(
+                "gateway gRPC ingress (the edge) / direct gRPC by CPU, device token "
+                "(all processes' CPU per call)",
+                total["direct_device"],
+                total["edge"],
+                "(information: steadier than throughput on a busy machine)",
+            )
+            report.ratio(
+                "gateway gRPC ingress (the edge → Python ingress), publishable key / direct "
+                "gRPC (throughput, alternating rounds)",
+                medians["edge_keyed"].throughput,
+                medians["direct"].throughput,
+                "(information: keys, anonymous calls and streams take both hops)",
+            )
+            report.note(
+                f"gateway: CPU per GetProduct call — the edge, device: {cpu_note('edge')}; "
+                f"direct, device: {cpu_note('direct_device')}; the edge → Python ingress, "
+                f"key: {cpu_note('edge_keyed')}"
+            )
+        ingress_result = report.add(
+            dataclasses.replace(
+                medians["ingress"], name="gateway bench: GetProduct via the Python ingress"
+            )
+        )
         report.ratio(
-            "gateway gRPC ingress / direct gRPC by CPU (all processes' CPU per call)",
+            "gateway Python ingress GetProduct, publishable key / direct gRPC "
+            "(throughput, alternating rounds)",
+            ingress_result.throughput,
+            medians["direct"].throughput,
+            "goal >= 0.80" if ports.edge is None else "(information: behind the edge)",
+        )
+        report.ratio(
+            "gateway Python ingress / direct gRPC by CPU (all processes' CPU per call)",
             total["direct"],
             total["ingress"],
             "(information: steadier than throughput on a busy machine)",
         )
         report.note(
-            "gateway: CPU per GetProduct call — ingress: gateway "
-            f"{per_call['ingress']['gateway']:.0f} µs, catalog "
-            f"{per_call['ingress']['catalog']:.0f} µs, client {per_call['ingress']['client']:.0f} "
-            f"µs; direct: catalog {per_call['direct']['catalog']:.0f} µs, client "
-            f"{per_call['direct']['client']:.0f} µs"
+            f"gateway: CPU per GetProduct call — Python ingress: {cpu_note('ingress')}; "
+            f"direct: {cpu_note('direct')}"
         )
         if floor_port:
             floor_result = report.add(
@@ -352,12 +482,7 @@ async def _compare(
                 total["haproxy"],
                 "(information)",
             )
-            report.note(
-                "gateway: CPU per GetProduct call — via HAProxy: haproxy "
-                f"{per_call['haproxy']['haproxy']:.0f} µs, catalog "
-                f"{per_call['haproxy']['catalog']:.0f} µs, client "
-                f"{per_call['haproxy']['client']:.0f} µs"
-            )
+            report.note(f"gateway: CPU per GetProduct call — via HAProxy: {cpu_note('haproxy')}")
 
         # Interleaved rounds, median of the rounds' medians: the two paths see the same
         # background load (other processes on these cores), and one bad second does not
@@ -382,6 +507,7 @@ async def _compare(
         pool.close()
         await ingress_channel.close(None)
         await floor_channel.close(None)
+        await edge_channel.close(None)
 
 
 if __name__ == "__main__":
