@@ -155,6 +155,9 @@ def render(
     lines = [
         "global",
         "  nbthread 1",  # one core's worth: the services need the others
+        # A port someone else holds is an error, not silently shared (SO_REUSEPORT would let
+        # a stale edge take half of the calls).
+        "  noreuseport",
         f"  maxconn {settings.edge_max_connections}",
         "defaults",
         "  mode http",

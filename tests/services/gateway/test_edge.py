@@ -406,3 +406,23 @@ async def test_a_replica_that_is_down_is_skipped(
         )
     assert [a.locations[0].available[0].quantity for a in answers] == [4] * 40
     assert len(fake_inventory.fake.seen_metadata) == 40
+
+
+async def test_a_port_someone_holds_stops_the_edge_instead_of_sharing_it() -> None:
+    """HAProxy binds without SO_REUSEPORT: an edge (or anything) already on the port is an
+    error the supervisor reports, never a port whose calls two processes split."""
+    import socket
+
+    from services.gateway.edge import Edge
+
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another HAProxy would
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        settings = GatewaySettings(edge="haproxy", grpc_host="127.0.0.1")
+        edge = Edge(settings, load_schema(), "127.0.0.1", port, port + 1)
+        with pytest.raises(RuntimeError, match="exited with") as raised:
+            await asyncio.wait_for(edge.run(), TIMEOUT)
+        await edge.stop()
+    assert "cannot bind socket" in str(raised.value)
