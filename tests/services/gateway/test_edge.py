@@ -408,21 +408,36 @@ async def test_a_replica_that_is_down_is_skipped(
     assert len(fake_inventory.fake.seen_metadata) == 40
 
 
-async def test_a_port_someone_holds_stops_the_edge_instead_of_sharing_it() -> None:
+def test_a_port_someone_holds_stops_the_edge_instead_of_sharing_it(tmp_path: Path) -> None:
     """HAProxy binds without SO_REUSEPORT: an edge (or anything) already on the port is an
     error the supervisor reports, never a port whose calls two processes split."""
     import socket
+    import subprocess
 
-    from services.gateway.edge import Edge
+    from services.gateway.edge import write
 
     with socket.socket() as held:
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another HAProxy would
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        settings = GatewaySettings(edge="haproxy", grpc_host="127.0.0.1")
-        edge = Edge(settings, load_schema(), "127.0.0.1", port, port + 1)
-        with pytest.raises(RuntimeError, match="exited with") as raised:
-            await asyncio.wait_for(edge.run(), TIMEOUT)
-        await edge.stop()
-    assert "cannot bind socket" in str(raised.value)
+        files = render(
+            GatewaySettings(edge="haproxy"),
+            load_schema(),
+            host="127.0.0.1",
+            port=port,
+            ingress=f"127.0.0.1:{port + 1}",
+            directory=tmp_path,
+        )
+        config = write(files, tmp_path)
+        try:
+            started = subprocess.run(
+                [haproxy_binary(GatewaySettings()), "-db", "-f", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("HAProxy shared a port another process listens on")
+    assert started.returncode != 0
+    assert "cannot bind socket" in started.stderr
