@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from services.gateway.config import GatewaySettings
 from services.gateway.descriptors import Method, Schema
-from services.gateway.ratelimit import TokenBucketLimiter, retry_after_seconds
+from services.gateway.ratelimit import TokenBucketLimiter
 from tenpo.common.v1 import common_pb2
 from tenpo.kit import errors
 from tenpo.kit.auth import (
@@ -37,6 +37,7 @@ from tenpo.kit.auth import (
     bearer_token,
     channel_from_name,
 )
+from tenpo.kit.ratelimit import refuse_if_waiting
 
 API_KEY_HEADER = "x-api-key"
 
@@ -167,14 +168,7 @@ class AccessPolicy:
             if caller.api_key is not None:
                 waits.append(self.api_key_limiter.take(caller.api_key))
             waits.append(self.address_limiter.take(caller.address))
-        wait = max(waits, default=0.0)
-        if wait > 0:
-            seconds = retry_after_seconds(wait)
-            raise errors.ResourceExhausted(
-                f"rate limit exceeded; retry after {seconds} s",
-                reason="RATE_LIMITED",
-                metadata={"retry_after_seconds": str(seconds)},
-            )
+        refuse_if_waiting(max(waits, default=0.0))
 
 
 def channel_name(channel: int) -> str:

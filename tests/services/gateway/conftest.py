@@ -152,23 +152,27 @@ class InventoryHandle:
             self.server = None
 
 
-@pytest_asyncio.fixture
-async def fake_inventory(dev_keys: DevKeys) -> AsyncIterator[InventoryHandle]:
-    """The fake behind the kit's call guard, so tokens are verified as a real service would."""
+async def guarded_inventory(dev_keys: object, fake: FakeInventory, **guard: Any) -> InventoryHandle:
+    """``fake`` served behind the kit's call guard (``guard``: its options), on a free port."""
     from tenpo.kit.auth import TokenVerifier
     from tenpo.kit.guard import CallGuard, GuardedServer
     from tenpo.kit.settings import ServiceSettings
 
     verifier = TokenVerifier.from_settings(ServiceSettings(**auth_settings(dev_keys)))  # type: ignore[arg-type]
     server = grpc.aio.server()
-    fake = FakeInventory()
     inventory_grpc.add_InventoryServiceServicer_to_server(
         fake,
-        GuardedServer(server, CallGuard(verifier)),  # type: ignore[arg-type]
+        GuardedServer(server, CallGuard(verifier, **guard)),  # type: ignore[arg-type]
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    handle = InventoryHandle(fake, port, server)
+    return InventoryHandle(fake, port, server)
+
+
+@pytest_asyncio.fixture
+async def fake_inventory(dev_keys: DevKeys) -> AsyncIterator[InventoryHandle]:
+    """The fake behind the kit's call guard, so tokens are verified as a real service would."""
+    handle = await guarded_inventory(dev_keys, FakeInventory())
     try:
         yield handle
     finally:

@@ -27,18 +27,16 @@ from services.gateway.edge import (
     servers,
 )
 from tenpo.customer.v1 import identity_service_pb2 as identity_api
-from tenpo.kit.auth import TokenVerifier
 from tenpo.kit.grpc_errors import decode_error
-from tenpo.kit.guard import CallGuard, GuardedServer
 from tenpo.kit.ratelimit import TokenBucketLimiter
-from tenpo.kit.settings import ServiceSettings
-from tests.services.conftest import Tokens, auth_settings
+from tests.services.conftest import Tokens
 from tests.services.gateway.conftest import (
     WEB_KEY,
     FakeInventory,
     GatewayFactory,
     InventoryHandle,
     RunningGateway,
+    guarded_inventory,
     inventory_api,
     inventory_grpc,
 )
@@ -266,21 +264,14 @@ async def test_a_service_that_does_not_answer_in_time_is_backend_timeout(
 ) -> None:
     """The edge waits at most backend_timeout_seconds for a direct call's answer, whatever
     deadline the client set, as the ingress does."""
-    verifier = TokenVerifier.from_settings(ServiceSettings(**auth_settings(dev_keys)))  # type: ignore[arg-type]
-    server = grpc.aio.server()
     slow = _SlowInventory()
-    inventory_grpc.add_InventoryServiceServicer_to_server(
-        slow,
-        GuardedServer(server, CallGuard(verifier)),  # type: ignore[arg-type]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    handle = await guarded_inventory(dev_keys, slow)
     request = inventory_api.FindNearbyAvailabilityRequest(lines=[{"sku": "SKU-T", "quantity": 1}])
     try:
         async with (
             _with_edge(
                 start_gateway,
-                targets={"inventory": f"127.0.0.1:{port}"},
+                targets={"inventory": handle.target},
                 backend_timeout_seconds=1.0,
             ) as gw,
             grpc.aio.insecure_channel(_edge_target(gw)) as channel,
@@ -291,7 +282,7 @@ async def test_a_service_that_does_not_answer_in_time_is_backend_timeout(
                     request, metadata=_device(tokens), timeout=TIMEOUT, wait_for_ready=True
                 )
     finally:
-        await server.stop(0)
+        await handle.stop()
     assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert decode_error(raised.value).reason == "BACKEND_TIMEOUT"
     assert slow.seen_metadata[0]["x-tenpo-edge"] == "direct"  # it was the direct route
@@ -302,15 +293,9 @@ async def test_the_call_guard_limits_direct_calls_per_principal(
 ) -> None:
     """Marked calls of one signed-in principal share a bucket; unmarked calls (through the
     gateway, which limits them itself), other principals and services are not counted."""
-    verifier = TokenVerifier.from_settings(ServiceSettings(**auth_settings(dev_keys)))  # type: ignore[arg-type]
-    server = grpc.aio.server()
-    guard = CallGuard(verifier, edge_limiter=TokenBucketLimiter(0.01, 1))
-    inventory_grpc.add_InventoryServiceServicer_to_server(
-        FakeInventory(),
-        GuardedServer(server, guard),  # type: ignore[arg-type]
+    handle = await guarded_inventory(
+        dev_keys, FakeInventory(), edge_limiter=TokenBucketLimiter(0.01, 1)
     )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     alice, bob = (
         tokens.mint(subject=str(uuid.uuid4()), kind="customer", channel="APP") for _ in range(2)
     )
@@ -318,7 +303,7 @@ async def test_the_call_guard_limits_direct_calls_per_principal(
     direct = (("x-tenpo-edge", "direct"),)
     request = inventory_api.FindNearbyAvailabilityRequest(lines=[{"sku": "X", "quantity": 1}])
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with grpc.aio.insecure_channel(handle.target) as channel:
             stub = inventory_grpc.InventoryServiceStub(channel)
 
             async def call(token: str, marked: bool) -> str:
@@ -336,7 +321,7 @@ async def test_the_call_guard_limits_direct_calls_per_principal(
             for _ in range(3):
                 assert await call(service, True) == "OK"
     finally:
-        await server.stop(0)
+        await handle.stop()
 
 
 async def test_the_ingress_limits_per_client_address_as_the_edge_saw_it(

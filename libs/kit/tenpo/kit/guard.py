@@ -15,13 +15,13 @@ from grpc.aio import ServicerContext
 from grpc_status import rpc_status
 from opentelemetry.metrics import MeterProvider
 
-from tenpo.kit import access, auth, errors
+from tenpo.kit import access, auth
 from tenpo.kit.errors import DomainError
 from tenpo.kit.faults import expected_failure
 from tenpo.kit.grpc_errors import internal_status, status_code, to_rpc_status
 from tenpo.kit.handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
 from tenpo.kit.metrics import RpcErrors
-from tenpo.kit.ratelimit import TokenBucketLimiter, retry_after_seconds
+from tenpo.kit.ratelimit import TokenBucketLimiter, refuse_if_waiting
 from tenpo.kit.telemetry import current_trace_id
 from tenpo.kit.validation import checked_deserializer, checked_requests, reject_malformed
 
@@ -149,14 +149,7 @@ class CallGuard:
 
 
 def _limit(limiter: TokenBucketLimiter, principal: auth.Principal) -> None:
-    wait = limiter.take(f"{principal.kind.value}:{principal.subject}")
-    if wait > 0:
-        seconds = retry_after_seconds(wait)
-        raise errors.ResourceExhausted(
-            f"rate limit exceeded; retry after {seconds} s",
-            reason="RATE_LIMITED",
-            metadata={"retry_after_seconds": str(seconds)},
-        )
+    refuse_if_waiting(limiter.take(f"{principal.kind.value}:{principal.subject}"))
 
 
 class _GuardedGenericHandler(grpc.GenericRpcHandler):

@@ -23,6 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from itertools import islice
 
+from tenpo.kit import errors
+
 
 class TokenBucketLimiter:
     def __init__(
@@ -84,3 +86,15 @@ class TokenBucketLimiter:
 
 def retry_after_seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
+
+
+def refuse_if_waiting(wait: float) -> None:
+    """RESOURCE_EXHAUSTED ``RATE_LIMITED`` with ``retry_after_seconds`` when a bucket said to
+    wait: the one refusal of the gateway's limits and the call guard's edge limit."""
+    if wait > 0:
+        seconds = retry_after_seconds(wait)
+        raise errors.ResourceExhausted(
+            f"rate limit exceeded; retry after {seconds} s",
+            reason="RATE_LIMITED",
+            metadata={"retry_after_seconds": str(seconds)},
+        )
